@@ -1,0 +1,48 @@
+import type { IncomingMessage } from 'node:http';
+import { BatonError } from '../../core/errors.js';
+
+/** Reads a request body up to `limit` bytes; over it, refuses with `body_too_large` (HTTP 413). */
+export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.reject(new BatonError('body_too_large', `request body exceeds ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new BatonError('body_too_large', `request body exceeds ${limit} bytes`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** JSON.parse with a nesting limit checked first, so hostile deep JSON never reaches the parser. */
+export function parseJson(text: string, maxDepth = 32): unknown {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped char
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > maxDepth) throw new BatonError('invalid_input', `JSON nested deeper than ${maxDepth} levels`);
+    } else if (c === 125 || c === 93) depth--;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BatonError('invalid_input', 'body is not valid JSON');
+  }
+}

@@ -1,0 +1,81 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
+import type { Principal } from '../../auth/principal.js';
+import type { Hub } from '../../hub.js';
+import { SERVER_INFO } from '../mcp/server.js';
+import { callTool, isKnownTool, listTools } from '../mcp/tools.js';
+
+/**
+ * The lean path for the hot MCP methods. The SDK's per-request Streamable HTTP handler costs
+ * ~1 ms of CPU per call (it builds a server, converts node req/res to web Request/Response and
+ * re-validates); a tool call itself costs tens of µs. So `tools/call`, `tools/list` and `ping`
+ * arriving in a well-formed, unambiguous shape are answered here, with exactly the result the
+ * SDK path gives (a test compares both). Anything else — initialize, server/discover,
+ * notifications, batches, missing or mismatched headers, unknown versions, unknown tools —
+ * returns null and goes to the SDK, which owns every error and edge of the protocol.
+ */
+const MODERN = '2026-07-28';
+const LEGACY = new Set<string>(SUPPORTED_PROTOCOL_VERSIONS);
+const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
+const META_CAPS = 'io.modelcontextprotocol/clientCapabilities';
+const META_SERVER = 'io.modelcontextprotocol/serverInfo';
+/** Cache hint on the modern tools/list: the list depends on the caller's role, so private. */
+export const TOOLS_TTL_MS = 0;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export async function leanAnswer(
+  hub: Hub,
+  principal: Principal,
+  headers: IncomingHttpHeaders,
+  body: unknown,
+  requestId: string,
+): Promise<Json | null> {
+  if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
+  const id = body.id;
+  if (typeof id !== 'string' && typeof id !== 'number') return null;
+  const method = body.method;
+  if (method !== 'tools/call' && method !== 'tools/list' && method !== 'ping') return null;
+  const params = body.params === undefined ? {} : body.params;
+  if (!isObject(params)) return null;
+  const meta = params._meta;
+  const version = headers['mcp-protocol-version'];
+
+  let modern: boolean;
+  if (isObject(meta) && META_VERSION in meta) {
+    if (method === 'ping') return null;
+    if (version !== MODERN || meta[META_VERSION] !== MODERN || !isObject(meta[META_CAPS])) return null;
+    if (headers['mcp-method'] !== method) return null;
+    if (method === 'tools/call' && headers['mcp-name'] !== params.name) return null;
+    modern = true;
+  } else {
+    if (version !== undefined && !LEGACY.has(version as string)) return null;
+    const accept = headers.accept ?? '';
+    if (!accept.includes('application/json') || !accept.includes('text/event-stream')) return null;
+    modern = false;
+  }
+  const contentType = headers['content-type'] ?? '';
+  if (!contentType.includes('application/json')) return null;
+
+  let result: Json;
+  if (method === 'ping') {
+    result = {};
+  } else if (method === 'tools/list') {
+    if (params.cursor !== undefined) return null;
+    result = { tools: listTools(hub, principal) };
+    if (modern) Object.assign(result, { ttlMs: TOOLS_TTL_MS, cacheScope: 'private' });
+  } else {
+    const args = params.arguments;
+    if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
+    result = await callTool(hub, principal, params.name, args, { requestId, transport: 'mcp-http' });
+  }
+  if (modern) {
+    result.resultType = 'complete';
+    result._meta = { [META_SERVER]: SERVER_INFO };
+  }
+  return { jsonrpc: '2.0', id, result };
+}

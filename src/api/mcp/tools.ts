@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import type { CallMeta, Principal } from '../../auth/principal.js';
+import type { Hub } from '../../hub.js';
+import type { OpDef } from '../../ops/catalog.js';
+import { errorBody, toBatonError } from '../errors.js';
+
+/**
+ * MCP tools are the catalog's ops, one tool per op, described by the op's summary and input
+ * schema. tools/list shows a principal only the ops its role may call. Output schemas are left
+ * out of tools/list on purpose: every byte there is paid in every agent's context, and the
+ * results are self-describing JSON (docs/ARCHITECTURE.md lists each op's output).
+ */
+export interface McpTool {
+  name: string;
+  description: string;
+  inputSchema: { type: 'object'; [k: string]: unknown };
+  annotations: { readOnlyHint: boolean };
+}
+
+export interface CallToolResult {
+  [key: string]: unknown;
+  content: { type: 'text'; text: string }[];
+  structuredContent: Record<string, unknown>;
+  isError?: boolean;
+}
+
+const schemaCache = new WeakMap<OpDef, McpTool>();
+
+export function toolOf(op: OpDef): McpTool {
+  let tool = schemaCache.get(op);
+  if (tool === undefined) {
+    const schema = z.toJSONSchema(op.input, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+    delete schema.$schema;
+    tool = {
+      name: op.name,
+      description: op.summary,
+      inputSchema: { ...schema, type: 'object' },
+      annotations: { readOnlyHint: op.kind === 'read' },
+    };
+    schemaCache.set(op, tool);
+  }
+  return tool;
+}
+
+const listCache = new Map<string, McpTool[]>();
+
+export function listTools(hub: Hub, principal: Principal): McpTool[] {
+  let tools = listCache.get(principal.role);
+  if (tools === undefined) {
+    tools = hub.runner.visibleOps(principal).map(toolOf);
+    listCache.set(principal.role, tools);
+  }
+  return tools;
+}
+
+export function isKnownTool(hub: Hub, name: unknown): name is string {
+  return typeof name === 'string' && hub.runner.ops.has(name);
+}
+
+/** Runs one tool call through the runner; every failure becomes a tool error with a stable code. */
+export async function callTool(hub: Hub, principal: Principal, name: string, args: unknown, meta: CallMeta): Promise<CallToolResult> {
+  try {
+    const out = (await hub.call(name, args ?? {}, principal, meta)) as Record<string, unknown>;
+    return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
+  } catch (err) {
+    const body = errorBody(toBatonError(err), meta.requestId) as unknown as Record<string, unknown>;
+    return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: body, isError: true };
+  }
+}

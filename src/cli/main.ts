@@ -1,0 +1,212 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { CallMeta } from '../auth/principal.js';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { BatonError, isBatonError } from '../core/errors.js';
+import { Hub } from '../hub.js';
+import { CATALOG } from '../ops/index.js';
+import type { OpDef } from '../ops/catalog.js';
+import { toolOf } from '../api/mcp/tools.js';
+import { VERSION } from '../version.js';
+
+interface GlobalFlags {
+  data?: string;
+  config?: string;
+}
+
+function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel', unknown>>): Config {
+  return loadConfig({
+    file: flags.config,
+    flags: { dataDir: flags.data, host: flags.host, port: flags.port, logLevel: flags.logLevel },
+  });
+}
+
+function announceFirstStart(hub: Hub): void {
+  if (hub.firstStartKey === null) return;
+  process.stderr.write(
+    `\nBaton created a new data dir with a server-admin key. It is shown only this once; store it now:\n\n` +
+      `  ${hub.firstStartKey}\n\n`,
+  );
+}
+
+type JsonSchema = { type?: string; properties?: Record<string, JsonSchema>; items?: JsonSchema; description?: string; enum?: unknown[] };
+
+function flagValue(raw: string, schema: JsonSchema | undefined, previous: unknown): unknown {
+  switch (schema?.type) {
+    case 'integer':
+    case 'number':
+      return /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+    case 'array': {
+      const items = raw.split(',').filter((s) => s !== '').map((s) => flagValue(s, schema.items, undefined));
+      return [...((previous as unknown[] | undefined) ?? []), ...items];
+    }
+    case 'object':
+      try {
+        return JSON.parse(raw) as unknown;
+      } catch {
+        throw new BatonError('invalid_input', `expected JSON for an object-valued option, got ${JSON.stringify(raw)}`);
+      }
+    default:
+      return raw;
+  }
+}
+
+const kebab = (s: string): string => s.replace(/_/g, '-');
+const camel = (s: string): string => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/** One CLI command per op, its flags generated from the op's input schema. */
+function addOpCommand(group: Command, op: OpDef): void {
+  const schema = toolOf(op).inputSchema as JsonSchema;
+  const props = (op.cli.wrap !== undefined ? schema.properties?.[op.cli.wrap]?.items?.properties : schema.properties) ?? {};
+  const cmd = group.command(op.cli.command).description(op.summary);
+  if (op.cli.positional !== undefined) cmd.argument(`<${op.cli.positional}>`);
+  for (const [field, fs] of Object.entries(props)) {
+    if (field === op.cli.positional) continue;
+    const help = fs.description ?? (fs.enum !== undefined ? `one of ${fs.enum.join(', ')}` : '');
+    if (fs.type === 'boolean') cmd.addOption(new Option(`--${kebab(field)}`, help));
+    else {
+      const arg = fs.type === 'array' ? '<a,b,…>' : fs.type === 'object' ? '<json>' : '<value>';
+      cmd.addOption(
+        new Option(`--${kebab(field)} ${arg}`, help).argParser((raw: string, prev: unknown) => flagValue(raw, fs, prev)),
+      );
+    }
+  }
+  cmd
+    .option('--input <json>', 'the whole input as JSON (flags override its fields)')
+    .option('--json', 'print the result as one line of JSON')
+    .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
+    .option('--config <file>', 'JSON config file')
+    .option('--as <name>', 'act as this local agent', 'operator')
+    .option('--as-role <role>', 'role of the local agent', 'admin')
+    .option('--in-project <name>', 'project of the local agent (default: default)')
+    .action(async (...args: unknown[]) => {
+      const command = args[args.length - 1] as Command;
+      const opts = command.opts<Record<string, unknown>>();
+      let input: Record<string, unknown> = {};
+      if (typeof opts.input === 'string') {
+        try {
+          input = JSON.parse(opts.input) as Record<string, unknown>;
+        } catch {
+          throw new BatonError('invalid_input', '--input is not valid JSON');
+        }
+      }
+      const fields: Record<string, unknown> = {};
+      for (const field of Object.keys(props)) {
+        const v = opts[camel(field)];
+        if (v !== undefined) fields[field] = v;
+      }
+      if (op.cli.positional !== undefined) fields[op.cli.positional] = args[0];
+      if (op.cli.wrap !== undefined) {
+        if (Object.keys(fields).length > 0) input[op.cli.wrap] = [fields];
+      } else Object.assign(input, fields);
+
+      const config = configFrom({ data: opts.data as string | undefined, config: opts.config as string | undefined, logLevel: 'warn' });
+      const hub = await Hub.open(config);
+      try {
+        announceFirstStart(hub);
+        const principal = await hub.localPrincipal(
+          String(opts.as),
+          String(opts.asRole),
+          opts.inProject as string | undefined,
+        );
+        const meta: CallMeta = { requestId: hub.newRequestId(), transport: 'cli' };
+        const out = await hub.call(op.name, input, principal, meta);
+        if (opts.json === true) process.stdout.write(JSON.stringify(out) + '\n');
+        else if (op.name === 'token_create') {
+          const r = out as { key: string; token: { id: string; role: string; project: string } };
+          process.stdout.write(`${r.key}\n`);
+          process.stderr.write(`key ${r.token.id} (role ${r.token.role}, project ${r.token.project}); shown once\n`);
+        } else process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      } finally {
+        await hub.close();
+      }
+    });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('baton')
+    .description('Coordination hub for teams of AI coding agents')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('Run the hub: MCP over Streamable HTTP at /mcp, REST at /api/v1, health at /healthz')
+    .option('--host <host>', 'address to bind (default 127.0.0.1)')
+    .option('--port <port>', 'port (default 7410)')
+    .option('--data <dir>', 'data directory (default .baton)')
+    .option('--config <file>', 'JSON config file')
+    .option('--no-lean', 'serve every MCP request through the SDK handler')
+    .action(async (opts: { host?: string; port?: string; data?: string; config?: string; lean: boolean }) => {
+      const config = configFrom(opts);
+      const { startHttp } = await import('../api/http/server.js');
+      const hub = await Hub.open(config, { sweeper: true });
+      announceFirstStart(hub);
+      const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean });
+      hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
+      process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
+      const stop = async (): Promise<void> => {
+        await http.close();
+        await hub.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+    });
+
+  program
+    .command('mcp')
+    .description('Serve MCP over stdio for one agent (key from BATON_TOKEN; or BATON_AGENT for a keyless local agent)')
+    .option('--data <dir>', 'data directory (default .baton)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (opts: { data?: string; config?: string }) => {
+      const config = configFrom(opts);
+      const { runStdio } = await import('../api/mcp/stdio.js');
+      const hub = await Hub.open(config, { sweeper: true });
+      announceFirstStart(hub);
+      try {
+        await runStdio(hub, {
+          token: process.env.BATON_TOKEN,
+          agent: process.env.BATON_AGENT,
+          role: process.env.BATON_ROLE,
+        });
+      } finally {
+        await hub.close();
+      }
+    });
+
+  const groups = new Map<string, Command>();
+  for (const op of CATALOG) {
+    let group = groups.get(op.cli.group);
+    if (group === undefined) {
+      group = program.command(op.cli.group).description(`${op.cli.group} commands`);
+      groups.set(op.cli.group, group);
+    }
+    addOpCommand(group, op);
+  }
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`baton: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    if (isBatonError(err)) {
+      process.stderr.write(`baton: ${err.code}: ${err.message}\n`);
+      process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
+      return;
+    }
+    process.stderr.write(`baton: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,140 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * One schema for every setting. Sources, strongest first: CLI flags, environment (`BATON_*`),
+ * a JSON config file (`--config` / `BATON_CONFIG`), defaults. Any invalid value stops the start
+ * with a message naming the setting, its source and what is allowed.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const ms = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const ConfigSchema = z
+  .object({
+    env: z.enum(['development', 'production']).default('development'),
+    dataDir: z.string().min(1).default('.baton'),
+    host: z.string().min(1).max(255).default('127.0.0.1'),
+    port: port.default(7410),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Default and maximum lease a claim gets (ms). */
+    leaseMs: ms(1000, 86_400_000).default(300_000),
+    leaseMaxMs: ms(1000, 86_400_000).default(3_600_000),
+    /** Upper bound for any wait (task_claim long-poll). */
+    waitMaxMs: ms(0, 300_000).default(60_000),
+    /** Retry backoff after a failed attempt: base·2^(n-1), capped. */
+    backoffBaseMs: ms(0, 86_400_000).default(5_000),
+    backoffMaxMs: ms(0, 86_400_000).default(600_000),
+    defaultMaxAttempts: z.coerce.number().int().min(1).max(100).default(3),
+    /** How often the lease sweeper runs (ms). */
+    sweepIntervalMs: ms(50, 600_000).default(1_000),
+    /** Largest HTTP request body accepted (bytes). */
+    maxBodyBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    /** Cross-process doorbell poll period (ms). */
+    pollMs: ms(2, 1000).default(10),
+  })
+  .strict()
+  .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'] })
+  .refine((c) => c.backoffBaseMs <= c.backoffMaxMs, {
+    message: 'backoffBaseMs must not exceed backoffMaxMs',
+    path: ['backoffBaseMs'],
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+type Key = keyof Config;
+
+export const ENV_NAMES: Record<Key, string> = {
+  env: 'BATON_ENV',
+  dataDir: 'BATON_DATA',
+  host: 'BATON_HOST',
+  port: 'BATON_PORT',
+  logLevel: 'BATON_LOG_LEVEL',
+  leaseMs: 'BATON_LEASE_MS',
+  leaseMaxMs: 'BATON_LEASE_MAX_MS',
+  waitMaxMs: 'BATON_WAIT_MAX_MS',
+  backoffBaseMs: 'BATON_BACKOFF_BASE_MS',
+  backoffMaxMs: 'BATON_BACKOFF_MAX_MS',
+  defaultMaxAttempts: 'BATON_MAX_ATTEMPTS',
+  sweepIntervalMs: 'BATON_SWEEP_INTERVAL_MS',
+  maxBodyBytes: 'BATON_MAX_BODY_BYTES',
+  pollMs: 'BATON_POLL_MS',
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigSources {
+  flags?: Partial<Record<Key, unknown>>;
+  env?: NodeJS.ProcessEnv;
+  /** Path to a JSON config file; defaults to BATON_CONFIG from env. */
+  file?: string;
+}
+
+function describeAllowed(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_value':
+      return `allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      return `minimum ${String(issue.minimum)}`;
+    case 'too_big':
+      return `maximum ${String(issue.maximum)}`;
+    case 'invalid_type':
+      return `expected ${issue.expected}`;
+    case 'unrecognized_keys':
+      return `unknown setting(s) ${issue.keys.join(', ')}; known: ${Object.keys(ENV_NAMES).join(', ')}`;
+    default:
+      return issue.message;
+  }
+}
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const origin = new Map<string, string>();
+  const merged: Record<string, unknown> = {};
+
+  const file = sources.file ?? env.BATON_CONFIG;
+  if (file !== undefined && file !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(resolve(file), 'utf8'));
+    } catch (err) {
+      const why = err instanceof SyntaxError ? 'is not valid JSON' : 'cannot be read';
+      throw new ConfigError(`config file ${file} ${why}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${file} must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      merged[k] = v;
+      origin.set(k, `config file ${file}`);
+    }
+  }
+  for (const [key, name] of Object.entries(ENV_NAMES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') {
+      merged[key] = value;
+      origin.set(key, `environment ${name}`);
+    }
+  }
+  for (const [key, value] of Object.entries(sources.flags ?? {})) {
+    if (value !== undefined) {
+      merged[key] = value;
+      origin.set(key, 'command-line flag');
+    }
+  }
+
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const key = issue.path.map(String).join('.') || '(config)';
+      const from = origin.get(key) ?? (issue.code === 'unrecognized_keys' ? `config file ${file}` : 'default');
+      return `  ${key} (${from}): ${describeAllowed(issue)}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}

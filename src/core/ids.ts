@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Ids are random, never sequential (S9): a prefix naming the kind, then 128 bits in base32
+ * (lower case, no padding) so they are safe in URLs, file names and shells.
+ */
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+
+export type IdKind = 'tsk' | 'agt' | 'tok' | 'prj' | 'req' | 'evt';
+
+export function newId(kind: IdKind): string {
+  return `${kind}_${base32(randomBytes(16))}`;
+}
+
+export function base32(buf: Uint8Array): string {
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of buf) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += ALPHABET[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/** 26 base32 characters after the prefix. */
+export const ID_PATTERN = (kind: IdKind): RegExp => new RegExp(`^${kind}_[a-z2-7]{26}$`);

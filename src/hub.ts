@@ -1,0 +1,209 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
+import type { CallMeta, Principal } from './auth/principal.js';
+import { loadOrCreateSecrets, type Secrets } from './auth/secrets.js';
+import type { Config } from './config.js';
+import { systemClock, type Clock } from './core/clock.js';
+import { BatonError } from './core/errors.js';
+import { newId } from './core/ids.js';
+import { Roles } from './core/roles.js';
+import { Bus } from './events/bus.js';
+import { createLogger } from './log.js';
+import { DeferredWriter } from './ops/deferred.js';
+import { CATALOG } from './ops/index.js';
+import { Runner } from './ops/runner.js';
+import { sweepLeases } from './ops/tasks.js';
+import type { Db } from './store/db.js';
+import { ensureAgent, ensureProject, insertToken, projectByName, tokenByHash } from './store/directory.js';
+import { appendEvent } from './store/journal.js';
+import { MIGRATIONS } from './store/migrations.js';
+import { SqliteDb } from './store/sqlite.js';
+import { sql } from './store/sql.js';
+import { expiredLeases } from './store/tasks.js';
+
+export const DEFAULT_PROJECT = 'default';
+
+export interface HubOptions {
+  clock?: Clock;
+  log?: Logger;
+  /** Validate every op output against its schema (tests). */
+  checkOutputs?: boolean;
+  /** Run the periodic lease sweeper (servers do; one-shot CLI commands don't). */
+  sweeper?: boolean;
+}
+
+/**
+ * The composition root: config → data dir and secrets → store → events → ops. Surfaces
+ * (MCP stdio, HTTP, CLI) hold a Hub and reach the store only through `hub.runner`.
+ */
+export class Hub {
+  /** Set on the very first start: the admin key, to be shown once and never again. */
+  firstStartKey: string | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly agentIds = new Map<string, string>();
+
+  private constructor(
+    readonly config: Config,
+    readonly db: Db,
+    readonly bus: Bus,
+    readonly runner: Runner,
+    readonly deferred: DeferredWriter,
+    readonly roles: Roles,
+    readonly clock: Clock,
+    readonly log: Logger,
+    private readonly secrets: Secrets,
+  ) {}
+
+  static async open(config: Config, options: HubOptions = {}): Promise<Hub> {
+    const log = options.log ?? createLogger(config.logLevel);
+    const clock = options.clock ?? systemClock;
+    const dataDir = resolve(config.dataDir);
+    prepareDataDir(dataDir, log);
+    const { secrets } = loadOrCreateSecrets(dataDir);
+    const db = new SqliteDb(join(dataDir, 'baton.db'));
+    await db.migrate(MIGRATIONS, clock.now());
+    const bus = new Bus(db, config.pollMs);
+    const roles = new Roles();
+    const deferred = new DeferredWriter(db, log);
+    const runner = new Runner(
+      CATALOG,
+      db,
+      bus,
+      { config, clock, roles, keyPepper: secrets.keyPepper },
+      deferred,
+      log,
+      options.checkOutputs ?? false,
+    );
+    const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
+    hub.firstStartKey = await hub.bootstrap();
+    if (options.sweeper === true) hub.startSweeper();
+    return hub;
+  }
+
+  /** First start: the default project and a server-admin key, created once even if processes race. */
+  private async bootstrap(): Promise<string | null> {
+    return this.db.write(async (ex) => {
+      const any = await ex.get<{ one: number }>(sql`SELECT 1 AS one FROM tokens LIMIT 1`);
+      if (any !== undefined) return null;
+      const now = this.clock.now();
+      const project = await ensureProject(ex, DEFAULT_PROJECT, now);
+      const key = generateKey();
+      await insertToken(ex, {
+        id: newId('tok'),
+        project_id: project.id,
+        name: 'admin',
+        role: 'admin',
+        server_admin: 1,
+        key_hash: hashKey(this.secrets.keyPepper, key),
+        prefix: keyPrefix(key),
+        created_by: null,
+        created_at: now,
+        expires_at: null,
+      });
+      return key;
+    });
+  }
+
+  /** Resolves an API key to its principal, or refuses. Checked on every call: revocation is instant. */
+  async authenticate(key: string | undefined): Promise<Principal> {
+    if (key === undefined || !looksLikeKey(key)) throw new BatonError('unauthenticated', 'missing or invalid credentials');
+    const hash = hashKey(this.secrets.keyPepper, key);
+    const now = this.clock.now();
+    const token = await this.db.read((ex) => tokenByHash(ex, hash));
+    if (token === undefined || token.revoked_at !== null || (token.expires_at !== null && token.expires_at <= now)) {
+      throw new BatonError('unauthenticated', 'missing or invalid credentials');
+    }
+    const agentId = await this.agentId(token.project_id, token.name, token.role);
+    return {
+      tokenId: token.id,
+      projectId: token.project_id,
+      projectName: token.project_name,
+      role: token.role,
+      agentId,
+      agentName: token.name,
+      serverAdmin: token.server_admin === 1,
+    };
+  }
+
+  /** The local operator or a keyless local agent (S7): the data dir's file permissions are the boundary. */
+  async localPrincipal(agentName: string, role: string, projectName = DEFAULT_PROJECT): Promise<Principal> {
+    if (!this.roles.has(role)) throw new BatonError('invalid_input', `unknown role "${role}"`);
+    const project = await this.db.write((ex) => ensureProject(ex, projectName, this.clock.now()));
+    return {
+      tokenId: null,
+      projectId: project.id,
+      projectName: project.name,
+      role,
+      agentId: await this.agentId(project.id, agentName, role),
+      agentName,
+      serverAdmin: role === 'admin',
+    };
+  }
+
+  async projectId(name: string): Promise<string | undefined> {
+    return (await this.db.read((ex) => projectByName(ex, name)))?.id;
+  }
+
+  private async agentId(projectId: string, name: string, role: string): Promise<string> {
+    const cacheKey = `${projectId}\u0000${name}\u0000${role}`;
+    const cached = this.agentIds.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const agent = await this.db.write((ex) => ensureAgent(ex, projectId, name, role, this.clock.now()));
+    this.agentIds.set(cacheKey, agent.id);
+    return agent.id;
+  }
+
+  call(op: string, input: unknown, principal: Principal, meta: CallMeta): Promise<unknown> {
+    return this.runner.call(op, input, principal, meta);
+  }
+
+  /** Puts expired leases back on the board; returns how many. */
+  async sweep(): Promise<number> {
+    const now = this.clock.now();
+    const swept = await this.db.write(async (ex) => {
+      const rows = await expiredLeases(ex, now, null);
+      return sweepLeases(ex, now, rows, (projectId, type, subject, data) =>
+        appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now),
+      );
+    });
+    if (swept > 0) this.bus.ring();
+    return swept;
+  }
+
+  startSweeper(): void {
+    if (this.sweepTimer !== null) return;
+    this.sweepTimer = setInterval(() => {
+      this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
+    }, this.config.sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  newRequestId(): string {
+    return `req_${randomBytes(9).toString('base64url')}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.bus.close();
+    await this.deferred.close();
+    await this.db.close();
+  }
+}
+
+/** The data dir is private to the server's user (0700); files created in it default to 0600. */
+function prepareDataDir(dir: string, log: Logger): void {
+  process.umask(0o077);
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return;
+  }
+  const mode = statSync(dir).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    chmodSync(dir, 0o700);
+    log.warn({ dir, was: mode.toString(8) }, 'data dir was accessible to other users; set to 0700');
+  }
+}

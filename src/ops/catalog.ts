@@ -1,0 +1,64 @@
+import type { z } from 'zod';
+import type { Principal } from '../auth/principal.js';
+import type { Clock } from '../core/clock.js';
+import type { Permission, Roles } from '../core/roles.js';
+import type { Executor } from '../store/db.js';
+import type { Config } from '../config.js';
+
+/** Returned by a waiting op's handler when there is nothing yet: the runner waits and retries. */
+export const RETRY: unique symbol = Symbol('retry');
+
+export interface OpServices {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly roles: Roles;
+  readonly keyPepper: Buffer;
+}
+
+export interface OpContext {
+  readonly principal: Principal;
+  readonly tx: Executor;
+  readonly now: number;
+  readonly requestId: string;
+  readonly services: OpServices;
+  /** Appends an event row in this transaction; the doorbell rings after commit. */
+  emit(type: string, subject: string | null, data?: Record<string, unknown>): Promise<void>;
+  /** Sets the audit target (the id the op acted on). */
+  target(id: string): void;
+}
+
+export interface RestRoute {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Under /api/v1; `:name` segments fill input fields of the same name. */
+  readonly path: string;
+}
+
+export interface CliSpec {
+  /** `baton <group> <command>`. */
+  readonly group: string;
+  readonly command: string;
+  /** Flags fill one element of this array field (e.g. `task add` fills `tasks[0]`). */
+  readonly wrap?: string;
+  /** Positional argument filling this field (e.g. `baton task get ID`). */
+  readonly positional?: string;
+}
+
+export interface OpDef<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
+  readonly name: string;
+  readonly summary: string;
+  readonly input: I;
+  readonly output: O;
+  readonly permission: Permission;
+  /** `write` ops run in a writing transaction and are audited in it; `read` ops never write. */
+  readonly kind: 'read' | 'write';
+  readonly rest: RestRoute;
+  readonly cli: CliSpec;
+  /** For waiting ops: how long to wait (ms) when the handler answers RETRY. */
+  readonly waitMs?: (input: z.infer<I>) => number;
+  handler(ctx: OpContext, input: z.infer<I>): Promise<z.infer<O> | typeof RETRY>;
+}
+
+/** Keeps each op's handler typed against its own schemas while the catalog holds them uniformly. */
+export function defineOp<I extends z.ZodType, O extends z.ZodType>(def: OpDef<I, O>): OpDef {
+  return def as unknown as OpDef;
+}

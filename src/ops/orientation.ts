@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { BatonError } from '../core/errors.js';
+import { presence } from '../core/tasks.js';
+import { agentById, getPlan, listAgents, putPlan } from '../store/directory.js';
+import { countByStatus, listTasks } from '../store/tasks.js';
+import { defineOp, type OpDef } from './catalog.js';
+import { LIMITS, taskSummaryOut } from './schemas.js';
+import { toTaskOut } from './tasks.js';
+import { VERSION } from '../version.js';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export const whoami = defineOp({
+  name: 'whoami',
+  summary: 'Who you are here, your role and project, and the tasks you hold. Call first and on reconnect.',
+  input: z.object({}).strict(),
+  output: z.object({
+    agent: z.object({ id: z.string(), name: z.string(), role: z.string() }),
+    project: z.object({ id: z.string(), name: z.string() }),
+    server_admin: z.boolean(),
+    held_tasks: z.array(taskSummaryOut),
+    board: z.record(z.string(), z.number()),
+    server: z.object({ name: z.string(), version: z.string() }),
+  }),
+  permission: 'self',
+  kind: 'read',
+  rest: { method: 'GET', path: '/whoami' },
+  cli: { group: 'agent', command: 'whoami' },
+  async handler(ctx) {
+    const p = ctx.principal;
+    const held = await listTasks(ctx.tx, {
+      projectId: p.projectId,
+      statuses: ['claimed', 'running'],
+      leaseOwner: p.agentName,
+      limit: LIMITS.page,
+    });
+    return {
+      agent: { id: p.agentId, name: p.agentName, role: p.role },
+      project: { id: p.projectId, name: p.projectName },
+      server_admin: p.serverAdmin,
+      held_tasks: held.map((r) => {
+        const t = toTaskOut(r, []);
+        return {
+          id: t.id,
+          title: t.title,
+          status: t.status,
+          priority: t.priority,
+          labels: t.labels,
+          assignee: t.assignee,
+          attempts: t.attempts,
+          lease: t.lease,
+          updated_at: t.updated_at,
+        };
+      }),
+      board: await countByStatus(ctx.tx, p.projectId),
+      server: { name: 'baton', version: VERSION },
+    };
+  },
+});
+
+export const agentList = defineOp({
+  name: 'agent_list',
+  summary: 'Agents in this project with role, capabilities and presence.',
+  input: z.object({}).strict(),
+  output: z.object({
+    agents: z.array(
+      z.object({
+        id: z.string(),
+        name: z.string(),
+        kind: z.string().nullable(),
+        role: z.string(),
+        capabilities: z.array(z.string()),
+        presence: z.enum(['online', 'idle', 'offline']),
+        last_seen_at: z.string().nullable(),
+      }),
+    ),
+  }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/agents' },
+  cli: { group: 'agent', command: 'list' },
+  async handler(ctx) {
+    const rows = await listAgents(ctx.tx, ctx.principal.projectId);
+    return {
+      agents: rows.map((a) => ({
+        id: a.id,
+        name: a.name,
+        kind: a.kind,
+        role: a.role,
+        capabilities: JSON.parse(a.capabilities) as string[],
+        presence: presence(a.last_seen_at, ctx.now),
+        last_seen_at: iso(a.last_seen_at),
+      })),
+    };
+  },
+});
+
+const planOut = z.object({
+  goal: z.string(),
+  body: z.string(),
+  version: z.number(),
+  updated_by: z.string().nullable(),
+  updated_at: z.string().nullable(),
+});
+
+export const planGet = defineOp({
+  name: 'plan_get',
+  summary: "The project's goal and master plan (markdown), with its version.",
+  input: z.object({}).strict(),
+  output: z.object({ plan: planOut }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/plan' },
+  cli: { group: 'plan', command: 'get' },
+  async handler(ctx) {
+    const row = await getPlan(ctx.tx, ctx.principal.projectId);
+    if (row === undefined) return { plan: { goal: '', body: '', version: 0, updated_by: null, updated_at: null } };
+    const by = row.updated_by === null ? null : ((await agentById(ctx.tx, row.updated_by))?.name ?? null);
+    return {
+      plan: { goal: row.goal, body: row.body, version: row.version, updated_by: by, updated_at: iso(row.updated_at) },
+    };
+  },
+});
+
+export const planUpdate = defineOp({
+  name: 'plan_update',
+  summary: 'Replace the goal and/or plan; if_version makes it compare-and-set.',
+  input: z
+    .object({
+      goal: z.string().max(LIMITS.title * 10).optional(),
+      body: z.string().max(LIMITS.plan).optional(),
+      if_version: z.number().int().min(0).optional(),
+    })
+    .strict()
+    .refine((v) => v.goal !== undefined || v.body !== undefined, { message: 'give goal, body or both' }),
+  output: z.object({ plan: planOut }),
+  permission: 'plan.write',
+  kind: 'write',
+  rest: { method: 'PUT', path: '/plan' },
+  cli: { group: 'plan', command: 'update' },
+  async handler(ctx, input) {
+    const p = ctx.principal;
+    const row = await getPlan(ctx.tx, p.projectId);
+    const current = row?.version ?? 0;
+    if (input.if_version !== undefined && input.if_version !== current) {
+      throw new BatonError('version_conflict', `plan is at version ${current}`, { version: current });
+    }
+    const goal = input.goal ?? row?.goal ?? '';
+    const body = input.body ?? row?.body ?? '';
+    await putPlan(ctx.tx, p.projectId, goal, body, current + 1, p.agentId, ctx.now);
+    await ctx.emit('plan.updated', null, { version: current + 1 });
+    return {
+      plan: { goal, body, version: current + 1, updated_by: p.agentName, updated_at: iso(ctx.now) },
+    };
+  },
+});
+
+export const ORIENTATION_OPS: readonly OpDef[] = [whoami, agentList, planGet, planUpdate];

@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { CallMeta, Principal } from '../auth/principal.js';
+import { BatonError, isBatonError } from '../core/errors.js';
+import type { Bus } from '../events/bus.js';
+import type { Db } from '../store/db.js';
+import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
+import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
+import type { DeferredWriter } from './deferred.js';
+
+/**
+ * The one door. Every surface calls `Runner.call`, which for every op does, in order:
+ * validate → authorize → run in a transaction (waiting and retrying if the op asks to) →
+ * audit → ring the doorbell. (Authentication happens before, on the surface that owns the
+ * credential; rate limits join in the security work, between authentication and validation.)
+ */
+export class Runner {
+  readonly ops: ReadonlyMap<string, OpDef>;
+
+  constructor(
+    ops: readonly OpDef[],
+    private readonly db: Db,
+    private readonly bus: Bus,
+    private readonly services: OpServices,
+    private readonly deferred: DeferredWriter,
+    private readonly log: Logger,
+    /** Check every output against its schema (tests turn this on; it costs a parse per call). */
+    private readonly checkOutputs = false,
+  ) {
+    this.ops = new Map(ops.map((op) => [op.name, op]));
+  }
+
+  /** The ops this principal may call, in catalog order: what its tools/list shows. */
+  visibleOps(principal: Principal): OpDef[] {
+    return [...this.ops.values()].filter((op) => this.services.roles.allows(principal.role, op.permission));
+  }
+
+  async call(name: string, rawInput: unknown, principal: Principal, meta: CallMeta): Promise<unknown> {
+    const op = this.ops.get(name);
+    const now = this.services.clock.now();
+    const base = {
+      requestId: meta.requestId,
+      projectId: principal.projectId,
+      principal: principal.agentId,
+      role: principal.role,
+      op: name,
+      transport: meta.transport,
+      address: meta.address ?? null,
+    };
+    if (op === undefined) {
+      this.refused(base, now, 'invalid', 'not_found', null);
+      throw new BatonError('not_found', `unknown operation ${name}`);
+    }
+
+    const parsed = op.input.safeParse(rawInput ?? {});
+    if (!parsed.success) {
+      const err = validationError(parsed.error);
+      this.refused(base, now, 'invalid', err.code, null);
+      throw err;
+    }
+    const input = parsed.data;
+    const params = summarize(input);
+
+    if (!this.services.roles.allows(principal.role, op.permission)) {
+      this.refused(base, now, 'denied', 'forbidden', params);
+      throw new BatonError('forbidden', `role ${principal.role} may not call ${name}`);
+    }
+
+    this.deferred.touch(principal.agentId, principal.tokenId, now);
+    const deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
+    for (;;) {
+      const mark = op.waitMs === undefined ? undefined : await this.bus.mark();
+      let emitted = 0;
+      let target: string | null = null;
+      const started = this.services.clock.now();
+      try {
+        const result = await (op.kind === 'write' ? this.db.write.bind(this.db) : this.db.read.bind(this.db))(
+          async (tx) => {
+            const ctx: OpContext = {
+              principal,
+              tx,
+              now: started,
+              requestId: meta.requestId,
+              services: this.services,
+              emit: async (type, subject, data) => {
+                emitted++;
+                const body = data === undefined ? null : JSON.stringify(data);
+                await appendEvent(tx, principal.projectId, type, subject, principal.agentId, body, started);
+              },
+              target: (id) => {
+                target = id;
+              },
+            };
+            const out = await op.handler(ctx, input);
+            if (out !== RETRY && op.kind === 'write') {
+              await appendAudit(tx, { ...base, at: started, target, outcome: 'ok', code: null, params });
+            }
+            return out;
+          },
+        );
+        if (emitted > 0) this.bus.ring();
+        if (result === RETRY) {
+          const left = deadline - this.services.clock.now();
+          if (left > 0 && meta.signal?.aborted !== true) {
+            await this.bus.wait(Math.min(left, 1_000), meta.signal, mark);
+            continue;
+          }
+          this.deferred.addAudit({ ...base, at: started, target, outcome: 'ok', code: 'empty', params });
+          return op.output.parse(emptyResult(op));
+        }
+        if (op.kind === 'read') {
+          this.deferred.addAudit({ ...base, at: started, target, outcome: 'ok', code: null, params });
+        }
+        if (this.checkOutputs) checkOutput(op, result);
+        return result;
+      } catch (err) {
+        if (isBatonError(err)) {
+          this.refused(base, started, outcomeOf(err.code), err.code, params, target);
+          throw err;
+        }
+        this.log.error({ err, requestId: meta.requestId, op: name }, 'operation failed');
+        this.refused(base, started, 'error', 'internal', params, target);
+        throw new BatonError('internal', 'internal error');
+      }
+    }
+  }
+
+  private refused(
+    base: Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>,
+    at: number,
+    outcome: AuditEntry['outcome'],
+    code: string,
+    params: string | null,
+    target: string | null = null,
+  ): void {
+    this.deferred.addAudit({ ...base, at, target, outcome, code, params });
+  }
+}
+
+function outcomeOf(code: string): AuditEntry['outcome'] {
+  if (code === 'invalid_input' || code === 'too_large') return 'invalid';
+  if (code === 'rate_limited') return 'limited';
+  if (code === 'internal' || code === 'unavailable') return 'error';
+  return 'denied';
+}
+
+function emptyResult(op: OpDef): unknown {
+  // A waiting op that timed out answers its "nothing" shape, which each waiting op defines as { task: null }-like.
+  const shape = (op.output as unknown as { shape?: Record<string, unknown> }).shape ?? {};
+  return Object.fromEntries(Object.keys(shape).map((k) => [k, null]));
+}
+
+function checkOutput(op: OpDef, result: unknown): void {
+  const r = op.output.safeParse(result);
+  if (!r.success) throw new Error(`output of ${op.name} does not match its schema: ${r.error.message}`);
+}
+
+/** Zod issues → one client-facing message naming the fields; `too_large` when a limit was exceeded. */
+export function validationError(error: z.ZodError): BatonError {
+  const issues = error.issues.slice(0, 5).map((i) => {
+    const path = i.path.length > 0 ? i.path.map(String).join('.') : '(input)';
+    return `${path}: ${i.message}`;
+  });
+  const more = error.issues.length > 5 ? ` (+${error.issues.length - 5} more)` : '';
+  // Sizes over a limit (strings, arrays, objects) are `too_large`; a number out of range is plain invalid.
+  const tooBig = error.issues.some((i) => i.code === 'too_big' && i.origin !== 'number' && i.origin !== 'int' && i.origin !== 'bigint');
+  return new BatonError(tooBig ? 'too_large' : 'invalid_input', `invalid input: ${issues.join('; ')}${more}`, {
+    fields: error.issues.slice(0, 20).map((i) => i.path.map(String).join('.')),
+  });
+}
+
+/**
+ * What the audit keeps of an op's input: ids, numbers and booleans as they are;
+ * every other string as its length and a short hash; arrays and objects by size. Never content.
+ */
+export function summarize(input: unknown): string {
+  const out: Record<string, unknown> = {};
+  if (typeof input === 'object' && input !== null) {
+    for (const [k, v] of Object.entries(input)) out[k] = summarizeValue(v);
+  }
+  return JSON.stringify(out);
+}
+
+function summarizeValue(v: unknown): unknown {
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return v;
+  if (typeof v === 'string') {
+    if (/^[a-z]{3}_[a-z2-7]{26}$/.test(v)) return v;
+    return { len: v.length, sha256: createHash('sha256').update(v).digest('hex').slice(0, 12) };
+  }
+  if (Array.isArray(v)) return { items: v.length };
+  if (typeof v === 'object') return { keys: Object.keys(v as object).length };
+  return typeof v;
+}

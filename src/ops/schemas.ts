@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { normalizeProjectPath } from '../core/paths.js';
+import { ROLE_NAME } from '../core/roles.js';
+import { TASK_STATES } from '../core/tasks.js';
+
+/** Shared input and output pieces. Limits follow S15; every object is strict (unknown fields refused). */
+export const LIMITS = {
+  title: 200,
+  description: 10_000,
+  labels: 20,
+  label: 50,
+  deps: 100,
+  batch: 500,
+  files: 100,
+  hints: 2_000,
+  summary: 10_000,
+  error: 2_000,
+  page: 200,
+  plan: 100_000,
+} as const;
+
+export const taskId = z.string().regex(/^tsk_[a-z2-7]{26}$/, 'expected a task id (tsk_…)');
+export const tokenId = z.string().regex(/^tok_[a-z2-7]{26}$/, 'expected a token id (tok_…)');
+export const agentName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected an agent name');
+export const roleName = z.string().regex(ROLE_NAME, 'expected a role name');
+export const projectName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected a project name');
+export const capability = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,63}$/, 'expected a capability name');
+export const label = z.string().min(1).max(LIMITS.label);
+export const leaseToken = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+export const waitMs = z.number().int().min(0).max(300_000);
+export const limit = z.number().int().min(1).max(LIMITS.page);
+export const cursor = z.string().max(200);
+
+export const projectPath = z
+  .string()
+  .max(1024)
+  .transform((p, ctx) => {
+    const norm = normalizeProjectPath(p);
+    if (norm === null) {
+      ctx.addIssue({ code: 'custom', message: 'expected a project-relative path (no .., absolute path or NUL)' });
+      return z.NEVER;
+    }
+    return norm;
+  });
+
+export const taskState = z.enum(TASK_STATES);
+
+export const taskResult = z
+  .object({
+    summary: z.string().max(LIMITS.summary),
+    files_modified: z.array(projectPath).max(LIMITS.files).optional(),
+    files_created: z.array(projectPath).max(LIMITS.files).optional(),
+  })
+  .strict();
+
+export const taskContext = z
+  .object({
+    files: z.array(projectPath).max(LIMITS.files).optional(),
+    hints: z.string().max(LIMITS.hints).optional(),
+  })
+  .strict();
+
+const iso = z.string();
+
+export const leaseOut = z.object({ owner: z.string(), token: z.number(), expires_at: iso });
+
+export const taskOut = z.object({
+  id: z.string(),
+  title: z.string(),
+  description: z.string(),
+  status: taskState,
+  priority: z.number(),
+  labels: z.array(z.string()),
+  capabilities: z.array(z.string()),
+  depends_on: z.array(z.string()),
+  parent_id: z.string().nullable(),
+  context: taskContext.nullable(),
+  assignee: z.string().nullable(),
+  assignee_role: z.string().nullable(),
+  attempts: z.number(),
+  max_attempts: z.number(),
+  available_at: iso,
+  lease: leaseOut.nullable(),
+  result: taskResult.nullable(),
+  last_error: z.string().nullable(),
+  needs_approval: z.boolean(),
+  idempotency_key: z.string().nullable(),
+  created_by: z.string(),
+  created_at: iso,
+  updated_at: iso,
+  version: z.number(),
+});
+export type TaskOut = z.infer<typeof taskOut>;
+
+export const taskSummaryOut = taskOut.pick({
+  id: true,
+  title: true,
+  status: true,
+  priority: true,
+  labels: true,
+  assignee: true,
+  attempts: true,
+  lease: true,
+  updated_at: true,
+});

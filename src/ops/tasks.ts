@@ -1,0 +1,633 @@
+import { z } from 'zod';
+import { BatonError, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
+import type { Executor } from '../store/db.js';
+import { setAgentProfile } from '../store/directory.js';
+import * as store from '../store/tasks.js';
+import type { TaskRow } from '../store/tasks.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
+import {
+  agentName,
+  capability,
+  cursor,
+  label,
+  leaseToken,
+  limit,
+  LIMITS,
+  roleName,
+  taskContext,
+  taskId,
+  taskOut,
+  taskResult,
+  taskState,
+  taskSummaryOut,
+  waitMs,
+  type TaskOut,
+} from './schemas.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function parseJson<T>(text: string | null, fallback: T): T {
+  return text === null ? fallback : (JSON.parse(text) as T);
+}
+
+export function toTaskOut(row: TaskRow, dependsOn: readonly string[]): TaskOut {
+  return {
+    id: row.id,
+    title: row.title,
+    description: row.description,
+    status: row.status,
+    priority: row.priority,
+    labels: parseJson<string[]>(row.labels, []),
+    capabilities: parseJson<string[]>(row.capabilities, []),
+    depends_on: [...dependsOn],
+    parent_id: row.parent_id,
+    context: parseJson(row.context, null),
+    assignee: row.assignee_agent,
+    assignee_role: row.assignee_role,
+    attempts: row.attempts,
+    max_attempts: row.max_attempts,
+    available_at: iso(row.available_at),
+    lease:
+      row.lease_owner !== null && row.lease_expires_at !== null
+        ? { owner: row.lease_owner, token: row.lease_token, expires_at: iso(row.lease_expires_at) }
+        : null,
+    result: parseJson(row.result, null),
+    last_error: row.last_error,
+    needs_approval: row.needs_approval === 1,
+    idempotency_key: row.idempotency_key,
+    created_by: row.created_by,
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+    version: row.version,
+  };
+}
+
+async function full(ex: Executor, row: TaskRow): Promise<TaskOut> {
+  const deps = await store.depsOf(ex, [row.id]);
+  return toTaskOut(row, deps.get(row.id) ?? []);
+}
+
+async function mustGet(ctx: OpContext, id: string): Promise<TaskRow> {
+  const row = await store.getTask(ctx.tx, ctx.principal.projectId, id);
+  if (row === undefined) throw notFound('task');
+  ctx.target(id);
+  return row;
+}
+
+type Emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>) => Promise<void>;
+
+/** Ends expired leases: each task goes back to ready (the attempt counted at claim) or is dead-lettered. */
+export async function sweepLeases(ex: Executor, now: number, rows: readonly TaskRow[], emit: Emit): Promise<number> {
+  let swept = 0;
+  for (const row of rows) {
+    const next = afterFailure(row.attempts, row.max_attempts, now, { baseMs: 0, maxMs: 0 });
+    const out = await store.expireLease(ex, row, now, next);
+    if (out === undefined) continue;
+    swept++;
+    await emit(row.project_id, 'task.lease_expired', row.id, { owner: row.lease_owner, status: out.status });
+  }
+  return swept;
+}
+
+/** Explains why a fenced write matched no row: the most specific true reason. */
+async function fenceFailure(ctx: OpContext, id: string, token: number): Promise<BatonError> {
+  const row = await mustGet(ctx, id);
+  if (!isHeld(row.status) || row.lease_owner !== ctx.principal.agentName || row.lease_token !== token) {
+    return new BatonError('lease_lost', 'lease is not held by the caller (expired and reclaimed, released, or stale token)', {
+      status: row.status,
+    });
+  }
+  if (row.lease_expires_at !== null && row.lease_expires_at <= ctx.now) {
+    return new BatonError('lease_expired', 'lease expired; claim the task again');
+  }
+  return new BatonError('conflict', 'task changed concurrently; retry');
+}
+
+const fenceOf = (ctx: OpContext, id: string, token: number): store.Fence => ({
+  projectId: ctx.principal.projectId,
+  id,
+  owner: ctx.principal.agentName,
+  token,
+  now: ctx.now,
+});
+
+function leaseMsFor(ctx: OpContext, requested: number | undefined): number {
+  const { leaseMs, leaseMaxMs } = ctx.services.config;
+  if (requested === undefined) return leaseMs;
+  if (requested > leaseMaxMs) throw new BatonError('invalid_input', `lease_ms exceeds the maximum of ${leaseMaxMs}`);
+  return requested;
+}
+
+// ---------------------------------------------------------------- task_create
+
+const taskSpec = z
+  .object({
+    ref: z.string().min(1).max(64).optional().describe('name for in-batch depends_on references'),
+    title: z.string().min(1).max(LIMITS.title),
+    description: z.string().max(LIMITS.description).optional(),
+    priority: z.number().int().min(1).max(10).optional().describe('1 most urgent; default 5'),
+    labels: z.array(label).max(LIMITS.labels).optional(),
+    capabilities: z.array(capability).max(LIMITS.labels).optional().describe('required of the claimer'),
+    depends_on: z.array(z.string().min(1).max(64)).max(LIMITS.deps).optional().describe('task ids or batch refs'),
+    parent_id: taskId.optional(),
+    context: taskContext.optional(),
+    assignee: agentName.optional(),
+    assignee_role: roleName.optional(),
+    max_attempts: z.number().int().min(1).max(100).optional(),
+    idempotency_key: z.string().min(1).max(128).optional(),
+    needs_approval: z.boolean().optional(),
+  })
+  .strict();
+
+const createdOut = z.object({
+  id: z.string(),
+  ref: z.string().nullable(),
+  status: taskState,
+  created: z.boolean(),
+});
+
+export const taskCreate = defineOp({
+  name: 'task_create',
+  summary: 'Create tasks (a batch; depends_on may name earlier or later refs in the batch).',
+  input: z.object({ tasks: z.array(taskSpec).min(1).max(LIMITS.batch) }).strict(),
+  output: z.object({ tasks: z.array(createdOut) }),
+  permission: 'task.create',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks' },
+  cli: { group: 'task', command: 'add', wrap: 'tasks' },
+  async handler(ctx, { tasks }) {
+    const { projectId } = ctx.principal;
+    const refs = new Map<string, number>();
+    tasks.forEach((t, i) => {
+      if (t.ref === undefined) return;
+      if (refs.has(t.ref)) throw new BatonError('invalid_input', `duplicate ref "${t.ref}" in batch`);
+      refs.set(t.ref, i);
+    });
+
+    // Idempotency: a spec whose key already exists maps to the existing task, unchanged.
+    const existing = await Promise.all(
+      tasks.map((t) =>
+        t.idempotency_key === undefined ? undefined : store.taskByIdempotencyKey(ctx.tx, projectId, t.idempotency_key),
+      ),
+    );
+    const ids = tasks.map((_, i) => existing[i]?.id ?? newId('tsk'));
+
+    const inBatch: number[][] = tasks.map(() => []);
+    const external = new Set<string>();
+    tasks.forEach((t, i) => {
+      for (const dep of t.depends_on ?? []) {
+        const j = refs.get(dep);
+        if (j !== undefined) {
+          if (j === i) throw new BatonError('cycle', `task "${t.ref}" depends on itself`, { cycle: [t.ref, t.ref] });
+          inBatch[i]!.push(j);
+        } else if (/^tsk_[a-z2-7]{26}$/.test(dep)) {
+          external.add(dep);
+        } else {
+          throw new BatonError('invalid_input', `tasks.${i}.depends_on: "${dep}" is neither a task id nor a ref in this batch`);
+        }
+      }
+    });
+
+    const graph = new Map<string, string[]>();
+    tasks.forEach((t, i) => graph.set(t.ref ?? `#${i}`, inBatch[i]!.map((j) => tasks[j]!.ref ?? `#${j}`)));
+    const cycle = findCycle(graph);
+    if (cycle !== null) {
+      throw new BatonError('cycle', `dependency cycle: ${cycle.join(' -> ')}`, { cycle });
+    }
+
+    const statuses = await store.statusesOf(ctx.tx, projectId, [...external]);
+    for (const dep of external) if (!statuses.has(dep)) throw new BatonError('not_found', `dependency ${dep} not found`);
+    const parents = [...new Set(tasks.flatMap((t) => (t.parent_id === undefined ? [] : [t.parent_id])))];
+    const parentStatuses = await store.statusesOf(ctx.tx, projectId, parents);
+    for (const p of parents) if (!parentStatuses.has(p)) throw new BatonError('not_found', `parent ${p} not found`);
+
+    const out: z.infer<typeof createdOut>[] = new Array(tasks.length);
+    for (const i of topoOrder(tasks.length, inBatch)) {
+      const t = tasks[i]!;
+      const prior = existing[i];
+      if (prior !== undefined) {
+        out[i] = { id: prior.id, ref: t.ref ?? null, status: prior.status, created: false };
+        continue;
+      }
+      const deps = (t.depends_on ?? []).map((d) => {
+        const j = refs.get(d);
+        return j === undefined ? d : ids[j]!;
+      });
+      let open = 0;
+      for (const d of new Set(deps)) {
+        const j = ids.indexOf(d);
+        const status: TaskState | undefined = j >= 0 ? (out[j]?.status ?? existing[j]?.status) : statuses.get(d);
+        if (status !== 'done') open++;
+      }
+      const status = open > 0 ? 'blocked' : 'ready';
+      await store.insertTask(
+        ctx.tx,
+        {
+          id: ids[i]!,
+          projectId,
+          title: t.title,
+          description: t.description ?? '',
+          priority: t.priority ?? 5,
+          labels: t.labels ?? [],
+          capabilities: [...new Set(t.capabilities ?? [])],
+          parentId: t.parent_id ?? null,
+          context: t.context === undefined ? null : JSON.stringify(t.context),
+          assigneeAgent: t.assignee ?? null,
+          assigneeRole: t.assignee_role ?? null,
+          status,
+          depsOpen: open,
+          maxAttempts: t.max_attempts ?? ctx.services.config.defaultMaxAttempts,
+          needsApproval: t.needs_approval ?? false,
+          idempotencyKey: t.idempotency_key ?? null,
+          createdBy: ctx.principal.agentName,
+          now: ctx.now,
+        },
+        deps,
+      );
+      await ctx.emit('task.created', ids[i]!, { status, priority: t.priority ?? 5 });
+      out[i] = { id: ids[i]!, ref: t.ref ?? null, status, created: true };
+    }
+    if (tasks.length === 1) ctx.target(ids[0]!);
+    return { tasks: out };
+  },
+});
+
+// ---------------------------------------------------------------- reads
+
+export const taskList = defineOp({
+  name: 'task_list',
+  summary: 'List tasks by priority, with filters and paging.',
+  input: z
+    .object({
+      status: z.array(taskState).max(7).optional(),
+      assignee: agentName.optional(),
+      label: label.optional(),
+      mine: z.boolean().optional().describe('only tasks whose lease I hold'),
+      parent_id: taskId.optional(),
+      limit: limit.optional(),
+      cursor: cursor.optional(),
+    })
+    .strict(),
+  output: z.object({ tasks: z.array(taskSummaryOut), next_cursor: z.string().nullable() }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/tasks' },
+  cli: { group: 'task', command: 'list' },
+  async handler(ctx, input) {
+    const pageSize = input.limit ?? 50;
+    let after: store.TaskFilter['after'];
+    if (input.cursor !== undefined) after = decodeCursor(input.cursor);
+    const rows = await store.listTasks(ctx.tx, {
+      projectId: ctx.principal.projectId,
+      statuses: input.status,
+      assignee: input.assignee,
+      label: input.label,
+      leaseOwner: input.mine === true ? ctx.principal.agentName : undefined,
+      parentId: input.parent_id,
+      after,
+      limit: pageSize + 1,
+    });
+    const page = rows.slice(0, pageSize);
+    const last = page[page.length - 1];
+    const next = rows.length > pageSize && last !== undefined ? encodeCursor(last) : null;
+    return {
+      tasks: page.map((r) => {
+        const t = toTaskOut(r, []);
+        return {
+          id: t.id,
+          title: t.title,
+          status: t.status,
+          priority: t.priority,
+          labels: t.labels,
+          assignee: t.assignee,
+          attempts: t.attempts,
+          lease: t.lease,
+          updated_at: t.updated_at,
+        };
+      }),
+      next_cursor: next,
+    };
+  },
+});
+
+function encodeCursor(r: TaskRow): string {
+  return Buffer.from(JSON.stringify([r.priority, r.created_at, r.id])).toString('base64url');
+}
+
+function decodeCursor(c: string): store.TaskFilter['after'] {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(v) &&
+      v.length === 3 &&
+      Number.isInteger(v[0]) &&
+      Number.isInteger(v[1]) &&
+      typeof v[2] === 'string'
+    ) {
+      return { priority: v[0] as number, createdAt: v[1] as number, id: v[2] as string };
+    }
+  } catch {
+    // fall through
+  }
+  throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+}
+
+export const taskGet = defineOp({
+  name: 'task_get',
+  summary: 'One task in full, with its dependencies, lease and result.',
+  input: z.object({ id: taskId }).strict(),
+  output: z.object({ task: taskOut }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/tasks/:id' },
+  cli: { group: 'task', command: 'get', positional: 'id' },
+  async handler(ctx, { id }) {
+    return { task: await full(ctx.tx, await mustGet(ctx, id)) };
+  },
+});
+
+// ---------------------------------------------------------------- the work cycle
+
+const leased = z.object({ task: taskOut });
+const fenceInput = { id: taskId, lease_token: leaseToken };
+
+export const taskClaim = defineOp({
+  name: 'task_claim',
+  summary: 'Claim the most urgent ready task you may take (or one by id); optionally wait for one.',
+  input: z
+    .object({
+      id: taskId.optional(),
+      capabilities: z.array(capability).max(LIMITS.labels).optional().describe('what you can do'),
+      lease_ms: z.number().int().min(1000).max(86_400_000).optional(),
+      wait_ms: waitMs.optional().describe('wait this long for a task if none is ready'),
+    })
+    .strict(),
+  output: z.object({ task: taskOut.nullable() }),
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/claim' },
+  cli: { group: 'task', command: 'claim' },
+  waitMs: (input) => input.wait_ms ?? 0,
+  async handler(ctx, input) {
+    const { projectId, agentId, agentName: name, role } = ctx.principal;
+    const lease = leaseMsFor(ctx, input.lease_ms);
+    if (input.wait_ms !== undefined && input.wait_ms > ctx.services.config.waitMaxMs) {
+      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
+    }
+    if (await store.hasExpiredLease(ctx.tx, projectId, ctx.now)) {
+      const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
+      await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));
+    }
+    if (input.capabilities !== undefined) await setAgentProfile(ctx.tx, agentId, null, input.capabilities);
+    const row = await store.claimTask(ctx.tx, {
+      projectId,
+      agentId,
+      agentName: name,
+      role,
+      capabilities: input.capabilities ?? [],
+      now: ctx.now,
+      leaseMs: lease,
+      taskId: input.id,
+    });
+    if (row === undefined) {
+      if (input.id !== undefined) {
+        const t = await mustGet(ctx, input.id);
+        throw new BatonError('not_ready', `task is ${t.status}, not ready for you`, { status: t.status });
+      }
+      return RETRY;
+    }
+    ctx.target(row.id);
+    await ctx.emit('task.claimed', row.id, { owner: name, attempt: row.attempts });
+    return { task: await full(ctx.tx, row) };
+  },
+});
+
+export const taskStart = defineOp({
+  name: 'task_start',
+  summary: 'Mark a claimed task as running.',
+  input: z.object(fenceInput).strict(),
+  output: leased,
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/start' },
+  cli: { group: 'task', command: 'start', positional: 'id' },
+  async handler(ctx, { id, lease_token }) {
+    ctx.target(id);
+    const row = await store.startTask(ctx.tx, fenceOf(ctx, id, lease_token));
+    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    await ctx.emit('task.started', id);
+    return { task: await full(ctx.tx, row) };
+  },
+});
+
+export const taskHeartbeat = defineOp({
+  name: 'task_heartbeat',
+  summary: 'Extend your lease on a task.',
+  input: z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  output: z.object({ id: z.string(), lease_expires_at: z.string() }),
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/heartbeat' },
+  cli: { group: 'task', command: 'heartbeat', positional: 'id' },
+  async handler(ctx, { id, lease_token, lease_ms }) {
+    ctx.target(id);
+    const row = await store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), leaseMsFor(ctx, lease_ms));
+    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    return { id, lease_expires_at: iso(row.lease_expires_at!) };
+  },
+});
+
+export const taskComplete = defineOp({
+  name: 'task_complete',
+  summary: 'Finish a task you hold, with a result; unblocks its dependents.',
+  input: z.object({ ...fenceInput, result: taskResult }).strict(),
+  output: z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/complete' },
+  cli: { group: 'task', command: 'complete', positional: 'id' },
+  async handler(ctx, { id, lease_token, result }) {
+    ctx.target(id);
+    const current = await mustGet(ctx, id);
+    if (current.needs_approval === 1) {
+      // Approvals arrive with the collaboration ops; until one is granted the task cannot complete.
+      throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
+    }
+    const row = await store.completeTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(result));
+    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    await ctx.emit('task.done', id);
+    const unblocked = await store.resolveDependency(ctx.tx, id, ctx.now);
+    for (const u of unblocked) await ctx.emit('task.ready', u);
+    return { id, status: row.status, unblocked };
+  },
+});
+
+export const taskFail = defineOp({
+  name: 'task_fail',
+  summary: 'Report failure on a task you hold; it retries with backoff until max_attempts.',
+  input: z
+    .object({
+      ...fenceInput,
+      error: z.string().min(1).max(LIMITS.error),
+      retry: z.boolean().optional().describe('false: dead-letter now'),
+    })
+    .strict(),
+  output: z.object({ id: z.string(), status: taskState, attempts: z.number(), available_at: z.string() }),
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/fail' },
+  cli: { group: 'task', command: 'fail', positional: 'id' },
+  async handler(ctx, { id, lease_token, error, retry }) {
+    const current = await mustGet(ctx, id);
+    const { backoffBaseMs, backoffMaxMs } = ctx.services.config;
+    const next = afterFailure(current.attempts, current.max_attempts, ctx.now, { baseMs: backoffBaseMs, maxMs: backoffMaxMs }, retry ?? true);
+    const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next);
+    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    await ctx.emit(row.status === 'failed' ? 'task.failed' : 'task.retry', id, { attempts: row.attempts });
+    return { id, status: row.status, attempts: row.attempts, available_at: iso(row.available_at) };
+  },
+});
+
+export const taskRelease = defineOp({
+  name: 'task_release',
+  summary: 'Give a task you hold back to the board (not counted as an attempt).',
+  input: z.object(fenceInput).strict(),
+  output: z.object({ id: z.string(), status: taskState }),
+  permission: 'task.work',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/release' },
+  cli: { group: 'task', command: 'release', positional: 'id' },
+  async handler(ctx, { id, lease_token }) {
+    ctx.target(id);
+    const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token));
+    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    await ctx.emit('task.ready', id, { released: true });
+    return { id, status: row.status };
+  },
+});
+
+// ---------------------------------------------------------------- management
+
+export const taskCancel = defineOp({
+  name: 'task_cancel',
+  summary: 'Cancel a task (ends any lease). Its dependents stay blocked.',
+  input: z.object({ id: taskId, reason: z.string().max(LIMITS.error).optional() }).strict(),
+  output: z.object({ id: z.string(), status: taskState }),
+  permission: 'task.manage',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tasks/:id/cancel' },
+  cli: { group: 'task', command: 'cancel', positional: 'id' },
+  async handler(ctx, { id }) {
+    const row = await mustGet(ctx, id);
+    if (isFinal(row.status)) throw new BatonError('conflict', `task is already ${row.status}`, { status: row.status });
+    const out = await store.setStatus(ctx.tx, row, 'cancelled', ctx.now);
+    if (out === undefined) throw new BatonError('conflict', 'task changed concurrently; retry');
+    await ctx.emit('task.cancelled', id);
+    return { id, status: out.status };
+  },
+});
+
+export const taskUpdate = defineOp({
+  name: 'task_update',
+  summary: 'Edit a task; replace depends_on (cycles refused); requeue a failed or cancelled one.',
+  input: z
+    .object({
+      id: taskId,
+      if_version: z.number().int().min(1).optional(),
+      title: z.string().min(1).max(LIMITS.title).optional(),
+      description: z.string().max(LIMITS.description).optional(),
+      priority: z.number().int().min(1).max(10).optional(),
+      labels: z.array(label).max(LIMITS.labels).optional(),
+      capabilities: z.array(capability).max(LIMITS.labels).optional(),
+      depends_on: z.array(taskId).max(LIMITS.deps).optional(),
+      context: taskContext.nullable().optional(),
+      assignee: agentName.nullable().optional(),
+      assignee_role: roleName.nullable().optional(),
+      max_attempts: z.number().int().min(1).max(100).optional(),
+      requeue: z.boolean().optional(),
+    })
+    .strict(),
+  output: z.object({ task: taskOut }),
+  permission: 'task.manage',
+  kind: 'write',
+  rest: { method: 'PATCH', path: '/tasks/:id' },
+  cli: { group: 'task', command: 'update', positional: 'id' },
+  async handler(ctx, input) {
+    let row = await mustGet(ctx, input.id);
+    if (input.if_version !== undefined && input.if_version !== row.version) {
+      throw new BatonError('version_conflict', `task is at version ${row.version}`, { version: row.version });
+    }
+    row = await store.patchTask(
+      ctx.tx,
+      row,
+      {
+        title: input.title,
+        description: input.description,
+        priority: input.priority,
+        labels: input.labels,
+        capabilities: input.capabilities,
+        context: input.context === undefined ? undefined : input.context === null ? null : JSON.stringify(input.context),
+        assigneeAgent: input.assignee,
+        assigneeRole: input.assignee_role,
+        maxAttempts: input.max_attempts,
+      },
+      ctx.now,
+    );
+
+    let depsOpen: number | undefined;
+    if (input.depends_on !== undefined) {
+      if (row.status !== 'blocked' && row.status !== 'ready' && input.requeue !== true) {
+        throw new BatonError('conflict', `dependencies can change only while a task is blocked or ready (it is ${row.status})`);
+      }
+      const deps = [...new Set(input.depends_on)];
+      if (deps.includes(row.id)) throw new BatonError('cycle', `dependency cycle: ${row.id} -> ${row.id}`, { cycle: [row.id, row.id] });
+      const found = await store.statusesOf(ctx.tx, ctx.principal.projectId, deps);
+      for (const d of deps) if (!found.has(d)) throw new BatonError('not_found', `dependency ${d} not found`);
+      const graph = await store.dependencyClosure(ctx.tx, deps);
+      graph.set(row.id, deps);
+      const cycle = findCycle(graph);
+      if (cycle !== null) throw new BatonError('cycle', `dependency cycle: ${cycle.join(' -> ')}`, { cycle });
+      depsOpen = await store.replaceDeps(ctx.tx, row.id, deps);
+    }
+
+    if (input.requeue === true) {
+      if (row.status !== 'failed' && row.status !== 'cancelled') {
+        throw new BatonError('conflict', `only failed or cancelled tasks can be requeued (it is ${row.status})`);
+      }
+      const open = depsOpen ?? (await store.replaceDeps(ctx.tx, row.id, (await store.depsOf(ctx.tx, [row.id])).get(row.id) ?? []));
+      const out = await store.setStatus(ctx.tx, row, open > 0 ? 'blocked' : 'ready', ctx.now, { depsOpen: open, resetAttempts: true });
+      if (out === undefined) throw new BatonError('conflict', 'task changed concurrently; retry');
+      row = out;
+      await ctx.emit(row.status === 'ready' ? 'task.ready' : 'task.blocked', row.id, { requeued: true });
+    } else if (depsOpen !== undefined) {
+      const target: TaskState = depsOpen > 0 ? 'blocked' : 'ready';
+      if (target !== row.status) {
+        const out = await store.setStatus(ctx.tx, row, target, ctx.now, { depsOpen });
+        if (out === undefined) throw new BatonError('conflict', 'task changed concurrently; retry');
+        row = out;
+        if (target === 'ready') await ctx.emit('task.ready', row.id);
+      } else {
+        const out = await store.setStatus(ctx.tx, row, row.status, ctx.now, { depsOpen });
+        row = out ?? row;
+      }
+    }
+    await ctx.emit('task.updated', row.id);
+    return { task: await full(ctx.tx, row) };
+  },
+});
+
+export const TASK_OPS: readonly OpDef[] = [
+  taskCreate,
+  taskList,
+  taskGet,
+  taskClaim,
+  taskStart,
+  taskHeartbeat,
+  taskComplete,
+  taskFail,
+  taskRelease,
+  taskCancel,
+  taskUpdate,
+];

@@ -1,0 +1,136 @@
+import { z } from 'zod';
+import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
+import { BatonError, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
+import type { TokenWithProject } from '../store/directory.js';
+import { defineOp, type OpDef } from './catalog.js';
+import { agentName, projectName, roleName, tokenId } from './schemas.js';
+
+const tokenOut = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.string(),
+  project: z.string(),
+  prefix: z.string(),
+  server_admin: z.boolean(),
+  created_at: z.string(),
+  expires_at: z.string().nullable(),
+  revoked_at: z.string().nullable(),
+  last_used_at: z.string().nullable(),
+});
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
+  return {
+    id: t.id,
+    name: t.name,
+    role: t.role,
+    project: t.project_name,
+    prefix: t.prefix,
+    server_admin: t.server_admin === 1,
+    created_at: iso(t.created_at)!,
+    expires_at: iso(t.expires_at),
+    revoked_at: iso(t.revoked_at),
+    last_used_at: iso(t.last_used_at),
+  };
+}
+
+export const tokenCreate = defineOp({
+  name: 'token_create',
+  summary: 'Issue an API key for an agent name and role; the key is shown once.',
+  input: z
+    .object({
+      name: agentName,
+      role: roleName,
+      project: projectName.optional().describe("default: your project; others need a server admin"),
+      expires_in_s: z.number().int().min(60).max(10 * 365 * 86_400).optional(),
+      server_admin: z.boolean().optional(),
+    })
+    .strict(),
+  output: z.object({ token: tokenOut, key: z.string() }),
+  permission: 'token.admin',
+  kind: 'write',
+  rest: { method: 'POST', path: '/tokens' },
+  cli: { group: 'token', command: 'create' },
+  async handler(ctx, input) {
+    const p = ctx.principal;
+    if (!ctx.services.roles.has(input.role)) {
+      throw new BatonError('invalid_input', `role: unknown role "${input.role}"; known: ${ctx.services.roles.names().join(', ')}`);
+    }
+    const crossProject = input.project !== undefined && input.project !== p.projectName;
+    if ((crossProject || input.server_admin === true) && !p.serverAdmin) {
+      throw new BatonError('forbidden', 'only a server admin may issue keys for other projects or server-admin keys');
+    }
+    const project = crossProject ? await ensureProject(ctx.tx, input.project!, ctx.now) : { id: p.projectId, name: p.projectName };
+    const key = generateKey();
+    const id = newId('tok');
+    const expiresAt = input.expires_in_s === undefined ? null : ctx.now + input.expires_in_s * 1000;
+    await insertToken(ctx.tx, {
+      id,
+      project_id: project.id,
+      name: input.name,
+      role: input.role,
+      server_admin: input.server_admin === true ? 1 : 0,
+      key_hash: hashKey(ctx.services.keyPepper, key),
+      prefix: keyPrefix(key),
+      created_by: p.agentId,
+      created_at: ctx.now,
+      expires_at: expiresAt,
+    });
+    ctx.target(id);
+    await ctx.emit('token.created', id, { role: input.role, name: input.name });
+    const row = await tokenById(ctx.tx, id);
+    return { token: toTokenOut(row!), key };
+  },
+});
+
+export const tokenList = defineOp({
+  name: 'token_list',
+  summary: "List API keys (never the keys themselves) of your project, or a named one (server admin).",
+  input: z.object({ project: projectName.optional(), all: z.boolean().optional() }).strict(),
+  output: z.object({ tokens: z.array(tokenOut) }),
+  permission: 'token.admin',
+  kind: 'read',
+  rest: { method: 'GET', path: '/tokens' },
+  cli: { group: 'token', command: 'list' },
+  async handler(ctx, input) {
+    const p = ctx.principal;
+    if ((input.all === true || (input.project !== undefined && input.project !== p.projectName)) && !p.serverAdmin) {
+      throw new BatonError('forbidden', 'only a server admin may list keys of other projects');
+    }
+    let projectId: string | null = p.projectId;
+    if (input.all === true) projectId = null;
+    else if (input.project !== undefined) {
+      const found = await projectByName(ctx.tx, input.project);
+      if (found === undefined) throw notFound('project');
+      projectId = found.id;
+    }
+    return { tokens: (await listTokens(ctx.tx, projectId)).map(toTokenOut) };
+  },
+});
+
+export const tokenRevoke = defineOp({
+  name: 'token_revoke',
+  summary: 'Revoke an API key; it is refused from its very next request.',
+  input: z.object({ id: tokenId }).strict(),
+  output: z.object({ id: z.string(), revoked: z.boolean() }),
+  permission: 'token.admin',
+  kind: 'write',
+  rest: { method: 'DELETE', path: '/tokens/:id' },
+  cli: { group: 'token', command: 'revoke', positional: 'id' },
+  async handler(ctx, { id }) {
+    const row = await tokenById(ctx.tx, id);
+    // Another project's key is "not found", never "forbidden": its existence is not confirmed (S9).
+    if (row === undefined || (row.project_id !== ctx.principal.projectId && !ctx.principal.serverAdmin)) {
+      throw notFound('token');
+    }
+    ctx.target(id);
+    const revoked = await revokeToken(ctx.tx, id, ctx.now);
+    if (revoked) await ctx.emit('token.revoked', id);
+    return { id, revoked };
+  },
+});
+
+export const TOKEN_OPS: readonly OpDef[] = [tokenCreate, tokenList, tokenRevoke];

@@ -1,0 +1,135 @@
+import type { Migration } from './db.js';
+
+/**
+ * Versioned schema. Append only: a shipped migration is never edited. Times are integer
+ * milliseconds since the epoch; JSON columns hold TEXT.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'core: projects, agents, tokens, tasks, plans, events, audit',
+    sqlite: `
+CREATE TABLE projects (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL REFERENCES projects(id),
+  name TEXT NOT NULL,
+  kind TEXT,
+  role TEXT NOT NULL,
+  capabilities TEXT NOT NULL DEFAULT '[]',
+  last_seen_at INTEGER,
+  created_at INTEGER NOT NULL,
+  UNIQUE (project_id, name)
+);
+
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL REFERENCES projects(id),
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  server_admin INTEGER NOT NULL DEFAULT 0,
+  key_hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL,
+  created_by TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER,
+  last_used_at INTEGER
+);
+CREATE INDEX tokens_project ON tokens(project_id, created_at);
+
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL REFERENCES projects(id),
+  title TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  priority INTEGER NOT NULL,
+  labels TEXT NOT NULL DEFAULT '[]',
+  capabilities TEXT NOT NULL DEFAULT '[]',
+  caps_count INTEGER NOT NULL DEFAULT 0,
+  parent_id TEXT REFERENCES tasks(id),
+  context TEXT,
+  assignee_agent TEXT,
+  assignee_role TEXT,
+  status TEXT NOT NULL,
+  deps_open INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  available_at INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_token INTEGER NOT NULL DEFAULT 0,
+  lease_expires_at INTEGER,
+  result TEXT,
+  last_error TEXT,
+  needs_approval INTEGER NOT NULL DEFAULT 0,
+  idempotency_key TEXT,
+  created_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  claimed_at INTEGER,
+  started_at INTEGER,
+  finished_at INTEGER,
+  version INTEGER NOT NULL DEFAULT 1,
+  UNIQUE (project_id, idempotency_key)
+);
+CREATE INDEX tasks_claimable ON tasks(project_id, status, priority, created_at);
+CREATE INDEX tasks_leases ON tasks(lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+CREATE INDEX tasks_owner ON tasks(lease_owner) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE task_deps (
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  depends_on TEXT NOT NULL REFERENCES tasks(id),
+  PRIMARY KEY (task_id, depends_on)
+);
+CREATE INDEX task_deps_reverse ON task_deps(depends_on);
+
+CREATE TABLE task_caps (
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  cap TEXT NOT NULL,
+  PRIMARY KEY (task_id, cap)
+);
+
+CREATE TABLE plans (
+  project_id TEXT PRIMARY KEY REFERENCES projects(id),
+  goal TEXT NOT NULL DEFAULT '',
+  body TEXT NOT NULL DEFAULT '',
+  version INTEGER NOT NULL,
+  updated_by TEXT,
+  updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  project_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  subject TEXT,
+  actor TEXT,
+  data TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX events_project ON events(project_id, id);
+
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  project_id TEXT,
+  principal TEXT,
+  role TEXT,
+  op TEXT NOT NULL,
+  target TEXT,
+  outcome TEXT NOT NULL,
+  code TEXT,
+  params TEXT,
+  transport TEXT NOT NULL,
+  address TEXT
+);
+CREATE INDEX audit_project ON audit(project_id, id);
+`,
+  },
+];

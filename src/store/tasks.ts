@@ -1,0 +1,354 @@
+import type { TaskState } from '../core/tasks.js';
+import type { Executor } from './db.js';
+import { join, list, sql, trusted, type Sql } from './sql.js';
+
+/**
+ * Task statements. The hot ones (claim, heartbeat, the lease sweep) each run as one atomic
+ * statement, and every write after a claim is fenced by lease owner + lease token.
+ */
+export interface TaskRow {
+  id: string;
+  project_id: string;
+  title: string;
+  description: string;
+  priority: number;
+  labels: string;
+  capabilities: string;
+  caps_count: number;
+  parent_id: string | null;
+  context: string | null;
+  assignee_agent: string | null;
+  assignee_role: string | null;
+  status: TaskState;
+  deps_open: number;
+  attempts: number;
+  max_attempts: number;
+  available_at: number;
+  lease_owner: string | null;
+  lease_token: number;
+  lease_expires_at: number | null;
+  result: string | null;
+  last_error: string | null;
+  needs_approval: number;
+  idempotency_key: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+  claimed_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  version: number;
+}
+
+export interface NewTask {
+  id: string;
+  projectId: string;
+  title: string;
+  description: string;
+  priority: number;
+  labels: string[];
+  capabilities: string[];
+  parentId: string | null;
+  context: string | null;
+  assigneeAgent: string | null;
+  assigneeRole: string | null;
+  status: 'blocked' | 'ready';
+  depsOpen: number;
+  maxAttempts: number;
+  needsApproval: boolean;
+  idempotencyKey: string | null;
+  createdBy: string;
+  now: number;
+}
+
+export async function insertTask(ex: Executor, t: NewTask, deps: readonly string[]): Promise<void> {
+  await ex.run(sql`INSERT INTO tasks (id, project_id, title, description, priority, labels, capabilities, caps_count,
+      parent_id, context, assignee_agent, assignee_role, status, deps_open, max_attempts, available_at,
+      needs_approval, idempotency_key, created_by, created_at, updated_at)
+    VALUES (${t.id}, ${t.projectId}, ${t.title}, ${t.description}, ${t.priority}, ${JSON.stringify(t.labels)},
+      ${JSON.stringify(t.capabilities)}, ${t.capabilities.length}, ${t.parentId}, ${t.context}, ${t.assigneeAgent},
+      ${t.assigneeRole}, ${t.status}, ${t.depsOpen}, ${t.maxAttempts}, ${t.now}, ${t.needsApproval},
+      ${t.idempotencyKey}, ${t.createdBy}, ${t.now}, ${t.now})`);
+  for (const cap of new Set(t.capabilities)) {
+    await ex.run(sql`INSERT INTO task_caps (task_id, cap) VALUES (${t.id}, ${cap})`);
+  }
+  for (const dep of new Set(deps)) {
+    await ex.run(sql`INSERT INTO task_deps (task_id, depends_on) VALUES (${t.id}, ${dep})`);
+  }
+}
+
+export function getTask(ex: Executor, projectId: string, id: string): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`SELECT * FROM tasks WHERE id = ${id} AND project_id = ${projectId}`);
+}
+
+export function taskByIdempotencyKey(ex: Executor, projectId: string, key: string): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`SELECT * FROM tasks WHERE project_id = ${projectId} AND idempotency_key = ${key}`);
+}
+
+/** The statuses of the given tasks that exist in the project (others are simply absent). */
+export async function statusesOf(
+  ex: Executor,
+  projectId: string,
+  ids: readonly string[],
+): Promise<Map<string, TaskState>> {
+  const rows = await ex.all<{ id: string; status: TaskState }>(
+    sql`SELECT id, status FROM tasks WHERE project_id = ${projectId} AND id IN ${list(ids)}`,
+  );
+  return new Map(rows.map((r) => [r.id, r.status]));
+}
+
+export async function depsOf(ex: Executor, taskIds: readonly string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>(taskIds.map((id) => [id, []]));
+  if (taskIds.length === 0) return out;
+  const rows = await ex.all<{ task_id: string; depends_on: string }>(
+    sql`SELECT task_id, depends_on FROM task_deps WHERE task_id IN ${list(taskIds)} ORDER BY depends_on`,
+  );
+  for (const r of rows) out.get(r.task_id)?.push(r.depends_on);
+  return out;
+}
+
+/** Every task reachable from `start` through depends_on edges, with its edges (for cycle checks). */
+export async function dependencyClosure(ex: Executor, start: readonly string[]): Promise<Map<string, string[]>> {
+  const rows = await ex.all<{ task_id: string; depends_on: string }>(sql`
+    WITH RECURSIVE reach(id) AS (
+      SELECT depends_on FROM task_deps WHERE task_id IN ${list(start)}
+      UNION
+      SELECT d.depends_on FROM task_deps d JOIN reach r ON d.task_id = r.id
+    )
+    SELECT task_id, depends_on FROM task_deps WHERE task_id IN (SELECT id FROM reach) OR task_id IN ${list(start)}`);
+  const graph = new Map<string, string[]>();
+  for (const r of rows) {
+    const deps = graph.get(r.task_id) ?? [];
+    deps.push(r.depends_on);
+    graph.set(r.task_id, deps);
+  }
+  return graph;
+}
+
+export interface ClaimRequest {
+  projectId: string;
+  agentId: string;
+  agentName: string;
+  role: string;
+  capabilities: readonly string[];
+  now: number;
+  leaseMs: number;
+  /** Claim this task only. */
+  taskId?: string;
+}
+
+/**
+ * The claim: one UPDATE that picks the most urgent ready task this agent may take and leases it.
+ * Two claimers can never both get a task: the row changes from `ready` in one statement, under
+ * SQLite's write lock (and `FOR UPDATE SKIP LOCKED` on PostgreSQL).
+ */
+export function claimTask(ex: Executor, r: ClaimRequest): Promise<TaskRow | undefined> {
+  const capsOk =
+    r.capabilities.length === 0
+      ? sql`t.caps_count = 0`
+      : sql`(t.caps_count = 0 OR NOT EXISTS (SELECT 1 FROM task_caps c WHERE c.task_id = t.id AND c.cap NOT IN ${list(r.capabilities)}))`;
+  const only = r.taskId === undefined ? trusted('') : sql` AND t.id = ${r.taskId}`;
+  return ex.get<TaskRow>(sql`
+    UPDATE tasks SET status = 'claimed', lease_owner = ${r.agentName}, lease_token = lease_token + 1,
+      lease_expires_at = ${r.now + r.leaseMs}, attempts = attempts + 1, claimed_at = ${r.now},
+      started_at = NULL, updated_at = ${r.now}, version = version + 1
+    WHERE status = 'ready' AND id = (
+      SELECT t.id FROM tasks t
+      WHERE t.project_id = ${r.projectId} AND t.status = 'ready' AND t.available_at <= ${r.now}${only}
+        AND (t.assignee_agent IS NULL OR t.assignee_agent = ${r.agentName})
+        AND (t.assignee_role IS NULL OR t.assignee_role = ${r.role})
+        AND ${capsOk}
+      ORDER BY t.priority, t.created_at, t.id
+      LIMIT 1)
+    RETURNING *`);
+}
+
+/** When the next backed-off task in the project becomes claimable, if any (for waiting claimers). */
+export async function nextAvailableAt(ex: Executor, projectId: string, now: number): Promise<number | null> {
+  const row = await ex.get<{ at: number | null }>(
+    sql`SELECT min(available_at) AS at FROM tasks WHERE project_id = ${projectId} AND status = 'ready' AND available_at > ${now}`,
+  );
+  return row?.at ?? null;
+}
+
+export interface Fence {
+  projectId: string;
+  id: string;
+  owner: string;
+  token: number;
+  now: number;
+}
+
+const fenced = (f: Fence): Sql =>
+  sql`id = ${f.id} AND project_id = ${f.projectId} AND status IN ('claimed', 'running')
+      AND lease_owner = ${f.owner} AND lease_token = ${f.token} AND lease_expires_at > ${f.now}`;
+
+export function startTask(ex: Executor, f: Fence): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = 'running', started_at = coalesce(started_at, ${f.now}),
+      updated_at = ${f.now}, version = version + 1 WHERE ${fenced(f)} RETURNING *`);
+}
+
+export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`UPDATE tasks SET lease_expires_at = ${f.now + leaseMs}, updated_at = ${f.now}
+      WHERE ${fenced(f)} RETURNING *`);
+}
+
+export function completeTask(ex: Executor, f: Fence, result: string): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
+      lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1
+      WHERE ${fenced(f)} RETURNING *`);
+}
+
+/** Back to `ready` at `availableAt` (retry with backoff) or `failed` (dead-lettered). */
+export function failTask(
+  ex: Executor,
+  f: Fence,
+  error: string,
+  next: { state: 'ready'; availableAt: number } | { state: 'failed' },
+): Promise<TaskRow | undefined> {
+  const availableAt = next.state === 'ready' ? next.availableAt : f.now;
+  const finishedAt = next.state === 'failed' ? f.now : null;
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = ${next.state}, last_error = ${error}, lease_owner = NULL,
+      lease_expires_at = NULL, available_at = ${availableAt}, finished_at = ${finishedAt}, updated_at = ${f.now},
+      version = version + 1 WHERE ${fenced(f)} RETURNING *`);
+}
+
+/** A voluntary release does not count as an attempt. */
+export function releaseTask(ex: Executor, f: Fence): Promise<TaskRow | undefined> {
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = 'ready', attempts = attempts - 1, lease_owner = NULL,
+      lease_expires_at = NULL, available_at = ${f.now}, updated_at = ${f.now}, version = version + 1
+      WHERE ${fenced(f)} RETURNING *`);
+}
+
+/** Tasks whose lease has run out, oldest expiry first (in one project, or in all). */
+export function expiredLeases(ex: Executor, now: number, projectId: string | null, max = 500): Promise<TaskRow[]> {
+  const scope = projectId === null ? trusted('') : sql` AND project_id = ${projectId}`;
+  return ex.all<TaskRow>(sql`SELECT * FROM tasks WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= ${now}
+      AND status IN ('claimed', 'running')${scope} ORDER BY lease_expires_at LIMIT ${max}`);
+}
+
+export async function hasExpiredLease(ex: Executor, projectId: string, now: number): Promise<boolean> {
+  const row = await ex.get<{ one: number }>(sql`SELECT 1 AS one FROM tasks WHERE lease_expires_at IS NOT NULL
+      AND lease_expires_at <= ${now} AND project_id = ${projectId} AND status IN ('claimed', 'running') LIMIT 1`);
+  return row !== undefined;
+}
+
+/** Ends an expired lease (fenced on the lease token it expired with): retry or dead-letter. */
+export function expireLease(
+  ex: Executor,
+  row: TaskRow,
+  now: number,
+  next: { state: 'ready'; availableAt: number } | { state: 'failed' },
+): Promise<TaskRow | undefined> {
+  const availableAt = next.state === 'ready' ? next.availableAt : now;
+  const finishedAt = next.state === 'failed' ? now : null;
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = ${next.state}, last_error = 'lease expired',
+      lease_owner = NULL, lease_expires_at = NULL, available_at = ${availableAt}, finished_at = ${finishedAt},
+      updated_at = ${now}, version = version + 1
+      WHERE id = ${row.id} AND lease_token = ${row.lease_token} AND status IN ('claimed', 'running')
+      RETURNING *`);
+}
+
+/** A dependency finished: its dependents have one open dependency fewer; those at zero become ready. */
+export async function resolveDependency(ex: Executor, doneId: string, now: number): Promise<string[]> {
+  await ex.run(sql`UPDATE tasks SET deps_open = deps_open - 1, updated_at = ${now}
+      WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId}) AND deps_open > 0`);
+  const ready = await ex.all<{ id: string }>(sql`UPDATE tasks SET status = 'ready', available_at = ${now},
+      version = version + 1
+      WHERE status = 'blocked' AND deps_open = 0
+        AND id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId})
+      RETURNING id`);
+  return ready.map((r) => r.id);
+}
+
+export interface TaskFilter {
+  projectId: string;
+  statuses?: readonly TaskState[];
+  assignee?: string;
+  label?: string;
+  leaseOwner?: string;
+  parentId?: string;
+  after?: { priority: number; createdAt: number; id: string };
+  limit: number;
+}
+
+export function listTasks(ex: Executor, f: TaskFilter): Promise<TaskRow[]> {
+  const where: Sql[] = [sql`project_id = ${f.projectId}`];
+  if (f.statuses !== undefined && f.statuses.length > 0) where.push(sql`status IN ${list(f.statuses)}`);
+  if (f.assignee !== undefined) where.push(sql`assignee_agent = ${f.assignee}`);
+  if (f.leaseOwner !== undefined) where.push(sql`lease_owner = ${f.leaseOwner}`);
+  if (f.parentId !== undefined) where.push(sql`parent_id = ${f.parentId}`);
+  if (f.label !== undefined) where.push(sql`EXISTS (SELECT 1 FROM json_each(labels) l WHERE l.value = ${f.label})`);
+  if (f.after !== undefined) {
+    const a = f.after;
+    where.push(sql`(priority, created_at, id) > (${a.priority}, ${a.createdAt}, ${a.id})`);
+  }
+  return ex.all<TaskRow>(sql`SELECT * FROM tasks WHERE ${join(where, trusted(' AND '))}
+      ORDER BY priority, created_at, id LIMIT ${f.limit}`);
+}
+
+export interface TaskPatch {
+  title?: string;
+  description?: string;
+  priority?: number;
+  labels?: string[];
+  capabilities?: string[];
+  context?: string | null;
+  assigneeAgent?: string | null;
+  assigneeRole?: string | null;
+  maxAttempts?: number;
+}
+
+export async function patchTask(ex: Executor, row: TaskRow, p: TaskPatch, now: number): Promise<TaskRow> {
+  const sets: Sql[] = [sql`updated_at = ${now}`, sql`version = version + 1`];
+  if (p.title !== undefined) sets.push(sql`title = ${p.title}`);
+  if (p.description !== undefined) sets.push(sql`description = ${p.description}`);
+  if (p.priority !== undefined) sets.push(sql`priority = ${p.priority}`);
+  if (p.labels !== undefined) sets.push(sql`labels = ${JSON.stringify(p.labels)}`);
+  if (p.context !== undefined) sets.push(sql`context = ${p.context}`);
+  if (p.assigneeAgent !== undefined) sets.push(sql`assignee_agent = ${p.assigneeAgent}`);
+  if (p.assigneeRole !== undefined) sets.push(sql`assignee_role = ${p.assigneeRole}`);
+  if (p.maxAttempts !== undefined) sets.push(sql`max_attempts = ${p.maxAttempts}`);
+  if (p.capabilities !== undefined) {
+    const caps = [...new Set(p.capabilities)];
+    sets.push(sql`capabilities = ${JSON.stringify(caps)}`, sql`caps_count = ${caps.length}`);
+    await ex.run(sql`DELETE FROM task_caps WHERE task_id = ${row.id}`);
+    for (const cap of caps) await ex.run(sql`INSERT INTO task_caps (task_id, cap) VALUES (${row.id}, ${cap})`);
+  }
+  const out = await ex.get<TaskRow>(
+    sql`UPDATE tasks SET ${join(sets)} WHERE id = ${row.id} AND version = ${row.version} RETURNING *`,
+  );
+  if (out === undefined) throw new Error('task changed during update');
+  return out;
+}
+
+/** Replaces a task's dependencies and recounts the open ones; the caller decides blocked/ready. */
+export async function replaceDeps(ex: Executor, id: string, deps: readonly string[]): Promise<number> {
+  await ex.run(sql`DELETE FROM task_deps WHERE task_id = ${id}`);
+  for (const dep of new Set(deps)) await ex.run(sql`INSERT INTO task_deps (task_id, depends_on) VALUES (${id}, ${dep})`);
+  const row = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM task_deps d JOIN tasks t ON t.id = d.depends_on
+      WHERE d.task_id = ${id} AND t.status <> 'done'`);
+  return row?.n ?? 0;
+}
+
+export function setStatus(
+  ex: Executor,
+  row: TaskRow,
+  status: TaskState,
+  now: number,
+  extra: { depsOpen?: number; resetAttempts?: boolean } = {},
+): Promise<TaskRow | undefined> {
+  const finishedAt = status === 'done' || status === 'failed' || status === 'cancelled' ? now : null;
+  const deps = extra.depsOpen === undefined ? trusted('') : sql`, deps_open = ${extra.depsOpen}`;
+  const attempts = extra.resetAttempts === true ? trusted(', attempts = 0, last_error = NULL') : trusted('');
+  return ex.get<TaskRow>(sql`UPDATE tasks SET status = ${status}, lease_owner = NULL, lease_expires_at = NULL,
+      available_at = ${now}, finished_at = ${finishedAt}, updated_at = ${now}, version = version + 1${deps}${attempts}
+      WHERE id = ${row.id} AND version = ${row.version} RETURNING *`);
+}
+
+export async function countByStatus(ex: Executor, projectId: string): Promise<Record<string, number>> {
+  const rows = await ex.all<{ status: string; n: number }>(
+    sql`SELECT status, count(*) AS n FROM tasks WHERE project_id = ${projectId} GROUP BY status`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}

@@ -1,0 +1,142 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Http } from '@modelcontextprotocol/client';
+import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport as V1Stdio } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport as V1Http } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { pino } from 'pino';
+import { startHttp, type HttpHandle } from '../src/api/http/server.js';
+import type { Principal } from '../src/auth/principal.js';
+import { ConfigSchema, type Config } from '../src/config.js';
+import type { Clock } from '../src/core/clock.js';
+import { Hub } from '../src/hub.js';
+
+export const BIN = resolve(import.meta.dirname, '../bin/baton.js');
+
+export function tempDir(prefix = 'baton-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Config {
+  return ConfigSchema.parse({ dataDir, logLevel: 'silent', ...overrides });
+}
+
+export interface TestHub {
+  hub: Hub;
+  dir: string;
+  adminKey: string;
+  admin: Principal;
+  close(): Promise<void>;
+}
+
+export async function openHub(options: { clock?: Clock; config?: Partial<Config>; dir?: string } = {}): Promise<TestHub> {
+  const tmp = options.dir === undefined ? tempDir() : { dir: options.dir, cleanup: () => undefined };
+  const hub = await Hub.open(testConfig(join(tmp.dir, 'data'), options.config), {
+    clock: options.clock,
+    checkOutputs: true,
+    log: pino({ level: 'silent' }),
+  });
+  const adminKey = hub.firstStartKey!;
+  const admin = await hub.authenticate(adminKey);
+  return {
+    hub,
+    dir: tmp.dir,
+    adminKey,
+    admin,
+    close: async () => {
+      await hub.close();
+      tmp.cleanup();
+    },
+  };
+}
+
+let seq = 0;
+export async function call<T = Record<string, unknown>>(hub: Hub, principal: Principal, op: string, input: unknown): Promise<T> {
+  return (await hub.call(op, input, principal, { requestId: `req_test${seq++}`, transport: 'internal' })) as T;
+}
+
+export async function createKey(t: TestHub, name: string, role: string, project?: string): Promise<string> {
+  const out = await call<{ key: string }>(t.hub, t.admin, 'token_create', { name, role, ...(project ? { project } : {}) });
+  return out.key;
+}
+
+export async function serve(hub: Hub, lean = true): Promise<HttpHandle> {
+  return startHttp(hub, { host: '127.0.0.1', port: 0, lean });
+}
+
+/** A minimal view over both SDK lines' clients. */
+export interface Agent {
+  call(name: string, args?: Record<string, unknown>): Promise<{ isError: boolean; data: Record<string, unknown> }>;
+  /** Calls and returns structured content, throwing on a tool error. */
+  ok<T = Record<string, unknown>>(name: string, args?: Record<string, unknown>): Promise<T>;
+  tools(): Promise<{ name: string; description?: string; inputSchema: unknown }[]>;
+  close(): Promise<void>;
+  protocolVersion(): string | undefined;
+}
+
+type AnyClient = V1Client | V2Client;
+
+function wrap(client: AnyClient, version: () => string | undefined): Agent {
+  const agent: Agent = {
+    async call(name, args = {}) {
+      const r = (await client.callTool({ name, arguments: args })) as {
+        isError?: boolean;
+        structuredContent?: Record<string, unknown>;
+      };
+      return { isError: r.isError === true, data: r.structuredContent ?? {} };
+    },
+    async ok<T>(name: string, args: Record<string, unknown> = {}) {
+      const r = await agent.call(name, args);
+      if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(r.data)}`);
+      return r.data as T;
+    },
+    async tools() {
+      return (await client.listTools()).tools;
+    },
+    close: () => client.close(),
+    protocolVersion: version,
+  };
+  return agent;
+}
+
+export type ClientLine = 'v1' | 'v2' | 'v2-modern';
+
+export async function httpAgent(line: ClientLine, url: string, key: string): Promise<Agent> {
+  const headers = { Authorization: `Bearer ${key}` };
+  const endpoint = new URL('/mcp', url);
+  if (line === 'v1') {
+    const client = new V1Client({ name: 'test-v1', version: '1.0.0' });
+    const transport = new V1Http(endpoint, { requestInit: { headers } });
+    await client.connect(transport);
+    return wrap(client, () => transport.protocolVersion);
+  }
+  const client = new V2Client(
+    { name: 'test-v2', version: '1.0.0' },
+    line === 'v2-modern' ? { versionNegotiation: { mode: 'auto' } } : {},
+  );
+  await client.connect(new V2Http(endpoint, { requestInit: { headers } }));
+  return wrap(client, () => client.getNegotiatedProtocolVersion());
+}
+
+export async function stdioAgent(line: ClientLine, dataDir: string, env: Record<string, string>): Promise<Agent> {
+  const params = {
+    command: process.execPath,
+    args: [BIN, 'mcp', '--data', dataDir],
+    env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...env },
+    stderr: 'pipe' as const,
+  };
+  if (line === 'v1') {
+    const client = new V1Client({ name: 'test-v1', version: '1.0.0' });
+    await client.connect(new V1Stdio(params));
+    return wrap(client, () => undefined);
+  }
+  const client = new V2Client(
+    { name: 'test-v2', version: '1.0.0' },
+    line === 'v2-modern' ? { versionNegotiation: { mode: 'auto' } } : {},
+  );
+  await client.connect(new V2Stdio(params));
+  return wrap(client, () => client.getNegotiatedProtocolVersion());
+}
