@@ -22,6 +22,8 @@ export interface HttpOptions {
 
 export interface HttpHandle {
   server: NodeServer;
+  /** MCP requests answered on the lean path and by the SDK handler. */
+  stats: { lean: number; sdk: number };
   url: string;
   close(): Promise<void>;
 }
@@ -44,6 +46,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   const allowedHosts = new Set(LOOPBACK);
   if (options.host !== '0.0.0.0' && options.host !== '::') allowedHosts.add(options.host.toLowerCase());
   const rest = new RestRouter(hub);
+  const stats = { lean: 0, sdk: 0 };
   const sdk = createMcpHandler(
     ({ authInfo }) =>
       buildMcpServer(hub, async () => (authInfo?.extra as { principal: Principal }).principal, 'mcp-http'),
@@ -92,10 +95,12 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     if (lean) {
       const answer = await leanAnswer(hub, principal, req.headers, body, requestId);
       if (answer !== null) {
+        stats.lean++;
         send(res, 200, answer);
         return;
       }
     }
+    stats.sdk++;
     const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: { principal } };
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
@@ -174,6 +179,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     server,
+    stats,
     url: `http://${hostForUrl}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {

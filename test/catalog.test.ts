@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { toolOf } from '../src/api/mcp/tools.js';
+import { PERMISSIONS } from '../src/core/roles.js';
+import { CATALOG } from '../src/ops/index.js';
+import { buildProgram } from '../src/cli/main.js';
+
+/** The catalog is the contract every surface is generated from; these are its invariants. */
+describe('op catalog', () => {
+  it('holds the DESIGN §3 names of this stage', () => {
+    expect(CATALOG.map((o) => o.name)).toEqual([
+      'whoami',
+      'agent_list',
+      'plan_get',
+      'plan_update',
+      'task_create',
+      'task_list',
+      'task_get',
+      'task_claim',
+      'task_start',
+      'task_heartbeat',
+      'task_complete',
+      'task_fail',
+      'task_release',
+      'task_cancel',
+      'task_update',
+      'token_create',
+      'token_list',
+      'token_revoke',
+    ]);
+  });
+
+  it('gives every op a unique name, REST route and CLI command, and a known permission', () => {
+    const names = new Set<string>();
+    const routes = new Set<string>();
+    const commands = new Set<string>();
+    for (const op of CATALOG) {
+      expect(op.name).toMatch(/^[a-z]+(_[a-z]+)*$/);
+      expect(PERMISSIONS).toContain(op.permission);
+      expect(op.summary.length).toBeGreaterThan(10);
+      expect(op.summary.length).toBeLessThanOrEqual(120);
+      for (const [set, key] of [
+        [names, op.name],
+        [routes, `${op.rest.method} ${op.rest.path}`],
+        [commands, `${op.cli.group} ${op.cli.command}`],
+      ] as const) {
+        expect(set.has(key), key).toBe(false);
+        set.add(key);
+      }
+      if (op.kind === 'read') expect(op.rest.method === 'GET' || op.name === 'whoami').toBe(true);
+    }
+  });
+
+  it('every input schema is a strict object schema with a JSON Schema for tools/list', () => {
+    for (const op of CATALOG) {
+      const schema = toolOf(op).inputSchema;
+      expect(schema.type, op.name).toBe('object');
+      expect(schema.additionalProperties, op.name).toBe(false);
+      expect(op.input.safeParse({ __proto__: 1, surprise: true }).success, op.name).toBe(false);
+    }
+  });
+
+  it('path parameters name input fields', () => {
+    for (const op of CATALOG) {
+      const props = Object.keys((toolOf(op).inputSchema.properties ?? {}) as object);
+      for (const seg of op.rest.path.split('/').filter((s) => s.startsWith(':'))) {
+        expect(props, `${op.name} ${seg}`).toContain(seg.slice(1));
+      }
+    }
+  });
+
+  it('the CLI builds a command for every op without flag clashes', () => {
+    const program = buildProgram();
+    for (const op of CATALOG) {
+      const group = program.commands.find((c) => c.name() === op.cli.group);
+      expect(group?.commands.some((c) => c.name() === op.cli.command), op.name).toBe(true);
+    }
+  });
+});
