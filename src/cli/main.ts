@@ -141,8 +141,11 @@ export function buildProgram(): Command {
       const config = configFrom(opts);
       const { startHttp } = await import('../api/http/server.js');
       const hub = await Hub.open(config, { sweeper: true });
+      const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {
+        await hub.close();
+        throw err;
+      });
       announceFirstStart(hub);
-      const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean });
       hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
       process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
       const stop = async (): Promise<void> => {

@@ -160,7 +160,8 @@ function checkOutput(op: OpDef, result: unknown): void {
 export function validationError(error: z.ZodError): BatonError {
   const issues = error.issues.slice(0, 5).map((i) => {
     const path = i.path.length > 0 ? i.path.map(String).join('.') : '(input)';
-    return `${path}: ${i.message}`;
+    const message = i.code === 'invalid_type' && i.message.endsWith('received undefined') ? 'required' : i.message;
+    return `${path}: ${message}`;
   });
   const more = error.issues.length > 5 ? ` (+${error.issues.length - 5} more)` : '';
   // Sizes over a limit (strings, arrays, objects) are `too_large`; a number out of range is plain invalid.
