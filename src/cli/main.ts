@@ -141,11 +141,12 @@ export function buildProgram(): Command {
       const config = configFrom(opts);
       const { startHttp } = await import('../api/http/server.js');
       const hub = await Hub.open(config, { sweeper: true });
+      // The first-start key is shown even if binding fails: it is never shown again.
+      announceFirstStart(hub);
       const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {
         await hub.close();
         throw err;
       });
-      announceFirstStart(hub);
       hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
       process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
       const stop = async (): Promise<void> => {
