@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import type { CallMeta, Principal } from '../auth/principal.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus } from '../events/bus.js';
-import type { Db } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
@@ -15,6 +15,9 @@ import type { DeferredWriter } from './deferred.js';
  * audit → ring the doorbell. (Authentication happens before, on the surface that owns the
  * credential; rate limits join in the security work, between authentication and validation.)
  */
+/** Authenticates a caller inside the op's transaction. */
+export type ResolvePrincipal = (tx: Executor) => Promise<Principal>;
+
 export class Runner {
   readonly ops: ReadonlyMap<string, OpDef>;
 
@@ -36,69 +39,87 @@ export class Runner {
     return [...this.ops.values()].filter((op) => this.services.roles.allows(principal.role, op.permission));
   }
 
-  async call(name: string, rawInput: unknown, principal: Principal, meta: CallMeta): Promise<unknown> {
+  /**
+   * Runs one op for `who`: a principal already known (stdio, CLI, tools/list), or a resolver that
+   * authenticates the caller's credential inside the op's own transaction — one store round
+   * (and, on SQLite, one lock cycle) per request, with revocation seen at once.
+   */
+  async call(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
     const op = this.ops.get(name);
     const now = this.services.clock.now();
-    const base = {
+    let principal: Principal | null = typeof who === 'function' ? null : who;
+    const base = (): Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'> => ({
       requestId: meta.requestId,
-      projectId: principal.projectId,
-      principal: principal.agentId,
-      role: principal.role,
+      projectId: principal?.projectId ?? null,
+      principal: principal?.agentId ?? null,
+      role: principal?.role ?? null,
       op: name,
       transport: meta.transport,
       address: meta.address ?? null,
-    };
+    });
     if (op === undefined) {
-      this.refused(base, now, 'invalid', 'not_found', null);
+      this.refused(base(), now, 'invalid', 'not_found', null);
       throw new BatonError('not_found', `unknown operation ${name}`);
     }
 
-    const parsed = op.input.safeParse(rawInput ?? {});
-    if (!parsed.success) {
-      const err = validationError(parsed.error);
-      this.refused(base, now, 'invalid', err.code, null);
-      throw err;
-    }
-    const input = parsed.data;
-    const params = summarize(input);
+    let input: unknown;
+    let params: string | null = null;
+    let deadline = now;
+    let audited = false;
+    const prepare = (p: Principal): void => {
+      principal = p;
+      if (input !== undefined) return;
+      const parsed = op.input.safeParse(rawInput ?? {});
+      if (!parsed.success) {
+        const err = validationError(parsed.error);
+        this.refused(base(), now, 'invalid', err.code, null);
+        audited = true;
+        throw err;
+      }
+      input = parsed.data;
+      params = summarize(input);
+      if (!this.services.roles.allows(p.role, op.permission)) {
+        this.refused(base(), now, 'denied', 'forbidden', params);
+        audited = true;
+        throw new BatonError('forbidden', `role ${p.role} may not call ${name}`);
+      }
+      deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
+      this.deferred.touch(p.agentId, p.tokenId, now);
+    };
+    if (principal !== null) prepare(principal);
 
-    if (!this.services.roles.allows(principal.role, op.permission)) {
-      this.refused(base, now, 'denied', 'forbidden', params);
-      throw new BatonError('forbidden', `role ${principal.role} may not call ${name}`);
-    }
-
-    this.deferred.touch(principal.agentId, principal.tokenId, now);
-    const deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
-    for (;;) {
-      const mark = op.waitMs === undefined ? undefined : await this.bus.mark();
+    for (let round = 0; ; round++) {
+      const mark = deadline > now ? await this.bus.mark() : undefined;
       let emitted = 0;
       let target: string | null = null;
       const started = this.services.clock.now();
       try {
-        const result = await (op.kind === 'write' ? this.db.write.bind(this.db) : this.db.read.bind(this.db))(
-          async (tx) => {
-            const ctx: OpContext = {
-              principal,
-              tx,
-              now: started,
-              requestId: meta.requestId,
-              services: this.services,
-              emit: async (type, subject, data) => {
-                emitted++;
-                const body = data === undefined ? null : JSON.stringify(data);
-                await appendEvent(tx, principal.projectId, type, subject, principal.agentId, body, started);
-              },
-              target: (id) => {
-                target = id;
-              },
-            };
-            const out = await op.handler(ctx, input);
-            if (out !== RETRY && op.kind === 'write') {
-              await appendAudit(tx, { ...base, at: started, target, outcome: 'ok', code: null, params });
-            }
-            return out;
-          },
-        );
+        const run = op.kind === 'write' ? this.db.write.bind(this.db) : this.db.read.bind(this.db);
+        const result = await run(async (tx) => {
+          // A credential is checked again on every round of a wait: a key revoked meanwhile stops it.
+          const p = typeof who === 'function' ? await who(tx) : who;
+          if (round === 0 || typeof who === 'function') prepare(p);
+          const ctx: OpContext = {
+            principal: p,
+            tx,
+            now: started,
+            requestId: meta.requestId,
+            services: this.services,
+            emit: async (type, subject, data) => {
+              emitted++;
+              const body = data === undefined ? null : JSON.stringify(data);
+              await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started);
+            },
+            target: (id) => {
+              target = id;
+            },
+          };
+          const out = await op.handler(ctx, input);
+          if (out !== RETRY && op.kind === 'write') {
+            await appendAudit(tx, { ...base(), at: started, target, outcome: 'ok', code: null, params });
+          }
+          return out;
+        });
         if (emitted > 0) this.bus.ring();
         if (result === RETRY) {
           const left = deadline - this.services.clock.now();
@@ -106,21 +127,22 @@ export class Runner {
             await this.bus.wait(Math.min(left, 1_000), meta.signal, mark);
             continue;
           }
-          this.deferred.addAudit({ ...base, at: started, target, outcome: 'ok', code: 'empty', params });
+          this.deferred.addAudit({ ...base(), at: started, target, outcome: 'ok', code: 'empty', params });
           return op.output.parse(emptyResult(op));
         }
         if (op.kind === 'read') {
-          this.deferred.addAudit({ ...base, at: started, target, outcome: 'ok', code: null, params });
+          this.deferred.addAudit({ ...base(), at: started, target, outcome: 'ok', code: null, params });
         }
         if (this.checkOutputs) checkOutput(op, result);
         return result;
       } catch (err) {
         if (isBatonError(err)) {
-          this.refused(base, started, outcomeOf(err.code), err.code, params, target);
+          // Refusals found in prepare() were audited there.
+          if (!audited) this.refused(base(), started, outcomeOf(err.code), err.code, params, target);
           throw err;
         }
         this.log.error({ err, requestId: meta.requestId, op: name }, 'operation failed');
-        this.refused(base, started, 'error', 'internal', params, target);
+        this.refused(base(), started, 'error', 'internal', params, target);
         throw new BatonError('internal', 'internal error');
       }
     }

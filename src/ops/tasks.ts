@@ -450,13 +450,15 @@ export const taskComplete = defineOp({
   cli: { group: 'task', command: 'complete', positional: 'id' },
   async handler(ctx, { id, lease_token, result }) {
     ctx.target(id);
-    const current = await mustGet(ctx, id);
-    if (current.needs_approval === 1) {
-      // Approvals arrive with the collaboration ops; until one is granted the task cannot complete.
-      throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
-    }
     const row = await store.completeTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(result));
-    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    if (row === undefined) {
+      const failure = await fenceFailure(ctx, id, lease_token);
+      // Approvals arrive with the collaboration ops; until one is granted the task cannot complete.
+      if (failure.code === 'conflict' && (await mustGet(ctx, id)).needs_approval === 1) {
+        throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
+      }
+      throw failure;
+    }
     await ctx.emit('task.done', id);
     const unblocked = await store.resolveDependency(ctx.tx, id, ctx.now);
     for (const u of unblocked) await ctx.emit('task.ready', u);

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
+import { ensureAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
 import type { TokenWithProject } from '../store/directory.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { agentName, projectName, roleName, tokenId } from './schemas.js';
@@ -64,6 +64,8 @@ export const tokenCreate = defineOp({
       throw new BatonError('forbidden', 'only a server admin may issue keys for other projects or server-admin keys');
     }
     const project = crossProject ? await ensureProject(ctx.tx, input.project!, ctx.now) : { id: p.projectId, name: p.projectName };
+    // The agent a key speaks for exists from the key's creation on (authentication never writes).
+    await ensureAgent(ctx.tx, project.id, input.name, input.role, ctx.now);
     const key = generateKey();
     const id = newId('tok');
     const expiresAt = input.expires_in_s === undefined ? null : ctx.now + input.expires_in_s * 1000;

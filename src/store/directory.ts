@@ -117,9 +117,17 @@ export interface TokenWithProject extends TokenRow {
   project_name: string;
 }
 
-export function tokenByHash(ex: Executor, hash: string): Promise<TokenWithProject | undefined> {
-  return ex.get<TokenWithProject>(sql`SELECT t.*, p.name AS project_name FROM tokens t
-      JOIN projects p ON p.id = t.project_id WHERE t.key_hash = ${hash}`);
+export interface TokenForAuth extends TokenWithProject {
+  agent_id: string | null;
+}
+
+/** The one statement behind every authenticated request: token, its project and its agent. */
+export function tokenByHash(ex: Executor, hash: string): Promise<TokenForAuth | undefined> {
+  return ex.get<TokenForAuth>(sql`SELECT t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at,
+      t.revoked_at, p.name AS project_name, a.id AS agent_id
+    FROM tokens t JOIN projects p ON p.id = t.project_id
+    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name
+    WHERE t.key_hash = ${hash}`);
 }
 
 export async function insertToken(ex: Executor, t: Omit<TokenRow, 'last_used_at' | 'revoked_at'>): Promise<void> {

@@ -77,7 +77,7 @@ CREATE TABLE tasks (
   version INTEGER NOT NULL DEFAULT 1,
   UNIQUE (project_id, idempotency_key)
 );
-CREATE INDEX tasks_claimable ON tasks(project_id, status, priority, created_at);
+CREATE INDEX tasks_claimable ON tasks(project_id, status, priority, created_at, id);
 CREATE INDEX tasks_leases ON tasks(lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX tasks_owner ON tasks(lease_owner) WHERE lease_owner IS NOT NULL;
 

@@ -193,10 +193,11 @@ export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<
       WHERE ${fenced(f)} RETURNING *`);
 }
 
-export function completeTask(ex: Executor, f: Fence, result: string): Promise<TaskRow | undefined> {
-  return ex.get<TaskRow>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
+/** Completes a fenced task unless it still needs an approval (the caller explains a refusal). */
+export function completeTask(ex: Executor, f: Fence, result: string): Promise<{ status: TaskState } | undefined> {
+  return ex.get<{ status: TaskState }>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
       lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1
-      WHERE ${fenced(f)} RETURNING *`);
+      WHERE ${fenced(f)} AND needs_approval = 0 RETURNING status`);
 }
 
 /** Back to `ready` at `availableAt` (retry with backoff) or `failed` (dead-lettered). */
@@ -251,14 +252,17 @@ export function expireLease(
 
 /** A dependency finished: its dependents have one open dependency fewer; those at zero become ready. */
 export async function resolveDependency(ex: Executor, doneId: string, now: number): Promise<string[]> {
-  await ex.run(sql`UPDATE tasks SET deps_open = deps_open - 1, updated_at = ${now}
-      WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId}) AND deps_open > 0`);
+  const touched = await ex.all<{ id: string; deps_open: number }>(sql`UPDATE tasks
+      SET deps_open = deps_open - 1, updated_at = ${now}
+      WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId}) AND deps_open > 0
+      RETURNING id, deps_open`);
+  const free = touched.filter((t) => t.deps_open === 0).map((t) => t.id);
+  if (free.length === 0) return [];
   const ready = await ex.all<{ id: string }>(sql`UPDATE tasks SET status = 'ready', available_at = ${now},
       version = version + 1
-      WHERE status = 'blocked' AND deps_open = 0
-        AND id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId})
+      WHERE status = 'blocked' AND id IN ${list(free)}
       RETURNING id`);
-  return ready.map((r) => r.id);
+  return ready.map((r) => r.id).sort();
 }
 
 export interface TaskFilter {

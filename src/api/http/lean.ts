@@ -1,9 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
-import type { Principal } from '../../auth/principal.js';
 import type { Hub } from '../../hub.js';
 import { SERVER_INFO } from '../mcp/server.js';
-import { callTool, isKnownTool, listTools } from '../mcp/tools.js';
+import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
 
 /**
  * The lean path for the hot MCP methods. The SDK's per-request Streamable HTTP handler costs
@@ -24,17 +23,19 @@ export const TOOLS_TTL_MS = 0;
 
 type Json = Record<string, unknown>;
 
+
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The JSON-RPC response body, or null when the SDK must answer. */
 export async function leanAnswer(
   hub: Hub,
-  principal: Principal,
+  key: string,
   headers: IncomingHttpHeaders,
   body: unknown,
   requestId: string,
-): Promise<Json | null> {
+): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
   const id = body.id;
   if (typeof id !== 'string' && typeof id !== 'number') return null;
@@ -61,21 +62,25 @@ export async function leanAnswer(
   const contentType = headers['content-type'] ?? '';
   if (!contentType.includes('application/json')) return null;
 
-  let result: Json;
+  const modernTail = modern ? MODERN_TAIL : '';
+  const head = `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":`;
   if (method === 'ping') {
-    result = {};
-  } else if (method === 'tools/list') {
+    await hub.authenticate(key);
+    return `${head}{}}`;
+  }
+  if (method === 'tools/list') {
     if (params.cursor !== undefined) return null;
-    result = { tools: listTools(hub, principal) };
-    if (modern) Object.assign(result, { ttlMs: TOOLS_TTL_MS, cacheScope: 'private' });
-  } else {
-    const args = params.arguments;
-    if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
-    result = await callTool(hub, principal, params.name, args, { requestId, transport: 'mcp-http' });
+    const tools = JSON.stringify(listTools(hub, await hub.authenticate(key)));
+    return `${head}{"tools":${tools}${modern ? `,"ttlMs":${TOOLS_TTL_MS},"cacheScope":"private"` : ''}${modernTail}}}`;
   }
-  if (modern) {
-    result.resultType = 'complete';
-    result._meta = { [META_SERVER]: SERVER_INFO };
-  }
-  return { jsonrpc: '2.0', id, result };
+  const args = params.arguments;
+  if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
+  const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http' });
+  // The result is serialized once and spliced in twice (text block and structuredContent).
+  return (
+    `${head}{"content":[{"type":"text","text":${JSON.stringify(r.text)}}],"structuredContent":${r.text}` +
+    `${r.isError ? ',"isError":true' : ''}${modernTail}}}`
+  );
 }
+
+const MODERN_TAIL = `,"resultType":"complete","_meta":${JSON.stringify({ [META_SERVER]: SERVER_INFO })}`;

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { Principal } from '../../auth/principal.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import type { OpDef } from '../../ops/catalog.js';
+import type { ResolvePrincipal } from '../../ops/runner.js';
 import { toolOf } from '../mcp/tools.js';
 import { parseJson, readBody } from './body.js';
 
@@ -35,7 +35,7 @@ export class RestRouter {
     });
   }
 
-  async handle(req: IncomingMessage, path: string, query: string, principal: Principal, requestId: string): Promise<unknown> {
+  async handle(req: IncomingMessage, path: string, query: string, who: ResolvePrincipal, requestId: string): Promise<unknown> {
     const parts = path.split('/').filter(Boolean);
     let matched: { route: Route; params: Record<string, string> } | undefined;
     let pathMatched = false;
@@ -67,7 +67,7 @@ export class RestRouter {
       if (k in input && input[k] !== v) throw new BatonError('invalid_input', `${k} in the body differs from the path`);
       input[k] = v;
     }
-    return this.hub.call(route.op.name, input, principal, {
+    return this.hub.call(route.op.name, input, who, {
       requestId,
       transport: 'rest',
       address: req.socket.remoteAddress,

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
+import { looksLikeKey } from '../../auth/keys.js';
 import type { Principal } from '../../auth/principal.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
@@ -49,12 +50,19 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   const stats = { lean: 0, sdk: 0 };
   const sdk = createMcpHandler(
     ({ authInfo }) =>
-      buildMcpServer(hub, async () => (authInfo?.extra as { principal: Principal }).principal, 'mcp-http'),
+      buildMcpServer(
+        hub,
+        {
+          principal: async () => (authInfo?.extra as { principal: Principal }).principal,
+          who: () => (authInfo?.extra as { principal: Principal }).principal,
+        },
+        'mcp-http',
+      ),
     { legacy: 'stateless', onerror: (err) => hub.log.debug({ err }, 'mcp request refused') },
   );
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
-    const text = JSON.stringify(body);
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
@@ -65,7 +73,8 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     res.end(text);
   };
 
-  const authenticate = (req: IncomingMessage): Promise<Principal> => {
+  /** The API key a request presents; refused at once when it cannot be a key (no store round). */
+  const keyOf = (req: IncomingMessage): string => {
     const auth = req.headers.authorization;
     let key: string | undefined;
     if (auth !== undefined) {
@@ -75,7 +84,8 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       const header = req.headers['x-api-key'];
       key = typeof header === 'string' ? header : undefined;
     }
-    return hub.authenticate(key);
+    if (key === undefined || !looksLikeKey(key)) throw new BatonError('unauthenticated', 'missing or invalid credentials');
+    return key;
   };
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
@@ -83,7 +93,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
       return;
     }
-    const principal = await authenticate(req);
+    const key = keyOf(req);
     const text = await readBody(req, hub.config.maxBodyBytes);
     let body: unknown;
     try {
@@ -93,7 +103,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       return;
     }
     if (lean) {
-      const answer = await leanAnswer(hub, principal, req.headers, body, requestId);
+      const answer = await leanAnswer(hub, key, req.headers, body, requestId);
       if (answer !== null) {
         stats.lean++;
         send(res, 200, answer);
@@ -101,6 +111,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       }
     }
     stats.sdk++;
+    const principal = await hub.authenticate(key);
     const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: { principal } };
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
@@ -146,8 +157,8 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
           return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
         }
         if (path.startsWith('/api/v1/')) {
-          const principal = await authenticate(req);
-          const out = await rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), principal, requestId);
+          const who = hub.resolver(keyOf(req));
+          const out = await rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId);
           return send(res, 200, out, { 'x-request-id': requestId });
         }
         throw new BatonError('not_found', 'no such route');

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { CallMeta, Principal } from '../../auth/principal.js';
 import type { Hub } from '../../hub.js';
 import type { OpDef } from '../../ops/catalog.js';
+import type { ResolvePrincipal } from '../../ops/runner.js';
 import { errorBody, toBatonError } from '../errors.js';
 
 /**
@@ -57,13 +58,42 @@ export function isKnownTool(hub: Hub, name: unknown): name is string {
   return typeof name === 'string' && hub.runner.ops.has(name);
 }
 
+/** A tool's outcome: the structured result (or error body) and its JSON text, serialized once. */
+export interface ToolOutcome {
+  data: Record<string, unknown>;
+  text: string;
+  isError: boolean;
+}
+
 /** Runs one tool call through the runner; every failure becomes a tool error with a stable code. */
-export async function callTool(hub: Hub, principal: Principal, name: string, args: unknown, meta: CallMeta): Promise<CallToolResult> {
+export async function runTool(
+  hub: Hub,
+  who: Principal | ResolvePrincipal,
+  name: string,
+  args: unknown,
+  meta: CallMeta,
+): Promise<ToolOutcome> {
   try {
-    const out = (await hub.call(name, args ?? {}, principal, meta)) as Record<string, unknown>;
-    return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
+    const data = (await hub.call(name, args ?? {}, who, meta)) as Record<string, unknown>;
+    return { data, text: JSON.stringify(data), isError: false };
   } catch (err) {
-    const body = errorBody(toBatonError(err), meta.requestId) as unknown as Record<string, unknown>;
-    return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: body, isError: true };
+    const e = toBatonError(err);
+    // A bad credential is not a tool result: the transport answers it (HTTP 401, JSON-RPC error).
+    if (e.code === 'unauthenticated') throw e;
+    const data = errorBody(e, meta.requestId) as unknown as Record<string, unknown>;
+    return { data, text: JSON.stringify(data), isError: true };
   }
+}
+
+export async function callTool(
+  hub: Hub,
+  who: Principal | ResolvePrincipal,
+  name: string,
+  args: unknown,
+  meta: CallMeta,
+): Promise<CallToolResult> {
+  const r = await runTool(hub, who, name, args, meta);
+  const result: CallToolResult = { content: [{ type: 'text', text: r.text }], structuredContent: r.data };
+  if (r.isError) result.isError = true;
+  return result;
 }

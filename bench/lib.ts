@@ -1,0 +1,103 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+
+export interface Proc {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a server process and waits for the line that gives its address. */
+export function startProcess(args: string[], env: Record<string, string>, pattern: RegExp, stream: 'stdout' | 'stderr'): Promise<Proc> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`no start line from ${args.join(' ')}: ${buf}`)), 15_000);
+    child[stream]!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = pattern.exec(buf);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          url: `http://127.0.0.1:${m[1]}`,
+          stop: () =>
+            new Promise((r) => {
+              child.once('exit', () => r());
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${buf}`)));
+  });
+}
+
+export interface Rpc {
+  call(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>>;
+  tool<T = Record<string, unknown>>(name: string, args: Record<string, unknown>): Promise<T>;
+  close(): void;
+}
+
+/** A minimal MCP-over-HTTP client (legacy wire, JSON responses) on one keep-alive socket. */
+export function rpcClient(url: string, key: string, latencies?: number[]): Rpc {
+  const u = new URL('/mcp', url);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  let id = 0;
+  const call = (method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params });
+      const started = performance.now();
+      const req = request(
+        {
+          agent,
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${key}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': '2025-11-25',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            latencies?.push(performance.now() - started);
+            const text = Buffer.concat(chunks).toString('utf8');
+            try {
+              const json = JSON.parse(text.startsWith('event:') ? text.split('\ndata: ')[1]! : text) as {
+                result?: Record<string, unknown>;
+                error?: unknown;
+              };
+              if (json.result === undefined) reject(new Error(text));
+              else resolve(json.result);
+            } catch (err) {
+              reject(err as Error);
+            }
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  return {
+    call,
+    async tool<T>(name: string, args: Record<string, unknown>): Promise<T> {
+      const r = (await call('tools/call', { name, arguments: args })) as { isError?: boolean; structuredContent: T };
+      if (r.isError === true) throw new Error(`${name}: ${JSON.stringify(r.structuredContent)}`);
+      return r.structuredContent;
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}

@@ -1,0 +1,262 @@
+/**
+ * `npm run bench`: Baton's performance figures, each MCP figure next to a raw node:http ceiling
+ * measured in the same run on the same machine. Prints a table; writes bench/out/results.json
+ * and bench/out/BENCHMARKS.latest.md (copied into docs/BENCHMARKS.md with date and machine).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import autocannon from 'autocannon';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
+import { pino } from 'pino';
+import { ConfigSchema } from '../src/config.js';
+import { Hub } from '../src/hub.js';
+import type { Principal } from '../src/auth/principal.js';
+import { sql } from '../src/store/sql.js';
+import { listTools } from '../src/api/mcp/tools.js';
+import { percentile, rpcClient, startProcess, type Proc } from './lib.js';
+
+const BIN = resolve(import.meta.dirname, '../bin/baton.js');
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const rows: { metric: string; value: string; target?: string; ok?: boolean }[] = [];
+const results: Record<string, unknown> = {};
+
+function row(metric: string, value: string, target?: string, ok?: boolean): void {
+  rows.push({ metric, value, target, ok });
+  process.stderr.write(`  ${metric}: ${value}${target ? `  (target ${target}: ${ok ? 'met' : 'MISSED'})` : ''}\n`);
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function cannon(url: string, body: string, headers: Record<string, string>, connections: number) {
+  const r = await autocannon({
+    url: `${url}/mcp`,
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...headers },
+    connections,
+    duration: DURATION,
+  });
+  if (r.non2xx > 0 || r.errors > 0) throw new Error(`load run had ${r.non2xx} non-2xx and ${r.errors} errors`);
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total };
+}
+
+const silent = pino({ level: 'silent' });
+
+async function withHub<T>(dir: string, fn: (hub: Hub, admin: Principal) => Promise<T>): Promise<T> {
+  const hub = await Hub.open(ConfigSchema.parse({ dataDir: dir, logLevel: 'silent' }), { log: silent });
+  try {
+    const admin = await hub.localPrincipal('bench-admin', 'admin');
+    return await fn(hub, admin);
+  } finally {
+    await hub.close();
+  }
+}
+
+async function makeKeys(hub: Hub, admin: Principal, prefix: string, n: number, role: string): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const out = (await hub.call('token_create', { name: `${prefix}${i}`, role }, admin, { requestId: 'bench', transport: 'internal' })) as { key: string };
+    keys.push(out.key);
+  }
+  return keys;
+}
+
+async function seedTasks(hub: Hub, admin: Principal, n: number): Promise<void> {
+  for (let done = 0; done < n; done += 500) {
+    const tasks = Array.from({ length: Math.min(500, n - done) }, (_, i) => ({ title: `bench ${done + i}`, priority: 1 + ((done + i) % 10) }));
+    await hub.call('task_create', { tasks }, admin, { requestId: 'bench', transport: 'internal' });
+  }
+}
+
+/** Each task claimed and completed at most once, and every completion recorded once. */
+async function integrity(dir: string): Promise<{ done: number; duplicates: number; lost: number }> {
+  return withHub(dir, async (hub) => {
+    const r = await hub.db.read(async (ex) => {
+      const done = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM tasks WHERE status = 'done'`);
+      const dup = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM (SELECT subject FROM events WHERE type = 'task.done' GROUP BY subject HAVING count(*) > 1) d`);
+      const lost = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM tasks WHERE status = 'done' AND attempts <> 1`);
+      return { done: done!.n, duplicates: dup!.n, lost: lost!.n };
+    });
+    return r;
+  });
+}
+
+async function cycleRun(url: string, keys: string[], seconds: number) {
+  const latencies: number[] = [];
+  let cycles = 0;
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    keys.map(async (key) => {
+      const c = rpcClient(url, key, latencies);
+      while (performance.now() < deadline) {
+        const { task } = await c.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', {});
+        if (task === null) break;
+        await c.tool('task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
+        cycles++;
+      }
+      c.close();
+    }),
+  );
+  return { cps: cycles / seconds, cycles, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'baton-bench-'));
+  const procs: Proc[] = [];
+  try {
+    process.stderr.write(`baton bench: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, ${DURATION}s per load run\n`);
+
+    // --- the ceiling
+    const raw = await startProcess([resolve(import.meta.dirname, 'raw-server.mjs')], {}, /listening (\d+)/, 'stdout');
+    procs.push(raw);
+    const callBody = (name: string, args: Record<string, unknown>) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
+    const ceiling = await cannon(raw.url, callBody('x', {}), { accept: 'application/json, text/event-stream' }, 50);
+    await raw.stop();
+    row('raw node:http ceiling (fixed JSON-RPC reply), 50 conns', `${fmt(ceiling.rps)} req/s`);
+    results.ceiling = ceiling;
+
+    // --- the hub's data: keys and tasks
+    const dataDir = join(work, 'data');
+    const seed = await withHub(dataDir, async (hub, admin) => {
+      const readers = await makeKeys(hub, admin, 'reader', 1, 'observer');
+      const workers = await makeKeys(hub, admin, 'agent', 64, 'worker');
+      const roleSizes: Record<string, number> = {};
+      for (const role of ['admin', 'lead', 'worker', 'observer']) {
+        roleSizes[role] = Buffer.byteLength(JSON.stringify({ tools: listTools(hub, { ...admin, role }) }));
+      }
+      const { tasks } = (await hub.call('task_create', { tasks: [{ title: 'the read target' }] }, admin, { requestId: 'b', transport: 'internal' })) as { tasks: { id: string }[] };
+      await seedTasks(hub, admin, 60_000);
+      return { reader: readers[0]!, workers, roleSizes, readId: tasks[0]!.id };
+    });
+
+    // --- a cheap read tool over MCP HTTP: lean path and SDK path
+    const serveEnv = { BATON_LOG_LEVEL: 'warn' };
+    const lean = await startProcess([BIN, 'serve', '--port', '0', '--data', dataDir], serveEnv, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
+    procs.push(lean);
+    const auth = { authorization: `Bearer ${seed.reader}`, accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' };
+    const read = await cannon(lean.url, callBody('task_get', { id: seed.readId }), auth, 50);
+    const ratio = read.rps / ceiling.rps;
+    row('read tool (task_get) over MCP HTTP, lean path, 50 conns', `${fmt(read.rps)} calls/s = ${fmt(ratio * 100, 1)} % of ceiling`, '≥ 25 %', ratio >= 0.25);
+    const plan = await cannon(lean.url, callBody('plan_get', {}), auth, 50);
+    row('read tool (plan_get) over MCP HTTP, lean path, 50 conns', `${fmt(plan.rps)} calls/s = ${fmt((plan.rps / ceiling.rps) * 100, 1)} % of ceiling`);
+    const read64 = await cannon(lean.url, callBody('task_get', { id: seed.readId }), auth, 64);
+    row('tool-call latency, 64 concurrent agents (task_get)', `p50 ${read64.p50} ms, p99 ${read64.p99} ms`, 'p99 ≤ 25 ms', read64.p99 <= 25);
+    results.read = { lean: read, ratio, at64: read64, plan };
+
+    // --- claim + complete cycles over MCP HTTP with 1, 16, 64 agents
+    for (const n of [1, 16, 64]) {
+      const r = await cycleRun(lean.url, seed.workers.slice(0, n), DURATION);
+      const target = n === 16 ? '≥ 3,000/s' : undefined;
+      row(`claim+complete over MCP HTTP, ${n} agent${n > 1 ? 's' : ''}`, `${fmt(r.cps)} cycles/s (${fmt(r.cps / ceiling.rps * 200, 1)} % of ceiling per call); call p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms`, target, n === 16 ? r.cps >= 3000 : undefined);
+      if (n === 64) row('p99 tool-call latency, 64 agents claiming and completing', `${fmt(r.p99, 2)} ms`, '≤ 25 ms', r.p99 <= 25);
+      results[`cycles_http_${n}`] = r;
+    }
+    await lean.stop();
+
+    const sdkServer = await startProcess([BIN, 'serve', '--port', '0', '--no-lean', '--data', dataDir], serveEnv, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
+    procs.push(sdkServer);
+    const sdkRead = await cannon(sdkServer.url, callBody('task_get', { id: seed.readId }), auth, 50);
+    row('read tool over MCP HTTP, SDK handler only (--no-lean), 50 conns', `${fmt(sdkRead.rps)} calls/s = ${fmt((sdkRead.rps / ceiling.rps) * 100, 1)} % of ceiling`);
+    results.read_sdk = sdkRead;
+    await sdkServer.stop();
+
+    // --- in-process cycles: the runner and store without any transport
+    await withHub(dataDir, async (hub) => {
+      for (const conc of [1, 16]) {
+        const principals = await Promise.all(Array.from({ length: conc }, (_, i) => hub.localPrincipal(`inproc${i}`, 'worker')));
+        let cycles = 0;
+        const deadline = performance.now() + DURATION * 1000;
+        await Promise.all(
+          principals.map(async (p) => {
+            while (performance.now() < deadline) {
+              const { task } = (await hub.call('task_claim', {}, p, { requestId: 'b', transport: 'internal' })) as { task: { id: string; lease: { token: number } } | null };
+              if (task === null) break;
+              await hub.call('task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } }, p, { requestId: 'b', transport: 'internal' });
+              cycles++;
+            }
+          }),
+        );
+        row(`claim+complete in-process, ${conc} concurrent`, `${fmt(cycles / DURATION)} cycles/s`);
+        results[`cycles_inproc_${conc}`] = cycles / DURATION;
+      }
+    });
+
+    // --- stdio: 8 `baton mcp` processes on one SQLite file
+    {
+      const clients = await Promise.all(
+        seed.workers.slice(0, 8).map(async (key, i) => {
+          const client = new Client({ name: `bench${i}`, version: '1' });
+          await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' } }));
+          return client;
+        }),
+      );
+      let cycles = 0;
+      const deadline = performance.now() + DURATION * 1000;
+      await Promise.all(
+        clients.map(async (c) => {
+          while (performance.now() < deadline) {
+            const r = (await c.callTool({ name: 'task_claim', arguments: {} })) as { structuredContent: { task: { id: string; lease: { token: number } } | null } };
+            const task = r.structuredContent.task;
+            if (task === null) break;
+            await c.callTool({ name: 'task_complete', arguments: { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } } });
+            cycles++;
+          }
+        }),
+      );
+      await Promise.all(clients.map((c) => c.close()));
+      row('claim+complete over stdio, 8 processes on one SQLite file', `${fmt(cycles / DURATION)} cycles/s`);
+      results.cycles_stdio_8 = cycles / DURATION;
+    }
+
+    // --- cold start of `baton mcp` to its first tools/list
+    {
+      const times: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const started = performance.now();
+        const client = new Client({ name: 'cold', version: '1' });
+        await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: seed.workers[0]!, BATON_LOG_LEVEL: 'warn' } }));
+        await client.listTools();
+        times.push(performance.now() - started);
+        await client.close();
+      }
+      const median = percentile(times, 50);
+      row('cold start of baton mcp to first tools/list (median of 10)', `${fmt(median)} ms (max ${fmt(Math.max(...times))} ms)`, '≤ 300 ms', median <= 300);
+      results.cold_start_ms = times;
+    }
+
+    // --- bytes of tools/list per role
+    for (const [role, bytes] of Object.entries(seed.roleSizes)) {
+      const target = role === 'worker' ? '≤ 12 KB' : undefined;
+      row(`tools/list bytes, ${role}`, `${fmt(bytes)} B`, target, role === 'worker' ? bytes <= 12 * 1024 : undefined);
+    }
+    results.tools_list_bytes = seed.roleSizes;
+
+    // --- integrity over everything above
+    const check = await integrity(dataDir);
+    row('tasks done in all runs; duplicated; lost (claimed more than once)', `${fmt(check.done)}; ${check.duplicates}; ${check.lost}`, '0 duplicated, 0 lost', check.duplicates === 0 && check.lost === 0);
+    results.integrity = check;
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  const date = new Date().toISOString().slice(0, 10);
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const table = [
+    `Measured ${date} on ${machine}; load generator on the same machine; ${DURATION} s per load run.`,
+    '',
+    '| metric | result | target |',
+    '|---|---|---|',
+    ...rows.map((r) => `| ${r.metric} | ${r.value} | ${r.target === undefined ? '' : `${r.target} ${r.ok ? '✅' : '❌'}`} |`),
+  ].join('\n');
+  process.stdout.write(`\n${table}\n`);
+  const out = resolve(import.meta.dirname, 'out');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'results.json'), JSON.stringify({ date, machine, results }, null, 2));
+  writeFileSync(join(out, 'BENCHMARKS.latest.md'), table + '\n');
+  if (rows.some((r) => r.ok === false)) process.exitCode = 1;
+}
+
+await main();
