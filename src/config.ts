@@ -7,8 +7,14 @@ import { z } from 'zod';
  * a JSON config file (`--config` / `BATON_CONFIG`), defaults. Any invalid value stops the start
  * with a message naming the setting, its source and what is allowed.
  */
-const port = z.coerce.number().int().min(0).max(65535);
-const ms = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * Numbers from env or flags arrive as strings: only a plain decimal integer is converted; a blank,
+ * `null` or `true` stays what it is and fails as "expected number" instead of becoming 0 or 1.
+ */
+const int = (min: number, max: number) =>
+  z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v), z.number().int().min(min).max(max));
+const port = int(0, 65535);
+const ms = (min: number, max: number) => int(min, max);
 
 export const ConfigSchema = z
   .object({
@@ -25,19 +31,20 @@ export const ConfigSchema = z
     /** Retry backoff after a failed attempt: base·2^(n-1), capped. */
     backoffBaseMs: ms(0, 86_400_000).default(5_000),
     backoffMaxMs: ms(0, 86_400_000).default(600_000),
-    defaultMaxAttempts: z.coerce.number().int().min(1).max(100).default(3),
+    defaultMaxAttempts: int(1, 100).default(3),
     /** How often the lease sweeper runs (ms). */
     sweepIntervalMs: ms(50, 600_000).default(1_000),
     /** Largest HTTP request body accepted (bytes). */
-    maxBodyBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    maxBodyBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
     /** Cross-process doorbell poll period (ms). */
     pollMs: ms(2, 1000).default(10),
   })
   .strict()
-  .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'] })
+  .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
   .refine((c) => c.backoffBaseMs <= c.backoffMaxMs, {
     message: 'backoffBaseMs must not exceed backoffMaxMs',
     path: ['backoffBaseMs'],
+    params: { other: 'backoffMaxMs' },
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -129,10 +136,17 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
+    const sourceOf = (key: string): string => origin.get(key) ?? 'default';
+    const lines = result.error.issues.flatMap((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map(
+          (k) => `  ${k} (${sourceOf(k)}): unknown setting; known: ${Object.keys(ENV_NAMES).join(', ')}`,
+        );
+      }
       const key = issue.path.map(String).join('.') || '(config)';
-      const from = origin.get(key) ?? (issue.code === 'unrecognized_keys' ? `config file ${file}` : 'default');
-      return `  ${key} (${from}): ${describeAllowed(issue)}`;
+      const other = issue.code === 'custom' ? (issue.params as { other?: string } | undefined)?.other : undefined;
+      const rule = other === undefined ? describeAllowed(issue) : `${issue.message} (${other}: ${sourceOf(other)})`;
+      return [`  ${key} (${sourceOf(key)}): ${rule}`];
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }

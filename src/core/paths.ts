@@ -9,8 +9,10 @@ export function normalizeProjectPath(input: string): string | null {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(input)) return null;
   const slashed = input.replace(/\\/g, '/');
-  if (slashed.startsWith('/') || /^[a-zA-Z]:/.test(slashed) || slashed.startsWith('~')) return null;
+  const rooted = (p: string): boolean => p.startsWith('/') || /^[a-zA-Z]:/.test(p) || p.startsWith('~');
+  if (rooted(slashed)) return null;
   const norm = posix.normalize(slashed).replace(/\/+$/, '');
-  if (norm === '..' || norm.startsWith('../') || norm === '.' || norm === '') return null;
+  // Checked again after normalising: `a/../C:/x` and `./~/x` must not turn into rooted paths.
+  if (norm === '..' || norm.startsWith('../') || norm === '.' || norm === '' || rooted(norm)) return null;
   return norm;
 }

@@ -63,15 +63,20 @@ export function list(values: readonly unknown[]): Sql {
   return sql`(${join(values.map((v) => sql`${v}`))})`;
 }
 
-const rendered = new WeakMap<readonly string[], string>();
+const rendered = new WeakMap<Placeholder, WeakMap<readonly string[], string>>();
 
-/** Renders the text with the dialect's placeholders; cached per template for the common case. */
+/** Renders the text with the dialect's placeholders; cached per dialect and template. */
 export function render(query: Sql, placeholder: Placeholder): string {
-  const cached = rendered.get(query.parts);
+  let cache = rendered.get(placeholder);
+  if (cache === undefined) {
+    cache = new WeakMap();
+    rendered.set(placeholder, cache);
+  }
+  const cached = cache.get(query.parts);
   if (cached !== undefined) return cached;
   let text = query.parts[0]!;
   for (let i = 1; i < query.parts.length; i++) text += placeholder(i) + query.parts[i]!;
   // Template arrays are frozen and live as long as their call site: safe WeakMap keys.
-  if (Object.isFrozen(query.parts)) rendered.set(query.parts, text);
+  if (Object.isFrozen(query.parts)) cache.set(query.parts, text);
   return text;
 }

@@ -2,10 +2,10 @@ import Database from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
 import type { Db, Executor, Migration, Profile } from './db.js';
 import { Mutex } from './mutex.js';
-import { render, type Sql } from './sql.js';
+import { render, type Placeholder, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'sqlite', crossProcessPoll: true };
-const placeholder = (): string => '?';
+const placeholder: Placeholder = () => '?';
 
 function bind(values: readonly unknown[]): unknown[] {
   return values.map((v) => (v === undefined ? null : typeof v === 'boolean' ? (v ? 1 : 0) : v));

@@ -252,11 +252,11 @@ describe('loadConfig: invalid values name the setting, its source and what is al
   // BUG (src/config.ts): z.coerce.number() turns whitespace, null and true into numbers, so
   // BATON_PORT=" " or {"port": null} silently becomes port 0 (any free port) instead of stopping.
   // Remove `.fails` once fixed.
-  it.fails('refuses a whitespace-only number in the environment', () => {
+  it('refuses a whitespace-only number in the environment', () => {
     configError({ env: { BATON_PORT: ' ' } });
   });
 
-  it.fails('refuses null and booleans for numbers in a config file', () => {
+  it('refuses null and booleans for numbers in a config file', () => {
     configError({ env: {}, file: configFile('{"port": null}') });
     configError({ env: {}, file: configFile('{"port": true}') });
   });
@@ -315,7 +315,7 @@ describe('loadConfig: config file problems', () => {
 
   // BUG (src/config.ts loadConfig): an unknown key passed as a flag is reported as coming from
   // "config file undefined". Remove `.fails` once fixed.
-  it.fails('names the right source for an unknown flag', () => {
+  it('names the right source for an unknown flag', () => {
     const msg = configError({ env: {}, flags: { bogus: 1 } as ConfigSources['flags'] });
     expect(msg).toContain('bogus');
     expect(msg).not.toContain('config file undefined');
@@ -353,7 +353,7 @@ describe('loadConfig: cross-field rules', () => {
   // BUG (src/config.ts): the refine issue is attributed to leaseMs only, so lowering
   // BATON_LEASE_MAX_MS reports "leaseMs (default)" and never names the variable that broke it.
   // Remove `.fails` once fixed.
-  it.fails('names the source of leaseMaxMs when lowering it breaks the rule', () => {
+  it('names the source of leaseMaxMs when lowering it breaks the rule', () => {
     const msg = configError({ env: { BATON_LEASE_MAX_MS: '2000' } });
     expect(msg).toContain('environment BATON_LEASE_MAX_MS');
   });
