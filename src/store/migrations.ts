@@ -3,6 +3,12 @@ import type { Migration } from './db.js';
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
  * milliseconds since the epoch; JSON columns hold TEXT.
+ *
+ * Every index on `tasks`, `events` and `audit` is one more page written per transaction on the
+ * hottest path (a claim or a completion), so there are only the ones queries need. `events` and
+ * `audit` ids are rowids without AUTOINCREMENT (which would rewrite `sqlite_sequence` on every
+ * insert): they grow monotonically as long as the newest row is never deleted, which retention
+ * never does.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -79,7 +85,6 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_claimable ON tasks(project_id, status, priority, created_at, id);
 CREATE INDEX tasks_leases ON tasks(lease_expires_at) WHERE lease_expires_at IS NOT NULL;
-CREATE INDEX tasks_owner ON tasks(lease_owner) WHERE lease_owner IS NOT NULL;
 
 CREATE TABLE task_deps (
   task_id TEXT NOT NULL REFERENCES tasks(id),
@@ -104,7 +109,7 @@ CREATE TABLE plans (
 );
 
 CREATE TABLE events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   project_id TEXT NOT NULL,
   type TEXT NOT NULL,
   subject TEXT,
@@ -115,7 +120,7 @@ CREATE TABLE events (
 CREATE INDEX events_project ON events(project_id, id);
 
 CREATE TABLE audit (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   at INTEGER NOT NULL,
   request_id TEXT NOT NULL,
   project_id TEXT,
@@ -129,7 +134,6 @@ CREATE TABLE audit (
   transport TEXT NOT NULL,
   address TEXT
 );
-CREATE INDEX audit_project ON audit(project_id, id);
 `,
   },
 ];

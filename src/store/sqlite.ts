@@ -11,6 +11,15 @@ function bind(values: readonly unknown[]): unknown[] {
   return values.map((v) => (v === undefined ? null : typeof v === 'boolean' ? (v ? 1 : 0) : v));
 }
 
+/** Most writes committed (or reads run) together: bounds how long one batch holds a lock. */
+const MAX_BATCH = 64;
+
+interface Pending {
+  fn: (ex: Executor) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
@@ -32,6 +41,12 @@ export class SqliteDb implements Db {
   private readonly beginRead: Database.Statement;
   private readonly commit: Database.Statement;
   private readonly rollback: Database.Statement;
+  private readonly savepoint: Database.Statement;
+  private readonly release: Database.Statement;
+  private readonly rollbackTo: Database.Statement;
+  private readonly dataVersion: Database.Statement;
+  private readonly writes: Pending[] = [];
+  private readonly reads: Pending[] = [];
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
@@ -40,11 +55,17 @@ export class SqliteDb implements Db {
     this.conn.pragma('journal_mode = WAL');
     this.conn.pragma('synchronous = NORMAL');
     this.conn.pragma('foreign_keys = ON');
+    // Reads through a memory map instead of a read() per page (measured: a few % per read).
+    this.conn.pragma('mmap_size = 268435456');
     this.conn.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     this.begin = this.conn.prepare('BEGIN IMMEDIATE');
     this.beginRead = this.conn.prepare('BEGIN');
     this.commit = this.conn.prepare('COMMIT');
     this.rollback = this.conn.prepare('ROLLBACK');
+    this.savepoint = this.conn.prepare('SAVEPOINT op');
+    this.release = this.conn.prepare('RELEASE op');
+    this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
+    this.dataVersion = this.conn.prepare('PRAGMA data_version').pluck();
     this.ex = {
       all: async <T>(q: Sql) => this.stmt(q).all(...bind(q.values)) as T[],
       get: async <T>(q: Sql) => this.stmt(q).get(...bind(q.values)) as T | undefined,
@@ -64,37 +85,88 @@ export class SqliteDb implements Db {
   }
 
   /**
-   * One read transaction per call: every statement in it shares one snapshot and one WAL read
-   * lock. (Outside a transaction each statement takes and drops the lock; measured here, a lock
-   * cycle costs about as much as the rest of a cheap read.)
+   * Reads run inside a read transaction, so all statements of one read share one snapshot and
+   * one WAL read lock; reads that arrive in the same I/O turn share one transaction. (Outside a
+   * transaction every statement takes and drops the lock, which measured here costs about as
+   * much as the rest of a cheap read.)
    */
   read<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
-    return this.mutex.run(async () => {
-      this.beginRead.run();
-      try {
-        return await fn(this.ex);
-      } finally {
-        if (this.conn.inTransaction) this.commit.run();
-      }
+    return new Promise<T>((resolve, reject) => {
+      this.reads.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.reads.length === 1) setImmediate(() => void this.mutex.run(() => this.drainReads()));
     });
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
-    return this.mutex.run(async () => {
-      this.begin.run();
-      try {
-        const out = await fn(this.ex);
-        this.commit.run();
-        return out;
-      } catch (err) {
-        if (this.conn.inTransaction) this.rollback.run();
-        throw err;
+  private async drainReads(): Promise<void> {
+    while (this.reads.length > 0) {
+      const batch = this.reads.splice(0, MAX_BATCH);
+      for (const r of batch) {
+        try {
+          if (!this.conn.inTransaction) this.beginRead.run();
+          r.resolve(await r.fn(this.ex));
+        } catch (error) {
+          r.reject(error);
+        }
       }
+      if (this.conn.inTransaction) this.commit.run();
+    }
+  }
+
+  /**
+   * Group commit: writes that queue up while another transaction runs are committed together,
+   * each inside its own SAVEPOINT, so one op's failure rolls back only that op, and nobody's
+   * result is released before the COMMIT that makes it durable. Under concurrency this writes
+   * each hot page (the task table's leaf, the index, events, audit) once per batch instead of
+   * once per op.
+   */
+  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      // The first write of a batch waits for the rest of this I/O turn, so requests that arrived
+      // together commit together.
+      if (this.writes.length === 1) setImmediate(() => void this.mutex.run(() => this.drain()));
     });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.writes.length > 0) {
+      const batch = this.writes.splice(0, MAX_BATCH);
+      const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+      try {
+        this.begin.run();
+      } catch (error) {
+        for (const w of batch) w.reject(error);
+        continue;
+      }
+      for (const w of batch) {
+        this.savepoint.run();
+        try {
+          const value = await w.fn(this.ex);
+          this.release.run();
+          outcomes.push({ ok: true, value });
+        } catch (error) {
+          this.rollbackTo.run();
+          this.release.run();
+          outcomes.push({ ok: false, error });
+        }
+      }
+      try {
+        this.commit.run();
+      } catch (error) {
+        if (this.conn.inTransaction) this.rollback.run();
+        for (const w of batch) w.reject(error);
+        continue;
+      }
+      batch.forEach((w, i) => {
+        const o = outcomes[i]!;
+        if (o.ok) w.resolve(o.value);
+        else w.reject(o.error);
+      });
+    }
   }
 
   async changeCounter(): Promise<number> {
-    return this.conn.pragma('data_version', { simple: true }) as number;
+    return this.dataVersion.get() as number;
   }
 
   async migrate(migrations: readonly Migration[], now: number): Promise<number> {
