@@ -38,6 +38,8 @@ export const ConfigSchema = z
     maxBodyBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
     /** Cross-process doorbell poll period (ms). */
     pollMs: ms(2, 1000).default(10),
+    /** How long a write waits for another process's write lock before answering `unavailable` (ms). */
+    busyTimeoutMs: ms(0, 60_000).default(5_000),
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -65,6 +67,7 @@ export const ENV_NAMES: Record<Key, string> = {
   sweepIntervalMs: 'BATON_SWEEP_INTERVAL_MS',
   maxBodyBytes: 'BATON_MAX_BODY_BYTES',
   pollMs: 'BATON_POLL_MS',
+  busyTimeoutMs: 'BATON_BUSY_TIMEOUT_MS',
 };
 
 export class ConfigError extends Error {

@@ -67,7 +67,7 @@ export class Hub {
     const dataDir = resolve(config.dataDir);
     prepareDataDir(dataDir, log);
     const { secrets } = loadOrCreateSecrets(dataDir);
-    const db = new SqliteDb(join(dataDir, 'baton.db'));
+    const db = new SqliteDb(join(dataDir, 'baton.db'), { busyTimeoutMs: config.busyTimeoutMs });
     await db.migrate(MIGRATIONS, clock.now());
     const bus = new Bus(db, config.pollMs);
     const roles = new Roles();

@@ -141,6 +141,12 @@ export class Runner {
           if (!audited) this.refused(base(), started, outcomeOf(err.code), err.code, params, target);
           throw err;
         }
+        if (isBusy(err)) {
+          // Another process held the write lock past busy_timeout: retryable, not a fault.
+          this.log.warn({ requestId: meta.requestId, op: name }, 'store busy');
+          this.refused(base(), started, 'error', 'unavailable', params, target);
+          throw new BatonError('unavailable', 'the store is busy; retry shortly');
+        }
         this.log.error({ err, requestId: meta.requestId, op: name }, 'operation failed');
         this.refused(base(), started, 'error', 'internal', params, target);
         throw new BatonError('internal', 'internal error');
@@ -158,6 +164,11 @@ export class Runner {
   ): void {
     this.deferred.addAudit({ ...base, at, target, outcome, code, params });
   }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }
 
 function outcomeOf(code: string): AuditEntry['outcome'] {

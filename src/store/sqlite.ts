@@ -20,6 +20,11 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
+}
+
 export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
@@ -47,6 +52,7 @@ export class SqliteDb implements Db {
   private readonly dataVersion: Database.Statement;
   private readonly writes: Pending[] = [];
   private readonly reads: Pending[] = [];
+  private readonly busyTimeoutMs: number;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
@@ -57,7 +63,11 @@ export class SqliteDb implements Db {
     this.conn.pragma('foreign_keys = ON');
     // Reads through a memory map instead of a read() per page (measured: a few % per read).
     this.conn.pragma('mmap_size = 268435456');
-    this.conn.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+    // SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms and blocks the event loop while it
+    // does; it gets only a few milliseconds here, and longer waits for another process's write
+    // lock are polled without blocking, every millisecond, up to busyTimeoutMs (see lockFor).
+    this.busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
+    this.conn.pragma(`busy_timeout = ${Math.min(this.busyTimeoutMs, 5)}`);
     this.begin = this.conn.prepare('BEGIN IMMEDIATE');
     this.beginRead = this.conn.prepare('BEGIN');
     this.commit = this.conn.prepare('COMMIT');
@@ -105,7 +115,15 @@ export class SqliteDb implements Db {
           if (!this.conn.inTransaction) this.beginRead.run();
           r.resolve(await r.fn(this.ex));
         } catch (error) {
-          r.reject(error);
+          if (isBusy(error)) {
+            // Rare for a WAL reader (recovery, a truncating checkpoint elsewhere): retry alone.
+            if (this.conn.inTransaction) this.commit.run();
+            try {
+              await this.lockFor(this.beginRead, () => r.fn(this.ex).then(r.resolve));
+            } catch (again) {
+              r.reject(again);
+            }
+          } else r.reject(error);
         }
       }
       if (this.conn.inTransaction) this.commit.run();
@@ -133,7 +151,7 @@ export class SqliteDb implements Db {
       const batch = this.writes.splice(0, MAX_BATCH);
       const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
       try {
-        this.begin.run();
+        await this.lockFor(this.begin);
       } catch (error) {
         for (const w of batch) w.reject(error);
         continue;
@@ -162,6 +180,22 @@ export class SqliteDb implements Db {
         if (o.ok) w.resolve(o.value);
         else w.reject(o.error);
       });
+    }
+  }
+
+  /** Runs `stmt` (and then `first`), retrying while another process holds the lock, without blocking. */
+  private async lockFor(stmt: Database.Statement, first?: () => Promise<unknown>): Promise<void> {
+    const deadline = Date.now() + this.busyTimeoutMs;
+    for (;;) {
+      try {
+        stmt.run();
+        if (first !== undefined) await first();
+        return;
+      } catch (error) {
+        if (this.conn.inTransaction && first !== undefined) this.commit.run();
+        if (!isBusy(error) || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
     }
   }
 

@@ -380,3 +380,23 @@ describe(`store contract (${backend})`, () => {
     expect(got.task.labels).toEqual([evil.slice(0, 50)]);
   });
 });
+
+describe(`store contract under contention (${backend})`, () => {
+  it('a write blocked by another process past busy_timeout answers unavailable, and nothing is lost', async () => {
+    const t = await openHub({ config: { busyTimeoutMs: 50 } });
+    try {
+      const { default: Database } = await import('better-sqlite3');
+      const other = new Database(`${t.dir}/data/baton.db`);
+      other.prepare('BEGIN IMMEDIATE').run();
+      const err = await refusal(call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'blocked' }] }));
+      expect(err.code).toBe('unavailable');
+      other.prepare('ROLLBACK').run();
+      other.close();
+      await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after' }] });
+      const list = await call<{ tasks: { title: string }[] }>(t.hub, t.admin, 'task_list', {});
+      expect(list.tasks.map((x) => x.title)).toEqual(['after']);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   sweepIntervalMs: 1_000,
   maxBodyBytes: 1024 * 1024,
   pollMs: 10,
+  busyTimeoutMs: 5_000,
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -85,6 +86,7 @@ describe('loadConfig: environment', () => {
     sweepIntervalMs: ['250', 250],
     maxBodyBytes: ['2048', 2048],
     pollMs: ['50', 50],
+    busyTimeoutMs: ['250', 250],
   };
 
   it('names an environment variable for every setting', () => {
