@@ -89,7 +89,9 @@ export class Runner {
     if (principal !== null) prepare(principal);
 
     for (let round = 0; ; round++) {
-      const mark = deadline > now ? await this.bus.mark() : undefined;
+      // Taken before each attempt of an op that may wait, so a change committed between "nothing
+      // yet" and the start of the wait still wakes it.
+      const mark = op.waitMs !== undefined ? await this.bus.mark() : undefined;
       let emitted = 0;
       let target: string | null = null;
       const started = this.services.clock.now();
