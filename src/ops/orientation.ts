@@ -5,7 +5,7 @@ import { agentById, getPlan, listAgents, putPlan } from '../store/directory.js';
 import { countByStatus, listTasks } from '../store/tasks.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { LIMITS, taskSummaryOut } from './schemas.js';
-import { toTaskOut } from './tasks.js';
+import { toTaskSummary } from './tasks.js';
 import { VERSION } from '../version.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -38,20 +38,7 @@ export const whoami = defineOp({
       agent: { id: p.agentId, name: p.agentName, role: p.role },
       project: { id: p.projectId, name: p.projectName },
       server_admin: p.serverAdmin,
-      held_tasks: held.map((r) => {
-        const t = toTaskOut(r, []);
-        return {
-          id: t.id,
-          title: t.title,
-          status: t.status,
-          priority: t.priority,
-          labels: t.labels,
-          assignee: t.assignee,
-          attempts: t.attempts,
-          lease: t.lease,
-          updated_at: t.updated_at,
-        };
-      }),
+      held_tasks: held.map(toTaskSummary),
       board: await countByStatus(ctx.tx, p.projectId),
       server: { name: 'baton', version: VERSION },
     };

@@ -64,6 +64,22 @@ export function toTaskOut(row: TaskRow, dependsOn: readonly string[]): TaskOut {
   };
 }
 
+/** The short form lists use. */
+export function toTaskSummary(row: TaskRow): z.infer<typeof taskSummaryOut> {
+  const t = toTaskOut(row, []);
+  return {
+    id: t.id,
+    title: t.title,
+    status: t.status,
+    priority: t.priority,
+    labels: t.labels,
+    assignee: t.assignee,
+    attempts: t.attempts,
+    lease: t.lease,
+    updated_at: t.updated_at,
+  };
+}
+
 async function full(ex: Executor, row: TaskRow): Promise<TaskOut> {
   const deps = await store.depsOf(ex, [row.id]);
   return toTaskOut(row, deps.get(row.id) ?? []);
@@ -292,23 +308,7 @@ export const taskList = defineOp({
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
     const next = rows.length > pageSize && last !== undefined ? encodeCursor(last) : null;
-    return {
-      tasks: page.map((r) => {
-        const t = toTaskOut(r, []);
-        return {
-          id: t.id,
-          title: t.title,
-          status: t.status,
-          priority: t.priority,
-          labels: t.labels,
-          assignee: t.assignee,
-          attempts: t.attempts,
-          lease: t.lease,
-          updated_at: t.updated_at,
-        };
-      }),
-      next_cursor: next,
-    };
+    return { tasks: page.map(toTaskSummary), next_cursor: next };
   },
 });
 
