@@ -169,6 +169,50 @@ async function main(): Promise<void> {
       if (n === 64) row('p99 tool-call latency, 64 agents claiming and completing', `${fmt(r.p99, 2)} ms`, '≤ 25 ms', r.p99 <= 25);
       results[`cycles_http_${n}`] = r;
     }
+    // --- messages over MCP HTTP: 16 agents each send to the next and read their inbox
+    {
+      const n = 16;
+      const clients = seed.workers.slice(0, n).map((k) => rpcClient(lean.url, k));
+      let sent = 0;
+      let delivered = 0;
+      const deadline = performance.now() + DURATION * 1000;
+      await Promise.all(
+        clients.map(async (c, i) => {
+          while (performance.now() < deadline) {
+            await c.tool('message_send', { to_agents: [`agent${(i + 1) % n}`], body: `hello ${sent}`, visibility: 'private' });
+            sent++;
+            const box = await c.tool<{ messages: unknown[] }>('message_inbox', { unread_only: true, limit: 100 });
+            delivered += box.messages.length;
+          }
+        }),
+      );
+      for (const c of clients) c.close();
+      row('messages over MCP HTTP, 16 agents (send, then read own inbox)', `${fmt(sent / DURATION)} sent/s, ${fmt(delivered / DURATION)} delivered/s`);
+      results.messages_http_16 = { sent: sent / DURATION, delivered: delivered / DURATION };
+    }
+
+    // --- events_wait wake-up in one server: a message from one HTTP agent wakes another's wait
+    {
+      const waiter = rpcClient(lean.url, seed.workers[20]!);
+      const sender = rpcClient(lean.url, seed.workers[21]!);
+      let cursor = (await waiter.tool<{ cursor: number }>('events_wait', {})).cursor;
+      const lat: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const waiting = waiter.tool<{ cursor: number; events: unknown[] }>('events_wait', { after: cursor, wait_ms: 10_000, types: ['message.received'] });
+        await new Promise((r) => setTimeout(r, 5));
+        const t0 = performance.now();
+        await sender.tool('message_send', { to_agents: ['agent20'], body: `ping ${i}` });
+        const got = await waiting;
+        lat.push(performance.now() - t0);
+        cursor = got.cursor;
+      }
+      waiter.close();
+      sender.close();
+      const p99 = percentile(lat, 99);
+      row('events_wait wake-up, one server (message send → waiting agent answered)', `p50 ${fmt(percentile(lat, 50), 1)} ms, p99 ${fmt(p99, 1)} ms`, 'p99 ≤ 50 ms', p99 <= 50);
+      results.events_wake_inproc_ms = lat;
+    }
+
     await lean.stop();
 
     const sdkServer = await startProcess([BIN, 'serve', '--port', '0', '--no-lean', '--data', dataDir], serveEnv, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
@@ -245,9 +289,25 @@ async function main(): Promise<void> {
         await waiting;
         lat.push(performance.now() - t0);
       }
-      await Promise.all([waiter.close(), maker.close()]);
       row('task_claim wake-up across processes (create in one baton mcp, waiting claim in another)', `p50 ${fmt(percentile(lat, 50), 1)} ms, p99 ${fmt(percentile(lat, 99), 1)} ms`, '~100 ms', percentile(lat, 99) <= 100);
       results.wake_ms = lat;
+
+      // events_wait across processes: a message sent in one process wakes a wait in another
+      const ew: number[] = [];
+      let cursor = ((await waiter.callTool({ name: 'events_wait', arguments: {} })) as { structuredContent: { cursor: number } }).structuredContent.cursor;
+      for (let i = 0; i < 30; i++) {
+        const waiting = waiter.callTool({ name: 'events_wait', arguments: { after: cursor, wait_ms: 10_000, types: ['message.received'] } });
+        await new Promise((r) => setTimeout(r, 20));
+        const t0 = performance.now();
+        await maker.callTool({ name: 'message_send', arguments: { to_agents: ['agent10'], body: `ping ${i}` } });
+        const got = (await waiting) as { structuredContent: { cursor: number } };
+        ew.push(performance.now() - t0);
+        cursor = got.structuredContent.cursor;
+      }
+      const ewp99 = percentile(ew, 99);
+      row('events_wait wake-up across baton mcp processes (message send → waiting agent answered)', `p50 ${fmt(percentile(ew, 50), 1)} ms, p99 ${fmt(ewp99, 1)} ms`, 'p99 ≤ 50 ms', ewp99 <= 50);
+      results.events_wake_cross_ms = ew;
+      await Promise.all([waiter.close(), maker.close()]);
     }
 
     // --- cold start of `baton mcp` to its first tools/list

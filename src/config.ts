@@ -40,6 +40,18 @@ export const ConfigSchema = z
     pollMs: ms(2, 1000).default(10),
     /** How long a write waits for another process's write lock before answering `unavailable` (ms). */
     busyTimeoutMs: ms(0, 60_000).default(5_000),
+    /**
+     * Repositories a session checkpoint may commit in (absolute paths; a repo inside one counts).
+     * Empty: only the project directory, i.e. the directory that holds the data dir.
+     */
+    gitRepos: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter((x) => x !== '') : v),
+        z.array(z.string().regex(/^\//, 'expected an absolute path').max(1024)).max(50),
+      )
+      .default([]),
+    /** Finished sessions (with checkpoints and accepted handoffs) are removed this long after they end (ms). */
+    sessionRetentionMs: ms(60_000, 10 * 365 * 86_400_000).default(30 * 86_400_000),
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -68,6 +80,8 @@ export const ENV_NAMES: Record<Key, string> = {
   maxBodyBytes: 'BATON_MAX_BODY_BYTES',
   pollMs: 'BATON_POLL_MS',
   busyTimeoutMs: 'BATON_BUSY_TIMEOUT_MS',
+  sessionRetentionMs: 'BATON_SESSION_RETENTION_MS',
+  gitRepos: 'BATON_GIT_REPOS',
 };
 
 export class ConfigError extends Error {

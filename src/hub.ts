@@ -23,6 +23,10 @@ import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
 import { expiredLeases } from './store/tasks.js';
+import { sweepLocks } from './store/locks.js';
+import { sweepMemory } from './store/memory.js';
+import { sweepSessions } from './store/sessions.js';
+import { lockReleasedEvent } from './ops/locks.js';
 
 export const DEFAULT_PROJECT = 'default';
 
@@ -180,16 +184,29 @@ export class Hub {
     return this.runner.call(op, input, who, meta);
   }
 
-  /** Puts expired leases back on the board; returns how many. */
+  /**
+   * Retention and expiry, in one transaction: expired leases back to the board (or dead-lettered),
+   * expired memory deleted, expired locks released, finished sessions past retention removed.
+   * Nothing an agent still holds is touched. Returns how many leases were swept.
+   */
   async sweep(): Promise<number> {
     const now = this.clock.now();
+    let changed = 0;
     const swept = await this.db.write(async (ex) => {
-      const rows = await expiredLeases(ex, now, null);
-      return sweepLeases(ex, now, rows, (projectId, type, subject, data) =>
-        appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now),
-      );
+      const emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>): Promise<void> => {
+        changed++;
+        return appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now);
+      };
+      const leases = await sweepLeases(ex, now, await expiredLeases(ex, now, null), emit);
+      await sweepMemory(ex, now);
+      for (const l of await sweepLocks(ex, now)) {
+        const e = lockReleasedEvent(l, 'expired');
+        await emit(e.projectId, e.type, e.subject, e.data);
+      }
+      await sweepSessions(ex, now - this.config.sessionRetentionMs);
+      return leases;
     });
-    if (swept > 0) this.bus.ring();
+    if (changed > 0) this.bus.ring();
     return swept;
   }
 

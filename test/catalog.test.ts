@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { toolOf } from '../src/api/mcp/tools.js';
+import { inputJsonSchema, toolOf } from '../src/api/mcp/tools.js';
 import { PERMISSIONS } from '../src/core/roles.js';
 import { CATALOG } from '../src/ops/index.js';
 import { buildProgram } from '../src/cli/main.js';
 
 /** The catalog is the contract every surface is generated from; these are its invariants. */
 describe('op catalog', () => {
-  it('holds the DESIGN §3 names of this stage', () => {
+  it('holds the DESIGN §3 names (plus the lists and human decisions of this stage)', () => {
     expect(CATALOG.map((o) => o.name)).toEqual([
       'whoami',
       'agent_list',
@@ -23,6 +23,32 @@ describe('op catalog', () => {
       'task_release',
       'task_cancel',
       'task_update',
+      'message_send',
+      'message_inbox',
+      'message_ack',
+      'message_search',
+      'memory_set',
+      'memory_get',
+      'memory_list',
+      'memory_delete',
+      'discovery_add',
+      'discovery_search',
+      'session_start',
+      'session_checkpoint',
+      'session_end',
+      'handoff_accept',
+      'handoff_list',
+      'lock_acquire',
+      'lock_release',
+      'lock_list',
+      'lock_force_release',
+      'decision_record',
+      'decision_list',
+      'approval_request',
+      'approval_get',
+      'approval_decide',
+      'approval_list',
+      'events_wait',
       'token_create',
       'token_list',
       'token_revoke',
@@ -52,9 +78,10 @@ describe('op catalog', () => {
 
   it('every input schema is a strict object schema with a JSON Schema for tools/list', () => {
     for (const op of CATALOG) {
-      const schema = toolOf(op).inputSchema;
+      const schema = inputJsonSchema(op);
       expect(schema.type, op.name).toBe('object');
       expect(schema.additionalProperties, op.name).toBe(false);
+      expect(toolOf(op).inputSchema.type, op.name).toBe('object');
       expect(op.input.safeParse({ __proto__: 1, surprise: true }).success, op.name).toBe(false);
     }
   });

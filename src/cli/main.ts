@@ -5,8 +5,10 @@ import { BatonError, isBatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { CATALOG } from '../ops/index.js';
 import type { OpDef } from '../ops/catalog.js';
-import { toolOf } from '../api/mcp/tools.js';
+import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
+import { registerApprovalCommands } from './approvals.js';
+import { registerGuardCommands } from './guard.js';
 
 interface GlobalFlags {
   data?: string;
@@ -55,7 +57,7 @@ const camel = (s: string): string => s.replace(/_([a-z])/g, (_m, c: string) => c
 
 /** One CLI command per op, its flags generated from the op's input schema. */
 function addOpCommand(group: Command, op: OpDef): void {
-  const schema = toolOf(op).inputSchema as JsonSchema;
+  const schema = inputJsonSchema(op) as JsonSchema;
   const props = (op.cli.wrap !== undefined ? schema.properties?.[op.cli.wrap]?.items?.properties : schema.properties) ?? {};
   const cmd = group.command(op.cli.command).description(op.summary);
   if (op.cli.positional !== undefined) cmd.argument(`<${op.cli.positional}>`);
@@ -178,6 +180,9 @@ export function buildProgram(): Command {
         await hub.close();
       }
     });
+
+  registerApprovalCommands(program);
+  registerGuardCommands(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {

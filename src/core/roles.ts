@@ -10,6 +10,15 @@ export const PERMISSIONS = [
   'task.work', // claim, start, heartbeat, complete, fail, release the caller's own tasks
   'task.manage', // cancel, update, requeue anyone's tasks
   'plan.write',
+  'message.send', // send messages (reading one's own inbox is 'self')
+  'memory.write', // set and delete memory: the caller's own agent-scope keys and shared project-scope keys
+  'discovery.write',
+  'decision.write',
+  'approval.request',
+  'approval.decide', // humans: grant or deny approvals
+  'lock.write', // acquire and release one's own file locks
+  'lock.manage', // force-release anyone's locks
+  'session.write', // start, checkpoint and end one's own sessions; accept handoffs
   'token.admin',
 ] as const;
 
@@ -20,8 +29,35 @@ export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
 
 const BUILTIN_GRANTS: Record<BuiltinRole, readonly Permission[]> = {
   admin: PERMISSIONS,
-  lead: ['self', 'read', 'task.create', 'task.work', 'task.manage', 'plan.write'],
-  worker: ['self', 'read', 'task.create', 'task.work'],
+  lead: [
+    'self',
+    'read',
+    'task.create',
+    'task.work',
+    'task.manage',
+    'plan.write',
+    'message.send',
+    'memory.write',
+    'discovery.write',
+    'decision.write',
+    'approval.request',
+    'lock.write',
+    'lock.manage',
+    'session.write',
+  ],
+  worker: [
+    'self',
+    'read',
+    'task.create',
+    'task.work',
+    'message.send',
+    'memory.write',
+    'discovery.write',
+    'decision.write',
+    'approval.request',
+    'lock.write',
+    'session.write',
+  ],
   observer: ['self', 'read'],
 };
 

@@ -1,11 +1,16 @@
 import type { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
+import type { Audience } from '../core/audience.js';
 import type { Clock } from '../core/clock.js';
 import type { Permission, Roles } from '../core/roles.js';
 import type { Executor } from '../store/db.js';
 import type { Config } from '../config.js';
 
-/** Returned by a waiting op's handler when there is nothing yet: the runner waits and retries. */
+/**
+ * Returned by a waiting op's handler when there is nothing yet: the runner waits and retries.
+ * On the final attempt (`ctx.final`) a handler should answer instead; if it still returns RETRY,
+ * the runner answers the op's output shape with every top-level field null.
+ */
 export const RETRY: unique symbol = Symbol('retry');
 
 export interface OpServices {
@@ -21,8 +26,16 @@ export interface OpContext {
   readonly now: number;
   readonly requestId: string;
   readonly services: OpServices;
-  /** Appends an event row in this transaction; the doorbell rings after commit. */
-  emit(type: string, subject: string | null, data?: Record<string, unknown>): Promise<void>;
+  /**
+   * True on the last attempt of a waiting op (its wait is over, or it asked for none): the
+   * handler should answer with what it has instead of RETRY.
+   */
+  readonly final: boolean;
+  /**
+   * Appends an event row in this transaction; the doorbell rings after commit. The audience says
+   * who may read it (default: the whole project); every read path of events filters by it.
+   */
+  emit(type: string, subject: string | null, data?: Record<string, unknown>, audience?: Audience): Promise<void>;
   /** Sets the audit target (the id the op acted on). */
   target(id: string): void;
 }

@@ -2,9 +2,13 @@ import { z } from 'zod';
 import { BatonError } from '../core/errors.js';
 import { presence } from '../core/tasks.js';
 import { agentById, getPlan, listAgents, putPlan } from '../store/directory.js';
+import { liveLocks } from '../store/locks.js';
+import { unreadCount } from '../store/messages.js';
 import { countByStatus, listTasks } from '../store/tasks.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { LIMITS, taskSummaryOut } from './schemas.js';
+import { lockOut, toLockOut } from './locks.js';
+import { pendingHandoffsOut, resumeInfo, resumeSessionOut } from './sessions.js';
 import { toTaskSummary } from './tasks.js';
 import { VERSION } from '../version.js';
 
@@ -12,7 +16,7 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 
 export const whoami = defineOp({
   name: 'whoami',
-  summary: 'Who you are here, your role and project, and the tasks you hold. Call first and on reconnect.',
+  summary: 'Your role, tasks, session, locks, handoffs, unread mail. Call first and on reconnect.',
   input: z.object({}).strict(),
   output: z.object({
     agent: z.object({ id: z.string(), name: z.string(), role: z.string() }),
@@ -21,6 +25,12 @@ export const whoami = defineOp({
     held_tasks: z.array(taskSummaryOut),
     board: z.record(z.string(), z.number()),
     server: z.object({ name: z.string(), version: z.string() }),
+    /** Your open session (with its last checkpoint) and handoffs waiting for you: resume from here. */
+    session: resumeSessionOut,
+    pending_handoffs: pendingHandoffsOut,
+    /** File locks you hold, and how many of your messages are unread. */
+    locks: z.array(lockOut),
+    unread: z.number(),
   }),
   permission: 'self',
   kind: 'read',
@@ -41,13 +51,16 @@ export const whoami = defineOp({
       held_tasks: held.map(toTaskSummary),
       board: await countByStatus(ctx.tx, p.projectId),
       server: { name: 'baton', version: VERSION },
+      ...(await resumeInfo(ctx.tx, p)),
+      locks: (await liveLocks(ctx.tx, { projectId: p.projectId, now: ctx.now, agentName: p.agentName, limit: 100 })).map(toLockOut),
+      unread: await unreadCount(ctx.tx, p.projectId, p.agentId),
     };
   },
 });
 
 export const agentList = defineOp({
   name: 'agent_list',
-  summary: 'Agents in this project with role, capabilities and presence.',
+  summary: 'Agents here: role, capabilities, presence.',
   input: z.object({}).strict(),
   output: z.object({
     agents: z.array(

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { CallMeta, Principal } from '../auth/principal.js';
+import { audienceKey } from '../core/audience.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus } from '../events/bus.js';
 import type { Db, Executor } from '../store/db.js';
@@ -95,22 +96,26 @@ export class Runner {
       let emitted = 0;
       let target: string | null = null;
       const started = this.services.clock.now();
+      let final = started >= deadline;
       try {
         const run = op.kind === 'write' ? this.db.write.bind(this.db) : this.db.read.bind(this.db);
         const result = await run(async (tx) => {
           // A credential is checked again on every round of a wait: a key revoked meanwhile stops it.
           const p = typeof who === 'function' ? await who(tx) : who;
           if (round === 0 || typeof who === 'function') prepare(p);
+          final = started >= deadline;
           const ctx: OpContext = {
             principal: p,
             tx,
             now: started,
             requestId: meta.requestId,
             services: this.services,
-            emit: async (type, subject, data) => {
+            final,
+            emit: async (type, subject, data, audience) => {
               emitted++;
               const body = data === undefined ? null : JSON.stringify(data);
-              await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started);
+              const to = audience === undefined ? 'project' : audienceKey(audience);
+              await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started, to);
             },
             target: (id) => {
               target = id;
@@ -125,8 +130,9 @@ export class Runner {
         if (emitted > 0) this.bus.ring();
         if (result === RETRY) {
           const left = deadline - this.services.clock.now();
-          if (left > 0 && meta.signal?.aborted !== true) {
-            await this.bus.wait(Math.min(left, 1_000), meta.signal, mark);
+          if (!final && meta.signal?.aborted !== true) {
+            // Once the deadline has passed, one more attempt runs with ctx.final set.
+            if (left > 0) await this.bus.wait(Math.min(left, 1_000), meta.signal, mark);
             continue;
           }
           this.deferred.addAudit({ ...base(), at: started, target, outcome: 'ok', code: 'empty', params });

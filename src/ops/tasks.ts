@@ -4,9 +4,12 @@ import { newId } from '../core/ids.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
 import type { Executor } from '../store/db.js';
 import { setAgentProfile } from '../store/directory.js';
+import { releaseTaskLocks } from '../store/locks.js';
+import { approvalGranted } from '../store/oversight.js';
 import * as store from '../store/tasks.js';
 import type { TaskRow } from '../store/tasks.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
+import { lockReleasedEvent } from './locks.js';
 import {
   agentName,
   capability,
@@ -94,6 +97,19 @@ async function mustGet(ctx: OpContext, id: string): Promise<TaskRow> {
 
 type Emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>) => Promise<void>;
 
+/** A task's attempt ended (done, failed, released, cancelled, lease expired): its file locks go. */
+async function releaseLocksOfTask(ex: Executor, projectId: string, taskId: string, now: number, emit: Emit): Promise<void> {
+  for (const l of await releaseTaskLocks(ex, projectId, taskId, now)) {
+    const e = lockReleasedEvent(l, 'task_ended');
+    await emit(e.projectId, e.type, e.subject, e.data);
+  }
+}
+
+const emitOf =
+  (ctx: OpContext): Emit =>
+  (_projectId, type, subject, data) =>
+    ctx.emit(type, subject, data);
+
 /** Ends expired leases: each task goes back to ready (the attempt counted at claim) or is dead-lettered. */
 export async function sweepLeases(ex: Executor, now: number, rows: readonly TaskRow[], emit: Emit): Promise<number> {
   let swept = 0;
@@ -103,6 +119,7 @@ export async function sweepLeases(ex: Executor, now: number, rows: readonly Task
     if (out === undefined) continue;
     swept++;
     await emit(row.project_id, 'task.lease_expired', row.id, { owner: row.lease_owner, status: out.status });
+    await releaseLocksOfTask(ex, row.project_id, row.id, now, emit);
   }
   return swept;
 }
@@ -140,13 +157,13 @@ function leaseMsFor(ctx: OpContext, requested: number | undefined): number {
 
 const taskSpec = z
   .object({
-    ref: z.string().min(1).max(64).optional().describe('name for in-batch depends_on references'),
+    ref: z.string().min(1).max(64).optional(),
     title: z.string().min(1).max(LIMITS.title),
     description: z.string().max(LIMITS.description).optional(),
     priority: z.number().int().min(1).max(10).optional().describe('1 most urgent; default 5'),
     labels: z.array(label).max(LIMITS.labels).optional(),
     capabilities: z.array(capability).max(LIMITS.labels).optional().describe('required of the claimer'),
-    depends_on: z.array(z.string().min(1).max(64)).max(LIMITS.deps).optional().describe('task ids or batch refs'),
+    depends_on: z.array(z.string().min(1).max(64)).max(LIMITS.deps).optional(),
     parent_id: taskId.optional(),
     context: taskContext.optional(),
     assignee: agentName.optional(),
@@ -166,7 +183,7 @@ const createdOut = z.object({
 
 export const taskCreate = defineOp({
   name: 'task_create',
-  summary: 'Create tasks (a batch; depends_on may name earlier or later refs in the batch).',
+  summary: 'Create tasks (a batch); depends_on: task ids or refs in the batch.',
   input: z.object({ tasks: z.array(taskSpec).min(1).max(LIMITS.batch) }).strict(),
   output: z.object({ tasks: z.array(createdOut) }),
   permission: 'task.create',
@@ -280,7 +297,7 @@ export const taskList = defineOp({
       status: z.array(taskState).max(7).optional(),
       assignee: agentName.optional(),
       label: label.optional(),
-      mine: z.boolean().optional().describe('only tasks whose lease I hold'),
+      mine: z.boolean().optional().describe('only tasks I hold'),
       parent_id: taskId.optional(),
       limit: limit.optional(),
       cursor: cursor.optional(),
@@ -355,13 +372,13 @@ const fenceInput = { id: taskId, lease_token: leaseToken };
 
 export const taskClaim = defineOp({
   name: 'task_claim',
-  summary: 'Claim the most urgent ready task you may take (or one by id); optionally wait for one.',
+  summary: 'Claim the most urgent ready task you may take (or one by id); may wait.',
   input: z
     .object({
       id: taskId.optional(),
-      capabilities: z.array(capability).max(LIMITS.labels).optional().describe('what you can do'),
+      capabilities: z.array(capability).max(LIMITS.labels).optional(),
       lease_ms: z.number().int().min(1000).max(86_400_000).optional(),
-      wait_ms: waitMs.optional().describe('wait this long for a task if none is ready'),
+      wait_ms: waitMs.optional().describe('ms to wait for a task'),
     })
     .strict(),
   output: z.object({ task: taskOut.nullable() }),
@@ -441,7 +458,7 @@ export const taskHeartbeat = defineOp({
 
 export const taskComplete = defineOp({
   name: 'task_complete',
-  summary: 'Finish a task you hold, with a result; unblocks its dependents.',
+  summary: 'Finish a task you hold with a result; unblocks dependents.',
   input: z.object({ ...fenceInput, result: taskResult }).strict(),
   output: z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
   permission: 'task.work',
@@ -450,16 +467,20 @@ export const taskComplete = defineOp({
   cli: { group: 'task', command: 'complete', positional: 'id' },
   async handler(ctx, { id, lease_token, result }) {
     ctx.target(id);
-    const row = await store.completeTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(result));
+    const fence = fenceOf(ctx, id, lease_token);
+    let row = await store.completeTask(ctx.tx, fence, JSON.stringify(result));
     if (row === undefined) {
       const failure = await fenceFailure(ctx, id, lease_token);
-      // Approvals arrive with the collaboration ops; until one is granted the task cannot complete.
-      if (failure.code === 'conflict' && (await mustGet(ctx, id)).needs_approval === 1) {
+      // The fence holds, so the task needs an approval: it completes once one was granted.
+      if (failure.code !== 'conflict' || (await mustGet(ctx, id)).needs_approval !== 1) throw failure;
+      if (!(await approvalGranted(ctx.tx, ctx.principal.projectId, id))) {
         throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
       }
-      throw failure;
+      row = await store.completeTask(ctx.tx, fence, JSON.stringify(result), true);
+      if (row === undefined) throw failure;
     }
     await ctx.emit('task.done', id);
+    await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
     const unblocked = await store.resolveDependency(ctx.tx, id, ctx.now);
     for (const u of unblocked) await ctx.emit('task.ready', u);
     return { id, status: row.status, unblocked };
@@ -468,7 +489,7 @@ export const taskComplete = defineOp({
 
 export const taskFail = defineOp({
   name: 'task_fail',
-  summary: 'Report failure on a task you hold; it retries with backoff until max_attempts.',
+  summary: 'Fail a task you hold; retried with backoff until max_attempts.',
   input: z
     .object({
       ...fenceInput,
@@ -488,13 +509,14 @@ export const taskFail = defineOp({
     const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next);
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit(row.status === 'failed' ? 'task.failed' : 'task.retry', id, { attempts: row.attempts });
+    await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
     return { id, status: row.status, attempts: row.attempts, available_at: iso(row.available_at) };
   },
 });
 
 export const taskRelease = defineOp({
   name: 'task_release',
-  summary: 'Give a task you hold back to the board (not counted as an attempt).',
+  summary: 'Give back a task you hold (not counted as an attempt).',
   input: z.object(fenceInput).strict(),
   output: z.object({ id: z.string(), status: taskState }),
   permission: 'task.work',
@@ -506,6 +528,7 @@ export const taskRelease = defineOp({
     const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit('task.ready', id, { released: true });
+    await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
     return { id, status: row.status };
   },
 });
@@ -527,13 +550,14 @@ export const taskCancel = defineOp({
     const out = await store.setStatus(ctx.tx, row, 'cancelled', ctx.now);
     if (out === undefined) throw new BatonError('conflict', 'task changed concurrently; retry');
     await ctx.emit('task.cancelled', id);
+    await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
     return { id, status: out.status };
   },
 });
 
 export const taskUpdate = defineOp({
   name: 'task_update',
-  summary: 'Edit a task; replace depends_on (cycles refused); requeue a failed or cancelled one.',
+  summary: 'Edit a task, replace depends_on, or requeue a failed/cancelled one.',
   input: z
     .object({
       id: taskId,

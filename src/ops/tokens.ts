@@ -90,7 +90,7 @@ export const tokenCreate = defineOp({
 
 export const tokenList = defineOp({
   name: 'token_list',
-  summary: "List API keys (never the keys themselves) of your project, or a named one (server admin).",
+  summary: 'List API keys (never the keys) of your project, or another (server admin).',
   input: z.object({ project: projectName.optional(), all: z.boolean().optional() }).strict(),
   output: z.object({ tokens: z.array(tokenOut) }),
   permission: 'token.admin',

@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import { sql } from './sql.js';
+import { list, sql } from './sql.js';
 
 /** The events spine and the audit trail: both append-only rows. */
 export interface EventRow {
@@ -10,6 +10,7 @@ export interface EventRow {
   actor: string | null;
   data: string | null;
   created_at: number;
+  audience: string;
 }
 
 export async function appendEvent(
@@ -20,14 +21,22 @@ export async function appendEvent(
   actor: string | null,
   data: string | null,
   now: number,
+  audience = 'project',
 ): Promise<void> {
-  await ex.run(sql`INSERT INTO events (project_id, type, subject, actor, data, created_at)
-    VALUES (${projectId}, ${type}, ${subject}, ${actor}, ${data}, ${now})`);
+  await ex.run(sql`INSERT INTO events (project_id, type, subject, actor, data, created_at, audience)
+    VALUES (${projectId}, ${type}, ${subject}, ${actor}, ${data}, ${now}, ${audience})`);
 }
 
-export function eventsAfter(ex: Executor, projectId: string, after: number, limit: number): Promise<EventRow[]> {
+/** Events after a cursor that one of `audiences` may see (see core/audience.ts), oldest first. */
+export function eventsAfter(
+  ex: Executor,
+  projectId: string,
+  audiences: readonly string[],
+  after: number,
+  limit: number,
+): Promise<EventRow[]> {
   return ex.all<EventRow>(sql`SELECT * FROM events WHERE project_id = ${projectId} AND id > ${after}
-    ORDER BY id LIMIT ${limit}`);
+    AND audience IN ${list(audiences)} ORDER BY id LIMIT ${limit}`);
 }
 
 export async function lastEventId(ex: Executor, projectId: string): Promise<number> {

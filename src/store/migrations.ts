@@ -1,4 +1,9 @@
 import type { Migration } from './db.js';
+import { V2_MESSAGES } from './schema/v2-messages.js';
+import { V3_MEMORY } from './schema/v3-memory.js';
+import { V4_OVERSIGHT } from './schema/v4-oversight.js';
+import { V5_LOCKS } from './schema/v5-locks.js';
+import { V6_SESSIONS } from './schema/v6-sessions.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -136,4 +141,9 @@ CREATE TABLE audit (
 );
 `,
   },
+  V2_MESSAGES,
+  V3_MEMORY,
+  V4_OVERSIGHT,
+  V5_LOCKS,
+  V6_SESSIONS,
 ];

@@ -193,11 +193,20 @@ export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<
       WHERE ${fenced(f)} RETURNING *`);
 }
 
-/** Completes a fenced task unless it still needs an approval (the caller explains a refusal). */
-export function completeTask(ex: Executor, f: Fence, result: string): Promise<{ status: TaskState } | undefined> {
+/**
+ * Completes a fenced task. A task that needs an approval completes only when the caller has
+ * checked that one was granted (`approved`); otherwise nothing matches and the caller explains.
+ */
+export function completeTask(
+  ex: Executor,
+  f: Fence,
+  result: string,
+  approved = false,
+): Promise<{ status: TaskState } | undefined> {
+  const gate = approved ? trusted('') : trusted(' AND needs_approval = 0');
   return ex.get<{ status: TaskState }>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
       lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1
-      WHERE ${fenced(f)} AND needs_approval = 0 RETURNING status`);
+      WHERE ${fenced(f)}${gate} RETURNING status`);
 }
 
 /** Back to `ready` at `availableAt` (retry with backoff) or `failed` (dead-lettered). */

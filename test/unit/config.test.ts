@@ -30,6 +30,8 @@ const DEFAULTS: Config = {
   maxBodyBytes: 1024 * 1024,
   pollMs: 10,
   busyTimeoutMs: 5_000,
+  sessionRetentionMs: 30 * 86_400_000,
+  gitRepos: [],
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -87,6 +89,8 @@ describe('loadConfig: environment', () => {
     maxBodyBytes: ['2048', 2048],
     pollMs: ['50', 50],
     busyTimeoutMs: ['250', 250],
+    sessionRetentionMs: ['86400000', 86_400_000],
+    gitRepos: ['/srv/a, /srv/b', ['/srv/a', '/srv/b']],
   };
 
   it('names an environment variable for every setting', () => {

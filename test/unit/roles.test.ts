@@ -13,15 +13,30 @@ describe('Roles: built-in grants', () => {
   });
 
   it('worker can create and work tasks but not manage, plan or administer tokens', () => {
-    expect(granted(roles, 'worker')).toEqual(['self', 'read', 'task.create', 'task.work']);
+    expect(granted(roles, 'worker')).toEqual([
+      'self',
+      'read',
+      'task.create',
+      'task.work',
+      'message.send',
+      'memory.write',
+      'discovery.write',
+      'decision.write',
+      'approval.request',
+      'lock.write',
+      'session.write',
+    ]);
+    expect(roles.allows('worker', 'lock.manage')).toBe(false);
+    expect(roles.allows('worker', 'approval.decide')).toBe(false);
     expect(roles.allows('worker', 'task.manage')).toBe(false);
     expect(roles.allows('worker', 'plan.write')).toBe(false);
     expect(roles.allows('worker', 'token.admin')).toBe(false);
   });
 
-  it('lead has everything except token.admin', () => {
+  it('lead has everything except token.admin and deciding approvals (humans decide)', () => {
     expect(roles.allows('lead', 'token.admin')).toBe(false);
-    expect(granted(roles, 'lead')).toEqual(PERMISSIONS.filter((p) => p !== 'token.admin'));
+    expect(roles.allows('lead', 'approval.decide')).toBe(false);
+    expect(granted(roles, 'lead')).toEqual(PERMISSIONS.filter((p) => p !== 'token.admin' && p !== 'approval.decide'));
   });
 
   it('admin has every permission', () => {

@@ -3,7 +3,7 @@ import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
-import { toolOf } from '../mcp/tools.js';
+import { inputJsonSchema } from '../mcp/tools.js';
 import { parseJson, readBody } from './body.js';
 
 interface Route {
@@ -25,7 +25,7 @@ export class RestRouter {
 
   constructor(private readonly hub: Hub) {
     this.routes = [...hub.runner.ops.values()].map((op) => {
-      const props = (toolOf(op).inputSchema.properties ?? {}) as Record<string, { type?: string }>;
+      const props = (inputJsonSchema(op).properties ?? {}) as Record<string, { type?: string }>;
       return {
         method: op.rest.method,
         segments: op.rest.path.split('/').filter(Boolean),

@@ -15,7 +15,7 @@ export interface McpTool {
   name: string;
   description: string;
   inputSchema: { type: 'object'; [k: string]: unknown };
-  annotations: { readOnlyHint: boolean };
+  annotations?: { readOnlyHint: boolean };
 }
 
 export interface CallToolResult {
@@ -27,16 +27,55 @@ export interface CallToolResult {
 
 const schemaCache = new WeakMap<OpDef, McpTool>();
 
+/** The full JSON Schema of an op's input (what REST coercion and docs use). */
+export function inputJsonSchema(op: OpDef): Record<string, unknown> {
+  const schema = z.toJSONSchema(op.input, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete schema.$schema;
+  return { ...schema, type: 'object' };
+}
+
+/**
+ * Keywords tools/list leaves out. Every byte of tools/list is paid in every agent's context, and
+ * these only restate limits the server enforces anyway (the op's zod schema validates every call
+ * and names the field and the limit when a value is refused). Types, enums, required fields,
+ * descriptions and the shape stay. (Unknown fields are still refused: every op's input is strict.)
+ */
+const OMITTED = new Set([
+  'pattern',
+  'minLength',
+  'maxLength',
+  'minItems',
+  'maxItems',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'format',
+  'additionalProperties',
+  'propertyNames',
+  'default',
+]);
+
+function compact(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map((n) => compact(n));
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (OMITTED.has(k)) continue;
+    // `properties` maps names to schemas: compact each schema, keep every name.
+    out[k] = k === 'properties' ? Object.fromEntries(Object.entries(v as object).map(([n, s]) => [n, compact(s)])) : compact(v);
+  }
+  return out;
+}
+
 export function toolOf(op: OpDef): McpTool {
   let tool = schemaCache.get(op);
   if (tool === undefined) {
-    const schema = z.toJSONSchema(op.input, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
-    delete schema.$schema;
     tool = {
       name: op.name,
       description: op.summary,
-      inputSchema: { ...schema, type: 'object' },
-      annotations: { readOnlyHint: op.kind === 'read' },
+      inputSchema: compact(inputJsonSchema(op)) as McpTool['inputSchema'],
+      ...(op.kind === 'read' ? { annotations: { readOnlyHint: true } } : {}),
     };
     schemaCache.set(op, tool);
   }

@@ -1,0 +1,231 @@
+/**
+ * Lock patterns: project-relative paths with simple globs (S16 applies as for plain paths).
+ *
+ * Syntax: segments separated by `/`; `*` matches any run of characters within a segment, `?` one
+ * character, and a whole segment `**` matches zero or more segments. `[` and `{` are refused (no
+ * classes or alternation yet). Everything else is literal.
+ *
+ * Semantics: a pattern covers every path it matches *and everything beneath it*, so a lock on
+ * `src/auth` (a directory) covers `src/auth/login.ts`, and `src/**` covers `src` itself.
+ * Two patterns overlap when some path is covered by both. The test below is exact for this syntax
+ * (it finds a witness path whenever one exists), which the unit tests check both ways.
+ */
+
+export type GlobResult = { ok: true; glob: string } | { ok: false; reason: string };
+
+const MAX_LENGTH = 1024;
+/** Each `*` widens the overlap search; a cap keeps a conflict check cheap whatever the input. */
+export const MAX_STARS = 16;
+
+const rooted = (p: string): boolean => p.startsWith('/') || /^[a-zA-Z]:/.test(p) || p.startsWith('~');
+const isWild = (segment: string): boolean => segment.includes('*') || segment.includes('?');
+
+/** Normalises a lock pattern, or says why it is refused. */
+export function normalizeGlob(input: string): GlobResult {
+  if (input.length === 0) return { ok: false, reason: 'empty path' };
+  if (input.length > MAX_LENGTH) return { ok: false, reason: `longer than ${MAX_LENGTH} characters` };
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(input)) return { ok: false, reason: 'control characters (NUL) are not allowed' };
+  if (input.includes('[') || input.includes('{')) {
+    return { ok: false, reason: '"[" and "{" globs are not supported; use *, ? and **' };
+  }
+  const slashed = input.replace(/\\/g, '/');
+  if (rooted(slashed)) return { ok: false, reason: 'expected a project-relative path, not an absolute one' };
+  const out: string[] = [];
+  for (const raw of slashed.split('/')) {
+    if (raw === '' || raw === '.') continue;
+    if (raw === '..') {
+      const last = out[out.length - 1];
+      if (last === undefined) return { ok: false, reason: 'path escapes the project (..)' };
+      // `x/*/..` or `**/..` names no single directory: refuse rather than guess.
+      if (isWild(last)) return { ok: false, reason: '".." after a wildcard is not allowed' };
+      out.pop();
+      continue;
+    }
+    // `a**b` inside a segment is just `*`; `**/**` is one `**`.
+    const segment = raw === '**' ? raw : raw.replace(/\*+/g, '*');
+    if (segment === '**' && out[out.length - 1] === '**') continue;
+    out.push(segment);
+  }
+  if (out.reduce((k, s) => k + (s.match(/\*+/g)?.length ?? 0), 0) > MAX_STARS) {
+    return { ok: false, reason: `more than ${MAX_STARS} * wildcards` };
+  }
+  if (out.length === 0) return { ok: false, reason: 'path names the project root; use ** to lock everything' };
+  const glob = out.join('/');
+  // Checked again after normalising: `a/../C:/x` and `./~/x` must not turn into rooted paths.
+  if (rooted(glob)) return { ok: false, reason: 'expected a project-relative path, not an absolute one' };
+  return { ok: true, glob };
+}
+
+// ---------------------------------------------------------------- within one segment
+
+/**
+ * A string matched by both segment patterns (`*` any run, `?` one character, else literal), or
+ * null. Product automaton over (i, j) with epsilon moves for `*`; exact.
+ */
+export function segmentWitness(p: string, q: string): string | null {
+  const n = p.length;
+  const m = q.length;
+  const key = (i: number, j: number): number => i * (m + 1) + j;
+  const parent = new Map<number, { from: number; ch: string }>();
+  const start = key(0, 0);
+  parent.set(start, { from: -1, ch: '' });
+  const queue: [number, number][] = [[0, 0]];
+  const visit = (fi: number, fj: number, i: number, j: number, ch: string): void => {
+    const k = key(i, j);
+    if (parent.has(k)) return;
+    parent.set(k, { from: key(fi, fj), ch });
+    queue.push([i, j]);
+  };
+  for (let head = 0; head < queue.length; head++) {
+    const [i, j] = queue[head]!;
+    if (i === n && j === m) {
+      let s = '';
+      for (let k = key(i, j); k !== start; ) {
+        const step = parent.get(k)!;
+        s = step.ch + s;
+        k = step.from;
+      }
+      // Segments are never empty; both patterns being all `*` is the only way to get here empty.
+      return s === '' ? 'x' : s;
+    }
+    const a = p[i];
+    const b = q[j];
+    if (a === '*') visit(i, j, i + 1, j, '');
+    if (b === '*') visit(i, j, i, j + 1, '');
+    if (a === undefined || b === undefined) continue;
+    const ch = a === '*' || a === '?' ? (b === '*' || b === '?' ? 'x' : b) : b === '*' || b === '?' || a === b ? a : null;
+    if (ch === null) continue;
+    if (a === '*' && b === '*') continue; // both stay: a self-loop
+    visit(i, j, a === '*' ? i : i + 1, b === '*' ? j : j + 1, ch);
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- whole patterns
+
+const segmentsOf = (glob: string): string[] => glob.split('/');
+
+/**
+ * A concrete path covered by both patterns (normalised globs), or null when they cannot overlap.
+ * A pattern covers what it matches and everything beneath, i.e. it behaves as `P/**`; so this
+ * intersects `P/**` with `Q/**` over segments, where `**` consumes any number of segments.
+ */
+export function overlapWitness(p: string, q: string): string | null {
+  const ps = [...segmentsOf(p), '**'];
+  const qs = [...segmentsOf(q), '**'];
+  const n = ps.length;
+  const m = qs.length;
+  const key = (i: number, j: number): number => i * (m + 1) + j;
+  const parent = new Map<number, { from: number; seg: string | null }>();
+  const start = key(0, 0);
+  parent.set(start, { from: -1, seg: null });
+  const queue: [number, number][] = [[0, 0]];
+  const visit = (fi: number, fj: number, i: number, j: number, seg: string | null): void => {
+    const k = key(i, j);
+    if (parent.has(k)) return;
+    parent.set(k, { from: key(fi, fj), seg });
+    queue.push([i, j]);
+  };
+  for (let head = 0; head < queue.length; head++) {
+    const [i, j] = queue[head]!;
+    if (i === n && j === m) {
+      const segs: string[] = [];
+      for (let k = key(i, j); k !== start; ) {
+        const step = parent.get(k)!;
+        if (step.seg !== null) segs.unshift(step.seg);
+        k = step.from;
+      }
+      // Both patterns reduced to `**`: every path is covered by both.
+      return segs.length === 0 ? 'x' : segs.join('/');
+    }
+    const a = ps[i];
+    const b = qs[j];
+    if (a === '**') visit(i, j, i + 1, j, null);
+    if (b === '**') visit(i, j, i, j + 1, null);
+    if (a === undefined || b === undefined) continue;
+    if (a === '**' && b === '**') continue; // both stay: a self-loop
+    const seg = segmentWitness(a === '**' ? '*' : a, b === '**' ? '*' : b);
+    if (seg === null) continue;
+    visit(i, j, a === '**' ? i : i + 1, b === '**' ? j : j + 1, seg);
+  }
+  return null;
+}
+
+/** The literal segments a pattern starts with (before its first wildcard). */
+function literalPrefix(segs: readonly string[]): number {
+  let k = 0;
+  while (k < segs.length && !isWild(segs[k]!)) k++;
+  return k;
+}
+
+/**
+ * Do two normalised patterns overlap? A cheap literal-prefix check first (most lock pairs differ
+ * in their first segments), then the exact test.
+ */
+export function globsOverlap(p: string, q: string): boolean {
+  if (p === q) return true;
+  const ps = segmentsOf(p);
+  const qs = segmentsOf(q);
+  const shared = Math.min(literalPrefix(ps), literalPrefix(qs));
+  for (let k = 0; k < shared; k++) if (ps[k] !== qs[k]) return false;
+  // One is a literal ancestor of (or equal to) the other: `src` covers all of `src/...`.
+  if (shared === ps.length || shared === qs.length) return true;
+  return overlapWitness(ps.slice(shared).join('/'), qs.slice(shared).join('/')) !== null;
+}
+
+// ---------------------------------------------------------------- concrete paths
+
+function segmentMatches(pattern: string, s: string): boolean {
+  // Iterative wildcard match with backtracking to the last `*`.
+  let i = 0;
+  let j = 0;
+  let star = -1;
+  let mark = 0;
+  while (j < s.length) {
+    const c = pattern[i];
+    if (c !== undefined && (c === '?' || (c !== '*' && c === s[j]))) {
+      i++;
+      j++;
+    } else if (c === '*') {
+      star = i++;
+      mark = j;
+    } else if (star >= 0) {
+      i = star + 1;
+      j = ++mark;
+    } else return false;
+  }
+  while (pattern[i] === '*') i++;
+  return i === pattern.length;
+}
+
+/**
+ * Is the concrete project-relative `path` (taken literally, even if it contains `*` or `?`)
+ * covered by the normalised pattern: matched by it, or beneath something it matches?
+ */
+export function globCovers(pattern: string, path: string): boolean {
+  const ps = segmentsOf(pattern);
+  const xs = path.split('/');
+  // reach[i]: pattern prefix ps[0..i) can match the path prefix consumed so far.
+  let reach = new Array<boolean>(ps.length + 1).fill(false);
+  reach[0] = true;
+  const close = (r: boolean[]): boolean[] => {
+    for (let i = 0; i < ps.length; i++) if (r[i] === true && ps[i] === '**') r[i + 1] = true;
+    return r;
+  };
+  reach = close(reach);
+  if (reach[ps.length] === true) return true;
+  for (const x of xs) {
+    const next = new Array<boolean>(ps.length + 1).fill(false);
+    for (let i = 0; i < ps.length; i++) {
+      if (reach[i] !== true) continue;
+      const seg = ps[i]!;
+      if (seg === '**') next[i] = true;
+      else if (segmentMatches(seg, x)) next[i + 1] = true;
+    }
+    reach = close(next);
+    // The whole pattern matched a prefix of the path: the rest lies beneath it.
+    if (reach[ps.length] === true) return true;
+  }
+  return false;
+}

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { audiencesOf } from '../core/audience.js';
+import { BatonError } from '../core/errors.js';
+import type { Executor } from '../store/db.js';
+import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
+import { sql, list } from '../store/sql.js';
+import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { waitMs } from './schemas.js';
+
+/**
+ * events_wait: block (bounded) until something relevant to the caller happens, then return the
+ * events with a cursor to resume from. Only events the caller may see are ever read (their
+ * audience: the project, the caller, its role, or admins for an admin). By default "relevant"
+ * means: anything addressed to the caller or its role (messages, approval decisions, handoffs),
+ * work it may pick up (task.ready, task.created), and freed locks — never the caller's own
+ * actions. `types` replaces that default with an explicit list.
+ */
+const DEFAULT_PROJECT_TYPES = ['task.ready', 'task.created', 'lock.released', 'plan.updated'];
+
+const eventOut = z.object({
+  id: z.number(),
+  type: z.string(),
+  subject: z.string().nullable(),
+  actor: z.string().nullable(),
+  data: z.record(z.string(), z.unknown()).nullable(),
+  at: z.string(),
+});
+
+async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<string, string>> {
+  const ids = [...new Set(rows.flatMap((r) => (r.actor === null ? [] : [r.actor])))];
+  if (ids.length === 0) return new Map();
+  const names = await ex.all<{ id: string; name: string }>(sql`SELECT id, name FROM agents WHERE id IN ${list(ids)}`);
+  return new Map(names.map((n) => [n.id, n.name]));
+}
+
+export const eventsWait = defineOp({
+  name: 'events_wait',
+  summary: 'Wait (bounded) for events for you; resume from the cursor.',
+  input: z
+    .object({
+      after: z.number().int().min(0).optional().describe('cursor from last call (default: now)'),
+      types: z.array(z.string().regex(/^[a-z_]+\.[a-z_]+$/)).min(1).max(20).optional(),
+      wait_ms: waitMs.optional(),
+      limit: z.number().int().min(1).max(200).optional(),
+    })
+    .strict(),
+  output: z.object({ events: z.array(eventOut), cursor: z.number() }),
+  permission: 'self',
+  kind: 'read',
+  rest: { method: 'GET', path: '/events' },
+  cli: { group: 'events', command: 'wait' },
+  waitMs: (input) => input.wait_ms ?? 0,
+  async handler(ctx, input) {
+    const p = ctx.principal;
+    if (input.wait_ms !== undefined && input.wait_ms > ctx.services.config.waitMaxMs) {
+      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
+    }
+    // Without a cursor, "from now": the newest event id when the call began (kept across retries
+    // through the input object the runner passes to every attempt).
+    const start = input.after ?? (await lastEventId(ctx.tx, p.projectId));
+    if (input.after === undefined) input.after = start;
+    const limit = input.limit ?? 50;
+    let cursor = start;
+    const picked: EventRow[] = [];
+    // Scan in pages so that many irrelevant events cannot hide relevant ones behind the limit.
+    for (let scanned = 0; scanned < 5000 && picked.length < limit; ) {
+      const rows = await eventsAfter(ctx.tx, p.projectId, audiencesOf(p), cursor, 500);
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        cursor = r.id;
+        if (r.actor === p.agentId) continue;
+        const relevant =
+          input.types !== undefined ? input.types.includes(r.type) : r.audience !== 'project' || DEFAULT_PROJECT_TYPES.includes(r.type);
+        if (relevant) picked.push(r);
+        if (picked.length >= limit) break;
+      }
+      scanned += rows.length;
+    }
+    if (picked.length === 0 && !ctx.final) {
+      input.after = cursor;
+      return RETRY;
+    }
+    const names = await actorNames(ctx.tx, picked);
+    return {
+      events: picked.map((r) => ({
+        id: r.id,
+        type: r.type,
+        subject: r.subject,
+        actor: r.actor === null ? null : (names.get(r.actor) ?? null),
+        data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
+        at: new Date(r.created_at).toISOString(),
+      })),
+      cursor,
+    };
+  },
+});
+
+export const EVENT_OPS: readonly OpDef[] = [eventsWait];

@@ -1,0 +1,221 @@
+import { z } from 'zod';
+import type { Audience } from '../core/audience.js';
+import { BatonError, notFound } from '../core/errors.js';
+import * as store from '../store/memory.js';
+import { defineOp, type OpContext, type OpDef } from './catalog.js';
+import { cursor, LIMITS } from './schemas.js';
+
+/**
+ * Memory: key → value, in the caller's private agent scope or the shared project scope.
+ * The owner of an agent-scope entry is always the caller itself (no op takes an owner), so
+ * another agent's private keys are simply not found — whatever the caller's role.
+ */
+export const MEMORY_LIMITS = {
+  key: 200,
+  value: 65_536,
+  ttlS: 31_536_000,
+  /** Live keys per scope owner (one agent's private keys, or a project's shared keys). */
+  quota: 10_000,
+} as const;
+
+const KEY = /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/;
+
+const scope = z.enum(['agent', 'project']);
+const key = z.string().min(1).max(MEMORY_LIMITS.key).regex(KEY, 'expected a key: letters, digits and ._:/@- (first a letter or digit)');
+const ifVersion = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+type Scope = z.infer<typeof scope>;
+
+function address(ctx: OpContext, s: Scope, k: string): store.MemoryAddress {
+  const { projectId, agentId } = ctx.principal;
+  return { projectId, owner: s === 'agent' ? agentId : store.PROJECT_OWNER, key: k };
+}
+
+function audienceOf(ctx: OpContext, s: Scope): Audience {
+  return s === 'agent' ? { kind: 'agent', agentId: ctx.principal.agentId } : { kind: 'project' };
+}
+
+/** Private key names stay out of the audit target; the audit's params keep only a hash of them. */
+function target(ctx: OpContext, s: Scope, k: string): void {
+  if (s === 'project') ctx.target(k);
+}
+
+function conflictIf(expected: number | undefined, current: number): void {
+  if (expected !== undefined && expected !== current) {
+    throw new BatonError('version_conflict', `entry is at version ${current}`, { version: current });
+  }
+}
+
+export const memorySet = defineOp({
+  name: 'memory_set',
+  summary: 'Set a memory key (scope agent: yours only, default; project: shared); ttl_s; if_version CAS.',
+  input: z
+    .object({
+      scope: scope.optional(),
+      key,
+      value: z.string().max(MEMORY_LIMITS.value).describe('text (JSON as a string)'),
+      ttl_s: z.number().int().min(1).max(MEMORY_LIMITS.ttlS).optional(),
+      if_version: ifVersion.optional().describe('0: must not exist'),
+    })
+    .strict(),
+  output: z.object({
+    key: z.string(),
+    scope,
+    version: z.number(),
+    expires_at: z.string().nullable(),
+  }),
+  permission: 'memory.write',
+  kind: 'write',
+  rest: { method: 'POST', path: '/memory' },
+  cli: { group: 'memory', command: 'set', positional: 'key' },
+  async handler(ctx, input) {
+    const s = input.scope ?? 'agent';
+    const at = address(ctx, s, input.key);
+    target(ctx, s, input.key);
+    const row = await store.getMemory(ctx.tx, at);
+    const live = row !== undefined && store.isLive(row, ctx.now);
+    const current = live ? row.version : 0;
+    conflictIf(input.if_version, current);
+    if (!live && (await store.countLive(ctx.tx, at.projectId, at.owner, ctx.now)) >= MEMORY_LIMITS.quota) {
+      throw new BatonError('too_large', 'memory quota reached', { quota: MEMORY_LIMITS.quota });
+    }
+    const version = current + 1;
+    const expiresAt = input.ttl_s === undefined ? null : ctx.now + input.ttl_s * 1000;
+    await store.putMemory(ctx.tx, at, {
+      value: input.value,
+      version,
+      updatedBy: ctx.principal.agentName,
+      now: ctx.now,
+      expiresAt,
+    });
+    await ctx.emit('memory.set', input.key, { scope: s, version, size: input.value.length }, audienceOf(ctx, s));
+    return { key: input.key, scope: s, version, expires_at: isoOrNull(expiresAt) };
+  },
+});
+
+export const memoryGet = defineOp({
+  name: 'memory_get',
+  summary: 'Read a memory key and its version.',
+  input: z.object({ scope: scope.optional(), key }).strict(),
+  output: z.object({
+    key: z.string(),
+    scope,
+    value: z.string(),
+    version: z.number(),
+    updated_at: z.string(),
+    expires_at: z.string().nullable(),
+    updated_by: z.string(),
+  }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/memory' },
+  cli: { group: 'memory', command: 'get', positional: 'key' },
+  async handler(ctx, input) {
+    const s = input.scope ?? 'agent';
+    target(ctx, s, input.key);
+    const row = await store.getMemory(ctx.tx, address(ctx, s, input.key));
+    if (row === undefined || !store.isLive(row, ctx.now)) throw notFound('memory key');
+    return {
+      key: row.key,
+      scope: s,
+      value: row.value,
+      version: row.version,
+      updated_at: iso(row.updated_at),
+      expires_at: isoOrNull(row.expires_at),
+      updated_by: row.updated_by,
+    };
+  },
+});
+
+const entryOut = z.object({
+  key: z.string(),
+  version: z.number(),
+  size: z.number(),
+  updated_at: z.string(),
+  expires_at: z.string().nullable(),
+  updated_by: z.string(),
+});
+
+export const memoryList = defineOp({
+  name: 'memory_list',
+  summary: 'List memory keys (no values) by prefix.',
+  input: z
+    .object({
+      scope: scope.optional(),
+      prefix: z
+        .string()
+        .max(MEMORY_LIMITS.key)
+        .regex(/^[A-Za-z0-9._:/@-]*$/, 'expected a key prefix')
+        .optional(),
+      limit: z.number().int().min(1).max(LIMITS.page).optional(),
+      cursor: cursor.optional(),
+    })
+    .strict(),
+  output: z.object({ scope, keys: z.array(entryOut), next_cursor: z.string().nullable() }),
+  permission: 'read',
+  kind: 'read',
+  rest: { method: 'GET', path: '/memory/list' },
+  cli: { group: 'memory', command: 'list' },
+  async handler(ctx, input) {
+    const s = input.scope ?? 'agent';
+    const pageSize = input.limit ?? 50;
+    const at = address(ctx, s, '');
+    const rows = await store.listMemory(ctx.tx, {
+      projectId: at.projectId,
+      owner: at.owner,
+      prefix: input.prefix ?? '',
+      after: input.cursor === undefined ? null : decodeCursor(input.cursor),
+      now: ctx.now,
+      limit: pageSize + 1,
+    });
+    const page = rows.slice(0, pageSize);
+    const last = page[page.length - 1];
+    return {
+      scope: s,
+      keys: page.map((r) => ({
+        key: r.key,
+        version: r.version,
+        size: r.size,
+        updated_at: iso(r.updated_at),
+        expires_at: isoOrNull(r.expires_at),
+        updated_by: r.updated_by,
+      })),
+      next_cursor: rows.length > pageSize && last !== undefined ? Buffer.from(last.key).toString('base64url') : null,
+    };
+  },
+});
+
+function decodeCursor(c: string): string {
+  const k = Buffer.from(c, 'base64url').toString('utf8');
+  if (k.length === 0 || k.length > MEMORY_LIMITS.key || !KEY.test(k)) {
+    throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+  }
+  return k;
+}
+
+export const memoryDelete = defineOp({
+  name: 'memory_delete',
+  summary: 'Delete a memory key; if_version CAS.',
+  input: z.object({ scope: scope.optional(), key, if_version: ifVersion.optional() }).strict(),
+  output: z.object({ deleted: z.boolean() }),
+  permission: 'memory.write',
+  kind: 'write',
+  rest: { method: 'DELETE', path: '/memory' },
+  cli: { group: 'memory', command: 'delete', positional: 'key' },
+  async handler(ctx, input) {
+    const s = input.scope ?? 'agent';
+    const at = address(ctx, s, input.key);
+    target(ctx, s, input.key);
+    const row = await store.getMemory(ctx.tx, at);
+    const live = row !== undefined && store.isLive(row, ctx.now);
+    conflictIf(input.if_version, live ? row.version : 0);
+    if (!live) return { deleted: false };
+    await store.deleteMemory(ctx.tx, at, ctx.now);
+    await ctx.emit('memory.deleted', input.key, { scope: s, version: row.version }, audienceOf(ctx, s));
+    return { deleted: true };
+  },
+});
+
+export const MEMORY_OPS: readonly OpDef[] = [memorySet, memoryGet, memoryList, memoryDelete];

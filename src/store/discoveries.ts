@@ -1,0 +1,70 @@
+import type { Executor } from './db.js';
+import { join, sql, trusted, type Sql } from './sql.js';
+
+/**
+ * Discoveries are immutable: this module has an insert and reads, and no statement that changes
+ * or removes a discovery. Tags are also kept in `discovery_tags` so a tag filter is an exact,
+ * indexed match.
+ */
+export interface DiscoveryRow {
+  id: string;
+  project_id: string;
+  content: string;
+  tags: string;
+  task_ids: string;
+  files: string;
+  author: string;
+  created_at: number;
+}
+
+export interface NewDiscovery {
+  id: string;
+  projectId: string;
+  content: string;
+  tags: readonly string[];
+  taskIds: readonly string[];
+  files: readonly string[];
+  author: string;
+  now: number;
+}
+
+export async function insertDiscovery(ex: Executor, d: NewDiscovery): Promise<void> {
+  await ex.run(sql`INSERT INTO discoveries (id, project_id, content, tags, task_ids, files, author, created_at)
+    VALUES (${d.id}, ${d.projectId}, ${d.content}, ${JSON.stringify(d.tags)}, ${JSON.stringify(d.taskIds)},
+      ${JSON.stringify(d.files)}, ${d.author}, ${d.now})`);
+  for (const tag of new Set(d.tags)) {
+    await ex.run(sql`INSERT INTO discovery_tags (discovery_id, project_id, tag) VALUES (${d.id}, ${d.projectId}, ${tag})`);
+  }
+}
+
+/** A position in a newest-first listing: rows strictly older than it come next. */
+export interface Before {
+  createdAt: number;
+  id: string;
+}
+
+export interface DiscoveryFilter {
+  projectId: string;
+  text?: string;
+  tag?: string;
+  author?: string;
+  since?: number;
+  until?: number;
+  before?: Before;
+  limit: number;
+}
+
+/** Newest first. Text is a case-insensitive substring match on the content. */
+export function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promise<DiscoveryRow[]> {
+  const where: Sql[] = [sql`project_id = ${f.projectId}`];
+  if (f.text !== undefined) where.push(sql`instr(lower(content), lower(${f.text})) > 0`);
+  if (f.tag !== undefined) {
+    where.push(sql`id IN (SELECT discovery_id FROM discovery_tags WHERE project_id = ${f.projectId} AND tag = ${f.tag})`);
+  }
+  if (f.author !== undefined) where.push(sql`author = ${f.author}`);
+  if (f.since !== undefined) where.push(sql`created_at >= ${f.since}`);
+  if (f.until !== undefined) where.push(sql`created_at <= ${f.until}`);
+  if (f.before !== undefined) where.push(sql`(created_at, id) < (${f.before.createdAt}, ${f.before.id})`);
+  return ex.all<DiscoveryRow>(sql`SELECT * FROM discoveries WHERE ${join(where, trusted(' AND '))}
+      ORDER BY created_at DESC, id DESC LIMIT ${f.limit}`);
+}
