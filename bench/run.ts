@@ -45,7 +45,7 @@ async function cannon(url: string, body: string, headers: Record<string, string>
 const silent = pino({ level: 'silent' });
 
 async function withHub<T>(dir: string, fn: (hub: Hub, admin: Principal) => Promise<T>): Promise<T> {
-  const hub = await Hub.open(ConfigSchema.parse({ dataDir: dir, logLevel: 'silent' }), { log: silent });
+  const hub = await Hub.open(ConfigSchema.parse({ dataDir: dir, logLevel: 'silent', rateLimit: false }), { log: silent });
   try {
     const admin = await hub.localPrincipal('bench-admin', 'admin');
     return await fn(hub, admin);
@@ -146,7 +146,8 @@ async function main(): Promise<void> {
     });
 
     // --- a cheap read tool over MCP HTTP: lean path and SDK path
-    const serveEnv = { BATON_LOG_LEVEL: 'warn' };
+    // Rate limits off: the bench drives one key per agent far beyond what a real agent sends.
+    const serveEnv = { BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false' };
     const lean = await startProcess([BIN, 'serve', '--port', '0', '--data', dataDir], serveEnv, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
     procs.push(lean);
     const auth = { authorization: `Bearer ${seed.reader}`, accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' };
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
       const clients = await Promise.all(
         seed.workers.slice(0, 8).map(async (key, i) => {
           const client = new Client({ name: `bench${i}`, version: '1' });
-          await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' } }));
+          await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false' } }));
           return client;
         }),
       );
@@ -274,7 +275,7 @@ async function main(): Promise<void> {
     {
       const connect = async (key: string): Promise<Client> => {
         const client = new Client({ name: 'wake', version: '1' });
-        await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' } }));
+        await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false' } }));
         return client;
       };
       const waiter = await connect(seed.workers[10]!);
@@ -316,7 +317,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < 10; i++) {
         const started = performance.now();
         const client = new Client({ name: 'cold', version: '1' });
-        await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: seed.workers[0]!, BATON_LOG_LEVEL: 'warn' } }));
+        await client.connect(new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp', '--data', dataDir], env: { ...getDefaultEnvironment(), BATON_TOKEN: seed.workers[0]!, BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false' } }));
         await client.listTools();
         times.push(performance.now() - started);
         await client.close();

@@ -1,20 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { BUILTIN_ROLES, expandGrants, ROLE_NAME } from './core/roles.js';
+import { AUDIT_SETTINGS } from './settings/audit.js';
+import { AUTH_SETTINGS } from './settings/auth.js';
+import { DATA_SETTINGS } from './settings/data.js';
+import { int, list, ms } from './settings/kit.js';
+import { TRANSPORT_SETTINGS } from './settings/transport.js';
 
 /**
  * One schema for every setting. Sources, strongest first: CLI flags, environment (`BATON_*`),
  * a JSON config file (`--config` / `BATON_CONFIG`), defaults. Any invalid value stops the start
  * with a message naming the setting, its source and what is allowed.
  */
-/**
- * Numbers from env or flags arrive as strings: only a plain decimal integer is converted; a blank,
- * `null` or `true` stays what it is and fails as "expected number" instead of becoming 0 or 1.
- */
-const int = (min: number, max: number) =>
-  z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v), z.number().int().min(min).max(max));
 const port = int(0, 65535);
-const ms = (min: number, max: number) => int(min, max);
 
 export const ConfigSchema = z
   .object({
@@ -44,14 +43,43 @@ export const ConfigSchema = z
      * Repositories a session checkpoint may commit in (absolute paths; a repo inside one counts).
      * Empty: only the project directory, i.e. the directory that holds the data dir.
      */
-    gitRepos: z
-      .preprocess(
-        (v) => (typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter((x) => x !== '') : v),
-        z.array(z.string().regex(/^\//, 'expected an absolute path').max(1024)).max(50),
-      )
-      .default([]),
+    gitRepos: list(z.string().regex(/^\//, 'expected an absolute path').max(1024), 50).default([]),
     /** Finished sessions (with checkpoints and accepted handoffs) are removed this long after they end (ms). */
     sessionRetentionMs: ms(60_000, 10 * 365 * 86_400_000).default(30 * 86_400_000),
+    /**
+     * Custom roles (S8): name → permissions and/or tiers (`tier:read|write|admin|debug`), e.g. an
+     * organisation's COO / PA / PM / Executive (see examples/organisation-roles.json).
+     */
+    roles: z
+      .preprocess(
+        (v) => {
+          if (typeof v !== 'string') return v;
+          try {
+            return JSON.parse(v) as unknown;
+          } catch {
+            return v;
+          }
+        },
+        z.record(z.string().regex(ROLE_NAME, 'expected a role name'), z.array(z.string().max(64)).max(64)),
+      )
+      .superRefine((roles, ctx) => {
+        for (const [name, entries] of Object.entries(roles)) {
+          if ((BUILTIN_ROLES as readonly string[]).includes(name)) {
+            ctx.addIssue({ code: 'custom', message: `role "${name}" is built in and cannot be redefined` });
+          }
+          try {
+            expandGrants(entries);
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: `role "${name}": ${(err as Error).message}` });
+          }
+        }
+      })
+      .default({}),
+    // The security settings, one fragment per area (src/settings/).
+    ...AUTH_SETTINGS.shape,
+    ...TRANSPORT_SETTINGS.shape,
+    ...AUDIT_SETTINGS.shape,
+    ...DATA_SETTINGS.shape,
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -82,6 +110,11 @@ export const ENV_NAMES: Record<Key, string> = {
   busyTimeoutMs: 'BATON_BUSY_TIMEOUT_MS',
   sessionRetentionMs: 'BATON_SESSION_RETENTION_MS',
   gitRepos: 'BATON_GIT_REPOS',
+  roles: 'BATON_ROLES',
+  ...AUTH_SETTINGS.env,
+  ...TRANSPORT_SETTINGS.env,
+  ...AUDIT_SETTINGS.env,
+  ...DATA_SETTINGS.env,
 };
 
 export class ConfigError extends Error {
@@ -108,6 +141,8 @@ function describeAllowed(issue: z.core.$ZodIssue): string {
       return `maximum ${String(issue.maximum)}`;
     case 'invalid_type':
       return `expected ${issue.expected}`;
+    case 'invalid_key':
+      return `invalid name "${String(issue.path[issue.path.length - 1])}" (lower-case letters, digits, _ and -)`;
     case 'unrecognized_keys':
       return `unknown setting(s) ${issue.keys.join(', ')}; known: ${Object.keys(ENV_NAMES).join(', ')}`;
     default:
@@ -153,7 +188,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
-    const sourceOf = (key: string): string => origin.get(key) ?? 'default';
+    const sourceOf = (key: string): string => origin.get(key) ?? origin.get(key.split('.')[0]!) ?? 'default';
     const lines = result.error.issues.flatMap((issue) => {
       if (issue.code === 'unrecognized_keys') {
         return issue.keys.map(

@@ -3,8 +3,12 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
+import { looksLikeJwt, unpackCredential, type AccessClaims } from './auth/jwt.js';
+import type { ExternalIdentity } from './auth/external.js';
+import { AuthServices, registerAuthServices } from './auth/service.js';
+import { keyByHash, keyById, type KeyForAuth } from './store/auth.js';
 import type { CallMeta, Principal } from './auth/principal.js';
-import { loadOrCreateSecrets, type Secrets } from './auth/secrets.js';
+import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { BatonError } from './core/errors.js';
@@ -16,9 +20,9 @@ import { DeferredWriter } from './ops/deferred.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { sweepLeases } from './ops/tasks.js';
-import type { Db } from './store/db.js';
-import { ensureAgent, ensureProject, insertToken, projectByName, tokenByHash } from './store/directory.js';
-import { appendEvent } from './store/journal.js';
+import type { Db, Executor } from './store/db.js';
+import { agentByName, ensureAgent, ensureProject, insertToken, projectByName } from './store/directory.js';
+import { appendEvent, sweepAudit } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
@@ -52,6 +56,8 @@ export class Hub {
   private requestSeq = 0;
   /** key → its keyed hash (an HMAC per request was measurable; the hash alone authorizes nothing). */
   private readonly keyHashes = new Map<string, string>();
+  /** Authentication services (S2–S6): access tokens, external issuer, throttle, address binding. */
+  private auth!: AuthServices;
 
   private constructor(
     readonly config: Config,
@@ -69,23 +75,31 @@ export class Hub {
     const log = options.log ?? createLogger(config.logLevel);
     const clock = options.clock ?? systemClock;
     const dataDir = resolve(config.dataDir);
+    // --- data protection (S31/S32/S36): file modes, secret sources, production checks, at-rest cipher ---
+    const { openDataProtection } = await import('./security/production.js');
+    const { secrets, cipher } = openDataProtection(config, dataDir, log);
+    // --- end data protection ---
     prepareDataDir(dataDir, log);
-    const { secrets } = loadOrCreateSecrets(dataDir);
     const db = new SqliteDb(join(dataDir, 'baton.db'), { busyTimeoutMs: config.busyTimeoutMs });
     await db.migrate(MIGRATIONS, clock.now());
     const bus = new Bus(db, config.pollMs);
-    const roles = new Roles();
-    const deferred = new DeferredWriter(db, log);
+    const roles = new Roles(config.roles);
+    const deferred = new DeferredWriter(db, log, 50, 1000, 5000, config.auditAuthFailureLimit);
     const runner = new Runner(
       CATALOG,
       db,
       bus,
-      { config, clock, roles, keyPepper: secrets.keyPepper },
+      { config, clock, roles, keyPepper: secrets.keyPepper, cipher }, // cipher: data protection (S32)
       deferred,
       log,
       options.checkOutputs ?? false,
     );
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
+    // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
+    hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
+    registerAuthServices(hub, hub.auth);
+    hub.auth.external?.warm();
+    // --- end authentication area ---
     hub.firstStartKey = await hub.bootstrap();
     if (options.sweeper === true) hub.startSweeper();
     return hub;
@@ -116,39 +130,107 @@ export class Hub {
     });
   }
 
-  /** Resolves an API key to its principal, or refuses. Checked on every call: revocation is instant. */
+  /** Resolves a credential to its principal, or refuses. Checked on every call: revocation is instant. */
   authenticate(key: string | undefined): Promise<Principal> {
     return this.db.read(this.resolver(key));
   }
 
   /**
    * A resolver the runner calls inside the op's own transaction, so a request costs one store
-   * round. Keys are never cached as valid: only their keyed hash is memoised.
+   * round. `key` is an API key, an access token (JWT) or an external issuer's token, optionally
+   * packed with the client's address by the HTTP surface (see `packCredential`). Keys are never
+   * cached as valid: only their keyed hash is memoised. A JWT's signature and claims are checked
+   * as soon as the resolver is made (outside the transaction); inside it, the key an access token
+   * was issued for must still be live, so a token dies with its key (S3). Every refusal counts
+   * against the caller's address and key prefix (S6).
    */
   resolver(key: string | undefined): ResolvePrincipal {
+    const { credential, address } = unpackCredential(key);
+    const auth = this.auth;
+    let pending = credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null;
+    pending?.catch(() => undefined); // observed when the resolver runs
     return async (ex) => {
-      if (key === undefined || !looksLikeKey(key)) throw new BatonError('unauthenticated', 'missing or invalid credentials');
-      let hash = this.keyHashes.get(key);
+      try {
+        // A wait re-resolves every round: the first uses the verification begun above, later ones verify again.
+        const verified = pending ?? (credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null);
+        pending = null;
+        return await this.resolveIn(ex, credential, address, verified);
+      } catch (err) {
+        if (err instanceof BatonError && err.code === 'unauthenticated') {
+          auth.failed(address, credential, this.clock.now(), this.newRequestId(), address === undefined ? 'internal' : 'http');
+        }
+        throw err;
+      }
+    };
+  }
+
+  private verifyJwt(token: string): Promise<{ local: AccessClaims } | { external: ExternalIdentity }> {
+    const now = this.clock.now();
+    const ext = this.auth.external;
+    if (ext !== null && ext.claims(token)) return ext.verify(token, now).then((external) => ({ external }));
+    return this.auth.access.verify(token, now).then((local) => ({ local }));
+  }
+
+  private async resolveIn(
+    ex: Executor,
+    credential: string | undefined,
+    address: string | undefined,
+    verified: Promise<{ local: AccessClaims } | { external: ExternalIdentity }> | null,
+  ): Promise<Principal> {
+    const refuse = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
+    if (credential === undefined) throw refuse();
+    const now = this.clock.now();
+    if (looksLikeKey(credential)) {
+      let hash = this.keyHashes.get(credential);
       if (hash === undefined) {
-        hash = hashKey(this.secrets.keyPepper, key);
+        hash = hashKey(this.secrets.keyPepper, credential);
         if (this.keyHashes.size >= 10_000) this.keyHashes.clear();
-        this.keyHashes.set(key, hash);
+        this.keyHashes.set(credential, hash);
       }
-      const token = await tokenByHash(ex, hash);
-      const now = this.clock.now();
-      if (token === undefined || token.revoked_at !== null || (token.expires_at !== null && token.expires_at <= now)) {
-        throw new BatonError('unauthenticated', 'missing or invalid credentials');
-      }
-      if (token.agent_id === null) throw new BatonError('unauthenticated', 'missing or invalid credentials');
-      return {
-        tokenId: token.id,
-        projectId: token.project_id,
-        projectName: token.project_name,
-        role: token.role,
-        agentId: token.agent_id,
-        agentName: token.name,
-        serverAdmin: token.server_admin === 1,
-      };
+      return this.keyPrincipal(await keyByHash(ex, hash), address, now);
+    }
+    if (verified === null) throw refuse();
+    const v = await verified;
+    if ('external' in v) return this.externalPrincipal(ex, v.external, now);
+    const p = this.keyPrincipal(await keyById(ex, v.local.tid), address, now);
+    if (p.agentId !== v.local.sub || p.projectId !== v.local.prj || p.role !== v.local.role) throw refuse();
+    return p;
+  }
+
+  /** A key row → its principal, if the key is live and the address is one it is bound to. */
+  private keyPrincipal(token: KeyForAuth | undefined, address: string | undefined, now: number): Principal {
+    if (token === undefined || token.agent_id === null || !this.auth.keyIsLive(token, address, now)) {
+      throw new BatonError('unauthenticated', 'missing or invalid credentials');
+    }
+    return {
+      tokenId: token.id,
+      projectId: token.project_id,
+      projectName: token.project_name,
+      role: token.role,
+      agentId: token.agent_id,
+      agentName: token.name,
+      serverAdmin: token.server_admin === 1,
+    };
+  }
+
+  /**
+   * The principal of an external issuer's token: its agent (and project) exist from first use on.
+   * That first use writes one row, in the op's own transaction (on SQLite a read transaction
+   * upgrades; the process-wide mutex is held either way).
+   */
+  private async externalPrincipal(ex: Executor, id: ExternalIdentity, now: number): Promise<Principal> {
+    const projectName = this.config.oauthProject;
+    const project = (await projectByName(ex, projectName)) ?? (await ensureProject(ex, projectName, now));
+    const found = await agentByName(ex, project.id, id.name);
+    const agent = found !== undefined && found.role === id.role ? found : await ensureAgent(ex, project.id, id.name, id.role, now);
+    return {
+      tokenId: null,
+      projectId: project.id,
+      projectName: project.name,
+      role: id.role,
+      agentId: agent.id,
+      agentName: id.name,
+      serverAdmin: false,
     };
   }
 
@@ -204,6 +286,7 @@ export class Hub {
         await emit(e.projectId, e.type, e.subject, e.data);
       }
       await sweepSessions(ex, now - this.config.sessionRetentionMs);
+      if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000);
       return leases;
     });
     if (changed > 0) this.bus.ring();

@@ -12,6 +12,7 @@ describe('op catalog', () => {
       'agent_list',
       'plan_get',
       'plan_update',
+      'server_status',
       'task_create',
       'task_list',
       'task_get',
@@ -52,6 +53,8 @@ describe('op catalog', () => {
       'token_create',
       'token_list',
       'token_revoke',
+      'audit_query',
+      'audit_verify',
     ]);
   });
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -11,11 +11,26 @@ const SecretsFile = z
   .object({
     version: z.literal(1),
     key_pepper: z.string().regex(/^[A-Za-z0-9_-]{43,}$/),
+    /** Signs access tokens (HS256, 256 bits). Absent in files written before it existed. */
+    jwt_secret: z.string().regex(/^[A-Za-z0-9_-]{43,}$/).optional(),
   })
   .strict();
 
 export interface Secrets {
   keyPepper: Buffer;
+  /** HS256 key of the access tokens (see `jwtSecretOf`). */
+  jwtSecret: Buffer;
+}
+
+/**
+ * The access-token signing secret: `jwt_secret` of secrets.json; a file written before that
+ * field existed gets one derived from its key pepper (HKDF-SHA256, its own label), so every
+ * process sharing the data dir agrees on it without rewriting the file. The one place that
+ * decides where this secret comes from (env/`*_FILE` sources plug in here).
+ */
+export function jwtSecretOf(file: { key_pepper: string; jwt_secret?: string | undefined }): Buffer {
+  if (file.jwt_secret !== undefined) return Buffer.from(file.jwt_secret, 'base64url');
+  return Buffer.from(hkdfSync('sha256', Buffer.from(file.key_pepper, 'base64url'), Buffer.alloc(0), 'baton jwt hs256 v1', 32));
 }
 
 export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; created: boolean } {
@@ -23,12 +38,16 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; create
   if (!existsSync(file)) {
     // Written aside, then linked into place: link fails if another process won the race, and
     // nobody ever reads a half-written file.
-    const body = { version: 1 as const, key_pepper: randomBytes(32).toString('base64url') };
+    const body = {
+      version: 1 as const,
+      key_pepper: randomBytes(32).toString('base64url'),
+      jwt_secret: randomBytes(32).toString('base64url'),
+    };
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
     try {
       linkSync(tmp, file);
-      return { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url') }, created: true };
+      return { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(body) }, created: true };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     } finally {
@@ -43,5 +62,116 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; create
   }
   const result = SecretsFile.safeParse(parsed);
   if (!result.success) throw new Error(`${file} is malformed; restore it from a backup`);
-  return { secrets: { keyPepper: Buffer.from(result.data.key_pepper, 'base64url') }, created: false };
+  return {
+    secrets: { keyPepper: Buffer.from(result.data.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(result.data) },
+    created: false,
+  };
+}
+
+// ---------------------------------------------------------------- sources (S31, S36)
+
+/** Where a secret came from: env var, the file an env `*_FILE` var names, secrets.json, or nowhere. */
+export type SecretSource = 'env' | 'env_file' | 'data_file' | 'derived' | 'missing';
+
+export interface SecretReport {
+  name: 'key_pepper' | 'jwt_secret';
+  /** The env var that sets it (`<NAME>_FILE` names a file holding it). */
+  env: string;
+  source: SecretSource;
+  path?: string;
+  bytes: number;
+  /** Why it is too weak for production, or null. */
+  weak: string | null;
+}
+
+/** Minimum secret size in production: 256 bits. */
+export const MIN_SECRET_BYTES = 32;
+
+const PLACEHOLDERS = /change.?me|changeit|example|default|password|secret|placeholder|your.?(key|secret)|dummy/i;
+
+/** Why a secret is weak (too short, a placeholder or default, too few distinct bytes), or null. */
+export function weakness(value: Buffer, text: string | null): string | null {
+  if (value.length < MIN_SECRET_BYTES) return `shorter than ${MIN_SECRET_BYTES} bytes (256 bits): ${value.length} bytes`;
+  if (text !== null && PLACEHOLDERS.test(text)) return 'looks like a default or placeholder value';
+  if (new Set(value).size < 8) return 'too few distinct bytes to be random';
+  return null;
+}
+
+class SecretSourceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SecretSourceError';
+  }
+}
+
+/** An env value: `base64:`/`base64url:` prefixed values are decoded, anything else is its UTF-8 bytes. */
+function decodeSecret(text: string): { value: Buffer; text: string | null } {
+  const m = /^(base64|base64url):(.*)$/s.exec(text);
+  if (m === null) return { value: Buffer.from(text, 'utf8'), text };
+  return { value: Buffer.from(m[2]!.replace(/-/g, '+').replace(/_/g, '/'), 'base64'), text: null };
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, name: string): { value: Buffer; text: string | null; source: SecretSource; path?: string } | null {
+  const inline = env[name];
+  if (inline !== undefined && inline !== '') return { ...decodeSecret(inline), source: 'env' };
+  const file = env[`${name}_FILE`];
+  if (file === undefined || file === '') return null;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch {
+    throw new SecretSourceError(`${name}_FILE: cannot read ${file}`);
+  }
+  if (text === '') throw new SecretSourceError(`${name}_FILE: ${file} is empty`);
+  return { ...decodeSecret(text), source: 'env_file', path: file };
+}
+
+/**
+ * The server secrets and where each came from. Each secret is taken from its env var
+ * (`BATON_KEY_PEPPER`, `BATON_JWT_SECRET`) or the file its `*_FILE` var names. In development
+ * anything not given is read from secrets.json in the data dir, generated (0600) on first start.
+ * In production nothing is generated or read from the data dir: a secret not given is reported
+ * `missing` (its buffer empty) and the production checks refuse to start.
+ */
+export function resolveSecrets(
+  dataDir: string,
+  opts: { env: NodeJS.ProcessEnv; production: boolean; create?: boolean },
+): { secrets: Secrets; created: boolean; reports: SecretReport[] } {
+  const pepper = fromEnv(opts.env, 'BATON_KEY_PEPPER');
+  const jwt = fromEnv(opts.env, 'BATON_JWT_SECRET');
+  let fileSecrets: Secrets | null = null;
+  let created = false;
+  const file = join(dataDir, 'secrets.json');
+  let fileHasJwt = false;
+  if (!opts.production && (pepper === null || jwt === null) && (opts.create !== false || existsSync(file))) {
+    const loaded = loadOrCreateSecrets(dataDir);
+    fileSecrets = loaded.secrets;
+    created = loaded.created;
+    try {
+      fileHasJwt = (JSON.parse(readFileSync(file, 'utf8')) as { jwt_secret?: string }).jwt_secret !== undefined;
+    } catch {
+      fileHasJwt = false;
+    }
+  }
+  const report = (
+    name: SecretReport['name'],
+    env: string,
+    given: ReturnType<typeof fromEnv>,
+    fromFile: Buffer | undefined,
+    fileSource: SecretSource,
+  ): { value: Buffer; report: SecretReport } => {
+    if (given !== null) {
+      return {
+        value: given.value,
+        report: { name, env, source: given.source, ...(given.path === undefined ? {} : { path: given.path }), bytes: given.value.length, weak: weakness(given.value, given.text) },
+      };
+    }
+    if (fromFile !== undefined) {
+      return { value: fromFile, report: { name, env, source: fileSource, path: file, bytes: fromFile.length, weak: weakness(fromFile, null) } };
+    }
+    return { value: Buffer.alloc(0), report: { name, env, source: 'missing', bytes: 0, weak: 'missing' } };
+  };
+  const p = report('key_pepper', 'BATON_KEY_PEPPER', pepper, fileSecrets?.keyPepper, 'data_file');
+  const j = report('jwt_secret', 'BATON_JWT_SECRET', jwt, fileSecrets?.jwtSecret, fileHasJwt ? 'data_file' : 'derived');
+  return { secrets: { keyPepper: p.value, jwtSecret: j.value }, created, reports: [p.report, j.report] };
 }

@@ -1,3 +1,4 @@
+import { cliLogLevel } from './common.js';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -35,7 +36,7 @@ interface GuardFlags {
 }
 
 function configOf(flags: GuardFlags): Config {
-  return loadConfig({ file: flags.config, flags: { dataDir: flags.data, logLevel: 'warn' } });
+  return loadConfig({ file: flags.config, flags: { dataDir: flags.data, logLevel: cliLogLevel() } });
 }
 
 function checkNames(flags: GuardFlags, fromEnv: boolean): { agent: string | undefined; project: string | undefined } {

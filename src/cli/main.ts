@@ -9,6 +9,10 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
+import { cliLogLevel } from './common.js';
+import { registerAuditCommands } from './audit.js';
+import { registerKeysCommands } from './keys.js';
+import { registerDoctorCommand } from './doctor.js';
 
 interface GlobalFlags {
   data?: string;
@@ -101,7 +105,11 @@ function addOpCommand(group: Command, op: OpDef): void {
         if (Object.keys(fields).length > 0) input[op.cli.wrap] = [fields];
       } else Object.assign(input, fields);
 
-      const config = configFrom({ data: opts.data as string | undefined, config: opts.config as string | undefined, logLevel: 'warn' });
+      const config = configFrom({
+        data: opts.data as string | undefined,
+        config: opts.config as string | undefined,
+        logLevel: cliLogLevel(),
+      });
       const hub = await Hub.open(config);
       try {
         announceFirstStart(hub);
@@ -139,26 +147,53 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
     .option('--no-lean', 'serve every MCP request through the SDK handler')
-    .action(async (opts: { host?: string; port?: string; data?: string; config?: string; lean: boolean }) => {
-      const config = configFrom(opts);
-      const { startHttp } = await import('../api/http/server.js');
-      const hub = await Hub.open(config, { sweeper: true });
-      // The first-start key is shown even if binding fails: it is never shown again.
-      announceFirstStart(hub);
-      const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {
-        await hub.close();
-        throw err;
-      });
-      hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
-      process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
-      const stop = async (): Promise<void> => {
-        await http.close();
-        await hub.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
-    });
+    .option('--tls-cert <file>', 'PEM certificate file: serve HTTPS (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key file of --tls-cert')
+    .option('--allow-insecure-http', 'allow plain HTTP on a non-loopback address (behind a TLS proxy only)')
+    .action(
+      async (opts: {
+        host?: string;
+        port?: string;
+        data?: string;
+        config?: string;
+        lean: boolean;
+        tlsCert?: string;
+        tlsKey?: string;
+        allowInsecureHttp?: boolean;
+      }) => {
+        const config = loadConfig({
+          file: opts.config,
+          flags: {
+            dataDir: opts.data,
+            host: opts.host,
+            port: opts.port,
+            tlsCert: opts.tlsCert,
+            tlsKey: opts.tlsKey,
+            allowInsecureHttp: opts.allowInsecureHttp === true ? true : undefined,
+          },
+        });
+        const { startHttp } = await import('../api/http/server.js');
+        const { checkTransport } = await import('../api/http/guard.js');
+        // Refused before the data dir is opened and before anything listens (S19, S20).
+        checkTransport(config);
+        const hub = await Hub.open(config, { sweeper: true });
+        // The first-start key is shown even if binding fails: it is never shown again.
+        announceFirstStart(hub);
+        const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {
+          await hub.close();
+          throw err;
+        });
+        hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
+        process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
+        const stop = async (): Promise<void> => {
+          await http.close();
+          await hub.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void stop());
+        process.once('SIGTERM', () => void stop());
+      },
+    );
 
   program
     .command('mcp')
@@ -183,6 +218,9 @@ export function buildProgram(): Command {
 
   registerApprovalCommands(program);
   registerGuardCommands(program);
+  registerAuditCommands(program);
+  registerKeysCommands(program);
+  registerDoctorCommand(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {
@@ -215,7 +253,37 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
       return;
     }
-    process.stderr.write(`baton: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`baton: ${describeFailure(err)}\n`);
     process.exitCode = 1;
+  }
+}
+
+/**
+ * What the user is told about an unexpected failure (S27): the kind of problem, never a message
+ * that could carry a path, SQL or a stack. BATON_LOG_LEVEL=debug shows the details.
+ */
+function describeFailure(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'cannot listen: the address is already in use (EADDRINUSE)';
+    case 'EADDRNOTAVAIL':
+      return 'cannot listen: that address is not available on this machine (EADDRNOTAVAIL)';
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied (${code}): check the data dir, the port and file modes`;
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return `the data dir path is not a usable directory (${code})`;
+    case 'ENOENT':
+      return 'a file or directory the command needs does not exist (ENOENT)';
+    case 'SQLITE_CORRUPT':
+    case 'SQLITE_NOTADB':
+      return `the database file is damaged or not a Baton database (${code})`;
+    default:
+      if (process.env.BATON_LOG_LEVEL === 'debug' || process.env.BATON_LOG_LEVEL === 'trace') {
+        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      }
+      return 'unexpected error (set BATON_LOG_LEVEL=debug to see details)';
   }
 }

@@ -5,6 +5,7 @@ import type { Clock } from '../core/clock.js';
 import type { Permission, Roles } from '../core/roles.js';
 import type { Executor } from '../store/db.js';
 import type { Config } from '../config.js';
+import type { Cipher } from '../security/crypto.js';
 
 /**
  * Returned by a waiting op's handler when there is nothing yet: the runner waits and retries.
@@ -18,6 +19,7 @@ export interface OpServices {
   readonly clock: Clock;
   readonly roles: Roles;
   readonly keyPepper: Buffer;
+  readonly cipher?: Cipher; // encryption at rest (S32); absent: no key configured
 }
 
 export interface OpContext {

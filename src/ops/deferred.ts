@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
-import { appendAudit, type AuditEntry } from '../store/journal.js';
+import { appendAudits, type AuditEntry } from '../store/journal.js';
 
 /**
  * Writes that need not share the caller's transaction, batched into one transaction every
@@ -14,6 +14,8 @@ export class DeferredWriter {
   private agents = new Map<string, number>();
   private tokens = new Map<string, number>();
   private readonly lastTouch = new Map<string, number>();
+  /** Authentication failures per source in the current window (repeated failures: S29). */
+  private readonly authFailures = new Map<string, { start: number; count: number; flagged: boolean }>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
 
@@ -24,12 +26,50 @@ export class DeferredWriter {
     private readonly maxBatch = 1000,
     /** Presence and last-use are kept to this resolution (ms). */
     private readonly touchEveryMs = 5_000,
+    /** This many authentication failures from one source within `authWindowMs` is a security event. */
+    private readonly authFailureLimit = 10,
+    private readonly authWindowMs = 60_000,
   ) {}
 
   addAudit(entry: AuditEntry): void {
     this.audit.push(entry);
+    if (entry.code === 'unauthenticated') this.countAuthFailure(entry);
     if (this.audit.length >= this.maxBatch) void this.flush();
     else this.schedule();
+  }
+
+  /**
+   * Repeated authentication failures from one source (address, else transport) add one
+   * SUSPICIOUS_ACTIVITY row of severity high per window.
+   */
+  private countAuthFailure(entry: AuditEntry): void {
+    const source = `${entry.transport}\u0000${entry.address ?? ''}`;
+    let w = this.authFailures.get(source);
+    if (w === undefined || entry.at - w.start >= this.authWindowMs) {
+      if (this.authFailures.size >= 10_000) this.authFailures.clear();
+      w = { start: entry.at, count: 0, flagged: false };
+      this.authFailures.set(source, w);
+    }
+    w.count++;
+    if (w.count < this.authFailureLimit || w.flagged) return;
+    w.flagged = true;
+    this.audit.push({
+      at: entry.at,
+      requestId: entry.requestId,
+      projectId: null,
+      principal: null,
+      role: null,
+      op: 'auth',
+      target: null,
+      outcome: 'denied',
+      code: 'repeated_auth_failure',
+      params: JSON.stringify({ failures: w.count, window_ms: this.authWindowMs }),
+      transport: entry.transport,
+      address: entry.address,
+      severity: 'high',
+      event: 'SUSPICIOUS_ACTIVITY',
+    });
+    this.log.warn({ transport: entry.transport, address: entry.address, failures: w.count }, 'repeated authentication failures');
   }
 
   touch(agentId: string, tokenId: string | null, now: number): void {
@@ -61,7 +101,7 @@ export class DeferredWriter {
     this.tokens = new Map();
     this.flushing = this.db
       .write(async (ex) => {
-        for (const a of audit) await appendAudit(ex, a);
+        await appendAudits(ex, audit);
         await touchAgents(ex, agents);
         await touchTokens(ex, tokens);
       })

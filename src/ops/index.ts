@@ -1,3 +1,4 @@
+import { AUDIT_OPS } from './audit.js';
 import type { OpDef } from './catalog.js';
 import { DISCOVERY_OPS } from './discoveries.js';
 import { EVENT_OPS } from './events.js';
@@ -22,4 +23,5 @@ export const CATALOG: readonly OpDef[] = [
   ...OVERSIGHT_OPS,
   ...EVENT_OPS,
   ...TOKEN_OPS,
+  ...AUDIT_OPS,
 ];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Audience } from '../core/audience.js';
 import { BatonError, notFound } from '../core/errors.js';
+import { AAD, openWith, sealWith } from '../security/crypto.js';
 import * as store from '../store/memory.js';
 import { defineOp, type OpContext, type OpDef } from './catalog.js';
 import { cursor, LIMITS } from './schemas.js';
@@ -84,7 +85,9 @@ export const memorySet = defineOp({
     const version = current + 1;
     const expiresAt = input.ttl_s === undefined ? null : ctx.now + input.ttl_s * 1000;
     await store.putMemory(ctx.tx, at, {
-      value: input.value,
+      // Sealed to its project, owner and key (S32); keys stay clear so prefix listing works in SQL.
+      value: sealWith(ctx.services.cipher, input.value, AAD.memory(at.projectId, at.owner, at.key)),
+      size: input.value.length,
       version,
       updatedBy: ctx.principal.agentName,
       now: ctx.now,
@@ -120,7 +123,7 @@ export const memoryGet = defineOp({
     return {
       key: row.key,
       scope: s,
-      value: row.value,
+      value: openWith(ctx.services.cipher, row.value, AAD.memory(row.project_id, row.owner, row.key)),
       version: row.version,
       updated_at: iso(row.updated_at),
       expires_at: isoOrNull(row.expires_at),

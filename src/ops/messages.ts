@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { BatonError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import { listAgents, type AgentRow } from '../store/directory.js';
 import * as store from '../store/messages.js';
-import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { agentName, cursor, roleName, waitMs } from './schemas.js';
 
 /**
@@ -39,7 +40,33 @@ const messageOut = z.object({
 
 const inboxOut = messageOut.extend({ read_at: z.string().nullable(), acked_at: z.string().nullable() });
 
-function toOut(m: store.MessageRow): z.infer<typeof messageOut> {
+/**
+ * Encryption at rest (S32): subject and body are sealed when written and opened here, bound to
+ * their project, message id and column. Text search then cannot run in SQL: the store scans a
+ * bounded number of candidates and this predicate tests them after decryption.
+ */
+function opened(c: Cipher | undefined, m: store.MessageRow): { subject: string; body: string } {
+  return {
+    subject: m.subject === '' ? '' : openWith(c, m.subject, AAD.message(m.project_id, m.id, 'subject')),
+    body: openWith(c, m.body, AAD.message(m.project_id, m.id, 'body')),
+  };
+}
+
+function textSearch(ctx: OpContext, query: string | undefined): { match?: (m: store.MessageRow) => boolean; scanMax?: number } {
+  const c = ctx.services.cipher;
+  if (c === undefined || query === undefined) return {};
+  const q = query.toLowerCase();
+  return {
+    match: (m) => {
+      const o = opened(c, m);
+      return o.body.toLowerCase().includes(q) || o.subject.toLowerCase().includes(q);
+    },
+    scanMax: ctx.services.config.encryptedSearchScan,
+  };
+}
+
+function toOut(c: Cipher | undefined, m: store.MessageRow): z.infer<typeof messageOut> {
+  const { subject, body } = opened(c, m);
   const to =
     m.to_kind === 'agents'
       ? { agents: JSON.parse(m.to_names ?? '[]') as string[] }
@@ -53,8 +80,8 @@ function toOut(m: store.MessageRow): z.infer<typeof messageOut> {
     from: m.sender_name,
     to,
     visibility: m.visibility,
-    subject: m.subject,
-    body: m.body,
+    subject,
+    body,
     importance: m.importance as (typeof IMPORTANCE)[number],
     ack_required: m.ack_required === 1,
     created_at: iso(m.created_at)!,
@@ -130,8 +157,9 @@ export const messageSend = defineOp({
         to_names: input.to_agents !== undefined ? JSON.stringify(input.to_agents) : null,
         to_role: input.to_role ?? null,
         visibility,
-        subject: input.subject ?? '',
-        body: input.body,
+        // An empty subject stays empty (it says nothing); anything else is sealed to this row.
+        subject: input.subject === undefined || input.subject === '' ? '' : sealWith(ctx.services.cipher, input.subject, AAD.message(p.projectId, id, 'subject')),
+        body: sealWith(ctx.services.cipher, input.body, AAD.message(p.projectId, id, 'body')),
         importance: input.importance ?? 'normal',
         ack_required: input.ack_required === true ? 1 : 0,
         created_at: ctx.now,
@@ -188,6 +216,7 @@ export const messageInbox = defineOp({
       threadId: input.thread_id,
       query: input.query,
       limit: input.limit ?? 20,
+      ...textSearch(ctx, input.query),
     });
     if (rows.length === 0 && !ctx.final) return RETRY;
     if (input.mark_read !== false) {
@@ -200,7 +229,7 @@ export const messageInbox = defineOp({
     }
     const unread = await store.unreadCount(ctx.tx, p.projectId, p.agentId);
     return {
-      messages: rows.map((r) => ({ ...toOut(r), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
+      messages: rows.map((r) => ({ ...toOut(ctx.services.cipher, r), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
       cursor: Math.max(input.after ?? 0, ...rows.map((r) => r.seq)),
       unread,
     };
@@ -260,7 +289,7 @@ export const messageSearch = defineOp({
       if (!/^\d{1,15}$/.test(input.cursor)) throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
       before = Number(input.cursor);
     }
-    const rows = await store.search(ctx.tx, {
+    const { rows, scannedTo } = await store.search(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
       threadId: input.thread_id,
@@ -269,18 +298,20 @@ export const messageSearch = defineOp({
       since: input.since === undefined ? undefined : Date.parse(input.since),
       before,
       limit: limit + 1,
+      ...textSearch(ctx, input.query),
     });
     const page = rows.slice(0, limit);
     const messages = [];
     for (const m of page) {
-      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(m);
+      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m);
       if (m.sender_id === p.agentId) {
         out.receipts = (await store.receipts(ctx.tx, m.seq)).map((r) => ({ agent: r.name, read_at: iso(r.read_at), acked_at: iso(r.acked_at) }));
       }
       messages.push(out);
     }
     const last = page[page.length - 1];
-    return { messages, next_cursor: rows.length > limit && last !== undefined ? String(last.seq) : null };
+    const next = rows.length > limit && last !== undefined ? String(last.seq) : scannedTo !== undefined ? String(scannedTo) : null;
+    return { messages, next_cursor: next };
   },
 });
 

@@ -5,6 +5,7 @@ import { agentById, getPlan, listAgents, putPlan } from '../store/directory.js';
 import { liveLocks } from '../store/locks.js';
 import { unreadCount } from '../store/messages.js';
 import { countByStatus, listTasks } from '../store/tasks.js';
+import { sql } from '../store/sql.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { LIMITS, taskSummaryOut } from './schemas.js';
 import { lockOut, toLockOut } from './locks.js';
@@ -51,7 +52,7 @@ export const whoami = defineOp({
       held_tasks: held.map(toTaskSummary),
       board: await countByStatus(ctx.tx, p.projectId),
       server: { name: 'baton', version: VERSION },
-      ...(await resumeInfo(ctx.tx, p)),
+      ...(await resumeInfo(ctx.tx, p, ctx.services.cipher)),
       locks: (await liveLocks(ctx.tx, { projectId: p.projectId, now: ctx.now, agentName: p.agentName, limit: 100 })).map(toLockOut),
       unread: await unreadCount(ctx.tx, p.projectId, p.agentId),
     };
@@ -155,4 +156,33 @@ export const planUpdate = defineOp({
   },
 });
 
-export const ORIENTATION_OPS: readonly OpDef[] = [whoami, agentList, planGet, planUpdate];
+export const serverStatus = defineOp({
+  name: 'server_status',
+  summary: 'Diagnostics: version, uptime, schema version, runtime (debug tier).',
+  input: z.object({}).strict(),
+  output: z.object({
+    version: z.string(),
+    node: z.string(),
+    uptime_s: z.number(),
+    schema_version: z.number(),
+    store: z.string(),
+    env: z.string(),
+  }),
+  permission: 'debug',
+  kind: 'read',
+  rest: { method: 'GET', path: '/status' },
+  cli: { group: 'server', command: 'status' },
+  async handler(ctx) {
+    const row = await ctx.tx.get<{ v: number }>(sql`SELECT max(version) AS v FROM schema_migrations`);
+    return {
+      version: VERSION,
+      node: process.version,
+      uptime_s: Math.round(process.uptime()),
+      schema_version: row?.v ?? 0,
+      store: 'sqlite',
+      env: ctx.services.config.env,
+    };
+  },
+});
+
+export const ORIENTATION_OPS: readonly OpDef[] = [whoami, agentList, planGet, planUpdate, serverStatus];

@@ -9,18 +9,21 @@ import type { Db, Executor } from '../store/db.js';
 import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
+import { OpRateLimiter } from './ratelimit.js';
 
 /**
  * The one door. Every surface calls `Runner.call`, which for every op does, in order:
- * validate → authorize → run in a transaction (waiting and retrying if the op asks to) →
- * audit → ring the doorbell. (Authentication happens before, on the surface that owns the
- * credential; rate limits join in the security work, between authentication and validation.)
+ * authenticate (inside the op's transaction when a credential is presented) → rate-limit →
+ * authorize → validate → run in a transaction (waiting and retrying if the op asks to) →
+ * audit → ring the doorbell.
  */
 /** Authenticates a caller inside the op's transaction. */
 export type ResolvePrincipal = (tx: Executor) => Promise<Principal>;
 
 export class Runner {
   readonly ops: ReadonlyMap<string, OpDef>;
+  /** Per-principal, per-op-class rate limits (S25); null when off. */
+  private readonly limits: OpRateLimiter | null;
 
   constructor(
     ops: readonly OpDef[],
@@ -33,6 +36,7 @@ export class Runner {
     private readonly checkOutputs = false,
   ) {
     this.ops = new Map(ops.map((op) => [op.name, op]));
+    this.limits = OpRateLimiter.fromConfig(services.config);
   }
 
   /** The ops this principal may call, in catalog order: what its tools/list shows. */
@@ -70,6 +74,22 @@ export class Runner {
     const prepare = (p: Principal): void => {
       principal = p;
       if (input !== undefined) return;
+      // Rate limit: after authentication, before validation; the local operator (CLI) is not limited.
+      if (this.limits !== null && meta.transport !== 'cli') {
+        const wait = this.limits.take(p.agentId, op, now);
+        if (wait > 0) {
+          this.refused(base(), now, 'limited', 'rate_limited', null);
+          audited = true;
+          throw new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait });
+        }
+      }
+      // Authorization before validation: a role that may not call an op learns nothing about
+      // what the op would accept (and the catalog walk can test every op with any input).
+      if (!this.services.roles.allows(p.role, op.permission)) {
+        this.refused(base(), now, 'denied', 'forbidden', null);
+        audited = true;
+        throw new BatonError('forbidden', `role ${p.role} may not call ${name}`);
+      }
       const parsed = op.input.safeParse(rawInput ?? {});
       if (!parsed.success) {
         const err = validationError(parsed.error);
@@ -79,11 +99,6 @@ export class Runner {
       }
       input = parsed.data;
       params = summarize(input);
-      if (!this.services.roles.allows(p.role, op.permission)) {
-        this.refused(base(), now, 'denied', 'forbidden', params);
-        audited = true;
-        throw new BatonError('forbidden', `role ${p.role} may not call ${name}`);
-      }
       deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
       this.deferred.touch(p.agentId, p.tokenId, now);
     };

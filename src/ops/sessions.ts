@@ -5,6 +5,7 @@ import { BatonError, conflict, notFound } from '../core/errors.js';
 import { allowedRepos, commitForAgent, projectDir } from '../os/git.js';
 import { newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
+import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import type { Executor } from '../store/db.js';
 import { agentByName } from '../store/directory.js';
 import * as store from '../store/sessions.js';
@@ -114,17 +115,27 @@ function toTo(row: HandoffRow): z.infer<typeof toOut> {
   return { kind: 'anyone' };
 }
 
-function toHandoff(row: HandoffRow): z.infer<typeof handoffOut> {
+/**
+ * Encryption at rest (S32): the handoff package (summary, next goals, memory keys, files) is
+ * sealed when written, each field bound to its project, handoff id and column.
+ */
+type PackageField = 'summary' | 'next_goals' | 'memory_keys' | 'files';
+
+function openPackage(c: Cipher | undefined, row: HandoffRow, field: PackageField): string {
+  return openWith(c, row[field], AAD.handoff(row.project_id, row.id, field));
+}
+
+function toHandoff(c: Cipher | undefined, row: HandoffRow): z.infer<typeof handoffOut> {
   return {
     id: row.id,
     session_id: row.session_id,
     from: row.from_name,
     to: toTo(row),
-    summary: row.summary,
-    next_goals: json<string[]>(row.next_goals),
+    summary: openPackage(c, row, 'summary'),
+    next_goals: json<string[]>(openPackage(c, row, 'next_goals')),
     task_ids: json<Lease[]>(row.leases).map((l) => l.id),
-    memory_keys: json<string[]>(row.memory_keys),
-    files: json<string[]>(row.files),
+    memory_keys: json<string[]>(openPackage(c, row, 'memory_keys')),
+    files: json<string[]>(openPackage(c, row, 'files')),
     status: row.status,
     created_at: iso(row.created_at),
     accepted_by: row.accepted_name,
@@ -157,10 +168,16 @@ async function mustOpen(ctx: OpContext): Promise<SessionRow> {
   return row;
 }
 
-/** whoami's session and pending handoffs for the caller. */
+const preview = (s: string): string => (s.length > PREVIEW ? `${s.slice(0, PREVIEW - 1)}…` : s);
+
+/**
+ * whoami's session and pending handoffs for the caller. `cipher`: the hub's (ctx.services.cipher);
+ * without it an encrypted handoff summary previews as "(encrypted)".
+ */
 export async function resumeInfo(
   ex: Executor,
   p: Principal,
+  cipher?: Cipher,
 ): Promise<{ session: z.infer<typeof resumeSessionOut>; pending_handoffs: z.infer<typeof pendingHandoffsOut> }> {
   const open = await store.openSessionOf(ex, p.projectId, p.agentId);
   let session: z.infer<typeof resumeSessionOut> = null;
@@ -177,7 +194,7 @@ export async function resumeInfo(
         id: r.id,
         from: r.from_name,
         to: toTo(r),
-        summary: r.summary.length > PREVIEW ? `${r.summary.slice(0, PREVIEW - 1)}…` : r.summary,
+        summary: preview(cipher === undefined && isSealed(r.summary) ? '(encrypted)' : openPackage(cipher, r, 'summary')),
         tasks: json<Lease[]>(r.leases).length,
         created_at: iso(r.created_at),
       })),
@@ -368,18 +385,21 @@ export const sessionEnd = defineOp({
 
     let handoff: HandoffRow | null = null;
     if (h !== undefined) {
+      const hid = newId('hof');
+      const seal = (field: PackageField, text: string): string =>
+        sealWith(ctx.services.cipher, text, AAD.handoff(p.projectId, hid, field));
       handoff = await store.insertHandoff(ctx.tx, {
-        id: newId('hof'),
+        id: hid,
         projectId: p.projectId,
         sessionId: session.id,
         fromAgentId: p.agentId,
         fromName: p.agentName,
         to,
-        summary: h.summary,
-        nextGoals: JSON.stringify(h.next_goals ?? []),
+        summary: seal('summary', h.summary),
+        nextGoals: seal('next_goals', JSON.stringify(h.next_goals ?? [])),
         leases: JSON.stringify(leases),
-        memoryKeys: JSON.stringify(h.memory_keys ?? []),
-        files: JSON.stringify(h.files ?? []),
+        memoryKeys: seal('memory_keys', JSON.stringify(h.memory_keys ?? [])),
+        files: seal('files', JSON.stringify(h.files ?? [])),
         now: ctx.now,
       });
       await ctx.emit(
@@ -389,7 +409,7 @@ export const sessionEnd = defineOp({
         audience,
       );
     }
-    return { session: toSession(closed, p.agentName), handoff: handoff === null ? null : toHandoff(handoff) };
+    return { session: toSession(closed, p.agentName), handoff: handoff === null ? null : toHandoff(ctx.services.cipher, handoff) };
   },
 });
 
@@ -452,7 +472,7 @@ export const handoffAccept = defineOp({
     );
     const notTransferred = left.map((tid) => ({ id: tid, status: states.get(tid) ?? 'missing' }));
     await ctx.emit('handoff.accepted', id, { by: p.agentName, from: row.from_name, transferred: tasks.length });
-    return { handoff: toHandoff(accepted), tasks, not_transferred: notTransferred };
+    return { handoff: toHandoff(ctx.services.cipher, accepted), tasks, not_transferred: notTransferred };
   },
 });
 
@@ -467,7 +487,7 @@ export const handoffList = defineOp({
   cli: { group: 'handoff', command: 'list' },
   async handler(ctx, input) {
     const rows = await store.listHandoffs(ctx.tx, reader(ctx.principal), input.status, input.limit ?? 50);
-    return { handoffs: rows.map(toHandoff) };
+    return { handoffs: rows.map((r) => toHandoff(ctx.services.cipher, r)) };
   },
 });
 

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
+import { isAddressOrCidr } from '../auth/service.js';
+import { setAllowedAddresses } from '../store/auth.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { ensureAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
@@ -18,6 +20,8 @@ const tokenOut = z.object({
   expires_at: z.string().nullable(),
   revoked_at: z.string().nullable(),
   last_used_at: z.string().nullable(),
+  /** Client addresses (IPs or CIDR ranges) the key is bound to; null: any (S2). */
+  allowed_addresses: z.array(z.string()).nullable(),
 });
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -34,7 +38,18 @@ function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
     expires_at: iso(t.expires_at),
     revoked_at: iso(t.revoked_at),
     last_used_at: iso(t.last_used_at),
+    allowed_addresses: bindingOf((t as { allowed_addresses?: string | null }).allowed_addresses),
   };
+}
+
+function bindingOf(json: string | null | undefined): string[] | null {
+  if (json === null || json === undefined) return null;
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : null;
+  } catch {
+    return null;
+  }
 }
 
 export const tokenCreate = defineOp({
@@ -47,6 +62,11 @@ export const tokenCreate = defineOp({
       project: projectName.optional().describe("default: your project; others need a server admin"),
       expires_in_s: z.number().int().min(60).max(10 * 365 * 86_400).optional(),
       server_admin: z.boolean().optional(),
+      allowed_addresses: z
+        .array(z.string().max(64).refine(isAddressOrCidr, 'expected an IP address or CIDR range'))
+        .max(20)
+        .optional()
+        .describe('bind the key to these client IPs/CIDRs'),
     })
     .strict(),
   output: z.object({ token: tokenOut, key: z.string() }),
@@ -81,6 +101,9 @@ export const tokenCreate = defineOp({
       created_at: ctx.now,
       expires_at: expiresAt,
     });
+    if (input.allowed_addresses !== undefined && input.allowed_addresses.length > 0) {
+      await setAllowedAddresses(ctx.tx, id, JSON.stringify(input.allowed_addresses));
+    }
     ctx.target(id);
     await ctx.emit('token.created', id, { role: input.role, name: input.name });
     const row = await tokenById(ctx.tx, id);

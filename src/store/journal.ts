@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Executor } from './db.js';
 import { list, sql } from './sql.js';
 
@@ -44,6 +45,11 @@ export async function lastEventId(ex: Executor, projectId: string): Promise<numb
   return row?.id ?? 0;
 }
 
+export type AuditOutcome = 'ok' | 'denied' | 'invalid' | 'limited' | 'error';
+export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
+/** Security event classes (S29). */
+export type SecurityEvent = 'AUTH_FAILURE' | 'PERMISSION_DENIED' | 'RATE_LIMIT_EXCEEDED' | 'INVALID_INPUT' | 'SUSPICIOUS_ACTIVITY';
+
 export interface AuditEntry {
   at: number;
   requestId: string;
@@ -52,16 +58,234 @@ export interface AuditEntry {
   role: string | null;
   op: string;
   target: string | null;
-  outcome: 'ok' | 'denied' | 'invalid' | 'limited' | 'error';
+  outcome: AuditOutcome;
   code: string | null;
   params: string | null;
   transport: string;
   address: string | null;
+  /** Overrides of the classification by outcome and code (e.g. refresh-token reuse: high, SUSPICIOUS_ACTIVITY). */
+  severity?: Severity;
+  event?: SecurityEvent | null;
 }
 
-export async function appendAudit(ex: Executor, a: AuditEntry): Promise<void> {
-  await ex.run(sql`INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
-      transport, address)
-    VALUES (${a.at}, ${a.requestId}, ${a.projectId}, ${a.principal}, ${a.role}, ${a.op}, ${a.target}, ${a.outcome},
-      ${a.code}, ${a.params}, ${a.transport}, ${a.address})`);
+export interface AuditRow {
+  id: number;
+  at: number;
+  request_id: string;
+  project_id: string | null;
+  principal: string | null;
+  role: string | null;
+  op: string;
+  target: string | null;
+  outcome: string;
+  code: string | null;
+  params: string | null;
+  transport: string;
+  address: string | null;
+  severity: string | null;
+  event: string | null;
+  prev_hash: string | null;
+  hash: string | null;
+}
+
+/** The chain's start: the "previous hash" of the very first row. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** Severity and security event of an audit row, from its outcome and code. */
+export function classify(outcome: AuditOutcome, code: string | null): { severity: Severity; event: SecurityEvent | null } {
+  switch (outcome) {
+    case 'ok':
+      return { severity: 'info', event: null };
+    case 'invalid':
+      return { severity: 'low', event: 'INVALID_INPUT' };
+    case 'limited':
+      return { severity: 'medium', event: 'RATE_LIMIT_EXCEEDED' };
+    case 'error':
+      return { severity: code === 'unavailable' ? 'low' : 'high', event: null };
+    case 'denied':
+      if (code === 'unauthenticated') return { severity: 'medium', event: 'AUTH_FAILURE' };
+      if (code === 'forbidden') return { severity: 'medium', event: 'PERMISSION_DENIED' };
+      if (code === 'rate_limited') return { severity: 'medium', event: 'RATE_LIMIT_EXCEEDED' };
+      if (code === 'invalid_input' || code === 'too_large' || code === 'body_too_large') {
+        return { severity: 'low', event: 'INVALID_INPUT' };
+      }
+      // Ordinary refusals of the domain (not_found, conflict, lease_lost, …).
+      return { severity: 'info', event: null };
+  }
+}
+
+/**
+ * The hash of one row: SHA-256 over a canonical encoding (a JSON array in a fixed field order)
+ * of every field, the row id included, and the previous row's hash.
+ */
+export function auditHash(r: Omit<AuditRow, 'hash'>): string {
+  const canonical = JSON.stringify([
+    r.id,
+    r.at,
+    r.request_id,
+    r.project_id,
+    r.principal,
+    r.role,
+    r.op,
+    r.target,
+    r.outcome,
+    r.code,
+    r.params,
+    r.transport,
+    r.address,
+    r.severity,
+    r.event,
+    r.prev_hash,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/** Where the chain continues: the newest row, or the anchor left by retention, or the genesis. */
+async function chainHead(ex: Executor): Promise<{ id: number; hash: string }> {
+  const last = await ex.get<{ id: number; hash: string | null }>(sql`SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`);
+  if (last !== undefined) return { id: last.id, hash: last.hash ?? GENESIS_HASH };
+  const anchor = await ex.get<{ last_id: number; hash: string }>(sql`SELECT last_id, hash FROM audit_anchor WHERE id = 1`);
+  return anchor === undefined ? { id: 0, hash: GENESIS_HASH } : { id: anchor.last_id, hash: anchor.hash };
+}
+
+/**
+ * Appends audit rows to the hash chain. Must run inside a write transaction: writers are
+ * serialized (on SQLite across processes too, by BEGIN IMMEDIATE), so the head read here is the
+ * true head and the chain never forks. Costs one rowid-ordered lookup of the newest row per call.
+ */
+export async function appendAudits(ex: Executor, entries: readonly AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  let head = await chainHead(ex);
+  for (const a of entries) {
+    const c = classify(a.outcome, a.code);
+    const row: Omit<AuditRow, 'hash'> = {
+      id: head.id + 1,
+      at: a.at,
+      request_id: a.requestId,
+      project_id: a.projectId,
+      principal: a.principal,
+      role: a.role,
+      op: a.op,
+      target: a.target,
+      outcome: a.outcome,
+      code: a.code,
+      params: a.params,
+      transport: a.transport,
+      address: a.address,
+      severity: a.severity ?? c.severity,
+      event: a.event === undefined ? c.event : a.event,
+      prev_hash: head.hash,
+    };
+    const hash = auditHash(row);
+    await ex.run(sql`INSERT INTO audit (id, at, request_id, project_id, principal, role, op, target, outcome, code, params,
+        transport, address, severity, event, prev_hash, hash)
+      VALUES (${row.id}, ${row.at}, ${row.request_id}, ${row.project_id}, ${row.principal}, ${row.role}, ${row.op},
+        ${row.target}, ${row.outcome}, ${row.code}, ${row.params}, ${row.transport}, ${row.address}, ${row.severity},
+        ${row.event}, ${row.prev_hash}, ${hash})`);
+    head = { id: row.id, hash };
+  }
+}
+
+export function appendAudit(ex: Executor, a: AuditEntry): Promise<void> {
+  return appendAudits(ex, [a]);
+}
+
+export interface AuditFilter {
+  projectId: string;
+  since: number | null;
+  until: number | null;
+  op: string | null;
+  outcome: string | null;
+  principal: string | null;
+  severity: string | null;
+  event: string | null;
+  /** Rows with an id below this (the cursor), newest first. */
+  before: number | null;
+  limit: number;
+}
+
+/** One project's audit rows, newest first. (No index: audit reads are rare, every index costs each write.) */
+export function queryAudit(ex: Executor, f: AuditFilter): Promise<AuditRow[]> {
+  return ex.all<AuditRow>(sql`SELECT * FROM audit WHERE project_id = ${f.projectId}
+    AND (${f.before} IS NULL OR id < ${f.before})
+    AND (${f.since} IS NULL OR at >= ${f.since}) AND (${f.until} IS NULL OR at < ${f.until})
+    AND (${f.op} IS NULL OR op = ${f.op}) AND (${f.outcome} IS NULL OR outcome = ${f.outcome})
+    AND (${f.principal} IS NULL OR principal = ${f.principal}) AND (${f.severity} IS NULL OR severity = ${f.severity})
+    AND (${f.event} IS NULL OR event = ${f.event})
+    ORDER BY id DESC LIMIT ${f.limit}`);
+}
+
+export interface AuditVerdict {
+  ok: boolean;
+  /** Rows checked. */
+  rows: number;
+  /** The first row whose hash or link does not hold (after a deleted row: the row that follows the gap). */
+  firstBadId: number | null;
+}
+
+/**
+ * Walks the whole chain from the anchor (or genesis), in pages, recomputing every hash. A row
+ * edited in place fails its own hash; a row deleted breaks the next row's link (and leaves a gap
+ * in the ids); a row inserted out of band has no valid link either.
+ */
+export async function verifyAudit(ex: Executor, pageSize = 2_000): Promise<AuditVerdict> {
+  const anchor = await ex.get<{ last_id: number; hash: string }>(sql`SELECT last_id, hash FROM audit_anchor WHERE id = 1`);
+  let prevId = anchor?.last_id ?? 0;
+  let prevHash = anchor?.hash ?? GENESIS_HASH;
+  let rows = 0;
+  for (;;) {
+    const page = await ex.all<AuditRow>(sql`SELECT * FROM audit WHERE id > ${prevId} ORDER BY id LIMIT ${pageSize}`);
+    for (const r of page) {
+      rows++;
+      const { hash, ...rest } = r;
+      if (r.id !== prevId + 1 || r.prev_hash !== prevHash || hash !== auditHash(rest)) {
+        return { ok: false, rows, firstBadId: r.id };
+      }
+      prevId = r.id;
+      prevHash = hash;
+    }
+    if (page.length < pageSize) break;
+  }
+  if (anchor !== undefined) {
+    // Rows at or below the anchor are either gone or unchained rows from before the chain existed
+    // (migration 8); a hashed one there was put back or forged.
+    const stale = await ex.get<{ id: number }>(
+      sql`SELECT id FROM audit WHERE id <= ${anchor.last_id} AND hash IS NOT NULL ORDER BY id LIMIT 1`,
+    );
+    if (stale !== undefined) return { ok: false, rows, firstBadId: stale.id };
+  }
+  return { ok: true, rows, firstBadId: null };
+}
+
+/**
+ * Audit retention (S30): deletes rows older than `retentionMs` (0 keeps everything) without
+ * breaking verification — the hash of the newest deleted row becomes the chain's anchor. Walks
+ * from the oldest row in id (chain) order and stops at the first row inside retention, at most
+ * `batch` rows per call (the sweeper runs often; a call with nothing to do is one lookup). The
+ * newest row is never deleted (new ids continue from it). Returns how many rows were deleted.
+ */
+export async function sweepAudit(ex: Executor, now: number, retentionMs: number, batch = 5_000): Promise<number> {
+  if (retentionMs <= 0) return 0;
+  const cutoff = now - retentionMs;
+  const oldest = await ex.get<{ at: number }>(sql`SELECT at FROM audit ORDER BY id LIMIT 1`);
+  if (oldest === undefined || oldest.at >= cutoff) return 0;
+  const rows = await ex.all<{ id: number; at: number; hash: string | null }>(
+    sql`SELECT id, at, hash FROM audit ORDER BY id LIMIT ${batch + 1}`,
+  );
+  let cutId = 0;
+  // Unchained rows from before migration 8 leave the chain's start at the genesis.
+  let cutHash = GENESIS_HASH;
+  // The last row of the page stays unless a younger row follows it: never delete the newest row.
+  for (let i = 0; i < rows.length - 1; i++) {
+    const r = rows[i]!;
+    if (r.at >= cutoff) break;
+    cutId = r.id;
+    if (r.hash !== null) cutHash = r.hash;
+  }
+  if (cutId === 0) return 0;
+  const cut = { id: cutId, hash: cutHash };
+  await ex.run(sql`INSERT INTO audit_anchor (id, last_id, hash, swept_at) VALUES (1, ${cut.id}, ${cut.hash}, ${now})
+    ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, hash = excluded.hash, swept_at = excluded.swept_at`);
+  const { changes } = await ex.run(sql`DELETE FROM audit WHERE id <= ${cut.id}`);
+  return changes;
 }

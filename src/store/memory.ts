@@ -42,10 +42,12 @@ export function isLive(row: { expires_at: number | null }, now: number): boolean
 export async function putMemory(
   ex: Executor,
   a: MemoryAddress,
-  v: { value: string; version: number; updatedBy: string; now: number; expiresAt: number | null },
+  v: { value: string; version: number; updatedBy: string; now: number; expiresAt: number | null; size?: number },
 ): Promise<void> {
+  // `value` may be sealed (S32): `size` then gives the plaintext's length, which is what callers see.
+  const size = v.size ?? v.value.length;
   await ex.run(sql`INSERT INTO memory (project_id, owner, key, version, size, updated_by, updated_at, expires_at, value)
-    VALUES (${a.projectId}, ${a.owner}, ${a.key}, ${v.version}, ${v.value.length}, ${v.updatedBy}, ${v.now},
+    VALUES (${a.projectId}, ${a.owner}, ${a.key}, ${v.version}, ${size}, ${v.updatedBy}, ${v.now},
       ${v.expiresAt}, ${v.value})
     ON CONFLICT (project_id, owner, key) DO UPDATE SET version = excluded.version, size = excluded.size,
       updated_by = excluded.updated_by, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
@@ -88,4 +90,20 @@ export function listMemory(
 export async function sweepMemory(ex: Executor, now: number): Promise<number> {
   const r = await ex.run(sql`DELETE FROM memory WHERE expires_at IS NOT NULL AND expires_at <= ${now}`);
   return r.changes;
+}
+
+/** Key rotation (S32): entries whose value is not sealed under the key with this sealed prefix. */
+export function staleMemory(
+  ex: Executor,
+  prefix: string,
+  limit: number,
+): Promise<Pick<MemoryRow, 'project_id' | 'owner' | 'key' | 'value'>[]> {
+  return ex.all(sql`SELECT project_id, owner, key, value FROM memory
+    WHERE substr(value, 1, ${prefix.length}) <> ${prefix} ORDER BY project_id, owner, key LIMIT ${limit}`);
+}
+
+/** Replaces the stored form of a value (re-sealed), nothing else: version and size stay. */
+export async function setMemoryValue(ex: Executor, a: MemoryAddress, value: string): Promise<void> {
+  await ex.run(sql`UPDATE memory SET value = ${value}
+    WHERE project_id = ${a.projectId} AND owner = ${a.owner} AND key = ${a.key}`);
 }

@@ -64,6 +64,12 @@ export interface InboxFilter {
   threadId?: string;
   query?: string;
   limit: number;
+  /**
+   * Encrypted content (S32): instead of `query` in SQL, rows are tested by this predicate after
+   * the caller decrypts them, scanning at most `scanMax` candidate rows (see `scanMatching`).
+   */
+  match?: (m: MessageRow) => boolean;
+  scanMax?: number;
 }
 
 const textMatch = (q: string): Sql =>
@@ -73,21 +79,30 @@ const textMatch = (q: string): Sql =>
  * The caller's inbox. Without a cursor: unread first (oldest first), then read ones (newest
  * first). With `after` (a seq cursor): only newer messages, oldest first, for polling.
  */
-export function inbox(ex: Executor, f: InboxFilter): Promise<InboxRow[]> {
+export async function inbox(ex: Executor, f: InboxFilter): Promise<InboxRow[]> {
   const where: Sql[] = [sql`r.agent_id = ${f.agentId}`, sql`m.project_id = ${f.projectId}`];
   if (f.after !== undefined) where.push(sql`m.seq > ${f.after}`);
   if (f.unreadOnly === true) where.push(trusted('r.read_at IS NULL'));
   if (f.from !== undefined) where.push(sql`m.sender_name = ${f.from}`);
   if (f.importance !== undefined && f.importance.length > 0) where.push(sql`m.importance IN ${list(f.importance)}`);
   if (f.threadId !== undefined) where.push(sql`m.thread_id = ${f.threadId}`);
-  if (f.query !== undefined) where.push(textMatch(f.query));
+  const match = f.query === undefined ? undefined : f.match;
+  if (f.query !== undefined && match === undefined) where.push(textMatch(f.query));
   const order =
     f.after !== undefined
       ? trusted('m.seq')
       : trusted('(r.read_at IS NULL) DESC, CASE WHEN r.read_at IS NULL THEN m.seq ELSE -m.seq END');
-  return ex.all<InboxRow>(sql`SELECT m.*, r.read_at, r.acked_at FROM message_recipients r
-    JOIN messages m ON m.seq = r.seq WHERE ${join(where, trusted(' AND '))} ORDER BY ${order} LIMIT ${f.limit}`);
+  const select = (limit: number): Promise<InboxRow[]> =>
+    ex.all<InboxRow>(sql`SELECT m.*, r.read_at, r.acked_at FROM message_recipients r
+    JOIN messages m ON m.seq = r.seq WHERE ${join(where, trusted(' AND '))} ORDER BY ${order} LIMIT ${limit}`);
+  if (match === undefined) return select(f.limit);
+  // Encrypted text search: the newest `scanMax` candidates in inbox order, filtered after decryption.
+  return (await select(f.scanMax ?? DEFAULT_SCAN_MAX)).filter(match).slice(0, f.limit);
 }
+
+/** How many candidate rows an encrypted text search decrypts per call, unless told otherwise. */
+export const DEFAULT_SCAN_MAX = 1000;
+const SCAN_BATCH = 200;
 
 export async function unreadCount(ex: Executor, projectId: string, agentId: string): Promise<number> {
   const row = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM message_recipients r JOIN messages m ON m.seq = r.seq
@@ -121,22 +136,77 @@ export interface SearchFilter {
   since?: number;
   before?: number;
   limit: number;
+  /** As in InboxFilter: decrypted-content predicate replacing `query`, with a scan bound. */
+  match?: (m: MessageRow) => boolean;
+  scanMax?: number;
+}
+
+export interface SearchResult {
+  rows: MessageRow[];
+  /**
+   * Set when an encrypted text search stopped at its scan bound with older candidates left: the
+   * seq of the last row scanned, to continue from (`before`).
+   */
+  scannedTo?: number;
 }
 
 /** Messages the caller may see (threads and search), newest first; `before` is a seq cursor. */
-export function search(ex: Executor, f: SearchFilter): Promise<MessageRow[]> {
+export async function search(ex: Executor, f: SearchFilter): Promise<SearchResult> {
   const where: Sql[] = [sql`m.project_id = ${f.projectId}`, visibleTo(f.agentId)];
   if (f.threadId !== undefined) where.push(sql`m.thread_id = ${f.threadId}`);
-  if (f.query !== undefined) where.push(textMatch(f.query));
+  const match = f.query === undefined ? undefined : f.match;
+  if (f.query !== undefined && match === undefined) where.push(textMatch(f.query));
   if (f.from !== undefined) where.push(sql`m.sender_name = ${f.from}`);
   if (f.since !== undefined) where.push(sql`m.created_at >= ${f.since}`);
-  if (f.before !== undefined) where.push(sql`m.seq < ${f.before}`);
-  return ex.all<MessageRow>(sql`SELECT m.* FROM messages m WHERE ${join(where, trusted(' AND '))}
-    ORDER BY m.seq DESC LIMIT ${f.limit}`);
+  const select = (before: number | undefined, limit: number): Promise<MessageRow[]> => {
+    const all = before === undefined ? where : [...where, sql`m.seq < ${before}`];
+    return ex.all<MessageRow>(sql`SELECT m.* FROM messages m WHERE ${join(all, trusted(' AND '))}
+    ORDER BY m.seq DESC LIMIT ${limit}`);
+  };
+  if (match === undefined) return { rows: await select(f.before, f.limit) };
+  // Encrypted text search: newest first in batches, decrypted and tested by the caller's
+  // predicate, until enough matches or `scanMax` rows were scanned.
+  const scanMax = f.scanMax ?? DEFAULT_SCAN_MAX;
+  const rows: MessageRow[] = [];
+  let before = f.before;
+  let scanned = 0;
+  while (rows.length < f.limit && scanned < scanMax) {
+    const want = Math.min(SCAN_BATCH, scanMax - scanned);
+    const batch = await select(before, want);
+    for (const m of batch) {
+      scanned++;
+      before = m.seq;
+      if (match(m)) {
+        rows.push(m);
+        if (rows.length >= f.limit) return { rows };
+      }
+    }
+    if (batch.length < want) return { rows }; // nothing older left
+  }
+  return rows.length < f.limit && before !== undefined ? { rows, scannedTo: before } : { rows };
 }
 
 /** Per-recipient state of one message, for its sender. */
 export function receipts(ex: Executor, seq: number): Promise<{ name: string; read_at: number | null; acked_at: number | null }[]> {
   return ex.all(sql`SELECT a.name, r.read_at, r.acked_at FROM message_recipients r JOIN agents a ON a.id = r.agent_id
     WHERE r.seq = ${seq} ORDER BY a.name`);
+}
+
+/**
+ * Key rotation (S32): messages whose subject or body is not sealed under the key with this sealed
+ * prefix (`enc:v1:<key id>:`), oldest first. An empty subject is left as it is.
+ */
+export function staleMessages(
+  ex: Executor,
+  prefix: string,
+  limit: number,
+): Promise<Pick<MessageRow, 'seq' | 'id' | 'project_id' | 'subject' | 'body'>[]> {
+  const n = prefix.length;
+  return ex.all(sql`SELECT seq, id, project_id, subject, body FROM messages
+    WHERE substr(body, 1, ${n}) <> ${prefix} OR (subject <> '' AND substr(subject, 1, ${n}) <> ${prefix})
+    ORDER BY seq LIMIT ${limit}`);
+}
+
+export async function setMessageContent(ex: Executor, seq: number, subject: string, body: string): Promise<void> {
+  await ex.run(sql`UPDATE messages SET subject = ${subject}, body = ${body} WHERE seq = ${seq}`);
 }

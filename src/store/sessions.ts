@@ -233,3 +233,23 @@ export async function sweepSessions(ex: Executor, cutoff: number): Promise<numbe
   await ex.run(sql`DELETE FROM handoffs WHERE session_id IN (${old})`);
   return (await ex.run(sql`DELETE FROM sessions WHERE id IN (${old})`)).changes;
 }
+
+export type HandoffPackage = Pick<HandoffRow, 'summary' | 'next_goals' | 'memory_keys' | 'files'>;
+
+/** Key rotation (S32): handoffs with a package field not sealed under the key with this prefix. */
+export function staleHandoffs(
+  ex: Executor,
+  prefix: string,
+  limit: number,
+): Promise<(HandoffPackage & Pick<HandoffRow, 'id' | 'project_id'>)[]> {
+  const n = prefix.length;
+  return ex.all(sql`SELECT id, project_id, summary, next_goals, memory_keys, files FROM handoffs
+    WHERE substr(summary, 1, ${n}) <> ${prefix} OR substr(next_goals, 1, ${n}) <> ${prefix}
+      OR substr(memory_keys, 1, ${n}) <> ${prefix} OR substr(files, 1, ${n}) <> ${prefix}
+    ORDER BY created_at, id LIMIT ${limit}`);
+}
+
+export async function setHandoffPackage(ex: Executor, id: string, p: HandoffPackage): Promise<void> {
+  await ex.run(sql`UPDATE handoffs SET summary = ${p.summary}, next_goals = ${p.next_goals},
+    memory_keys = ${p.memory_keys}, files = ${p.files} WHERE id = ${id}`);
+}

@@ -33,10 +33,10 @@ describe('Roles: built-in grants', () => {
     expect(roles.allows('worker', 'token.admin')).toBe(false);
   });
 
-  it('lead has everything except token.admin and deciding approvals (humans decide)', () => {
-    expect(roles.allows('lead', 'token.admin')).toBe(false);
-    expect(roles.allows('lead', 'approval.decide')).toBe(false);
-    expect(granted(roles, 'lead')).toEqual(PERMISSIONS.filter((p) => p !== 'token.admin' && p !== 'approval.decide'));
+  it('lead has everything except the admin-only permissions (keys, audit, debug, deciding approvals)', () => {
+    const adminOnly: string[] = ['token.admin', 'approval.decide', 'debug', 'audit.read'];
+    for (const p of adminOnly) expect(roles.allows('lead', p as never)).toBe(false);
+    expect(granted(roles, 'lead')).toEqual(PERMISSIONS.filter((p) => !adminOnly.includes(p)));
   });
 
   it('admin has every permission', () => {

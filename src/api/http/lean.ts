@@ -35,6 +35,7 @@ export async function leanAnswer(
   headers: IncomingHttpHeaders,
   body: unknown,
   requestId: string,
+  address?: string,
 ): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
   const id = body.id;
@@ -75,7 +76,7 @@ export async function leanAnswer(
   }
   const args = params.arguments;
   if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
-  const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http' });
+  const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http', address });
   // The result is serialized once and spliced in twice (text block and structuredContent).
   return (
     `${head}{"content":[{"type":"text","text":${JSON.stringify(r.text)}}],"structuredContent":${r.text}` +

@@ -1,9 +1,9 @@
-import { createServer, type IncomingMessage, type Server as NodeServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { STATUS_CODES, createServer, type IncomingMessage, type RequestListener, type Server as NodeServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
-import { looksLikeKey } from '../../auth/keys.js';
 import type { Principal } from '../../auth/principal.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
@@ -13,6 +13,8 @@ import { buildMcpServer } from '../mcp/server.js';
 import { leanAnswer } from './lean.js';
 import { parseJson, readBody } from './body.js';
 import { RestRouter } from './rest.js';
+import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.js';
+import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport } from './guard.js';
 
 export interface HttpOptions {
   host: string;
@@ -29,23 +31,18 @@ export interface HttpHandle {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
-function hostnameOf(hostHeader: string): string {
-  if (hostHeader.startsWith('[')) return hostHeader.slice(0, hostHeader.indexOf(']') + 1);
-  const colon = hostHeader.lastIndexOf(':');
-  return (colon === -1 ? hostHeader : hostHeader.slice(0, colon)).toLowerCase();
-}
-
 /**
  * The HTTP surface: `POST /mcp` (Streamable HTTP, stateless), `/api/v1/...` (REST generated
- * from the catalog) and `GET /healthz`. Host and Origin are checked on every request (DNS
- * rebinding); every request but /healthz is authenticated.
+ * from the catalog) and `GET /healthz`. HTTPS when TLS files are configured; plain HTTP beyond
+ * loopback only when allowed. Every request gets the security headers and the Host, Origin,
+ * CORS and per-address rate checks (guard.ts); every connection the address lists and
+ * connection limits. Every request but /healthz is authenticated.
  */
 export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHandle> {
   const lean = options.lean ?? true;
-  const allowedHosts = new Set(LOOPBACK);
-  if (options.host !== '0.0.0.0' && options.host !== '::') allowedHosts.add(options.host.toLowerCase());
+  const config = hub.config;
+  const tls = checkTransport({ ...config, host: options.host });
+  const guard = new RequestGuard(config, options.host, tls !== null);
   const rest = new RestRouter(hub);
   const stats = { lean: 0, sdk: 0 };
   const sdk = createMcpHandler(
@@ -67,26 +64,17 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
       'cache-control': 'no-store',
-      'x-content-type-options': 'nosniff',
       ...headers,
     });
     res.end(text);
   };
 
   /** The API key a request presents; refused at once when it cannot be a key (no store round). */
-  const keyOf = (req: IncomingMessage): string => {
-    const auth = req.headers.authorization;
-    let key: string | undefined;
-    if (auth !== undefined) {
-      const m = /^Bearer\s+(\S+)$/i.exec(auth);
-      key = m?.[1];
-    } else {
-      const header = req.headers['x-api-key'];
-      key = typeof header === 'string' ? header : undefined;
-    }
-    if (key === undefined || !looksLikeKey(key)) throw new BatonError('unauthenticated', 'missing or invalid credentials');
-    return key;
-  };
+  /**
+   * The credential a request presents (API key or JWT, `Authorization: Bearer` or `X-API-Key`),
+   * packed with the client address for `hub.resolver`; throttled callers get 429 at once (S2–S6).
+   */
+  const keyOf = (req: IncomingMessage): string => credentialOf(hub, req, hub.newRequestId());
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     if (req.method !== 'POST') {
@@ -103,7 +91,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
       return;
     }
     if (lean) {
-      const answer = await leanAnswer(hub, key, req.headers, body, requestId);
+      const answer = await leanAnswer(hub, key, req.headers, body, requestId, req.socket.remoteAddress);
       if (answer !== null) {
         stats.lean++;
         send(res, 200, answer);
@@ -136,18 +124,12 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     Readable.fromWeb(response.body as NodeReadableStream).pipe(res);
   }
 
-  const server = createServer((req, res) => {
+  const onRequest: RequestListener = (req, res) => {
     const requestId = hub.newRequestId();
+    guard.secure(res);
     void (async () => {
       try {
-        const host = req.headers.host;
-        if (host === undefined || !allowedHosts.has(hostnameOf(host))) {
-          throw new BatonError('forbidden', 'host not allowed');
-        }
-        const origin = req.headers.origin;
-        if (origin !== undefined && !originAllowed(origin, allowedHosts)) {
-          throw new BatonError('forbidden', 'origin not allowed');
-        }
+        if (guard.check(req, res, hub.clock.now())) return;
         const url = req.url ?? '/';
         const q = url.indexOf('?');
         const path = q === -1 ? url : url.slice(0, q);
@@ -156,6 +138,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
           const ok = await hub.db.read(async () => true).catch(() => false);
           return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
         }
+        if (await handleAuthRoute(hub, req, res, path, requestId)) return;
         if (path.startsWith('/api/v1/')) {
           const who = hub.resolver(keyOf(req));
           const out = await rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId);
@@ -164,20 +147,62 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
         throw new BatonError('not_found', 'no such route');
       } catch (err) {
         const e = toBatonError(err);
+        if (e.code === 'rate_limited' && !res.headersSent) res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
         if (e.code === 'internal') hub.log.error({ err, requestId }, 'request failed');
         if (res.headersSent) {
           res.destroy();
           return;
         }
         const headers: Record<string, string> = { 'x-request-id': requestId };
-        if (e.code === 'unauthenticated') headers['www-authenticate'] = 'Bearer realm="baton"';
+        Object.assign(headers, authErrorHeaders(hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
         send(res, httpStatus(e), errorBody(e, requestId), headers);
       }
     })();
-  });
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  };
+  const idle = config.idleTimeoutMs;
+  // Idle connections close: between requests (keepAliveTimeout) and before a first request's
+  // headers are complete (headersTimeout, checked every connectionsCheckingInterval).
+  const timeouts = { connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(idle / 2))), requestTimeout: 0 };
+  const server: NodeServer =
+    tls === null
+      ? createServer(timeouts, onRequest)
+      : createHttpsServer(
+          {
+            ...timeouts,
+            cert: tls.cert,
+            key: tls.key,
+            minVersion: 'TLSv1.2',
+            ciphers: TLS_CIPHERS,
+            honorCipherOrder: true,
+            handshakeTimeout: Math.min(idle, 120_000),
+          },
+          onRequest,
+        );
+  server.keepAliveTimeout = idle;
+  server.headersTimeout = idle + 1_000;
   server.requestTimeout = 0; // waits (task_claim) are bounded by the op itself
+  new ConnectionGuard(config, () => hub.clock.now(), (reason, address) =>
+    hub.log.debug({ address, reason }, 'connection dropped'),
+  ).attach(server);
+  // No WebSocket endpoint exists: every upgrade is refused, 403 when Host or Origin is wrong (S21).
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => undefined);
+    const requestId = hub.newRequestId();
+    let e: BatonError;
+    try {
+      guard.admit(req);
+      e = new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
+    } catch (err) {
+      e = toBatonError(err);
+    }
+    const status = httpStatus(e);
+    const text = JSON.stringify(errorBody(e, requestId));
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(text)}\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `${guard.rawHeaders()}connection: close\r\n\r\n${text}`,
+    );
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -191,22 +216,11 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   return {
     server,
     stats,
-    url: `http://${hostForUrl}:${addr.port}`,
+    url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
-}
-
-function originAllowed(origin: string, hosts: ReadonlySet<string>): boolean {
-  let url: URL;
-  try {
-    url = new URL(origin);
-  } catch {
-    return false;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
-  return hosts.has(url.hostname.toLowerCase());
 }

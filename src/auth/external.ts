@@ -1,0 +1,94 @@
+import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import { BatonError } from '../core/errors.js';
+import { CLOCK_TOLERANCE_S } from './jwt.js';
+
+/**
+ * An external identity provider (S5): Baton as an OAuth 2.1 resource server. Tokens whose `iss`
+ * is the configured issuer are verified against its JWKS (fetched from the configured URL, cached
+ * by jose), with the server's allowlist of asymmetric algorithms only (so an HMAC token "signed"
+ * with the public key is refused), the configured audience, `exp`/`nbf`/`iat`. The principal:
+ * agent name from `sub` (it must be a valid agent name), role from the configured claim (mapped,
+ * and it must be a known role), project from config.
+ */
+export const EXTERNAL_ALGORITHMS = ['RS256', 'ES256'] as const;
+const AGENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+export interface ExternalOptions {
+  issuer: string;
+  jwksUrl: string;
+  audience: string;
+  roleClaim: string;
+  /** claim value → role; empty: the claim value is the role. */
+  roleMap: ReadonlyMap<string, string>;
+  isRole: (role: string) => boolean;
+  /** How long one JWKS fetch may take (ms). */
+  timeoutMs?: number;
+}
+
+export interface ExternalIdentity {
+  name: string;
+  role: string;
+}
+
+const invalid = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
+
+export class ExternalIssuer {
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(private readonly options: ExternalOptions) {
+    this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { timeoutDuration: options.timeoutMs ?? 3_000 });
+  }
+
+  get issuer(): string {
+    return this.options.issuer;
+  }
+
+  /** True when the (unverified) token claims to come from this issuer: only routes it, proves nothing. */
+  claims(token: string): boolean {
+    try {
+      return decodeJwt(token).iss === this.options.issuer;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Fetches the JWKS ahead of the first token (errors are left to the first verification). */
+  warm(): void {
+    this.jwks.reload().catch(() => undefined);
+  }
+
+  async verify(token: string, now: number): Promise<ExternalIdentity> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.jwks, {
+        algorithms: [...EXTERNAL_ALGORITHMS],
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        clockTolerance: CLOCK_TOLERANCE_S,
+        currentDate: new Date(now),
+        requiredClaims: ['exp', 'sub'],
+      }));
+    } catch {
+      throw invalid();
+    }
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || !AGENT_NAME.test(sub)) throw invalid();
+    const raw = (payload as Record<string, unknown>)[this.options.roleClaim];
+    const values = Array.isArray(raw) ? raw : [raw];
+    for (const v of values) {
+      if (typeof v !== 'string') continue;
+      const role = this.options.roleMap.size > 0 ? this.options.roleMap.get(v) : v;
+      if (role !== undefined && this.options.isRole(role)) return { name: sub, role };
+    }
+    throw invalid();
+  }
+}
+
+export function parseRoleMap(pairs: readonly string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    map.set(p.slice(0, i), p.slice(i + 1));
+  }
+  return map;
+}

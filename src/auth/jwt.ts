@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { BatonError } from '../core/errors.js';
+
+/**
+ * Access tokens (S3): HS256 JWTs signed with the server's JWT secret. The algorithm allowlist is
+ * the server's (`HS256` only for its own tokens), never the token's; `iss`, `aud`, `exp`, `nbf`,
+ * `iat`, `typ` and the header's exact shape are checked. A verified token still only names a key
+ * (`tid`): the key row is checked on every use, so an access token dies with its key.
+ */
+export const ACCESS_TYP = 'at+jwt';
+export const LOCAL_ALGORITHMS = ['HS256'] as const;
+/** Clock skew tolerated on `exp`/`nbf` (seconds). */
+export const CLOCK_TOLERANCE_S = 5;
+/** Longest credential accepted at all (a JWT from an external issuer can be a few KB). */
+export const MAX_CREDENTIAL_LENGTH = 8192;
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
+const TOKEN_ID = /^tok_[a-z2-7]{26}$/;
+const AGENT_ID = /^agt_[a-z2-7]{26}$/;
+const PROJECT_ID = /^prj_[a-z2-7]{26}$/;
+
+export function looksLikeJwt(value: string): boolean {
+  return value.length <= MAX_CREDENTIAL_LENGTH && JWT_SHAPE.test(value);
+}
+
+export interface AccessClaims {
+  /** The agent id. */
+  sub: string;
+  /** The id of the API key the token was exchanged for. */
+  tid: string;
+  role: string;
+  /** The project id. */
+  prj: string;
+}
+
+export interface JwtOptions {
+  issuer: string;
+  audience: string;
+  ttlMs: number;
+}
+
+const invalid = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
+
+export class AccessTokens {
+  constructor(
+    private readonly secret: Uint8Array,
+    private readonly options: JwtOptions,
+  ) {}
+
+  get ttlMs(): number {
+    return this.options.ttlMs;
+  }
+
+  async sign(claims: AccessClaims, now: number): Promise<{ token: string; expiresAt: number }> {
+    const iat = Math.floor(now / 1000);
+    const exp = iat + Math.floor(this.options.ttlMs / 1000);
+    const token = await new SignJWT({ tid: claims.tid, role: claims.role, prj: claims.prj })
+      .setProtectedHeader({ alg: 'HS256', typ: ACCESS_TYP })
+      .setSubject(claims.sub)
+      .setIssuer(this.options.issuer)
+      .setAudience(this.options.audience)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(exp)
+      .setJti(randomBytes(16).toString('base64url'))
+      .sign(this.secret);
+    return { token, expiresAt: exp * 1000 };
+  }
+
+  /** Verifies signature and every claim; any failure is the one generic `unauthenticated`. */
+  async verify(token: string, now: number): Promise<AccessClaims> {
+    let payload: JWTPayload;
+    try {
+      // Only the header this server writes: no `kid`, `jku`, `jwk`, `x5u`, `crit`… to steer verification.
+      const header = decodeProtectedHeader(token);
+      const keys = Object.keys(header).sort();
+      if (keys.length !== 2 || keys[0] !== 'alg' || keys[1] !== 'typ') throw invalid();
+      ({ payload } = await jwtVerify(token, this.secret, {
+        algorithms: [...LOCAL_ALGORITHMS],
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        typ: ACCESS_TYP,
+        clockTolerance: CLOCK_TOLERANCE_S,
+        currentDate: new Date(now),
+        requiredClaims: ['exp', 'nbf', 'iat', 'sub', 'jti'],
+      }));
+    } catch {
+      throw invalid();
+    }
+    const { sub, tid, role, prj } = payload as Record<string, unknown>;
+    if (typeof sub !== 'string' || !AGENT_ID.test(sub)) throw invalid();
+    if (typeof tid !== 'string' || !TOKEN_ID.test(tid)) throw invalid();
+    if (typeof prj !== 'string' || !PROJECT_ID.test(prj)) throw invalid();
+    if (typeof role !== 'string' || role.length > 64) throw invalid();
+    return { sub, tid, role, prj };
+  }
+}
+
+/**
+ * What the HTTP surface hands to `Hub.resolver`: the presented credential and the client's
+ * address, in one string (NUL-separated; neither part can contain NUL), so that address binding
+ * and throttling see the address without widening the resolver's signature.
+ */
+const SEP = '\u0000';
+
+export function packCredential(credential: string, address: string | undefined): string {
+  return address === undefined ? credential : `${credential}${SEP}${address}`;
+}
+
+export function unpackCredential(packed: string | undefined): { credential: string | undefined; address: string | undefined } {
+  if (packed === undefined) return { credential: undefined, address: undefined };
+  const i = packed.indexOf(SEP);
+  if (i === -1) return { credential: packed, address: undefined };
+  return { credential: packed.slice(0, i), address: packed.slice(i + 1) };
+}

@@ -1,0 +1,28 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { base32 } from '../core/ids.js';
+
+/**
+ * Refresh tokens (S4): opaque `batr_` + 256 random bits, stored only as a keyed hash (HMAC under
+ * the key pepper, with its own label so a refresh token's hash never equals an API key's).
+ * Single use: a refresh returns a new pair and spends the old token; presenting a spent token
+ * again revokes its whole family (every token of that rotation chain).
+ */
+export const REFRESH_PREFIX = 'batr_';
+const REFRESH_PATTERN = /^batr_[A-Za-z0-9_-]{43}$/;
+
+export function generateRefreshToken(): string {
+  return REFRESH_PREFIX + randomBytes(32).toString('base64url');
+}
+
+export function looksLikeRefreshToken(value: string): boolean {
+  return REFRESH_PATTERN.test(value);
+}
+
+export function hashRefreshToken(pepper: Buffer, token: string): string {
+  return createHmac('sha256', pepper).update('refresh\u0000').update(token).digest('base64url');
+}
+
+/** A family id: random, never sequential. */
+export function newFamilyId(): string {
+  return `fam_${base32(randomBytes(16))}`;
+}

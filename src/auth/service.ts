@@ -1,0 +1,177 @@
+import { BlockList, isIP } from 'node:net';
+import type { Config } from '../config.js';
+import type { AuditEntry } from '../store/journal.js';
+import { AccessTokens } from './jwt.js';
+import { ExternalIssuer, parseRoleMap } from './external.js';
+import { keyPrefix, looksLikeKey } from './keys.js';
+import type { Secrets } from './secrets.js';
+import { hashRefreshToken } from './refresh.js';
+import { AuthThrottle, type ThrottleVerdict } from './throttle.js';
+
+/**
+ * The authentication services of one hub: access tokens, the optional external issuer, the
+ * failure throttle and address binding. Created in `Hub.open`; the HTTP surface finds them with
+ * `authServices(hub)`.
+ */
+export class AuthServices {
+  readonly access: AccessTokens;
+  readonly external: ExternalIssuer | null;
+  readonly throttle: AuthThrottle;
+  private readonly bindings = new Map<string, BlockList>();
+  private readonly pepper: Buffer;
+
+  constructor(
+    readonly config: Config,
+    secrets: Secrets,
+    isRole: (role: string) => boolean,
+    private readonly audit: (entry: AuditEntry) => void,
+  ) {
+    this.access = new AccessTokens(secrets.jwtSecret, {
+      issuer: config.jwtIssuer,
+      audience: config.jwtAudience,
+      ttlMs: config.accessTokenTtlMs,
+    });
+    this.external =
+      config.oauthIssuer !== '' && config.oauthJwksUrl !== ''
+        ? new ExternalIssuer({
+            issuer: config.oauthIssuer,
+            jwksUrl: config.oauthJwksUrl,
+            audience: config.oauthAudience !== '' ? config.oauthAudience : config.jwtAudience,
+            roleClaim: config.oauthRoleClaim,
+            roleMap: parseRoleMap(config.oauthRoleMap),
+            isRole,
+          })
+        : null;
+    this.throttle = new AuthThrottle(config.authFailuresPerMinute, config.authBlockMs);
+    this.pepper = secrets.keyPepper;
+  }
+
+  /** The stored form of a refresh token (keyed hash). */
+  refreshHash(token: string): string {
+    return hashRefreshToken(this.pepper, token);
+  }
+
+  /** The throttling key of a credential: an API key's shown prefix; other credentials have none. */
+  prefixOf(credential: string | undefined): string | undefined {
+    return credential !== undefined && looksLikeKey(credential) ? keyPrefix(credential) : undefined;
+  }
+
+  /** Records a failed authentication; audits the block when this failure starts one. */
+  failed(address: string | undefined, credential: string | undefined, now: number, requestId: string, transport: string): void {
+    const tripped = this.throttle.fail(address, this.prefixOf(credential), now);
+    if (tripped !== null) this.auditLimited(tripped, address, now, requestId, transport, 'blocked');
+  }
+
+  /** Refuses a request from a blocked address or key prefix: the verdict, audited; null if not blocked. */
+  blocked(address: string | undefined, credential: string | undefined, now: number, requestId: string, transport: string): ThrottleVerdict | null {
+    const v = this.throttle.check(address, this.prefixOf(credential), now);
+    if (v !== null && v.first) this.auditLimited(v, address, now, requestId, transport, 'refused');
+    return v;
+  }
+
+  /** An audit row of authentication itself (op `auth`, or `auth_token` / `auth_refresh`): ids and counts only. */
+  auditAuth(
+    entry: Omit<AuditEntry, 'op' | 'target' | 'params'> & { op?: string; target?: string | null; params?: Record<string, unknown> },
+  ): void {
+    const { params, ...rest } = entry;
+    this.audit({ op: 'auth', target: null, ...rest, params: params === undefined ? null : JSON.stringify(params) });
+  }
+
+  /** A key may authenticate: not revoked, not expired, has its agent, and the address is one it is bound to. */
+  keyIsLive(
+    token: { revoked_at: number | null; expires_at: number | null; agent_id: string | null; allowed_addresses: string | null },
+    address: string | undefined,
+    now: number,
+  ): boolean {
+    return (
+      token.revoked_at === null &&
+      (token.expires_at === null || token.expires_at > now) &&
+      token.agent_id !== null &&
+      this.addressAllowed(token.allowed_addresses, address)
+    );
+  }
+
+  private auditLimited(v: ThrottleVerdict, address: string | undefined, at: number, requestId: string, transport: string, what: string): void {
+    this.auditAuth({
+      at,
+      requestId,
+      projectId: null,
+      principal: null,
+      role: null,
+      outcome: 'limited',
+      code: 'rate_limited',
+      transport,
+      address: address ?? null,
+      params: { throttle: what, scope: v.scope, retry_after_s: v.retryAfterS },
+    });
+  }
+
+  /**
+   * Address binding (S2): null or empty binding allows any address; otherwise the client's
+   * address must be in one of the listed addresses or CIDR ranges. A call without a network
+   * address (stdio, CLI) counts as loopback.
+   */
+  addressAllowed(bindingJson: string | null, address: string | undefined): boolean {
+    if (bindingJson === null) return true;
+    let list = this.bindings.get(bindingJson);
+    if (list === undefined) {
+      list = toBlockList(bindingJson);
+      if (this.bindings.size >= 1_000) this.bindings.clear();
+      this.bindings.set(bindingJson, list);
+    }
+    const a = normalizeAddress(address ?? '127.0.0.1');
+    const family = isIP(a);
+    if (family === 0) return false;
+    return list.check(a, family === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4. */
+export function normalizeAddress(address: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return m !== null ? m[1]! : address;
+}
+
+/** An IP address or CIDR range, as accepted in a key's address binding. */
+export function isAddressOrCidr(value: string): boolean {
+  const slash = value.indexOf('/');
+  const addr = slash === -1 ? value : value.slice(0, slash);
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = value.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+function toBlockList(json: string): BlockList {
+  const list = new BlockList();
+  let entries: unknown;
+  try {
+    entries = JSON.parse(json);
+  } catch {
+    return list; // unreadable binding: allows nothing
+  }
+  if (!Array.isArray(entries)) return list;
+  for (const e of entries) {
+    if (typeof e !== 'string' || !isAddressOrCidr(e)) continue;
+    const slash = e.indexOf('/');
+    const addr = normalizeAddress(slash === -1 ? e : e.slice(0, slash));
+    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+    if (slash === -1) list.addAddress(addr, type);
+    else list.addSubnet(addr, Number(e.slice(slash + 1)), type);
+  }
+  return list;
+}
+
+const registry = new WeakMap<object, AuthServices>();
+
+export function registerAuthServices(hub: object, services: AuthServices): void {
+  registry.set(hub, services);
+}
+
+export function authServices(hub: object): AuthServices {
+  const s = registry.get(hub);
+  if (s === undefined) throw new Error('authentication services not initialised');
+  return s;
+}

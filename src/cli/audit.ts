@@ -1,0 +1,134 @@
+import { cliLogLevel } from './common.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { CallMeta } from '../auth/principal.js';
+import { loadConfig } from '../config.js';
+import { BatonError } from '../core/errors.js';
+import { Hub } from '../hub.js';
+
+interface CommonFlags {
+  data?: string;
+  config?: string;
+  json?: boolean;
+}
+
+interface QueryFlags extends CommonFlags {
+  since?: string;
+  until?: string;
+  op?: string;
+  outcome?: string;
+  principal?: string;
+  severity?: string;
+  event?: string;
+  project?: string;
+  limit?: string;
+  cursor?: string;
+}
+
+interface Verdict {
+  ok: boolean;
+  rows: number;
+  first_bad_id: number | null;
+}
+
+interface Page {
+  rows: {
+    id: number;
+    at: string;
+    principal: string | null;
+    role: string | null;
+    op: string;
+    target: string | null;
+    outcome: string;
+    code: string | null;
+    severity: string | null;
+    event: string | null;
+    transport: string;
+  }[];
+  next_cursor: string | null;
+}
+
+/** Opens the hub of an existing data dir (never creates one) and runs `fn` as the local operator (admin). */
+async function asOperator<T>(flags: CommonFlags, fn: (hub: Hub, meta: CallMeta) => Promise<T>): Promise<T> {
+  const config = loadConfig({ file: flags.config, flags: { dataDir: flags.data, logLevel: cliLogLevel() } });
+  if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
+    throw new BatonError('not_found', `no Baton data in ${config.dataDir}`);
+  }
+  const hub = await Hub.open(config);
+  try {
+    return await fn(hub, { requestId: hub.newRequestId(), transport: 'cli' });
+  } finally {
+    await hub.close();
+  }
+}
+
+/**
+ * `baton audit verify` (exit 1 and the first bad row when the hash chain does not hold) and
+ * `baton audit query` (the trail, newest first). Both run through the one door as the local
+ * operator, a server admin of this data dir (the file permissions of the data dir are the boundary).
+ */
+export function registerAuditCommands(program: Command): void {
+  const audit = program.command('audit').description('Audit trail: verify its hash chain, query it');
+
+  audit
+    .command('verify')
+    .description('Verify the audit hash chain; exit 1 naming the first bad row')
+    .option('--json', 'print the result as one line of JSON')
+    .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (opts: CommonFlags) => {
+      const v = await asOperator(opts, async (hub, meta) => {
+        const principal = await hub.localPrincipal('operator', 'admin');
+        return (await hub.call('audit_verify', {}, principal, meta)) as Verdict;
+      });
+      if (opts.json === true) process.stdout.write(JSON.stringify(v) + '\n');
+      else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
+      else process.stdout.write(`audit chain BROKEN at row ${String(v.first_bad_id)} (${v.rows} rows checked)\n`);
+      if (!v.ok) {
+        if (opts.json !== true) process.stderr.write(`baton: audit row ${String(v.first_bad_id)} was altered, removed or forged\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('query')
+    .description('Audit rows of a project, newest first')
+    .option('--since <iso>', 'from this time (ISO 8601)')
+    .option('--until <iso>', 'before this time (ISO 8601)')
+    .option('--op <name>', 'one op')
+    .option('--outcome <outcome>', 'ok, denied, invalid, limited or error')
+    .option('--principal <agent>', 'agent id or name')
+    .option('--severity <level>', 'info, low, medium, high or critical')
+    .option('--event <event>', 'AUTH_FAILURE, PERMISSION_DENIED, RATE_LIMIT_EXCEEDED, INVALID_INPUT or SUSPICIOUS_ACTIVITY')
+    .option('--project <name>', 'the project (default: default)')
+    .option('--limit <n>', 'rows (1-500, default 100)')
+    .option('--cursor <cursor>', 'next_cursor of the previous page')
+    .option('--json', 'print the result as one line of JSON')
+    .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (opts: QueryFlags) => {
+      const input: Record<string, unknown> = {};
+      for (const k of ['since', 'until', 'op', 'outcome', 'principal', 'severity', 'event', 'project', 'cursor'] as const) {
+        if (opts[k] !== undefined) input[k] = opts[k];
+      }
+      if (opts.limit !== undefined) input.limit = /^\d+$/.test(opts.limit) ? Number(opts.limit) : opts.limit;
+      const page = await asOperator(opts, async (hub, meta) => {
+        const principal = await hub.localPrincipal('operator', 'admin');
+        return (await hub.call('audit_query', input, principal, meta)) as Page;
+      });
+      if (opts.json === true) {
+        process.stdout.write(JSON.stringify(page) + '\n');
+        return;
+      }
+      for (const r of page.rows) {
+        const code = r.code === null ? '' : ` ${r.code}`;
+        const event = r.event === null ? '' : ` [${r.event}]`;
+        process.stdout.write(
+          `${r.id} ${r.at} ${r.severity ?? '-'} ${r.op} ${r.outcome}${code}${event} by ${r.principal ?? '-'} (${r.role ?? '-'}, ${r.transport})` +
+            `${r.target === null ? '' : ` on ${r.target}`}\n`,
+        );
+      }
+      if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`);
+    });
+}
