@@ -122,6 +122,11 @@ export class RequestGuard {
     for (const [k, v] of this.headers) res.setHeader(k, v);
   }
 
+  /** The security headers as a flat [name, value, …] list, for one writeHead() on the hot path. */
+  flatHeaders(): string[] {
+    return this.headers.flatMap(([k, v]) => [k, v]);
+  }
+
   /** The security headers as raw lines, for answers written straight to a socket. */
   rawHeaders(): string {
     return this.headers.map(([k, v]) => `${k}: ${v}\r\n`).join('');

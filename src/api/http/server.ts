@@ -1,4 +1,13 @@
-import { STATUS_CODES, createServer, type IncomingMessage, type RequestListener, type Server as NodeServer, type ServerResponse } from 'node:http';
+import type {
+  IncomingMessage} from 'node:http';
+import {
+  STATUS_CODES,
+  ServerResponse,
+  createServer,
+  type OutgoingHttpHeaders,
+  type RequestListener,
+  type Server as NodeServer,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -38,6 +47,20 @@ export interface HttpHandle {
  * CORS and per-address rate checks (guard.ts); every connection the address lists and
  * connection limits. Every request but /healthz is authenticated.
  */
+/** A response that puts the security headers on before its headers go out, whoever writes it. */
+class SecureResponse extends ServerResponse {
+  guard: RequestGuard | null = null;
+  secured = false;
+
+  override writeHead(statusCode: number, ...rest: unknown[]): this {
+    if (!this.secured && this.guard !== null && !this.headersSent) {
+      this.secured = true;
+      this.guard.secure(this);
+    }
+    return (super.writeHead as (code: number, ...more: unknown[]) => this)(statusCode, ...rest);
+  }
+}
+
 export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHandle> {
   const lean = options.lean ?? true;
   const config = hub.config;
@@ -58,14 +81,18 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     { legacy: 'stateless', onerror: (err) => hub.log.debug({ err }, 'mcp request refused') },
   );
 
+  // Security headers (S23) go on every response. Most answers are JSON written by `send`, which
+  // puts them in its one writeHead() call; every other writer gets them from SecureResponse just
+  // before its headers go out. (Setting them up front with setHeader() cost several per cent of
+  // a cheap read: each call validates, and writeHead() then merges.)
+  const securityHeaders = guard.flatHeaders();
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(text),
-      'cache-control': 'no-store',
-      ...headers,
-    });
+    const flat: (string | number)[] = [...securityHeaders, 'content-type', 'application/json', 'content-length', Buffer.byteLength(text), 'cache-control', 'no-store'];
+    for (const [k, v] of Object.entries(headers)) flat.push(k, v);
+    // Headers set earlier with setHeader() (CORS, Retry-After) are merged by writeHead itself.
+    if (res instanceof SecureResponse) res.secured = true;
+    res.writeHead(status, flat as unknown as OutgoingHttpHeaders);
     res.end(text);
   };
 
@@ -124,9 +151,9 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     Readable.fromWeb(response.body as NodeReadableStream).pipe(res);
   }
 
-  const onRequest: RequestListener = (req, res) => {
+  const onRequest: RequestListener<typeof IncomingMessage, typeof SecureResponse> = (req, res) => {
     const requestId = hub.newRequestId();
-    guard.secure(res);
+    res.guard = guard;
     void (async () => {
       try {
         if (guard.check(req, res, hub.clock.now())) return;
@@ -163,12 +190,13 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   // Idle connections close: between requests (keepAliveTimeout) and before a first request's
   // headers are complete (headersTimeout, checked every connectionsCheckingInterval).
   const timeouts = { connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(idle / 2))), requestTimeout: 0 };
-  const server: NodeServer =
+  const server: NodeServer = (
     tls === null
-      ? createServer(timeouts, onRequest)
+      ? createServer({ ...timeouts, ServerResponse: SecureResponse }, onRequest)
       : createHttpsServer(
           {
             ...timeouts,
+            ServerResponse: SecureResponse,
             cert: tls.cert,
             key: tls.key,
             minVersion: 'TLSv1.2',
@@ -177,7 +205,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
             handshakeTimeout: Math.min(idle, 120_000),
           },
           onRequest,
-        );
+        )) as unknown as NodeServer;
   server.keepAliveTimeout = idle;
   server.headersTimeout = idle + 1_000;
   server.requestTimeout = 0; // waits (task_claim) are bounded by the op itself

@@ -1,9 +1,9 @@
 import type { Migration } from '../db.js';
 
 /**
- * The audit trail becomes tamper-evident (S29): every row carries the hash of the previous row and
- * its own (SHA-256 over its fields and the previous hash; see store/journal.ts), a severity and a
- * security event class. `audit_anchor` (one row) holds where the chain starts: the id and hash of
+ * The audit trail becomes tamper-evident (S29): every row carries its hash (SHA-256 over its
+ * fields and the previous row's hash; see store/journal.ts), a severity and a security event
+ * class. The previous hash is not stored again: it is the previous row's `hash`. `audit_anchor` (one row) holds where the chain starts: the id and hash of
  * the newest row removed by retention (S30), or, on a fresh chain, the genesis hash after the
  * rows written before this migration (which stay unchained).
  */
@@ -13,7 +13,6 @@ export const V8_AUDIT: Migration = {
   sqlite: `
 ALTER TABLE audit ADD COLUMN severity TEXT;
 ALTER TABLE audit ADD COLUMN event TEXT;
-ALTER TABLE audit ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit ADD COLUMN hash TEXT;
 CREATE TABLE audit_anchor (
   id INTEGER PRIMARY KEY CHECK (id = 1),
