@@ -16,7 +16,7 @@ import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
-import { DeferredWriter } from './ops/deferred.js';
+import { DeferredWriter, WorkerSink } from './ops/deferred.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { sweepLeases } from './ops/tasks.js';
@@ -41,6 +41,8 @@ export interface HubOptions {
   checkOutputs?: boolean;
   /** Run the periodic lease sweeper (servers do; one-shot CLI commands don't). */
   sweeper?: boolean;
+  /** Write deferred audit rows on a worker thread (`baton serve`). */
+  deferredWorker?: boolean;
 }
 
 /**
@@ -50,6 +52,8 @@ export interface HubOptions {
 export class Hub {
   /** Set on the very first start: the admin key, to be shown once and never again. */
   firstStartKey: string | null = null;
+  /** The deferred writer's worker thread, when it has one. */
+  private workerSink: WorkerSink | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly agentIds = new Map<string, string>();
   private readonly requestPrefix = randomBytes(6).toString('base64url');
@@ -84,7 +88,9 @@ export class Hub {
     await db.migrate(MIGRATIONS, clock.now());
     const bus = new Bus(db, config.pollMs);
     const roles = new Roles(config.roles);
-    const deferred = new DeferredWriter(db, log, 50, 1000, 5000, config.auditAuthFailureLimit);
+    // Servers write deferred audit rows on a worker thread (runs from the built package only).
+    const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs) : null;
+    const deferred = new DeferredWriter(db, log, 50, 1000, 5000, config.auditAuthFailureLimit, 60_000, sink?.write);
     const runner = new Runner(
       CATALOG,
       db,
@@ -95,6 +101,7 @@ export class Hub {
       options.checkOutputs ?? false,
     );
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
+    hub.workerSink = sink;
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
     hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
     registerAuthServices(hub, hub.auth);
@@ -314,6 +321,7 @@ export class Hub {
     this.sweepTimer = null;
     this.bus.close();
     await this.deferred.close();
+    await this.workerSink?.close();
     await this.db.close();
   }
 }

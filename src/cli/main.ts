@@ -176,7 +176,7 @@ export function buildProgram(): Command {
         const { checkTransport } = await import('../api/http/guard.js');
         // Refused before the data dir is opened and before anything listens (S19, S20).
         checkTransport(config);
-        const hub = await Hub.open(config, { sweeper: true });
+        const hub = await Hub.open(config, { sweeper: true, deferredWorker: true });
         // The first-start key is shown even if binding fails: it is never shown again.
         announceFirstStart(hub);
         const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {

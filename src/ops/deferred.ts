@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
@@ -9,6 +10,49 @@ import { appendAudits, type AuditEntry } from '../store/journal.js';
  * A read then costs no write transaction of its own (measured: a write transaction per read
  * roughly halves read throughput). Writing ops audit inside their own transaction instead.
  */
+/** Where a batch goes: written on this connection, or handed to a worker thread (WorkerSink). */
+export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, tokens: Map<string, number>) => Promise<void>;
+
+/**
+ * Hands batches to a worker thread with its own connection to the same database file
+ * (`deferred-worker.ts`); each batch's promise settles when the worker has committed it.
+ */
+export class WorkerSink {
+  private readonly worker: Worker;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+
+  constructor(file: string, busyTimeoutMs: number) {
+    this.worker = new Worker(new URL('./deferred-worker.js', import.meta.url), { workerData: { file, busyTimeoutMs } });
+    this.worker.on('message', (m: { id: number; ok: boolean; code?: string }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.ok) p?.resolve();
+      else p?.reject(Object.assign(new Error('deferred write failed in the worker'), { code: m.code }));
+    });
+    this.worker.on('error', (err) => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+    // The worker keeps the process alive only while a batch is on its way: awaiting a reply from
+    // an unref'd worker would let the process exit in the middle of a final flush.
+    this.worker.unref();
+  }
+
+  readonly write: DeferredSink = (audit, agents, tokens) =>
+    new Promise<void>((resolve, reject) => {
+      const id = ++this.seq;
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ id, audit, agents, tokens });
+    });
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
 export class DeferredWriter {
   private audit: AuditEntry[] = [];
   private agents = new Map<string, number>();
@@ -29,6 +73,13 @@ export class DeferredWriter {
     /** This many authentication failures from one source within `authWindowMs` is a security event. */
     private readonly authFailureLimit = 10,
     private readonly authWindowMs = 60_000,
+    /** Default: write on the caller's connection. */
+    private readonly sink: DeferredSink = (audit, agents, tokens) =>
+      db.write(async (ex) => {
+        await appendAudits(ex, audit);
+        await touchAgents(ex, agents);
+        await touchTokens(ex, tokens);
+      }),
   ) {}
 
   addAudit(entry: AuditEntry): void {
@@ -99,12 +150,7 @@ export class DeferredWriter {
     this.audit = [];
     this.agents = new Map();
     this.tokens = new Map();
-    this.flushing = this.db
-      .write(async (ex) => {
-        await appendAudits(ex, audit);
-        await touchAgents(ex, agents);
-        await touchTokens(ex, tokens);
-      })
+    this.flushing = this.sink(audit, agents, tokens)
       .catch((err: unknown) => {
         this.log.error({ err, rows: audit.length }, 'deferred write failed');
       })
