@@ -1,4 +1,5 @@
-import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import type * as Jose from 'jose';
+import type { JWTPayload, createRemoteJWKSet } from 'jose';
 import { BatonError } from '../core/errors.js';
 import { CLOCK_TOLERANCE_S } from './jwt.js';
 
@@ -32,11 +33,19 @@ export interface ExternalIdentity {
 
 const invalid = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
 
-export class ExternalIssuer {
-  private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+/** jose is loaded on first use: a `baton mcp` that never sees a JWT starts without it (cold start). */
+const jose = (): Promise<typeof Jose> => import('jose');
 
-  constructor(private readonly options: ExternalOptions) {
-    this.jwks = createRemoteJWKSet(new URL(options.jwksUrl), { timeoutDuration: options.timeoutMs ?? 3_000 });
+export class ExternalIssuer {
+  private jwksSet: Promise<ReturnType<typeof createRemoteJWKSet>> | null = null;
+
+  constructor(private readonly options: ExternalOptions) {}
+
+  private jwks(): Promise<ReturnType<typeof createRemoteJWKSet>> {
+    this.jwksSet ??= jose().then((j) =>
+      j.createRemoteJWKSet(new URL(this.options.jwksUrl), { timeoutDuration: this.options.timeoutMs ?? 3_000 }),
+    );
+    return this.jwksSet;
   }
 
   get issuer(): string {
@@ -46,7 +55,10 @@ export class ExternalIssuer {
   /** True when the (unverified) token claims to come from this issuer: only routes it, proves nothing. */
   claims(token: string): boolean {
     try {
-      return decodeJwt(token).iss === this.options.issuer;
+      const payload = token.split('.')[1];
+      if (payload === undefined) return false;
+      const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss?: unknown };
+      return claims.iss === this.options.issuer;
     } catch {
       return false;
     }
@@ -54,13 +66,16 @@ export class ExternalIssuer {
 
   /** Fetches the JWKS ahead of the first token (errors are left to the first verification). */
   warm(): void {
-    this.jwks.reload().catch(() => undefined);
+    this.jwks()
+      .then((set) => set.reload())
+      .catch(() => undefined);
   }
 
   async verify(token: string, now: number): Promise<ExternalIdentity> {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.jwks, {
+      const j = await jose();
+      ({ payload } = await j.jwtVerify(token, await this.jwks(), {
         algorithms: [...EXTERNAL_ALGORITHMS],
         issuer: this.options.issuer,
         audience: this.options.audience,

@@ -1,5 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import type * as Jose from 'jose';
+import type { JWTPayload } from 'jose';
+
+/** jose is loaded on first use: a `baton mcp` that never sees a JWT starts without it (cold start). */
+const jose = (): Promise<typeof Jose> => import('jose');
 import { BatonError } from '../core/errors.js';
 
 /**
@@ -55,6 +59,7 @@ export class AccessTokens {
   async sign(claims: AccessClaims, now: number): Promise<{ token: string; expiresAt: number }> {
     const iat = Math.floor(now / 1000);
     const exp = iat + Math.floor(this.options.ttlMs / 1000);
+    const { SignJWT } = await jose();
     const token = await new SignJWT({ tid: claims.tid, role: claims.role, prj: claims.prj })
       .setProtectedHeader({ alg: 'HS256', typ: ACCESS_TYP })
       .setSubject(claims.sub)
@@ -73,6 +78,7 @@ export class AccessTokens {
     let payload: JWTPayload;
     try {
       // Only the header this server writes: no `kid`, `jku`, `jwk`, `x5u`, `crit`… to steer verification.
+      const { decodeProtectedHeader, jwtVerify } = await jose();
       const header = decodeProtectedHeader(token);
       const keys = Object.keys(header).sort();
       if (keys.length !== 2 || keys[0] !== 'alg' || keys[1] !== 'typ') throw invalid();
