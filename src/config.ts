@@ -35,6 +35,15 @@ export const ConfigSchema = z
     sweepIntervalMs: ms(50, 600_000).default(1_000),
     /** Largest HTTP request body accepted (bytes). */
     maxBodyBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+    /**
+     * Input limits over every op (S15), on top of each field's own limit in its schema (which
+     * these can only lower): the longest string, the longest array, the largest page, the
+     * deepest JSON body.
+     */
+    maxStringChars: int(1, 1_000_000).default(100_000),
+    maxArrayItems: int(1, 10_000).default(500),
+    maxPageSize: int(1, 1000).default(500),
+    maxJsonDepth: int(8, 256).default(32),
     /** Cross-process doorbell poll period (ms). */
     pollMs: ms(2, 1000).default(10),
     /** How long a write waits for another process's write lock before answering `unavailable` (ms). */
@@ -106,6 +115,10 @@ export const ENV_NAMES: Record<Key, string> = {
   defaultMaxAttempts: 'BATON_MAX_ATTEMPTS',
   sweepIntervalMs: 'BATON_SWEEP_INTERVAL_MS',
   maxBodyBytes: 'BATON_MAX_BODY_BYTES',
+  maxStringChars: 'BATON_MAX_STRING_CHARS',
+  maxArrayItems: 'BATON_MAX_ARRAY_ITEMS',
+  maxPageSize: 'BATON_MAX_PAGE_SIZE',
+  maxJsonDepth: 'BATON_MAX_JSON_DEPTH',
   pollMs: 'BATON_POLL_MS',
   busyTimeoutMs: 'BATON_BUSY_TIMEOUT_MS',
   sessionRetentionMs: 'BATON_SESSION_RETENTION_MS',

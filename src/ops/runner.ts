@@ -5,6 +5,7 @@ import type { CallMeta, Principal } from '../auth/principal.js';
 import { audienceKey } from '../core/audience.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus } from '../events/bus.js';
+import type { Config } from '../config.js';
 import type { Db, Executor } from '../store/db.js';
 import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
@@ -98,6 +99,12 @@ export class Runner {
         throw err;
       }
       input = parsed.data;
+      const over = overLimits(input, this.services.config);
+      if (over !== null) {
+        this.refused(base(), now, 'invalid', over.code, null);
+        audited = true;
+        throw over;
+      }
       params = summarize(input);
       deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
       this.deferred.touch(p.agentId, p.tokenId, now);
@@ -187,6 +194,37 @@ export class Runner {
   ): void {
     this.deferred.addAudit({ ...base, at, target, outcome, code, params });
   }
+}
+
+/**
+ * The configured limits over any op's input (S15): strings, arrays, page sizes (`limit` fields).
+ * The schemas hold each field's own tighter limit; these let an operator lower them all.
+ */
+function overLimits(input: unknown, c: Pick<Config, 'maxStringChars' | 'maxArrayItems' | 'maxPageSize'>): BatonError | null {
+  const walk = (v: unknown, path: string): BatonError | null => {
+    if (typeof v === 'string') {
+      return v.length > c.maxStringChars ? new BatonError('too_large', `invalid input: ${path}: longer than ${c.maxStringChars} characters`) : null;
+    }
+    if (Array.isArray(v)) {
+      if (v.length > c.maxArrayItems) return new BatonError('too_large', `invalid input: ${path}: more than ${c.maxArrayItems} items`);
+      for (let i = 0; i < v.length; i++) {
+        const e = walk(v[i], `${path}.${i}`);
+        if (e !== null) return e;
+      }
+      return null;
+    }
+    if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'limit' && typeof x === 'number' && x > c.maxPageSize) {
+          return new BatonError('invalid_input', `invalid input: ${path === '' ? '' : `${path}.`}limit: the largest page is ${c.maxPageSize}`);
+        }
+        const e = walk(x, path === '' ? k : `${path}.${k}`);
+        if (e !== null) return e;
+      }
+    }
+    return null;
+  };
+  return walk(input, '');
 }
 
 function isBusy(err: unknown): boolean {

@@ -72,3 +72,41 @@ describe('security: organisation roles from config (S8)', () => {
     }
   });
 });
+
+describe('security: input limits are configuration with safe defaults (S15)', () => {
+  it('lowered limits refuse long strings, long arrays, large pages and deep JSON, and write nothing', async () => {
+    const t = await openHub({ config: { maxStringChars: 100, maxArrayItems: 3, maxPageSize: 10, maxJsonDepth: 8 } });
+    const http = await serve(t.hub);
+    try {
+      const lead = await httpAgent('v2', http.url, await createKey(t, 'lim', 'lead'));
+      const refused = async (tool: string, args: Record<string, unknown>, code: string) => {
+        const r = await lead.call(tool, args);
+        expect(r.isError, tool).toBe(true);
+        expect((r.data.error as { code: string; message: string }).code, tool).toBe(code);
+        return (r.data.error as { message: string }).message;
+      };
+      expect(await refused('task_create', { tasks: [{ title: 'x', description: 'd'.repeat(101) }] }, 'too_large')).toContain('tasks.0.description');
+      expect(await refused('task_create', { tasks: [{ title: 'x', labels: ['a', 'b', 'c', 'd'] }] }, 'too_large')).toContain('more than 3 items');
+      expect(await refused('task_list', { limit: 11 }, 'invalid_input')).toContain('largest page is 10');
+      await lead.ok('task_create', { tasks: [{ title: 'x', description: 'd'.repeat(100), labels: ['a', 'b', 'c'] }] });
+      expect((await lead.ok<{ tasks: unknown[] }>('task_list', { limit: 10 })).tasks).toHaveLength(1);
+      const deep = await fetch(`${http.url}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await createKey(t, 'lim2', 'lead')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tasks: [{ title: 'x', context: { hints: 'h' } }], extra: [[[[[[[['too deep']]]]]]]] }),
+      });
+      expect(deep.status).toBe(400);
+      await lead.close();
+    } finally {
+      await http.close();
+      await t.close();
+    }
+  });
+
+  it('the defaults are the documented safe ones', () => {
+    const c = loadConfig({ env: {} });
+    expect([c.maxStringChars, c.maxArrayItems, c.maxPageSize, c.maxJsonDepth, c.maxBodyBytes, c.waitMaxMs]).toEqual([
+      100_000, 500, 500, 32, 1_048_576, 60_000,
+    ]);
+  });
+});

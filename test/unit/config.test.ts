@@ -66,6 +66,10 @@ const DEFAULTS: Config = {
   oauthProject: 'default',
   oauthResourceUrl: '',
   roles: {},
+  maxStringChars: 100_000,
+  maxArrayItems: 500,
+  maxPageSize: 500,
+  maxJsonDepth: 32,
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -159,6 +163,10 @@ describe('loadConfig: environment', () => {
     oauthProject: ['ext', 'ext'],
     oauthResourceUrl: ['https://baton.example', 'https://baton.example'],
     roles: ['{"pm":["tier:read","plan.write"]}', { pm: ['tier:read', 'plan.write'] }],
+    maxStringChars: ['5000', 5000],
+    maxArrayItems: ['50', 50],
+    maxPageSize: ['20', 20],
+    maxJsonDepth: ['12', 12],
   };
 
   it('names an environment variable for every setting', () => {

@@ -57,7 +57,7 @@ export class RestRouter {
       input = coerceQuery(new URLSearchParams(query.startsWith('?') ? query.slice(1) : query), route.types);
     } else {
       const text = await readBody(req, this.hub.config.maxBodyBytes);
-      const body = text.trim() === '' ? {} : parseJson(text);
+      const body = text.trim() === '' ? {} : parseJson(text, this.hub.config.maxJsonDepth);
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new BatonError('invalid_input', 'body must be a JSON object');
       }

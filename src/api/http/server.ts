@@ -112,7 +112,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
     const text = await readBody(req, hub.config.maxBodyBytes);
     let body: unknown;
     try {
-      body = parseJson(text);
+      body = parseJson(text, hub.config.maxJsonDepth);
     } catch {
       send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
       return;
