@@ -16,13 +16,13 @@ import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
-import { DeferredWriter, WorkerSink } from './ops/deferred.js';
+import { DeferredWriter, WorkerSink, inlineSink } from './ops/deferred.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { sweepLeases } from './ops/tasks.js';
 import type { Db, Executor } from './store/db.js';
 import { agentByName, ensureAgent, ensureProject, insertToken, projectByName } from './store/directory.js';
-import { appendEvent, sweepAudit } from './store/journal.js';
+import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
@@ -54,6 +54,8 @@ export class Hub {
   firstStartKey: string | null = null;
   /** The deferred writer's worker thread, when it has one. */
   private workerSink: WorkerSink | null = null;
+  /** Keys the audit hash chain. */
+  private auditKey: Buffer = Buffer.alloc(0);
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly agentIds = new Map<string, string>();
   private readonly requestPrefix = randomBytes(6).toString('base64url');
@@ -89,19 +91,30 @@ export class Hub {
     const bus = new Bus(db, config.pollMs);
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
-    const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs) : null;
-    const deferred = new DeferredWriter(db, log, 50, 1000, 5000, config.auditAuthFailureLimit, 60_000, sink?.write);
+    const auditKey = auditKeyFrom(secrets.keyPepper);
+    const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs, auditKey) : null;
+    const deferred = new DeferredWriter(
+      db,
+      log,
+      50,
+      1000,
+      5000,
+      config.auditAuthFailureLimit,
+      60_000,
+      sink?.write ?? inlineSink(db, auditKey),
+    );
     const runner = new Runner(
       CATALOG,
       db,
       bus,
-      { config, clock, roles, keyPepper: secrets.keyPepper, cipher }, // cipher: data protection (S32)
+      { config, clock, roles, keyPepper: secrets.keyPepper, auditKey, cipher }, // cipher: data protection (S32)
       deferred,
       log,
       options.checkOutputs ?? false,
     );
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
+    hub.auditKey = auditKey;
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
     hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
     registerAuthServices(hub, hub.auth);
@@ -271,6 +284,11 @@ export class Hub {
 
   call(op: string, input: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
     return this.runner.call(op, input, who, meta);
+  }
+
+  /** Walks the audit hash chain (S29): whether it holds, and the first bad row. */
+  verifyAudit(): Promise<AuditVerdict> {
+    return this.db.read((ex) => verifyAudit(ex, this.auditKey));
   }
 
   /**

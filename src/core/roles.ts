@@ -66,38 +66,12 @@ export function expandGrants(entries: readonly string[]): Permission[] {
 export const BUILTIN_ROLES = ['admin', 'lead', 'worker', 'observer'] as const;
 export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
 
+/** The built-in roles in terms of the tiers: a lead is a worker who also manages tasks, the plan and locks. */
 const BUILTIN_GRANTS: Record<BuiltinRole, readonly Permission[]> = {
   admin: PERMISSIONS,
-  lead: [
-    'self',
-    'read',
-    'task.create',
-    'task.work',
-    'task.manage',
-    'plan.write',
-    'message.send',
-    'memory.write',
-    'discovery.write',
-    'decision.write',
-    'approval.request',
-    'lock.write',
-    'lock.manage',
-    'session.write',
-  ],
-  worker: [
-    'self',
-    'read',
-    'task.create',
-    'task.work',
-    'message.send',
-    'memory.write',
-    'discovery.write',
-    'decision.write',
-    'approval.request',
-    'lock.write',
-    'session.write',
-  ],
-  observer: ['self', 'read'],
+  lead: [...TIERS.read, ...TIERS.write, 'task.manage', 'plan.write', 'lock.manage'],
+  worker: [...TIERS.read, ...TIERS.write],
+  observer: TIERS.read,
 };
 
 export const ROLE_NAME = /^[a-z][a-z0-9_-]{0,31}$/;

@@ -142,7 +142,7 @@ export const auditVerify = defineOp({
   async handler(ctx) {
     // The chain spans every project. A project admin learns whether it holds, and the bad row's
     // id only when that row is its own project's; a server admin always gets the id.
-    const v = await verifyAudit(ctx.tx);
+    const v = await verifyAudit(ctx.tx, ctx.services.auditKey);
     let bad = v.firstBadId;
     if (bad !== null && !ctx.principal.serverAdmin) {
       const row = await ctx.tx.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${bad}`);

@@ -19,6 +19,8 @@ export interface OpServices {
   readonly clock: Clock;
   readonly roles: Roles;
   readonly keyPepper: Buffer;
+  /** Keys the audit hash chain (derived from the server secret). */
+  readonly auditKey: Buffer;
   readonly cipher?: Cipher; // encryption at rest (S32); absent: no key configured
 }
 

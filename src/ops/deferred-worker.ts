@@ -17,12 +17,13 @@ interface Batch {
   tokens: Map<string, number>;
 }
 
-const { file, busyTimeoutMs } = workerData as { file: string; busyTimeoutMs: number };
+const { file, busyTimeoutMs, auditKey } = workerData as { file: string; busyTimeoutMs: number; auditKey: Uint8Array };
+const key = Buffer.from(auditKey);
 const db = new SqliteDb(file, { busyTimeoutMs });
 
 parentPort!.on('message', (batch: Batch) => {
   db.write(async (ex) => {
-    await appendAudits(ex, batch.audit);
+    await appendAudits(ex, batch.audit, key);
     await touchAgents(ex, batch.agents);
     await touchTokens(ex, batch.tokens);
   }).then(

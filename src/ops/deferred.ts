@@ -17,13 +17,25 @@ export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, to
  * Hands batches to a worker thread with its own connection to the same database file
  * (`deferred-worker.ts`); each batch's promise settles when the worker has committed it.
  */
+/** Writes batches on the given connection, in one write transaction each. */
+export function inlineSink(db: Db, auditKey: Buffer): DeferredSink {
+  return (audit, agents, tokens) =>
+    db.write(async (ex) => {
+      await appendAudits(ex, audit, auditKey);
+      await touchAgents(ex, agents);
+      await touchTokens(ex, tokens);
+    });
+}
+
 export class WorkerSink {
   private readonly worker: Worker;
   private seq = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
 
-  constructor(file: string, busyTimeoutMs: number) {
-    this.worker = new Worker(new URL('./deferred-worker.js', import.meta.url), { workerData: { file, busyTimeoutMs } });
+  constructor(file: string, busyTimeoutMs: number, auditKey: Buffer) {
+    this.worker = new Worker(new URL('./deferred-worker.js', import.meta.url), {
+      workerData: { file, busyTimeoutMs, auditKey },
+    });
     this.worker.on('message', (m: { id: number; ok: boolean; code?: string }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
@@ -73,13 +85,8 @@ export class DeferredWriter {
     /** This many authentication failures from one source within `authWindowMs` is a security event. */
     private readonly authFailureLimit = 10,
     private readonly authWindowMs = 60_000,
-    /** Default: write on the caller's connection. */
-    private readonly sink: DeferredSink = (audit, agents, tokens) =>
-      db.write(async (ex) => {
-        await appendAudits(ex, audit);
-        await touchAgents(ex, agents);
-        await touchTokens(ex, tokens);
-      }),
+    /** Where batches go: `inlineSink` (this connection) or a `WorkerSink`. */
+    private readonly sink: DeferredSink,
   ) {}
 
   addAudit(entry: AuditEntry): void {

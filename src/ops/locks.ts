@@ -162,10 +162,6 @@ export const lockAcquire = defineOp({
   waitMs: (input) => input.wait_ms ?? 0,
   async handler(ctx, input) {
     const { projectId, agentId, agentName: name } = ctx.principal;
-    const wait = input.wait_ms ?? 0;
-    if (wait > ctx.services.config.waitMaxMs) {
-      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
-    }
     if (input.task_id !== undefined) {
       const found = await statusesOf(ctx.tx, projectId, [input.task_id]);
       if (!found.has(input.task_id)) throw notFound('task');

@@ -203,9 +203,6 @@ export const messageInbox = defineOp({
   waitMs: (input) => input.wait_ms ?? 0,
   async handler(ctx, input) {
     const p = ctx.principal;
-    if (input.wait_ms !== undefined && input.wait_ms > ctx.services.config.waitMaxMs) {
-      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
-    }
     const rows = await store.inbox(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,

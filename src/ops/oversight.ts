@@ -175,10 +175,7 @@ export const approvalGet = defineOp({
   rest: { method: 'GET', path: '/approvals/:id' },
   cli: { group: 'approval', command: 'get', positional: 'id' },
   waitMs: (input) => input.wait_ms ?? 0,
-  async handler(ctx, { id, wait_ms }) {
-    if (wait_ms !== undefined && wait_ms > ctx.services.config.waitMaxMs) {
-      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
-    }
+  async handler(ctx, { id }) {
     const row = await store.getApproval(ctx.tx, ctx.principal.projectId, id);
     if (row === undefined) throw notFound('approval');
     ctx.target(id);

@@ -106,7 +106,14 @@ export class Runner {
         throw over;
       }
       params = summarize(input);
-      deadline = op.waitMs === undefined ? now : now + Math.max(0, op.waitMs(input));
+      const wait = op.waitMs === undefined ? 0 : Math.max(0, op.waitMs(input));
+      // One bound for every waiting op (S15): no op may be asked to wait longer than waitMaxMs.
+      if (wait > this.services.config.waitMaxMs) {
+        this.refused(base(), now, 'invalid', 'invalid_input', params);
+        audited = true;
+        throw new BatonError('invalid_input', `invalid input: wait_ms: exceeds the maximum of ${this.services.config.waitMaxMs}`);
+      }
+      deadline = now + wait;
       this.deferred.touch(p.agentId, p.tokenId, now);
     };
     if (principal !== null) prepare(principal);
@@ -145,7 +152,7 @@ export class Runner {
           };
           const out = await op.handler(ctx, input);
           if (out !== RETRY && op.kind === 'write') {
-            await appendAudit(tx, { ...base(), at: started, target, outcome: 'ok', code: null, params });
+            await appendAudit(tx, { ...base(), at: started, target, outcome: 'ok', code: null, params }, this.services.auditKey);
           }
           return out;
         });

@@ -390,9 +390,6 @@ export const taskClaim = defineOp({
   async handler(ctx, input) {
     const { projectId, agentId, agentName: name, role } = ctx.principal;
     const lease = leaseMsFor(ctx, input.lease_ms);
-    if (input.wait_ms !== undefined && input.wait_ms > ctx.services.config.waitMaxMs) {
-      throw new BatonError('invalid_input', `wait_ms exceeds the maximum of ${ctx.services.config.waitMaxMs}`);
-    }
     if (await store.hasExpiredLease(ctx.tx, projectId, ctx.now)) {
       const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
       await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { Executor } from './db.js';
 import { list, rows, sql } from './sql.js';
 
@@ -117,10 +117,16 @@ export function classify(outcome: AuditOutcome, code: string | null): { severity
 }
 
 /**
- * The hash of one row: SHA-256 over a canonical encoding (a JSON array in a fixed field order)
- * of every field, the row id included, and the previous row's hash.
+ * The hash of one row: HMAC-SHA256, under a key derived from the server's secret, over a
+ * canonical encoding (a JSON array in a fixed field order) of every field, the row id included,
+ * and the previous row's hash. Keyed, so someone who can write the database but does not hold the
+ * server's secret cannot recompute the chain after editing it.
  */
-export function auditHash(r: HashedRow): string {
+export function auditKeyFrom(secret: Buffer): Buffer {
+  return createHmac('sha256', secret).update('baton audit chain v1').digest();
+}
+
+export function auditHash(r: HashedRow, key: Buffer): string {
   const canonical = JSON.stringify([
     r.id,
     r.at,
@@ -139,7 +145,7 @@ export function auditHash(r: HashedRow): string {
     r.event,
     r.prev_hash,
   ]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return createHmac('sha256', key).update(canonical).digest('hex');
 }
 
 /** Where the chain continues: the newest row, or the anchor left by retention, or the genesis. */
@@ -155,7 +161,7 @@ async function chainHead(ex: Executor): Promise<{ id: number; hash: string }> {
  * serialized (on SQLite across processes too, by BEGIN IMMEDIATE), so the head read here is the
  * true head and the chain never forks. Costs one rowid-ordered lookup of the newest row per call.
  */
-export async function appendAudits(ex: Executor, entries: readonly AuditEntry[]): Promise<void> {
+export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
   if (entries.length === 0) return;
   let head = await chainHead(ex);
   const values: unknown[][] = [];
@@ -179,7 +185,7 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[])
       event: a.event === undefined ? c.event : a.event,
       prev_hash: head.hash,
     };
-    const hash = auditHash(row);
+    const hash = auditHash(row, key);
     values.push([
       row.id,
       row.at,
@@ -213,8 +219,8 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[])
 
 const AUDIT_CHUNK = 32;
 
-export function appendAudit(ex: Executor, a: AuditEntry): Promise<void> {
-  return appendAudits(ex, [a]);
+export function appendAudit(ex: Executor, a: AuditEntry, key: Buffer): Promise<void> {
+  return appendAudits(ex, [a], key);
 }
 
 export interface AuditFilter {
@@ -255,7 +261,7 @@ export interface AuditVerdict {
  * edited in place fails its own hash; a row deleted breaks the next row's link (and leaves a gap
  * in the ids); a row inserted out of band has no valid link either.
  */
-export async function verifyAudit(ex: Executor, pageSize = 2_000): Promise<AuditVerdict> {
+export async function verifyAudit(ex: Executor, key: Buffer, pageSize = 2_000): Promise<AuditVerdict> {
   const anchor = await ex.get<{ last_id: number; hash: string }>(sql`SELECT last_id, hash FROM audit_anchor WHERE id = 1`);
   let prevId = anchor?.last_id ?? 0;
   let prevHash = anchor?.hash ?? GENESIS_HASH;
@@ -265,7 +271,7 @@ export async function verifyAudit(ex: Executor, pageSize = 2_000): Promise<Audit
     for (const r of page) {
       rows++;
       const { hash, ...rest } = r;
-      if (r.id !== prevId + 1 || hash !== auditHash({ ...rest, prev_hash: prevHash })) {
+      if (r.id !== prevId + 1 || hash !== auditHash({ ...rest, prev_hash: prevHash }, key)) {
         return { ok: false, rows, firstBadId: r.id };
       }
       prevId = r.id;

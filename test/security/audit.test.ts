@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Hub } from '../../src/hub.js';
-import { sweepAudit, verifyAudit } from '../../src/store/journal.js';
+import { auditHash, auditKeyFrom, sweepAudit, type AuditRow } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
 import { BIN, call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub } from '../helpers.js';
 
@@ -229,6 +229,29 @@ describe('hash chain (S29)', () => {
     expect((await verify(t)).first_bad_id).toBe(id);
   });
 
+  it('finds an edit whose chain was recomputed from the edited row on, without the server key', async () => {
+    const t = await hub();
+    await workload(t);
+    const id = await middleId(t);
+    // A forger with write access to the database: edits a row, then rewrites every hash from it
+    // onward, exactly as Baton computes them but under a key of its own.
+    const forgerKey = auditKeyFrom(Buffer.from('not the server secret'));
+    const db = new Database(join(t.dir, 'data', 'baton.db'));
+    try {
+      db.prepare("UPDATE audit SET outcome = 'denied' WHERE id = ?").run(id);
+      let prev = (db.prepare('SELECT hash FROM audit WHERE id = ?').get(id - 1) as { hash: string }).hash;
+      for (const row of db.prepare('SELECT * FROM audit WHERE id >= ? ORDER BY id').all(id) as AuditRow[]) {
+        const { hash: _old, ...rest } = row;
+        const hash = auditHash({ ...rest, prev_hash: prev }, forgerKey);
+        db.prepare('UPDATE audit SET hash = ? WHERE id = ?').run(hash, row.id);
+        prev = hash;
+      }
+    } finally {
+      db.close();
+    }
+    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id });
+  });
+
   it('finds a deleted row (the row after the gap) and a deleted first row', async () => {
     const t = await hub();
     await workload(t);
@@ -257,7 +280,7 @@ describe('hash chain (S29)', () => {
         ),
       );
       await Promise.all([a.deferred.flush(), b.deferred.flush()]);
-      const v = await a.db.read((ex) => verifyAudit(ex));
+      const v = await a.verifyAudit();
       expect(v).toEqual({ ok: true, rows: v.rows, firstBadId: null });
       expect(v.rows).toBeGreaterThanOrEqual(40);
       await a.close();
