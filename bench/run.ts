@@ -125,9 +125,12 @@ async function main(): Promise<void> {
     const raw = await startProcess([resolve(import.meta.dirname, 'raw-server.mjs')], {}, /listening (\d+)/, 'stdout');
     procs.push(raw);
     const callBody = (name: string, args: Record<string, unknown>) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
-    const ceiling = await cannon(raw.url, callBody('x', {}), { accept: 'application/json, text/event-stream' }, 50);
+    // The best of two runs: a momentary dip in the ceiling would flatter every ratio below it.
+    const samples = [];
+    for (let i = 0; i < 2; i++) samples.push(await cannon(raw.url, callBody('x', {}), { accept: 'application/json, text/event-stream' }, 50));
+    const ceiling = samples.reduce((a, b) => (b.rps > a.rps ? b : a));
     await raw.stop();
-    row('raw node:http ceiling (fixed JSON-RPC reply), 50 conns', `${fmt(ceiling.rps)} req/s`);
+    row('raw node:http ceiling (fixed JSON-RPC reply), 50 conns, best of 2', `${fmt(ceiling.rps)} req/s (runs: ${samples.map((x) => fmt(x.rps)).join(', ')})`);
     results.ceiling = ceiling;
 
     // --- the hub's data: keys and tasks

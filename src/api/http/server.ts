@@ -101,14 +101,15 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
    * The credential a request presents (API key or JWT, `Authorization: Bearer` or `X-API-Key`),
    * packed with the client address for `hub.resolver`; throttled callers get 429 at once (S2–S6).
    */
-  const keyOf = (req: IncomingMessage): string => credentialOf(hub, req, hub.newRequestId());
+  /** The request's credential (packed with its address); refusals are audited under the request's id. */
+  const keyOf = (req: IncomingMessage, requestId: string): string => credentialOf(hub, req, requestId);
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     if (req.method !== 'POST') {
       res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
       return;
     }
-    const key = keyOf(req);
+    const key = keyOf(req, requestId);
     const text = await readBody(req, hub.config.maxBodyBytes);
     let body: unknown;
     try {
@@ -167,7 +168,7 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
         }
         if (await handleAuthRoute(hub, req, res, path, requestId)) return;
         if (path.startsWith('/api/v1/')) {
-          const who = hub.resolver(keyOf(req));
+          const who = hub.resolver(keyOf(req, requestId));
           const out = await rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId);
           return send(res, 200, out, { 'x-request-id': requestId });
         }
