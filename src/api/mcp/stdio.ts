@@ -6,7 +6,8 @@ import { buildMcpServer, type Caller } from './server.js';
 
 /**
  * MCP over stdio, one agent per process. With `BATON_TOKEN` the key is checked on every call
- * (revocation applies at once); without one, the process runs as a named local agent (S7).
+ * (revocation applies at once); without one, the process runs as a named local agent (S7), in
+ * development mode only.
  */
 export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
   let caller: Caller;
@@ -16,6 +17,11 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
     const resolve = hub.resolver(token);
     caller = { principal: () => hub.authenticate(token), who: () => resolve };
   } else {
+    // Production mode never runs without authentication (S36): the keyless local agent is a
+    // development convenience.
+    if (hub.config.env === 'production') {
+      throw new BatonError('unauthenticated', 'production mode requires BATON_TOKEN (no keyless local agent)');
+    }
     if (opts.agent === undefined || opts.agent === '') {
       throw new BatonError('unauthenticated', 'set BATON_TOKEN, or BATON_AGENT to run as a named local agent');
     }
