@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
-import { looksLikeJwt, unpackCredential, type AccessClaims } from './auth/jwt.js';
+import { looksLikeJwt, type AccessClaims, type Credential } from './auth/jwt.js';
 import type { ExternalIdentity } from './auth/external.js';
 import { AuthServices, registerAuthServices } from './auth/service.js';
 import { keyByHash, keyById, type KeyForAuth } from './store/auth.js';
@@ -93,16 +93,9 @@ export class Hub {
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
     const auditKey = auditKeyFrom(secrets.keyPepper);
     const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs, auditKey) : null;
-    const deferred = new DeferredWriter(
-      db,
-      log,
-      50,
-      1000,
-      5000,
-      config.auditAuthFailureLimit,
-      60_000,
-      sink?.write ?? inlineSink(db, auditKey),
-    );
+    const deferred = new DeferredWriter(sink?.write ?? inlineSink(db, auditKey), log, {
+      authFailureLimit: config.auditAuthFailureLimit,
+    });
     const runner = new Runner(
       CATALOG,
       db,
@@ -151,21 +144,22 @@ export class Hub {
   }
 
   /** Resolves a credential to its principal, or refuses. Checked on every call: revocation is instant. */
-  authenticate(key: string | undefined): Promise<Principal> {
-    return this.db.read(this.resolver(key));
+  authenticate(credential: string | Credential | undefined): Promise<Principal> {
+    return this.db.read(this.resolver(credential));
   }
 
   /**
    * A resolver the runner calls inside the op's own transaction, so a request costs one store
-   * round. `key` is an API key, an access token (JWT) or an external issuer's token, optionally
-   * packed with the client's address by the HTTP surface (see `packCredential`). Keys are never
+   * round. The token is an API key, an access token (JWT) or an external issuer's token; the HTTP
+   * surface adds the client's address (a bare string is a token without one). Keys are never
    * cached as valid: only their keyed hash is memoised. A JWT's signature and claims are checked
    * as soon as the resolver is made (outside the transaction); inside it, the key an access token
    * was issued for must still be live, so a token dies with its key (S3). Every refusal counts
    * against the caller's address and key prefix (S6).
    */
-  resolver(key: string | undefined): ResolvePrincipal {
-    const { credential, address } = unpackCredential(key);
+  resolver(presented: string | Credential | undefined): ResolvePrincipal {
+    const { token: credential, address } =
+      typeof presented === 'object' ? presented : { token: presented, address: undefined };
     const auth = this.auth;
     let pending = credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null;
     pending?.catch(() => undefined); // observed when the resolver runs
@@ -267,10 +261,6 @@ export class Hub {
       agentName,
       serverAdmin: role === 'admin',
     };
-  }
-
-  async projectId(name: string): Promise<string | undefined> {
-    return (await this.db.read((ex) => projectByName(ex, name)))?.id;
   }
 
   private async agentId(projectId: string, name: string, role: string): Promise<string> {

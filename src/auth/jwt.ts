@@ -104,19 +104,10 @@ export class AccessTokens {
 }
 
 /**
- * What the HTTP surface hands to `Hub.resolver`: the presented credential and the client's
- * address, in one string (NUL-separated; neither part can contain NUL), so that address binding
- * and throttling see the address without widening the resolver's signature.
+ * A credential as a surface presents it to `Hub.resolver`: the token (API key or JWT) and, over
+ * the network, the client's address, which address binding and throttling need.
  */
-const SEP = '\u0000';
-
-export function packCredential(credential: string, address: string | undefined): string {
-  return address === undefined ? credential : `${credential}${SEP}${address}`;
-}
-
-export function unpackCredential(packed: string | undefined): { credential: string | undefined; address: string | undefined } {
-  if (packed === undefined) return { credential: undefined, address: undefined };
-  const i = packed.indexOf(SEP);
-  if (i === -1) return { credential: packed, address: undefined };
-  return { credential: packed.slice(0, i), address: packed.slice(i + 1) };
+export interface Credential {
+  readonly token: string | undefined;
+  readonly address?: string;
 }

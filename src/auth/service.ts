@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import type { BlockList } from 'node:net';
+import { inList, toBlockList } from '../core/net.js';
 import type { Config } from '../config.js';
 import type { AuditEntry } from '../store/journal.js';
 import { AccessTokens } from './jwt.js';
@@ -115,53 +116,23 @@ export class AuthServices {
     if (bindingJson === null) return true;
     let list = this.bindings.get(bindingJson);
     if (list === undefined) {
-      list = toBlockList(bindingJson);
+      list = bindingList(bindingJson);
       if (this.bindings.size >= 1_000) this.bindings.clear();
       this.bindings.set(bindingJson, list);
     }
-    const a = normalizeAddress(address ?? '127.0.0.1');
-    const family = isIP(a);
-    if (family === 0) return false;
-    return list.check(a, family === 6 ? 'ipv6' : 'ipv4');
+    return inList(list, address ?? '127.0.0.1');
   }
 }
 
-/** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4. */
-export function normalizeAddress(address: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return m !== null ? m[1]! : address;
-}
-
-/** An IP address or CIDR range, as accepted in a key's address binding. */
-export function isAddressOrCidr(value: string): boolean {
-  const slash = value.indexOf('/');
-  const addr = slash === -1 ? value : value.slice(0, slash);
-  const family = isIP(addr);
-  if (family === 0) return false;
-  if (slash === -1) return true;
-  const bits = value.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits)) return false;
-  return Number(bits) <= (family === 4 ? 32 : 128);
-}
-
-function toBlockList(json: string): BlockList {
-  const list = new BlockList();
+/** A key's stored binding (a JSON list of addresses and ranges); unreadable: allows nothing. */
+function bindingList(json: string): BlockList {
   let entries: unknown;
   try {
     entries = JSON.parse(json);
   } catch {
-    return list; // unreadable binding: allows nothing
+    return toBlockList([]);
   }
-  if (!Array.isArray(entries)) return list;
-  for (const e of entries) {
-    if (typeof e !== 'string' || !isAddressOrCidr(e)) continue;
-    const slash = e.indexOf('/');
-    const addr = normalizeAddress(slash === -1 ? e : e.slice(0, slash));
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (slash === -1) list.addAddress(addr, type);
-    else list.addSubnet(addr, Number(e.slice(slash + 1)), type);
-  }
-  return list;
+  return toBlockList(Array.isArray(entries) ? entries.filter((e): e is string => typeof e === 'string') : []);
 }
 
 const registry = new WeakMap<object, AuthServices>();

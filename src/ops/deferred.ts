@@ -75,19 +75,32 @@ export class DeferredWriter {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
 
+  private readonly intervalMs: number;
+  private readonly maxBatch: number;
+  private readonly touchEveryMs: number;
+  private readonly authFailureLimit: number;
+  private readonly authWindowMs: number;
+
   constructor(
-    private readonly db: Db,
-    private readonly log: Logger,
-    private readonly intervalMs = 50,
-    private readonly maxBatch = 1000,
-    /** Presence and last-use are kept to this resolution (ms). */
-    private readonly touchEveryMs = 5_000,
-    /** This many authentication failures from one source within `authWindowMs` is a security event. */
-    private readonly authFailureLimit = 10,
-    private readonly authWindowMs = 60_000,
-    /** Where batches go: `inlineSink` (this connection) or a `WorkerSink`. */
+    /** Where batches go: `inlineSink` (the caller's connection) or a `WorkerSink`. */
     private readonly sink: DeferredSink,
-  ) {}
+    private readonly log: Logger,
+    options: {
+      intervalMs?: number;
+      maxBatch?: number;
+      /** Presence and last-use are kept to this resolution (ms). */
+      touchEveryMs?: number;
+      /** This many authentication failures from one source within `authWindowMs` is a security event. */
+      authFailureLimit?: number;
+      authWindowMs?: number;
+    } = {},
+  ) {
+    this.intervalMs = options.intervalMs ?? 50;
+    this.maxBatch = options.maxBatch ?? 1000;
+    this.touchEveryMs = options.touchEveryMs ?? 5_000;
+    this.authFailureLimit = options.authFailureLimit ?? 10;
+    this.authWindowMs = options.authWindowMs ?? 60_000;
+  }
 
   addAudit(entry: AuditEntry): void {
     this.audit.push(entry);

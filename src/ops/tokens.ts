@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
-import { isAddressOrCidr } from '../auth/service.js';
+import { isAddressOrCidr } from '../core/net.js';
 import { setAllowedAddresses } from '../store/auth.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';

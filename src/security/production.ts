@@ -5,17 +5,13 @@ import { resolveSecrets, weakness, type SecretReport, type Secrets } from '../au
 import { ConfigError, type Config } from '../config.js';
 import { Cipher, KEYRING_FILE, KeyringError, loadKeyring, readKeyringFile, type Keyring } from './crypto.js';
 import { describeMode, enforceModes, inspectModes, type ModeReport } from './filemodes.js';
+import { isLoopbackHost } from '../core/net.js';
 
 /**
  * Data protection at start (S31, S32, S36): file modes, secret sources, the at-rest cipher and
  * the production checks. `Hub.open` calls `openDataProtection`; `baton doctor` calls
  * `inspectDataProtection`, which changes and creates nothing.
  */
-
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
 
 export interface TlsReport {
   configured: boolean;
@@ -28,7 +24,7 @@ export function tlsReport(config: Config): TlsReport {
   return {
     configured: config.tlsCert !== '' && config.tlsKey !== '',
     host: config.host,
-    loopback: isLoopback(config.host),
+    loopback: isLoopbackHost(config.host),
     allowInsecureHttp: config.allowInsecureHttp,
   };
 }

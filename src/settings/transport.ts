@@ -1,5 +1,5 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isAddressOrCidr } from '../core/net.js';
 import { bool, int, list, ms } from './kit.js';
 
 /**
@@ -7,18 +7,6 @@ import { bool, int, list, ms } from './kit.js';
  * allowed Host names, the CORS allowlist, client address allow/deny lists, rate limits and
  * connection limits. Lists are checked here, at start, and compiled once by src/api/http/guard.ts.
  */
-
-/** An address or CIDR block, IPv4 or IPv6: `10.0.0.0/8`, `192.168.1.7`, `2001:db8::/32`, `::1`. */
-export function isAddressOrCidr(v: string): boolean {
-  const slash = v.indexOf('/');
-  const addr = slash === -1 ? v : v.slice(0, slash);
-  const family = isIP(addr);
-  if (family === 0) return false;
-  if (slash === -1) return true;
-  const bits = v.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits)) return false;
-  return Number(bits) <= (family === 4 ? 32 : 128);
-}
 
 /** An origin as a browser sends it: scheme, host and optional port; nothing else. */
 function isOrigin(v: string): boolean {

@@ -1,7 +1,8 @@
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionGuard, RequestGuard, checkTransport, clientAddress, isLoopbackHost } from '../../src/api/http/guard.js';
+import { ConnectionGuard, RequestGuard, checkTransport, clientAddress } from '../../src/api/http/guard.js';
+import { isLoopbackHost } from '../../src/core/net.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ConfigError, ConfigSchema, type Config } from '../../src/config.js';
 import { createKey, openHub, serve, type TestHub } from '../helpers.js';

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { packCredential, looksLikeJwt, MAX_CREDENTIAL_LENGTH } from '../../auth/jwt.js';
+import { looksLikeJwt, MAX_CREDENTIAL_LENGTH, type Credential } from '../../auth/jwt.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import { generateRefreshToken, looksLikeRefreshToken, newFamilyId } from '../../auth/refresh.js';
-import { authServices, normalizeAddress, type AuthServices } from '../../auth/service.js';
+import { authServices, type AuthServices } from '../../auth/service.js';
+import { normalizeAddress } from '../../core/net.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import { insertRefresh, keyById, refreshByHash, revokeFamily, spendRefresh, type KeyForAuth } from '../../store/auth.js';
@@ -13,7 +14,7 @@ import { parseJson, readBody } from './body.js';
  * The HTTP side of authentication (S2–S6):
  * - `credentialOf`: the credential a request presents (`Authorization: Bearer` or `X-API-Key`),
  *   refused at once when the caller's address or key prefix is throttled (429 + Retry-After) or
- *   when it cannot be a credential; packed with the client's address for `Hub.resolver`.
+ *   when it cannot be a credential; with the client's address, for `Hub.resolver`.
  * - `POST /api/v1/auth/token`: an API key → a short-lived access token (JWT) + a refresh token.
  * - `POST /api/v1/auth/refresh`: a refresh token → a new pair; the old one is spent; a spent one
  *   presented again revokes its family.
@@ -37,10 +38,10 @@ function presented(req: IncomingMessage): string | undefined {
 }
 
 /**
- * What `keyOf` in server.ts returns: the credential packed with the client's address. Throttled
+ * What `keyOf` in server.ts returns: the credential with the client's address. Throttled
  * callers are refused before any store round, whatever they present (S6).
  */
-export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth'): string {
+export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth'): Credential {
   const auth = authServices(hub);
   const address = clientAddress(req);
   const raw = presented(req);
@@ -66,7 +67,7 @@ export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth')
     });
     throw unauthenticated();
   }
-  return packCredential(credential, address);
+  return { token: credential, address };
 }
 
 function resourceUrl(hub: Hub, req: IncomingMessage): string {
@@ -137,14 +138,14 @@ async function readObject(hub: Hub, req: IncomingMessage): Promise<Record<string
 /** An API key → an access token and a new refresh token family. */
 async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const auth = authServices(hub);
-  const packed = credentialOf(hub, req, requestId);
+  const presented = credentialOf(hub, req, requestId);
   const body = await readObject(hub, req);
   if (Object.keys(body).some((k) => k !== 'grant_type') || (body.grant_type !== undefined && body.grant_type !== 'api_key')) {
     throw new BatonError('invalid_input', 'body: only {"grant_type":"api_key"} is accepted');
   }
   // Only an API key is exchanged: an access token cannot mint itself a refresh family.
-  const key = packed.split('\u0000', 1)[0]!;
-  const address = clientAddress(req);
+  const key = presented.token ?? '';
+  const address = presented.address;
   const now = hub.clock.now();
   if (!looksLikeKey(key)) {
     auth.failed(address, undefined, now, requestId, 'http');
@@ -153,7 +154,7 @@ async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, req
   const refresh = generateRefreshToken();
   const expiresAt = now + hub.config.refreshTokenTtlMs;
   const row = await hub.db.write(async (ex) => {
-    const p = await hub.resolver(packed)(ex); // counts a failure against the address and prefix
+    const p = await hub.resolver(presented)(ex); // counts a failure against the address and prefix
     const k = await keyById(ex, p.tokenId!);
     if (k === undefined) throw unauthenticated();
     await insertRefresh(ex, {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BlockList, isIP, type Server as NetServer, type Socket } from 'node:net';
+import { isIP, type BlockList, type Server as NetServer, type Socket } from 'node:net';
+import { inList, isLoopbackHost, normalizeAddress, toBlockList } from '../../core/net.js';
 import { createSecureContext } from 'node:tls';
 import { ConfigError, type Config } from '../../config.js';
 import { BatonError } from '../../core/errors.js';
@@ -31,11 +32,6 @@ export interface TlsMaterial {
   key: Buffer;
 }
 
-/** `localhost`, 127.0.0.0/8 and ::1 (bracketed or not). */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
 
 /**
  * Checks the transport settings before anything opens or listens (S19, S20): TLS files are read
@@ -80,10 +76,9 @@ export function hostnameOf(hostHeader: string): string {
   return (colon === -1 ? hostHeader : hostHeader.slice(0, colon)).toLowerCase();
 }
 
-/** `::ffff:1.2.3.4` → `1.2.3.4`, so IPv4 rules match on dual-stack listeners. */
+/** The socket's client address, `::ffff:1.2.3.4` as `1.2.3.4` so IPv4 rules match on dual-stack listeners. */
 export function clientAddress(raw: string | undefined): string {
-  if (raw === undefined) return '';
-  return raw.startsWith('::ffff:') && raw.includes('.') ? raw.slice(7) : raw;
+  return raw === undefined ? '' : normalizeAddress(raw);
 }
 
 const CORS_ALLOW_HEADERS =
@@ -198,19 +193,17 @@ export class ConnectionGuard {
     private readonly now: () => number,
     private readonly onDrop: (reason: string, address: string) => void,
   ) {
-    this.allow = compile(config.ipAllow);
-    this.deny = compile(config.ipDeny);
+    // Compiled once: a check per connection does not scale with the lists.
+    this.allow = config.ipAllow.length === 0 ? null : toBlockList(config.ipAllow);
+    this.deny = config.ipDeny.length === 0 ? null : toBlockList(config.ipDeny);
     this.rate = config.rateLimit ? new TokenBuckets(config.connectionRatePerMin) : null;
   }
 
   /** Is this client address allowed by the lists? */
   addressAllowed(address: string): boolean {
     if (this.allow === null && this.deny === null) return true;
-    const family = isIP(address);
-    if (family === 0) return false;
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (this.deny?.check(address, type) === true) return false;
-    return this.allow === null || this.allow.check(address, type);
+    if (this.deny !== null && inList(this.deny, address)) return false;
+    return this.allow === null || inList(this.allow, address);
   }
 
   attach(server: NetServer): void {
@@ -242,17 +235,4 @@ export class ConnectionGuard {
   openFrom(address: string): number {
     return this.open.get(address) ?? 0;
   }
-}
-
-function compile(entries: readonly string[]): BlockList | null {
-  if (entries.length === 0) return null;
-  const list = new BlockList();
-  for (const e of entries) {
-    const slash = e.indexOf('/');
-    const addr = slash === -1 ? e : e.slice(0, slash);
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (slash === -1) list.addAddress(addr, type);
-    else list.addSubnet(addr, Number(e.slice(slash + 1)), type);
-  }
-  return list;
 }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
+import type { Credential } from '../../auth/jwt.js';
 import type { Hub } from '../../hub.js';
 import { SERVER_INFO } from '../mcp/server.js';
 import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
@@ -31,7 +32,7 @@ function isObject(v: unknown): v is Json {
 /** The JSON-RPC response body, or null when the SDK must answer. */
 export async function leanAnswer(
   hub: Hub,
-  key: string,
+  key: Credential,
   headers: IncomingHttpHeaders,
   body: unknown,
   requestId: string,

@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
+import type { Credential } from '../../auth/jwt.js';
 import type { Principal } from '../../auth/principal.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
@@ -101,8 +102,8 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
    * The credential a request presents (API key or JWT, `Authorization: Bearer` or `X-API-Key`),
    * packed with the client address for `hub.resolver`; throttled callers get 429 at once (S2–S6).
    */
-  /** The request's credential (packed with its address); refusals are audited under the request's id. */
-  const keyOf = (req: IncomingMessage, requestId: string): string => credentialOf(hub, req, requestId);
+  /** The request's credential and address; refusals are audited under the request's id. */
+  const keyOf = (req: IncomingMessage, requestId: string): Credential => credentialOf(hub, req, requestId);
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     if (req.method !== 'POST') {
