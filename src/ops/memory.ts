@@ -43,6 +43,17 @@ function target(ctx: OpContext, s: Scope, k: string): void {
   if (s === 'project') ctx.target(k);
 }
 
+/**
+ * The caller's entry for (scope, key): its address (always derived from the caller's identity)
+ * and its row if live. An expired row counts as absent everywhere.
+ */
+async function lookup(ctx: OpContext, s: Scope, k: string): Promise<{ at: store.MemoryAddress; row: store.MemoryRow | undefined }> {
+  const at = address(ctx, s, k);
+  target(ctx, s, k);
+  const row = await store.getMemory(ctx.tx, at);
+  return { at, row: row !== undefined && store.isLive(row, ctx.now) ? row : undefined };
+}
+
 function conflictIf(expected: number | undefined, current: number): void {
   if (expected !== undefined && expected !== current) {
     throw new BatonError('version_conflict', `entry is at version ${current}`, { version: current });
@@ -73,13 +84,10 @@ export const memorySet = defineOp({
   cli: { group: 'memory', command: 'set', positional: 'key' },
   async handler(ctx, input) {
     const s = input.scope ?? 'agent';
-    const at = address(ctx, s, input.key);
-    target(ctx, s, input.key);
-    const row = await store.getMemory(ctx.tx, at);
-    const live = row !== undefined && store.isLive(row, ctx.now);
-    const current = live ? row.version : 0;
+    const { at, row } = await lookup(ctx, s, input.key);
+    const current = row?.version ?? 0;
     conflictIf(input.if_version, current);
-    if (!live && (await store.countLive(ctx.tx, at.projectId, at.owner, ctx.now)) >= MEMORY_LIMITS.quota) {
+    if (row === undefined && (await store.countLive(ctx.tx, at.projectId, at.owner, ctx.now)) >= MEMORY_LIMITS.quota) {
       throw new BatonError('too_large', 'memory quota reached', { quota: MEMORY_LIMITS.quota });
     }
     const version = current + 1;
@@ -117,9 +125,8 @@ export const memoryGet = defineOp({
   cli: { group: 'memory', command: 'get', positional: 'key' },
   async handler(ctx, input) {
     const s = input.scope ?? 'agent';
-    target(ctx, s, input.key);
-    const row = await store.getMemory(ctx.tx, address(ctx, s, input.key));
-    if (row === undefined || !store.isLive(row, ctx.now)) throw notFound('memory key');
+    const { row } = await lookup(ctx, s, input.key);
+    if (row === undefined) throw notFound('memory key');
     return {
       key: row.key,
       scope: s,
@@ -209,12 +216,9 @@ export const memoryDelete = defineOp({
   cli: { group: 'memory', command: 'delete', positional: 'key' },
   async handler(ctx, input) {
     const s = input.scope ?? 'agent';
-    const at = address(ctx, s, input.key);
-    target(ctx, s, input.key);
-    const row = await store.getMemory(ctx.tx, at);
-    const live = row !== undefined && store.isLive(row, ctx.now);
-    conflictIf(input.if_version, live ? row.version : 0);
-    if (!live) return { deleted: false };
+    const { at, row } = await lookup(ctx, s, input.key);
+    conflictIf(input.if_version, row?.version ?? 0);
+    if (row === undefined) return { deleted: false };
     await store.deleteMemory(ctx.tx, at, ctx.now);
     await ctx.emit('memory.deleted', input.key, { scope: s, version: row.version }, audienceOf(ctx, s));
     return { deleted: true };
