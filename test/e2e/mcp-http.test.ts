@@ -93,7 +93,7 @@ describe('MCP over Streamable HTTP', () => {
         expect((r.data.error as { code: string }).code, `${tool} ${JSON.stringify(args).slice(0, 80)}`).toBe(code);
         expect(JSON.stringify(r.data)).not.toMatch(/at .*\.(ts|js):\d+|SELECT|sqlite|\/work\//i);
       }
-      await expect(a.call('no_such_tool', {})).rejects.toThrow();
+      await expect(a.call('no_such_tool', {})).rejects.toThrow(/no_such_tool/);
       await a.close();
     });
   }
