@@ -21,6 +21,12 @@ const STATUS: Record<ErrorCode, number> = {
   approval_required: 409,
   rate_limited: 429,
   unavailable: 503,
+  storage_full: 503,
+  storage_corrupt: 503,
+  storage_readonly: 503,
+  cursor_expired: 410,
+  shutting_down: 503,
+  too_complex: 400,
   internal: 500,
 };
 

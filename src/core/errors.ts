@@ -19,6 +19,12 @@ export const ERROR_CODES = [
   'approval_required',
   'rate_limited',
   'unavailable',
+  'storage_full',
+  'storage_corrupt',
+  'storage_readonly',
+  'cursor_expired',
+  'shutting_down',
+  'too_complex',
   'internal',
 ] as const;
 
