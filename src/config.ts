@@ -7,6 +7,9 @@ import { AUTH_SETTINGS } from './settings/auth.js';
 import { DATA_SETTINGS } from './settings/data.js';
 import { int, list, ms } from './settings/kit.js';
 import { TRANSPORT_SETTINGS } from './settings/transport.js';
+import { STORE_SETTINGS } from './settings/store.js';
+import { LIFECYCLE_SETTINGS } from './settings/lifecycle.js';
+import { RETENTION_SETTINGS } from './settings/retention.js';
 
 /**
  * One schema for every setting. Sources, strongest first: CLI flags, environment (`BATON_*`),
@@ -89,6 +92,9 @@ export const ConfigSchema = z
     ...TRANSPORT_SETTINGS.shape,
     ...AUDIT_SETTINGS.shape,
     ...DATA_SETTINGS.shape,
+    ...STORE_SETTINGS.shape,
+    ...LIFECYCLE_SETTINGS.shape,
+    ...RETENTION_SETTINGS.shape,
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -128,6 +134,9 @@ export const ENV_NAMES: Record<Key, string> = {
   ...TRANSPORT_SETTINGS.env,
   ...AUDIT_SETTINGS.env,
   ...DATA_SETTINGS.env,
+  ...STORE_SETTINGS.env,
+  ...LIFECYCLE_SETTINGS.env,
+  ...RETENTION_SETTINGS.env,
 };
 
 export class ConfigError extends Error {

@@ -23,6 +23,22 @@ export interface Migration {
   readonly sqlite: string;
 }
 
+/** A write fault the store is in (cleared by the next successful commit). */
+export interface StoreFault {
+  readonly code: 'storage_full' | 'storage_corrupt' | 'storage_readonly';
+  /** For operators (readyz, doctor, the log): what the store said, with the table when known. */
+  readonly message: string;
+  readonly at: number;
+}
+
+export interface IntegrityReport {
+  readonly ok: boolean;
+  readonly mode: 'quick' | 'deep';
+  /** What the check found (empty when ok); at most a few dozen lines. */
+  readonly problems: readonly string[];
+  readonly at: number;
+}
+
 export interface Db {
   readonly profile: Profile;
   /** A read: consistent within this process; never blocks a writer. */
@@ -32,5 +48,11 @@ export interface Db {
   /** Changes when any connection (any process) commits; the cross-process doorbell polls it. */
   changeCounter(): Promise<number>;
   migrate(migrations: readonly Migration[], now: number): Promise<number>;
+  /** The write fault currently in force, or null when the last write committed. */
+  fault(): StoreFault | null;
+  /** Runs the store's own consistency check (SQLite: quick_check, or integrity_check when deep); reports, never throws for damage. */
+  checkIntegrity(deep: boolean): Promise<IntegrityReport>;
+  /** The last report of checkIntegrity in this process, if any ran. */
+  lastIntegrity(): IntegrityReport | null;
   close(): Promise<void>;
 }

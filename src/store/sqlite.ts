@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
-import type { Db, Executor, Migration, Profile } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
 import { Mutex } from './mutex.js';
 import { render, type Placeholder, type Sql } from './sql.js';
 
@@ -53,6 +53,8 @@ export class SqliteDb implements Db {
   private readonly writes: Pending[] = [];
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
+  private currentFault: StoreFault | null = null;
+  private integrity: IntegrityReport | null = null;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
@@ -228,6 +230,28 @@ export class SqliteDb implements Db {
         count++;
       }
       return count;
+    });
+  }
+
+  fault(): StoreFault | null {
+    return this.currentFault;
+  }
+
+  lastIntegrity(): IntegrityReport | null {
+    return this.integrity;
+  }
+
+  async checkIntegrity(deep: boolean): Promise<IntegrityReport> {
+    return this.mutex.run(async () => {
+      let problems: string[];
+      try {
+        const rows = this.conn.prepare(deep ? 'PRAGMA integrity_check(50)' : 'PRAGMA quick_check(50)').pluck().all() as string[];
+        problems = rows.length === 1 && rows[0] === 'ok' ? [] : rows;
+      } catch (err) {
+        problems = [(err as Error).message];
+      }
+      this.integrity = { ok: problems.length === 0, mode: deep ? 'deep' : 'quick', problems, at: Date.now() };
+      return this.integrity;
     });
   }
 
