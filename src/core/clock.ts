@@ -1,20 +1,35 @@
-/** Time comes from an injected clock so tests backdate instead of sleeping. Milliseconds since epoch. */
+/**
+ * Time comes from an injected clock so tests backdate instead of sleeping. `now()` is wall time
+ * (ms since epoch): leases and stored timestamps use it, since several processes share them.
+ * `monotonic()` never jumps with the wall clock: wait deadlines, timeouts and intervals measured
+ * within one process use it, so a clock step neither cuts a wait short nor stretches it.
+ */
 export interface Clock {
   now(): number;
+  monotonic(): number;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = { now: () => Date.now(), monotonic: () => performance.now() };
 
-/** A clock tests move by hand. */
+/** A clock tests move by hand: `advance` moves both clocks, `step` only the wall clock (a clock step). */
 export class ManualClock implements Clock {
   private t: number;
+  private mono = 0;
   constructor(start = Date.UTC(2026, 0, 1)) {
     this.t = start;
   }
   now(): number {
     return this.t;
   }
+  monotonic(): number {
+    return this.mono;
+  }
   advance(ms: number): void {
+    this.t += ms;
+    this.mono += ms;
+  }
+  /** Moves the wall clock only (forwards or backwards), as an NTP or manual clock change does. */
+  step(ms: number): void {
     this.t += ms;
   }
   set(ms: number): void {

@@ -50,6 +50,11 @@ export interface Db {
   migrate(migrations: readonly Migration[], now: number): Promise<number>;
   /** The write fault currently in force, or null when the last write committed. */
   fault(): StoreFault | null;
+  /**
+   * Refuse every write with this fault until called with null (e.g. the data dir was removed
+   * under the running hub: acknowledging writes into an unlinked file would lose them).
+   */
+  block(fault: StoreFault | null): void;
   /** Runs the store's own consistency check (SQLite: quick_check, or integrity_check when deep); reports, never throws for damage. */
   checkIntegrity(deep: boolean): Promise<IntegrityReport>;
   /** The last report of checkIntegrity in this process, if any ran. */

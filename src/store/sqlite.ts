@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
+import { BatonError } from '../core/errors.js';
 import { Mutex } from './mutex.js';
 import { render, type Placeholder, type Sql } from './sql.js';
 
@@ -54,6 +55,7 @@ export class SqliteDb implements Db {
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
   private currentFault: StoreFault | null = null;
+  private blocked: StoreFault | null = null;
   private integrity: IntegrityReport | null = null;
 
   constructor(file: string, options: SqliteOptions = {}) {
@@ -140,6 +142,7 @@ export class SqliteDb implements Db {
    * once per op.
    */
   write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+    if (this.blocked !== null) return Promise.reject(new BatonError(this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       // The first write of a batch waits for the rest of this I/O turn, so requests that arrived
@@ -234,7 +237,11 @@ export class SqliteDb implements Db {
   }
 
   fault(): StoreFault | null {
-    return this.currentFault;
+    return this.blocked ?? this.currentFault;
+  }
+
+  block(fault: StoreFault | null): void {
+    this.blocked = fault;
   }
 
   lastIntegrity(): IntegrityReport | null {
