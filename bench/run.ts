@@ -226,6 +226,22 @@ async function main(): Promise<void> {
     results.read_sdk = sdkRead;
     await sdkServer.stop();
 
+    // --- durability: the durable default (synchronous=FULL) against the fast setting (NORMAL),
+    // 16 agents over MCP HTTP, alternating fresh servers so neither side gets the warmer cache.
+    {
+      const best: Record<string, number> = { full: 0, normal: 0 };
+      for (const mode of ['full', 'normal', 'full', 'normal']) {
+        const server = await startProcess([BIN, 'serve', '--port', '0', '--data', dataDir], { ...serveEnv, BATON_DURABILITY: mode }, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
+        procs.push(server);
+        const r = await cycleRun(server.url, seed.workers.slice(0, 16), DURATION);
+        best[mode] = Math.max(best[mode]!, r.cps);
+        await server.stop();
+      }
+      const ratio = best.full! / best.normal!;
+      row('claim+complete over MCP HTTP, 16 agents: durable default (synchronous=FULL) vs fast (NORMAL), best of 2 each', `${fmt(best.full!)} vs ${fmt(best.normal!)} cycles/s = ${fmt(ratio * 100, 1)} %`, '≥ 90 %', ratio >= 0.9);
+      results.durability = { full: best.full, normal: best.normal, ratio };
+    }
+
     // --- in-process cycles: the runner and store without any transport
     await withHub(dataDir, async (hub) => {
       for (const conc of [1, 16]) {
@@ -243,6 +259,12 @@ async function main(): Promise<void> {
           }),
         );
         row(`claim+complete in-process, ${conc} concurrent`, `${fmt(cycles / DURATION)} cycles/s`);
+        if (conc === 16) {
+          const http16 = (results.durability as { full: number }).full;
+          const share = http16 / (cycles / DURATION);
+          row('claim+complete, 16 agents: MCP HTTP (durable default) as a share of the in-process runner', `${fmt(share * 100, 1)} %`, '≥ 60 %', share >= 0.6);
+          results.http_share_of_inproc_16 = share;
+        }
         results[`cycles_inproc_${conc}`] = cycles / DURATION;
       }
     });
