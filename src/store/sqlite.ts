@@ -344,12 +344,16 @@ export class SqliteDb implements Db {
    * each alone in its own transaction.
    */
   private async settleAlone(batch: Pending[], outcomes: Outcome[], from: number): Promise<void> {
+    const failures: [Pending, unknown][] = [];
     for (let i = 0; i < batch.length; i++) {
       const w = batch[i]!;
       const o = i < outcomes.length ? outcomes[i]! : undefined;
-      if (o !== undefined && !o.ok) w.reject(this.failed(o.error));
+      if (o !== undefined && !o.ok) failures.push([w, o.error]);
       else if (o !== undefined || i >= from) await this.runAlone(w);
     }
+    // Refused last, so a storage fault of this batch stays in force (fault()) even though its
+    // neighbours committed afterwards, as when the batch itself commits around a faulted op.
+    for (const [w, error] of failures) w.reject(this.failed(error));
   }
 
   /** One caller in its own transaction; settles it whatever happens, never throws. */
