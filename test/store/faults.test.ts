@@ -5,15 +5,14 @@
  * be written answers storage_readonly.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import type { StoreFault } from '../../src/store/db.js';
 import { sql } from '../../src/store/sql.js';
 import { SqliteDb, type SqliteOptions } from '../../src/store/sqlite.js';
 import { tempDir } from '../helpers.js';
+import { damageRootPage } from './damage.js';
 
 async function refusal(p: Promise<unknown>): Promise<unknown> {
   try {
@@ -198,18 +197,4 @@ function isRoot(): boolean {
 
 function chattr(flag: string, files: string[]): void {
   execFileSync('chattr', [flag, ...files]);
-}
-
-/** Overwrites the b-tree header of `table`'s root page with garbage (the file must be closed and checkpointed). */
-export function damageRootPage(file: string, table: string): void {
-  const raw = new Database(file, { readonly: true });
-  const pageSize = raw.pragma('page_size', { simple: true }) as number;
-  const root = (raw.prepare('SELECT rootpage FROM sqlite_master WHERE type = ? AND name = ?').get('table', table) as { rootpage: number }).rootpage;
-  raw.close();
-  const fd = openSync(file, 'r+');
-  try {
-    writeSync(fd, Buffer.alloc(64, 0x5a), 0, 64, (root - 1) * pageSize);
-  } finally {
-    closeSync(fd);
-  }
 }
