@@ -271,6 +271,8 @@ export class SqliteDb implements Db {
   }
 
   private async writeBatch(batch: Pending[]): Promise<void> {
+    // Once per batch: a transaction a failed ROLLBACK left open would refuse every BEGIN after it.
+    this.abandon();
     try {
       await this.lockFor(this.begin);
     } catch (error) {
@@ -322,8 +324,10 @@ export class SqliteDb implements Db {
         // The batch did not commit: failed ops keep their own errors, the others retry one by
         // one, so a batch too large for the remaining disk still commits the ops that fit.
         this.abandon();
-        this.failed(error);
-        await this.settleAlone(batch, outcomes, 0);
+        const e = this.failed(error);
+        // Alone already: running it again alone would meet the same COMMIT.
+        if (batch.length === 1) batch[0]!.reject(outcomes[0]!.ok ? e : this.failed(outcomes[0]!.error));
+        else await this.settleAlone(batch, outcomes, 0);
         return;
       }
       if (!faulted) this.currentFault = null;

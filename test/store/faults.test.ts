@@ -188,6 +188,12 @@ describe('SqliteDb under faults', () => {
     expect(code((results[1] as PromiseRejectedResult).reason)).toBe('SQLITE_CONSTRAINT_FOREIGNKEY');
     expect(await xs(d)).toEqual([1, 2]);
     expect(await d.read((ex) => ex.all(sql`SELECT * FROM child`))).toEqual([]);
+    // Alone in its batch: refused once, and the connection takes the next write.
+    expect(code(await refusal(d.write(async (ex) => ex.run(sql`INSERT INTO child (id, p) VALUES (${2}, ${43})`))))).toBe(
+      'SQLITE_CONSTRAINT_FOREIGNKEY',
+    );
+    await d.write(async (ex) => ex.run(sql`INSERT INTO t (x) VALUES (${3})`));
+    expect(await xs(d)).toEqual([1, 2, 3]);
   });
 });
 
