@@ -25,6 +25,9 @@ const MAX_BATCH = 64;
  */
 const MIGRATE_WAIT_MS = 60_000;
 
+/** While one fault persists, onFault hears of it again at most this often (ms). */
+const FAULT_REPORT_MS = 10_000;
+
 interface Pending {
   fn: (ex: Executor) => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -56,7 +59,10 @@ export interface SqliteOptions {
    * fsynced only at checkpoints; survives a crash of the process, not of the OS or the power.
    */
   durability?: Durability;
-  /** Called for every storage fault (disk full, damage, read-only) with the driver's error, for the operator's log. */
+  /**
+   * Called on a storage fault (disk full, damage, read-only) with the driver's error, for the
+   * operator's log: when a fault starts or changes, and every 10 s while the same one persists.
+   */
   onFault?: (err: unknown, fault: StoreFault) => void;
   /**
    * Internal, for tests: caps the database at this many pages (PRAGMA max_page_count, per
@@ -95,6 +101,7 @@ export class SqliteDb implements Db {
   private readonly busyTimeoutMs: number;
   private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
   private currentFault: StoreFault | null = null;
+  private reportedAt = -Infinity;
   private blocked: StoreFault | null = null;
   private integrity: IntegrityReport | null = null;
 
@@ -164,11 +171,18 @@ export class SqliteDb implements Db {
     const code = faultCodeOf(error, this.dir);
     if (code === null) return error;
     const fault = faultRecord(code, error, Date.now());
+    const previous = this.currentFault;
     this.currentFault = fault;
-    try {
-      this.onFault?.(error, fault);
-    } catch {
-      // A logger that throws must not turn a refused write into an unsettled one.
+    // A full disk refuses every write of every batch: one report per fault and per
+    // FAULT_REPORT_MS is enough for the operator, not one per caller.
+    const now = performance.now();
+    if (previous?.code !== code || previous.message !== fault.message || now - this.reportedAt >= FAULT_REPORT_MS) {
+      this.reportedAt = now;
+      try {
+        this.onFault?.(error, fault);
+      } catch {
+        // A logger that throws must not turn a refused write into an unsettled one.
+      }
     }
     return faultError(code, error);
   }

@@ -117,6 +117,8 @@ describe('SqliteDb under faults', () => {
       'storage_full',
     );
     expect(d.fault()?.code).toBe('storage_full');
+    // The operator hears of a persisting fault once (then every 10 s), not once per refused write.
+    expect(faults.filter((f) => f.code === 'storage_full')).toHaveLength(1);
     // Space returns (rows deleted, their pages free for reuse): writes go through and the fault clears.
     await d.write(async (ex) => ex.run(sql`DELETE FROM t WHERE x >= ${100}`));
     expect(d.fault()).toBeNull();
