@@ -86,7 +86,12 @@ export class Hub {
     const { secrets, cipher } = openDataProtection(config, dataDir, log);
     // --- end data protection ---
     prepareDataDir(dataDir, log);
-    const db = new SqliteDb(join(dataDir, 'baton.db'), { busyTimeoutMs: config.busyTimeoutMs });
+    const db = new SqliteDb(join(dataDir, 'baton.db'), {
+      busyTimeoutMs: config.busyTimeoutMs,
+      durability: config.durability,
+      // The operator's record of a storage fault; SQLite's message names no SQL values.
+      onFault: (err, fault) => log.error({ code: fault.code, detail: fault.message, at: fault.at }, 'storage fault'),
+    });
     await db.migrate(MIGRATIONS, clock.now());
     const bus = new Bus(db, config.pollMs);
     const roles = new Roles(config.roles);

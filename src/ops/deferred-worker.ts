@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { touchAgents, touchTokens } from '../store/directory.js';
 import { appendAudits, type AuditEntry } from '../store/journal.js';
-import { SqliteDb } from '../store/sqlite.js';
+import { SqliteDb, type Durability } from '../store/sqlite.js';
 
 interface Batch {
   id: number;
@@ -17,9 +17,15 @@ interface Batch {
   tokens: Map<string, number>;
 }
 
-const { file, busyTimeoutMs, auditKey } = workerData as { file: string; busyTimeoutMs: number; auditKey: Uint8Array };
+const { file, busyTimeoutMs, auditKey, durability } = workerData as {
+  file: string;
+  busyTimeoutMs: number;
+  auditKey: Uint8Array;
+  durability?: Durability;
+};
 const key = Buffer.from(auditKey);
-const db = new SqliteDb(file, { busyTimeoutMs });
+// Durable unless the hub says otherwise: audit rows are acknowledged writes too.
+const db = new SqliteDb(file, { busyTimeoutMs, durability: durability ?? 'full' });
 
 parentPort!.on('message', (batch: Batch) => {
   db.write(async (ex) => {

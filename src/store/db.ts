@@ -23,7 +23,10 @@ export interface Migration {
   readonly sqlite: string;
 }
 
-/** A write fault the store is in (cleared by the next successful commit). */
+/**
+ * A storage fault the store is in: set when a write (or a read that met a damaged page) fails
+ * with one, cleared by the next commit without one.
+ */
 export interface StoreFault {
   readonly code: 'storage_full' | 'storage_corrupt' | 'storage_readonly';
   /** For operators (readyz, doctor, the log): what the store said, with the table when known. */

@@ -1,7 +1,10 @@
 import Database from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
 import { BatonError } from '../core/errors.js';
+import { faultCodeOf, faultError, faultRecord } from './faults.js';
 import { Mutex } from './mutex.js';
 import { render, type Placeholder, type Sql } from './sql.js';
 
@@ -15,20 +18,57 @@ function bind(values: readonly unknown[]): unknown[] {
 /** Most writes committed (or reads run) together: bounds how long one batch holds a lock. */
 const MAX_BATCH = 64;
 
+/**
+ * How long a start waits for another process that is creating or upgrading the schema (ms). A
+ * migration takes milliseconds, but ten agents' stdio servers started together queue up behind
+ * each other, each also waiting for the others' bootstrap; this only bounds a hung peer.
+ */
+const MIGRATE_WAIT_MS = 60_000;
+
+/** While one fault persists, onFault hears of it again at most this often (ms). */
+const FAULT_REPORT_MS = 10_000;
+
 interface Pending {
   fn: (ex: Executor) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Another connection holds a lock (incl. SQLITE_BUSY_RECOVERY / _SNAPSHOT): worth waiting for. */
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Blocks for `ms`: only while the connection is being set up, before the store serves anyone. */
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+export type Durability = 'full' | 'normal';
 
 export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
+  /**
+   * `full` (default): a commit is on disk before anyone is told (synchronous = FULL: the WAL is
+   * fsynced at every commit; group commit shares one fsync among a batch). `normal`: WAL
+   * fsynced only at checkpoints; survives a crash of the process, not of the OS or the power.
+   */
+  durability?: Durability;
+  /**
+   * Called on a storage fault (disk full, damage, read-only) with the driver's error, for the
+   * operator's log: when a fault starts or changes, and every 10 s while the same one persists.
+   */
+  onFault?: (err: unknown, fault: StoreFault) => void;
+  /**
+   * Internal, for tests: caps the database at this many pages (PRAGMA max_page_count, per
+   * connection), so a "disk full" can be provoked without filling a disk.
+   */
+  maxPageCount?: number;
 }
 
 /**
@@ -36,10 +76,15 @@ export interface SqliteOptions {
  * so several processes (one stdio server per agent) can share one file. better-sqlite3 is
  * synchronous, so within a process a mutex keeps an async transaction from interleaving with
  * another caller's statements on the same connection.
+ *
+ * Faults: every caller of a batch is settled, whatever fails (a statement, SAVEPOINT, RELEASE,
+ * COMMIT, ROLLBACK), and the drain loops never reject. Driver errors that are storage faults
+ * become `storage_full` / `storage_corrupt` / `storage_readonly` here (see faults.ts).
  */
 export class SqliteDb implements Db {
   readonly profile = PROFILE;
   private readonly conn: Database.Database;
+  private readonly dir: string | null;
   private readonly mutex = new Mutex();
   private readonly cache = new Map<string, Database.Statement>();
   private readonly ex: Executor;
@@ -54,24 +99,44 @@ export class SqliteDb implements Db {
   private readonly writes: Pending[] = [];
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
+  private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
   private currentFault: StoreFault | null = null;
+  private reportedAt = -Infinity;
   private blocked: StoreFault | null = null;
   private integrity: IntegrityReport | null = null;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
+    this.dir = file === ':memory:' ? null : dirname(file);
+    this.onFault = options.onFault;
     this.conn = new Database(file);
     if (fresh) chmodSync(file, 0o600);
-    this.conn.pragma('journal_mode = WAL');
-    this.conn.pragma('synchronous = NORMAL');
-    this.conn.pragma('foreign_keys = ON');
-    // Reads through a memory map instead of a read() per page (measured: a few % per read).
-    this.conn.pragma('mmap_size = 268435456');
     // SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms and blocks the event loop while it
     // does; it gets only a few milliseconds here, and longer waits for another process's write
     // lock are polled without blocking, every millisecond, up to busyTimeoutMs (see lockFor).
     this.busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
     this.conn.pragma(`busy_timeout = ${Math.min(this.busyTimeoutMs, 5)}`);
+    // Switching a fresh file to WAL needs an exclusive lock, and reading an existing one's header
+    // meets a peer's WAL recovery: both answer SQLITE_BUSY (sometimes without calling the busy
+    // handler) when several processes start together, so setup retries like migrate() waits.
+    const setupDeadline = performance.now() + Math.max(this.busyTimeoutMs, MIGRATE_WAIT_MS);
+    const setup = (pragma: string): void => {
+      for (;;) {
+        try {
+          this.conn.pragma(pragma);
+          return;
+        } catch (error) {
+          if (!isBusy(error) || performance.now() >= setupDeadline) throw error;
+          sleepSync(2);
+        }
+      }
+    };
+    setup('journal_mode = WAL');
+    setup(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    setup('foreign_keys = ON');
+    // Reads through a memory map instead of a read() per page (measured: a few % per read).
+    setup('mmap_size = 268435456');
+    if (options.maxPageCount !== undefined) setup(`max_page_count = ${Math.max(1, Math.floor(options.maxPageCount))}`);
     this.begin = this.conn.prepare('BEGIN IMMEDIATE');
     this.beginRead = this.conn.prepare('BEGIN');
     this.commit = this.conn.prepare('COMMIT');
@@ -99,6 +164,41 @@ export class SqliteDb implements Db {
   }
 
   /**
+   * The error a caller gets for `error`: a storage fault becomes its stable BatonError (and is
+   * recorded for fault() and reported to onFault); anything else (busy, a refusal, a bug) stays.
+   */
+  private failed(error: unknown): unknown {
+    const code = faultCodeOf(error, this.dir);
+    if (code === null) return error;
+    const fault = faultRecord(code, error, Date.now());
+    const previous = this.currentFault;
+    this.currentFault = fault;
+    // A full disk refuses every write of every batch: one report per fault and per
+    // FAULT_REPORT_MS is enough for the operator, not one per caller.
+    const now = performance.now();
+    if (previous?.code !== code || previous.message !== fault.message || now - this.reportedAt >= FAULT_REPORT_MS) {
+      this.reportedAt = now;
+      try {
+        this.onFault?.(error, fault);
+      } catch {
+        // A logger that throws must not turn a refused write into an unsettled one.
+      }
+    }
+    return faultError(code, error);
+  }
+
+  /** Ends whatever transaction is open; never throws (the transaction is being given up anyway). */
+  private abandon(): void {
+    if (!this.conn.inTransaction) return;
+    try {
+      this.rollback.run();
+    } catch {
+      // SQLite may already have ended it, or cannot write its rollback: either way it is gone or
+      // will be rolled back from the journal on the next open.
+    }
+  }
+
+  /**
    * Reads run inside a read transaction, so all statements of one read share one snapshot and
    * one WAL read lock; reads that arrive in the same I/O turn share one transaction. (Outside a
    * transaction every statement takes and drops the lock, which measured here costs about as
@@ -114,23 +214,41 @@ export class SqliteDb implements Db {
   private async drainReads(): Promise<void> {
     while (this.reads.length > 0) {
       const batch = this.reads.splice(0, MAX_BATCH);
-      for (const r of batch) {
-        try {
-          if (!this.conn.inTransaction) this.beginRead.run();
-          r.resolve(await r.fn(this.ex));
-        } catch (error) {
-          if (isBusy(error)) {
-            // Rare for a WAL reader (recovery, a truncating checkpoint elsewhere): retry alone.
-            if (this.conn.inTransaction) this.commit.run();
-            try {
-              await this.lockFor(this.beginRead, () => r.fn(this.ex).then(r.resolve));
-            } catch (again) {
-              r.reject(again);
-            }
-          } else r.reject(error);
-        }
+      try {
+        await this.readBatch(batch);
+      } catch (error) {
+        // Last resort (readBatch settles every caller itself): nobody is left pending.
+        this.abandon();
+        const e = this.failed(error);
+        for (const r of batch) r.reject(e);
       }
-      if (this.conn.inTransaction) this.commit.run();
+    }
+  }
+
+  private async readBatch(batch: Pending[]): Promise<void> {
+    for (const r of batch) {
+      try {
+        if (!this.conn.inTransaction) this.beginRead.run();
+        r.resolve(await r.fn(this.ex));
+      } catch (error) {
+        if (isBusy(error)) {
+          // Rare for a WAL reader (recovery, a truncating checkpoint elsewhere): retry alone.
+          this.abandon();
+          try {
+            await this.lockFor(this.beginRead, () => r.fn(this.ex).then(r.resolve));
+          } catch (again) {
+            r.reject(this.failed(again));
+          }
+        } else r.reject(this.failed(error));
+      }
+    }
+    if (this.conn.inTransaction) {
+      try {
+        this.commit.run();
+      } catch {
+        // Ending a read transaction cannot lose anything; everyone has been answered already.
+        this.abandon();
+      }
     }
   }
 
@@ -154,51 +272,144 @@ export class SqliteDb implements Db {
   private async drain(): Promise<void> {
     while (this.writes.length > 0) {
       const batch = this.writes.splice(0, MAX_BATCH);
-      const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
       try {
-        await this.lockFor(this.begin);
+        await this.writeBatch(batch);
       } catch (error) {
-        for (const w of batch) w.reject(error);
-        continue;
+        // Last resort (writeBatch settles every caller itself): a promise settles once, so
+        // callers already answered keep their answer and nobody is left pending.
+        this.abandon();
+        const e = this.failed(error);
+        for (const w of batch) w.reject(e);
       }
-      for (const w of batch) {
-        this.savepoint.run();
-        try {
-          const value = await w.fn(this.ex);
-          this.release.run();
-          outcomes.push({ ok: true, value });
-        } catch (error) {
-          this.rollbackTo.run();
-          this.release.run();
-          outcomes.push({ ok: false, error });
-        }
-      }
-      try {
-        this.commit.run();
-      } catch (error) {
-        if (this.conn.inTransaction) this.rollback.run();
-        for (const w of batch) w.reject(error);
-        continue;
-      }
-      batch.forEach((w, i) => {
-        const o = outcomes[i]!;
-        if (o.ok) w.resolve(o.value);
-        else w.reject(o.error);
-      });
     }
   }
 
-  /** Runs `stmt` (and then `first`), retrying while another process holds the lock, without blocking. */
-  private async lockFor(stmt: Database.Statement, first?: () => Promise<unknown>): Promise<void> {
-    const deadline = Date.now() + this.busyTimeoutMs;
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    // Once per batch: a transaction a failed ROLLBACK left open would refuse every BEGIN after it.
+    this.abandon();
+    try {
+      await this.lockFor(this.begin);
+    } catch (error) {
+      const e = this.failed(error);
+      for (const w of batch) w.reject(e);
+      return;
+    }
+    const outcomes: Outcome[] = [];
+    let faulted = false;
+    // Set when the batch's transaction is lost part-way: callers from this index on were not
+    // (or not completely) run in it.
+    let lostAt = -1;
+    for (let i = 0; i < batch.length && lostAt < 0; i++) {
+      const w = batch[i]!;
+      try {
+        this.savepoint.run();
+      } catch {
+        lostAt = i;
+        break;
+      }
+      let outcome: Outcome;
+      try {
+        outcome = { ok: true, value: await w.fn(this.ex) };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
+      if (!outcome.ok && faultCodeOf(outcome.error, this.dir) !== null) faulted = true;
+      try {
+        if (!outcome.ok) this.rollbackTo.run();
+        this.release.run();
+      } catch {
+        // "no such savepoint": SQLite rolled the whole transaction back itself (SQLITE_FULL,
+        // SQLITE_IOERR and SQLITE_CORRUPT may), undoing the batch's earlier ops too. A failed
+        // op keeps its own error; a succeeded one was undone and runs again below.
+        if (outcome.ok) {
+          lostAt = i;
+          break;
+        }
+        outcomes.push(outcome);
+        lostAt = i + 1;
+        break;
+      }
+      outcomes.push(outcome);
+    }
+    if (lostAt < 0) {
+      try {
+        this.commit.run();
+      } catch (error) {
+        // The batch did not commit: failed ops keep their own errors, the others retry one by
+        // one, so a batch too large for the remaining disk still commits the ops that fit.
+        this.abandon();
+        const e = this.failed(error);
+        // Alone already: running it again alone would meet the same COMMIT.
+        if (batch.length === 1) batch[0]!.reject(outcomes[0]!.ok ? e : this.failed(outcomes[0]!.error));
+        else await this.settleAlone(batch, outcomes, 0);
+        return;
+      }
+      if (!faulted) this.currentFault = null;
+      batch.forEach((w, i) => {
+        const o = outcomes[i]!;
+        if (o.ok) w.resolve(o.value);
+        else w.reject(this.failed(o.error));
+      });
+      return;
+    }
+    this.abandon();
+    await this.settleAlone(batch, outcomes, lostAt);
+  }
+
+  /**
+   * After the batch's transaction was lost: callers with a recorded failure get it; those that
+   * succeeded (undone with the transaction) and those not run yet (from `from` on) run again,
+   * each alone in its own transaction.
+   */
+  private async settleAlone(batch: Pending[], outcomes: Outcome[], from: number): Promise<void> {
+    const failures: [Pending, unknown][] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const w = batch[i]!;
+      const o = i < outcomes.length ? outcomes[i]! : undefined;
+      if (o !== undefined && !o.ok) failures.push([w, o.error]);
+      else if (o !== undefined || i >= from) await this.runAlone(w);
+    }
+    // Refused last, so a storage fault of this batch stays in force (fault()) even though its
+    // neighbours committed afterwards, as when the batch itself commits around a faulted op.
+    for (const [w, error] of failures) w.reject(this.failed(error));
+  }
+
+  /** One caller in its own transaction; settles it whatever happens, never throws. */
+  private async runAlone(w: Pending): Promise<void> {
+    try {
+      await this.lockFor(this.begin);
+    } catch (error) {
+      w.reject(this.failed(error));
+      return;
+    }
+    let value: unknown;
+    try {
+      value = await w.fn(this.ex);
+      this.commit.run();
+    } catch (error) {
+      this.abandon();
+      w.reject(this.failed(error));
+      return;
+    }
+    this.currentFault = null;
+    w.resolve(value);
+  }
+
+  /**
+   * Runs `stmt` (and then `first`), retrying while another process holds the lock, without
+   * blocking. The deadline is on the monotonic clock: a wall-clock step must not cut a wait
+   * short or stretch it.
+   */
+  private async lockFor(stmt: Database.Statement, first?: () => Promise<unknown>, timeoutMs = this.busyTimeoutMs): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
         stmt.run();
         if (first !== undefined) await first();
         return;
       } catch (error) {
-        if (this.conn.inTransaction && first !== undefined) this.commit.run();
-        if (!isBusy(error) || Date.now() >= deadline) throw error;
+        if (first !== undefined) this.abandon();
+        if (!isBusy(error) || performance.now() >= deadline) throw error;
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     }
@@ -208,32 +419,54 @@ export class SqliteDb implements Db {
     return this.dataVersion.get() as number;
   }
 
+  /**
+   * Applies the pending migrations under one write lock (BEGIN IMMEDIATE), reading the version
+   * inside it: processes started together on a fresh or older file take turns, and each applies
+   * only what the one before it did not. A busy lock is polled without blocking, up to
+   * MIGRATE_WAIT_MS. All pending migrations commit together or not at all.
+   */
   async migrate(migrations: readonly Migration[], now: number): Promise<number> {
     return this.mutex.run(async () => {
-      this.conn.exec(
-        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
-      );
-      const applied = this.conn.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_migrations').get() as {
-        v: number;
-      };
       const known = Math.max(0, ...migrations.map((m) => m.version));
-      if (applied.v > known) {
-        throw new Error(`database schema version ${applied.v} is newer than this Baton (${known}); upgrade Baton`);
-      }
-      let count = 0;
-      for (const m of migrations) {
-        if (m.version <= applied.v) continue;
-        const tx = this.conn.transaction(() => {
+      // The version only grows, so a current schema seen without the lock is current: the common
+      // start (every CLI call) takes no write lock.
+      try {
+        if (this.schemaVersion(known, true) === known) return 0;
+        await this.lockFor(this.begin, undefined, Math.max(this.busyTimeoutMs, MIGRATE_WAIT_MS));
+        this.conn.exec(
+          'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+        );
+        const applied = this.schemaVersion(known, false);
+        const insert = this.conn.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+        let count = 0;
+        for (const m of migrations) {
+          if (m.version <= applied) continue;
           this.conn.exec(m.sqlite);
-          this.conn
-            .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-            .run(m.version, m.name, now);
-        });
-        tx.immediate();
-        count++;
+          insert.run(m.version, m.name, now);
+          count++;
+        }
+        this.commit.run();
+        return count;
+      } catch (error) {
+        this.abandon();
+        throw this.failed(error);
       }
-      return count;
     });
+  }
+
+  /** The applied schema version (0 for a fresh file); -1 when a peer's lock kept it from being read and `tolerant`. */
+  private schemaVersion(known: number, tolerant: boolean): number {
+    let v: number;
+    try {
+      const table = this.conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+      if (table === undefined) return 0;
+      v = (this.conn.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_migrations').get() as { v: number }).v;
+    } catch (error) {
+      if (tolerant && isBusy(error)) return -1;
+      throw error;
+    }
+    if (v > known) throw new Error(`database schema version ${v} is newer than this Baton (${known}); upgrade Baton`);
+    return v;
   }
 
   fault(): StoreFault | null {

@@ -1,0 +1,95 @@
+import { statfsSync } from 'node:fs';
+import { BatonError } from '../core/errors.js';
+import type { StoreFault } from './db.js';
+
+/**
+ * Storage faults at the store boundary: a driver error that means the disk is full, the file is
+ * damaged or the file cannot be written becomes a `BatonError` with a stable code, so every
+ * surface answers it the same way (503) and the runner passes it through. Busy is not a fault
+ * (another process holds the lock; the runner answers `unavailable`), and any other driver error
+ * stays as it is (a bug: `internal`).
+ */
+
+/** What a client is told to wait before retrying a write on a full disk. */
+export const FULL_RETRY_AFTER_S = 30;
+
+/** Below this much free space an I/O error is taken for a full disk (SQLite's write may have needed a page or two). */
+const NEARLY_FULL_BYTES = 1024 * 1024;
+
+export type FaultCode = StoreFault['code'];
+
+function sqliteCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : null;
+}
+
+function freeBytes(dir: string | null): number | null {
+  if (dir === null) return null;
+  try {
+    const s = statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
+
+/** Which fault a driver error is, or null when it is none (busy, constraint, a bug). */
+export function faultCodeOf(err: unknown, dir: string | null): FaultCode | null {
+  const code = sqliteCode(err);
+  if (code === null) return null;
+  if (code === 'SQLITE_FULL') return 'storage_full';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'storage_corrupt';
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM') {
+    return 'storage_readonly';
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    // SQLite reports ENOSPC on write() as SQLITE_FULL, but an ENOSPC from ftruncate, fallocate or
+    // the shm file arrives as a plain I/O error; the driver does not pass errno on, so the disk
+    // itself is asked.
+    const free = freeBytes(dir);
+    if (free !== null && free < NEARLY_FULL_BYTES) return 'storage_full';
+    // A page that cannot be read is, for the client, a damaged store: the data is not there to
+    // answer with, and retrying will not help until an operator looks.
+    if (code === 'SQLITE_IOERR_READ' || code === 'SQLITE_IOERR_SHORT_READ' || code === 'SQLITE_IOERR_CORRUPTFS') {
+      return 'storage_corrupt';
+    }
+    // Any other I/O error (write, fsync, truncate, lock, a removed file) means the hub cannot
+    // durably write its database: the honest answer is that it takes no writes until an operator
+    // fixes the disk, which is what storage_readonly tells a client. Not `unavailable`: that code
+    // invites an immediate retry, and this fault does not pass by itself.
+    return 'storage_readonly';
+  }
+  return null;
+}
+
+/** The table SQLite names in its message (`malformed database schema (x)`, `… in table x`), if any. */
+function tableIn(message: string): string | null {
+  const m = /malformed database schema \(([A-Za-z_][A-Za-z0-9_]*)\)/.exec(message) ?? /\btable "?([A-Za-z_][A-Za-z0-9_]*)"?/.exec(message);
+  return m?.[1] ?? null;
+}
+
+export function faultError(code: FaultCode, err: unknown): BatonError {
+  switch (code) {
+    case 'storage_full':
+      return new BatonError('storage_full', "the hub's disk is full; retry later", { retry_after_s: FULL_RETRY_AFTER_S });
+    case 'storage_corrupt': {
+      const table = tableIn(String((err as Error | null)?.message ?? ''));
+      return new BatonError(
+        'storage_corrupt',
+        table === null
+          ? "the hub's database is damaged; an operator must repair it"
+          : `the hub's database is damaged (table ${table}); an operator must repair it`,
+        table === null ? undefined : { table },
+      );
+    }
+    case 'storage_readonly':
+      return new BatonError('storage_readonly', "the hub cannot write to its database; an operator must check the disk and permissions");
+  }
+}
+
+/** The fault record kept for readyz, doctor and the log: SQLite's own words, which hold no SQL values. */
+export function faultRecord(code: FaultCode, err: unknown, at: number): StoreFault {
+  const driver = sqliteCode(err) ?? 'unknown';
+  const message = String((err as Error | null)?.message ?? '');
+  return { code, message: `${driver}: ${message}`.slice(0, 500), at };
+}
