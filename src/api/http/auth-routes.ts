@@ -13,8 +13,8 @@ import { parseJson, readBody } from './body.js';
 /**
  * The HTTP side of authentication (S2–S6):
  * - `credentialOf`: the credential a request presents (`Authorization: Bearer` or `X-API-Key`),
- *   refused at once when the caller's address or key prefix is throttled (429 + Retry-After) or
- *   when it cannot be a credential; with the client's address, for `Hub.resolver`.
+ *   refused at once when it cannot be a credential (401, or 429 when the address is throttled);
+ *   with the client's address, for `Hub.resolver`.
  * - `POST /api/v1/auth/token`: an API key → a short-lived access token (JWT) + a refresh token.
  * - `POST /api/v1/auth/refresh`: a refresh token → a new pair; the old one is spent; a spent one
  *   presented again revokes its family.
@@ -38,21 +38,20 @@ function presented(req: IncomingMessage): string | undefined {
 }
 
 /**
- * What `keyOf` in server.ts returns: the credential with the client's address. Throttled
- * callers are refused before any store round, whatever they present (S6).
+ * What `keyOf` in server.ts returns: the credential with the client's address. A request without
+ * a usable credential is refused here, before any store round: 429 when its address is blocked,
+ * else 401 (counted as a failure). A well-formed credential is always checked by the resolver,
+ * even from a blocked address: a valid one succeeds, a failing one gets 429 there (S6).
  */
 export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth'): Credential {
   const auth = authServices(hub);
   const address = clientAddress(req);
   const raw = presented(req);
   const credential = raw !== undefined && raw.length <= MAX_CREDENTIAL_LENGTH ? raw : undefined;
-  const now = hub.clock.now();
-  const blocked = auth.blocked(address, credential, now, requestId, 'http');
-  if (blocked !== null) {
-    throw new BatonError('rate_limited', 'too many failed authentications; retry later', { retry_after_s: blocked.retryAfterS });
-  }
   if (credential === undefined || (!looksLikeKey(credential) && !looksLikeJwt(credential))) {
-    auth.failed(address, credential, now, requestId, 'http');
+    const now = hub.clock.now();
+    auth.refuseUncredentialed(address, now, requestId, 'http');
+    auth.failed(address, undefined, now, requestId, 'http');
     auth.auditAuth({
       at: now,
       requestId,
@@ -148,7 +147,7 @@ async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, req
   const address = presented.address;
   const now = hub.clock.now();
   if (!looksLikeKey(key)) {
-    auth.failed(address, undefined, now, requestId, 'http');
+    auth.failed(address, key, now, requestId, 'http');
     throw unauthenticated();
   }
   const refresh = generateRefreshToken();
@@ -192,14 +191,10 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
   const auth = authServices(hub);
   const address = clientAddress(req);
   const now = hub.clock.now();
-  const blocked = auth.blocked(address, undefined, now, requestId, 'http');
-  if (blocked !== null) {
-    throw new BatonError('rate_limited', 'too many failed authentications; retry later', { retry_after_s: blocked.retryAfterS });
-  }
   const body = await readObject(hub, req);
   const presentedToken = body.refresh_token;
+  // A throttled address may still refresh with a valid token; a failure there gets 429 (S6).
   const refused = (code: string, params?: Record<string, unknown>): BatonError => {
-    auth.failed(address, undefined, now, requestId, 'http');
     auth.auditAuth({
       op: 'auth_refresh',
       at: now,
@@ -213,6 +208,7 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
       address: address ?? null,
       ...(params === undefined ? {} : { params }),
     });
+    auth.failed(address, typeof presentedToken === 'string' ? presentedToken : undefined, now, requestId, 'http'); // 429 when throttled
     return unauthenticated();
   };
   if (Object.keys(body).some((k) => k !== 'refresh_token' && k !== 'grant_type')) throw refused('invalid_input');

@@ -85,6 +85,16 @@ const CORS_ALLOW_HEADERS =
   'authorization, content-type, accept, x-api-key, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
 
+/**
+ * Does the request present a credential (valid or not) on a route that checks it? Health probes
+ * are never authenticated, so a header there does not exempt them from the per-address budget.
+ */
+function presentsCredential(req: IncomingMessage): boolean {
+  if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined) return false;
+  const url = req.url ?? '/';
+  return !(url.startsWith('/healthz') || url.startsWith('/readyz'));
+}
+
 /** Per-request checks: security headers, Host, Origin, CORS, WebSocket refusal, per-address rate. */
 export class RequestGuard {
   readonly hosts: ReadonlySet<string>;
@@ -169,7 +179,12 @@ export class RequestGuard {
       return true;
     }
     if (req.headers.upgrade !== undefined) throw new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
-    if (this.rate !== null) {
+    // The per-address budget is for unauthenticated traffic only (S25): all local agents share
+    // 127.0.0.1, so counting their authenticated calls here let a burst of unauthenticated
+    // requests (100 health checks) rate-limit the admin. A request that presents a credential is
+    // limited per principal by the runner when it is valid, and by the failure throttle (S6) when
+    // it is not.
+    if (this.rate !== null && !presentsCredential(req)) {
       const wait = this.rate.take(clientAddress(req.socket.remoteAddress), now);
       if (wait > 0) throw new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait });
     }

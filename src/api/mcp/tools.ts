@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { CallMeta, Principal } from '../../auth/principal.js';
+import { isAuthRefusal } from '../../auth/service.js';
 import type { Hub } from '../../hub.js';
 import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
@@ -117,8 +118,9 @@ export async function runTool(
     return { data, text: JSON.stringify(data), isError: false };
   } catch (err) {
     const e = toBatonError(err);
-    // A bad credential is not a tool result: the transport answers it (HTTP 401, JSON-RPC error).
-    if (e.code === 'unauthenticated') throw e;
+    // A bad credential is not a tool result: the transport answers it (HTTP 401 or the failure
+    // throttle's 429, JSON-RPC error).
+    if (isAuthRefusal(e)) throw e;
     const data = errorBody(e, meta.requestId) as unknown as Record<string, unknown>;
     return { data, text: JSON.stringify(data), isError: true };
   }
