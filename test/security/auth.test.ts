@@ -105,7 +105,7 @@ describe('S2–S5: keys, access tokens, refresh, external issuer (through HTTP)'
     const r = await http(h.url, '/api/v1/whoami', { headers: bearer(token) });
     expect(r.status).toBe(401);
     expect((r.body.error as { code: string }).code).toBe('unauthenticated');
-    expect(r.headers.get('www-authenticate')).toMatch(/^Bearer realm="baton", resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource", error="invalid_token"$/);
+    expect(r.headers.get('www-authenticate')).toMatch(/^Bearer realm="baton", resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp", error="invalid_token"$/);
   }
 
   it('S2: API keys in Authorization: Bearer and X-API-Key', async () => {
@@ -260,6 +260,9 @@ describe('S2–S5: keys, access tokens, refresh, external issuer (through HTTP)'
     const r = await http(h.url, '/.well-known/oauth-protected-resource');
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ resource: h.url, authorization_servers: [EXT_ISS], bearer_methods_supported: ['header'] });
+    // The form the challenge points at names the MCP endpoint as the resource.
+    const m = await http(h.url, '/.well-known/oauth-protected-resource/mcp');
+    expect(m.body).toMatchObject({ resource: `${h.url}/mcp`, authorization_servers: [EXT_ISS] });
   });
 
   it('S5: external tokens verified against the JWKS, audience-bound, role mapped from a claim', async () => {

@@ -69,6 +69,20 @@ export function checkTransport(config: Config): TlsMaterial | null {
   return tls;
 }
 
+/**
+ * A `Host` value is host[:port] and nothing else: a name, an IPv4 address or a bracketed IPv6
+ * address. `localhost:80@evil.com` (userinfo), paths, spaces and the like are refused: what the
+ * Host check reads must be what a proxy, a URL parser or the SDK would read.
+ */
+const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?$/;
+
+/** How many Host headers the request carries: node keeps the first of several, a proxy may keep the last. */
+function hostCount(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
 /** `Host` header → lower-case host name (IPv6 stays bracketed), without the port. */
 export function hostnameOf(hostHeader: string): string {
   if (hostHeader.startsWith('[')) return hostHeader.slice(0, hostHeader.indexOf(']') + 1).toLowerCase();
@@ -143,7 +157,9 @@ export class RequestGuard {
    */
   admit(req: IncomingMessage): string | null {
     const host = req.headers.host;
-    if (host === undefined || !this.hosts.has(hostnameOf(host))) throw new BatonError('forbidden', 'host not allowed');
+    if (host === undefined || !HOST_SYNTAX.test(host) || !this.hosts.has(hostnameOf(host)) || hostCount(req.rawHeaders) !== 1) {
+      throw new BatonError('forbidden', 'host not allowed');
+    }
     const origin = req.headers.origin;
     if (origin === undefined) return null;
     let url: URL;
