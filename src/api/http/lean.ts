@@ -43,6 +43,34 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * The SDK's inbound classifier admits this 2026-era request (envelope, log level, headers,
+ * capabilities). It costs ~37 µs — as much as the tool call it guards — while its verdict on the
+ * envelope depends only on `_meta` and the headers, which a client repeats on every request. So
+ * an admitted (method, headers, `_meta`) is remembered (bounded); the rest of the body is checked
+ * per request by the JSON-RPC guard and the method's schema above.
+ */
+const admitted = new Set<string>();
+const ADMITTED_MAX = 1_024;
+const ADMITTED_KEY_MAX = 4_096;
+
+function modernAdmitted(body: Json, meta: Json, version: string, mcpMethod: string | string[] | undefined, mcpName: string | undefined): boolean {
+  const key = `${String(body.method)}\n${version}\n${String(mcpMethod)}\n${mcpName ?? ''}\n${JSON.stringify(meta)}`;
+  if (admitted.has(key)) return true;
+  const route = classifyInboundRequest({
+    httpMethod: 'POST',
+    protocolVersionHeader: version,
+    mcpMethodHeader: typeof mcpMethod === 'string' ? mcpMethod : undefined,
+    mcpNameHeader: mcpName,
+    body,
+  });
+  if (route.kind !== 'modern' || route.messageKind !== 'request') return false;
+  if (key.length > ADMITTED_KEY_MAX) return true; // admitted, not remembered: memory stays bounded
+  if (admitted.size >= ADMITTED_MAX) admitted.clear();
+  admitted.add(key);
+  return true;
+}
+
 /** The JSON-RPC response body, or null when the SDK must answer. */
 export async function leanAnswer(
   hub: Hub,
@@ -68,14 +96,7 @@ export async function leanAnswer(
     if (version !== MODERN || meta[META_VERSION] !== MODERN || !isObject(meta[META_CAPS])) return null;
     if (headers['mcp-method'] !== method) return null;
     if (method === 'tools/call' && headers['mcp-name'] !== params.name) return null;
-    const route = classifyInboundRequest({
-      httpMethod: 'POST',
-      protocolVersionHeader: version,
-      mcpMethodHeader: headers['mcp-method'],
-      mcpNameHeader: headers['mcp-name'] as string | undefined,
-      body,
-    });
-    if (route.kind !== 'modern' || route.messageKind !== 'request') return null;
+    if (!modernAdmitted(body, meta, version, headers['mcp-method'], headers['mcp-name'] as string | undefined)) return null;
     modern = true;
   } else {
     if (version !== undefined && !LEGACY.has(version as string)) return null;
