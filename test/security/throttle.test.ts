@@ -93,8 +93,9 @@ describe('S6/S25: throttling failures never punishes valid credentials', () => {
     const health: number[] = [];
     for (let i = 0; i < 25; i++) health.push((await get(h.url, '/healthz', {}, '127.0.0.9')).status);
     expect(health).toContain(429);
-    // A credential header does not exempt a health probe.
+    // A credential header does not exempt a health probe, or any route that does not check it.
     expect((await get(h.url, '/healthz', bearer(admin), '127.0.0.9')).status).toBe(429);
+    expect((await get(h.url, '/no-such-route', bearer(admin), '127.0.0.9')).status).toBe(429);
     // The admin from the same address is not rate-limited by them.
     for (let i = 0; i < 25; i++) expect((await get(h.url, '/api/v1/whoami', bearer(admin), '127.0.0.9')).status).toBe(200);
   });

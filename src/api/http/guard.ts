@@ -100,13 +100,14 @@ const CORS_ALLOW_HEADERS =
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
 
 /**
- * Does the request present a credential (valid or not) on a route that checks it? Health probes
- * are never authenticated, so a header there does not exempt them from the per-address budget.
+ * Does the request present a credential (valid or not) on a route that checks it (`/mcp`,
+ * `/api/…`)? Elsewhere — health probes, metadata, unknown paths — nothing is authenticated, so a
+ * header there does not exempt a request from the per-address budget.
  */
 function presentsCredential(req: IncomingMessage): boolean {
   if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined) return false;
   const url = req.url ?? '/';
-  return !(url.startsWith('/healthz') || url.startsWith('/readyz'));
+  return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/');
 }
 
 /** Per-request checks: security headers, Host, Origin, CORS, WebSocket refusal, per-address rate. */
