@@ -57,7 +57,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     const tokens = await t.hub.call('token_list', {}, t.admin, { requestId: 'r1', transport: 'internal' });
     const id = (tokens as { tokens: { id: string; name: string }[] }).tokens.find((x) => x.name === 'doomed')!.id;
     await t.hub.call('token_revoke', { id }, t.admin, { requestId: 'r2', transport: 'internal' });
-    await expect(a.call('whoami')).rejects.toThrow(/invalid credentials/);
+    await expect(a.call('whoami')).rejects.toThrow(/invalid credentials: BATON_TOKEN is no longer a valid Baton key \(revoked or expired\): create one with `baton token create/);
     await a.close().catch(() => undefined);
   });
 

@@ -22,7 +22,10 @@ import { callTool, isKnownTool } from './tools.js';
  * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate.
  */
 const DRAIN_MS = 10_000;
+const CREATE_KEY_SHORT = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN';
 const CREATE_KEY = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN to the key it prints';
+
+const REVOKED = `BATON_TOKEN is no longer a valid Baton key (revoked or expired): ${CREATE_KEY_SHORT}, then restart this server`;
 
 /** Why this process cannot authenticate, with the fix; null when it can. */
 async function refusalOf(hub: Hub, opts: { token?: string; agent?: string }): Promise<string | null> {
@@ -65,6 +68,7 @@ function refusingServer(message: string): Server {
 export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
   const refusal = await refusalOf(hub, opts);
   const inFlight = new Set<Promise<unknown>>();
+  let toldRevoked = false;
   let factory: () => Server;
   if (refusal !== null) {
     process.stderr.write(`baton mcp: ${refusal}\n`);
@@ -92,7 +96,15 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
         });
         inFlight.add(call);
         void call.finally(() => inFlight.delete(call)).catch(() => undefined);
-        return call;
+        return call.catch((err: unknown) => {
+          // A key revoked or expired while the process runs: say so, and how to fix it.
+          if (isBatonError(err) && err.code === 'unauthenticated' && opts.token !== undefined) {
+            if (!toldRevoked) process.stderr.write(`baton mcp: ${REVOKED}\n`);
+            toldRevoked = true;
+            throw new BatonError('unauthenticated', `missing or invalid credentials: ${REVOKED}`);
+          }
+          throw err;
+        });
       });
       return server;
     };
