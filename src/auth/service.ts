@@ -4,10 +4,24 @@ import type { Config } from '../config.js';
 import type { AuditEntry } from '../store/journal.js';
 import { AccessTokens } from './jwt.js';
 import { ExternalIssuer, parseRoleMap } from './external.js';
-import { keyPrefix, looksLikeKey } from './keys.js';
 import type { Secrets } from './secrets.js';
 import { hashRefreshToken } from './refresh.js';
-import { AuthThrottle, type ThrottleVerdict } from './throttle.js';
+import { AuthThrottle, credentialId, type ThrottleVerdict } from './throttle.js';
+import { BatonError } from '../core/errors.js';
+
+/** Refusals by the failure throttle: answered by the transport (429), never as a tool result. */
+const throttleRefusals = new WeakSet<BatonError>();
+
+function throttled(retryAfterS: number): BatonError {
+  const e = new BatonError('rate_limited', 'too many failed authentications; retry later', { retry_after_s: retryAfterS });
+  throttleRefusals.add(e);
+  return e;
+}
+
+/** Is this error a refusal of authentication itself (401, or 429 from the failure throttle)? */
+export function isAuthRefusal(err: BatonError): boolean {
+  return err.code === 'unauthenticated' || throttleRefusals.has(err);
+}
 
 /**
  * The authentication services of one hub: access tokens, the optional external issuer, the
@@ -52,22 +66,29 @@ export class AuthServices {
     return hashRefreshToken(this.pepper, token);
   }
 
-  /** The throttling key of a credential: an API key's shown prefix; other credentials have none. */
-  prefixOf(credential: string | undefined): string | undefined {
-    return credential !== undefined && looksLikeKey(credential) ? keyPrefix(credential) : undefined;
-  }
-
-  /** Records a failed authentication; audits the block when this failure starts one. */
+  /**
+   * Records a failed authentication (S6); audits the block when this failure starts one. When the
+   * caller's address or credential is already blocked, throws `rate_limited` (429 + Retry-After)
+   * in place of the caller's own refusal: only failures are refused, never a valid credential.
+   */
   failed(address: string | undefined, credential: string | undefined, now: number, requestId: string, transport: string): void {
-    const tripped = this.throttle.fail(address, this.prefixOf(credential), now);
-    if (tripped !== null) this.auditLimited(tripped, address, now, requestId, transport, 'blocked');
+    const out = this.throttle.fail(address, credential === undefined ? undefined : credentialId(credential), now);
+    if (out.tripped !== null) this.auditLimited(out.tripped, address, now, requestId, transport, 'blocked');
+    if (out.refused !== null) {
+      if (out.refused.first) this.auditLimited(out.refused, address, now, requestId, transport, 'refused');
+      throw throttled(out.refused.retryAfterS);
+    }
   }
 
-  /** Refuses a request from a blocked address or key prefix: the verdict, audited; null if not blocked. */
-  blocked(address: string | undefined, credential: string | undefined, now: number, requestId: string, transport: string): ThrottleVerdict | null {
-    const v = this.throttle.check(address, this.prefixOf(credential), now);
-    if (v !== null && v.first) this.auditLimited(v, address, now, requestId, transport, 'refused');
-    return v;
+  /**
+   * Refuses at once a request from a blocked address that presents no usable credential (no
+   * store round); a request with a well-formed credential is always checked instead.
+   */
+  refuseUncredentialed(address: string | undefined, now: number, requestId: string, transport: string): void {
+    const v = this.throttle.check(address, now);
+    if (v === null) return;
+    if (v.first) this.auditLimited(v, address, now, requestId, transport, 'refused');
+    throw throttled(v.retryAfterS);
   }
 
   /** An audit row of authentication itself (op `auth`, or `auth_token` / `auth_refresh`): ids and counts only. */

@@ -37,7 +37,7 @@ describe('MCP over Streamable HTTP', () => {
     await Promise.all([lead, ...workers].map((a) => a.close()));
   });
 
-  it('each role sees only the tools it may call; a worker list stays under 12 KB', async () => {
+  it('each role sees only the tools it may call; a worker list stays under 16 KB', async () => {
     const sizes: Record<string, number> = {};
     for (const role of ['admin', 'lead', 'worker', 'observer']) {
       const a = await httpAgent('v2', http.url, await createKey(t, `list-${role}`, role));
@@ -58,7 +58,8 @@ describe('MCP over Streamable HTTP', () => {
       for (const tool of tools) expect(tool.description?.length ?? 0).toBeGreaterThan(10);
       await a.close();
     }
-    expect(sizes.worker).toBeLessThanOrEqual(12 * 1024);
+    // 16 KB since the list advertises additionalProperties: false and the likely-hit bounds (issue 8, item 14; docs/ARCHITECTURE.md).
+    expect(sizes.worker).toBeLessThanOrEqual(16 * 1024);
   });
 
   it('a call a role may not make is a tool error with code forbidden, and is audited', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { createKey, httpAgent, openHub, serve, type TestHub } from '../helpers.js';
 
 /**
  * The lean HTTP path must answer exactly as the SDK path does. The same raw JSON-RPC requests go
@@ -51,11 +51,13 @@ describe('lean HTTP path ≡ SDK path', () => {
   let lean: HttpHandle;
   let sdk: HttpHandle;
   let key: string;
+  const keys: Record<string, string> = {};
   beforeAll(async () => {
     t = await openHub();
     lean = await serve(t.hub, true);
     sdk = await serve(t.hub, false);
     key = await createKey(t, 'cmp', 'lead');
+    for (const role of ['lead', 'worker', 'observer']) keys[role] = await createKey(t, `cmp-${role}`, role);
   });
   afterAll(async () => {
     await lean.close();
@@ -63,58 +65,93 @@ describe('lean HTTP path ≡ SDK path', () => {
     await t.close();
   });
 
-  const cases: [string, Record<string, unknown>, Record<string, string>][] = [
-    ['legacy tools/list', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, legacyHeaders],
-    ['legacy ping', { jsonrpc: '2.0', id: 'p', method: 'ping' }, legacyHeaders],
-    [
-      'legacy tools/call',
-      { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } },
-      legacyHeaders,
-    ],
-    [
-      'legacy tools/call with a tool error',
-      { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'task_get', arguments: { id: 'nope' } } },
-      legacyHeaders,
-    ],
-    [
-      'legacy without a version header (2025-03-26 assumed)',
-      { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'plan_get' } },
-      { accept: 'application/json, text/event-stream' },
-    ],
-    [
-      'modern tools/list',
-      { jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: modernMeta } },
-      modernHeaders('tools/list'),
-    ],
-    [
-      'modern tools/call',
-      { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'whoami', arguments: {}, _meta: modernMeta } },
-      modernHeaders('tools/call', 'whoami'),
-    ],
-    [
-      'modern tools/call with a tool error',
-      {
-        jsonrpc: '2.0',
-        id: 7,
-        method: 'tools/call',
-        params: { name: 'task_create', arguments: { tasks: [] }, _meta: modernMeta },
-      },
-      modernHeaders('tools/call', 'task_create'),
-    ],
+  const legacyNoVersion = { accept: 'application/json, text/event-stream' };
+  type Shape = 'legacy' | 'legacy-no-version' | 'modern';
+  const withShape = (shape: Shape, body: Record<string, unknown>, name?: string): [Record<string, unknown>, Record<string, string>] => {
+    if (shape !== 'modern') return [body, shape === 'legacy' ? legacyHeaders : legacyNoVersion];
+    const params = { ...((body.params as Record<string, unknown> | undefined) ?? {}), _meta: modernMeta };
+    return [{ ...body, params }, modernHeaders(body.method as string, name)];
+  };
+  const calls: [string, Record<string, unknown>, string?][] = [
+    ['tools/list', { jsonrpc: '2.0', id: 1, method: 'tools/list' }],
+    ['tools/call', { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, 'whoami'],
+    ['tools/call without arguments', { jsonrpc: '2.0', id: 'two', method: 'tools/call', params: { name: 'plan_get' } }, 'plan_get'],
+    ['tools/call with a tool error', { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'task_get', arguments: { id: 'nope' } } }, 'task_get'],
+    ['tools/call refused by role or schema', { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'task_create', arguments: { tasks: [] } } }, 'task_create'],
   ];
+  const roles = ['lead', 'worker', 'observer'];
+  const shapes: Shape[] = ['legacy', 'legacy-no-version', 'modern'];
 
-  for (const [name, body, headers] of cases) {
-    it(name, async () => {
-      const before = lean.stats.lean;
-      const a = await post(lean.url, key, body, headers);
-      expect(lean.stats.lean).toBe(before + 1);
-      const b = await post(sdk.url, key, body, headers);
-      expect(sdk.stats.lean).toBe(0);
-      expect(a.status).toBe(200);
-      expect(b.status).toBe(200);
+  for (const role of roles) {
+    for (const shape of shapes) {
+      for (const [what, raw, name] of calls) {
+        it(`${role} · ${shape} · ${what}`, async () => {
+          const [body, headers] = withShape(shape, raw, name);
+          const k = keys[role]!;
+          const before = lean.stats.lean;
+          const a = await post(lean.url, k, body, headers);
+          expect(lean.stats.lean).toBe(before + 1);
+          const b = await post(sdk.url, k, body, headers);
+          expect(sdk.stats.lean).toBe(0);
+          expect(a.status).toBe(200);
+          expect(b.status).toBe(200);
+          expect(normalise(a.json)).toEqual(normalise(b.json));
+        });
+      }
+    }
+  }
+  it('legacy ping', async () => {
+    const before = lean.stats.lean;
+    const a = await post(lean.url, key, { jsonrpc: '2.0', id: 'p', method: 'ping' }, legacyHeaders);
+    expect(lean.stats.lean).toBe(before + 1);
+    const b = await post(sdk.url, key, { jsonrpc: '2.0', id: 'p', method: 'ping' }, legacyHeaders);
+    expect(normalise(a.json)).toEqual(normalise(b.json));
+  });
+
+  /** What the SDK refuses, the lean path must refuse the same way (it leaves them to the SDK). */
+  const LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
+  const rejections: [string, Shape, Record<string, unknown>, Record<string, string>?][] = [
+    ['a fractional id', 'legacy', { jsonrpc: '2.0', id: 1.5, method: 'tools/list' }],
+    ['a fractional id (modern)', 'modern', { jsonrpc: '2.0', id: 2.5, method: 'tools/list' }],
+    ['_meta that is not an object', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: 'x' } }],
+    ['a malformed progress token', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', _meta: { progressToken: { a: 1 } } } }],
+    ['an invalid log level', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { [LOG_LEVEL]: 'loud' } } }],
+    ['an invalid log level (modern)', 'modern', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', _meta: { ...modernMeta, [LOG_LEVEL]: 'loud' } } }],
+    ['a tool name that is not a string', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 7 } }],
+    ['arguments that are not an object', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: [1] } }],
+    ['a cursor that is not a string', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { cursor: 5 } }],
+    ['application/json-seq', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'content-type': 'application/json-seq' }],
+    ['text/plain', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'content-type': 'text/plain' }],
+    ['no accept header', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { accept: '' }],
+    ['jsonrpc 1.0', 'legacy', { jsonrpc: '1.0', id: 1, method: 'tools/list' }],
+    ['a null id', 'legacy', { jsonrpc: '2.0', id: null, method: 'tools/list' }],
+  ];
+  for (const [what, shape, raw, extra] of rejections) {
+    it(`rejection: ${what} is answered as the SDK answers it`, async () => {
+      const [body, headers] = shape === 'modern' ? [raw, modernHeaders(raw.method as string, ((raw.params ?? {}) as { name?: string }).name)] : [raw, legacyHeaders];
+      const h = { ...headers, ...(extra ?? {}) };
+      const a = await post(lean.url, key, body, h);
+      const b = await post(sdk.url, key, body, h);
+      expect(a.status).toBe(b.status);
       expect(normalise(a.json)).toEqual(normalise(b.json));
     });
   }
+
+  it('real SDK clients (v1, v2, v2 modern) take the lean path for tools/list and tools/call', async () => {
+    for (const line of ['v1', 'v2', 'v2-modern'] as const) {
+      const agent = await httpAgent(line, lean.url, keys.worker!);
+      try {
+        const leanBefore = lean.stats.lean;
+        const sdkBefore = lean.stats.sdk;
+        expect((await agent.tools()).length).toBeGreaterThan(0);
+        await agent.ok('whoami');
+        expect(lean.stats.lean - leanBefore, line).toBe(2);
+        expect(lean.stats.sdk - sdkBefore, line).toBe(0);
+      } finally {
+        await agent.close();
+      }
+    }
+  });
 
   it('anything off the happy path is left to the SDK: missing headers, bad versions, unknown tools', async () => {
     const wrongName = await post(

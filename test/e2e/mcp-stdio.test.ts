@@ -1,6 +1,10 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { Client as V2Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKey, openHub, stdioAgent, type Agent, type ClientLine, type TestHub } from '../helpers.js';
+import { sql } from '../../src/store/sql.js';
+import { BIN, createKey, openHub, stdioAgent, type Agent, type ClientLine, type TestHub } from '../helpers.js';
 import { assertBoardIntegrity, dagSpec, runWorkers } from './scenario.js';
 
 /** Every agent here is its own `baton mcp` process; all share one SQLite file. */
@@ -53,7 +57,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     const tokens = await t.hub.call('token_list', {}, t.admin, { requestId: 'r1', transport: 'internal' });
     const id = (tokens as { tokens: { id: string; name: string }[] }).tokens.find((x) => x.name === 'doomed')!.id;
     await t.hub.call('token_revoke', { id }, t.admin, { requestId: 'r2', transport: 'internal' });
-    await expect(a.call('whoami')).rejects.toThrow(/invalid credentials/);
+    await expect(a.call('whoami')).rejects.toThrow(/invalid credentials: BATON_TOKEN is no longer a valid Baton key \(revoked or expired\): create one with `baton token create/);
     await a.close().catch(() => undefined);
   });
 
@@ -64,10 +68,90 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     expect(me.server_admin).toBe(false);
     expect((await a.tools()).map((x) => x.name)).not.toContain('token_create');
     await a.close();
-    await expect(stdioAgent('v2', data, {})).rejects.toThrow();
   });
 
-  it('an invalid key stops the process at start', async () => {
-    await expect(stdioAgent('v1', data, { BATON_TOKEN: 'bat_' + 'x'.repeat(43) })).rejects.toThrow();
+  /** A v2 SDK client over `baton mcp`, with the process's stderr collected. */
+  async function rawStdio(env: Record<string, string>): Promise<{ client: V2Client; stderr: () => string }> {
+    const transport = new V2Stdio({
+      command: process.execPath,
+      args: [BIN, 'mcp', '--data', data],
+      env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...env },
+      stderr: 'pipe',
+    });
+    let err = '';
+    transport.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    const client = new V2Client({ name: 'refused', version: '1' });
+    await client.connect(transport);
+    return { client, stderr: () => err };
+  }
+
+  const refusals: [string, Record<string, string>, RegExp][] = [
+    ['a key that is not a key', { BATON_TOKEN: 'not-a-key' }, /BATON_TOKEN is not a Baton key/],
+    ['an unknown (mistyped) key', { BATON_TOKEN: 'bat_' + 'x'.repeat(43) }, /BATON_TOKEN is not a valid Baton key \(revoked/],
+    ['no key and no BATON_AGENT', {}, /no credentials: set BATON_TOKEN/],
+  ];
+  for (const [what, env, message] of refusals) {
+    it(`${what}: the client connects, and every request is refused with the problem and the fix (also said once on stderr)`, async () => {
+      const { client, stderr } = await rawStdio(env);
+      try {
+        const r = (await client.callTool({ name: 'whoami', arguments: {} })) as { isError?: boolean; content: { text: string }[] };
+        expect(r.isError).toBe(true);
+        expect(r.content[0]!.text).toMatch(message);
+        expect(r.content[0]!.text).toMatch(/baton token create --name NAME --role worker/);
+        await expect(client.listTools()).rejects.toThrow(message);
+        await new Promise((res) => setTimeout(res, 100)); // stderr is read asynchronously
+        expect(stderr().match(new RegExp(message.source, 'g'))?.length).toBe(1);
+      } finally {
+        await client.close();
+      }
+    });
+  }
+
+  it('a revoked key: the client connects and is told the key is not valid', async () => {
+    const key = await createKey(t, 'revoked-at-start', 'worker');
+    const tokens = await t.hub.call('token_list', {}, t.admin, { requestId: 'r3', transport: 'internal' });
+    const id = (tokens as { tokens: { id: string; name: string }[] }).tokens.find((x) => x.name === 'revoked-at-start')!.id;
+    await t.hub.call('token_revoke', { id }, t.admin, { requestId: 'r4', transport: 'internal' });
+    const { client } = await rawStdio({ BATON_TOKEN: key });
+    try {
+      const r = (await client.callTool({ name: 'task_list', arguments: {} })) as { isError?: boolean; content: { text: string }[] };
+      expect(r.isError).toBe(true);
+      expect(r.content[0]!.text).toMatch(/not a valid Baton key/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('drains when stdin closes: a call in flight finishes and is audited, then the process exits 0', async () => {
+    const key = await createKey(t, 'drainer', 'worker');
+    const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
+      env: { ...process.env, BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      lines.push(...parts);
+    });
+    const send = (m: unknown): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
+    const waitFor = async (pred: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    await waitFor(() => lines.length > 0);
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
+    await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    const agent = await t.hub.db.read((ex) => ex.get<{ id: string }>(sql`SELECT id FROM agents WHERE name = 'drainer'`));
+    const rows = await t.hub.db.read((ex) =>
+      ex.all<{ op: string; outcome: string }>(sql`SELECT op, outcome FROM audit WHERE principal = ${agent!.id} AND op = 'task_claim'`),
+    );
+    expect(rows).toEqual([{ op: 'task_claim', outcome: 'ok' }]);
   });
 });

@@ -105,7 +105,7 @@ describe('S2–S5: keys, access tokens, refresh, external issuer (through HTTP)'
     const r = await http(h.url, '/api/v1/whoami', { headers: bearer(token) });
     expect(r.status).toBe(401);
     expect((r.body.error as { code: string }).code).toBe('unauthenticated');
-    expect(r.headers.get('www-authenticate')).toMatch(/^Bearer realm="baton", resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource", error="invalid_token"$/);
+    expect(r.headers.get('www-authenticate')).toMatch(/^Bearer realm="baton", resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp", error="invalid_token"$/);
   }
 
   it('S2: API keys in Authorization: Bearer and X-API-Key', async () => {
@@ -260,6 +260,9 @@ describe('S2–S5: keys, access tokens, refresh, external issuer (through HTTP)'
     const r = await http(h.url, '/.well-known/oauth-protected-resource');
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ resource: h.url, authorization_servers: [EXT_ISS], bearer_methods_supported: ['header'] });
+    // The form the challenge points at names the MCP endpoint as the resource.
+    const m = await http(h.url, '/.well-known/oauth-protected-resource/mcp');
+    expect(m.body).toMatchObject({ resource: `${h.url}/mcp`, authorization_servers: [EXT_ISS] });
   });
 
   it('S5: external tokens verified against the JWKS, audience-bound, role mapped from a claim', async () => {
@@ -307,22 +310,27 @@ describe('S6: failed authentication is throttled and recorded', () => {
     await t.close();
   });
 
-  it('N failures from one address → 429 with Retry-After, even for a correct key; audited; lifted after the block', async () => {
+  it('N failures from one address → 429 with Retry-After for further failures; audited; lifted after the block', async () => {
     const key = await createKey(t, 'victim', 'worker');
     const wrong = (i: number): string => `bat_${'A'.repeat(42)}${String.fromCharCode(66 + i)}`;
     for (let i = 0; i < 6; i++) {
       const r = await http(h.url, '/api/v1/whoami', { headers: bearer(wrong(i)) });
       expect(r.status).toBe(401);
     }
-    const blocked = await http(h.url, '/api/v1/whoami', { headers: bearer(key) });
+    const blocked = await http(h.url, '/api/v1/whoami', { headers: bearer(wrong(7)) });
     expect(blocked.status).toBe(429);
     expect((blocked.body.error as { code: string }).code).toBe('rate_limited');
     expect(Number(blocked.headers.get('retry-after'))).toBe(120);
-    // Every way in is throttled: MCP, token exchange, refresh.
-    expect((await http(h.url, '/api/v1/auth/token', { method: 'POST', headers: bearer(key) })).status).toBe(429);
+    // Every way in refuses failures: MCP, token exchange, refresh.
+    expect((await http(h.url, '/api/v1/auth/token', { method: 'POST', headers: bearer(wrong(8)) })).status).toBe(429);
     expect((await http(h.url, '/api/v1/auth/refresh', { method: 'POST', body: { refresh_token: `batr_${'a'.repeat(43)}` } })).status).toBe(429);
-    const mcp = await fetch(new URL('/mcp', h.url), { method: 'POST', headers: { ...bearer(key), 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
+    const mcp = await fetch(new URL('/mcp', h.url), { method: 'POST', headers: { ...bearer(wrong(9)), 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
     expect(mcp.status).toBe(429);
+    // A valid key from the same address still works on every way in (item 6 of issue 8).
+    expect((await http(h.url, '/api/v1/whoami', { headers: bearer(key) })).status).toBe(200);
+    expect((await http(h.url, '/api/v1/auth/token', { method: 'POST', headers: bearer(key) })).status).toBe(200);
+    const ok = await fetch(new URL('/mcp', h.url), { method: 'POST', headers: { ...bearer(key), 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
+    expect(ok.status).toBe(200);
     const rows = await auditRows(t, 'auth');
     const limited = rows.filter((r) => r.outcome === 'limited' && r.code === 'rate_limited');
     expect(limited.length).toBeGreaterThanOrEqual(1);
@@ -333,7 +341,8 @@ describe('S6: failed authentication is throttled and recorded', () => {
     const denied = await t.hub.db.read((ex) => ex.all(sql`SELECT 1 FROM audit WHERE code = 'unauthenticated'`));
     expect(denied.length).toBeGreaterThanOrEqual(6);
     clock.advance(120_001);
-    expect((await http(h.url, '/api/v1/whoami', { headers: bearer(key) })).status).toBe(200);
+    expect((await http(h.url, '/api/v1/whoami', { headers: bearer(wrong(10)) })).status).toBe(401);
+    clock.advance(120_001);
   });
 
   it('malformed credentials count as failures too', async () => {
@@ -342,14 +351,14 @@ describe('S6: failed authentication is throttled and recorded', () => {
     clock.advance(120_001);
   });
 
-  it('per key prefix: failures against one key prefix from many addresses block that prefix', () => {
+  it('per credential: one credential failing from many addresses is blocked; another with the same prefix is not', () => {
     const th = new AuthThrottle(3, 60_000);
-    for (let i = 0; i < 4; i++) th.fail(`10.0.0.${i}`, 'bat_abcdef', START);
-    expect(th.check('10.9.9.9', 'bat_abcdef', START)?.scope).toBe('prefix');
-    expect(th.check('10.9.9.9', 'bat_zzzzzz', START)).toBeNull();
+    for (let i = 0; i < 4; i++) th.fail(`10.0.0.${i}`, 'c-one', START);
+    expect(th.fail('10.9.9.9', 'c-one', START).refused?.scope).toBe('credential');
+    expect(th.fail('10.9.9.8', 'c-two', START).refused).toBeNull();
     // A sliding window: old failures fall out.
     const slow = new AuthThrottle(3, 60_000);
     for (let i = 0; i < 10; i++) slow.fail('10.1.1.1', undefined, START + i * 30_000);
-    expect(slow.check('10.1.1.1', undefined, START + 10 * 30_000)).toBeNull();
+    expect(slow.check('10.1.1.1', START + 10 * 30_000)).toBeNull();
   });
 });

@@ -22,11 +22,15 @@ describe('S36: production mode and the keyless stdio agent', () => {
       };
       const env = { PATH: process.env.PATH ?? '', HOME: tmp.dir, BATON_AGENT: 'local-dev', ...secrets };
       const data = join(tmp.dir, 'data');
-      const prod = await run(process.execPath, [BIN, 'mcp', '--data', data], { env: { ...env, BATON_ENV: 'production' }, timeout: 20_000 }).then(
+      // The process answers the MCP handshake and refuses every request (e2e/mcp-stdio.test.ts);
+      // here stdin closes at once, and it exits non-zero with the reason on stderr.
+      const running = run(process.execPath, [BIN, 'mcp', '--data', data], { env: { ...env, BATON_ENV: 'production' }, timeout: 20_000 });
+      running.child.stdin?.end();
+      const prod = await running.then(
         () => ({ code: 0, stderr: '' }),
         (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
       );
-      expect(prod.code).not.toBe(0);
+      expect(prod.code).toBe(1);
       expect(prod.stderr).toContain('production mode requires BATON_TOKEN');
       expect(prod.stderr).not.toMatch(/at .*\.(js|ts):\d+/);
       // (Development allows it: e2e/mcp-stdio.test.ts "without a key, runs only as a named local agent".)

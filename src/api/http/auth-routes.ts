@@ -13,16 +13,20 @@ import { parseJson, readBody } from './body.js';
 /**
  * The HTTP side of authentication (S2–S6):
  * - `credentialOf`: the credential a request presents (`Authorization: Bearer` or `X-API-Key`),
- *   refused at once when the caller's address or key prefix is throttled (429 + Retry-After) or
- *   when it cannot be a credential; with the client's address, for `Hub.resolver`.
+ *   refused at once when it cannot be a credential (401, or 429 when the address is throttled);
+ *   with the client's address, for `Hub.resolver`.
  * - `POST /api/v1/auth/token`: an API key → a short-lived access token (JWT) + a refresh token.
  * - `POST /api/v1/auth/refresh`: a refresh token → a new pair; the old one is spent; a spent one
  *   presented again revokes its family.
- * - `GET /.well-known/oauth-protected-resource`: protected-resource metadata (RFC 9728).
+ * - `GET /.well-known/oauth-protected-resource[/mcp]`: protected-resource metadata (RFC 9728),
+ *   only when an external issuer is configured.
  * - `authErrorHeaders`: `WWW-Authenticate` on 401, `Retry-After` on a throttled 429.
  */
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
 const unauthenticated = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
+/** No usable credential at all: say what is expected (the body a client shows when it has no key configured). */
+const keyRequired = (): BatonError =>
+  new BatonError('unauthenticated', 'missing or invalid credentials: a Baton API key is required (Authorization: Bearer bat_…, or X-API-Key)');
 
 function clientAddress(req: IncomingMessage): string | undefined {
   const a = req.socket.remoteAddress;
@@ -38,21 +42,20 @@ function presented(req: IncomingMessage): string | undefined {
 }
 
 /**
- * What `keyOf` in server.ts returns: the credential with the client's address. Throttled
- * callers are refused before any store round, whatever they present (S6).
+ * What `keyOf` in server.ts returns: the credential with the client's address. A request without
+ * a usable credential is refused here, before any store round: 429 when its address is blocked,
+ * else 401 (counted as a failure). A well-formed credential is always checked by the resolver,
+ * even from a blocked address: a valid one succeeds, a failing one gets 429 there (S6).
  */
 export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth'): Credential {
   const auth = authServices(hub);
   const address = clientAddress(req);
   const raw = presented(req);
   const credential = raw !== undefined && raw.length <= MAX_CREDENTIAL_LENGTH ? raw : undefined;
-  const now = hub.clock.now();
-  const blocked = auth.blocked(address, credential, now, requestId, 'http');
-  if (blocked !== null) {
-    throw new BatonError('rate_limited', 'too many failed authentications; retry later', { retry_after_s: blocked.retryAfterS });
-  }
   if (credential === undefined || (!looksLikeKey(credential) && !looksLikeJwt(credential))) {
-    auth.failed(address, credential, now, requestId, 'http');
+    const now = hub.clock.now();
+    auth.refuseUncredentialed(address, now, requestId, 'http');
+    auth.failed(address, undefined, now, requestId, 'http');
     auth.auditAuth({
       at: now,
       requestId,
@@ -65,7 +68,7 @@ export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth')
       address: address ?? null,
       params: { presented: raw !== undefined },
     });
-    throw unauthenticated();
+    throw keyRequired();
   }
   return { token: credential, address };
 }
@@ -78,10 +81,22 @@ function resourceUrl(hub: Hub, req: IncomingMessage): string {
   return `${tls ? 'https' : 'http'}://${host}`;
 }
 
-/** Headers a refusal carries: the Bearer challenge on 401 (S5), Retry-After on a throttled 429 (S6). */
+/** What a 401 says when no external issuer is configured: a Baton key, not OAuth (ASCII only: a header). */
+const KEY_REQUIRED = 'a Baton API key is required (Authorization: Bearer bat_...)';
+
+/**
+ * Headers a refusal carries: the Bearer challenge on 401, Retry-After on a throttled 429 (S6).
+ * The challenge points at OAuth protected-resource metadata only when an external issuer is
+ * configured (S5). Without one there is no OAuth to do: Claude Code, Codex, the MCP Inspector and
+ * mcp-remote, shown metadata, attempted dynamic client registration and reported its 404 instead
+ * of "wrong key"; so the challenge says plainly that a Baton key is required.
+ */
 export function authErrorHeaders(hub: Hub, req: IncomingMessage, err: BatonError): Record<string, string> {
   if (err.code === 'unauthenticated') {
-    const metadata = `${resourceUrl(hub, req)}${METADATA_PATH}`;
+    if (authServices(hub).external === null) {
+      return { 'www-authenticate': `Bearer realm="baton", error="invalid_token", error_description="${KEY_REQUIRED}"` };
+    }
+    const metadata = `${resourceUrl(hub, req)}${METADATA_PATH}/mcp`;
     const error = presented(req) !== undefined ? ', error="invalid_token"' : '';
     return { 'www-authenticate': `Bearer realm="baton", resource_metadata="${metadata}"${error}` };
   }
@@ -148,7 +163,7 @@ async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, req
   const address = presented.address;
   const now = hub.clock.now();
   if (!looksLikeKey(key)) {
-    auth.failed(address, undefined, now, requestId, 'http');
+    auth.failed(address, key, now, requestId, 'http');
     throw unauthenticated();
   }
   const refresh = generateRefreshToken();
@@ -192,14 +207,10 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
   const auth = authServices(hub);
   const address = clientAddress(req);
   const now = hub.clock.now();
-  const blocked = auth.blocked(address, undefined, now, requestId, 'http');
-  if (blocked !== null) {
-    throw new BatonError('rate_limited', 'too many failed authentications; retry later', { retry_after_s: blocked.retryAfterS });
-  }
   const body = await readObject(hub, req);
   const presentedToken = body.refresh_token;
+  // A throttled address may still refresh with a valid token; a failure there gets 429 (S6).
   const refused = (code: string, params?: Record<string, unknown>): BatonError => {
-    auth.failed(address, undefined, now, requestId, 'http');
     auth.auditAuth({
       op: 'auth_refresh',
       at: now,
@@ -213,6 +224,7 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
       address: address ?? null,
       ...(params === undefined ? {} : { params }),
     });
+    auth.failed(address, typeof presentedToken === 'string' ? presentedToken : undefined, now, requestId, 'http'); // 429 when throttled
     return unauthenticated();
   };
   if (Object.keys(body).some((k) => k !== 'refresh_token' && k !== 'grant_type')) throw refused('invalid_input');
@@ -269,16 +281,20 @@ export async function handleAuthRoute(
   path: string,
   requestId: string,
 ): Promise<boolean> {
-  if (path === METADATA_PATH || path === `${METADATA_PATH}/mcp`) {
+  // Protected-resource metadata (RFC 9728) exists only with an external issuer: without one, the
+  // path is unknown (404), so no client is led into OAuth. The /mcp form names the MCP endpoint
+  // as the resource; the root form the server (RFC 9728 §3.3: the resource matches the URL the
+  // metadata was asked for).
+  const external = authServices(hub).external;
+  if (external !== null && (path === METADATA_PATH || path === `${METADATA_PATH}/mcp`)) {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new BatonError('not_found', 'no such route');
-    const auth = authServices(hub);
     const resource = resourceUrl(hub, req);
     sendJson(
       res,
       200,
       {
         resource: path.endsWith('/mcp') ? `${resource}/mcp` : resource,
-        authorization_servers: auth.external !== null ? [auth.external.issuer] : [],
+        authorization_servers: [external.issuer],
         bearer_methods_supported: ['header'],
         resource_name: 'Baton',
       },

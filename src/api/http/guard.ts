@@ -69,6 +69,20 @@ export function checkTransport(config: Config): TlsMaterial | null {
   return tls;
 }
 
+/**
+ * A `Host` value is host[:port] and nothing else: a name, an IPv4 address or a bracketed IPv6
+ * address. `localhost:80@evil.com` (userinfo), paths, spaces and the like are refused: what the
+ * Host check reads must be what a proxy, a URL parser or the SDK would read.
+ */
+const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?$/;
+
+/** How many Host headers the request carries: node keeps the first of several, a proxy may keep the last. */
+function hostCount(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
 /** `Host` header → lower-case host name (IPv6 stays bracketed), without the port. */
 export function hostnameOf(hostHeader: string): string {
   if (hostHeader.startsWith('[')) return hostHeader.slice(0, hostHeader.indexOf(']') + 1).toLowerCase();
@@ -84,6 +98,17 @@ export function clientAddress(raw: string | undefined): string {
 const CORS_ALLOW_HEADERS =
   'authorization, content-type, accept, x-api-key, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
+
+/**
+ * Does the request present a credential (valid or not) on a route that checks it (`/mcp`,
+ * `/api/…`)? Elsewhere — health probes, metadata, unknown paths — nothing is authenticated, so a
+ * header there does not exempt a request from the per-address budget.
+ */
+function presentsCredential(req: IncomingMessage): boolean {
+  if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined) return false;
+  const url = req.url ?? '/';
+  return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/');
+}
 
 /** Per-request checks: security headers, Host, Origin, CORS, WebSocket refusal, per-address rate. */
 export class RequestGuard {
@@ -133,7 +158,9 @@ export class RequestGuard {
    */
   admit(req: IncomingMessage): string | null {
     const host = req.headers.host;
-    if (host === undefined || !this.hosts.has(hostnameOf(host))) throw new BatonError('forbidden', 'host not allowed');
+    if (host === undefined || !HOST_SYNTAX.test(host) || !this.hosts.has(hostnameOf(host)) || hostCount(req.rawHeaders) !== 1) {
+      throw new BatonError('forbidden', 'host not allowed');
+    }
     const origin = req.headers.origin;
     if (origin === undefined) return null;
     let url: URL;
@@ -169,7 +196,12 @@ export class RequestGuard {
       return true;
     }
     if (req.headers.upgrade !== undefined) throw new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
-    if (this.rate !== null) {
+    // The per-address budget is for unauthenticated traffic only (S25): all local agents share
+    // 127.0.0.1, so counting their authenticated calls here let a burst of unauthenticated
+    // requests (100 health checks) rate-limit the admin. A request that presents a credential is
+    // limited per principal by the runner when it is valid, and by the failure throttle (S6) when
+    // it is not.
+    if (this.rate !== null && !presentsCredential(req)) {
       const wait = this.rate.take(clientAddress(req.socket.remoteAddress), now);
       if (wait > 0) throw new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait });
     }

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
+import { SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest, isJSONRPCRequest, isJsonContentType, isSpecType } from '@modelcontextprotocol/server';
 import type { Credential } from '../../auth/jwt.js';
 import type { Hub } from '../../hub.js';
 import { SERVER_INFO } from '../mcp/server.js';
@@ -13,6 +13,13 @@ import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
  * SDK path gives (a test compares both). Anything else — initialize, server/discover,
  * notifications, batches, missing or mismatched headers, unknown versions, unknown tools —
  * returns null and goes to the SDK, which owns every error and edge of the protocol.
+ *
+ * "Well-formed" is decided by the SDK's own validators, not by hand: the JSON-RPC request guard
+ * (integer or string id, object `_meta`, a valid progress token), the method's request schema,
+ * the SDK's JSON content-type test (`application/json-seq` is not JSON), and for the modern era
+ * the SDK's inbound classifier (envelope, log level, header checks). A hand-written subset let
+ * through fractional ids, malformed `_meta`, invalid log levels and `application/json-seq`,
+ * which the SDK refuses.
  */
 const MODERN = '2026-07-28';
 const LEGACY = new Set<string>(SUPPORTED_PROTOCOL_VERSIONS);
@@ -24,9 +31,44 @@ export const TOOLS_TTL_MS = 0;
 
 type Json = Record<string, unknown>;
 
+/** The SDK's request schema of each lean method. */
+const SCHEMA_OF = {
+  'tools/call': isSpecType.CallToolRequest,
+  'tools/list': isSpecType.ListToolsRequest,
+  ping: isSpecType.PingRequest,
+} as const;
+
 
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The SDK's inbound classifier admits this 2026-era request (envelope, log level, headers,
+ * capabilities). It costs ~37 µs — as much as the tool call it guards — while its verdict on the
+ * envelope depends only on `_meta` and the headers, which a client repeats on every request. So
+ * an admitted (method, headers, `_meta`) is remembered (bounded); the rest of the body is checked
+ * per request by the JSON-RPC guard and the method's schema above.
+ */
+const admitted = new Set<string>();
+const ADMITTED_MAX = 1_024;
+const ADMITTED_KEY_MAX = 4_096;
+
+function modernAdmitted(body: Json, meta: Json, version: string, mcpMethod: string | string[] | undefined, mcpName: string | undefined): boolean {
+  const key = `${String(body.method)}\n${version}\n${String(mcpMethod)}\n${mcpName ?? ''}\n${JSON.stringify(meta)}`;
+  if (admitted.has(key)) return true;
+  const route = classifyInboundRequest({
+    httpMethod: 'POST',
+    protocolVersionHeader: version,
+    mcpMethodHeader: typeof mcpMethod === 'string' ? mcpMethod : undefined,
+    mcpNameHeader: mcpName,
+    body,
+  });
+  if (route.kind !== 'modern' || route.messageKind !== 'request') return false;
+  if (key.length > ADMITTED_KEY_MAX) return true; // admitted, not remembered: memory stays bounded
+  if (admitted.size >= ADMITTED_MAX) admitted.clear();
+  admitted.add(key);
+  return true;
 }
 
 /** The JSON-RPC response body, or null when the SDK must answer. */
@@ -39,10 +81,10 @@ export async function leanAnswer(
   address?: string,
 ): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
-  const id = body.id;
-  if (typeof id !== 'string' && typeof id !== 'number') return null;
   const method = body.method;
   if (method !== 'tools/call' && method !== 'tools/list' && method !== 'ping') return null;
+  if (!isJSONRPCRequest(body) || !SCHEMA_OF[method](body)) return null;
+  const id = body.id;
   const params = body.params === undefined ? {} : body.params;
   if (!isObject(params)) return null;
   const meta = params._meta;
@@ -54,6 +96,7 @@ export async function leanAnswer(
     if (version !== MODERN || meta[META_VERSION] !== MODERN || !isObject(meta[META_CAPS])) return null;
     if (headers['mcp-method'] !== method) return null;
     if (method === 'tools/call' && headers['mcp-name'] !== params.name) return null;
+    if (!modernAdmitted(body, meta, version, headers['mcp-method'], headers['mcp-name'] as string | undefined)) return null;
     modern = true;
   } else {
     if (version !== undefined && !LEGACY.has(version as string)) return null;
@@ -61,8 +104,7 @@ export async function leanAnswer(
     if (!accept.includes('application/json') || !accept.includes('text/event-stream')) return null;
     modern = false;
   }
-  const contentType = headers['content-type'] ?? '';
-  if (!contentType.includes('application/json')) return null;
+  if (!isJsonContentType(headers['content-type'])) return null;
 
   const modernTail = modern ? MODERN_TAIL : '';
   const head = `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":`;

@@ -5,6 +5,7 @@ import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { inputJsonSchema } from '../mcp/tools.js';
 import { parseJson, readBody } from './body.js';
+import { schemaRoute } from './schemas.js';
 
 interface Route {
   method: string;
@@ -37,6 +38,7 @@ export class RestRouter {
 
   async handle(req: IncomingMessage, path: string, query: string, who: ResolvePrincipal, requestId: string): Promise<unknown> {
     const parts = path.split('/').filter(Boolean);
+    if (parts[0] === 'schemas' && req.method === 'GET') return schemaRoute(this.hub, parts, who);
     let matched: { route: Route; params: Record<string, string> } | undefined;
     let pathMatched = false;
     for (const route of this.routes) {

@@ -1,38 +1,134 @@
+import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import type { Principal } from '../../auth/principal.js';
-import { BatonError } from '../../core/errors.js';
+import { looksLikeKey } from '../../auth/keys.js';
+import { BatonError, isBatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
-import { buildMcpServer, type Caller } from './server.js';
+import { errorBody } from '../errors.js';
+import { INSTRUCTIONS, SERVER_INFO, buildMcpServer, type Caller } from './server.js';
+import { callTool, isKnownTool } from './tools.js';
 
 /**
  * MCP over stdio, one agent per process. With `BATON_TOKEN` the key is checked on every call
  * (revocation applies at once); without one, the process runs as a named local agent (S7), in
  * development mode only.
+ *
+ * A process that cannot authenticate still answers the handshake, then refuses every request
+ * with a message that names the problem and the fix (and says it once on stderr). Exiting before
+ * `initialize` left Claude Code, Codex and the AI SDK showing only "connection closed".
+ *
+ * When stdin ends the process drains: the SDK aborts in-flight requests (waits end early), the
+ * calls still running finish (bounded by DRAIN_MS), and only then does the caller close the hub
+ * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate.
  */
-export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
-  let caller: Caller;
+const DRAIN_MS = 10_000;
+const CREATE_KEY_SHORT = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN';
+const CREATE_KEY = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN to the key it prints';
+
+const REVOKED = `BATON_TOKEN is no longer a valid Baton key (revoked or expired): ${CREATE_KEY_SHORT}, then restart this server`;
+
+/** Why this process cannot authenticate, with the fix; null when it can. */
+async function refusalOf(hub: Hub, opts: { token?: string; agent?: string }): Promise<string | null> {
   if (opts.token !== undefined && opts.token !== '') {
-    const token = opts.token;
-    await hub.authenticate(token); // fail fast at start with a clear message
-    const resolve = hub.resolver(token);
-    caller = { principal: () => hub.authenticate(token), who: () => resolve };
-  } else {
-    // Production mode never runs without authentication (S36): the keyless local agent is a
-    // development convenience.
-    if (hub.config.env === 'production') {
-      throw new BatonError('unauthenticated', 'production mode requires BATON_TOKEN (no keyless local agent)');
+    if (!looksLikeKey(opts.token.trim())) {
+      return `BATON_TOKEN is not a Baton key (a key is "bat_" and 43 more characters): ${CREATE_KEY}`;
     }
-    if (opts.agent === undefined || opts.agent === '') {
-      throw new BatonError('unauthenticated', 'set BATON_TOKEN, or BATON_AGENT to run as a named local agent');
+    try {
+      await hub.authenticate(opts.token);
+      return null;
+    } catch (err) {
+      if (isBatonError(err) && (err.code === 'unauthenticated' || err.code === 'rate_limited')) {
+        return `BATON_TOKEN is not a valid Baton key (revoked, expired, bound to other addresses, or mistyped): ${CREATE_KEY}`;
+      }
+      throw err;
     }
-    const local: Principal = await hub.localPrincipal(opts.agent, opts.role ?? 'worker');
-    caller = { principal: async () => local, who: () => local };
   }
-  const handle = serveStdio(() => buildMcpServer(hub, caller, 'mcp-stdio'));
+  // Production mode never runs without authentication (S36): the keyless local agent is a
+  // development convenience.
+  if (hub.config.env === 'production') return `production mode requires BATON_TOKEN (no keyless local agent): ${CREATE_KEY}`;
+  if (opts.agent === undefined || opts.agent === '') {
+    return `no credentials: set BATON_TOKEN to a Baton key (${CREATE_KEY.replace(' and set BATON_TOKEN to the key it prints', '')}), or BATON_AGENT=NAME to run as a named local agent (development only)`;
+  }
+  return null;
+}
+
+/** A server that answers the handshake and refuses everything else with `message`. */
+function refusingServer(message: string): Server {
+  const server = new Server(SERVER_INFO, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
+  server.setRequestHandler('tools/list', () => {
+    throw new ProtocolError(ProtocolErrorCode.InvalidRequest, message);
+  });
+  server.setRequestHandler('tools/call', () => {
+    const data = errorBody(new BatonError('unauthenticated', message), 'stdio') as unknown as Record<string, unknown>;
+    return { content: [{ type: 'text' as const, text: message }], structuredContent: data, isError: true };
+  });
+  return server;
+}
+
+export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
+  const refusal = await refusalOf(hub, opts);
+  const inFlight = new Set<Promise<unknown>>();
+  let toldRevoked = false;
+  let factory: () => Server;
+  if (refusal !== null) {
+    process.stderr.write(`baton mcp: ${refusal}\n`);
+    factory = () => refusingServer(refusal);
+  } else {
+    let caller: Caller;
+    if (opts.token !== undefined && opts.token !== '') {
+      const token = opts.token;
+      const resolve = hub.resolver(token);
+      caller = { principal: () => hub.authenticate(token), who: () => resolve };
+    } else {
+      const local: Principal = await hub.localPrincipal(opts.agent!, opts.role ?? 'worker');
+      caller = { principal: async () => local, who: () => local };
+    }
+    factory = () => {
+      const server = buildMcpServer(hub, caller, 'mcp-stdio');
+      // The same tools/call as buildMcpServer's, with each call tracked for the drain.
+      server.setRequestHandler('tools/call', (req, ctx) => {
+        const { name } = req.params;
+        if (!isKnownTool(hub, name)) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool: ${name}`);
+        const call = callTool(hub, caller.who(ctx), name, req.params.arguments, {
+          requestId: hub.newRequestId(),
+          transport: 'mcp-stdio',
+          signal: ctx.mcpReq.signal,
+        });
+        inFlight.add(call);
+        void call.finally(() => inFlight.delete(call)).catch(() => undefined);
+        return call.catch((err: unknown) => {
+          // A key revoked or expired while the process runs: say so, and how to fix it.
+          if (isBatonError(err) && err.code === 'unauthenticated' && opts.token !== undefined) {
+            if (!toldRevoked) process.stderr.write(`baton mcp: ${REVOKED}\n`);
+            toldRevoked = true;
+            throw new BatonError('unauthenticated', `missing or invalid credentials: ${REVOKED}`);
+          }
+          throw err;
+        });
+      });
+      return server;
+    };
+  }
+  const handle = serveStdio(factory);
   await new Promise<void>((resolve) => {
     const done = (): void => resolve();
     process.stdin.once('end', done);
     process.stdin.once('close', done);
   });
+  await drain(inFlight);
   await handle.close();
+  // It never served: a launcher that looks at the exit status sees the failure too.
+  if (refusal !== null) process.exitCode = 1;
+}
+
+/** Waits for the calls still running (their waits were aborted with the transport), at most DRAIN_MS. */
+async function drain(inFlight: Set<Promise<unknown>>): Promise<void> {
+  if (inFlight.size === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, DRAIN_MS);
+    timer.unref();
+  });
+  await Promise.race([Promise.allSettled([...inFlight]), bound]);
+  clearTimeout(timer);
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { CallMeta, Principal } from '../../auth/principal.js';
+import { isAuthRefusal } from '../../auth/service.js';
 import type { Hub } from '../../hub.js';
 import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
@@ -35,33 +36,36 @@ export function inputJsonSchema(op: OpDef): Record<string, unknown> {
 }
 
 /**
- * Keywords tools/list leaves out. Every byte of tools/list is paid in every agent's context, and
- * these only restate limits the server enforces anyway (the op's zod schema validates every call
- * and names the field and the limit when a value is refused). Types, enums, required fields,
- * descriptions and the shape stay. (Unknown fields are still refused: every op's input is strict.)
+ * tools/list advertises a compact form of each op's input schema: every byte there is paid in
+ * every agent's context, so it keeps what tells a client what will be refused and drops the rest.
+ * Kept: types, enums, required fields, descriptions, the shape, `additionalProperties: false`
+ * (unknown fields are refused: every op's input is strict) and the bounds an agent is likely to
+ * hit — `maxItems`/`minItems` of arrays (batches), `maxLength` of free text (titles, bodies: limits
+ * of at least MIN_SHOWN_LENGTH characters), `minimum`/`maximum` of numbers (priority, limit,
+ * wait_ms), a maximum only when it is a real bound, a minimum only above zero. Dropped: id patterns, formats, defaults, the
+ * short length limits of names and refs, `minLength: 1`. Everything dropped is still enforced
+ * (the op's zod schema validates every call and names the field and the limit when a value is
+ * refused), and the full schemas are served over REST (`GET /api/v1/ops`).
+ * Measured (tools array as JSON): worker (35 tools) 12,048 → 15,016 bytes, lead 13,519 → 16,890,
+ * admin 16,177 → 19,912; the worker budget is 16 KB (docs/ARCHITECTURE.md).
  */
-const OMITTED = new Set([
-  'pattern',
-  'minLength',
-  'maxLength',
-  'minItems',
-  'maxItems',
-  'minimum',
-  'maximum',
-  'exclusiveMinimum',
-  'exclusiveMaximum',
-  'format',
-  'additionalProperties',
-  'propertyNames',
-  'default',
-]);
+const MIN_SHOWN_LENGTH = 100;
+const DROPPED = new Set(['pattern', 'minLength', 'format', 'propertyNames', 'default']);
+
+function keep(key: string, value: unknown): boolean {
+  if (DROPPED.has(key)) return false;
+  if (key === 'maxLength') return typeof value === 'number' && value >= MIN_SHOWN_LENGTH;
+  if (key === 'maximum') return typeof value === 'number' && value < Number.MAX_SAFE_INTEGER;
+  if (key === 'minimum') return value !== 0; // "not negative" is never what an agent gets wrong
+  return true;
+}
 
 function compact(node: unknown): unknown {
   if (Array.isArray(node)) return node.map((n) => compact(n));
   if (typeof node !== 'object' || node === null) return node;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(node)) {
-    if (OMITTED.has(k)) continue;
+    if (!keep(k, v)) continue;
     // `properties` maps names to schemas: compact each schema, keep every name.
     out[k] = k === 'properties' ? Object.fromEntries(Object.entries(v as object).map(([n, s]) => [n, compact(s)])) : compact(v);
   }
@@ -117,8 +121,9 @@ export async function runTool(
     return { data, text: JSON.stringify(data), isError: false };
   } catch (err) {
     const e = toBatonError(err);
-    // A bad credential is not a tool result: the transport answers it (HTTP 401, JSON-RPC error).
-    if (e.code === 'unauthenticated') throw e;
+    // A bad credential is not a tool result: the transport answers it (HTTP 401 or the failure
+    // throttle's 429, JSON-RPC error).
+    if (isAuthRefusal(e)) throw e;
     const data = errorBody(e, meta.requestId) as unknown as Record<string, unknown>;
     return { data, text: JSON.stringify(data), isError: true };
   }
