@@ -138,6 +138,18 @@ async function fenceFailure(ctx: OpContext, id: string, token: number): Promise<
   return new BatonError('conflict', 'task changed concurrently; retry');
 }
 
+/**
+ * A finish (complete, fail, release) whose fence missed may be a retry of one that already
+ * succeeded and whose answer was lost (the connection dropped after the commit): the same agent,
+ * the same lease token and the same op get the recorded answer again. Only the task's last finish
+ * is recorded; a different op with that token stays refused.
+ */
+async function replayedFinish(ctx: OpContext, id: string, token: number, op: string): Promise<unknown> {
+  const row = await mustGet(ctx, id);
+  if (row.finish_token !== token || row.finish_owner !== ctx.principal.agentName || row.finish_op !== op) return undefined;
+  return row.finish_answer === null ? undefined : (JSON.parse(row.finish_answer) as unknown);
+}
+
 const fenceOf = (ctx: OpContext, id: string, token: number): store.Fence => ({
   projectId: ctx.principal.projectId,
   id,
@@ -467,6 +479,8 @@ export const taskComplete = defineOp({
     const fence = fenceOf(ctx, id, lease_token);
     let row = await store.completeTask(ctx.tx, fence, JSON.stringify(result));
     if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_complete');
+      if (replay !== undefined) return replay as { id: string; status: TaskState; unblocked: string[] };
       const failure = await fenceFailure(ctx, id, lease_token);
       // The fence holds, so the task needs an approval: it completes once one was granted.
       if (failure.code !== 'conflict' || (await mustGet(ctx, id)).needs_approval !== 1) throw failure;
@@ -503,11 +517,21 @@ export const taskFail = defineOp({
     const current = await mustGet(ctx, id);
     const { backoffBaseMs, backoffMaxMs } = ctx.services.config;
     const next = afterFailure(current.attempts, current.max_attempts, ctx.now, { baseMs: backoffBaseMs, maxMs: backoffMaxMs }, retry ?? true);
-    const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next);
-    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    const answer = {
+      id,
+      status: next.state,
+      attempts: current.attempts,
+      available_at: iso(next.state === 'ready' ? next.availableAt : ctx.now),
+    };
+    const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next, JSON.stringify(answer));
+    if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_fail');
+      if (replay !== undefined) return replay as typeof answer;
+      throw await fenceFailure(ctx, id, lease_token);
+    }
     await ctx.emit(row.status === 'failed' ? 'task.failed' : 'task.retry', id, { attempts: row.attempts });
     await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
-    return { id, status: row.status, attempts: row.attempts, available_at: iso(row.available_at) };
+    return answer;
   },
 });
 
@@ -522,11 +546,16 @@ export const taskRelease = defineOp({
   cli: { group: 'task', command: 'release', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
-    const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token));
-    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    const answer = { id, status: 'ready' as TaskState };
+    const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(answer));
+    if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_release');
+      if (replay !== undefined) return replay as typeof answer;
+      throw await fenceFailure(ctx, id, lease_token);
+    }
     await ctx.emit('task.ready', id, { released: true });
     await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
-    return { id, status: row.status };
+    return answer;
   },
 });
 
