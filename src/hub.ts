@@ -19,14 +19,14 @@ import { createLogger } from './log.js';
 import { DeferredWriter, WorkerSink, inlineSink } from './ops/deferred.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
-import { sweepLeases } from './ops/tasks.js';
+import { clockSteps, sweepLeases } from './ops/tasks.js';
 import type { Db, Executor } from './store/db.js';
 import { agentByName, ensureAgent, ensureProject, insertToken, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
-import { expiredLeases } from './store/tasks.js';
+import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
 import { sweepLocks } from './store/locks.js';
 import { sweepMemory } from './store/memory.js';
 import { sweepSessions } from './store/sessions.js';
@@ -285,15 +285,26 @@ export class Hub {
    * Retention and expiry, in one transaction: expired leases back to the board (or dead-lettered),
    * expired memory deleted, expired locks released, finished sessions past retention removed.
    * Nothing an agent still holds is touched. Returns how many leases were swept.
+   *
+   * Leases are wall time (several processes share them), so first the tick looks for a wall-clock
+   * step since the previous one (wall delta against monotonic delta, beyond the interval plus
+   * slack): a forward step moves live leases forward by the step before any is expired, so a +10
+   * min step does not dead-letter tasks whose holders are heartbeating. A backward step needs
+   * nothing (leases just last longer by it).
    */
   async sweep(): Promise<number> {
     const now = this.clock.now();
+    const steps = clockSteps(this.config, this.clock).observe();
     let changed = 0;
     const swept = await this.db.write(async (ex) => {
       const emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>): Promise<void> => {
         changed++;
         return appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now);
       };
+      for (const step of steps) {
+        const moved = await extendLeasesAfterStep(ex, step);
+        this.log.warn({ step_ms: step.stepMs, leases_moved: moved }, 'wall clock stepped forward; live leases moved with it');
+      }
       const leases = await sweepLeases(ex, now, await expiredLeases(ex, now, null), emit);
       await sweepMemory(ex, now);
       for (const l of await sweepLocks(ex, now)) {
@@ -304,12 +315,14 @@ export class Hub {
       if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000);
       return leases;
     });
+    clockSteps(this.config, this.clock).settle(steps);
     if (changed > 0) this.bus.ring();
     return swept;
   }
 
   startSweeper(): void {
     if (this.sweepTimer !== null) return;
+    clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
     this.sweepTimer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
     }, this.config.sweepIntervalMs);

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type StepDetector } from '../core/clock-step.js';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../config.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
 import type { Executor } from '../store/db.js';
 import { setAgentProfile } from '../store/directory.js';
@@ -122,6 +125,32 @@ export async function sweepLeases(ex: Executor, now: number, rows: readonly Task
     await releaseLocksOfTask(ex, row.project_id, row.id, now, emit);
   }
   return swept;
+}
+
+/** The hub's clock-step detector (shared by its sweeper and its ops). */
+export function clockSteps(config: Config, clock: Clock): StepDetector {
+  return stepDetectorOf(config, clock, config.sweepIntervalMs + CLOCK_STEP_SLACK_MS);
+}
+
+/**
+ * Applies forward clock steps not yet settled by the sweeper, before anything here treats a lease
+ * as expired: a step between two sweeper ticks must not dead-letter live tasks. Only called on
+ * paths that already found something expired (or a fence that missed), never on the hot path.
+ * True when a lease moved.
+ */
+async function absorbClockSteps(ctx: OpContext): Promise<boolean> {
+  let moved = 0;
+  for (const step of clockSteps(ctx.services.config, ctx.services.clock).observe()) {
+    moved += await store.extendLeasesAfterStep(ctx.tx, step);
+  }
+  return moved > 0;
+}
+
+/** A fenced write that missed is tried once more if a clock step had made its lease look expired. */
+async function fencedWrite<T>(ctx: OpContext, write: () => Promise<T | undefined>): Promise<T | undefined> {
+  const out = await write();
+  if (out !== undefined) return out;
+  return (await absorbClockSteps(ctx)) ? write() : undefined;
 }
 
 /** Explains why a fenced write matched no row: the most specific true reason. */
@@ -403,6 +432,7 @@ export const taskClaim = defineOp({
     const { projectId, agentId, agentName: name, role } = ctx.principal;
     const lease = leaseMsFor(ctx, input.lease_ms);
     if (await store.hasExpiredLease(ctx.tx, projectId, ctx.now)) {
+      await absorbClockSteps(ctx);
       const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
       await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));
     }
@@ -441,7 +471,7 @@ export const taskStart = defineOp({
   cli: { group: 'task', command: 'start', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
-    const row = await store.startTask(ctx.tx, fenceOf(ctx, id, lease_token));
+    const row = await fencedWrite(ctx, () => store.startTask(ctx.tx, fenceOf(ctx, id, lease_token)));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit('task.started', id);
     return { task: await full(ctx.tx, row) };
@@ -459,7 +489,8 @@ export const taskHeartbeat = defineOp({
   cli: { group: 'task', command: 'heartbeat', positional: 'id' },
   async handler(ctx, { id, lease_token, lease_ms }) {
     ctx.target(id);
-    const row = await store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), leaseMsFor(ctx, lease_ms));
+    const lease = leaseMsFor(ctx, lease_ms);
+    const row = await fencedWrite(ctx, () => store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), lease));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     return { id, lease_expires_at: iso(row.lease_expires_at!) };
   },
@@ -477,7 +508,7 @@ export const taskComplete = defineOp({
   async handler(ctx, { id, lease_token, result }) {
     ctx.target(id);
     const fence = fenceOf(ctx, id, lease_token);
-    let row = await store.completeTask(ctx.tx, fence, JSON.stringify(result));
+    let row = await fencedWrite(ctx, () => store.completeTask(ctx.tx, fence, JSON.stringify(result)));
     if (row === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_complete');
       if (replay !== undefined) return replay as { id: string; status: TaskState; unblocked: string[] };
@@ -523,7 +554,7 @@ export const taskFail = defineOp({
       attempts: current.attempts,
       available_at: iso(next.state === 'ready' ? next.availableAt : ctx.now),
     };
-    const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next, JSON.stringify(answer));
+    const row = await fencedWrite(ctx, () => store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next, JSON.stringify(answer)));
     if (row === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_fail');
       if (replay !== undefined) return replay as typeof answer;
@@ -547,7 +578,7 @@ export const taskRelease = defineOp({
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
     const answer = { id, status: 'ready' as TaskState };
-    const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(answer));
+    const row = await fencedWrite(ctx, () => store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(answer)));
     if (row === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_release');
       if (replay !== undefined) return replay as typeof answer;

@@ -246,6 +246,21 @@ export function releaseTask(ex: Executor, f: Fence, answer: string): Promise<Tas
       ${finishOf(f, 'task_release', sql`${answer}`)} WHERE ${fenced(f)} RETURNING *`);
 }
 
+/**
+ * After a forward wall-clock step: live leases (not yet expired in the time they were written in)
+ * that were last written before the step move forward by the step. Writing `updated_at` in the
+ * new time makes a second application of the same step (another process saw it too, or the
+ * sweeper re-applies one an op applied) match nothing; leases heartbeated after the step are
+ * already in the new time and are left alone. Returns how many leases moved.
+ */
+export async function extendLeasesAfterStep(ex: Executor, step: { stepMs: number; unsteppedNow: number; now: number }): Promise<number> {
+  const { changes } = await ex.run(sql`UPDATE tasks SET lease_expires_at = lease_expires_at + ${step.stepMs},
+      updated_at = ${step.now}
+    WHERE lease_expires_at > ${step.unsteppedNow} AND status IN ('claimed', 'running')
+      AND updated_at <= ${step.unsteppedNow}`);
+  return changes;
+}
+
 /** Tasks whose lease has run out, oldest expiry first (in one project, or in all). */
 export function expiredLeases(ex: Executor, now: number, projectId: string | null, max = 500): Promise<TaskRow[]> {
   const scope = projectId === null ? trusted('') : sql` AND project_id = ${projectId}`;

@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { createKey, openHub, serve, type TestHub } from '../helpers.js';
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers, checked field by field
+type Body = any;
+
 /**
  * A finish whose answer was lost (the connection dropped after the commit) is retried by the
  * agent with the same lease token: it gets the same answer again, not `lease_lost`.
@@ -13,7 +16,7 @@ describe('idempotent finishing over REST', () => {
   let w1: string;
   let w2: string;
 
-  const rest = async (key: string, method: string, path: string, body?: object): Promise<{ status: number; body: any }> => {
+  const rest = async (key: string, method: string, path: string, body?: object): Promise<{ status: number; body: Body }> => {
     const res = await fetch(`${http.url}/api/v1${path}`, {
       method,
       headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
