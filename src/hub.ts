@@ -28,6 +28,7 @@ import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
 import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
 import { sweepLocks } from './store/locks.js';
+import { pruneEvents, purgeMessages, purgeTasks } from './store/retention.js';
 import { sweepMemory } from './store/memory.js';
 import { sweepSessions } from './store/sessions.js';
 import { lockReleasedEvent } from './ops/locks.js';
@@ -320,11 +321,57 @@ export class Hub {
     return swept;
   }
 
+  /**
+   * Retention (see settings/retention.ts): old events, finished tasks and read threads are
+   * removed in chunks of `retentionChunk`, each chunk its own short write transaction so that no
+   * delete holds the write lock for long, at most `maxChunks` per kind per call (the rest waits
+   * for the next run). Returns what was removed.
+   */
+  async prune(maxChunks = 20): Promise<{ events: number; tasks: number; threads: number }> {
+    const c = this.config;
+    const out = { events: 0, tasks: 0, threads: 0 };
+    const chunked = async (step: (ex: Executor, now: number) => Promise<number>, size: number): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < maxChunks; i++) {
+        const n = await this.db.write((ex) => step(ex, this.clock.now()));
+        total += n;
+        if (n < size) break;
+      }
+      return total;
+    };
+    if (c.eventRetentionMs > 0 || c.eventRetentionMax > 0) {
+      const cutoff = (now: number): number | null => (c.eventRetentionMs > 0 ? now - c.eventRetentionMs : null);
+      out.events = await chunked((ex, now) => pruneEvents(ex, cutoff(now), c.eventRetentionMax, c.retentionChunk), c.retentionChunk);
+    }
+    if (c.taskRetentionMs > 0) {
+      out.tasks = await chunked((ex, now) => purgeTasks(ex, now - c.taskRetentionMs, c.retentionChunk), c.retentionChunk);
+    }
+    if (c.messageRetentionMs > 0) {
+      // A thread is a handful of statements: fewer per chunk.
+      const threads = Math.max(1, Math.floor(c.retentionChunk / 10));
+      out.threads = await chunked((ex, now) => purgeMessages(ex, now - c.messageRetentionMs, threads), threads);
+    }
+    return out;
+  }
+
   startSweeper(): void {
     if (this.sweepTimer !== null) return;
     clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
+    let lastPrune = this.clock.monotonic();
+    let pruning = false;
     this.sweepTimer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
+      if (pruning || this.clock.monotonic() - lastPrune < this.config.retentionIntervalMs) return;
+      pruning = true;
+      lastPrune = this.clock.monotonic();
+      this.prune()
+        .then((removed) => {
+          if (removed.events + removed.tasks + removed.threads > 0) this.log.info({ removed }, 'retention');
+        })
+        .catch((err: unknown) => this.log.error({ err }, 'retention failed'))
+        .finally(() => {
+          pruning = false;
+        });
     }, this.config.sweepIntervalMs);
     this.sweepTimer.unref();
   }
