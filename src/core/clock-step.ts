@@ -13,6 +13,12 @@ export interface ClockStep {
   unsteppedNow: number;
   /** The stepped wall time now. */
   now: number;
+  /**
+   * Rows written before the step carry wall times below this; rows written after it (in the new
+   * time, a later tick's own writes included) carry this or more: the previous reading plus the
+   * step. (Exact while the readings are closer together than the step is large, as ticks are.)
+   */
+  writtenBefore: number;
 }
 
 export class StepDetector {
@@ -39,7 +45,7 @@ export class StepDetector {
     if (prev !== null) {
       const monoDelta = mono - prev.mono;
       const stepMs = wall - prev.wall - monoDelta;
-      if (stepMs > this.slackMs) this.pending.push({ stepMs, unsteppedNow: prev.wall + monoDelta, now: wall });
+      if (stepMs > this.slackMs) this.pending.push({ stepMs, unsteppedNow: prev.wall + monoDelta, now: wall, writtenBefore: prev.wall + stepMs });
     }
     return [...this.pending];
   }

@@ -248,16 +248,19 @@ export function releaseTask(ex: Executor, f: Fence, answer: string): Promise<Tas
 
 /**
  * After a forward wall-clock step: live leases (not yet expired in the time they were written in)
- * that were last written before the step move forward by the step. Writing `updated_at` in the
- * new time makes a second application of the same step (another process saw it too, or the
- * sweeper re-applies one an op applied) match nothing; leases heartbeated after the step are
- * already in the new time and are left alone. Returns how many leases moved.
+ * that were last written before the step move forward by the step. The move writes `updated_at`
+ * in the new time, so applying the same step again (another process saw it too, or the sweeper
+ * re-applies one an op applied) matches nothing; leases heartbeated after the step are already in
+ * the new time and are left alone. Returns how many leases moved.
  */
-export async function extendLeasesAfterStep(ex: Executor, step: { stepMs: number; unsteppedNow: number; now: number }): Promise<number> {
+export async function extendLeasesAfterStep(
+  ex: Executor,
+  step: { stepMs: number; unsteppedNow: number; now: number; writtenBefore: number },
+): Promise<number> {
   const { changes } = await ex.run(sql`UPDATE tasks SET lease_expires_at = lease_expires_at + ${step.stepMs},
       updated_at = ${step.now}
     WHERE lease_expires_at > ${step.unsteppedNow} AND status IN ('claimed', 'running')
-      AND updated_at <= ${step.unsteppedNow}`);
+      AND updated_at < ${step.writtenBefore}`);
   return changes;
 }
 

@@ -123,4 +123,16 @@ describe('wall-clock steps and leases', () => {
     clock.advance(11 * 60_000 + 60_000);
     expect(await t.hub.sweep()).toBe(4);
   });
+
+  it('a forward step larger than an earlier backward one still moves leases written before both', async () => {
+    const held = await claimFive();
+    await t.hub.sweep();
+    clock.advance(1_000);
+    clock.step(-10 * 60_000);
+    await t.hub.sweep();
+    clock.advance(1_000);
+    clock.step(20 * 60_000); // net +10 min
+    expect(await t.hub.sweep()).toBe(0);
+    for (let i = 0; i < 5; i++) await heartbeat(workers[i]!, held[i]!);
+  });
 });
