@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type StepDetector } from '../core/clock-step.js';
 import type { Clock } from '../core/clock.js';
 import type { Config } from '../config.js';
@@ -352,7 +353,7 @@ export const taskList = defineOp({
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
     let after: store.TaskFilter['after'];
-    if (input.cursor !== undefined) after = decodeCursor(input.cursor);
+    if (input.cursor !== undefined) after = decodeTaskCursor(input.cursor);
     const rows = await store.listTasks(ctx.tx, {
       projectId: ctx.principal.projectId,
       statuses: input.status,
@@ -365,31 +366,18 @@ export const taskList = defineOp({
     });
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
-    const next = rows.length > pageSize && last !== undefined ? encodeCursor(last) : null;
+    const next = rows.length > pageSize && last !== undefined ? encodeTaskCursor(last) : null;
     return { tasks: page.map(toTaskSummary), next_cursor: next };
   },
 });
 
-function encodeCursor(r: TaskRow): string {
-  return Buffer.from(JSON.stringify([r.priority, r.created_at, r.id])).toString('base64url');
+function encodeTaskCursor(r: TaskRow): string {
+  return encodeCursor('tasks', [r.priority, r.created_at, r.id]);
 }
 
-function decodeCursor(c: string): store.TaskFilter['after'] {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(v) &&
-      v.length === 3 &&
-      Number.isInteger(v[0]) &&
-      Number.isInteger(v[1]) &&
-      typeof v[2] === 'string'
-    ) {
-      return { priority: v[0] as number, createdAt: v[1] as number, id: v[2] as string };
-    }
-  } catch {
-    // fall through
-  }
-  throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+function decodeTaskCursor(c: string): store.TaskFilter['after'] {
+  const [priority, createdAt, id] = decodeCursor('tasks', c, ['int', 'int', 'str']);
+  return { priority, createdAt, id };
 }
 
 export const taskGet = defineOp({
