@@ -283,7 +283,9 @@ export const messageSearch = defineOp({
     const p = ctx.principal;
     const limit = input.limit ?? 20;
     let before: number | undefined;
-    if (input.cursor !== undefined) [before] = decodeCursor('messages', input.cursor, ['int']);
+    // The position is a global sequence number: sealed, so it tells nothing about other projects (S9).
+    const seal = { secret: ctx.services.keyPepper, scope: p.projectId };
+    if (input.cursor !== undefined) [before] = decodeCursor('messages', input.cursor, ['int'], seal);
     const { rows, scannedTo } = await store.search(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
@@ -306,7 +308,7 @@ export const messageSearch = defineOp({
     }
     const last = page[page.length - 1];
     const at = rows.length > limit && last !== undefined ? last.seq : scannedTo;
-    const next = at === undefined ? null : encodeCursor('messages', [at]);
+    const next = at === undefined ? null : encodeCursor('messages', [at], seal);
     return { messages, next_cursor: next };
   },
 });

@@ -26,4 +26,27 @@ describe('the cursor codec', () => {
       expect((err as BatonError).code).toBe('invalid_input');
     }
   });
+
+  it('sealed: reveals nothing, round-trips in its scope only, and refuses tampering', () => {
+    const secret = Buffer.alloc(32, 7);
+    const mine = { secret, scope: 'prj_a' };
+    const c = encodeCursor('messages', [123_456], mine);
+    expect(Buffer.from(c, 'base64url').toString('latin1')).not.toMatch(/messages|123456/);
+    expect(c).not.toBe(encodeCursor('messages', [123_456], mine)); // a fresh nonce each time
+    expect(decodeCursor('messages', c, ['int'], mine)).toEqual([123_456]);
+    const refused = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (e) {
+        return (e as BatonError).code;
+      }
+      return undefined;
+    };
+    expect(refused(() => decodeCursor('messages', c, ['int'], { secret, scope: 'prj_b' }))).toBe('invalid_input');
+    expect(refused(() => decodeCursor('messages', c, ['int'], { secret: Buffer.alloc(32, 8), scope: 'prj_a' }))).toBe('invalid_input');
+    const raw = Buffer.from(c, 'base64url');
+    raw[raw.length - 1] ^= 1;
+    expect(refused(() => decodeCursor('messages', raw.toString('base64url'), ['int'], mine))).toBe('invalid_input');
+    expect(refused(() => decodeCursor('messages', encodeCursor('messages', [1]), ['int'], mine))).toBe('invalid_input');
+  });
 });
