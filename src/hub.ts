@@ -283,7 +283,7 @@ export class Hub {
   }
 
   /**
-   * Retention and expiry, in one transaction: expired leases back to the board (or dead-lettered),
+   * Expiry, in one transaction: expired leases back to the board (or dead-lettered),
    * expired memory deleted, expired locks released, finished sessions past retention removed.
    * Nothing an agent still holds is touched. Returns how many leases were swept.
    *
