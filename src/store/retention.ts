@@ -15,15 +15,19 @@ import { list, sql } from './sql.js';
  * events and is refused with `cursor_expired`.
  */
 export async function pruneEvents(ex: Executor, cutoffAt: number | null, maxRows: number, chunk: number): Promise<number> {
-  const head = await ex.get<{ id: number | null }>(sql`SELECT max(id) AS id FROM events`);
-  if (head?.id == null) return 0;
-  const byCount = maxRows > 0 ? head.id - maxRows : 0;
+  const newest = (await ex.get<{ id: number | null }>(sql`SELECT max(id) AS id FROM events`))?.id ?? null;
+  if (newest === null) return 0;
+  const byCount = maxRows > 0 ? newest - maxRows : 0;
+  const prunable = (r: { id: number; created_at: number }): boolean =>
+    r.id < newest && (r.id <= byCount || (cutoffAt !== null && r.created_at < cutoffAt));
+  // A run with nothing to do (the usual case) is two rowid lookups, not a page of rows.
+  const oldest = await ex.get<{ id: number; created_at: number }>(sql`SELECT id, created_at FROM events ORDER BY id LIMIT 1`);
+  if (oldest === undefined || !prunable(oldest)) return 0;
   const rows = await ex.all<{ id: number; created_at: number }>(sql`SELECT id, created_at FROM events ORDER BY id LIMIT ${chunk}`);
   let cut = 0;
   for (const r of rows) {
-    if (r.id >= head.id) break; // never the newest: new ids continue from it
-    if (r.id <= byCount || (cutoffAt !== null && r.created_at < cutoffAt)) cut = r.id;
-    else break;
+    if (!prunable(r)) break; // the newest never is: new ids continue from it
+    cut = r.id;
   }
   if (cut === 0) return 0;
   await ex.run(sql`INSERT INTO event_horizon (project_id, pruned_through)
