@@ -19,15 +19,16 @@ import { createLogger } from './log.js';
 import { DeferredWriter, WorkerSink, inlineSink } from './ops/deferred.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
-import { sweepLeases } from './ops/tasks.js';
+import { clockSteps, sweepLeases } from './ops/tasks.js';
 import type { Db, Executor } from './store/db.js';
 import { agentByName, ensureAgent, ensureProject, insertToken, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
-import { expiredLeases } from './store/tasks.js';
+import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
 import { sweepLocks } from './store/locks.js';
+import { pruneEvents, purgeMessages, purgeTasks } from './store/retention.js';
 import { sweepMemory } from './store/memory.js';
 import { sweepSessions } from './store/sessions.js';
 import { lockReleasedEvent } from './ops/locks.js';
@@ -287,18 +288,29 @@ export class Hub {
   }
 
   /**
-   * Retention and expiry, in one transaction: expired leases back to the board (or dead-lettered),
+   * Expiry, in one transaction: expired leases back to the board (or dead-lettered),
    * expired memory deleted, expired locks released, finished sessions past retention removed.
    * Nothing an agent still holds is touched. Returns how many leases were swept.
+   *
+   * Leases are wall time (several processes share them), so first the tick looks for a wall-clock
+   * step since the previous one (wall delta against monotonic delta, beyond the interval plus
+   * slack): a forward step moves live leases forward by the step before any is expired, so a +10
+   * min step does not dead-letter tasks whose holders are heartbeating. A backward step needs
+   * nothing (leases just last longer by it).
    */
   async sweep(): Promise<number> {
     const now = this.clock.now();
+    const steps = clockSteps(this.config, this.clock).observe();
     let changed = 0;
     const swept = await this.db.write(async (ex) => {
       const emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>): Promise<void> => {
         changed++;
         return appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now);
       };
+      for (const step of steps) {
+        const moved = await extendLeasesAfterStep(ex, step);
+        this.log.warn({ step_ms: step.stepMs, leases_moved: moved }, 'wall clock stepped forward; live leases moved with it');
+      }
       const leases = await sweepLeases(ex, now, await expiredLeases(ex, now, null), emit);
       await sweepMemory(ex, now);
       for (const l of await sweepLocks(ex, now)) {
@@ -309,14 +321,62 @@ export class Hub {
       if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000);
       return leases;
     });
+    clockSteps(this.config, this.clock).settle(steps);
     if (changed > 0) this.bus.ring();
     return swept;
   }
 
+  /**
+   * Retention (see settings/retention.ts): old events, finished tasks and read threads are
+   * removed in chunks of `retentionChunk`, each chunk its own short write transaction so that no
+   * delete holds the write lock for long, at most `maxChunks` per kind per call (the rest waits
+   * for the next run). Returns what was removed.
+   */
+  async prune(maxChunks = 20): Promise<{ events: number; tasks: number; threads: number }> {
+    const c = this.config;
+    const out = { events: 0, tasks: 0, threads: 0 };
+    const chunked = async (step: (ex: Executor, now: number) => Promise<number>, size: number): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < maxChunks; i++) {
+        const n = await this.db.write((ex) => step(ex, this.clock.now()));
+        total += n;
+        if (n < size) break;
+      }
+      return total;
+    };
+    if (c.eventRetentionMs > 0 || c.eventRetentionMax > 0) {
+      const cutoff = (now: number): number | null => (c.eventRetentionMs > 0 ? now - c.eventRetentionMs : null);
+      out.events = await chunked((ex, now) => pruneEvents(ex, cutoff(now), c.eventRetentionMax, c.retentionChunk), c.retentionChunk);
+    }
+    if (c.taskRetentionMs > 0) {
+      out.tasks = await chunked((ex, now) => purgeTasks(ex, now - c.taskRetentionMs, c.retentionChunk), c.retentionChunk);
+    }
+    if (c.messageRetentionMs > 0) {
+      // A thread is a handful of statements: fewer per chunk.
+      const threads = Math.max(1, Math.floor(c.retentionChunk / 10));
+      out.threads = await chunked((ex, now) => purgeMessages(ex, now - c.messageRetentionMs, threads), threads);
+    }
+    return out;
+  }
+
   startSweeper(): void {
     if (this.sweepTimer !== null) return;
+    clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
+    let lastPrune = this.clock.monotonic();
+    let pruning = false;
     this.sweepTimer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
+      if (pruning || this.clock.monotonic() - lastPrune < this.config.retentionIntervalMs) return;
+      pruning = true;
+      lastPrune = this.clock.monotonic();
+      this.prune()
+        .then((removed) => {
+          if (removed.events + removed.tasks + removed.threads > 0) this.log.info({ removed }, 'retention');
+        })
+        .catch((err: unknown) => this.log.error({ err }, 'retention failed'))
+        .finally(() => {
+          pruning = false;
+        });
     }, this.config.sweepIntervalMs);
     this.sweepTimer.unref();
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Executor } from '../store/db.js';
@@ -30,19 +31,12 @@ export const isoTime = z
 
 /** Cursors of newest-first listings: the (created_at, id) of the last row served. */
 export function encodeBefore(row: { created_at: number; id: string }): string {
-  return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url');
+  return encodeCursor('before', [row.created_at, row.id]);
 }
 
 export function decodeBefore(c: string): Before {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && Number.isInteger(v[0]) && typeof v[1] === 'string') {
-      return { createdAt: v[0] as number, id: v[1] as string };
-    }
-  } catch {
-    // fall through
-  }
-  throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+  const [createdAt, id] = decodeCursor('before', c, ['int', 'str']);
+  return { createdAt, id };
 }
 
 /** One page of newest-first rows (the store was asked for `size + 1`) and the cursor after it. */

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { audiencesOf } from '../core/audience.js';
 import type { Executor } from '../store/db.js';
+import { BatonError } from '../core/errors.js';
 import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
+import { eventHorizon } from '../store/retention.js';
 import { sql, list } from '../store/sql.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { waitMs } from './schemas.js';
@@ -53,6 +55,13 @@ export const eventsWait = defineOp({
     const p = ctx.principal;
     // Without a cursor, "from now": the newest event id when the call began (kept across retries
     // through the input object the runner passes to every attempt).
+    if (input.after !== undefined && input.after < (await eventHorizon(ctx.tx, p.projectId))) {
+      // Events after this cursor were removed by retention: the caller has missed some and must
+      // know it (resync from the current state, then continue from the newest cursor).
+      throw new BatonError('cursor_expired', 'events after this cursor were removed by retention; resync and resume from details.cursor', {
+        cursor: await lastEventId(ctx.tx, p.projectId),
+      });
+    }
     const start = input.after ?? (await lastEventId(ctx.tx, p.projectId));
     if (input.after === undefined) input.after = start;
     const limit = input.limit ?? 50;

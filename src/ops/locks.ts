@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { globsOverlap, normalizeGlob } from '../core/globs.js';
 import { newId } from '../core/ids.js';
@@ -254,20 +255,13 @@ export const lockForceRelease = defineOp({
   },
 });
 
-function encodeCursor(l: Lock): string {
-  return Buffer.from(JSON.stringify([l.createdAt, l.id])).toString('base64url');
+function encodeLockCursor(l: Lock): string {
+  return encodeCursor('locks', [l.createdAt, l.id]);
 }
 
-function decodeCursor(c: string): { createdAt: number; id: string } {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && Number.isInteger(v[0]) && typeof v[1] === 'string') {
-      return { createdAt: v[0] as number, id: v[1] as string };
-    }
-  } catch {
-    // fall through
-  }
-  throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+function decodeLockCursor(c: string): { createdAt: number; id: string } {
+  const [createdAt, id] = decodeCursor('locks', c, ['int', 'str']);
+  return { createdAt, id };
 }
 
 export const lockList = defineOp({
@@ -288,7 +282,7 @@ export const lockList = defineOp({
   cli: { group: 'lock', command: 'list' },
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
-    let after = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
+    let after = input.cursor === undefined ? undefined : decodeLockCursor(input.cursor);
     const found: Lock[] = [];
     // With a path filter, overlap is decided in code: read in chunks until the page is full.
     for (;;) {
@@ -311,7 +305,7 @@ export const lockList = defineOp({
     const last = page[page.length - 1];
     return {
       locks: page.map(toLockOut),
-      next_cursor: found.length > pageSize && last !== undefined ? encodeCursor(last) : null,
+      next_cursor: found.length > pageSize && last !== undefined ? encodeLockCursor(last) : null,
     };
   },
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Audience } from '../core/audience.js';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { AAD, openWith, sealWith } from '../security/crypto.js';
 import * as store from '../store/memory.js';
@@ -176,7 +177,7 @@ export const memoryList = defineOp({
       projectId: at.projectId,
       owner: at.owner,
       prefix: input.prefix ?? '',
-      after: input.cursor === undefined ? null : decodeCursor(input.cursor),
+      after: input.cursor === undefined ? null : decodeMemoryCursor(input.cursor),
       now: ctx.now,
       limit: pageSize + 1,
     });
@@ -192,15 +193,15 @@ export const memoryList = defineOp({
         expires_at: isoOrNull(r.expires_at),
         updated_by: r.updated_by,
       })),
-      next_cursor: rows.length > pageSize && last !== undefined ? Buffer.from(last.key).toString('base64url') : null,
+      next_cursor: rows.length > pageSize && last !== undefined ? encodeCursor('memory', [last.key]) : null,
     };
   },
 });
 
-function decodeCursor(c: string): string {
-  const k = Buffer.from(c, 'base64url').toString('utf8');
+function decodeMemoryCursor(c: string): string {
+  const [k] = decodeCursor('memory', c, ['str']);
   if (k.length === 0 || k.length > MEMORY_LIMITS.key || !KEY.test(k)) {
-    throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+    throw new BatonError('invalid_input', 'cursor: not a cursor this server issued for this listing');
   }
   return k;
 }

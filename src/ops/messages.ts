@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
@@ -282,10 +283,9 @@ export const messageSearch = defineOp({
     const p = ctx.principal;
     const limit = input.limit ?? 20;
     let before: number | undefined;
-    if (input.cursor !== undefined) {
-      if (!/^\d{1,15}$/.test(input.cursor)) throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
-      before = Number(input.cursor);
-    }
+    // The position is a global sequence number: sealed, so it tells nothing about other projects (S9).
+    const seal = { secret: ctx.services.keyPepper, scope: p.projectId };
+    if (input.cursor !== undefined) [before] = decodeCursor('messages', input.cursor, ['int'], seal);
     const { rows, scannedTo } = await store.search(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
@@ -307,7 +307,8 @@ export const messageSearch = defineOp({
       messages.push(out);
     }
     const last = page[page.length - 1];
-    const next = rows.length > limit && last !== undefined ? String(last.seq) : scannedTo !== undefined ? String(scannedTo) : null;
+    const at = rows.length > limit && last !== undefined ? last.seq : scannedTo;
+    const next = at === undefined ? null : encodeCursor('messages', [at], seal);
     return { messages, next_cursor: next };
   },
 });

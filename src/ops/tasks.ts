@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { decodeCursor, encodeCursor } from '../core/cursor.js';
+import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type StepDetector } from '../core/clock-step.js';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../config.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
 import type { Executor } from '../store/db.js';
 import { setAgentProfile } from '../store/directory.js';
@@ -124,6 +128,32 @@ export async function sweepLeases(ex: Executor, now: number, rows: readonly Task
   return swept;
 }
 
+/** The hub's clock-step detector (shared by its sweeper and its ops). */
+export function clockSteps(config: Config, clock: Clock): StepDetector {
+  return stepDetectorOf(config, clock, config.sweepIntervalMs + CLOCK_STEP_SLACK_MS);
+}
+
+/**
+ * Applies forward clock steps not yet settled by the sweeper, before anything here treats a lease
+ * as expired: a step between two sweeper ticks must not dead-letter live tasks. Only called on
+ * paths that already found something expired (or a fence that missed), never on the hot path.
+ * True when a lease moved.
+ */
+async function absorbClockSteps(ctx: OpContext): Promise<boolean> {
+  let moved = 0;
+  for (const step of clockSteps(ctx.services.config, ctx.services.clock).observe()) {
+    moved += await store.extendLeasesAfterStep(ctx.tx, step);
+  }
+  return moved > 0;
+}
+
+/** A fenced write that missed is tried once more if a clock step had made its lease look expired. */
+async function fencedWrite<T>(ctx: OpContext, write: () => Promise<T | undefined>): Promise<T | undefined> {
+  const out = await write();
+  if (out !== undefined) return out;
+  return (await absorbClockSteps(ctx)) ? write() : undefined;
+}
+
 /** Explains why a fenced write matched no row: the most specific true reason. */
 async function fenceFailure(ctx: OpContext, id: string, token: number): Promise<BatonError> {
   const row = await mustGet(ctx, id);
@@ -136,6 +166,18 @@ async function fenceFailure(ctx: OpContext, id: string, token: number): Promise<
     return new BatonError('lease_expired', 'lease expired; claim the task again');
   }
   return new BatonError('conflict', 'task changed concurrently; retry');
+}
+
+/**
+ * A finish (complete, fail, release) whose fence missed may be a retry of one that already
+ * succeeded and whose answer was lost (the connection dropped after the commit): the same agent,
+ * the same lease token and the same op get the recorded answer again. Only the task's last finish
+ * is recorded; a different op with that token stays refused.
+ */
+async function replayedFinish(ctx: OpContext, id: string, token: number, op: string): Promise<unknown> {
+  const row = await mustGet(ctx, id);
+  if (row.finish_token !== token || row.finish_owner !== ctx.principal.agentName || row.finish_op !== op) return undefined;
+  return row.finish_answer === null ? undefined : (JSON.parse(row.finish_answer) as unknown);
 }
 
 const fenceOf = (ctx: OpContext, id: string, token: number): store.Fence => ({
@@ -311,7 +353,7 @@ export const taskList = defineOp({
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
     let after: store.TaskFilter['after'];
-    if (input.cursor !== undefined) after = decodeCursor(input.cursor);
+    if (input.cursor !== undefined) after = decodeTaskCursor(input.cursor);
     const rows = await store.listTasks(ctx.tx, {
       projectId: ctx.principal.projectId,
       statuses: input.status,
@@ -324,31 +366,18 @@ export const taskList = defineOp({
     });
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
-    const next = rows.length > pageSize && last !== undefined ? encodeCursor(last) : null;
+    const next = rows.length > pageSize && last !== undefined ? encodeTaskCursor(last) : null;
     return { tasks: page.map(toTaskSummary), next_cursor: next };
   },
 });
 
-function encodeCursor(r: TaskRow): string {
-  return Buffer.from(JSON.stringify([r.priority, r.created_at, r.id])).toString('base64url');
+function encodeTaskCursor(r: TaskRow): string {
+  return encodeCursor('tasks', [r.priority, r.created_at, r.id]);
 }
 
-function decodeCursor(c: string): store.TaskFilter['after'] {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(v) &&
-      v.length === 3 &&
-      Number.isInteger(v[0]) &&
-      Number.isInteger(v[1]) &&
-      typeof v[2] === 'string'
-    ) {
-      return { priority: v[0] as number, createdAt: v[1] as number, id: v[2] as string };
-    }
-  } catch {
-    // fall through
-  }
-  throw new BatonError('invalid_input', 'cursor: not a cursor this server issued');
+function decodeTaskCursor(c: string): store.TaskFilter['after'] {
+  const [priority, createdAt, id] = decodeCursor('tasks', c, ['int', 'int', 'str']);
+  return { priority, createdAt, id };
 }
 
 export const taskGet = defineOp({
@@ -391,6 +420,7 @@ export const taskClaim = defineOp({
     const { projectId, agentId, agentName: name, role } = ctx.principal;
     const lease = leaseMsFor(ctx, input.lease_ms);
     if (await store.hasExpiredLease(ctx.tx, projectId, ctx.now)) {
+      await absorbClockSteps(ctx);
       const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
       await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));
     }
@@ -429,7 +459,7 @@ export const taskStart = defineOp({
   cli: { group: 'task', command: 'start', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
-    const row = await store.startTask(ctx.tx, fenceOf(ctx, id, lease_token));
+    const row = await fencedWrite(ctx, () => store.startTask(ctx.tx, fenceOf(ctx, id, lease_token)));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit('task.started', id);
     return { task: await full(ctx.tx, row) };
@@ -447,7 +477,8 @@ export const taskHeartbeat = defineOp({
   cli: { group: 'task', command: 'heartbeat', positional: 'id' },
   async handler(ctx, { id, lease_token, lease_ms }) {
     ctx.target(id);
-    const row = await store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), leaseMsFor(ctx, lease_ms));
+    const lease = leaseMsFor(ctx, lease_ms);
+    const row = await fencedWrite(ctx, () => store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), lease));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     return { id, lease_expires_at: iso(row.lease_expires_at!) };
   },
@@ -465,8 +496,10 @@ export const taskComplete = defineOp({
   async handler(ctx, { id, lease_token, result }) {
     ctx.target(id);
     const fence = fenceOf(ctx, id, lease_token);
-    let row = await store.completeTask(ctx.tx, fence, JSON.stringify(result));
+    let row = await fencedWrite(ctx, () => store.completeTask(ctx.tx, fence, JSON.stringify(result)));
     if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_complete');
+      if (replay !== undefined) return replay as { id: string; status: TaskState; unblocked: string[] };
       const failure = await fenceFailure(ctx, id, lease_token);
       // The fence holds, so the task needs an approval: it completes once one was granted.
       if (failure.code !== 'conflict' || (await mustGet(ctx, id)).needs_approval !== 1) throw failure;
@@ -503,11 +536,21 @@ export const taskFail = defineOp({
     const current = await mustGet(ctx, id);
     const { backoffBaseMs, backoffMaxMs } = ctx.services.config;
     const next = afterFailure(current.attempts, current.max_attempts, ctx.now, { baseMs: backoffBaseMs, maxMs: backoffMaxMs }, retry ?? true);
-    const row = await store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next);
-    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    const answer = {
+      id,
+      status: next.state,
+      attempts: current.attempts,
+      available_at: iso(next.state === 'ready' ? next.availableAt : ctx.now),
+    };
+    const row = await fencedWrite(ctx, () => store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next, JSON.stringify(answer)));
+    if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_fail');
+      if (replay !== undefined) return replay as typeof answer;
+      throw await fenceFailure(ctx, id, lease_token);
+    }
     await ctx.emit(row.status === 'failed' ? 'task.failed' : 'task.retry', id, { attempts: row.attempts });
     await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
-    return { id, status: row.status, attempts: row.attempts, available_at: iso(row.available_at) };
+    return answer;
   },
 });
 
@@ -522,11 +565,16 @@ export const taskRelease = defineOp({
   cli: { group: 'task', command: 'release', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
-    const row = await store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token));
-    if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
+    const answer = { id, status: 'ready' as TaskState };
+    const row = await fencedWrite(ctx, () => store.releaseTask(ctx.tx, fenceOf(ctx, id, lease_token), JSON.stringify(answer)));
+    if (row === undefined) {
+      const replay = await replayedFinish(ctx, id, lease_token, 'task_release');
+      if (replay !== undefined) return replay as typeof answer;
+      throw await fenceFailure(ctx, id, lease_token);
+    }
     await ctx.emit('task.ready', id, { released: true });
     await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
-    return { id, status: row.status };
+    return answer;
   },
 });
 

@@ -38,6 +38,11 @@ export interface TaskRow {
   started_at: number | null;
   finished_at: number | null;
   version: number;
+  /** The last finish (see migration 9): replayed to a retry with the same owner, token and op. */
+  finish_owner: string | null;
+  finish_token: number | null;
+  finish_op: string | null;
+  finish_answer: string | null;
 }
 
 export interface NewTask {
@@ -193,9 +198,15 @@ export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<
       WHERE ${fenced(f)} RETURNING *`);
 }
 
+/** What a finish records for its replay (the answer as JSON, as the op returned it). */
+const finishOf = (f: Fence, op: string, answer: Sql): Sql =>
+  sql`finish_owner = ${f.owner}, finish_token = ${f.token}, finish_op = ${op}, finish_answer = ${answer}`;
+
 /**
  * Completes a fenced task. A task that needs an approval completes only when the caller has
  * checked that one was granted (`approved`); otherwise nothing matches and the caller explains.
+ * The answer is recorded in the same statement: `unblocked` are the dependents for which this was
+ * the last open dependency (exactly those `resolveDependency` then frees), by id.
  */
 export function completeTask(
   ex: Executor,
@@ -204,8 +215,12 @@ export function completeTask(
   approved = false,
 ): Promise<{ status: TaskState } | undefined> {
   const gate = approved ? trusted('') : trusted(' AND needs_approval = 0');
+  const answer = sql`json_object('id', ${f.id}, 'status', 'done', 'unblocked', json((SELECT json_group_array(task_id)
+      FROM (SELECT d.task_id FROM task_deps d JOIN tasks x ON x.id = d.task_id
+            WHERE d.depends_on = ${f.id} AND x.deps_open = 1 AND x.status = 'blocked' ORDER BY d.task_id))))`;
   return ex.get<{ status: TaskState }>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
-      lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1
+      lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1,
+      ${finishOf(f, 'task_complete', answer)}
       WHERE ${fenced(f)}${gate} RETURNING status`);
 }
 
@@ -215,19 +230,38 @@ export function failTask(
   f: Fence,
   error: string,
   next: { state: 'ready'; availableAt: number } | { state: 'failed' },
+  answer: string,
 ): Promise<TaskRow | undefined> {
   const availableAt = next.state === 'ready' ? next.availableAt : f.now;
   const finishedAt = next.state === 'failed' ? f.now : null;
   return ex.get<TaskRow>(sql`UPDATE tasks SET status = ${next.state}, last_error = ${error}, lease_owner = NULL,
       lease_expires_at = NULL, available_at = ${availableAt}, finished_at = ${finishedAt}, updated_at = ${f.now},
-      version = version + 1 WHERE ${fenced(f)} RETURNING *`);
+      version = version + 1, ${finishOf(f, 'task_fail', sql`${answer}`)} WHERE ${fenced(f)} RETURNING *`);
 }
 
 /** A voluntary release does not count as an attempt. */
-export function releaseTask(ex: Executor, f: Fence): Promise<TaskRow | undefined> {
+export function releaseTask(ex: Executor, f: Fence, answer: string): Promise<TaskRow | undefined> {
   return ex.get<TaskRow>(sql`UPDATE tasks SET status = 'ready', attempts = attempts - 1, lease_owner = NULL,
-      lease_expires_at = NULL, available_at = ${f.now}, updated_at = ${f.now}, version = version + 1
-      WHERE ${fenced(f)} RETURNING *`);
+      lease_expires_at = NULL, available_at = ${f.now}, updated_at = ${f.now}, version = version + 1,
+      ${finishOf(f, 'task_release', sql`${answer}`)} WHERE ${fenced(f)} RETURNING *`);
+}
+
+/**
+ * After a forward wall-clock step: live leases (not yet expired in the time they were written in)
+ * that were last written before the step move forward by the step. The move writes `updated_at`
+ * in the new time, so applying the same step again (another process saw it too, or the sweeper
+ * re-applies one an op applied) matches nothing; leases heartbeated after the step are already in
+ * the new time and are left alone. Returns how many leases moved.
+ */
+export async function extendLeasesAfterStep(
+  ex: Executor,
+  step: { stepMs: number; unsteppedNow: number; now: number; writtenBefore: number },
+): Promise<number> {
+  const { changes } = await ex.run(sql`UPDATE tasks SET lease_expires_at = lease_expires_at + ${step.stepMs},
+      updated_at = ${step.now}
+    WHERE lease_expires_at > ${step.unsteppedNow} AND status IN ('claimed', 'running')
+      AND updated_at < ${step.writtenBefore}`);
+  return changes;
 }
 
 /** Tasks whose lease has run out, oldest expiry first (in one project, or in all). */
