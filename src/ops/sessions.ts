@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 import type { Audience } from '../core/audience.js';
 import { BatonError, conflict, notFound } from '../core/errors.js';
-import { allowedRepos, commitForAgent, projectDir } from '../os/git.js';
+import { allowedRepos, commitForAgent, GIT_TIMEOUT_MS, projectDir } from '../os/git.js';
 import { newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
 import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
@@ -10,7 +10,7 @@ import type { Executor } from '../store/db.js';
 import { agentByName } from '../store/directory.js';
 import * as store from '../store/sessions.js';
 import type { CheckpointRow, HandoffRow, SessionRow } from '../store/sessions.js';
-import { defineOp, type OpContext, type OpDef } from './catalog.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { agentName, leaseOut, limit, LIMITS, projectPath, roleName, taskId } from './schemas.js';
 import { releaseAgentLocks } from '../store/locks.js';
 import { lockReleasedEvent } from './locks.js';
@@ -247,6 +247,25 @@ const metrics = z.record(z.string().min(1), z.number().finite()).superRefine((m,
   if (keys.some((k) => k.length > 64)) tooBig('string', 64, 'metric names are at most 64 characters');
 });
 
+/** A checkpoint's git commit, running outside every transaction (see session_checkpoint). */
+interface CommitJob {
+  readonly sessionId: string;
+  settled: boolean;
+  sha: string | null;
+  error: unknown;
+}
+
+/**
+ * Keyed by the call's parsed input object, which the runner hands unchanged to every attempt of
+ * one call: no other call (whatever request id it claims) can find this call's job, and a call
+ * that is abandoned (its client gone) leaves nothing behind once collected.
+ */
+const commitJobs = new WeakMap<object, CommitJob>();
+
+/** The bound on a checkpoint's git work; the op waits a little longer, so git always settles first. */
+const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
+const CHECKPOINT_WAIT_MS = CHECKPOINT_GIT_MS + 5_000;
+
 export const sessionCheckpoint = defineOp({
   name: 'session_checkpoint',
   summary: 'Record progress in your session; optionally git-commit as the user.',
@@ -270,6 +289,8 @@ export const sessionCheckpoint = defineOp({
   kind: 'write',
   rest: { method: 'POST', path: '/sessions/checkpoint' },
   cli: { group: 'session', command: 'checkpoint' },
+  // A commit makes this a waiting op: git runs between attempts, never inside a transaction.
+  waitMs: (input) => (input.commit === undefined ? 0 : CHECKPOINT_WAIT_MS),
   async handler(ctx, input) {
     refuseSecrets({
       summary: input.summary,
@@ -277,19 +298,50 @@ export const sessionCheckpoint = defineOp({
       'metrics (keys)': Object.keys(input.metrics ?? {}),
       'commit.message': input.commit?.message,
     });
+    const job = commitJobs.get(input);
+    const open = await store.openSessionOf(ctx.tx, ctx.principal.projectId, ctx.principal.agentId);
+    if (job !== undefined && (open === undefined || open.id !== job.sessionId)) {
+      if (!job.settled && !ctx.final) return RETRY;
+      commitJobs.delete(input);
+      const details = job.sha === null ? undefined : { commit_sha: job.sha };
+      throw conflict(`the session ended while git ran${job.sha === null ? '' : `; commit ${job.sha} was made`}; no checkpoint was recorded`, details);
+    }
     const session = await mustOpen(ctx);
-    // The commit runs inside this op's write transaction, after every check that can refuse the
-    // call and before the only writes; bounded by the helper's timeout (see commitForAgent).
-    const sha =
-      input.commit === undefined
-        ? null
-        : await commitForAgent({
-            repo: input.commit.repo,
-            message: input.commit.message,
-            paths: input.commit.paths,
-            base: projectDir(ctx.services.config),
-            allowed: allowedRepos(ctx.services.config),
-          });
+    let sha: string | null = null;
+    if (input.commit !== undefined) {
+      // Git must not run inside the write transaction: every project's writes wait behind it
+      // (one store, one writer), and a rollback after git ran would leave a commit without its
+      // row. So: the first attempt checks what it can and starts git, then answers RETRY, which
+      // ends the transaction; the runner retries (at its next tick, at most a second later) and
+      // the attempt that finds git finished writes the row in a fresh transaction, with the
+      // caller re-authenticated and the session checked again. What can still refuse after git
+      // ran: the session ended meanwhile (the error names the commit), a store fault, or the
+      // client going away (the runner then answers nothing): the commit stays in git, with the
+      // agent's message, and no checkpoint row names it.
+      if (job === undefined) {
+        const started: CommitJob = { sessionId: session.id, settled: false, sha: null, error: undefined };
+        commitJobs.set(input, started);
+        void commitForAgent({
+          repo: input.commit.repo,
+          message: input.commit.message,
+          paths: input.commit.paths,
+          base: projectDir(ctx.services.config),
+          allowed: allowedRepos(ctx.services.config),
+          timeoutMs: CHECKPOINT_GIT_MS,
+        }).then(
+          (value) => Object.assign(started, { settled: true, sha: value }),
+          (error: unknown) => Object.assign(started, { settled: true, error }),
+        );
+        return RETRY;
+      }
+      if (!job.settled) {
+        if (!ctx.final) return RETRY;
+        throw new BatonError('unavailable', 'git did not finish in time');
+      }
+      commitJobs.delete(input);
+      if (job.error !== undefined) throw job.error;
+      sha = job.sha;
+    }
     const row = await store.addCheckpoint(ctx.tx, {
       sessionId: session.id,
       at: ctx.now,
