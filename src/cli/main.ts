@@ -13,6 +13,7 @@ import { cliLogLevel } from './common.js';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
+import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
   data?: string;
@@ -120,12 +121,13 @@ function addOpCommand(group: Command, op: OpDef): void {
         );
         const meta: CallMeta = { requestId: hub.newRequestId(), transport: 'cli' };
         const out = await hub.call(op.name, input, principal, meta);
-        if (opts.json === true) process.stdout.write(JSON.stringify(out) + '\n');
+        // Results hold agents' text: JSON escapes C0 controls, terminalJson the rest (C1, bidi).
+        if (opts.json === true) process.stdout.write(terminalJson(out) + '\n');
         else if (op.name === 'token_create') {
           const r = out as { key: string; token: { id: string; role: string; project: string } };
           process.stdout.write(`${r.key}\n`);
-          process.stderr.write(`key ${r.token.id} (role ${r.token.role}, project ${r.token.project}); shown once\n`);
-        } else process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+          process.stderr.write(printable(`key ${r.token.id} (role ${r.token.role}, project ${r.token.project}); shown once`) + '\n');
+        } else process.stdout.write(terminalJson(out, 2) + '\n');
       } finally {
         await hub.close();
       }
@@ -244,16 +246,16 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`baton: ${err.message}\n`);
+      process.stderr.write(`baton: ${printable(err.message)}\n`);
       process.exitCode = 2;
       return;
     }
     if (isBatonError(err)) {
-      process.stderr.write(`baton: ${err.code}: ${err.message}\n`);
+      process.stderr.write(`baton: ${err.code}: ${printable(err.message)}\n`);
       process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
       return;
     }
-    process.stderr.write(`baton: ${describeFailure(err)}\n`);
+    process.stderr.write(`baton: ${printable(describeFailure(err))}\n`);
     process.exitCode = 1;
   }
 }
