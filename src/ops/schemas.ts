@@ -11,6 +11,8 @@ export const LIMITS = {
   label: 50,
   deps: 100,
   batch: 500,
+  /** Dependencies in one task_create batch, all tasks together (500 × 100 held the hub ~350 ms). */
+  batchEdges: 5_000,
   files: 100,
   hints: 2_000,
   summary: 10_000,
@@ -30,6 +32,31 @@ export const leaseToken = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 export const waitMs = z.number().int().min(0).max(300_000);
 export const limit = z.number().int().min(1).max(LIMITS.page);
 export const cursor = z.string().max(200);
+
+/**
+ * A task_create batch: at most LIMITS.batch tasks and LIMITS.batchEdges dependencies in all, so
+ * the edges one call inserts (and orders) stay bounded (`too_large` names the limit).
+ */
+export function taskBatch<S extends z.ZodType<{ depends_on?: string[] | undefined }>>(spec: S) {
+  return z
+    .array(spec)
+    .min(1)
+    .max(LIMITS.batch)
+    .superRefine((tasks, ctx) => {
+      let edges = 0;
+      for (const t of tasks) edges += t.depends_on?.length ?? 0;
+      if (edges > LIMITS.batchEdges) {
+        ctx.addIssue({
+          code: 'too_big',
+          origin: 'array',
+          maximum: LIMITS.batchEdges,
+          inclusive: true,
+          input: tasks,
+          message: `at most ${LIMITS.batchEdges} dependencies in one batch, all tasks together (got ${edges})`,
+        });
+      }
+    });
+}
 
 export const projectPath = z
   .string()

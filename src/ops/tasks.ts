@@ -20,6 +20,7 @@ import {
   LIMITS,
   roleName,
   taskContext,
+  taskBatch,
   taskId,
   taskOut,
   taskResult,
@@ -184,7 +185,7 @@ const createdOut = z.object({
 export const taskCreate = defineOp({
   name: 'task_create',
   summary: 'Create tasks (a batch); depends_on: task ids or refs in the batch.',
-  input: z.object({ tasks: z.array(taskSpec).min(1).max(LIMITS.batch) }).strict(),
+  input: z.object({ tasks: taskBatch(taskSpec) }).strict(),
   output: z.object({ tasks: z.array(createdOut) }),
   permission: 'task.create',
   kind: 'write',
@@ -237,6 +238,7 @@ export const taskCreate = defineOp({
     for (const p of parents) if (!parentStatuses.has(p)) throw new BatonError('not_found', `parent ${p} not found`);
 
     const out: z.infer<typeof createdOut>[] = new Array(tasks.length);
+    const position = new Map(ids.map((id, k) => [id, k]));
     for (const i of topoOrder(tasks.length, inBatch)) {
       const t = tasks[i]!;
       const prior = existing[i];
@@ -250,7 +252,7 @@ export const taskCreate = defineOp({
       });
       let open = 0;
       for (const d of new Set(deps)) {
-        const j = ids.indexOf(d);
+        const j = position.get(d) ?? -1;
         const status: TaskState | undefined = j >= 0 ? (out[j]?.status ?? existing[j]?.status) : statuses.get(d);
         if (status !== 'done') open++;
       }
