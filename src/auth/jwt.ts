@@ -5,6 +5,7 @@ import type { JWTPayload } from 'jose';
 /** jose is loaded on first use: a `baton mcp` that never sees a JWT starts without it (cold start). */
 const jose = (): Promise<typeof Jose> => import('jose');
 import { BatonError } from '../core/errors.js';
+import { ID_PATTERN } from '../core/ids.js';
 
 /**
  * Access tokens (S3): HS256 JWTs signed with the server's JWT secret. The algorithm allowlist is
@@ -20,9 +21,9 @@ export const CLOCK_TOLERANCE_S = 5;
 export const MAX_CREDENTIAL_LENGTH = 8192;
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
-const TOKEN_ID = /^tok_[a-z2-7]{26}$/;
-const AGENT_ID = /^agt_[a-z2-7]{26}$/;
-const PROJECT_ID = /^prj_[a-z2-7]{26}$/;
+const TOKEN_ID = ID_PATTERN('tok');
+const AGENT_ID = ID_PATTERN('agt');
+const PROJECT_ID = ID_PATTERN('prj');
 
 export function looksLikeJwt(value: string): boolean {
   return value.length <= MAX_CREDENTIAL_LENGTH && JWT_SHAPE.test(value);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ID_PATTERN } from '../core/ids.js';
 import { normalizeProjectPath } from '../core/paths.js';
 import { ROLE_NAME } from '../core/roles.js';
 import { TASK_STATES } from '../core/tasks.js';
@@ -21,8 +22,8 @@ export const LIMITS = {
   plan: 100_000,
 } as const;
 
-export const taskId = z.string().regex(/^tsk_[a-z2-7]{26}$/, 'expected a task id (tsk_…)');
-export const tokenId = z.string().regex(/^tok_[a-z2-7]{26}$/, 'expected a token id (tok_…)');
+export const taskId = z.string().regex(ID_PATTERN('tsk'), 'expected a task id (tsk_…)');
+export const tokenId = z.string().regex(ID_PATTERN('tok'), 'expected a token id (tok_…)');
 export const agentName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected an agent name');
 export const roleName = z.string().regex(ROLE_NAME, 'expected a role name');
 export const projectName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected a project name');

@@ -3,7 +3,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Audience } from '../core/audience.js';
 import { BatonError, conflict, notFound } from '../core/errors.js';
 import { allowedRepos, commitForAgent, GIT_TIMEOUT_MS, projectDir } from '../os/git.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
 import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import type { Executor } from '../store/db.js';
@@ -15,11 +15,11 @@ import { agentName, leaseOut, limit, LIMITS, projectPath, roleName, taskId } fro
 import { releaseAgentLocks } from '../store/locks.js';
 import { lockReleasedEvent } from './locks.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
-const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+import { iso } from '../core/time.js';
+const isoOrNull = (ms: number | null): string | null => iso(ms);
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
-const handoffId = z.string().regex(/^hof_[a-z2-7]{26}$/, 'expected a handoff id (hof_…)');
+const handoffId = z.string().regex(ID_PATTERN('hof'), 'expected a handoff id (hof_…)');
 const item = z.string().min(1).max(500);
 const memoryKey = z.string().min(1).max(200);
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
 import type { Executor } from '../store/db.js';
 import { setAgentProfile } from '../store/directory.js';
@@ -30,7 +30,7 @@ import {
   type TaskOut,
 } from './schemas.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+import { iso } from '../core/time.js';
 
 function parseJson<T>(text: string | null, fallback: T): T {
   return text === null ? fallback : (JSON.parse(text) as T);
@@ -216,7 +216,7 @@ export const taskCreate = defineOp({
         if (j !== undefined) {
           if (j === i) throw new BatonError('cycle', `task "${t.ref}" depends on itself`, { cycle: [t.ref, t.ref] });
           inBatch[i]!.push(j);
-        } else if (/^tsk_[a-z2-7]{26}$/.test(dep)) {
+        } else if (ID_PATTERN('tsk').test(dep)) {
           external.add(dep);
         } else {
           throw new BatonError('invalid_input', `tasks.${i}.depends_on: "${dep}" is neither a task id nor a ref in this batch`);
