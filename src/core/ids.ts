@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
  */
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
-export type IdKind = 'tsk' | 'agt' | 'tok' | 'prj' | 'req' | 'evt' | 'msg' | 'mem' | 'dsc' | 'dec' | 'apr' | 'lck' | 'ses' | 'hof' | 'chk';
+export type IdKind = 'tsk' | 'agt' | 'tok' | 'prj' | 'req' | 'evt' | 'msg' | 'mem' | 'dsc' | 'dec' | 'apr' | 'lck' | 'ses' | 'hof' | 'chk' | 'fam';
 
 export function newId(kind: IdKind): string {
   return `${kind}_${base32(randomBytes(16))}`;
