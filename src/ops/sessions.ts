@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 import type { Audience } from '../core/audience.js';
 import { BatonError, conflict, notFound } from '../core/errors.js';
-import { allowedRepos, commitForAgent, GIT_TIMEOUT_MS, projectDir } from '../os/git.js';
+import { allowedRepos, commitStaged, GIT_TIMEOUT_MS, projectDir, stageForAgent, type Staged } from '../os/git.js';
+import { refuseLockedStaged } from './commit-guard.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
 import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
@@ -247,10 +248,16 @@ const metrics = z.record(z.string().min(1), z.number().finite()).superRefine((m,
   if (keys.some((k) => k.length > 64)) tooBig('string', 64, 'metric names are at most 64 characters');
 });
 
-/** A checkpoint's git commit, running outside every transaction (see session_checkpoint). */
+/**
+ * A checkpoint's git work, outside every transaction (see session_checkpoint): first `stage`
+ * (check, add, list what is staged), then, after the lock check in a transaction, `commit`.
+ */
 interface CommitJob {
   readonly sessionId: string;
+  readonly deadline: number;
+  phase: 'stage' | 'commit';
   settled: boolean;
+  staged: Staged | null;
   sha: string | null;
   error: unknown;
 }
@@ -261,6 +268,17 @@ interface CommitJob {
  * that is abandoned (its client gone) leaves nothing behind once collected.
  */
 const commitJobs = new WeakMap<object, CommitJob>();
+
+function run<T>(job: CommitJob, phase: CommitJob['phase'], work: Promise<T>, keep: (value: T) => void): void {
+  Object.assign(job, { phase, settled: false, error: undefined });
+  void work.then(
+    (value) => {
+      keep(value);
+      job.settled = true;
+    },
+    (error: unknown) => Object.assign(job, { settled: true, error }),
+  );
+}
 
 /** The bound on a checkpoint's git work; the op waits a little longer, so git always settles first. */
 const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
@@ -303,44 +321,66 @@ export const sessionCheckpoint = defineOp({
     if (job !== undefined && (open === undefined || open.id !== job.sessionId)) {
       if (!job.settled && !ctx.final) return RETRY;
       commitJobs.delete(input);
-      const details = job.sha === null ? undefined : { commit_sha: job.sha };
-      throw conflict(`the session ended while git ran${job.sha === null ? '' : `; commit ${job.sha} was made`}; no checkpoint was recorded`, details);
+      const sha = job.phase === 'commit' ? job.sha : null;
+      const details = sha === null ? undefined : { commit_sha: sha };
+      throw conflict(`the session ended while git ran${sha === null ? '' : `; commit ${sha} was made`}; no checkpoint was recorded`, details);
     }
     const session = await mustOpen(ctx);
     let sha: string | null = null;
     if (input.commit !== undefined) {
       // Git must not run inside the write transaction: every project's writes wait behind it
       // (one store, one writer), and a rollback after git ran would leave a commit without its
-      // row. So: the first attempt checks what it can and starts git, then answers RETRY, which
-      // ends the transaction; the runner retries (at its next tick, at most a second later) and
-      // the attempt that finds git finished writes the row in a fresh transaction, with the
-      // caller re-authenticated and the session checked again. What can still refuse after git
-      // ran: the session ended meanwhile (the error names the commit), a store fault, or the
-      // client going away (the runner then answers nothing): the commit stays in git, with the
-      // agent's message, and no checkpoint row names it.
+      // row. So the work is split over attempts of this waiting op: the first checks what it can
+      // and starts staging, then answers RETRY, which ends the transaction; the runner retries
+      // (at its next tick, at most a second later). The attempt that finds the staging done
+      // checks the staged paths against other agents' locks (no hook runs, so this is the
+      // guard) and starts the commit; the one that finds the commit done writes the row in a
+      // fresh transaction, with the caller re-authenticated and the session checked again. What
+      // can still refuse after the commit: the session ended meanwhile (the error names the
+      // commit), a store fault, or the client going away (the runner then answers nothing): the
+      // commit stays in git, with the agent's message, and no checkpoint row names it.
+      const commit = input.commit;
       if (job === undefined) {
-        const started: CommitJob = { sessionId: session.id, settled: false, sha: null, error: undefined };
+        const started: CommitJob = {
+          sessionId: session.id,
+          deadline: Date.now() + CHECKPOINT_GIT_MS,
+          phase: 'stage',
+          settled: false,
+          staged: null,
+          sha: null,
+          error: undefined,
+        };
         commitJobs.set(input, started);
-        void commitForAgent({
-          repo: input.commit.repo,
-          message: input.commit.message,
-          paths: input.commit.paths,
+        const request = {
+          repo: commit.repo,
+          message: commit.message,
+          paths: commit.paths,
           base: projectDir(ctx.services.config),
           allowed: allowedRepos(ctx.services.config),
-          timeoutMs: CHECKPOINT_GIT_MS,
-        }).then(
-          (value) => Object.assign(started, { settled: true, sha: value }),
-          (error: unknown) => Object.assign(started, { settled: true, error }),
-        );
+        };
+        run(started, 'stage', stageForAgent(request, started.deadline), (staged) => (started.staged = staged));
         return RETRY;
       }
       if (!job.settled) {
         if (!ctx.final) return RETRY;
         throw new BatonError('unavailable', 'git did not finish in time');
       }
+      if (job.error !== undefined) {
+        commitJobs.delete(input);
+        throw job.error;
+      }
+      if (job.phase === 'stage' && job.staged !== null) {
+        try {
+          await refuseLockedStaged(ctx, job.staged);
+        } catch (err) {
+          commitJobs.delete(input);
+          throw err;
+        }
+        run(job, 'commit', commitStaged(job.staged.cwd, commit.message, job.deadline), (value) => (job.sha = value));
+        return RETRY;
+      }
       commitJobs.delete(input);
-      if (job.error !== undefined) throw job.error;
-      sha = job.sha;
+      sha = job.phase === 'commit' ? job.sha : null;
     }
     const row = await store.addCheckpoint(ctx.tx, {
       sessionId: session.id,

@@ -140,7 +140,7 @@ const outside = (): BatonError =>
  * root inside it: a project in a monorepo), no program-running config of its own, every path's
  * real parent inside the same bounds. Returns where to run git and the bound for paths.
  */
-async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: string; scope: string }> {
+async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: string; top: string }> {
   const lexical = resolveRepo(req.repo, req.base);
   const cwd = real(lexical);
   const roots = req.allowed?.map((r) => real(r) ?? resolve(r));
@@ -183,22 +183,36 @@ async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: s
       throw new BatonError('forbidden', 'commit.paths: a path leads outside the repository (through a symlink)');
     }
   }
-  return { cwd, scope };
+  return { cwd, top };
 }
 
-/** Stages `paths`, commits what is staged with the user's identity; the new HEAD sha, or null when nothing was staged. */
-export async function commitForAgent(req: CommitRequest): Promise<string | null> {
-  const deadline = Date.now() + (req.timeoutMs ?? GIT_TIMEOUT_MS);
-  const { cwd } = await checkRepo(req, deadline);
+/** What a checkpoint staged: where git runs, the work tree's top, the staged paths (relative to the top). */
+export interface Staged {
+  readonly cwd: string;
+  readonly top: string;
+  readonly paths: readonly string[];
+}
+
+/**
+ * Checks the repository (see checkRepo), stages `paths`, and lists everything staged (what a
+ * commit would take, whoever staged it); null when nothing is staged. `deadline`: epoch ms.
+ */
+export async function stageForAgent(req: CommitRequest, deadline: number): Promise<Staged | null> {
+  const { cwd, top } = await checkRepo(req, deadline);
   const paths = req.paths ?? [];
   if (paths.length > 0) {
     const added = await git(cwd, ['add', '--', ...paths], deadline);
     if (added.code !== 0) throw new BatonError('invalid_input', 'git add failed (does every path exist?)');
   }
-  const staged = await git(cwd, ['diff', '--cached', '--quiet', '--no-ext-diff', '--no-textconv'], deadline);
-  if (staged.code === 0) return null;
-  if (staged.code !== 1) throw new BatonError('conflict', 'git could not read the index');
-  const committed = await git(cwd, ['commit', '--no-verify', '--no-gpg-sign', '-m', req.message], deadline);
+  const staged = await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '-z', '--no-ext-diff', '--no-textconv'], deadline);
+  if (staged.code !== 0) throw new BatonError('conflict', 'git could not read the index');
+  const list = staged.stdout.split('\0').filter((p) => p !== '');
+  return list.length === 0 ? null : { cwd, top, paths: list };
+}
+
+/** Commits what is staged with the user's identity; the new HEAD sha. */
+export async function commitStaged(cwd: string, message: string, deadline: number): Promise<string> {
+  const committed = await git(cwd, ['commit', '--no-verify', '--no-gpg-sign', '-m', message], deadline);
   if (committed.code !== 0) {
     throw new BatonError('conflict', 'git commit was refused (is a git identity configured?)');
   }
@@ -206,6 +220,13 @@ export async function commitForAgent(req: CommitRequest): Promise<string | null>
   const sha = head.stdout.trim();
   if (head.code !== 0 || !/^[0-9a-f]{40,64}$/.test(sha)) throw new BatonError('conflict', 'git did not report the new commit');
   return sha;
+}
+
+/** Stages `paths`, commits what is staged with the user's identity; the new HEAD sha, or null when nothing was staged. */
+export async function commitForAgent(req: CommitRequest): Promise<string | null> {
+  const deadline = Date.now() + (req.timeoutMs ?? GIT_TIMEOUT_MS);
+  const staged = await stageForAgent(req, deadline);
+  return staged === null ? null : commitStaged(staged.cwd, req.message, deadline);
 }
 
 /** The project directory: the one that holds the data dir (where `.baton` usually lives). */

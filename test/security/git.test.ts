@@ -62,8 +62,9 @@ describe('checkpoint commits (item 9)', () => {
   let allowed: string;
   const agents: Agent[] = [];
   beforeAll(async () => {
+    // The allowed root is also the project directory (the one holding the data dir).
     allowed = dir('baton-allowed-');
-    t = await openHub({ config: { gitRepos: [allowed] } });
+    t = await openHub({ dir: allowed, config: { gitRepos: [allowed] } });
     http = await serve(t.hub);
   });
   afterAll(async () => {
@@ -193,5 +194,36 @@ describe('checkpoint commits (item 9)', () => {
     const out = await checkpoint;
     expect(out.checkpoint).toMatchObject({ id: 1 });
     expect(out.checkpoint.commit_sha).toBe(gitIn(repo, 'rev-parse', 'HEAD').trim());
+  });
+
+  it("runs no hook, so the hub itself refuses staged paths another agent's lock covers (as `baton guard` would)", async () => {
+    const holder = await worker('lock-holder');
+    const w = await worker('lock-committer');
+    await holder.ok('lock_acquire', { paths: ['src/**'], reason: 'refactoring' });
+    const repo = initRepo(allowed); // the project directory itself
+    mkdirSync(join(repo, 'src'), { recursive: true });
+    writeFileSync(join(repo, 'src', 'a.ts'), 'one');
+    writeFileSync(join(repo, 'notes.txt'), 'two');
+    const refused = await w.call('session_checkpoint', { summary: 's', commit: { repo, message: 'm', paths: ['src/a.ts'] } });
+    expect(errorCode(refused)).toBe('conflict');
+    expect(JSON.stringify(refused.data)).toContain('lock-holder');
+    expect(() => gitIn(repo, 'rev-parse', '--verify', '-q', 'HEAD')).toThrow();
+    // It stays staged, so any commit would take it: still refused until it is unstaged.
+    expect(errorCode(await w.call('session_checkpoint', { summary: 's', commit: { repo, message: 'm', paths: ['notes.txt'] } }))).toBe(
+      'conflict',
+    );
+    gitIn(repo, 'rm', '-q', '--cached', 'src/a.ts');
+    const ok = await w.ok<{ checkpoint: { commit_sha: string | null } }>('session_checkpoint', {
+      summary: 's',
+      commit: { repo, message: 'notes', paths: ['notes.txt'] },
+    });
+    expect(ok.checkpoint.commit_sha).toMatch(/^[0-9a-f]{40}$/);
+    // The holder's own lock never refuses the holder.
+    const own = await holder.ok<{ checkpoint: { commit_sha: string | null } }>('session_checkpoint', {
+      summary: 's',
+      commit: { repo, message: 'src', paths: ['src/a.ts'] },
+    });
+    expect(own.checkpoint.commit_sha).toMatch(/^[0-9a-f]{40}$/);
+    expect(gitIn(repo, 'rev-list', '--count', 'HEAD').trim()).toBe('2');
   });
 });
