@@ -55,6 +55,9 @@ export const SAFE_CONFIG: readonly string[] = [
   'gpg.x509.program=false',
   'commit.gpgSign=false',
   'protocol.allow=never',
+  // No background gc or maintenance inside the commit's time bound.
+  'gc.auto=0',
+  'maintenance.auto=false',
 ];
 
 /**
@@ -151,13 +154,19 @@ async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: s
   }
   const root = roots === undefined ? '/' : roots.find((r) => within(cwd, r));
   if (root === undefined) throw outside();
-  const inside = await git(cwd, ['rev-parse', '--is-inside-work-tree', '--show-toplevel'], deadline);
-  const [isTree, topLine] = inside.stdout.split('\n');
-  if (inside.code !== 0 || isTree !== 'true' || topLine === undefined) {
+  const inside = await git(cwd, ['rev-parse', '--is-inside-work-tree', '--show-toplevel', '--absolute-git-dir', '--git-common-dir'], deadline);
+  const [isTree, topLine, gitDir, commonDir] = inside.stdout.split('\n');
+  if (inside.code !== 0 || isTree !== 'true' || topLine === undefined || gitDir === undefined || commonDir === undefined) {
     throw new BatonError('invalid_input', 'commit.repo is not a git work tree');
   }
   const top = real(topLine) ?? resolve(topLine);
   if (!within(top, root) && !within(root, top)) throw outside();
+  // A `.git` file can point at another repository's git dir: its refs and objects would take the
+  // commit. Where git writes must lie inside an allowed root too (worktrees: the common dir).
+  for (const d of [gitDir, resolve(cwd, commonDir)]) {
+    const where = real(d) ?? resolve(d);
+    if (roots !== undefined && !roots.some((r) => within(where, r))) throw outside();
+  }
   const listed = await git(cwd, ['config', '--list', '--show-scope', '-z'], deadline);
   if (listed.code !== 0) throw new BatonError('invalid_input', "git could not read the repository's config");
   const fields = listed.stdout.split('\0');

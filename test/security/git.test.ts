@@ -128,7 +128,7 @@ describe('checkpoint commits (item 9)', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
-  it('a symlink inside an allowed directory cannot lead a commit outside it', async () => {
+  it('a symlink or a .git file inside an allowed directory cannot lead a commit outside it', async () => {
     const w = await worker('git-symlink');
     const victim = initRepo(join(dir('baton-victim-'), 'repo'));
     writeFileSync(join(victim, 'a.txt'), 'one');
@@ -148,6 +148,14 @@ describe('checkpoint commits (item 9)', () => {
       commit: { repo, message: 'escape', paths: ['sub/secret.txt'] },
     });
     expect(errorCode(r2)).toBe('forbidden');
+    // A `.git` file inside the allowed directory that points at the victim's git dir.
+    const pointer = join(allowed, 'pointer');
+    mkdirSync(pointer);
+    writeFileSync(join(pointer, '.git'), `gitdir: ${join(victim, '.git')}\n`);
+    writeFileSync(join(pointer, 'b.txt'), 'two');
+    const r3 = await w.call('session_checkpoint', { summary: 's', commit: { repo: pointer, message: 'escape', paths: ['b.txt'] } });
+    expect(errorCode(r3)).toBe('forbidden');
+    expect(gitIn(victim, 'diff', '--cached', '--name-only').trim()).toBe('a.txt'); // its index untouched
     expect(() => gitIn(victim, 'rev-parse', '--verify', '-q', 'HEAD')).toThrow();
     expect(() => gitIn(repo, 'rev-parse', '--verify', '-q', 'HEAD')).toThrow();
     // The agent's session recorded nothing for the refused calls.
