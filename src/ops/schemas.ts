@@ -34,29 +34,40 @@ export const waitMs = z.number().int().min(0).max(300_000);
 export const limit = z.number().int().min(1).max(LIMITS.page);
 export const cursor = z.string().max(200);
 
+/** Dependencies named in a raw (unparsed) batch: counted before any element is validated. */
+function rawEdges(raw: unknown): number {
+  if (!Array.isArray(raw)) return 0;
+  let edges = 0;
+  for (const t of raw as unknown[]) {
+    const deps = typeof t === 'object' && t !== null ? (t as { depends_on?: unknown }).depends_on : undefined;
+    if (Array.isArray(deps)) edges += deps.length;
+  }
+  return edges;
+}
+
 /**
  * A task_create batch: at most LIMITS.batch tasks and LIMITS.batchEdges dependencies in all, so
- * the edges one call inserts (and orders) stay bounded (`too_large` names the limit).
+ * the edges one call inserts (and orders) stay bounded (`too_large` names the limit). The edges
+ * are counted on the raw input, before the elements are parsed: an oversized batch is refused
+ * without validating its 50,000 strings first.
  */
 export function taskBatch<S extends z.ZodType<{ depends_on?: string[] | undefined }>>(spec: S) {
-  return z
-    .array(spec)
-    .min(1)
-    .max(LIMITS.batch)
-    .superRefine((tasks, ctx) => {
-      let edges = 0;
-      for (const t of tasks) edges += t.depends_on?.length ?? 0;
-      if (edges > LIMITS.batchEdges) {
-        ctx.addIssue({
-          code: 'too_big',
-          origin: 'array',
-          maximum: LIMITS.batchEdges,
-          inclusive: true,
-          input: tasks,
-          message: `at most ${LIMITS.batchEdges} dependencies in one batch, all tasks together (got ${edges})`,
-        });
-      }
-    });
+  const batch = z.array(spec).min(1).max(LIMITS.batch);
+  return z.preprocess((raw, ctx) => {
+    const edges = rawEdges(raw);
+    if (edges > LIMITS.batchEdges) {
+      ctx.addIssue({
+        code: 'too_big',
+        origin: 'array',
+        maximum: LIMITS.batchEdges,
+        inclusive: true,
+        input: raw,
+        message: `at most ${LIMITS.batchEdges} dependencies in one batch, all tasks together (got ${edges})`,
+      });
+      return z.NEVER;
+    }
+    return raw;
+  }, batch);
 }
 
 export const projectPath = z
