@@ -5,12 +5,15 @@ import type { JWTPayload } from 'jose';
 /** jose is loaded on first use: a `baton mcp` that never sees a JWT starts without it (cold start). */
 const jose = (): Promise<typeof Jose> => import('jose');
 import { BatonError } from '../core/errors.js';
+import { ID_PATTERN } from '../core/ids.js';
 
 /**
  * Access tokens (S3): HS256 JWTs signed with the server's JWT secret. The algorithm allowlist is
  * the server's (`HS256` only for its own tokens), never the token's; `iss`, `aud`, `exp`, `nbf`,
  * `iat`, `typ` and the header's exact shape are checked. A verified token still only names a key
- * (`tid`): the key row is checked on every use, so an access token dies with its key.
+ * (`tid`): the key row is checked on every use, so an access token dies with its key. A token
+ * issued with a refresh family names it (`fam`), and dies with that family too (see
+ * `accessFamilyLive` in refresh.ts: one indexed lookup per use).
  */
 export const ACCESS_TYP = 'at+jwt';
 export const LOCAL_ALGORITHMS = ['HS256'] as const;
@@ -20,9 +23,10 @@ export const CLOCK_TOLERANCE_S = 5;
 export const MAX_CREDENTIAL_LENGTH = 8192;
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
-const TOKEN_ID = /^tok_[a-z2-7]{26}$/;
-const AGENT_ID = /^agt_[a-z2-7]{26}$/;
-const PROJECT_ID = /^prj_[a-z2-7]{26}$/;
+const TOKEN_ID = ID_PATTERN('tok');
+const AGENT_ID = ID_PATTERN('agt');
+const PROJECT_ID = ID_PATTERN('prj');
+const FAMILY_ID = ID_PATTERN('fam');
 
 export function looksLikeJwt(value: string): boolean {
   return value.length <= MAX_CREDENTIAL_LENGTH && JWT_SHAPE.test(value);
@@ -36,6 +40,8 @@ export interface AccessClaims {
   role: string;
   /** The project id. */
   prj: string;
+  /** The refresh family the token was issued with (absent: none, e.g. an older token). */
+  fam?: string;
 }
 
 export interface JwtOptions {
@@ -60,7 +66,8 @@ export class AccessTokens {
     const iat = Math.floor(now / 1000);
     const exp = iat + Math.floor(this.options.ttlMs / 1000);
     const { SignJWT } = await jose();
-    const token = await new SignJWT({ tid: claims.tid, role: claims.role, prj: claims.prj })
+    const body = { tid: claims.tid, role: claims.role, prj: claims.prj, ...(claims.fam === undefined ? {} : { fam: claims.fam }) };
+    const token = await new SignJWT(body)
       .setProtectedHeader({ alg: 'HS256', typ: ACCESS_TYP })
       .setSubject(claims.sub)
       .setIssuer(this.options.issuer)
@@ -94,12 +101,13 @@ export class AccessTokens {
     } catch {
       throw invalid();
     }
-    const { sub, tid, role, prj } = payload as Record<string, unknown>;
+    const { sub, tid, role, prj, fam } = payload as Record<string, unknown>;
     if (typeof sub !== 'string' || !AGENT_ID.test(sub)) throw invalid();
     if (typeof tid !== 'string' || !TOKEN_ID.test(tid)) throw invalid();
     if (typeof prj !== 'string' || !PROJECT_ID.test(prj)) throw invalid();
     if (typeof role !== 'string' || role.length > 64) throw invalid();
-    return { sub, tid, role, prj };
+    if (fam !== undefined && (typeof fam !== 'string' || !FAMILY_ID.test(fam))) throw invalid();
+    return fam === undefined ? { sub, tid, role, prj } : { sub, tid, role, prj, fam };
   }
 }
 

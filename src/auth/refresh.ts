@@ -1,5 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { base32 } from '../core/ids.js';
+import { newId } from '../core/ids.js';
+import type { Executor } from '../store/db.js';
+import { familyIsLive } from '../store/families.js';
 
 /**
  * Refresh tokens (S4): opaque `batr_` + 256 random bits, stored only as a keyed hash (HMAC under
@@ -24,5 +26,14 @@ export function hashRefreshToken(pepper: Buffer, token: string): string {
 
 /** A family id: random, never sequential. */
 export function newFamilyId(): string {
-  return `fam_${base32(randomBytes(16))}`;
+  return newId('fam');
+}
+
+/**
+ * Whether an access token may still be used as far as its refresh family goes: a token issued
+ * with a family (`fam`) dies when that family is revoked (reuse of a spent refresh token), not
+ * only when its key is. One lookup on the family index, in the request's own transaction.
+ */
+export async function accessFamilyLive(ex: Executor, claims: { fam?: string }): Promise<boolean> {
+  return claims.fam === undefined || familyIsLive(ex, claims.fam);
 }

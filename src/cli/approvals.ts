@@ -6,6 +6,7 @@ import type { CallMeta } from '../auth/principal.js';
 import { loadConfig } from '../config.js';
 import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
+import { printable, terminalJson } from './escape.js';
 
 interface DecideFlags {
   reason?: string;
@@ -52,10 +53,11 @@ export function registerApprovalCommands(program: Command): void {
           const meta: CallMeta = { requestId: hub.newRequestId(), transport: 'cli' };
           const input = { id, decision, ...(opts.reason === undefined ? {} : { reason: opts.reason }) };
           const out = (await hub.call('approval_decide', input, principal, meta)) as Decided;
-          if (opts.json === true) process.stdout.write(JSON.stringify(out) + '\n');
+          if (opts.json === true) process.stdout.write(terminalJson(out) + '\n');
           else {
             const a = out.approval;
-            process.stdout.write(`${a.id} ${a.status} (${a.risk}: ${a.action}; requested by ${a.requested_by})\n`);
+            // The action is the requesting agent's text: escaped, so it cannot drive the terminal.
+            process.stdout.write(printable(`${a.id} ${a.status} (${a.risk}: ${a.action}; requested by ${a.requested_by})`) + '\n');
           }
         } finally {
           await hub.close();

@@ -6,6 +6,7 @@ import type { CallMeta } from '../auth/principal.js';
 import { loadConfig } from '../config.js';
 import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
+import { printable, terminalJson } from './escape.js';
 
 interface CommonFlags {
   data?: string;
@@ -118,15 +119,15 @@ export function registerAuditCommands(program: Command): void {
         return (await hub.call('audit_query', input, principal, meta)) as Page;
       });
       if (opts.json === true) {
-        process.stdout.write(JSON.stringify(page) + '\n');
+        process.stdout.write(terminalJson(page) + '\n');
         return;
       }
       for (const r of page.rows) {
         const code = r.code === null ? '' : ` ${r.code}`;
         const event = r.event === null ? '' : ` [${r.event}]`;
         process.stdout.write(
-          `${r.id} ${r.at} ${r.severity ?? '-'} ${r.op} ${r.outcome}${code}${event} by ${r.principal ?? '-'} (${r.role ?? '-'}, ${r.transport})` +
-            `${r.target === null ? '' : ` on ${r.target}`}\n`,
+          printable(`${r.id} ${r.at} ${r.severity ?? '-'} ${r.op} ${r.outcome}${code}${event} by ${r.principal ?? '-'} (${r.role ?? '-'}, ${r.transport})` +
+            `${r.target === null ? '' : ` on ${r.target}`}`) + '\n',
         );
       }
       if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`);

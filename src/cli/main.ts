@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
@@ -13,6 +15,7 @@ import { cliLogLevel } from './common.js';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
+import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
   data?: string;
@@ -26,11 +29,40 @@ function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLe
   });
 }
 
-function announceFirstStart(hub: Hub): void {
-  if (hub.firstStartKey === null) return;
+/** Where a first start off a terminal leaves the server-admin key (in the data dir, mode 0600). */
+export const ADMIN_KEY_FILE = 'admin-key.txt';
+
+/**
+ * The first-start server-admin key is shown once. stderr is also the log stream (captured by
+ * service managers, CI and log shippers), so the key goes there only when a person is watching
+ * it (a TTY). Otherwise it is written to a file only the hub's user can read, created exclusively
+ * (never through a planted symlink or into an existing file), and stderr says only where it is.
+ */
+function announceFirstStart(hub: Hub, dataDir: string): void {
+  const key = hub.firstStartKey;
+  if (key === null) return;
+  if (process.stderr.isTTY) {
+    process.stderr.write(
+      `\nBaton created a new data dir with a server-admin key. It is shown only this once; store it now:\n\n` +
+        `  ${key}\n\n`,
+    );
+    return;
+  }
+  const file = join(resolve(dataDir), ADMIN_KEY_FILE);
+  try {
+    writeFileSync(file, `${key}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    // Never print the key off a terminal; without the file it is lost: say how to get another.
+    const why = (err as NodeJS.ErrnoException).code ?? 'error';
+    process.stderr.write(
+      `baton: created a new data dir with a server-admin key, but could not write it to ${file} (${why}); ` +
+        `issue another with \`baton token create --role admin --name NAME\` on this machine\n`,
+    );
+    return;
+  }
   process.stderr.write(
-    `\nBaton created a new data dir with a server-admin key. It is shown only this once; store it now:\n\n` +
-      `  ${hub.firstStartKey}\n\n`,
+    `baton: created a new data dir; its server-admin key is in ${file} (mode 0600, shown nowhere else). ` +
+      `Store it elsewhere, then delete the file.\n`,
   );
 }
 
@@ -112,7 +144,7 @@ function addOpCommand(group: Command, op: OpDef): void {
       });
       const hub = await Hub.open(config);
       try {
-        announceFirstStart(hub);
+        announceFirstStart(hub, config.dataDir);
         const principal = await hub.localPrincipal(
           String(opts.as),
           String(opts.asRole),
@@ -120,12 +152,13 @@ function addOpCommand(group: Command, op: OpDef): void {
         );
         const meta: CallMeta = { requestId: hub.newRequestId(), transport: 'cli' };
         const out = await hub.call(op.name, input, principal, meta);
-        if (opts.json === true) process.stdout.write(JSON.stringify(out) + '\n');
+        // Results hold agents' text: JSON escapes C0 controls, terminalJson the rest (C1, bidi).
+        if (opts.json === true) process.stdout.write(terminalJson(out) + '\n');
         else if (op.name === 'token_create') {
           const r = out as { key: string; token: { id: string; role: string; project: string } };
           process.stdout.write(`${r.key}\n`);
-          process.stderr.write(`key ${r.token.id} (role ${r.token.role}, project ${r.token.project}); shown once\n`);
-        } else process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+          process.stderr.write(printable(`key ${r.token.id} (role ${r.token.role}, project ${r.token.project}); shown once`) + '\n');
+        } else process.stdout.write(terminalJson(out, 2) + '\n');
       } finally {
         await hub.close();
       }
@@ -178,7 +211,7 @@ export function buildProgram(): Command {
         checkTransport(config);
         const hub = await Hub.open(config, { sweeper: true, deferredWorker: true });
         // The first-start key is shown even if binding fails: it is never shown again.
-        announceFirstStart(hub);
+        announceFirstStart(hub, config.dataDir);
         const http = await startHttp(hub, { host: config.host, port: config.port, lean: opts.lean }).catch(async (err: unknown) => {
           await hub.close();
           throw err;
@@ -204,7 +237,7 @@ export function buildProgram(): Command {
       const config = configFrom(opts);
       const { runStdio } = await import('../api/mcp/stdio.js');
       const hub = await Hub.open(config, { sweeper: true });
-      announceFirstStart(hub);
+      announceFirstStart(hub, config.dataDir);
       try {
         await runStdio(hub, {
           token: process.env.BATON_TOKEN,
@@ -244,16 +277,16 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`baton: ${err.message}\n`);
+      process.stderr.write(`baton: ${printable(err.message)}\n`);
       process.exitCode = 2;
       return;
     }
     if (isBatonError(err)) {
-      process.stderr.write(`baton: ${err.code}: ${err.message}\n`);
+      process.stderr.write(`baton: ${err.code}: ${printable(err.message)}\n`);
       process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
       return;
     }
-    process.stderr.write(`baton: ${describeFailure(err)}\n`);
+    process.stderr.write(`baton: ${printable(describeFailure(err))}\n`);
     process.exitCode = 1;
   }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
  */
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
-export type IdKind = 'tsk' | 'agt' | 'tok' | 'prj' | 'req' | 'evt' | 'msg' | 'mem' | 'dsc' | 'dec' | 'apr' | 'lck' | 'ses' | 'hof' | 'chk';
+export type IdKind = 'tsk' | 'agt' | 'tok' | 'prj' | 'req' | 'evt' | 'msg' | 'mem' | 'dsc' | 'dec' | 'apr' | 'lck' | 'ses' | 'hof' | 'chk' | 'fam';
 
 export function newId(kind: IdKind): string {
   return `${kind}_${base32(randomBytes(16))}`;
@@ -28,5 +28,17 @@ export function base32(buf: Uint8Array): string {
   return out;
 }
 
-/** 26 base32 characters after the prefix. */
-export const ID_PATTERN = (kind: IdKind): RegExp => new RegExp(`^${kind}_[a-z2-7]{26}$`);
+const patterns = new Map<IdKind, RegExp>();
+
+/**
+ * The one pattern of an id of `kind`: the prefix, then 26 base32 characters. Every schema and
+ * check of an id uses it (one RegExp per kind, without flags: `test` keeps no state).
+ */
+export function ID_PATTERN(kind: IdKind): RegExp {
+  let re = patterns.get(kind);
+  if (re === undefined) {
+    re = new RegExp(`^${kind}_[a-z2-7]{26}$`);
+    patterns.set(kind, re);
+  }
+  return re;
+}

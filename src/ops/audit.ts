@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { sql } from '../store/sql.js';
 import { BatonError, notFound } from '../core/errors.js';
+import { ID_PATTERN } from '../core/ids.js';
 import { agentByName, projectByName } from '../store/directory.js';
 import { queryAudit, verifyAudit, type AuditRow } from '../store/journal.js';
 import { defineOp, type OpDef } from './catalog.js';
@@ -79,7 +80,7 @@ export const auditQuery = defineOp({
       op: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'expected an op name').optional(),
       outcome: z.enum(OUTCOMES).optional(),
       principal: z
-        .union([z.string().regex(/^agt_[a-z2-7]{26}$/), agentName])
+        .union([z.string().regex(ID_PATTERN('agt')), agentName])
         .optional()
         .describe('agent id or name'),
       severity: z.enum(SEVERITIES).optional(),

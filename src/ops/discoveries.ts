@@ -9,7 +9,7 @@ import { statusesOf } from '../store/tasks.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { agentName, cursor, label, LIMITS, projectPath, taskId } from './schemas.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+import { iso } from '../core/time.js';
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d)$/;
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { globsOverlap, normalizeGlob } from '../core/globs.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/locks.js';
 import type { Lock } from '../store/locks.js';
 import { statusesOf } from '../store/tasks.js';
@@ -25,9 +25,9 @@ export const LOCK_LIMITS = {
   perAgent: 100,
 } as const;
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+import { iso } from '../core/time.js';
 
-export const lockId = z.string().regex(/^lck_[a-z2-7]{26}$/, 'expected a lock id (lck_…)');
+export const lockId = z.string().regex(ID_PATTERN('lck'), 'expected a lock id (lck_…)');
 
 /** A lock pattern: normalised, project-relative (no `..` escape, absolute path or NUL). */
 export const lockPath = z

@@ -25,8 +25,8 @@ const KEY = /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/;
 const scope = z.enum(['agent', 'project']);
 const key = z.string().min(1).max(MEMORY_LIMITS.key).regex(KEY, 'expected a key: letters, digits and ._:/@- (first a letter or digit)');
 const ifVersion = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const iso = (ms: number): string => new Date(ms).toISOString();
-const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+import { iso } from '../core/time.js';
+const isoOrNull = (ms: number | null): string | null => iso(ms);
 
 type Scope = z.infer<typeof scope>;
 

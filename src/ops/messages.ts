@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import { listAgents, type AgentRow } from '../store/directory.js';
 import * as store from '../store/messages.js';
@@ -21,8 +21,8 @@ import { agentName, cursor, roleName, waitMs } from './schemas.js';
  */
 const IMPORTANCE = ['low', 'normal', 'high', 'urgent'] as const;
 const VISIBILITY = ['public', 'private', 'role', 'admin'] as const;
-const messageId = z.string().regex(/^msg_[a-z2-7]{26}$/, 'expected a message id (msg_…)');
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+const messageId = z.string().regex(ID_PATTERN('msg'), 'expected a message id (msg_…)');
+import { iso } from '../core/time.js';
 
 const messageOut = z.object({
   id: z.string(),

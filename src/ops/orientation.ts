@@ -13,7 +13,7 @@ import { pendingHandoffsOut, resumeInfo, resumeSessionOut } from './sessions.js'
 import { toTaskSummary } from './tasks.js';
 import { VERSION } from '../version.js';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+import { iso } from '../core/time.js';
 
 export const whoami = defineOp({
   name: 'whoami',

@@ -1,15 +1,15 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/oversight.js';
 import type { ApprovalRow, DecisionRow } from '../store/oversight.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { decodeBefore, mustHaveTasks, page } from './discoveries.js';
 import { cursor, limit, taskId, waitMs } from './schemas.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+import { iso } from '../core/time.js';
 
-const approvalId = z.string().regex(/^apr_[a-z2-7]{26}$/, 'expected an approval id (apr_…)');
+const approvalId = z.string().regex(ID_PATTERN('apr'), 'expected an approval id (apr_…)');
 const RISKS = ['low', 'medium', 'high', 'critical'] as const;
 const APPROVAL_STATES = ['pending', 'granted', 'denied'] as const;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ID_PATTERN } from '../core/ids.js';
 import { normalizeProjectPath } from '../core/paths.js';
 import { ROLE_NAME } from '../core/roles.js';
 import { TASK_STATES } from '../core/tasks.js';
@@ -11,6 +12,8 @@ export const LIMITS = {
   label: 50,
   deps: 100,
   batch: 500,
+  /** Dependencies in one task_create batch, all tasks together (500 × 100 held the hub ~350 ms). */
+  batchEdges: 5_000,
   files: 100,
   hints: 2_000,
   summary: 10_000,
@@ -19,8 +22,8 @@ export const LIMITS = {
   plan: 100_000,
 } as const;
 
-export const taskId = z.string().regex(/^tsk_[a-z2-7]{26}$/, 'expected a task id (tsk_…)');
-export const tokenId = z.string().regex(/^tok_[a-z2-7]{26}$/, 'expected a token id (tok_…)');
+export const taskId = z.string().regex(ID_PATTERN('tsk'), 'expected a task id (tsk_…)');
+export const tokenId = z.string().regex(ID_PATTERN('tok'), 'expected a token id (tok_…)');
 export const agentName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected an agent name');
 export const roleName = z.string().regex(ROLE_NAME, 'expected a role name');
 export const projectName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected a project name');
@@ -30,6 +33,42 @@ export const leaseToken = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 export const waitMs = z.number().int().min(0).max(300_000);
 export const limit = z.number().int().min(1).max(LIMITS.page);
 export const cursor = z.string().max(200);
+
+/** Dependencies named in a raw (unparsed) batch: counted before any element is validated. */
+function rawEdges(raw: unknown): number {
+  if (!Array.isArray(raw)) return 0;
+  let edges = 0;
+  for (const t of raw as unknown[]) {
+    const deps = typeof t === 'object' && t !== null ? (t as { depends_on?: unknown }).depends_on : undefined;
+    if (Array.isArray(deps)) edges += deps.length;
+  }
+  return edges;
+}
+
+/**
+ * A task_create batch: at most LIMITS.batch tasks and LIMITS.batchEdges dependencies in all, so
+ * the edges one call inserts (and orders) stay bounded (`too_large` names the limit). The edges
+ * are counted on the raw input, before the elements are parsed: an oversized batch is refused
+ * without validating its 50,000 strings first.
+ */
+export function taskBatch<S extends z.ZodType<{ depends_on?: string[] | undefined }>>(spec: S) {
+  const batch = z.array(spec).min(1).max(LIMITS.batch);
+  return z.preprocess((raw, ctx) => {
+    const edges = rawEdges(raw);
+    if (edges > LIMITS.batchEdges) {
+      ctx.addIssue({
+        code: 'too_big',
+        origin: 'array',
+        maximum: LIMITS.batchEdges,
+        inclusive: true,
+        input: raw,
+        message: `at most ${LIMITS.batchEdges} dependencies in one batch, all tasks together (got ${edges})`,
+      });
+      return z.NEVER;
+    }
+    return raw;
+  }, batch);
+}
 
 export const projectPath = z
   .string()

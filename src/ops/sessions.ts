@@ -2,24 +2,25 @@ import { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 import type { Audience } from '../core/audience.js';
 import { BatonError, conflict, notFound } from '../core/errors.js';
-import { allowedRepos, commitForAgent, projectDir } from '../os/git.js';
-import { newId } from '../core/ids.js';
+import { allowedRepos, commitStaged, GIT_TIMEOUT_MS, projectDir, stageForAgent, type Staged } from '../os/git.js';
+import { refuseLockedStaged } from './commit-guard.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
 import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import type { Executor } from '../store/db.js';
 import { agentByName } from '../store/directory.js';
 import * as store from '../store/sessions.js';
 import type { CheckpointRow, HandoffRow, SessionRow } from '../store/sessions.js';
-import { defineOp, type OpContext, type OpDef } from './catalog.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { agentName, leaseOut, limit, LIMITS, projectPath, roleName, taskId } from './schemas.js';
 import { releaseAgentLocks } from '../store/locks.js';
 import { lockReleasedEvent } from './locks.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
-const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+import { iso } from '../core/time.js';
+const isoOrNull = (ms: number | null): string | null => iso(ms);
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
-const handoffId = z.string().regex(/^hof_[a-z2-7]{26}$/, 'expected a handoff id (hof_…)');
+const handoffId = z.string().regex(ID_PATTERN('hof'), 'expected a handoff id (hof_…)');
 const item = z.string().min(1).max(500);
 const memoryKey = z.string().min(1).max(200);
 
@@ -247,6 +248,42 @@ const metrics = z.record(z.string().min(1), z.number().finite()).superRefine((m,
   if (keys.some((k) => k.length > 64)) tooBig('string', 64, 'metric names are at most 64 characters');
 });
 
+/**
+ * A checkpoint's git work, outside every transaction (see session_checkpoint): first `stage`
+ * (check, add, list what is staged), then, after the lock check in a transaction, `commit`.
+ */
+interface CommitJob {
+  readonly sessionId: string;
+  readonly deadline: number;
+  phase: 'stage' | 'commit';
+  settled: boolean;
+  staged: Staged | null;
+  sha: string | null;
+  error: unknown;
+}
+
+/**
+ * Keyed by the call's parsed input object, which the runner hands unchanged to every attempt of
+ * one call: no other call (whatever request id it claims) can find this call's job, and a call
+ * that is abandoned (its client gone) leaves nothing behind once collected.
+ */
+const commitJobs = new WeakMap<object, CommitJob>();
+
+function run<T>(job: CommitJob, phase: CommitJob['phase'], work: Promise<T>, keep: (value: T) => void): void {
+  Object.assign(job, { phase, settled: false, error: undefined });
+  void work.then(
+    (value) => {
+      keep(value);
+      job.settled = true;
+    },
+    (error: unknown) => Object.assign(job, { settled: true, error }),
+  );
+}
+
+/** The bound on a checkpoint's git work; the op waits a little longer, so git always settles first. */
+const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
+const CHECKPOINT_WAIT_MS = CHECKPOINT_GIT_MS + 5_000;
+
 export const sessionCheckpoint = defineOp({
   name: 'session_checkpoint',
   summary: 'Record progress in your session; optionally git-commit as the user.',
@@ -270,6 +307,8 @@ export const sessionCheckpoint = defineOp({
   kind: 'write',
   rest: { method: 'POST', path: '/sessions/checkpoint' },
   cli: { group: 'session', command: 'checkpoint' },
+  // A commit makes this a waiting op: git runs between attempts, never inside a transaction.
+  waitMs: (input) => (input.commit === undefined ? 0 : CHECKPOINT_WAIT_MS),
   async handler(ctx, input) {
     refuseSecrets({
       summary: input.summary,
@@ -277,19 +316,72 @@ export const sessionCheckpoint = defineOp({
       'metrics (keys)': Object.keys(input.metrics ?? {}),
       'commit.message': input.commit?.message,
     });
+    const job = commitJobs.get(input);
+    const open = await store.openSessionOf(ctx.tx, ctx.principal.projectId, ctx.principal.agentId);
+    if (job !== undefined && (open === undefined || open.id !== job.sessionId)) {
+      if (!job.settled && !ctx.final) return RETRY;
+      commitJobs.delete(input);
+      const sha = job.phase === 'commit' ? job.sha : null;
+      const details = sha === null ? undefined : { commit_sha: sha };
+      throw conflict(`the session ended while git ran${sha === null ? '' : `; commit ${sha} was made`}; no checkpoint was recorded`, details);
+    }
     const session = await mustOpen(ctx);
-    // The commit runs inside this op's write transaction, after every check that can refuse the
-    // call and before the only writes; bounded by the helper's timeout (see commitForAgent).
-    const sha =
-      input.commit === undefined
-        ? null
-        : await commitForAgent({
-            repo: input.commit.repo,
-            message: input.commit.message,
-            paths: input.commit.paths,
-            base: projectDir(ctx.services.config),
-            allowed: allowedRepos(ctx.services.config),
-          });
+    let sha: string | null = null;
+    if (input.commit !== undefined) {
+      // Git must not run inside the write transaction: every project's writes wait behind it
+      // (one store, one writer), and a rollback after git ran would leave a commit without its
+      // row. So the work is split over attempts of this waiting op: the first checks what it can
+      // and starts staging, then answers RETRY, which ends the transaction; the runner retries
+      // (at its next tick, at most a second later). The attempt that finds the staging done
+      // checks the staged paths against other agents' locks (no hook runs, so this is the
+      // guard) and starts the commit; the one that finds the commit done writes the row in a
+      // fresh transaction, with the caller re-authenticated and the session checked again. What
+      // can still refuse after the commit: the session ended meanwhile (the error names the
+      // commit), a store fault, or the client going away (the runner then answers nothing): the
+      // commit stays in git, with the agent's message, and no checkpoint row names it.
+      const commit = input.commit;
+      if (job === undefined) {
+        const started: CommitJob = {
+          sessionId: session.id,
+          deadline: Date.now() + CHECKPOINT_GIT_MS,
+          phase: 'stage',
+          settled: false,
+          staged: null,
+          sha: null,
+          error: undefined,
+        };
+        commitJobs.set(input, started);
+        const request = {
+          repo: commit.repo,
+          message: commit.message,
+          paths: commit.paths,
+          base: projectDir(ctx.services.config),
+          allowed: allowedRepos(ctx.services.config),
+        };
+        run(started, 'stage', stageForAgent(request, started.deadline), (staged) => (started.staged = staged));
+        return RETRY;
+      }
+      if (!job.settled) {
+        if (!ctx.final) return RETRY;
+        throw new BatonError('unavailable', 'git did not finish in time');
+      }
+      if (job.error !== undefined) {
+        commitJobs.delete(input);
+        throw job.error;
+      }
+      if (job.phase === 'stage' && job.staged !== null) {
+        try {
+          await refuseLockedStaged(ctx, job.staged);
+        } catch (err) {
+          commitJobs.delete(input);
+          throw err;
+        }
+        run(job, 'commit', commitStaged(job.staged.cwd, commit.message, job.deadline), (value) => (job.sha = value));
+        return RETRY;
+      }
+      commitJobs.delete(input);
+      sha = job.phase === 'commit' ? job.sha : null;
+    }
     const row = await store.addCheckpoint(ctx.tx, {
       sessionId: session.id,
       at: ctx.now,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
-import { newId } from '../core/ids.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type StepDetector } from '../core/clock-step.js';
 import type { Clock } from '../core/clock.js';
@@ -24,6 +24,7 @@ import {
   LIMITS,
   roleName,
   taskContext,
+  taskBatch,
   taskId,
   taskOut,
   taskResult,
@@ -33,7 +34,7 @@ import {
   type TaskOut,
 } from './schemas.js';
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+import { iso } from '../core/time.js';
 
 function parseJson<T>(text: string | null, fallback: T): T {
   return text === null ? fallback : (JSON.parse(text) as T);
@@ -226,7 +227,7 @@ const createdOut = z.object({
 export const taskCreate = defineOp({
   name: 'task_create',
   summary: 'Create tasks (a batch); depends_on: task ids or refs in the batch.',
-  input: z.object({ tasks: z.array(taskSpec).min(1).max(LIMITS.batch) }).strict(),
+  input: z.object({ tasks: taskBatch(taskSpec) }).strict(),
   output: z.object({ tasks: z.array(createdOut) }),
   permission: 'task.create',
   kind: 'write',
@@ -257,7 +258,7 @@ export const taskCreate = defineOp({
         if (j !== undefined) {
           if (j === i) throw new BatonError('cycle', `task "${t.ref}" depends on itself`, { cycle: [t.ref, t.ref] });
           inBatch[i]!.push(j);
-        } else if (/^tsk_[a-z2-7]{26}$/.test(dep)) {
+        } else if (ID_PATTERN('tsk').test(dep)) {
           external.add(dep);
         } else {
           throw new BatonError('invalid_input', `tasks.${i}.depends_on: "${dep}" is neither a task id nor a ref in this batch`);
@@ -279,6 +280,7 @@ export const taskCreate = defineOp({
     for (const p of parents) if (!parentStatuses.has(p)) throw new BatonError('not_found', `parent ${p} not found`);
 
     const out: z.infer<typeof createdOut>[] = new Array(tasks.length);
+    const position = new Map(ids.map((id, k) => [id, k]));
     for (const i of topoOrder(tasks.length, inBatch)) {
       const t = tasks[i]!;
       const prior = existing[i];
@@ -292,7 +294,7 @@ export const taskCreate = defineOp({
       });
       let open = 0;
       for (const d of new Set(deps)) {
-        const j = ids.indexOf(d);
+        const j = position.get(d) ?? -1;
         const status: TaskState | undefined = j >= 0 ? (out[j]?.status ?? existing[j]?.status) : statuses.get(d);
         if (status !== 'done') open++;
       }

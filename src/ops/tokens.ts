@@ -24,7 +24,7 @@ const tokenOut = z.object({
   allowed_addresses: z.array(z.string()).nullable(),
 });
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+import { iso } from '../core/time.js';
 
 function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
   return {

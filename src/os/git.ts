@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { dirname, isAbsolute, resolve, sep } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { BatonError } from '../core/errors.js';
 
 /**
@@ -8,7 +9,12 @@ import { BatonError } from '../core/errors.js';
  * - The message is one argument after `-m`; paths come after `--`, with literal pathspecs, so a
  *   path can be neither an option (`--all`) nor pathspec magic (`:(top)`, `*`).
  * - No `--author`, no `-c user.*`: the commit carries the user's own configured git identity.
- * - Hooks run (a pre-commit lock guard must be able to refuse). Every call is bounded by a timeout.
+ * - Git runs no program a repository configures (see SAFE_CONFIG and refuseProgramConfig): a
+ *   repository is a directory an agent may be able to write, so its `.git/config` is the agent's
+ *   word, not the operator's. System and global config stay in force: they are the operator's
+ *   (and hold the identity the commit must carry).
+ * - Every path is checked by `realpath` (a symlink cannot carry a commit out of the allowlist).
+ * - Every call is bounded by one deadline for the whole commit.
  * - Only what is staged is committed; nothing staged → no commit, sha null.
  */
 export interface CommitRequest {
@@ -17,32 +23,71 @@ export interface CommitRequest {
   readonly message: string;
   /** Project-relative paths to stage first (already normalised by the caller). */
   readonly paths?: readonly string[];
+  /** Bound on the whole commit (every git call together). */
   readonly timeoutMs?: number;
   /** What '.' means (default: the process's working directory). */
   readonly base?: string;
-  /** Repository roots commits are allowed in (resolved absolute paths); absent: anywhere (tests). */
+  /** Repository roots commits are allowed in (absolute paths); absent: anywhere (tests). */
   readonly allowed?: readonly string[];
 }
 
 export const GIT_TIMEOUT_MS = 30_000;
+
+/**
+ * Command-line config wins over every config file, so each single-valued key that makes git run a
+ * program is pinned here. Hooks: `core.hooksPath=/dev/null` (and `--no-verify`) means no hook runs,
+ * so a checkpoint commit is not seen by `baton guard`'s pre-commit hook (the hub is the caller).
+ */
+export const SAFE_CONFIG: readonly string[] = [
+  'core.fsmonitor=false',
+  'core.hooksPath=/dev/null',
+  'core.untrackedCache=false',
+  'core.sshCommand=false',
+  'core.gitProxy=',
+  'core.askPass=',
+  'core.pager=cat',
+  'core.editor=true',
+  'sequence.editor=true',
+  'credential.helper=',
+  'diff.external=',
+  'gpg.program=false',
+  'gpg.ssh.program=false',
+  'gpg.x509.program=false',
+  'commit.gpgSign=false',
+  'protocol.allow=never',
+  // No background gc or maintenance inside the commit's time bound.
+  'gc.auto=0',
+  'maintenance.auto=false',
+];
+
+/**
+ * Keys git looks up per driver or hook name (`filter.<driver>.clean` for a `.gitattributes` line,
+ * config-defined hooks), which no `-c` can neutralise in general, plus a non-boolean
+ * `core.fsmonitor` and `core.worktree` (which moves the work tree). A repository whose own config
+ * (local or worktree scope, includes resolved) sets any of them is refused.
+ */
+const PROGRAM_KEYS = /^(filter\..+\.(clean|smudge|process)|hook\..+|core\.worktree)$/i;
+const BOOLEAN = /^(true|false|yes|no|on|off|1|0|)$/i;
 
 interface Run {
   code: number;
   stdout: string;
 }
 
-function git(cwd: string, args: readonly string[], timeoutMs: number): Promise<Run> {
+function git(cwd: string, args: readonly string[], deadline: number): Promise<Run> {
+  const timeout = Math.max(1, deadline - Date.now());
+  const config = SAFE_CONFIG.flatMap((c) => ['-c', c]);
   return new Promise((done, fail) => {
     execFile(
       'git',
-      ['-C', cwd, '--literal-pathspecs', ...args],
+      [...config, '-C', cwd, '--literal-pathspecs', ...args],
       {
-        timeout: timeoutMs,
+        timeout,
         killSignal: 'SIGKILL',
         maxBuffer: 1024 * 1024,
         windowsHide: true,
         // Never wait for a credential or editor prompt; identity still comes from the user's config.
-        env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_EDITOR: 'true' },
+        env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_EDITOR: 'true', GIT_PAGER: 'cat', GIT_ASKPASS: '', SSH_ASKPASS: '' },
       },
       (err, stdout) => {
         if (err === null) return done({ code: 0, stdout: String(stdout) });
@@ -64,33 +109,133 @@ export function resolveRepo(repo: string, base: string = process.cwd()): string 
   return resolve(repo);
 }
 
-/** Stages `paths`, commits what is staged with the user's identity; the new HEAD sha, or null when nothing was staged. */
-export async function commitForAgent(req: CommitRequest): Promise<string | null> {
-  const timeout = req.timeoutMs ?? GIT_TIMEOUT_MS;
-  const repo = resolveRepo(req.repo, req.base);
-  if (req.allowed !== undefined && !req.allowed.some((root) => repo === root || repo.startsWith(root.endsWith(sep) ? root : root + sep))) {
-    throw new BatonError('forbidden', 'commit.repo is outside the repositories Baton may commit in (gitRepos)');
+const within = (path: string, root: string): boolean =>
+  path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
+
+/** The real path (symlinks resolved), or null when it does not exist. */
+function real(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
   }
-  const inside = await git(repo, ['rev-parse', '--is-inside-work-tree'], timeout);
-  if (inside.code !== 0 || inside.stdout.trim() !== 'true') {
+}
+
+/** The real path of `path`'s nearest existing ancestor (itself included), joined with the rest. */
+function realOfNearest(path: string): string {
+  let dir = path;
+  const rest: string[] = [];
+  while (!existsSync(dir)) {
+    const up = dirname(dir);
+    if (up === dir) break;
+    rest.unshift(relative(up, dir));
+    dir = up;
+  }
+  return resolve(real(dir) ?? dir, ...rest);
+}
+
+const outside = (): BatonError =>
+  new BatonError('forbidden', 'commit.repo is outside the repositories Baton may commit in (gitRepos)');
+
+/**
+ * Everything that can refuse a commit before git runs a command that reads the work tree: the
+ * real repository directory inside an allowed root, its work tree's top inside that root (or the
+ * root inside it: a project in a monorepo), no program-running config of its own, every path's
+ * real parent inside the same bounds. Returns where to run git and the bound for paths.
+ */
+async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: string; top: string }> {
+  const lexical = resolveRepo(req.repo, req.base);
+  const cwd = real(lexical);
+  const roots = req.allowed?.map((r) => real(r) ?? resolve(r));
+  // A directory that does not exist is refused by the allowlist first when it lies outside.
+  if (cwd === null) {
+    if (roots !== undefined && !roots.some((root) => within(lexical, root))) throw outside();
     throw new BatonError('invalid_input', 'commit.repo is not a git work tree');
   }
+  const root = roots === undefined ? '/' : roots.find((r) => within(cwd, r));
+  if (root === undefined) throw outside();
+  const inside = await git(cwd, ['rev-parse', '--is-inside-work-tree', '--show-toplevel', '--absolute-git-dir', '--git-common-dir'], deadline);
+  const [isTree, topLine, gitDir, commonDir] = inside.stdout.split('\n');
+  if (inside.code !== 0 || isTree !== 'true' || topLine === undefined || gitDir === undefined || commonDir === undefined) {
+    throw new BatonError('invalid_input', 'commit.repo is not a git work tree');
+  }
+  const top = real(topLine) ?? resolve(topLine);
+  if (!within(top, root) && !within(root, top)) throw outside();
+  // A `.git` file can point at another repository's git dir: its refs and objects would take the
+  // commit. Where git writes must lie inside an allowed root too (worktrees: the common dir).
+  for (const d of [gitDir, resolve(cwd, commonDir)]) {
+    const where = real(d) ?? resolve(d);
+    if (roots !== undefined && !roots.some((r) => within(where, r))) throw outside();
+  }
+  const listed = await git(cwd, ['config', '--list', '--show-scope', '-z'], deadline);
+  if (listed.code !== 0) throw new BatonError('invalid_input', "git could not read the repository's config");
+  const fields = listed.stdout.split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const scope = fields[i]!;
+    const entry = fields[i + 1]!;
+    const nl = entry.indexOf('\n');
+    const key = nl < 0 ? entry : entry.slice(0, nl);
+    const value = nl < 0 ? '' : entry.slice(nl + 1);
+    if (scope !== 'local' && scope !== 'worktree') continue;
+    if (PROGRAM_KEYS.test(key) || (/^core\.fsmonitor$/i.test(key) && !BOOLEAN.test(value))) {
+      throw new BatonError(
+        'forbidden',
+        `the repository's own git config sets ${key.replace(/[^\w.-]/g, '?').slice(0, 100)}, which makes git run a program or move the work tree; Baton does not commit there`,
+      );
+    }
+  }
+  const scope = within(top, root) ? top : root;
+  for (const p of req.paths ?? []) {
+    // The leaf may be a symlink: git stages the link itself, never its target. Its directory must
+    // really lie inside the bounds (git refuses a path beyond a symlink too; this says so first).
+    if (!within(realOfNearest(dirname(resolve(cwd, p))), scope)) {
+      throw new BatonError('forbidden', 'commit.paths: a path leads outside the repository (through a symlink)');
+    }
+  }
+  return { cwd, top };
+}
+
+/** What a checkpoint staged: where git runs, the work tree's top, the staged paths (relative to the top). */
+export interface Staged {
+  readonly cwd: string;
+  readonly top: string;
+  readonly paths: readonly string[];
+}
+
+/**
+ * Checks the repository (see checkRepo), stages `paths`, and lists everything staged (what a
+ * commit would take, whoever staged it); null when nothing is staged. `deadline`: epoch ms.
+ */
+export async function stageForAgent(req: CommitRequest, deadline: number): Promise<Staged | null> {
+  const { cwd, top } = await checkRepo(req, deadline);
   const paths = req.paths ?? [];
   if (paths.length > 0) {
-    const added = await git(repo, ['add', '--', ...paths], timeout);
+    const added = await git(cwd, ['add', '--', ...paths], deadline);
     if (added.code !== 0) throw new BatonError('invalid_input', 'git add failed (does every path exist?)');
   }
-  const staged = await git(repo, ['diff', '--cached', '--quiet'], timeout);
-  if (staged.code === 0) return null;
-  if (staged.code !== 1) throw new BatonError('conflict', 'git could not read the index');
-  const committed = await git(repo, ['commit', '-m', req.message], timeout);
+  const staged = await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '-z', '--no-ext-diff', '--no-textconv'], deadline);
+  if (staged.code !== 0) throw new BatonError('conflict', 'git could not read the index');
+  const list = staged.stdout.split('\0').filter((p) => p !== '');
+  return list.length === 0 ? null : { cwd, top, paths: list };
+}
+
+/** Commits what is staged with the user's identity; the new HEAD sha. */
+export async function commitStaged(cwd: string, message: string, deadline: number): Promise<string> {
+  const committed = await git(cwd, ['commit', '--no-verify', '--no-gpg-sign', '-m', message], deadline);
   if (committed.code !== 0) {
-    throw new BatonError('conflict', 'git commit was refused (a hook refused it, or no git identity is configured)');
+    throw new BatonError('conflict', 'git commit was refused (is a git identity configured?)');
   }
-  const head = await git(repo, ['rev-parse', 'HEAD'], timeout);
+  const head = await git(cwd, ['rev-parse', 'HEAD'], deadline);
   const sha = head.stdout.trim();
   if (head.code !== 0 || !/^[0-9a-f]{40,64}$/.test(sha)) throw new BatonError('conflict', 'git did not report the new commit');
   return sha;
+}
+
+/** Stages `paths`, commits what is staged with the user's identity; the new HEAD sha, or null when nothing was staged. */
+export async function commitForAgent(req: CommitRequest): Promise<string | null> {
+  const deadline = Date.now() + (req.timeoutMs ?? GIT_TIMEOUT_MS);
+  const staged = await stageForAgent(req, deadline);
+  return staged === null ? null : commitStaged(staged.cwd, req.message, deadline);
 }
 
 /** The project directory: the one that holds the data dir (where `.baton` usually lives). */

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -86,6 +87,21 @@ export function productionProblems(
   return problems;
 }
 
+/**
+ * Production refuses one secret in two roles: the key pepper (API-key and refresh-token hashes)
+ * and the JWT secret (access-token signatures) must be independent, so a leak or a forced
+ * rotation of one leaves the other standing. Compared as bytes (after decoding), so the same
+ * value given in two encodings is still one secret. For start-up and for `baton doctor`.
+ */
+export function secretReuseProblems(secrets: Secrets): string[] {
+  const a = secrets.keyPepper;
+  const b = secrets.jwtSecret;
+  if (a.length > 0 && a.length === b.length && timingSafeEqual(a, b)) {
+    return ['BATON_KEY_PEPPER and BATON_JWT_SECRET are the same secret: give each its own (at least 32 random bytes)'];
+  }
+  return [];
+}
+
 export interface DataProtection {
   secrets: Secrets;
   created: boolean;
@@ -123,7 +139,7 @@ export function openDataProtection(
   if (!production && keyring instanceof KeyringError) throw new ConfigError(keyring.message);
   const { secrets, created, reports } = resolveSecrets(dataDir, { env, production });
   if (production) {
-    const problems = productionProblems(config, reports, keyringReport(keyring), modes.refused);
+    const problems = [...productionProblems(config, reports, keyringReport(keyring), modes.refused), ...secretReuseProblems(secrets)];
     if (problems.length > 0) {
       throw new ConfigError(`production mode refuses to start:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     }

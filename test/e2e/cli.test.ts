@@ -104,7 +104,7 @@ interface TaskFull extends TaskSummary {
 }
 
 describe('baton CLI: first start', () => {
-  it('creates a private data dir, secrets and db, and prints the admin key once on stderr', async () => {
+  it('creates a private data dir, secrets and db, and leaves the admin key once in a 0600 file (not a TTY)', async () => {
     const { root, data } = workspace();
     expect(existsSync(data)).toBe(false);
 
@@ -120,7 +120,9 @@ describe('baton CLI: first start', () => {
     // --data was honoured: nothing was created in the working directory.
     expect(existsSync(join(root, '.baton'))).toBe(false);
 
-    const keys = first.stderr.match(KEY) ?? [];
+    // Off a terminal the key goes to a 0600 file, never to stderr (the log stream).
+    expect(first.stderr).not.toMatch(KEY);
+    const keys = readFileSync(join(data, 'admin-key.txt'), 'utf8').match(KEY) ?? [];
     expect(keys).toHaveLength(1);
     const adminKey = keys[0]!;
     expect(first.stdout).not.toContain(adminKey);
@@ -141,7 +143,9 @@ describe('baton CLI: first start', () => {
     expect(adminKey.startsWith(tokens[0]!.prefix)).toBe(true);
 
     // Nothing on disk holds the key in clear.
-    for (const f of readdirSync(data)) expect(readFileSync(join(data, f)).includes(adminKey), f).toBe(false);
+    for (const f of readdirSync(data)) {
+      if (f !== 'admin-key.txt') expect(readFileSync(join(data, f)).includes(adminKey), f).toBe(false);
+    }
   });
 
   it('tightens an existing data dir that others could read', async () => {

@@ -104,17 +104,37 @@ describe('commitForAgent', () => {
     expect(await codeOf(commitForAgent({ repo: r, message: 'missing', paths: ['no/such/file'] }))).toBe('invalid_input');
   });
 
-  it('hooks run: a refusing pre-commit hook makes a conflict; a hanging one is cut off by the timeout', async () => {
+  it('no hook runs: a refusing pre-commit hook and a post-commit hook that writes a marker are both skipped', async () => {
     const r = repo();
-    const hook = join(r, '.git', 'hooks', 'pre-commit');
-    writeFileSync(hook, '#!/bin/sh\nexit 1\n');
-    chmodSync(hook, 0o755);
+    const marker = join(r, 'hooked');
+    for (const [name, body] of [
+      ['pre-commit', '#!/bin/sh\nexit 1\n'],
+      ['post-commit', `#!/bin/sh\ntouch '${marker}'\n`],
+    ] as const) {
+      const hook = join(r, '.git', 'hooks', name);
+      writeFileSync(hook, body);
+      chmodSync(hook, 0o755);
+    }
     writeFileSync(join(r, 'a.txt'), 'one');
-    expect(await codeOf(commitForAgent({ repo: r, message: 'refused', paths: ['a.txt'] }))).toBe('conflict');
-    writeFileSync(hook, '#!/bin/sh\nsleep 5\n');
-    const started = Date.now();
-    expect(await codeOf(commitForAgent({ repo: r, message: 'slow', timeoutMs: 300 }))).toBe('unavailable');
-    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(await commitForAgent({ repo: r, message: 'not refused', paths: ['a.txt'] })).toMatch(/^[0-9a-f]{40}$/);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('one timeout bounds the whole commit: a git that hangs is cut off', async () => {
+    const r = repo();
+    const bin = mkdtempSync(join(tmpdir(), 'baton-fakegit-'));
+    dirs.push(bin);
+    const real = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+    writeFileSync(join(bin, 'git'), `#!/bin/sh\nfor a in "$@"; do [ "$a" = commit ] && sleep 5; done\nexec '${real}' "$@"\n`);
+    chmodSync(join(bin, 'git'), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      writeFileSync(join(r, 'a.txt'), 'one');
+      expect(await codeOf(commitForAgent({ repo: r, message: 'slow', paths: ['a.txt'], timeoutMs: 1_000 }))).toBe('unavailable');
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
 

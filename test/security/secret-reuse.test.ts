@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hub } from '../../src/hub.js';
+import { tempDir, testConfig } from '../helpers.js';
+
+const saved = new Map<string, string | undefined>();
+function setEnv(vars: Record<string, string | undefined>): void {
+  for (const [k, v] of Object.entries(vars)) {
+    if (!saved.has(k)) saved.set(k, process.env[k]);
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+}
+afterEach(() => {
+  for (const [k, v] of saved) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  saved.clear();
+});
+
+async function openError(data: string): Promise<string | null> {
+  try {
+    const h = await Hub.open(testConfig(data, { env: 'production' }), { log: pino({ level: 'silent' }) });
+    await h.close();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return null;
+}
+
+describe('production refuses one secret as both key pepper and JWT secret (item 10)', () => {
+  it('refuses the same bytes, even in two encodings; distinct secrets start', async () => {
+    const tmp = tempDir();
+    try {
+      const secret = randomBytes(36).toString('base64url'); // 48 printable bytes
+      setEnv({
+        BATON_KEY_PEPPER: `base64:${Buffer.from(secret).toString('base64')}`,
+        BATON_JWT_SECRET: undefined,
+        BATON_JWT_SECRET_FILE: undefined,
+        BATON_KEY_PEPPER_FILE: undefined,
+        BATON_ENCRYPTION_KEYS_FILE: undefined,
+        BATON_ENCRYPTION_KEYS: `p1:${randomBytes(32).toString('base64')}`,
+      });
+      setEnv({ BATON_JWT_SECRET: secret });
+      const same = await openError(join(tmp.dir, 'a'));
+      expect(same).toMatch(/^production mode refuses to start/);
+      expect(same).toMatch(/BATON_KEY_PEPPER and BATON_JWT_SECRET are the same secret/);
+      expect(same).not.toContain(secret);
+
+      setEnv({ BATON_JWT_SECRET: `base64:${randomBytes(32).toString('base64')}` });
+      expect(await openError(join(tmp.dir, 'b'))).toBeNull();
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
