@@ -6,6 +6,7 @@ import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
 import { looksLikeJwt, type AccessClaims, type Credential } from './auth/jwt.js';
 import type { ExternalIdentity } from './auth/external.js';
 import { AuthServices, registerAuthServices } from './auth/service.js';
+import { accessFamilyLive } from './auth/refresh.js';
 import { keyByHash, keyById, type KeyForAuth } from './store/auth.js';
 import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
@@ -214,6 +215,7 @@ export class Hub {
     if ('external' in v) return this.externalPrincipal(ex, v.external, now);
     const p = this.keyPrincipal(await keyById(ex, v.local.tid), address, now);
     if (p.agentId !== v.local.sub || p.projectId !== v.local.prj || p.role !== v.local.role) throw refuse();
+    if (!(await accessFamilyLive(ex, v.local))) throw refuse();
     return p;
   }
 

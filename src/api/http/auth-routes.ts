@@ -126,8 +126,8 @@ interface Pair {
   refresh_expires_in: number;
 }
 
-async function pairFor(auth: AuthServices, key: KeyForAuth, refresh: string, refreshExpiresAt: number, now: number): Promise<Pair> {
-  const access = await auth.access.sign({ sub: key.agent_id!, tid: key.id, role: key.role, prj: key.project_id }, now);
+async function pairFor(auth: AuthServices, key: KeyForAuth, refresh: string, refreshExpiresAt: number, now: number, fam: string): Promise<Pair> {
+  const access = await auth.access.sign({ sub: key.agent_id!, tid: key.id, role: key.role, prj: key.project_id, fam }, now);
   return {
     access_token: access.token,
     token_type: 'Bearer',
@@ -168,13 +168,14 @@ async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, req
   }
   const refresh = generateRefreshToken();
   const expiresAt = now + hub.config.refreshTokenTtlMs;
+  const family = newFamilyId();
   const row = await hub.db.write(async (ex) => {
     const p = await hub.resolver(presented)(ex); // counts a failure against the address and prefix
     const k = await keyById(ex, p.tokenId!);
     if (k === undefined) throw unauthenticated();
     await insertRefresh(ex, {
       token_hash: auth.refreshHash(refresh),
-      family_id: newFamilyId(),
+      family_id: family,
       token_id: k.id,
       created_at: now,
       expires_at: expiresAt,
@@ -194,13 +195,13 @@ async function exchange(hub: Hub, req: IncomingMessage, res: ServerResponse, req
     transport: 'rest',
     address: address ?? null,
   });
-  sendJson(res, 200, await pairFor(auth, row, refresh, expiresAt, now), requestId);
+  sendJson(res, 200, await pairFor(auth, row, refresh, expiresAt, now, family), requestId);
 }
 
 type RefreshOutcome =
   | { kind: 'invalid' }
   | { kind: 'reuse'; family: string; key: string; revoked: number }
-  | { kind: 'ok'; key: KeyForAuth; expiresAt: number };
+  | { kind: 'ok'; key: KeyForAuth; expiresAt: number; family: string };
 
 /** A refresh token → a new pair; the presented token is spent. */
 async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
@@ -252,7 +253,7 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
       created_at: now,
       expires_at: row.expires_at,
     });
-    return { kind: 'ok', key, expiresAt: row.expires_at };
+    return { kind: 'ok', key, expiresAt: row.expires_at, family: row.family_id };
   });
   // The family's revocation is committed above; only now is the caller refused.
   if (outcome.kind === 'reuse') throw refused('refresh_reuse', { family_revoked: outcome.revoked, key: outcome.key });
@@ -270,7 +271,7 @@ async function refresh(hub: Hub, req: IncomingMessage, res: ServerResponse, requ
     transport: 'rest',
     address: address ?? null,
   });
-  sendJson(res, 200, await pairFor(auth, outcome.key, next, outcome.expiresAt, now), requestId);
+  sendJson(res, 200, await pairFor(auth, outcome.key, next, outcome.expiresAt, now, outcome.family), requestId);
 }
 
 /** Answers the authentication routes; false for any other request. */
