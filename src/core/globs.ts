@@ -11,11 +11,42 @@
  * (it finds a witness path whenever one exists), which the unit tests check both ways.
  */
 
+import { BatonError } from './errors.js';
+
 export type GlobResult = { ok: true; glob: string } | { ok: false; reason: string };
 
-const MAX_LENGTH = 1024;
+/**
+ * The overlap test of two segments costs |p|·|q| steps, of two patterns up to the product of
+ * their segment counts times that. 1024-character patterns with 16 stars took seconds per lock
+ * call (issue 8); these caps bound one pair of patterns to 257·257 = 66k table cells (about 1.5 ms
+ * on the 2-core reference machine), and the work budget below bounds a whole call.
+ */
+export const MAX_LENGTH = 256;
 /** Each `*` widens the overlap search; a cap keeps a conflict check cheap whatever the input. */
-export const MAX_STARS = 16;
+export const MAX_STARS = 8;
+
+/**
+ * Work allowed to one call's overlap checks (pairs compared plus table cells). The worst pattern
+ * set fitting the caps (bench/glob-bomb.ts) spends it in about 6 ms on the reference machine
+ * (measured 5–8 ms), so a call never holds the hub's write lock much longer than that; beyond it
+ * the call is refused with `too_complex` rather than spinning. Ordinary lock sets cost a few
+ * units per pair (the literal-prefix check decides most pairs).
+ */
+export const GLOB_BUDGET = 250_000;
+
+export class GlobBudget {
+  constructor(public remaining: number = GLOB_BUDGET) {}
+
+  spend(n: number): void {
+    this.remaining -= n;
+    if (this.remaining < 0) {
+      throw new BatonError('too_complex', 'lock patterns too complex to compare: use fewer wildcards or shorter patterns');
+    }
+  }
+}
+
+/** No budget: for callers (tests) that compare a single pair of capped patterns. */
+const unbounded = (): GlobBudget => new GlobBudget(Number.POSITIVE_INFINITY);
 
 const rooted = (p: string): boolean => p.startsWith('/') || /^[a-zA-Z]:/.test(p) || p.startsWith('~');
 const isWild = (segment: string): boolean => segment.includes('*') || segment.includes('?');
@@ -63,44 +94,83 @@ export function normalizeGlob(input: string): GlobResult {
  * A string matched by both segment patterns (`*` any run, `?` one character, else literal), or
  * null. Product automaton over (i, j) with epsilon moves for `*`; exact.
  */
-export function segmentWitness(p: string, q: string): string | null {
+export function segmentWitness(p: string, q: string, budget: GlobBudget = unbounded()): string | null {
   const n = p.length;
   const m = q.length;
   const key = (i: number, j: number): number => i * (m + 1) + j;
-  const parent = new Map<number, { from: number; ch: string }>();
+  // Typed arrays, not a Map: the product automaton is walked once per state (a Map cost ~10x).
+  const from = new Int32Array((n + 1) * (m + 1)).fill(-2);
+  const via = new Array<string>((n + 1) * (m + 1));
   const start = key(0, 0);
-  parent.set(start, { from: -1, ch: '' });
-  const queue: [number, number][] = [[0, 0]];
-  const visit = (fi: number, fj: number, i: number, j: number, ch: string): void => {
-    const k = key(i, j);
-    if (parent.has(k)) return;
-    parent.set(k, { from: key(fi, fj), ch });
-    queue.push([i, j]);
+  from[start] = -1;
+  via[start] = '';
+  const queue = new Int32Array((n + 1) * (m + 1));
+  let tail = 0;
+  queue[tail++] = start;
+  const visit = (f: number, k: number, ch: string): void => {
+    if (from[k] !== -2) return;
+    from[k] = f;
+    via[k] = ch;
+    queue[tail++] = k;
   };
-  for (let head = 0; head < queue.length; head++) {
-    const [i, j] = queue[head]!;
+  for (let head = 0; head < tail; head++) {
+    budget.spend(1);
+    const k0 = queue[head]!;
+    const i = Math.floor(k0 / (m + 1));
+    const j = k0 - i * (m + 1);
     if (i === n && j === m) {
       let s = '';
-      for (let k = key(i, j); k !== start; ) {
-        const step = parent.get(k)!;
-        s = step.ch + s;
-        k = step.from;
-      }
+      for (let k = k0; k !== start; k = from[k]!) s = via[k]! + s;
       // Segments are never empty; both patterns being all `*` is the only way to get here empty.
       return s === '' ? 'x' : s;
     }
     const a = p[i];
     const b = q[j];
-    if (a === '*') visit(i, j, i + 1, j, '');
-    if (b === '*') visit(i, j, i, j + 1, '');
+    if (a === '*') visit(k0, key(i + 1, j), '');
+    if (b === '*') visit(k0, key(i, j + 1), '');
     if (a === undefined || b === undefined) continue;
     const ch = a === '*' || a === '?' ? (b === '*' || b === '?' ? 'x' : b) : b === '*' || b === '?' || a === b ? a : null;
     if (ch === null) continue;
     if (a === '*' && b === '*') continue; // both stay: a self-loop
-    visit(i, j, a === '*' ? i : i + 1, b === '*' ? j : j + 1, ch);
+    visit(k0, key(a === '*' ? i : i + 1, b === '*' ? j : j + 1), ch);
   }
   return null;
 }
+
+/**
+ * Whether two segment patterns share a string: the same product automaton as above, as a
+ * boolean table filled in one row-major pass (every move increases i or j), charged in full
+ * before it starts. About 3 ns a cell against 100 for the witness search.
+ */
+export function segmentsOverlap(p: string, q: string, budget: GlobBudget = unbounded()): boolean {
+  const n = p.length;
+  const m = q.length;
+  const w = m + 1;
+  budget.spend((n + 1) * w);
+  const reach = new Uint8Array((n + 1) * w);
+  reach[0] = 1;
+  for (let i = 0; i <= n; i++) {
+    const a = p.charCodeAt(i); // NaN past the end
+    const aStar = a === STAR;
+    for (let j = 0; j <= m; j++) {
+      const k = i * w + j;
+      if (reach[k] === 0) continue;
+      if (i === n && j === m) return true;
+      const b = q.charCodeAt(j);
+      const bStar = b === STAR;
+      if (aStar) reach[k + w] = 1;
+      if (bStar) reach[k + 1] = 1;
+      if (i === n || j === m || (aStar && bStar)) continue;
+      if (aStar) reach[k + 1] = 1;
+      else if (bStar) reach[k + w] = 1;
+      else if (a === b || a === QUESTION || b === QUESTION) reach[k + w + 1] = 1;
+    }
+  }
+  return false;
+}
+
+const STAR = '*'.charCodeAt(0);
+const QUESTION = '?'.charCodeAt(0);
 
 // ---------------------------------------------------------------- whole patterns
 
@@ -111,7 +181,16 @@ const segmentsOf = (glob: string): string[] => glob.split('/');
  * A pattern covers what it matches and everything beneath, i.e. it behaves as `P/**`; so this
  * intersects `P/**` with `Q/**` over segments, where `**` consumes any number of segments.
  */
-export function overlapWitness(p: string, q: string): string | null {
+export function overlapWitness(p: string, q: string, budget: GlobBudget = unbounded()): string | null {
+  return overlapSearch(p, q, budget, (a, b) => segmentWitness(a, b, budget));
+}
+
+function overlapSearch(
+  p: string,
+  q: string,
+  budget: GlobBudget,
+  segment: (a: string, b: string) => string | null,
+): string | null {
   const ps = [...segmentsOf(p), '**'];
   const qs = [...segmentsOf(q), '**'];
   const n = ps.length;
@@ -127,7 +206,19 @@ export function overlapWitness(p: string, q: string): string | null {
     parent.set(k, { from: key(fi, fj), seg });
     queue.push([i, j]);
   };
+  // The same two segments meet again at other states (a `**` replays them): decide each pair once.
+  const memo = new Map<string, string | null>();
+  const segmentPair = (a: string, b: string): string | null => {
+    const k = `${a}\u0000${b}`;
+    let w = memo.get(k);
+    if (w === undefined) {
+      w = segment(a, b);
+      memo.set(k, w);
+    }
+    return w;
+  };
   for (let head = 0; head < queue.length; head++) {
+    budget.spend(1);
     const [i, j] = queue[head]!;
     if (i === n && j === m) {
       const segs: string[] = [];
@@ -145,7 +236,7 @@ export function overlapWitness(p: string, q: string): string | null {
     if (b === '**') visit(i, j, i, j + 1, null);
     if (a === undefined || b === undefined) continue;
     if (a === '**' && b === '**') continue; // both stay: a self-loop
-    const seg = segmentWitness(a === '**' ? '*' : a, b === '**' ? '*' : b);
+    const seg = segmentPair(a === '**' ? '*' : a, b === '**' ? '*' : b);
     if (seg === null) continue;
     visit(i, j, a === '**' ? i : i + 1, b === '**' ? j : j + 1, seg);
   }
@@ -163,7 +254,8 @@ function literalPrefix(segs: readonly string[]): number {
  * Do two normalised patterns overlap? A cheap literal-prefix check first (most lock pairs differ
  * in their first segments), then the exact test.
  */
-export function globsOverlap(p: string, q: string): boolean {
+export function globsOverlap(p: string, q: string, budget: GlobBudget = unbounded()): boolean {
+  budget.spend(1);
   if (p === q) return true;
   const ps = segmentsOf(p);
   const qs = segmentsOf(q);
@@ -171,7 +263,8 @@ export function globsOverlap(p: string, q: string): boolean {
   for (let k = 0; k < shared; k++) if (ps[k] !== qs[k]) return false;
   // One is a literal ancestor of (or equal to) the other: `src` covers all of `src/...`.
   if (shared === ps.length || shared === qs.length) return true;
-  return overlapWitness(ps.slice(shared).join('/'), qs.slice(shared).join('/')) !== null;
+  const yes = (a: string, b: string): string | null => (segmentsOverlap(a, b, budget) ? 'x' : null);
+  return overlapSearch(ps.slice(shared).join('/'), qs.slice(shared).join('/'), budget, yes) !== null;
 }
 
 // ---------------------------------------------------------------- concrete paths
