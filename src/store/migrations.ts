@@ -6,6 +6,7 @@ import { V5_LOCKS } from './schema/v5-locks.js';
 import { V6_SESSIONS } from './schema/v6-sessions.js';
 import { V7_AUTH } from './schema/v7-auth.js';
 import { V8_AUDIT } from './schema/v8-audit.js';
+import { V10_IDENTITY_AUDIT_HEAD } from './schema/v10-identity-audit-head.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -150,4 +151,5 @@ CREATE TABLE audit (
   V6_SESSIONS,
   V7_AUTH,
   V8_AUDIT,
+  V10_IDENTITY_AUDIT_HEAD,
 ];
