@@ -312,7 +312,7 @@ export class Hub {
         await emit(e.projectId, e.type, e.subject, e.data);
       }
       await sweepSessions(ex, now - this.config.sessionRetentionMs);
-      if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000);
+      if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000, this.auditKey);
       return leases;
     });
     if (changed > 0) this.bus.ring();

@@ -3,11 +3,14 @@ import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
 import { isAddressOrCidr } from '../core/net.js';
 import { setAllowedAddresses } from '../store/auth.js';
 import { BatonError, notFound } from '../core/errors.js';
+import type { Audience } from '../core/audience.js';
 import { newId } from '../core/ids.js';
 import { agentByName, createAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
 import type { TokenWithProject } from '../store/directory.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { agentName, projectName, roleName, tokenId } from './schemas.js';
+
+const ADMINS: Audience = { kind: 'admin' };
 
 const tokenOut = z.object({
   id: z.string(),
@@ -117,7 +120,8 @@ export const tokenCreate = defineOp({
       await setAllowedAddresses(ctx.tx, id, JSON.stringify(input.allowed_addresses));
     }
     ctx.target(id);
-    await ctx.emit('token.created', id, { role: input.role, name: input.name });
+    // Key lifecycle is for admins: observers and workers must not learn who gets keys (issue 8).
+    await ctx.emit('token.created', id, { role: input.role, name: input.name }, ADMINS);
     const row = await tokenById(ctx.tx, id);
     return { token: toTokenOut(row!), key };
   },
@@ -165,7 +169,7 @@ export const tokenRevoke = defineOp({
     }
     ctx.target(id);
     const revoked = await revokeToken(ctx.tx, id, ctx.now);
-    if (revoked) await ctx.emit('token.revoked', id);
+    if (revoked) await ctx.emit('token.revoked', id, undefined, ADMINS);
     return { id, revoked };
   },
 });
