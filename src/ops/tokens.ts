@@ -11,6 +11,7 @@ import { defineOp, type OpDef } from './catalog.js';
 import { agentName, projectName, roleName, tokenId } from './schemas.js';
 
 const ADMINS: Audience = { kind: 'admin' };
+const selfOnly = (agentId: string): Audience => ({ kind: 'agent', agentId });
 
 const tokenOut = z.object({
   id: z.string(),
@@ -121,7 +122,8 @@ export const tokenCreate = defineOp({
     }
     ctx.target(id);
     // Key lifecycle is for admins: observers and workers must not learn who gets keys (issue 8).
-    await ctx.emit('token.created', id, { role: input.role, name: input.name }, ADMINS);
+    // Events go to the caller's project: a key of another project is announced to nobody there (S9).
+    await ctx.emit('token.created', id, { role: input.role, name: input.name }, crossProject ? selfOnly(p.agentId) : ADMINS);
     const row = await tokenById(ctx.tx, id);
     return { token: toTokenOut(row!), key };
   },
@@ -169,7 +171,8 @@ export const tokenRevoke = defineOp({
     }
     ctx.target(id);
     const revoked = await revokeToken(ctx.tx, id, ctx.now);
-    if (revoked) await ctx.emit('token.revoked', id, undefined, ADMINS);
+    const own = row.project_id === ctx.principal.projectId;
+    if (revoked) await ctx.emit('token.revoked', id, undefined, own ? ADMINS : selfOnly(ctx.principal.agentId));
     return { id, revoked };
   },
 });
