@@ -108,10 +108,13 @@ export function registerAuditCommands(program: Command): void {
       });
       if (opts.json === true) process.stdout.write(JSON.stringify(v) + '\n');
       else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
-      else if (v.first_bad_id === null) process.stdout.write(`audit chain BROKEN: its ${v.reason ?? 'end'} does not hold (${v.rows} rows checked)\n`);
+      else if (v.reason === 'head_unkeyed') {
+        process.stdout.write(`audit chain head not keyed yet (${v.rows} rows checked)\n`);
+        process.stderr.write('baton: after an upgrade the head is keyed by the first audited write (e.g. any op call); verify again after one. Seen at any other time, the head was tampered with.\n');
+      } else if (v.first_bad_id === null) process.stdout.write(`audit chain BROKEN: its ${v.reason ?? 'end'} does not hold (${v.rows} rows checked)\n`);
       else process.stdout.write(`audit chain BROKEN at row ${String(v.first_bad_id)} (${v.rows} rows checked)\n`);
       if (!v.ok) {
-        if (opts.json !== true) {
+        if (opts.json !== true && v.reason !== 'head_unkeyed') {
           const what = v.reason === 'head' || v.reason === 'exported_anchor' ? 'rows were removed from the end (or the trail was rolled back)' : 'was altered, removed or forged';
           process.stderr.write(`baton: audit row ${String(v.first_bad_id)} ${what}\n`);
         }

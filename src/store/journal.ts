@@ -164,6 +164,18 @@ async function chainHead(ex: Executor): Promise<{ id: number; hash: string }> {
 export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
   if (entries.length === 0) return;
   let head = await chainHead(ex);
+  // The stored head must be where the table ends, with its MAC, for the new one to be keyed: else
+  // rows were removed (or the head forged) since the last append, and re-keying would hide it. A
+  // tainted head stays tainted, so `verify` keeps reporting it. The one unkeyed head accepted is
+  // migration 10's, which matches the table's end.
+  const stored = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
+    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
+  );
+  const sealed =
+    stored !== undefined &&
+    stored.last_id === head.id &&
+    stored.hash === head.hash &&
+    (stored.mac === null || stored.mac === headMac(key, head));
   const values: unknown[][] = [];
   for (const a of entries) {
     const c = classify(a.outcome, a.code);
@@ -215,15 +227,19 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
         transport, address, severity, event, hash) VALUES ${rows(values.slice(i, i + n))}`);
     i += n;
   }
-  // The authenticated head (migration 10): one statement per append call, whatever the number of
-  // rows, in the caller's transaction, so every writer (the op's, the deferred worker's) keeps it.
-  await ex.run(sql`UPDATE audit_head SET last_id = ${head.id}, hash = ${head.hash}, mac = ${headMac(key, head)} WHERE id = 1`);
+  // The authenticated head (migration 10): one lookup and one update per append call, whatever the
+  // number of rows, in the caller's transaction, so every writer (the op's, the deferred worker's) keeps it.
+  const mac = sealed ? headMac(key, head) : TAINTED;
+  await ex.run(sql`UPDATE audit_head SET last_id = ${head.id}, hash = ${head.hash}, mac = ${mac} WHERE id = 1`);
 }
 
 /** The HMAC that makes a chain position (id, hash) authentic: the head, the retention anchor, an exported anchor. */
 function positionMac(key: Buffer, purpose: 'head' | 'anchor' | 'export', at: { id: number; hash: string }): string {
   return createHmac('sha256', key).update(JSON.stringify([`baton audit ${purpose} v1`, at.id, at.hash])).digest('hex');
 }
+
+/** The MAC of a head found not to match the trail at an append: never valid, so never hidden. */
+const TAINTED = 'tainted';
 
 const headMac = (key: Buffer, at: { id: number; hash: string }): string => positionMac(key, 'head', at);
 
@@ -290,7 +306,7 @@ export interface AuditVerdict {
   /** The first row whose hash or link does not hold (after a deleted row: the row that follows the gap). */
   firstBadId: number | null;
   /** Why, when not ok and no single row says it: the end or start of the trail does not hold. */
-  reason?: 'head' | 'anchor' | 'exported_anchor';
+  reason?: 'head' | 'head_unkeyed' | 'anchor' | 'exported_anchor';
   /** The end reached (for `exportAnchor`). */
   end?: { id: number; hash: string };
 }
@@ -369,6 +385,11 @@ export async function verifyAudit(
     head.last_id === end.id &&
     head.hash === end.hash &&
     (head.mac === null ? rows === 0 : head.mac === headMac(key, end));
+  if (!headOk && head !== undefined && head.mac === null && head.last_id === end.id && head.hash === end.hash) {
+    // Migration 10 cannot key the head (it has no key); the first append after it does. Until
+    // then this state is indistinguishable from a head whose MAC was removed: not ok, but said so.
+    return { ok: false, rows, firstBadId: null, reason: 'head_unkeyed' };
+  }
   if (!headOk) {
     const bad = head !== undefined && head.last_id > end.id ? end.id + 1 : (head?.last_id ?? end.id) + 1;
     return { ok: false, rows, firstBadId: bad, reason: 'head' };

@@ -88,6 +88,20 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     tamper(t, ['DELETE FROM audit WHERE id > ?', last - 3]);
     const v = await verifyRest(h, t.adminKey);
     expect(v.body).toMatchObject({ ok: false, reason: 'head', first_bad_id: last - 2 });
+    // Later writes do not bless the shortened trail: the head stays tainted.
+    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
+    await t.hub.deferred.flush();
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+  });
+
+  it('an unkeyed head (as migration 10 leaves it) is reported, not taken as ok; the next write keys it', async () => {
+    const { t, h } = await started();
+    await workload(t);
+    tamper(t, ['UPDATE audit_head SET mac = NULL WHERE id = 1']);
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head_unkeyed', first_bad_id: null });
+    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'keys the head' }] });
+    await t.hub.deferred.flush();
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: true });
   });
 
   it('deleting every row is caught', async () => {
