@@ -104,6 +104,22 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: true });
   });
 
+  it('deleting the newest rows and moving the head to the new end (keeping its MAC) is caught, also after more writes', async () => {
+    const { t, h } = await started();
+    await workload(t);
+    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'last write' }] });
+    const last = lastId(t);
+    tamper(
+      t,
+      ['DELETE FROM audit WHERE id > ?', last - 2],
+      ['UPDATE audit_head SET last_id = ?, hash = (SELECT hash FROM audit WHERE id = ?) WHERE id = 1', last - 2, last - 2],
+    );
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
+    await t.hub.deferred.flush();
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+  });
+
   it('deleting every row is caught', async () => {
     const { t, h } = await started();
     await workload(t);
