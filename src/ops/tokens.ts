@@ -98,7 +98,7 @@ export const tokenCreate = defineOp({
     const existing = await agentByName(ctx.tx, project.id, input.name);
     if (existing === undefined) await createAgent(ctx.tx, project.id, input.name, input.role, ctx.now);
     else if (input.for_existing_agent !== true) {
-      throw new BatonError('conflict', `agent "${input.name}" already exists; pass for_existing_agent: true to issue it another key`);
+      throw new BatonError('conflict', `agent "${input.name}" already exists; to issue it another key say so (for_existing_agent: true, CLI --for-existing-agent)`);
     } else if (existing.role !== input.role) {
       throw new BatonError('conflict', `agent "${input.name}" has role "${existing.role}"; a key for it must have the same role`);
     }

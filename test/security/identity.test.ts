@@ -5,13 +5,16 @@
  * - A project admin cannot become an existing agent by minting a key under its name: that takes
  *   `for_existing_agent: true`, and then only with the agent's own role.
  */
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { BIN, call, createKey, openHub, serve, tempDir, type TestHub } from '../helpers.js';
 
 const START = Date.UTC(2026, 0, 1);
 const EXT_ISS = 'https://idp.example.test';
@@ -135,5 +138,39 @@ describe('security: identities never merge across credential sources (issue 8 it
     expect(explicit.status).toBe(200);
     const second = (explicit.body as { key: string }).key;
     expect(JSON.stringify((await http(h.url, '/memory?key=diary', second)).body)).toContain('private words');
+  });
+});
+
+describe('baton token create --for-existing-agent (issue 8 item 3, CLI)', () => {
+  const run = promisify(execFile);
+  async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code?: unknown; stdout?: string; stderr?: string };
+      if (typeof e.code !== 'number') throw err;
+      return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  }
+
+  it('refuses a second key for an existing agent without the flag or with another role', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const data = join(dir, 'data');
+      expect((await baton(['token', 'create', '--name', 'alice', '--role', 'worker', '--data', data])).code).toBe(0);
+      const again = await baton(['token', 'create', '--name', 'alice', '--role', 'worker', '--data', data]);
+      expect(again.code).not.toBe(0);
+      expect(again.stderr).toContain('conflict');
+      expect(again.stderr).toContain('--for-existing-agent');
+      const otherRole = await baton(['token', 'create', '--name', 'alice', '--role', 'lead', '--for-existing-agent', '--data', data]);
+      expect(otherRole.code).not.toBe(0);
+      expect(otherRole.stderr).toContain('same role');
+      const explicit = await baton(['token', 'create', '--name', 'alice', '--role', 'worker', '--for-existing-agent', '--data', data]);
+      expect(explicit.code, explicit.stderr).toBe(0);
+      expect(explicit.stdout).toMatch(/^bat_/);
+    } finally {
+      cleanup();
+    }
   });
 });
