@@ -30,8 +30,10 @@ export const MAX_STARS = 8;
  * bit-set words. A worst-case pair at the caps costs about 2,400 units (0.03–0.05 ms); ordinary
  * wildcard pairs (`**\/*.ts` against `src/**\/*.js`) cost 20–40; most pairs are decided by the
  * literal-prefix check for 1. The budget (about 40 worst-case pairs, some 2,500 wildcard pairs)
- * runs out in 1–2 ms on the 2-core reference machine (bench/glob-bomb.ts), so a call holds the
- * hub's write lock no longer than that; past it the call is refused with `too_complex`.
+ * runs out in about 1 ms on an idle core; bench/glob-bomb.ts measured a whole refused attack call
+ * (schema, overlap up to the budget, refusal) at p50 2–4 ms on the shared 2-core machine (load
+ * average 8–13). A call holds the hub's write lock no longer than that; past the budget it is
+ * refused with `too_complex`.
  */
 export const GLOB_BUDGET = 100_000;
 
