@@ -15,6 +15,7 @@ interface CommonFlags {
 
 interface VerifyFlags extends CommonFlags {
   anchor?: string;
+  sinceAnchor?: boolean;
 }
 
 interface QueryFlags extends CommonFlags {
@@ -97,11 +98,13 @@ export function registerAuditCommands(program: Command): void {
     .command('verify')
     .description('Verify the audit hash chain (and an anchor kept elsewhere); exit 1 naming the first bad row')
     .option('--anchor <file|json|text>', 'an anchor printed by `baton audit anchor`: the trail must still reach it')
+    .option('--since-anchor', 'with --anchor: check only the rows written after it (incremental)')
     .option('--json', 'print the result as one line of JSON')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .action(async (opts: VerifyFlags) => {
-      const input = opts.anchor === undefined ? {} : { anchor: anchorArg(opts.anchor) };
+      const input: Record<string, unknown> = opts.anchor === undefined ? {} : { anchor: anchorArg(opts.anchor) };
+      if (opts.sinceAnchor === true) input.since_anchor = true;
       const v = await asOperator(opts, async (hub, meta) => {
         const principal = await hub.localPrincipal('operator', 'admin');
         return (await hub.call('audit_verify', input, principal, meta)) as Verdict;

@@ -163,6 +163,10 @@ export const auditVerify = defineOp({
         .max(200)
         .optional()
         .describe('server admins: an anchor from `baton audit anchor` the trail must still reach'),
+      since_anchor: z
+        .boolean()
+        .optional()
+        .describe('with anchor: verify only the rows written after it (incremental)'),
     })
     .strict(),
   output: z.object({
@@ -182,7 +186,7 @@ export const auditVerify = defineOp({
     const p = ctx.principal;
     const key = ctx.services.auditKey;
     if (!p.serverAdmin) {
-      if (input.anchor !== undefined) throw new BatonError('forbidden', 'only a server admin may verify anchors');
+      if (input.anchor !== undefined || input.since_anchor !== undefined) throw new BatonError('forbidden', 'only a server admin may verify anchors');
       // A project admin learns about its own rows only, and a bad row's id only when it is its own.
       const v = await verifyAuditProject(ctx.tx, key, p.projectId);
       let bad = v.firstBadId;
@@ -196,7 +200,10 @@ export const auditVerify = defineOp({
     if (anchors.some((a) => !anchorIsAuthentic(key, a))) {
       throw new BatonError('invalid_input', 'anchors: not an anchor of this server (its MAC does not hold)');
     }
-    const v = await verifyAudit(ctx.tx, key, 2_000, anchors);
+    if (input.since_anchor === true && anchors.length === 0) {
+      throw new BatonError('invalid_input', 'since_anchor: needs anchor');
+    }
+    const v = await verifyAudit(ctx.tx, key, 2_000, anchors, input.since_anchor === true ? anchors[0] : undefined);
     return {
       ok: v.ok,
       rows: v.rows,

@@ -353,6 +353,8 @@ export async function verifyAudit(
   key: Buffer,
   pageSize = 2_000,
   anchors: readonly AuditAnchor[] = [],
+  /** Incremental: walk only the rows after this (authentic) exported anchor, which must still hold. */
+  from?: AuditAnchor,
 ): Promise<AuditVerdict> {
   const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
   let prevId = anchor?.last_id ?? 0;
@@ -360,6 +362,12 @@ export async function verifyAudit(
   let rows = 0;
   if (anchor !== undefined && !anchorHolds(key, anchor)) {
     return { ok: false, rows, firstBadId: anchor.last_id + 1, reason: 'anchor' };
+  }
+  if (from !== undefined && from.last_id > prevId) {
+    const at = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${from.last_id}`);
+    if (at?.hash !== from.hash) return { ok: false, rows, firstBadId: from.last_id, reason: 'exported_anchor' };
+    prevId = from.last_id;
+    prevHash = from.hash;
   }
   for (;;) {
     const page = await ex.all<AuditRow>(sql`SELECT * FROM audit WHERE id > ${prevId} ORDER BY id LIMIT ${pageSize}`);

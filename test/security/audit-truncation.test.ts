@@ -52,6 +52,13 @@ async function workload(t: TestHub): Promise<void> {
   await t.hub.deferred.flush();
 }
 
+/** More audited calls, after an anchor was taken. */
+async function workload2(t: TestHub): Promise<void> {
+  const w = await t.hub.authenticate(await createKey(t, 'w2', 'worker'));
+  for (let i = 0; i < 3; i++) await call(t.hub, w, 'task_create', { tasks: [{ title: `c${i}` }] });
+  await t.hub.deferred.flush();
+}
+
 /** audit_verify over REST, as the given key. */
 async function verifyRest(h: HttpHandle, key: string, anchor?: string): Promise<{ status: number; body: Verdict & { error?: { code: string } } }> {
   const q = anchor === undefined ? '' : `?anchor=${encodeURIComponent(anchor)}`;
@@ -162,6 +169,29 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     const refused = await verifyRest(h, t.adminKey, forged);
     expect(refused.status).toBe(400);
     expect(refused.body.error?.code).toBe('invalid_input');
+  });
+
+  it('verifies incrementally from an anchor: only the rows after it, which must still link to it', async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const full = await verifyRest(h, t.adminKey);
+    const anchor = full.body.anchor!;
+    await workload2(t);
+    const since = async (): Promise<Verdict> => {
+      const r = await fetch(`${h.url}/api/v1/audit/verify?anchor=${encodeURIComponent(anchor)}&since_anchor=true`, {
+        headers: { authorization: `Bearer ${t.adminKey}` },
+      });
+      return (await r.json()) as Verdict;
+    };
+    await t.hub.deferred.flush();
+    const inc = await since();
+    expect(inc).toMatchObject({ ok: true });
+    expect(inc.rows).toBeLessThan((await verifyRest(h, t.adminKey)).body.rows);
+    expect(inc.rows).toBeGreaterThan(0);
+    // An edit after the anchor is caught by the incremental check.
+    const after = Number(anchor.split(':')[3]) + 2;
+    tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
+    expect(await since()).toMatchObject({ ok: false, first_bad_id: after });
   });
 
   it('baton audit anchor prints an anchor; verify --anchor FILE passes, then fails after truncation', async () => {
