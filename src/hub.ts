@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
 import { looksLikeJwt, type AccessClaims, type Credential } from './auth/jwt.js';
-import type { ExternalIdentity } from './auth/external.js';
+import { namespacedName, type ExternalIdentity } from './auth/external.js';
 import { AuthServices, registerAuthServices } from './auth/service.js';
 import { accessFamilyLive } from './auth/refresh.js';
 import { keyByHash, keyById, type KeyForAuth } from './store/auth.js';
@@ -22,7 +22,7 @@ import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
 import type { Db, Executor } from './store/db.js';
-import { agentByName, ensureAgent, ensureProject, insertToken, projectByName } from './store/directory.js';
+import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { SqliteDb } from './store/sqlite.js';
@@ -236,22 +236,33 @@ export class Hub {
   }
 
   /**
-   * The principal of an external issuer's token: its agent (and project) exist from first use on.
-   * That first use writes one row, in the op's own transaction (on SQLite a read transaction
-   * upgrades; the process-wide mutex is held either way).
+   * The principal of an external issuer's token: the agent linked to (issuer, sub) in the
+   * configured project, created and linked on first use (one write, in the op's own transaction:
+   * on SQLite a read transaction upgrades; the process-wide mutex is held either way). Never an
+   * agent found by name: an API-key agent whose name equals `sub` stays out of reach (issue 8),
+   * and the agent's stored role is never rewritten here; the token's role is this call's role.
    */
   private async externalPrincipal(ex: Executor, id: ExternalIdentity, now: number): Promise<Principal> {
     const projectName = this.config.oauthProject;
     const project = (await projectByName(ex, projectName)) ?? (await ensureProject(ex, projectName, now));
-    const found = await agentByName(ex, project.id, id.name);
-    const agent = found !== undefined && found.role === id.role ? found : await ensureAgent(ex, project.id, id.name, id.role, now);
+    let agent = await externalAgent(ex, id.issuer, id.name, project.id);
+    if (agent === undefined) {
+      let name = id.name;
+      if ((await agentByName(ex, project.id, name)) !== undefined) name = namespacedName(id.issuer, id.name);
+      // Someone minted a key under the namespaced name too: refuse rather than merge.
+      if ((await agentByName(ex, project.id, name)) !== undefined) {
+        throw new BatonError('unauthenticated', 'missing or invalid credentials');
+      }
+      agent = await createAgent(ex, project.id, name, id.role, now);
+      await linkExternal(ex, id.issuer, id.name, project.id, agent.id, now);
+    }
     return {
       tokenId: null,
       projectId: project.id,
       projectName: project.name,
       role: id.role,
       agentId: agent.id,
-      agentName: id.name,
+      agentName: agent.name,
       serverAdmin: false,
     };
   }
@@ -320,7 +331,7 @@ export class Hub {
         await emit(e.projectId, e.type, e.subject, e.data);
       }
       await sweepSessions(ex, now - this.config.sessionRetentionMs);
-      if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000);
+      if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000, this.auditKey);
       return leases;
     });
     clockSteps(this.config, this.clock).settle(steps);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type * as Jose from 'jose';
 import type { JWTPayload, createRemoteJWKSet } from 'jose';
 import { BatonError } from '../core/errors.js';
@@ -8,8 +9,11 @@ import { CLOCK_TOLERANCE_S } from './jwt.js';
  * is the configured issuer are verified against its JWKS (fetched from the configured URL, cached
  * by jose), with the server's allowlist of asymmetric algorithms only (so an HMAC token "signed"
  * with the public key is refused), the configured audience, `exp`/`nbf`/`iat`. The principal:
- * agent name from `sub` (it must be a valid agent name), role from the configured claim (mapped,
- * and it must be a known role), project from config.
+ * the agent linked to (issuer, `sub`) in the configured project (store: external_identities),
+ * created on first use, named `sub` when that name is free and `namespacedName` otherwise, so an
+ * external subject never becomes an API-key agent of the same name (issue 8); role from the
+ * configured claim (mapped, and it must be a known role), for this token only: authentication
+ * never rewrites the agent's stored role.
  */
 export const EXTERNAL_ALGORITHMS = ['RS256', 'ES256'] as const;
 const AGENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
@@ -27,8 +31,20 @@ export interface ExternalOptions {
 }
 
 export interface ExternalIdentity {
+  issuer: string;
+  /** `sub`, a valid agent name. */
   name: string;
   role: string;
+}
+
+/**
+ * The agent name for an external subject whose plain name is taken: `sub` (cut to fit) +
+ * `@ext-` + 8 hex of a hash of issuer and subject. Stable, so a restart finds the same agent
+ * through its link, and distinct per issuer.
+ */
+export function namespacedName(issuer: string, sub: string): string {
+  const tag = createHash('sha256').update(`${issuer}\u0000${sub}`).digest('hex').slice(0, 8);
+  return `${sub.slice(0, 64 - 13)}@ext-${tag}`;
 }
 
 const invalid = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
@@ -93,7 +109,7 @@ export class ExternalIssuer {
     for (const v of values) {
       if (typeof v !== 'string') continue;
       const role = this.options.roleMap.size > 0 ? this.options.roleMap.get(v) : v;
-      if (role !== undefined && this.options.isRole(role)) return { name: sub, role };
+      if (role !== undefined && this.options.isRole(role)) return { issuer: this.options.issuer, name: sub, role };
     }
     throw invalid();
   }

@@ -1,5 +1,5 @@
 import { cliLogLevel } from './common.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
@@ -14,7 +14,13 @@ interface CommonFlags {
   json?: boolean;
 }
 
+interface VerifyFlags extends CommonFlags {
+  anchor?: string;
+  sinceAnchor?: boolean;
+}
+
 interface QueryFlags extends CommonFlags {
+  projectless?: boolean;
   since?: string;
   until?: string;
   op?: string;
@@ -31,6 +37,23 @@ interface Verdict {
   ok: boolean;
   rows: number;
   first_bad_id: number | null;
+  reason: string | null;
+  anchor: string | null;
+}
+
+/** `--anchor`: the anchor text itself, a JSON object holding it (as `anchor` prints), or a file with either. */
+function anchorArg(value: string): string {
+  let text = value.trim();
+  if (!text.startsWith('baton-audit-anchor:') && !text.startsWith('{') && existsSync(text)) text = readFileSync(text, 'utf8').trim();
+  if (text.startsWith('{')) {
+    try {
+      const v = JSON.parse(text) as { anchor?: unknown };
+      if (typeof v.anchor === 'string') return v.anchor;
+    } catch {
+      // fall through: refused by the op with a clear message
+    }
+  }
+  return text;
 }
 
 interface Page {
@@ -74,8 +97,38 @@ export function registerAuditCommands(program: Command): void {
 
   audit
     .command('verify')
-    .description('Verify the audit hash chain; exit 1 naming the first bad row')
+    .description('Verify the audit hash chain (and an anchor kept elsewhere); exit 1 naming the first bad row')
+    .option('--anchor <file|json|text>', 'an anchor printed by `baton audit anchor`: the trail must still reach it')
+    .option('--since-anchor', 'with --anchor: check only the rows written after it (incremental)')
     .option('--json', 'print the result as one line of JSON')
+    .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (opts: VerifyFlags) => {
+      const input: Record<string, unknown> = opts.anchor === undefined ? {} : { anchor: anchorArg(opts.anchor) };
+      if (opts.sinceAnchor === true) input.since_anchor = true;
+      const v = await asOperator(opts, async (hub, meta) => {
+        const principal = await hub.localPrincipal('operator', 'admin');
+        return (await hub.call('audit_verify', input, principal, meta)) as Verdict;
+      });
+      if (opts.json === true) process.stdout.write(JSON.stringify(v) + '\n');
+      else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
+      else if (v.reason === 'head_unkeyed') {
+        process.stdout.write(`audit chain head not keyed yet (${v.rows} rows checked)\n`);
+        process.stderr.write('baton: after an upgrade the head is keyed by the first audited write (e.g. any op call); verify again after one. Seen at any other time, the head was tampered with.\n');
+      } else if (v.first_bad_id === null) process.stdout.write(`audit chain BROKEN: its ${v.reason ?? 'end'} does not hold (${v.rows} rows checked)\n`);
+      else process.stdout.write(`audit chain BROKEN at row ${String(v.first_bad_id)} (${v.rows} rows checked)\n`);
+      if (!v.ok) {
+        if (opts.json !== true && v.reason !== 'head_unkeyed') {
+          const what = v.reason === 'head' || v.reason === 'exported_anchor' ? 'rows were removed from the end (or the trail was rolled back)' : 'was altered, removed or forged';
+          process.stderr.write(`baton: audit row ${String(v.first_bad_id)} ${what}\n`);
+        }
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('anchor')
+    .description('Verify the chain and print an anchor of its end (count, last id, hash, HMAC) to store elsewhere')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .action(async (opts: CommonFlags) => {
@@ -83,13 +136,15 @@ export function registerAuditCommands(program: Command): void {
         const principal = await hub.localPrincipal('operator', 'admin');
         return (await hub.call('audit_verify', {}, principal, meta)) as Verdict;
       });
-      if (opts.json === true) process.stdout.write(JSON.stringify(v) + '\n');
-      else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
-      else process.stdout.write(`audit chain BROKEN at row ${String(v.first_bad_id)} (${v.rows} rows checked)\n`);
-      if (!v.ok) {
-        if (opts.json !== true) process.stderr.write(`baton: audit row ${String(v.first_bad_id)} was altered, removed or forged\n`);
+      if (!v.ok || v.anchor === null) {
+        process.stderr.write(`baton: the audit chain does not verify (row ${String(v.first_bad_id)}); no anchor printed\n`);
         process.exitCode = 1;
+        return;
       }
+      const [, , count, lastId, hash, mac] = v.anchor.split(':');
+      process.stdout.write(
+        JSON.stringify({ anchor: v.anchor, count: Number(count), last_id: Number(lastId), hash, mac, at: new Date().toISOString() }) + '\n',
+      );
     });
 
   audit
@@ -103,6 +158,7 @@ export function registerAuditCommands(program: Command): void {
     .option('--severity <level>', 'info, low, medium, high or critical')
     .option('--event <event>', 'AUTH_FAILURE, PERMISSION_DENIED, RATE_LIMIT_EXCEEDED, INVALID_INPUT or SUSPICIOUS_ACTIVITY')
     .option('--project <name>', 'the project (default: default)')
+    .option('--projectless', 'rows of no project: failed authentication, throttling')
     .option('--limit <n>', 'rows (1-500, default 100)')
     .option('--cursor <cursor>', 'next_cursor of the previous page')
     .option('--json', 'print the result as one line of JSON')
@@ -113,6 +169,7 @@ export function registerAuditCommands(program: Command): void {
       for (const k of ['since', 'until', 'op', 'outcome', 'principal', 'severity', 'event', 'project', 'cursor'] as const) {
         if (opts[k] !== undefined) input[k] = opts[k];
       }
+      if (opts.projectless === true) input.no_project = true;
       if (opts.limit !== undefined) input.limit = /^\d+$/.test(opts.limit) ? Number(opts.limit) : opts.limit;
       const page = await asOperator(opts, async (hub, meta) => {
         const principal = await hub.localPrincipal('operator', 'admin');

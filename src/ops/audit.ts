@@ -3,13 +3,15 @@ import { sql } from '../store/sql.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { agentByName, projectByName } from '../store/directory.js';
-import { queryAudit, verifyAudit, type AuditRow } from '../store/journal.js';
+import { anchorIsAuthentic, exportAnchor, queryAudit, verifyAudit, verifyAuditProject, type AuditAnchor, type AuditRow } from '../store/journal.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { agentName, projectName } from './schemas.js';
 
 /**
  * The audit trail (S29): read by admins of a project (their project's rows only; a server admin
- * may name another project), and verified as a whole by a server admin. Both ops are reads.
+ * may name another project, or read the rows of no project: failed authentications and
+ * throttling), and verified: a project admin verifies its project's rows, a server admin the whole
+ * chain, its authenticated head and any anchors it kept (`baton audit anchor`). Both ops are reads.
  * Audit rows never hold content: op inputs are kept as a summary (ids, numbers, sizes and short
  * hashes; see runner.ts `summarize`).
  */
@@ -86,6 +88,10 @@ export const auditQuery = defineOp({
       severity: z.enum(SEVERITIES).optional(),
       event: z.enum(EVENTS).optional(),
       project: projectName.optional().describe('server admins: another project'),
+      no_project: z
+        .boolean()
+        .optional()
+        .describe('server admins: rows of no project (failed authentication, throttling)'),
       limit: z.number().int().min(1).max(MAX_PAGE).optional(),
       cursor: z.string().max(20).optional(),
     })
@@ -97,8 +103,12 @@ export const auditQuery = defineOp({
   cli: { group: 'audit-log', command: 'query' },
   async handler(ctx, input) {
     const p = ctx.principal;
-    let projectId = p.projectId;
-    if (input.project !== undefined && input.project !== p.projectName) {
+    let projectId: string | null = p.projectId;
+    if (input.no_project === true) {
+      if (!p.serverAdmin) throw new BatonError('forbidden', 'only a server admin may read audit rows of no project');
+      if (input.project !== undefined) throw new BatonError('invalid_input', 'no_project: not with project');
+      projectId = null;
+    } else if (input.project !== undefined && input.project !== p.projectName) {
       if (!p.serverAdmin) throw new BatonError('forbidden', 'only a server admin may read the audit of other projects');
       const found = await projectByName(ctx.tx, input.project);
       if (found === undefined) throw notFound('project');
@@ -108,7 +118,7 @@ export const auditQuery = defineOp({
     if (input.principal !== undefined) {
       if (input.principal.startsWith('agt_')) principal = input.principal;
       else {
-        const agent = await agentByName(ctx.tx, projectId, input.principal);
+        const agent = projectId === null ? undefined : await agentByName(ctx.tx, projectId, input.principal);
         // An unknown name matches no row (an agent id that matches nothing does the same).
         principal = agent?.id ?? 'agt_none';
       }
@@ -131,25 +141,78 @@ export const auditQuery = defineOp({
   },
 });
 
+/** An exported anchor as one string (fits a query parameter and a shell argument). */
+const ANCHOR = /^baton-audit-anchor:v1:(\d{1,15}):(\d{1,15}):([0-9a-f]{64}):([0-9a-f]{64})$/;
+
+function anchorText(a: AuditAnchor): string {
+  return `baton-audit-anchor:v1:${a.count}:${a.last_id}:${a.hash}:${a.mac}`;
+}
+
+function parseAnchor(text: string): AuditAnchor {
+  const m = ANCHOR.exec(text);
+  if (m === null) throw new BatonError('invalid_input', 'anchor: expected the text printed by `baton audit anchor`');
+  return { v: 1, count: Number(m[1]), last_id: Number(m[2]), hash: m[3]!, mac: m[4]! };
+}
+
 export const auditVerify = defineOp({
   name: 'audit_verify',
-  summary: "Check the audit trail's hash chain; names the first bad row.",
-  input: z.object({}).strict(),
-  output: z.object({ ok: z.boolean(), rows: z.number(), first_bad_id: z.number().nullable() }),
+  summary: "Check the audit trail's hash chain (yours: your project's rows); names the first bad row.",
+  input: z
+    .object({
+      anchor: z
+        .string()
+        .max(200)
+        .optional()
+        .describe('server admins: an anchor from `baton audit anchor` the trail must still reach'),
+      since_anchor: z
+        .boolean()
+        .optional()
+        .describe('with anchor: verify only the rows written after it (incremental)'),
+    })
+    .strict(),
+  output: z.object({
+    ok: z.boolean(),
+    rows: z.number(),
+    first_bad_id: z.number().nullable(),
+    scope: z.enum(['server', 'project']),
+    reason: z.string().nullable(),
+    /** Server admins, when the chain holds: an anchor of its end to keep elsewhere. */
+    anchor: z.string().nullable(),
+  }),
   permission: 'token.admin',
   kind: 'read',
   rest: { method: 'GET', path: '/audit/verify' },
   cli: { group: 'audit-log', command: 'verify' },
-  async handler(ctx) {
-    // The chain spans every project. A project admin learns whether it holds, and the bad row's
-    // id only when that row is its own project's; a server admin always gets the id.
-    const v = await verifyAudit(ctx.tx, ctx.services.auditKey);
-    let bad = v.firstBadId;
-    if (bad !== null && !ctx.principal.serverAdmin) {
-      const row = await ctx.tx.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${bad}`);
-      if (row?.project_id !== ctx.principal.projectId) bad = null;
+  async handler(ctx, input) {
+    const p = ctx.principal;
+    const key = ctx.services.auditKey;
+    if (!p.serverAdmin) {
+      if (input.anchor !== undefined || input.since_anchor !== undefined) throw new BatonError('forbidden', 'only a server admin may verify anchors');
+      // A project admin learns about its own rows only, and a bad row's id only when it is its own.
+      const v = await verifyAuditProject(ctx.tx, key, p.projectId);
+      let bad = v.firstBadId;
+      if (bad !== null) {
+        const row = await ctx.tx.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${bad}`);
+        if (row?.project_id !== p.projectId) bad = null;
+      }
+      return { ok: v.ok, rows: v.rows, first_bad_id: bad, scope: 'project' as const, reason: v.reason ?? null, anchor: null };
     }
-    return { ok: v.ok, rows: v.rows, first_bad_id: bad };
+    const anchors = input.anchor === undefined ? [] : [parseAnchor(input.anchor)];
+    if (anchors.some((a) => !anchorIsAuthentic(key, a))) {
+      throw new BatonError('invalid_input', 'anchors: not an anchor of this server (its MAC does not hold)');
+    }
+    if (input.since_anchor === true && anchors.length === 0) {
+      throw new BatonError('invalid_input', 'since_anchor: needs anchor');
+    }
+    const v = await verifyAudit(ctx.tx, key, 2_000, anchors, input.since_anchor === true ? anchors[0] : undefined);
+    return {
+      ok: v.ok,
+      rows: v.rows,
+      first_bad_id: v.firstBadId,
+      scope: 'server' as const,
+      reason: v.reason ?? null,
+      anchor: v.ok && v.end !== undefined ? anchorText(exportAnchor(key, v.end)) : null,
+    };
   },
 });
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
-import { globsOverlap, normalizeGlob } from '../core/globs.js';
+import { GlobBudget, globsOverlap, MAX_LENGTH, MAX_STARS, normalizeGlob } from '../core/globs.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/locks.js';
 import type { Lock } from '../store/locks.js';
@@ -17,7 +17,8 @@ import { agentName, cursor, limit, taskId, waitMs } from './schemas.js';
  */
 export const LOCK_LIMITS = {
   paths: 50,
-  path: 1024,
+  path: MAX_LENGTH,
+  stars: MAX_STARS,
   reason: 500,
   ttlMaxS: 86_400,
   ttlDefaultS: 1_800,
@@ -32,7 +33,7 @@ export const lockId = z.string().regex(ID_PATTERN('lck'), 'expected a lock id (l
 /** A lock pattern: normalised, project-relative (no `..` escape, absolute path or NUL). */
 export const lockPath = z
   .string()
-  .max(LOCK_LIMITS.path)
+  .max(LOCK_LIMITS.path, `expected at most ${LOCK_LIMITS.path} characters per lock pattern`)
   .transform((p, ctx) => {
     const r = normalizeGlob(p);
     if (!r.ok) {
@@ -120,12 +121,13 @@ export function conflictsWith(
   agentId: string,
   paths: readonly string[],
   mode: 'exclusive' | 'shared',
+  budget: GlobBudget = new GlobBudget(),
 ): Holder[] {
   const holders: Holder[] = [];
   for (const l of locks) {
     if (l.agentId === agentId) continue;
     if (mode === 'shared' && l.mode === 'shared') continue;
-    const hit = l.paths.filter((held) => paths.some((want) => globsOverlap(held, want)));
+    const hit = l.paths.filter((held) => paths.some((want) => globsOverlap(held, want, budget)));
     if (hit.length > 0) {
       holders.push({ lock_id: l.id, agent: l.agentName, mode: l.mode, paths: hit, expires_at: iso(l.expiresAt) });
     }
@@ -282,6 +284,7 @@ export const lockList = defineOp({
   cli: { group: 'lock', command: 'list' },
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
+    const budget = new GlobBudget();
     let after = input.cursor === undefined ? undefined : decodeLockCursor(input.cursor);
     const found: Lock[] = [];
     // With a path filter, overlap is decided in code: read in chunks until the page is full.
@@ -294,7 +297,7 @@ export const lockList = defineOp({
         limit: 500,
       });
       for (const l of chunk) {
-        if (input.path === undefined || l.paths.some((p) => globsOverlap(p, input.path!))) found.push(l);
+        if (input.path === undefined || l.paths.some((p) => globsOverlap(p, input.path!, budget))) found.push(l);
         if (found.length > pageSize) break;
       }
       const last = chunk[chunk.length - 1];

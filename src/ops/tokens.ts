@@ -3,11 +3,15 @@ import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
 import { isAddressOrCidr } from '../core/net.js';
 import { setAllowedAddresses } from '../store/auth.js';
 import { BatonError, notFound } from '../core/errors.js';
+import type { Audience } from '../core/audience.js';
 import { newId } from '../core/ids.js';
-import { ensureAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
+import { agentByName, createAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
 import type { TokenWithProject } from '../store/directory.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { agentName, projectName, roleName, tokenId } from './schemas.js';
+
+const ADMINS: Audience = { kind: 'admin' };
+const selfOnly = (agentId: string): Audience => ({ kind: 'agent', agentId });
 
 const tokenOut = z.object({
   id: z.string(),
@@ -62,6 +66,10 @@ export const tokenCreate = defineOp({
       project: projectName.optional().describe("default: your project; others need a server admin"),
       expires_in_s: z.number().int().min(60).max(10 * 365 * 86_400).optional(),
       server_admin: z.boolean().optional(),
+      for_existing_agent: z
+        .boolean()
+        .optional()
+        .describe('issue a key for an agent that already exists (its role must match)'),
       allowed_addresses: z
         .array(z.string().max(64).refine(isAddressOrCidr, 'expected an IP address or CIDR range'))
         .max(20)
@@ -85,7 +93,15 @@ export const tokenCreate = defineOp({
     }
     const project = crossProject ? await ensureProject(ctx.tx, input.project!, ctx.now) : { id: p.projectId, name: p.projectName };
     // The agent a key speaks for exists from the key's creation on (authentication never writes).
-    await ensureAgent(ctx.tx, project.id, input.name, input.role, ctx.now);
+    // A key for an agent that exists speaks as that agent (its memory, its mail): only when asked
+    // for explicitly, and never with another role (issue 8: a key must not rewrite an identity).
+    const existing = await agentByName(ctx.tx, project.id, input.name);
+    if (existing === undefined) await createAgent(ctx.tx, project.id, input.name, input.role, ctx.now);
+    else if (input.for_existing_agent !== true) {
+      throw new BatonError('conflict', `agent "${input.name}" already exists; to issue it another key say so (for_existing_agent: true, CLI --for-existing-agent)`);
+    } else if (existing.role !== input.role) {
+      throw new BatonError('conflict', `agent "${input.name}" has role "${existing.role}"; a key for it must have the same role`);
+    }
     const key = generateKey();
     const id = newId('tok');
     const expiresAt = input.expires_in_s === undefined ? null : ctx.now + input.expires_in_s * 1000;
@@ -105,7 +121,9 @@ export const tokenCreate = defineOp({
       await setAllowedAddresses(ctx.tx, id, JSON.stringify(input.allowed_addresses));
     }
     ctx.target(id);
-    await ctx.emit('token.created', id, { role: input.role, name: input.name });
+    // Key lifecycle is for admins: observers and workers must not learn who gets keys (issue 8).
+    // Events go to the caller's project: a key of another project is announced to nobody there (S9).
+    await ctx.emit('token.created', id, { role: input.role, name: input.name }, crossProject ? selfOnly(p.agentId) : ADMINS);
     const row = await tokenById(ctx.tx, id);
     return { token: toTokenOut(row!), key };
   },
@@ -153,7 +171,8 @@ export const tokenRevoke = defineOp({
     }
     ctx.target(id);
     const revoked = await revokeToken(ctx.tx, id, ctx.now);
-    if (revoked) await ctx.emit('token.revoked', id);
+    const own = row.project_id === ctx.principal.projectId;
+    if (revoked) await ctx.emit('token.revoked', id, undefined, own ? ADMINS : selfOnly(ctx.principal.agentId));
     return { id, revoked };
   },
 });

@@ -90,6 +90,41 @@ export async function ensureAgent(
   return row;
 }
 
+/** Creates an agent; never touches an existing one (the caller checked the name is free). */
+export async function createAgent(ex: Executor, projectId: string, name: string, role: string, now: number): Promise<AgentRow> {
+  const row: AgentRow = {
+    id: newId('agt'),
+    project_id: projectId,
+    name,
+    kind: null,
+    role,
+    capabilities: '[]',
+    last_seen_at: now,
+    created_at: now,
+  };
+  await ex.run(sql`INSERT INTO agents (id, project_id, name, kind, role, capabilities, last_seen_at, created_at)
+    VALUES (${row.id}, ${projectId}, ${name}, NULL, ${role}, '[]', ${now}, ${now})`);
+  return row;
+}
+
+/** The agent an external issuer's subject speaks for in a project (migration 10), if it has one. */
+export function externalAgent(ex: Executor, issuer: string, subject: string, projectId: string): Promise<AgentRow | undefined> {
+  return ex.get<AgentRow>(sql`SELECT a.* FROM external_identities x JOIN agents a ON a.id = x.agent_id
+    WHERE x.issuer = ${issuer} AND x.subject = ${subject} AND x.project_id = ${projectId}`);
+}
+
+export async function linkExternal(
+  ex: Executor,
+  issuer: string,
+  subject: string,
+  projectId: string,
+  agentId: string,
+  now: number,
+): Promise<void> {
+  await ex.run(sql`INSERT INTO external_identities (issuer, subject, project_id, agent_id, created_at)
+    VALUES (${issuer}, ${subject}, ${projectId}, ${agentId}, ${now})`);
+}
+
 export function agentById(ex: Executor, id: string): Promise<AgentRow | undefined> {
   return ex.get<AgentRow>(sql`SELECT * FROM agents WHERE id = ${id}`);
 }

@@ -164,6 +164,18 @@ async function chainHead(ex: Executor): Promise<{ id: number; hash: string }> {
 export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
   if (entries.length === 0) return;
   let head = await chainHead(ex);
+  // The stored head must be where the table ends, with its MAC, for the new one to be keyed: else
+  // rows were removed (or the head forged) since the last append, and re-keying would hide it. A
+  // tainted head stays tainted, so `verify` keeps reporting it. The one unkeyed head accepted is
+  // migration 10's, which matches the table's end.
+  const stored = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
+    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
+  );
+  const sealed =
+    stored !== undefined &&
+    stored.last_id === head.id &&
+    stored.hash === head.hash &&
+    (stored.mac === null || sameAsLast(key, stored) || stored.mac === headMac(key, head));
   const values: unknown[][] = [];
   for (const a of entries) {
     const c = classify(a.outcome, a.code);
@@ -215,6 +227,53 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
         transport, address, severity, event, hash) VALUES ${rows(values.slice(i, i + n))}`);
     i += n;
   }
+  // The authenticated head (migration 10): one lookup and one update per append call, whatever the
+  // number of rows, in the caller's transaction, so every writer (the op's, the deferred worker's) keeps it.
+  const mac = sealed ? headMac(key, head) : TAINTED;
+  // This writer's last MAC: the next append (usually this connection's) checks against it for free.
+  if (sealed) lastSealed.set(key, { last_id: head.id, hash: head.hash, mac });
+  await ex.run(sql`UPDATE audit_head SET last_id = ${head.id}, hash = ${head.hash}, mac = ${mac} WHERE id = 1`);
+}
+
+/** The HMAC that makes a chain position (id, hash) authentic: the head, the retention anchor, an exported anchor. */
+function positionMac(key: Buffer, purpose: 'head' | 'anchor' | 'export', at: { id: number; hash: string }): string {
+  return createHmac('sha256', key).update(JSON.stringify([`baton audit ${purpose} v1`, at.id, at.hash])).digest('hex');
+}
+
+/** Per audit key, the head this process wrote last: a stored head equal to it needs no HMAC to check. */
+const lastSealed = new WeakMap<Buffer, { last_id: number; hash: string; mac: string }>();
+
+function sameAsLast(key: Buffer, h: { last_id: number; hash: string; mac: string | null }): boolean {
+  const last = lastSealed.get(key);
+  return last !== undefined && last.last_id === h.last_id && last.hash === h.hash && last.mac === h.mac;
+}
+
+/** The MAC of a head found not to match the trail at an append: never valid, so never hidden. */
+const TAINTED = 'tainted';
+
+const headMac = (key: Buffer, at: { id: number; hash: string }): string => positionMac(key, 'head', at);
+
+/**
+ * An anchor for an operator to keep outside the database (`baton audit anchor`): the chain's
+ * end when it was taken, authenticated with the audit key. Ids are dense from 1, so `count` (rows
+ * ever written) equals `last_id`. `verifyAudit` with it refuses a trail that no longer reaches it,
+ * which catches what no in-database check can: the whole database rolled back or wiped and
+ * re-created by someone who can write it.
+ */
+export interface AuditAnchor {
+  v: 1;
+  count: number;
+  last_id: number;
+  hash: string;
+  mac: string;
+}
+
+export function exportAnchor(key: Buffer, at: { id: number; hash: string }): AuditAnchor {
+  return { v: 1, count: at.id, last_id: at.id, hash: at.hash, mac: positionMac(key, 'export', at) };
+}
+
+export function anchorIsAuthentic(key: Buffer, a: AuditAnchor): boolean {
+  return a.count === a.last_id && a.mac === positionMac(key, 'export', { id: a.last_id, hash: a.hash });
 }
 
 const AUDIT_CHUNK = 32;
@@ -224,7 +283,8 @@ export function appendAudit(ex: Executor, a: AuditEntry, key: Buffer): Promise<v
 }
 
 export interface AuditFilter {
-  projectId: string;
+  /** null: rows of no project (failed authentication, throttling), for server admins. */
+  projectId: string | null;
   since: number | null;
   until: number | null;
   op: string | null;
@@ -239,7 +299,8 @@ export interface AuditFilter {
 
 /** One project's audit rows, newest first. (No index: audit reads are rare, every index costs each write.) */
 export function queryAudit(ex: Executor, f: AuditFilter): Promise<AuditRow[]> {
-  return ex.all<AuditRow>(sql`SELECT * FROM audit WHERE project_id = ${f.projectId}
+  const project = f.projectId === null ? sql`project_id IS NULL` : sql`project_id = ${f.projectId}`;
+  return ex.all<AuditRow>(sql`SELECT * FROM audit WHERE ${project}
     AND (${f.before} IS NULL OR id < ${f.before})
     AND (${f.since} IS NULL OR at >= ${f.since}) AND (${f.until} IS NULL OR at < ${f.until})
     AND (${f.op} IS NULL OR op = ${f.op}) AND (${f.outcome} IS NULL OR outcome = ${f.outcome})
@@ -254,18 +315,60 @@ export interface AuditVerdict {
   rows: number;
   /** The first row whose hash or link does not hold (after a deleted row: the row that follows the gap). */
   firstBadId: number | null;
+  /** Why, when not ok and no single row says it: the end or start of the trail does not hold. */
+  reason?: 'head' | 'head_unkeyed' | 'anchor' | 'exported_anchor';
+  /** The end reached (for `exportAnchor`). */
+  end?: { id: number; hash: string };
+}
+
+/** Yields to the event loop between pages, so a long walk never blocks other calls for long. */
+const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+interface AnchorRow {
+  last_id: number;
+  hash: string;
+  mac: string | null;
 }
 
 /**
- * Walks the whole chain from the anchor (or genesis), in pages, recomputing every hash. A row
- * edited in place fails its own hash; a row deleted breaks the next row's link (and leaves a gap
- * in the ids); a row inserted out of band has no valid link either.
+ * Retention's anchor is authentic when keyed (`sweepAudit` with the key), or when it is the one
+ * migration 8 wrote (genesis hash after the unchained rows): a copied row hash without the key's
+ * MAC, put there to hide the rows before it, is not.
  */
-export async function verifyAudit(ex: Executor, key: Buffer, pageSize = 2_000): Promise<AuditVerdict> {
-  const anchor = await ex.get<{ last_id: number; hash: string }>(sql`SELECT last_id, hash FROM audit_anchor WHERE id = 1`);
+function anchorHolds(key: Buffer, a: AnchorRow): boolean {
+  if (a.mac === null) return a.hash === GENESIS_HASH;
+  return a.mac === positionMac(key, 'anchor', { id: a.last_id, hash: a.hash });
+}
+
+/**
+ * Walks the whole chain from the anchor (or genesis), in pages, recomputing every hash, then
+ * checks its ends. A row edited in place fails its own hash; a row deleted breaks the next row's
+ * link (and leaves a gap in the ids); a row inserted out of band has no valid link either. The
+ * newest rows deleted, or all of them, leave the authenticated head (migration 10) beyond the
+ * end; an anchor copied from a row, with the rows before it deleted, has no valid MAC. Exported
+ * anchors (`exportAnchor`) must still be reached. Yields between pages.
+ */
+export async function verifyAudit(
+  ex: Executor,
+  key: Buffer,
+  pageSize = 2_000,
+  anchors: readonly AuditAnchor[] = [],
+  /** Incremental: walk only the rows after this (authentic) exported anchor, which must still hold. */
+  from?: AuditAnchor,
+): Promise<AuditVerdict> {
+  const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
   let prevId = anchor?.last_id ?? 0;
   let prevHash = anchor?.hash ?? GENESIS_HASH;
   let rows = 0;
+  if (anchor !== undefined && !anchorHolds(key, anchor)) {
+    return { ok: false, rows, firstBadId: anchor.last_id + 1, reason: 'anchor' };
+  }
+  if (from !== undefined && from.last_id > prevId) {
+    const at = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${from.last_id}`);
+    if (at?.hash !== from.hash) return { ok: false, rows, firstBadId: from.last_id, reason: 'exported_anchor' };
+    prevId = from.last_id;
+    prevHash = from.hash;
+  }
   for (;;) {
     const page = await ex.all<AuditRow>(sql`SELECT * FROM audit WHERE id > ${prevId} ORDER BY id LIMIT ${pageSize}`);
     for (const r of page) {
@@ -278,6 +381,7 @@ export async function verifyAudit(ex: Executor, key: Buffer, pageSize = 2_000): 
       prevHash = hash;
     }
     if (page.length < pageSize) break;
+    await breathe();
   }
   if (anchor !== undefined) {
     // Rows at or below the anchor are either gone or unchained rows from before the chain existed
@@ -286,6 +390,94 @@ export async function verifyAudit(ex: Executor, key: Buffer, pageSize = 2_000): 
       sql`SELECT id FROM audit WHERE id <= ${anchor.last_id} AND hash IS NOT NULL ORDER BY id LIMIT 1`,
     );
     if (stale !== undefined) return { ok: false, rows, firstBadId: stale.id };
+  }
+  const end = { id: prevId, hash: prevHash };
+  const head = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
+    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
+  );
+  // No head, a head that is not the end, or a head without its MAC (only a chain nothing was ever
+  // appended to has one): rows were removed from the end (the first missing one is named), or
+  // appended behind Baton's back, or the head was forged.
+  const headOk =
+    head !== undefined &&
+    head.last_id === end.id &&
+    head.hash === end.hash &&
+    (head.mac === null ? rows === 0 : head.mac === headMac(key, end));
+  if (!headOk && head !== undefined && head.mac === null && head.last_id === end.id && head.hash === end.hash) {
+    // Migration 10 cannot key the head (it has no key); the first append after it does. Until
+    // then this state is indistinguishable from a head whose MAC was removed: not ok, but said so.
+    return { ok: false, rows, firstBadId: null, reason: 'head_unkeyed' };
+  }
+  if (!headOk) {
+    const bad = head !== undefined && head.last_id > end.id ? end.id + 1 : (head?.last_id ?? end.id) + 1;
+    return { ok: false, rows, firstBadId: bad, reason: 'head' };
+  }
+  const floor = anchor?.last_id ?? 0;
+  for (const a of anchors) {
+    let holds = anchorIsAuthentic(key, a) && a.last_id <= end.id;
+    if (holds && a.last_id > floor) {
+      const row = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${a.last_id}`);
+      holds = row?.hash === a.hash;
+    } else if (holds && a.last_id === floor && anchor !== undefined && a.last_id > 0) {
+      holds = anchor.hash === a.hash;
+    }
+    // Below retention's anchor the row is gone by policy: the authenticated anchor vouches for it.
+    if (!holds) return { ok: false, rows, firstBadId: Math.min(a.last_id, end.id + 1), reason: 'exported_anchor' };
+  }
+  return { ok: true, rows, firstBadId: null, end };
+}
+
+/**
+ * One project's view of the chain, for its admins (the whole chain is the server admins'): each
+ * of the project's rows is recomputed from its predecessor's hash (whatever project that row
+ * belongs to; only its hash is read), its predecessor must be there (the row before, the anchor,
+ * or the genesis), and the row after it must link to it, so an edited, forged or removed row of
+ * the project next to any of its rows is named. The end must be the authenticated head. Cost: the
+ * project's rows plus two lookups by id each, in pages, yielding between them. Deletions among
+ * other projects' rows are the global verification's to find.
+ */
+export async function verifyAuditProject(ex: Executor, key: Buffer, projectId: string, pageSize = 1_000): Promise<AuditVerdict> {
+  const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
+  const floor = anchor?.last_id ?? 0;
+  if (anchor !== undefined && !anchorHolds(key, anchor)) return { ok: false, rows: 0, firstBadId: null, reason: 'anchor' };
+  const head = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
+    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
+  );
+  const end = head === undefined ? undefined : { id: head.last_id, hash: head.hash };
+  const newest = await ex.get<{ id: number; hash: string | null }>(sql`SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`);
+  const endOk =
+    end !== undefined &&
+    (head!.mac === null ? newest === undefined || newest.hash === null : head!.mac === headMac(key, end)) &&
+    (newest === undefined ? end.id === floor : newest.id === end.id && (newest.hash ?? GENESIS_HASH) === end.hash);
+  if (!endOk) return { ok: false, rows: 0, firstBadId: null, reason: 'head' };
+  const hashOf = async (id: number): Promise<string | null | undefined> => {
+    if (id === floor) return anchor?.hash ?? GENESIS_HASH;
+    const r = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${id}`);
+    return r === undefined ? undefined : r.hash;
+  };
+  let rows = 0;
+  let after = floor;
+  for (;;) {
+    const page = await ex.all<AuditRow>(
+      sql`SELECT * FROM audit WHERE project_id = ${projectId} AND id > ${after} ORDER BY id LIMIT ${pageSize}`,
+    );
+    for (const r of page) {
+      rows++;
+      after = r.id;
+      if (r.hash === null) continue; // unchained, from before migration 8
+      const prev = await hashOf(r.id - 1);
+      const { hash, ...rest } = r;
+      if (prev === undefined || hash !== auditHash({ ...rest, prev_hash: prev ?? GENESIS_HASH }, key)) {
+        return { ok: false, rows, firstBadId: r.id };
+      }
+      if (r.id === end!.id) continue;
+      const next = await ex.get<AuditRow>(sql`SELECT * FROM audit WHERE id = ${r.id + 1}`);
+      if (next === undefined) return { ok: false, rows, firstBadId: r.id + 1 };
+      const { hash: nextHash, ...nextRest } = next;
+      if (nextHash !== auditHash({ ...nextRest, prev_hash: hash }, key)) return { ok: false, rows, firstBadId: r.id + 1 };
+    }
+    if (page.length < pageSize) break;
+    await breathe();
   }
   return { ok: true, rows, firstBadId: null };
 }
@@ -297,7 +489,13 @@ export async function verifyAudit(ex: Executor, key: Buffer, pageSize = 2_000): 
  * `batch` rows per call (the sweeper runs often; a call with nothing to do is one lookup). The
  * newest row is never deleted (new ids continue from it). Returns how many rows were deleted.
  */
-export async function sweepAudit(ex: Executor, now: number, retentionMs: number, batch = 5_000): Promise<number> {
+export async function sweepAudit(
+  ex: Executor,
+  now: number,
+  retentionMs: number,
+  key: Buffer | null = null,
+  batch = 5_000,
+): Promise<number> {
   if (retentionMs <= 0) return 0;
   const cutoff = now - retentionMs;
   const oldest = await ex.get<{ at: number }>(sql`SELECT at FROM audit ORDER BY id LIMIT 1`);
@@ -317,8 +515,12 @@ export async function sweepAudit(ex: Executor, now: number, retentionMs: number,
   }
   if (cutId === 0) return 0;
   const cut = { id: cutId, hash: cutHash };
-  await ex.run(sql`INSERT INTO audit_anchor (id, last_id, hash, swept_at) VALUES (1, ${cut.id}, ${cut.hash}, ${now})
-    ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, hash = excluded.hash, swept_at = excluded.swept_at`);
+  // Keyed, so an anchor copied from a row by someone without the key is refused (issue 8). Without
+  // the key (a caller that has none) only a genesis anchor verifies.
+  const mac = key === null ? null : positionMac(key, 'anchor', cut);
+  await ex.run(sql`INSERT INTO audit_anchor (id, last_id, hash, swept_at, mac) VALUES (1, ${cut.id}, ${cut.hash}, ${now}, ${mac})
+    ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, hash = excluded.hash, swept_at = excluded.swept_at,
+      mac = excluded.mac`);
   const { changes } = await ex.run(sql`DELETE FROM audit WHERE id <= ${cut.id}`);
   return changes;
 }

@@ -7,6 +7,7 @@ import { V6_SESSIONS } from './schema/v6-sessions.js';
 import { V7_AUTH } from './schema/v7-auth.js';
 import { V8_AUDIT } from './schema/v8-audit.js';
 import { V9_FINISH_RETENTION } from './schema/v9-finish-retention.js';
+import { V10_IDENTITY_AUDIT_HEAD } from './schema/v10-identity-audit-head.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -152,4 +153,5 @@ CREATE TABLE audit (
   V7_AUTH,
   V8_AUDIT,
   V9_FINISH_RETENTION,
+  V10_IDENTITY_AUDIT_HEAD,
 ];

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -52,6 +53,12 @@ async function rows(t: TestHub, input: Record<string, unknown> = {}): Promise<Ro
 async function verify(t: TestHub): Promise<{ ok: boolean; rows: number; first_bad_id: number | null }> {
   await t.hub.deferred.flush();
   return call(t.hub, t.admin, 'audit_verify', {});
+}
+
+/** The hub's audit key, as the hub derives it (from the key pepper in the data dir's secrets file). */
+function auditKeyOf(t: TestHub): Buffer {
+  const file = JSON.parse(readFileSync(join(t.dir, 'data', 'secrets.json'), 'utf8')) as { key_pepper: string };
+  return auditKeyFrom(Buffer.from(file.key_pepper, 'base64url'));
 }
 
 async function refusal(p: Promise<unknown>): Promise<string> {
@@ -208,7 +215,7 @@ describe('hash chain (S29)', () => {
 
   async function middleId(t: TestHub): Promise<number> {
     const v = await verify(t);
-    expect(v).toEqual({ ok: true, rows: v.rows, first_bad_id: null });
+    expect(v).toMatchObject({ ok: true, rows: v.rows, first_bad_id: null });
     expect(v.rows).toBeGreaterThan(10);
     return Math.floor(v.rows / 2);
   }
@@ -281,7 +288,7 @@ describe('hash chain (S29)', () => {
       );
       await Promise.all([a.deferred.flush(), b.deferred.flush()]);
       const v = await a.verifyAudit();
-      expect(v).toEqual({ ok: true, rows: v.rows, firstBadId: null });
+      expect(v).toMatchObject({ ok: true, rows: v.rows, firstBadId: null });
       expect(v.rows).toBeGreaterThanOrEqual(40);
       await a.close();
       await b.close();
@@ -355,12 +362,13 @@ describe('audit retention (S30)', () => {
     await workload(t);
     await t.hub.deferred.flush();
     const before = (await verify(t)).rows;
+    const key = auditKeyOf(t);
     clock.advance(10 * 86_400_000);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'recent' }] });
 
     // Retention 0 keeps everything.
-    expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 0))).toBe(0);
-    const removed = await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000));
+    expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 0, key))).toBe(0);
+    const removed = await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000, key));
     expect(removed).toBeGreaterThanOrEqual(before);
     const after = await verify(t);
     expect(after.ok).toBe(true);
@@ -368,7 +376,7 @@ describe('audit retention (S30)', () => {
     expect((await rows(t)).some((r) => r.op === 'task_create')).toBe(true);
 
     // Nothing more to remove; new rows chain on.
-    expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000))).toBe(0);
+    expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000, key))).toBe(0);
     await call(t.hub, t.admin, 'task_list', {});
     expect((await verify(t)).ok).toBe(true);
 
@@ -387,8 +395,9 @@ describe('audit retention (S30)', () => {
     await workload(t);
     await t.hub.deferred.flush();
     const last = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
+    const key = auditKeyOf(t);
     clock.advance(100 * 86_400_000);
-    await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 86_400_000));
+    await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 86_400_000, key));
     const left = await t.hub.db.read((ex) => ex.all<{ id: number }>(sql`SELECT id FROM audit`));
     expect(left).toEqual([{ id: last }]);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'later' }] });

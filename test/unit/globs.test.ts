@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { globCovers, globsOverlap, MAX_STARS, normalizeGlob, overlapWitness, segmentWitness } from '../../src/core/globs.js';
+import { globCovers, globsOverlap, GLOB_BUDGET, GlobBudget, MAX_LENGTH, MAX_STARS, segmentsOverlap, normalizeGlob, overlapWitness, segmentWitness } from '../../src/core/globs.js';
 
 const norm = (s: string): string => {
   const r = normalizeGlob(s);
@@ -44,7 +44,7 @@ describe('normalizeGlob', () => {
     ['a/..', 'root'],
     ['src/[ab].ts', '"["'],
     ['src/{a,b}.ts', '"{"'],
-    ['x'.repeat(1025), 'longer'],
+    ['x'.repeat(MAX_LENGTH + 1), 'longer'],
     [Array.from({ length: MAX_STARS + 1 }, () => '*').join('/'), 'wildcards'],
   ])('refuses %j (%s)', (input, why) => {
     const r = normalizeGlob(input);
@@ -229,11 +229,55 @@ describe('overlap properties (generated)', () => {
     }
   });
 
-  it('stays fast on adversarial star patterns', () => {
-    const a = norm(Array.from({ length: 8 }, () => '*a*b').join('') + '/' + 'x'.repeat(500));
-    const b = norm('*b*a'.repeat(8) + '/' + 'y'.repeat(500));
-    const started = performance.now();
-    for (let i = 0; i < 50; i++) globsOverlap(a, b);
-    expect(performance.now() - started).toBeLessThan(2_000);
+  it('the segment table agrees with the witness search on generated segments', () => {
+    const r = rng(5);
+    const alphabet = ['a', 'b', '*', '?'];
+    const seg = (): string => {
+      const n = 1 + Math.floor(r() * 7);
+      return Array.from({ length: n }, () => alphabet[Math.floor(r() * alphabet.length)]!).join('');
+    };
+    // Long ones too: the table keeps rows as 32-bit words, so carries between words must hold.
+    const longSeg = (): string => {
+      const n = 25 + Math.floor(r() * 60);
+      return Array.from({ length: n }, () => (r() < 0.04 ? '*' : r() < 0.05 ? '?' : r() < 0.9 ? 'a' : 'b')).join('');
+    };
+    let yes = 0;
+    for (let k = 0; k < 6000; k++) {
+      const p = k % 3 === 0 ? longSeg() : seg();
+      const q = k % 3 === 0 ? longSeg() : seg();
+      const w = segmentWitness(p, q) !== null;
+      expect(segmentsOverlap(p, q)).toBe(w);
+      if (w) yes++;
+    }
+    expect(yes).toBeGreaterThan(500);
+  });
+
+  it('bounds the work on adversarial star patterns: a fixed budget is spent or the call is refused with too_complex', () => {
+    // The issue-8 bomb, cut to the caps: one long segment, every star used, never matching.
+    const bomb = (c: string, last: string): string =>
+      norm(('*' + c.repeat(MAX_LENGTH / 8 - 1)).repeat(8).slice(0, MAX_LENGTH - 1) + last);
+    const a = bomb('a', 'b');
+    const b = bomb('a', 'c');
+    expect(a.length).toBe(MAX_LENGTH);
+    // One pair fits the budget and is decided exactly.
+    const one = new GlobBudget();
+    expect(globsOverlap(a, b, one)).toBe(false);
+    expect(one.remaining).toBeGreaterThanOrEqual(0);
+    // Many such pairs in one call exhaust it and are refused, after a bounded amount of work.
+    const many = new GlobBudget();
+    let refused: unknown;
+    let compared = 0;
+    try {
+      for (let i = 0; i < 500; i++) {
+        globsOverlap(a, bomb('a', String(i % 10)) + `/${i}`, many);
+        compared++;
+      }
+    } catch (err) {
+      refused = err;
+    }
+    expect((refused as { code?: string } | undefined)?.code).toBe('too_complex');
+    // Each worst-case pair costs its table (257 rows × 9 words), charged before it is filled.
+    expect(compared).toBeLessThan(GLOB_BUDGET / 2_000);
+    expect(compared).toBeGreaterThan(GLOB_BUDGET / 3_000);
   });
 });

@@ -1,0 +1,82 @@
+/**
+ * Issue 8, item 1: a CPU bomb in lock patterns. Long patterns with many `*` made the overlap
+ * check explore |p|·|q| states per segment on the event loop, so every call of every project
+ * waited seconds. Now patterns are capped (length, stars) in the op's schema, and one call's
+ * overlap work has a fixed budget: past it the call is refused with `too_complex` (400).
+ * (The latency of another project's `whoami` during the attack is measured in bench/glob-bomb.ts.)
+ */
+import { describe, expect, it } from 'vitest';
+import { GLOB_BUDGET, MAX_LENGTH, MAX_STARS } from '../../src/core/globs.js';
+import { createKey, openHub, serve } from '../helpers.js';
+
+/** A pattern at the caps that never matches its siblings: every star used, one long segment. */
+const bomb = (tail: string): string =>
+  ('*' + 'a'.repeat(MAX_LENGTH / MAX_STARS - 1)).repeat(MAX_STARS).slice(0, MAX_LENGTH - tail.length) + tail;
+
+describe('security: lock patterns cannot stall the hub (issue 8 item 1)', () => {
+  it('refuses over-long and over-starred patterns at the schema, naming the limit', async () => {
+    const t = await openHub();
+    const http = await serve(t.hub);
+    try {
+      const key = await createKey(t, 'w1', 'worker');
+      const post = (paths: string[]): Promise<Response> =>
+        fetch(`${http.url}/api/v1/locks`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ paths }),
+        });
+      const long = await post(['a'.repeat(MAX_LENGTH + 1)]);
+      expect(long.status).toBe(400);
+      expect(JSON.stringify(await long.json())).toContain(`at most ${MAX_LENGTH} characters`);
+      const starry = await post([Array.from({ length: MAX_STARS + 1 }, () => 'x*').join('/')]);
+      expect(starry.status).toBe(400);
+      expect(JSON.stringify(await starry.json())).toContain(`more than ${MAX_STARS} * wildcards`);
+    } finally {
+      await http.close();
+      await t.close();
+    }
+  });
+
+  it('a worst-case pattern set is refused with too_complex after a bounded amount of work; other calls still answer', async () => {
+    const t = await openHub();
+    const http = await serve(t.hub);
+    try {
+      const holder = await createKey(t, 'holder', 'worker');
+      const attacker = await createKey(t, 'attacker', 'worker');
+      const bystander = await createKey(t, 'other', 'worker', 'other-project');
+      const req = (key: string, method: string, path: string, body?: unknown): Promise<Response> =>
+        fetch(`${http.url}/api/v1${path}`, {
+          method,
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+      // One agent holds 50 worst-case patterns (its own locks never conflict with each other).
+      const held = Array.from({ length: 50 }, (_, i) => bomb(`b${String(i).padStart(2, '0')}`));
+      const hold = await req(holder, 'POST', '/locks', { paths: held });
+      expect(hold.status).toBe(200);
+      // Another asks for 50 more: 2,500 worst-case pairs, far beyond the budget.
+      const wanted = Array.from({ length: 50 }, (_, i) => bomb(`z${String(i).padStart(2, '0')}`));
+      const [attack, who] = await Promise.all([
+        req(attacker, 'POST', '/locks', { paths: wanted }),
+        req(bystander, 'GET', '/whoami'),
+      ]);
+      expect(attack.status).toBe(400);
+      const body = (await attack.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('too_complex');
+      expect(body.error.message).toContain('too complex');
+      expect(who.status).toBe(200);
+      // Ordinary patterns against the same held set stay cheap and are decided exactly.
+      const plain = await req(attacker, 'POST', '/locks', { paths: ['src/a.ts', 'docs/*.md'] });
+      expect(plain.status).toBe(200);
+      const overlapping = await req(attacker, 'POST', '/locks', { paths: ['**'] });
+      expect(overlapping.status).toBe(409);
+      // The lock listing with a path filter is bounded the same way.
+      const list = await req(attacker, 'GET', `/locks?path=${encodeURIComponent(bomb('z'))}`);
+      expect([200, 400]).toContain(list.status);
+      expect(GLOB_BUDGET).toBeGreaterThan(0);
+    } finally {
+      await http.close();
+      await t.close();
+    }
+  });
+});
