@@ -35,7 +35,14 @@ export class RestRouter {
     });
   }
 
-  async handle(req: IncomingMessage, path: string, query: string, who: ResolvePrincipal, requestId: string): Promise<unknown> {
+  async handle(
+    req: IncomingMessage,
+    path: string,
+    query: string,
+    who: ResolvePrincipal,
+    requestId: string,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const parts = path.split('/').filter(Boolean);
     let matched: { route: Route; params: Record<string, string> } | undefined;
     let pathMatched = false;
@@ -71,6 +78,7 @@ export class RestRouter {
       requestId,
       transport: 'rest',
       address: req.socket.remoteAddress,
+      signal,
     });
   }
 }
