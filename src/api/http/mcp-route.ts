@@ -14,6 +14,8 @@ import { parseJson, readBody } from './body.js';
 import { leanAnswer } from './lean.js';
 import type { Send } from './respond.js';
 
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
+
 /** What the SDK path hands its per-request server: who calls, and the request's client-gone signal. */
 interface SdkCaller {
   principal: Principal;
@@ -107,7 +109,9 @@ export class McpRoute {
     }
     const outHeaders: Record<string, string> = { 'x-request-id': requestId };
     response.headers.forEach((v, k) => {
-      outHeaders[k] = v;
+      // Hop-by-hop headers belong to node's connection handling (a client's `Connection: close`,
+      // a draining server), not to the SDK's web Response.
+      if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;
     });
     res.writeHead(response.status, outHeaders);
     if (response.body === null) {
