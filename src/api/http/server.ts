@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES, createServer, type RequestListener, type Server as NodeServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Config } from '../../config.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
@@ -75,7 +75,6 @@ class HttpSurface {
   readonly mcp: McpRoute;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
-  private server: NodeServer | null = null;
 
   constructor(
     private readonly hub: Hub,
@@ -87,14 +86,12 @@ class HttpSurface {
     this.rest = new RestRouter(hub);
     this.send = jsonSender(this.guard);
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
-    // While draining, a connection whose request is answered is closed at once (no keep-alive).
-    this.inflight = new InFlight(() => this.server?.closeIdleConnections());
+    this.inflight = new InFlight();
     this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
     );
   }
 
   attach(server: NodeServer): void {
-    this.server = server;
     const connections = new ConnectionGuard(this.hub.config, () => this.hub.clock.now(), (reason, address) =>
       this.hub.log.debug({ address, reason }, 'connection dropped'),
     );
@@ -189,12 +186,15 @@ class HttpSurface {
 
   /** See HttpHandle.drain. */
   async drain(server: NodeServer, timeoutMs: number): Promise<boolean> {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Stop listening without http.Server.close(), which also drops idle keep-alive connections
+    // at once: a request already sent on one (still in the socket's buffer) would be reset.
+    // Instead such a request is answered 503 shutting_down with Connection: close.
+    const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
     const finished = this.inflight.drain(timeoutMs);
     // Long polls answer now, with what their final attempt finds.
     this.hub.runner.drain();
-    server.closeIdleConnections();
     const ok = await finished;
+    server.close(); // clears node's connection-checking timer; the listener is already closed
     server.closeAllConnections();
     await closed;
     return ok;
