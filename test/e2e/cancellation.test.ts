@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { call, createKey, openHub, serve, woken, type TestHub } from '../helpers.js';
 
 /**
  * Abandoned waits (issue 7 item 1) and revocation inside waits (issue 8 item 4), through real
@@ -134,7 +134,7 @@ describe('a client that leaves mid-wait gets nothing committed for it', () => {
     const raw = rawPost(lean.url, '/api/v1/tasks/claim', worker, { wait_ms: 30_000 });
     expect(await until(() => t.hub.bus.waiting === 1)).toBe(true);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'for the one who waited' }] });
-    const text = await raw.text;
+    const text = await woken(raw.text);
     expect(text.startsWith('HTTP/1.1 200')).toBe(true);
     expect(text).toContain('for the one who waited');
   });
