@@ -273,19 +273,22 @@ export class Runner {
 
   /** Any failure of an attempt → the BatonError the caller gets, audited once. */
   private failure(s: CallState, err: unknown, at: number): BatonError {
+    // What the input was is audited only for a caller that was admitted (as before parsing moved
+    // ahead of authentication).
+    const params = s.admitted ? s.params : null;
     if (isBatonError(err)) {
       // Refusals found in admit() were audited there.
-      if (!s.audited) this.refused(s, at, outcomeOf(err.code), err.code, s.params, s.target);
+      if (!s.audited) this.refused(s, at, outcomeOf(err.code), err.code, params, s.target);
       return err;
     }
     if (isBusy(err)) {
       // Another process held the write lock past busy_timeout: retryable, not a fault.
       this.log.warn({ requestId: s.meta.requestId, op: s.name }, 'store busy');
-      this.refused(s, at, 'error', 'unavailable', s.params, s.target);
+      this.refused(s, at, 'error', 'unavailable', params, s.target);
       return new BatonError('unavailable', 'the store is busy; retry shortly');
     }
     this.log.error({ err, requestId: s.meta.requestId, op: s.name }, 'operation failed');
-    this.refused(s, at, 'error', 'internal', s.params, s.target);
+    this.refused(s, at, 'error', 'internal', params, s.target);
     return new BatonError('internal', 'internal error');
   }
 
