@@ -5,12 +5,13 @@
  */
 import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, createKey, openHub, testConfig } from '../helpers.js';
+import { BIN, createKey, openHub, serve, testConfig } from '../helpers.js';
 
 interface Answer {
   status: number;
@@ -123,6 +124,64 @@ describe('baton serve: graceful stop', () => {
       expect(row?.n).toBe(created);
     } finally {
       await again.close();
+    }
+  });
+
+  it('HttpHandle.drain: a new request on an open connection gets 503 shutting_down with Connection: close; the one in flight finishes', async () => {
+    const t = await openHub();
+    const http = await serve(t.hub);
+    const u = new URL(http.url);
+    const raw = (): { socket: Socket; read: (until: (s: string) => boolean) => Promise<string> } => {
+      const socket = connect(Number(u.port), u.hostname);
+      socket.on('error', () => undefined);
+      let out = '';
+      const waiters: (() => void)[] = [];
+      socket.on('data', (c: Buffer) => {
+        out += c.toString('utf8');
+        for (const w of waiters.splice(0)) w();
+      });
+      socket.on('close', () => {
+        for (const w of waiters.splice(0)) w();
+      });
+      const read = async (until: (s: string) => boolean): Promise<string> => {
+        const end = Date.now() + 10_000; // bounded only to avoid a hang
+        while (!until(out) && !socket.destroyed && Date.now() < end) {
+          await new Promise<void>((r) => {
+            waiters.push(r);
+            setTimeout(r, 100);
+          });
+        }
+        return out;
+      };
+      return { socket, read };
+    };
+    try {
+      const idle = raw();
+      idle.socket.write(`GET /healthz HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+      expect(await idle.read((s) => s.includes('"status"'))).toMatch(/^HTTP\/1\.1 200/);
+      // A request in flight: its body has not arrived yet.
+      const body = JSON.stringify({});
+      const busy = raw();
+      busy.socket.write(
+        `POST /api/v1/tasks/claim HTTP/1.1\r\nhost: ${u.host}\r\nauthorization: Bearer ${t.adminKey}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      let drained: boolean | null = null;
+      const draining = http.drain(30_000).then((ok) => (drained = ok));
+      idle.socket.write(`GET /api/v1/whoami HTTP/1.1\r\nhost: ${u.host}\r\nauthorization: Bearer ${t.adminKey}\r\n\r\n`);
+      const second = (await idle.read((s) => s.split('HTTP/1.1').length > 2 && s.includes('shutting_down'))).split('HTTP/1.1 ')[2] ?? '';
+      expect(second).toMatch(/^503/);
+      expect(second.toLowerCase()).toContain('connection: close');
+      expect(second).toContain('"code":"shutting_down"');
+      expect(drained).toBe(null);
+      busy.socket.end(body);
+      expect(await busy.read((s) => s.includes('"task"'))).toMatch(/^HTTP\/1\.1 200/);
+      await draining;
+      expect(drained).toBe(true);
+    } finally {
+      await http.close();
+      await t.close();
     }
   });
 });
