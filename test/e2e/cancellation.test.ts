@@ -166,3 +166,40 @@ describe('revocation is seen inside a wait on every path', () => {
     });
   }
 });
+
+describe('the runner commits a waiting op only for a caller still there', () => {
+  /** A signal that reads as aborted from its `after`-th read on: the caller leaves at a chosen step. */
+  const leavesAt = (after: number): AbortSignal => {
+    let reads = 0;
+    return {
+      get aborted() {
+        return ++reads >= after;
+      },
+      addEventListener: () => undefined,
+      removeEventListener: () => undefined,
+    } as unknown as AbortSignal;
+  };
+
+  for (const [when, after] of [
+    ['before the attempt', 1],
+    ['inside the transaction, before the handler', 2],
+    ['while the handler ran (its claim is rolled back)', 3],
+  ] as const) {
+    it(`a caller that left ${when} claims nothing`, async () => {
+      const t = await openHub();
+      try {
+        const w = await t.hub.authenticate(await createKey(t, 'w', 'worker'));
+        const created = await call<{ tasks: { id: string }[] }>(t.hub, t.admin, 'task_create', { tasks: [{ title: 'ready now' }] });
+        const err = await t.hub
+          .call('task_claim', { wait_ms: 1_000 }, w, { requestId: 'req_gone', transport: 'rest', signal: leavesAt(after) })
+          .catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'unavailable', message: 'client went away' });
+        const task = await call<{ task: { status: string; attempts: number } }>(t.hub, t.admin, 'task_get', { id: created.tasks[0]!.id });
+        expect(task.task).toMatchObject({ status: 'ready', attempts: 0 });
+        expect(await audited(t, 'task_claim')).toEqual([{ outcome: 'error', code: 'unavailable' }]);
+      } finally {
+        await t.close();
+      }
+    });
+  }
+});
