@@ -140,3 +140,15 @@ export async function stdioAgent(line: ClientLine, dataDir: string, env: Record<
   await client.connect(new V2Stdio(params));
   return wrap(client, () => client.getNegotiatedProtocolVersion());
 }
+
+/**
+ * A wait the doorbell must end: rejects if `p` has not settled within `ms` — well under the
+ * wait's own wait_ms, so neither its deadline nor a periodic re-check can pass for a wake-up.
+ */
+export function woken<T>(p: Promise<T>, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not woken within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, bound]).finally(() => clearTimeout(timer));
+}

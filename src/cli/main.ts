@@ -165,6 +165,25 @@ function addOpCommand(group: Command, op: OpDef): void {
     });
 }
 
+/**
+ * A last resort, never the design: a rejection nobody handled is logged (with its request id
+ * when the error carries one) and the server keeps serving; an uncaught exception leaves the
+ * process in an unknown state, so it is logged and the process exits non-zero.
+ */
+function installLastResort(hub: Hub): void {
+  const requestIdOf = (err: unknown): string | undefined => {
+    const id = (err as { requestId?: unknown } | null)?.requestId;
+    return typeof id === 'string' ? id : undefined;
+  };
+  process.on('unhandledRejection', (reason: unknown) => {
+    hub.log.error({ err: reason, requestId: requestIdOf(reason) }, 'unhandled rejection (kept serving)');
+  });
+  process.on('uncaughtException', (err: Error) => {
+    hub.log.fatal({ err, requestId: requestIdOf(err) }, 'uncaught exception: exiting');
+    process.exit(1);
+  });
+}
+
 export function buildProgram(): Command {
   const program = new Command('baton')
     .description('Coordination hub for teams of AI coding agents')
@@ -218,13 +237,31 @@ export function buildProgram(): Command {
         });
         hub.log.info({ url: http.url, data: config.dataDir }, 'baton listening');
         process.stderr.write(`baton ${VERSION} listening on ${http.url} (MCP: ${http.url}/mcp)\n`);
-        const stop = async (): Promise<void> => {
-          await http.close();
-          await hub.close();
-          process.exit(0);
+        installLastResort(hub);
+        // A graceful stop (SIGTERM, SIGINT): drain (long polls answer empty, in-flight requests
+        // finish within drainTimeoutMs, new ones get 503 shutting_down), flush the deferred
+        // audit, close the store, exit 0. A second signal exits at once.
+        let stopping = false;
+        const stop = (signal: NodeJS.Signals): void => {
+          if (stopping) {
+            hub.log.warn({ signal }, 'second signal: exiting without draining');
+            process.exit(signal === 'SIGINT' ? 130 : 143);
+          }
+          stopping = true;
+          hub.log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+          void (async () => {
+            const drained = await http.drain(config.drainTimeoutMs);
+            if (!drained) hub.log.warn('drain timed out: remaining requests were cut off');
+            await hub.close();
+            hub.log.info('stopped');
+            process.exit(0);
+          })().catch((err: unknown) => {
+            hub.log.error({ err }, 'stop failed');
+            process.exit(1);
+          });
         };
-        process.once('SIGINT', () => void stop());
-        process.once('SIGTERM', () => void stop());
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       },
     );
 

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import type { CallMeta, Principal } from '../auth/principal.js';
 import { audienceKey } from '../core/audience.js';
 import { BatonError, isBatonError } from '../core/errors.js';
-import type { Bus } from '../events/bus.js';
+import type { Bus, Mark } from '../events/bus.js';
 import type { Config } from '../config.js';
 import type { Db, Executor } from '../store/db.js';
 import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
@@ -21,10 +21,68 @@ import { OpRateLimiter } from './ratelimit.js';
 /** Authenticates a caller inside the op's transaction. */
 export type ResolvePrincipal = (tx: Executor) => Promise<Principal>;
 
+type AuditBase = Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>;
+
+/** The error an abandoned call ends with: audited, never written (its client is gone). */
+export function clientGone(): BatonError {
+  return new BatonError('unavailable', 'client went away');
+}
+
+/**
+ * One call's state across its attempts. parse() fills `input`, `params` and `deadline` once the
+ * principal is known; every attempt reads them.
+ */
+class CallState {
+  principal: Principal | null;
+  input: unknown = undefined;
+  params: string | null = null;
+  /** On the monotonic clock: a wall-clock step neither cuts a wait short nor stretches it. */
+  deadline = 0;
+  /** A validation refusal found before the principal was known, revealed by admit(). */
+  invalid: BatonError | null = null;
+  invalidParams: string | null = null;
+  /** admit() ran: rate limit, authorization and validation passed. */
+  admitted = false;
+  /** A refusal found in admit() was audited there. */
+  audited = false;
+  /** The attempt running (or last run) is the final one: the handler answers instead of RETRY. */
+  final = false;
+  round = 0;
+  /** Set by the attempt that ran: what the op touched, and whether it emitted events. */
+  target: string | null = null;
+  emitted = 0;
+
+  constructor(
+    readonly name: string,
+    readonly op: OpDef,
+    readonly rawInput: unknown,
+    readonly who: Principal | ResolvePrincipal,
+    readonly meta: CallMeta,
+    readonly now: number,
+  ) {
+    this.principal = typeof who === 'function' ? null : who;
+  }
+
+  base(): AuditBase {
+    const p = this.principal;
+    return {
+      requestId: this.meta.requestId,
+      projectId: p?.projectId ?? null,
+      principal: p?.agentId ?? null,
+      role: p?.role ?? null,
+      op: this.name,
+      transport: this.meta.transport,
+      address: this.meta.address ?? null,
+    };
+  }
+}
+
 export class Runner {
   readonly ops: ReadonlyMap<string, OpDef>;
   /** Per-principal, per-op-class rate limits (S25); null when off. */
   private readonly limits: OpRateLimiter | null;
+  /** Set by drain(): every wait ends at its next attempt, which runs as the final one. */
+  private draining = false;
 
   constructor(
     ops: readonly OpDef[],
@@ -46,160 +104,210 @@ export class Runner {
   }
 
   /**
+   * Ends every wait now and every later one at its first attempt: each answers what its final
+   * attempt finds — for a long poll with nothing new, its empty result (a stopping server
+   * answers its long polls instead of resetting them). Calls themselves still run.
+   */
+  drain(): void {
+    this.draining = true;
+    this.bus.ring();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
    * Runs one op for `who`: a principal already known (stdio, CLI, tools/list), or a resolver that
    * authenticates the caller's credential inside the op's own transaction — one store round
-   * (and, on SQLite, one lock cycle) per request, with revocation seen at once.
+   * (and, on SQLite, one lock cycle) per request, with revocation seen at once, on every attempt
+   * of a wait. Steps: parse (no lock) → attempt (authenticate, admit, run) → pause → attempt …
    */
   async call(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
     const op = this.ops.get(name);
     const now = this.services.clock.now();
-    let principal: Principal | null = typeof who === 'function' ? null : who;
-    const base = (): Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'> => ({
-      requestId: meta.requestId,
-      projectId: principal?.projectId ?? null,
-      principal: principal?.agentId ?? null,
-      role: principal?.role ?? null,
-      op: name,
-      transport: meta.transport,
-      address: meta.address ?? null,
-    });
     if (op === undefined) {
-      this.refused(base(), now, 'invalid', 'not_found', null);
+      const s = new CallState(name, undefined as unknown as OpDef, rawInput, who, meta, now);
+      this.refused(s, now, 'invalid', 'not_found');
       throw new BatonError('not_found', `unknown operation ${name}`);
     }
-
-    let input: unknown;
-    let params: string | null = null;
-    let deadline = now;
-    let audited = false;
-    const prepare = (p: Principal): void => {
-      principal = p;
-      if (input !== undefined) return;
-      // Rate limit: after authentication, before validation; the local operator (CLI) is not limited.
-      if (this.limits !== null && meta.transport !== 'cli') {
-        const wait = this.limits.take(p.agentId, op, now);
-        if (wait > 0) {
-          this.refused(base(), now, 'limited', 'rate_limited', null);
-          audited = true;
-          throw new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait });
-        }
-      }
-      // Authorization before validation: a role that may not call an op learns nothing about
-      // what the op would accept (and the catalog walk can test every op with any input).
-      if (!this.services.roles.allows(p.role, op.permission)) {
-        this.refused(base(), now, 'denied', 'forbidden', null);
-        audited = true;
-        throw new BatonError('forbidden', `role ${p.role} may not call ${name}`);
-      }
-      const parsed = op.input.safeParse(rawInput ?? {});
-      if (!parsed.success) {
-        const err = validationError(parsed.error);
-        this.refused(base(), now, 'invalid', err.code, null);
-        audited = true;
-        throw err;
-      }
-      input = parsed.data;
-      const over = overLimits(input, this.services.config);
-      if (over !== null) {
-        this.refused(base(), now, 'invalid', over.code, null);
-        audited = true;
-        throw over;
-      }
-      params = summarize(input);
-      const wait = op.waitMs === undefined ? 0 : Math.max(0, op.waitMs(input));
-      // One bound for every waiting op (S15): no op may be asked to wait longer than waitMaxMs.
-      if (wait > this.services.config.waitMaxMs) {
-        this.refused(base(), now, 'invalid', 'invalid_input', params);
-        audited = true;
-        throw new BatonError('invalid_input', `invalid input: wait_ms: exceeds the maximum of ${this.services.config.waitMaxMs}`);
-      }
-      deadline = now + wait;
-      this.deferred.touch(p.agentId, p.tokenId, now);
-    };
-    if (principal !== null) prepare(principal);
-
-    for (let round = 0; ; round++) {
-      // Taken before each attempt of an op that may wait, so a change committed between "nothing
-      // yet" and the start of the wait still wakes it.
+    const s = new CallState(name, op, rawInput, who, meta, now);
+    if (s.principal !== null) this.admit(s, s.principal);
+    // A caller known only by its credential: validation needs no lock, so it runs before the
+    // transaction; its verdict is revealed only once the caller is authenticated and authorized.
+    else this.parse(s);
+    for (;;) {
       const mark = op.waitMs !== undefined ? await this.bus.mark() : undefined;
-      let emitted = 0;
-      let target: string | null = null;
-      const started = this.services.clock.now();
-      let final = started >= deadline;
-      try {
-        const run = op.kind === 'write' ? this.db.write.bind(this.db) : this.db.read.bind(this.db);
-        const result = await run(async (tx) => {
-          // A credential is checked again on every round of a wait: a key revoked meanwhile stops it.
-          const p = typeof who === 'function' ? await who(tx) : who;
-          if (round === 0 || typeof who === 'function') prepare(p);
-          final = started >= deadline;
-          const ctx: OpContext = {
-            principal: p,
-            tx,
-            now: started,
-            requestId: meta.requestId,
-            services: this.services,
-            final,
-            emit: async (type, subject, data, audience) => {
-              emitted++;
-              const body = data === undefined ? null : JSON.stringify(data);
-              const to = audience === undefined ? 'project' : audienceKey(audience);
-              await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started, to);
-            },
-            target: (id) => {
-              target = id;
-            },
-          };
-          const out = await op.handler(ctx, input);
-          if (out !== RETRY && op.kind === 'write') {
-            await appendAudit(tx, { ...base(), at: started, target, outcome: 'ok', code: null, params }, this.services.auditKey);
-          }
-          return out;
-        });
-        if (emitted > 0) this.bus.ring();
-        if (result === RETRY) {
-          const left = deadline - this.services.clock.now();
-          if (!final && meta.signal?.aborted !== true) {
-            // Once the deadline has passed, one more attempt runs with ctx.final set.
-            if (left > 0) await this.bus.wait(Math.min(left, 1_000), meta.signal, mark);
-            continue;
-          }
-          this.deferred.addAudit({ ...base(), at: started, target, outcome: 'ok', code: 'empty', params });
-          return op.output.parse(emptyResult(op));
-        }
-        if (op.kind === 'read') {
-          this.deferred.addAudit({ ...base(), at: started, target, outcome: 'ok', code: null, params });
-        }
-        if (this.checkOutputs) checkOutput(op, result);
-        return result;
-      } catch (err) {
-        if (isBatonError(err)) {
-          // Refusals found in prepare() were audited there.
-          if (!audited) this.refused(base(), started, outcomeOf(err.code), err.code, params, target);
-          throw err;
-        }
-        if (isBusy(err)) {
-          // Another process held the write lock past busy_timeout: retryable, not a fault.
-          this.log.warn({ requestId: meta.requestId, op: name }, 'store busy');
-          this.refused(base(), started, 'error', 'unavailable', params, target);
-          throw new BatonError('unavailable', 'the store is busy; retry shortly');
-        }
-        this.log.error({ err, requestId: meta.requestId, op: name }, 'operation failed');
-        this.refused(base(), started, 'error', 'internal', params, target);
-        throw new BatonError('internal', 'internal error');
-      }
+      const result = await this.attempt(s);
+      if (result !== RETRY) return result;
+      await this.pause(s, mark);
     }
   }
 
+  /**
+   * Validates the input and derives what the attempts need (params summary, the wait's
+   * deadline). Throws nothing: a refusal is kept in `s.invalid` for admit() to reveal.
+   */
+  private parse(s: CallState): void {
+    const parsed = s.op.input.safeParse(s.rawInput ?? {});
+    if (!parsed.success) {
+      s.invalid = validationError(parsed.error);
+      return;
+    }
+    s.input = parsed.data;
+    const over = overLimits(s.input, this.services.config);
+    if (over !== null) {
+      s.invalid = over;
+      return;
+    }
+    s.params = summarize(s.input);
+    const wait = s.op.waitMs === undefined ? 0 : Math.max(0, s.op.waitMs(s.input));
+    // One bound for every waiting op (S15): no op may be asked to wait longer than waitMaxMs.
+    if (wait > this.services.config.waitMaxMs) {
+      s.invalid = new BatonError('invalid_input', `invalid input: wait_ms: exceeds the maximum of ${this.services.config.waitMaxMs}`);
+      s.invalidParams = s.params;
+      return;
+    }
+    s.deadline = this.services.clock.monotonic() + wait;
+  }
+
+  /** Rate limit → authorize → reveal validation: once per call, when the principal is first known. */
+  private admit(s: CallState, p: Principal): void {
+    s.principal = p;
+    s.admitted = true;
+    const { op, meta, now } = s;
+    // Rate limit: after authentication, before validation; the local operator (CLI) is not limited.
+    if (this.limits !== null && meta.transport !== 'cli') {
+      const wait = this.limits.take(p.agentId, op, now);
+      if (wait > 0) throw this.refusal(s, 'limited', new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait }));
+    }
+    // Authorization before validation: a role that may not call an op learns nothing about
+    // what the op would accept (and the catalog walk can test every op with any input).
+    if (!this.services.roles.allows(p.role, op.permission)) {
+      throw this.refusal(s, 'denied', new BatonError('forbidden', `role ${p.role} may not call ${s.name}`));
+    }
+    if (s.input === undefined && s.invalid === null) this.parse(s);
+    if (s.invalid !== null) {
+      throw this.refusal(s, 'invalid', s.invalid, s.invalidParams);
+    }
+    this.deferred.touch(p.agentId, p.tokenId, now);
+  }
+
+  /** One attempt in its own transaction: the op's result, or RETRY when a wait should go on. */
+  private async attempt(s: CallState): Promise<unknown> {
+    const { op } = s;
+    const started = this.services.clock.now();
+    s.target = null;
+    s.emitted = 0;
+    try {
+      // A caller that went away gets no further attempt: nothing is claimed or marked for it.
+      if (s.meta.signal?.aborted === true) throw clientGone();
+      const result = op.kind === 'write' ? await this.db.write((tx) => this.run(s, tx, started)) : await this.db.read((tx) => this.run(s, tx, started));
+      s.round++;
+      if (s.emitted > 0) this.bus.ring();
+      if (result === RETRY) {
+        if (!s.final) return RETRY;
+        this.deferred.addAudit({ ...s.base(), at: started, target: s.target, outcome: 'ok', code: 'empty', params: s.params });
+        return op.output.parse(emptyResult(op));
+      }
+      if (op.kind === 'read') {
+        this.deferred.addAudit({ ...s.base(), at: started, target: s.target, outcome: 'ok', code: null, params: s.params });
+      }
+      if (this.checkOutputs) checkOutput(op, result);
+      return result;
+    } catch (err) {
+      throw this.failure(s, err, started);
+    }
+  }
+
+  /** Inside the attempt's transaction: authenticate (again, on every round), admit, run the handler, audit. */
+  private async run(s: CallState, tx: Executor, started: number): Promise<unknown> {
+    const { op, who, meta } = s;
+    if (typeof who === 'function') {
+      // A credential is checked again on every round of a wait: a key revoked meanwhile stops it.
+      const p = await who(tx);
+      if (s.admitted) s.principal = p;
+      else this.admit(s, p);
+    }
+    const p = s.principal!;
+    s.final = this.draining || this.services.clock.monotonic() >= s.deadline;
+    const waits = op.waitMs !== undefined;
+    // Checked again under the lock: a claim (or read mark) is committed only for a caller still there.
+    if (waits && meta.signal?.aborted === true) throw clientGone();
+    const ctx: OpContext = {
+      principal: p,
+      tx,
+      now: started,
+      requestId: meta.requestId,
+      services: this.services,
+      final: s.final,
+      emit: async (type, subject, data, audience) => {
+        s.emitted++;
+        const body = data === undefined ? null : JSON.stringify(data);
+        const to = audience === undefined ? 'project' : audienceKey(audience);
+        await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started, to);
+      },
+      target: (id) => {
+        s.target = id;
+      },
+    };
+    const out = await op.handler(ctx, s.input);
+    // The caller left while the handler ran: throwing rolls its claim back.
+    if (waits && meta.signal?.aborted === true) throw clientGone();
+    if (out !== RETRY && op.kind === 'write') {
+      await appendAudit(tx, { ...s.base(), at: started, target: s.target, outcome: 'ok', code: null, params: s.params }, this.services.auditKey);
+    }
+    return out;
+  }
+
+  /**
+   * Between attempts of a wait: until the doorbell rings, the caller leaves, the hub drains, or
+   * the re-check interval (waitRecheckMs; 0: the doorbell only) or the deadline comes.
+   */
+  private async pause(s: CallState, mark: Mark | undefined): Promise<void> {
+    const left = s.deadline - this.services.clock.monotonic();
+    if (left <= 0 || this.draining) return;
+    const recheck = this.services.config.waitRecheckMs;
+    await this.bus.wait(recheck > 0 ? Math.min(left, recheck) : left, s.meta.signal, mark);
+  }
+
+  /** Any failure of an attempt → the BatonError the caller gets, audited once. */
+  private failure(s: CallState, err: unknown, at: number): BatonError {
+    // What the input was is audited only for a caller that was admitted (as before parsing moved
+    // ahead of authentication).
+    const params = s.admitted ? s.params : null;
+    if (isBatonError(err)) {
+      // Refusals found in admit() were audited there.
+      if (!s.audited) this.refused(s, at, outcomeOf(err.code), err.code, params, s.target);
+      return err;
+    }
+    if (isBusy(err)) {
+      // Another process held the write lock past busy_timeout: retryable, not a fault.
+      this.log.warn({ requestId: s.meta.requestId, op: s.name }, 'store busy');
+      this.refused(s, at, 'error', 'unavailable', params, s.target);
+      return new BatonError('unavailable', 'the store is busy; retry shortly');
+    }
+    this.log.error({ err, requestId: s.meta.requestId, op: s.name }, 'operation failed');
+    this.refused(s, at, 'error', 'internal', params, s.target);
+    return new BatonError('internal', 'internal error');
+  }
+
+  /** Audits a refusal found in admit() and returns its error. */
+  private refusal(s: CallState, outcome: AuditEntry['outcome'], err: BatonError, params: string | null = null): BatonError {
+    this.refused(s, s.now, outcome, err.code, params);
+    s.audited = true;
+    return err;
+  }
+
   private refused(
-    base: Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>,
+    s: CallState,
     at: number,
     outcome: AuditEntry['outcome'],
     code: string,
-    params: string | null,
+    params: string | null = null,
     target: string | null = null,
   ): void {
-    this.deferred.addAudit({ ...base, at, target, outcome, code, params });
+    this.deferred.addAudit({ ...s.base(), at, target, outcome, code, params });
   }
 }
 

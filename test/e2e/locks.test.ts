@@ -163,7 +163,7 @@ describe('locks across processes (MCP stdio, one SQLite file; needs `npm run bui
     const t = await openHub();
     const data = join(t.dir, 'data');
     const p1 = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'proc-1', 'worker') });
-    const p2 = await stdioAgent('v1', data, { BATON_TOKEN: await createKey(t, 'proc-2', 'worker') });
+    const p2 = await stdioAgent('v1', data, { BATON_TOKEN: await createKey(t, 'proc-2', 'worker'), BATON_WAIT_RECHECK_MS: '0' });
     try {
       for (let round = 0; round < 5; round++) {
         const [r1, r2] = await Promise.all([
@@ -373,7 +373,7 @@ describe('lock rules (store level, manual clock)', () => {
 describe('waiting for a lock (real clock)', () => {
   let t: TestHub;
   beforeAll(async () => {
-    t = await openHub({ config: { waitMaxMs: 10_000 } });
+    t = await openHub({ config: { waitMaxMs: 10_000, waitRecheckMs: 0 } });
   });
   afterAll(async () => {
     await t.close();

@@ -4,7 +4,7 @@ import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/store/sql.js';
-import { BIN, createKey, openHub, stdioAgent, type Agent, type ClientLine, type TestHub } from '../helpers.js';
+import { BIN, createKey, openHub, stdioAgent, type Agent, type ClientLine, type TestHub, woken } from '../helpers.js';
 import { assertBoardIntegrity, dagSpec, runWorkers } from './scenario.js';
 
 /** Every agent here is its own `baton mcp` process; all share one SQLite file. */
@@ -40,12 +40,12 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   });
 
   it('a claim waiting in one process is woken by a task created in another', async () => {
-    const waiter = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'waiter', 'worker') });
+    const waiter = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'waiter', 'worker'), BATON_WAIT_RECHECK_MS: '0' });
     const maker = await stdioAgent('v1', data, { BATON_TOKEN: await createKey(t, 'maker', 'lead') });
     const waiting = waiter.ok<{ task: { title: string } | null }>('task_claim', { wait_ms: 20_000, capabilities: ['wake-test'] });
     await new Promise((r) => setTimeout(r, 300));
     await maker.ok('task_create', { tasks: [{ title: 'wake up', capabilities: ['wake-test'] }] });
-    const got = await waiting;
+    const got = await woken(waiting);
     expect(got.task?.title).toBe('wake up');
     await Promise.all([waiter.close(), maker.close()]);
   });

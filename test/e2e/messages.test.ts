@@ -4,7 +4,7 @@ import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { BatonError } from '../../src/core/errors.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, httpAgent, openHub, serve, stdioAgent, type Agent, type TestHub } from '../helpers.js';
+import { call, createKey, httpAgent, openHub, serve, stdioAgent, type Agent, type TestHub, woken } from '../helpers.js';
 
 type Inbox = { messages: { id: string; body: string; read_at: string | null; from: string; cursor: number }[]; cursor: number; unread: number };
 type Search = { messages: { id: string; body: string; receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] }[] };
@@ -157,7 +157,8 @@ describe('messages: visibility on every read path (S12)', () => {
 
 describe('events_wait', () => {
   it('wakes a waiting agent when a message arrives, and resumes from a cursor without missing any', async () => {
-    const t = await openHub();
+    // The doorbell alone must wake it (no periodic re-check hides a broken bus).
+    const t = await openHub({ config: { waitRecheckMs: 0 } });
     const http = await serve(t.hub);
     try {
       const a = await httpAgent('v2-modern', http.url, await createKey(t, 'a', 'worker'));
@@ -166,7 +167,7 @@ describe('events_wait', () => {
       const waiting = a.ok<Events>('events_wait', { after: start.cursor, wait_ms: 20_000 });
       await new Promise((r) => setTimeout(r, 50));
       await b.ok('message_send', { to_agents: ['a'], body: 'wake' });
-      const woke = await waiting;
+      const woke = await woken(waiting);
       expect(woke.events.map((e) => e.type)).toEqual(['message.received']);
       expect(woke.events[0]!.actor).toBe('b');
       for (let i = 0; i < 3; i++) await b.ok('message_send', { to_agents: ['a'], body: `m${i}` });
@@ -190,13 +191,13 @@ describe('events_wait', () => {
     const t = await openHub();
     try {
       const data = join(t.dir, 'data');
-      const a = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'a', 'worker') });
+      const a = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'a', 'worker'), BATON_WAIT_RECHECK_MS: '0' });
       const b = await stdioAgent('v1', data, { BATON_TOKEN: await createKey(t, 'b', 'worker') });
       const start = await a.ok<Events>('events_wait', {});
       const waiting = a.ok<Events>('events_wait', { after: start.cursor, wait_ms: 20_000 });
       await new Promise((r) => setTimeout(r, 200));
       await b.ok('message_send', { to_agents: ['a'], body: 'across processes' });
-      const woke = await waiting;
+      const woke = await woken(waiting);
       expect(woke.events.map((e) => e.type)).toEqual(['message.received']);
       const box = await a.ok<Inbox>('message_inbox', {});
       expect(box.messages.map((m) => m.body)).toEqual(['across processes']);

@@ -204,7 +204,7 @@ describe('approvals', () => {
     call(t.hub, p, 'approval_decide', { id, decision, ...(reason === undefined ? {} : { reason }) });
 
   beforeAll(async () => {
-    t = await openHub();
+    t = await openHub({ config: { waitRecheckMs: 0 } }); // waits wake on the doorbell only
     http = await serve(t.hub);
     adminKey = t.adminKey;
     workerKey = await createKey(t, 'builder', 'worker');

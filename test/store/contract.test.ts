@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, openHub, type TestHub } from '../helpers.js';
+import { call, createKey, openHub, woken, type TestHub } from '../helpers.js';
 
 const backend = process.env.BATON_TEST_BACKEND ?? 'sqlite';
 
@@ -44,7 +44,7 @@ describe(`store contract (${backend})`, () => {
 
   beforeEach(async () => {
     clock = new ManualClock(Date.UTC(2026, 10, 1));
-    t = await openHub({ clock, config: { backoffBaseMs: 1000, backoffMaxMs: 8000, leaseMs: 60_000 } });
+    t = await openHub({ clock, config: { backoffBaseMs: 1000, backoffMaxMs: 8000, leaseMs: 60_000, waitRecheckMs: 0 } });
     lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
     w1 = await t.hub.authenticate(await createKey(t, 'w1', 'worker'));
     w2 = await t.hub.authenticate(await createKey(t, 'w2', 'worker'));
@@ -298,7 +298,7 @@ describe(`store contract (${backend})`, () => {
     const waiting = claim(w1, { wait_ms: 30_000 });
     await new Promise((r) => setTimeout(r, 20));
     await create(lead, [{ title: 'fresh' }]);
-    const got = await waiting;
+    const got = await woken(waiting);
     expect(got.task?.status).toBe('claimed');
   });
 

@@ -77,6 +77,9 @@ const DEFAULTS: Config = {
   maxArrayItems: 500,
   maxPageSize: 500,
   maxJsonDepth: 32,
+  waitRecheckMs: 1_000,
+  bodyTimeoutMs: 10_000,
+  drainTimeoutMs: 10_000,
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -181,6 +184,9 @@ describe('loadConfig: environment', () => {
     maxArrayItems: ['50', 50],
     maxPageSize: ['20', 20],
     maxJsonDepth: ['12', 12],
+    waitRecheckMs: ['0', 0],
+    bodyTimeoutMs: ['5000', 5_000],
+    drainTimeoutMs: ['2000', 2_000],
   };
 
   it('names an environment variable for every setting', () => {

@@ -23,6 +23,11 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     });
     req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
+    // A client that leaves (or is cut off by the body deadline) mid-body settles the read, so
+    // nothing waits on a body that will never come.
+    req.on('close', () => {
+      if (!req.complete) reject(new BatonError('invalid_input', 'request body incomplete'));
+    });
   });
 }
 

@@ -219,6 +219,8 @@ export class ConnectionGuard {
   private readonly deny: BlockList | null;
   private readonly open = new Map<string, number>();
   private readonly rate: TokenBuckets | null;
+  /** Frees a slot of a full address by dropping one of its unauthenticated connections (pending.ts); true if it did. */
+  makeRoom: ((address: string) => boolean) | null = null;
 
   constructor(
     private readonly config: Config,
@@ -248,7 +250,7 @@ export class ConnectionGuard {
     let reason: string | null = null;
     const count = this.open.get(address) ?? 0;
     if (!this.addressAllowed(address)) reason = 'address not allowed';
-    else if (count >= this.config.maxConnectionsPerAddress) reason = 'too many connections from address';
+    else if (count >= this.config.maxConnectionsPerAddress && this.makeRoom?.(address) !== true) reason = 'too many connections from address';
     else if (this.rate !== null && this.rate.take(address, this.now()) > 0) reason = 'connection rate exceeded';
     if (reason !== null) {
       this.onDrop(reason, address);

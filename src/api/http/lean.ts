@@ -79,6 +79,7 @@ export async function leanAnswer(
   body: unknown,
   requestId: string,
   address?: string,
+  signal?: AbortSignal,
 ): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
   const method = body.method;
@@ -119,7 +120,7 @@ export async function leanAnswer(
   }
   const args = params.arguments;
   if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
-  const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http', address });
+  const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http', address, signal });
   // The result is serialized once and spliced in twice (text block and structuredContent).
   return (
     `${head}{"content":[{"type":"text","text":${JSON.stringify(r.text)}}],"structuredContent":${r.text}` +

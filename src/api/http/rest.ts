@@ -36,7 +36,14 @@ export class RestRouter {
     });
   }
 
-  async handle(req: IncomingMessage, path: string, query: string, who: ResolvePrincipal, requestId: string): Promise<unknown> {
+  async handle(
+    req: IncomingMessage,
+    path: string,
+    query: string,
+    who: ResolvePrincipal,
+    requestId: string,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const parts = path.split('/').filter(Boolean);
     if (parts[0] === 'schemas' && req.method === 'GET') return schemaRoute(this.hub, parts, who);
     let matched: { route: Route; params: Record<string, string> } | undefined;
@@ -73,6 +80,7 @@ export class RestRouter {
       requestId,
       transport: 'rest',
       address: req.socket.remoteAddress,
+      signal,
     });
   }
 }

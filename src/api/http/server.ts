@@ -1,30 +1,20 @@
-import type {
-  IncomingMessage} from 'node:http';
-import {
-  STATUS_CODES,
-  ServerResponse,
-  createServer,
-  type OutgoingHttpHeaders,
-  type RequestListener,
-  type Server as NodeServer,
-} from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type RequestListener, type Server as NodeServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
-import type { Credential } from '../../auth/jwt.js';
-import type { Principal } from '../../auth/principal.js';
+import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
+import type { Config } from '../../config.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
+import type { ResolvePrincipal } from '../../ops/runner.js';
 import { VERSION } from '../../version.js';
 import { errorBody, httpStatus, toBatonError } from '../errors.js';
-import { buildMcpServer } from '../mcp/server.js';
-import { leanAnswer } from './lean.js';
-import { parseJson, readBody } from './body.js';
-import { RestRouter } from './rest.js';
 import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.js';
-import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport } from './guard.js';
+import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
+import { InFlight } from './inflight.js';
+import { McpRoute } from './mcp-route.js';
+import { PendingConnections } from './pending.js';
+import { SecureResponse, jsonSender, type Send } from './respond.js';
+import { RestRouter } from './rest.js';
 
 export interface HttpOptions {
   host: string;
@@ -38,7 +28,15 @@ export interface HttpHandle {
   /** MCP requests answered on the lean path and by the SDK handler. */
   stats: { lean: number; sdk: number };
   url: string;
+  /** Closes at once: every connection is dropped, in-flight requests with it. */
   close(): Promise<void>;
+  /**
+   * A graceful stop: stops accepting, answers every long poll now with what it has (its empty
+   * result), refuses new requests on open connections with `shutting_down` (503, Connection:
+   * close), lets in-flight requests finish for up to `timeoutMs`, then closes. Resolves true when
+   * every request finished in time. The hub itself stays open (the caller closes it).
+   */
+  drain(timeoutMs: number): Promise<boolean>;
 }
 
 /**
@@ -46,152 +44,181 @@ export interface HttpHandle {
  * from the catalog) and `GET /healthz`. HTTPS when TLS files are configured; plain HTTP beyond
  * loopback only when allowed. Every request gets the security headers and the Host, Origin,
  * CORS and per-address rate checks (guard.ts); every connection the address lists and
- * connection limits. Every request but /healthz is authenticated.
+ * connection limits, and unauthenticated connections a bound of their own (pending.ts).
+ * Every request but /healthz is authenticated. Per request: guard → route → respond.
  */
-/** A response that puts the security headers on before its headers go out, whoever writes it. */
-class SecureResponse extends ServerResponse {
-  guard: RequestGuard | null = null;
-  secured = false;
+export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHandle> {
+  const tls = checkTransport({ ...hub.config, host: options.host });
+  const surface = new HttpSurface(hub, options, tls);
+  const server = createNodeServer(hub.config, tls, surface.onRequest);
+  surface.attach(server);
+  await listen(server, options);
+  const addr = server.address() as AddressInfo;
+  const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    stats: surface.mcp.stats,
+    url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+    drain: (timeoutMs) => surface.drain(server, timeoutMs),
+  };
+}
 
-  override writeHead(statusCode: number, ...rest: unknown[]): this {
-    if (!this.secured && this.guard !== null && !this.headersSent) {
-      this.secured = true;
-      this.guard.secure(this);
+class HttpSurface {
+  private readonly guard: RequestGuard;
+  private readonly rest: RestRouter;
+  private readonly send: Send;
+  readonly mcp: McpRoute;
+  private readonly inflight: InFlight;
+  private readonly pending: PendingConnections;
+
+  constructor(
+    private readonly hub: Hub,
+    options: HttpOptions,
+    private readonly tls: TlsMaterial | null,
+  ) {
+    const config = hub.config;
+    this.guard = new RequestGuard(config, options.host, tls !== null);
+    this.rest = new RestRouter(hub);
+    this.send = jsonSender(this.guard);
+    this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
+    this.inflight = new InFlight();
+    this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
+    );
+  }
+
+  attach(server: NodeServer): void {
+    const connections = new ConnectionGuard(this.hub.config, () => this.hub.clock.now(), (reason, address) =>
+      this.hub.log.debug({ address, reason }, 'connection dropped'),
+    );
+    connections.makeRoom = (address) => this.pending.makeRoom(address);
+    connections.attach(server);
+    this.pending.attach(server, this.tls === null ? 'connection' : 'secureConnection');
+    server.on('upgrade', this.refuseUpgrade);
+  }
+
+  readonly onRequest: RequestListener<typeof IncomingMessage, typeof SecureResponse> = (req, res) => {
+    const requestId = this.hub.newRequestId();
+    res.guard = this.guard;
+    const signal = this.inflight.track(res);
+    if (this.inflight.isDraining) {
+      res.shouldKeepAlive = false;
+      this.fail(req, res, requestId, new BatonError('shutting_down', 'the server is shutting down; retry shortly'));
+      return;
     }
-    return (super.writeHead as (code: number, ...more: unknown[]) => this)(statusCode, ...rest);
+    this.handle(req, res, requestId, signal).catch((err: unknown) => this.fail(req, res, requestId, err));
+  };
+
+  /** guard → route; a request answered with a success authenticates its connection. */
+  private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
+    if (this.guard.check(req, res, this.hub.clock.now())) return;
+    await this.route(req, res, requestId, signal);
+    if (res.statusCode < 400) this.pending.authenticated(req.socket);
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
+    const { hub, send } = this;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === '/mcp') return await this.mcp.handle(req, res, requestId, signal);
+    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+      const ok = await hub.db.read(async () => true).catch(() => false);
+      return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
+    }
+    if (await handleAuthRoute(hub, req, res, path, requestId)) return;
+    if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
+    throw new BatonError('not_found', 'no such route');
+  }
+
+  private async restRoute(req: IncomingMessage, res: ServerResponse, path: string, url: string, requestId: string, signal: AbortSignal): Promise<void> {
+    const resolve = this.hub.resolver(credentialOf(this.hub, req, requestId));
+    const who: ResolvePrincipal = async (tx) => {
+      const p = await resolve(tx);
+      this.pending.authenticated(req.socket);
+      return p;
+    };
+    const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
+    this.send(res, 200, out, { 'x-request-id': requestId });
+  }
+
+  /** Any refusal or failure → its status and error body; nothing is written to a client that left. */
+  private fail(req: IncomingMessage, res: ServerResponse, requestId: string, err: unknown): void {
+    const e = toBatonError(err);
+    if (e.code === 'internal') this.hub.log.error({ err, requestId }, 'request failed');
+    if (res.destroyed) return;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (e.code === 'rate_limited') res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
+    const headers: Record<string, string> = { 'x-request-id': requestId };
+    Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
+    if (e.code === 'shutting_down') headers.connection = 'close';
+    // A refused credential puts its connection back among the unauthenticated ones.
+    if (e.code === 'unauthenticated') this.pending.track(req.socket);
+    this.send(res, httpStatus(e), errorBody(e, requestId), headers);
+  }
+
+  /** No WebSocket endpoint exists: every upgrade is refused, 403 when Host or Origin is wrong (S21). */
+  private readonly refuseUpgrade = (req: IncomingMessage, socket: Socket): void => {
+    socket.on('error', () => undefined);
+    const requestId = this.hub.newRequestId();
+    let e: BatonError;
+    try {
+      this.guard.admit(req);
+      e = new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
+    } catch (err) {
+      e = toBatonError(err);
+    }
+    const status = httpStatus(e);
+    const text = JSON.stringify(errorBody(e, requestId));
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(text)}\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `${this.guard.rawHeaders()}connection: close\r\n\r\n${text}`,
+    );
+  };
+
+  /** See HttpHandle.drain. */
+  async drain(server: NodeServer, timeoutMs: number): Promise<boolean> {
+    // Stop listening without http.Server.close(), which also drops idle keep-alive connections
+    // at once: a request already sent on one (still in the socket's buffer) would be reset.
+    // Instead such a request is answered 503 shutting_down with Connection: close.
+    const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
+    const finished = this.inflight.drain(timeoutMs);
+    // Long polls answer now, with what their final attempt finds.
+    this.hub.runner.drain();
+    const ok = await finished;
+    server.close(); // clears node's connection-checking timer; the listener is already closed
+    server.closeAllConnections();
+    await closed;
+    return ok;
   }
 }
 
-export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHandle> {
-  const lean = options.lean ?? true;
-  const config = hub.config;
-  const tls = checkTransport({ ...config, host: options.host });
-  const guard = new RequestGuard(config, options.host, tls !== null);
-  const rest = new RestRouter(hub);
-  const stats = { lean: 0, sdk: 0 };
-  const sdk = createMcpHandler(
-    ({ authInfo }) =>
-      buildMcpServer(
-        hub,
-        {
-          principal: async () => (authInfo?.extra as { principal: Principal }).principal,
-          who: () => (authInfo?.extra as { principal: Principal }).principal,
-        },
-        'mcp-http',
-      ),
-    { legacy: 'stateless', onerror: (err) => hub.log.debug({ err }, 'mcp request refused') },
-  );
-
-  // Security headers (S23) go on every response. Most answers are JSON written by `send`, which
-  // puts them in its one writeHead() call; every other writer gets them from SecureResponse just
-  // before its headers go out. (Setting them up front with setHeader() cost several per cent of
-  // a cheap read: each call validates, and writeHead() then merges.)
-  const securityHeaders = guard.flatHeaders();
-  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
-    const text = typeof body === 'string' ? body : JSON.stringify(body);
-    const flat: (string | number)[] = [...securityHeaders, 'content-type', 'application/json', 'content-length', Buffer.byteLength(text), 'cache-control', 'no-store'];
-    for (const [k, v] of Object.entries(headers)) flat.push(k, v);
-    // Headers set earlier with setHeader() (CORS, Retry-After) are merged by writeHead itself.
-    if (res instanceof SecureResponse) res.secured = true;
-    res.writeHead(status, flat as unknown as OutgoingHttpHeaders);
-    res.end(text);
-  };
-
-  /** The API key a request presents; refused at once when it cannot be a key (no store round). */
-  /**
-   * The credential a request presents (API key or JWT, `Authorization: Bearer` or `X-API-Key`),
-   * packed with the client address for `hub.resolver`; throttled callers get 429 at once (S2–S6).
-   */
-  /** The request's credential and address; refusals are audited under the request's id. */
-  const keyOf = (req: IncomingMessage, requestId: string): Credential => credentialOf(hub, req, requestId);
-
-  async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-    if (req.method !== 'POST') {
-      res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
-      return;
-    }
-    const key = keyOf(req, requestId);
-    const text = await readBody(req, hub.config.maxBodyBytes);
-    let body: unknown;
-    try {
-      body = parseJson(text, hub.config.maxJsonDepth);
-    } catch {
-      send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
-      return;
-    }
-    if (lean) {
-      const answer = await leanAnswer(hub, key, req.headers, body, requestId, req.socket.remoteAddress);
-      if (answer !== null) {
-        stats.lean++;
-        send(res, 200, answer);
-        return;
-      }
-    }
-    stats.sdk++;
-    const principal = await hub.authenticate(key);
-    const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: { principal } };
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (typeof v === 'string') headers.set(k, v);
-      else if (Array.isArray(v)) for (const item of v) headers.append(k, item);
-    }
-    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/mcp'}`, {
-      method: 'POST',
-      headers,
-      body: text,
-    });
-    const response = await sdk.fetch(request, { authInfo, parsedBody: body });
-    const outHeaders: Record<string, string> = { 'x-request-id': requestId };
-    response.headers.forEach((v, k) => {
-      outHeaders[k] = v;
-    });
-    res.writeHead(response.status, outHeaders);
-    if (response.body === null) {
-      res.end();
-      return;
-    }
-    Readable.fromWeb(response.body as NodeReadableStream).pipe(res);
-  }
-
-  const onRequest: RequestListener<typeof IncomingMessage, typeof SecureResponse> = (req, res) => {
-    const requestId = hub.newRequestId();
-    res.guard = guard;
-    void (async () => {
-      try {
-        if (guard.check(req, res, hub.clock.now())) return;
-        const url = req.url ?? '/';
-        const q = url.indexOf('?');
-        const path = q === -1 ? url : url.slice(0, q);
-        if (path === '/mcp') return await handleMcp(req, res, requestId);
-        if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-          const ok = await hub.db.read(async () => true).catch(() => false);
-          return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
-        }
-        if (await handleAuthRoute(hub, req, res, path, requestId)) return;
-        if (path.startsWith('/api/v1/')) {
-          const who = hub.resolver(keyOf(req, requestId));
-          const out = await rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId);
-          return send(res, 200, out, { 'x-request-id': requestId });
-        }
-        throw new BatonError('not_found', 'no such route');
-      } catch (err) {
-        const e = toBatonError(err);
-        if (e.code === 'rate_limited' && !res.headersSent) res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
-        if (e.code === 'internal') hub.log.error({ err, requestId }, 'request failed');
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        const headers: Record<string, string> = { 'x-request-id': requestId };
-        Object.assign(headers, authErrorHeaders(hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
-        send(res, httpStatus(e), errorBody(e, requestId), headers);
-      }
-    })();
-  };
+/**
+ * Node's server with Baton's timeouts. Idle connections close: between requests
+ * (keepAliveTimeout) and before a first request's headers are complete (headersTimeout). A
+ * request's headers and body must arrive within bodyTimeoutMs of its first byte (requestTimeout,
+ * which stops counting once the request is complete: a long poll's wait is not bounded by it).
+ */
+function createNodeServer(
+  config: Config,
+  tls: TlsMaterial | null,
+  onRequest: RequestListener<typeof IncomingMessage, typeof SecureResponse>,
+): NodeServer {
   const idle = config.idleTimeoutMs;
-  // Idle connections close: between requests (keepAliveTimeout) and before a first request's
-  // headers are complete (headersTimeout, checked every connectionsCheckingInterval).
-  const timeouts = { connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(idle / 2))), requestTimeout: 0 };
+  const body = config.bodyTimeoutMs;
+  const timeouts = {
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(Math.min(idle, body) / 2))),
+    requestTimeout: body,
+    headersTimeout: Math.min(idle + 1_000, body),
+  };
   const server: NodeServer = (
     tls === null
       ? createServer({ ...timeouts, ServerResponse: SecureResponse }, onRequest)
@@ -209,48 +236,15 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
           onRequest,
         )) as unknown as NodeServer;
   server.keepAliveTimeout = idle;
-  server.headersTimeout = idle + 1_000;
-  server.requestTimeout = 0; // waits (task_claim) are bounded by the op itself
-  new ConnectionGuard(config, () => hub.clock.now(), (reason, address) =>
-    hub.log.debug({ address, reason }, 'connection dropped'),
-  ).attach(server);
-  // No WebSocket endpoint exists: every upgrade is refused, 403 when Host or Origin is wrong (S21).
-  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-    socket.on('error', () => undefined);
-    const requestId = hub.newRequestId();
-    let e: BatonError;
-    try {
-      guard.admit(req);
-      e = new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
-    } catch (err) {
-      e = toBatonError(err);
-    }
-    const status = httpStatus(e);
-    const text = JSON.stringify(errorBody(e, requestId));
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(text)}\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
-        `${guard.rawHeaders()}connection: close\r\n\r\n${text}`,
-    );
-  });
+  return server;
+}
 
-  await new Promise<void>((resolve, reject) => {
+function listen(server: NodeServer, options: HttpOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  const addr = server.address() as AddressInfo;
-  const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return {
-    server,
-    stats,
-    url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
 }

@@ -15,6 +15,8 @@ export interface Caller {
   principal(ctx: ServerContext): Promise<Principal>;
   /** Usually a resolver that authenticates inside the call's own transaction. */
   who(ctx: ServerContext): Principal | ResolvePrincipal;
+  /** Fires when the caller goes away (HTTP: the client's socket closed); else the SDK's request signal. */
+  signal?(ctx: ServerContext): AbortSignal;
 }
 
 /**
@@ -30,7 +32,7 @@ export function buildMcpServer(hub: Hub, caller: Caller, transport: Transport): 
     return callTool(hub, caller.who(ctx), name, req.params.arguments, {
       requestId: hub.newRequestId(),
       transport,
-      signal: ctx.mcpReq.signal,
+      signal: caller.signal?.(ctx) ?? ctx.mcpReq.signal,
     });
   });
   return server;

@@ -1,0 +1,126 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
+import type { Credential } from '../../auth/jwt.js';
+import type { Principal } from '../../auth/principal.js';
+import type { Hub } from '../../hub.js';
+import type { ResolvePrincipal } from '../../ops/runner.js';
+import { buildMcpServer } from '../mcp/server.js';
+import { credentialOf } from './auth-routes.js';
+import { parseJson, readBody } from './body.js';
+import { leanAnswer } from './lean.js';
+import type { Send } from './respond.js';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
+
+/** What the SDK path hands its per-request server: who calls, and the request's client-gone signal. */
+interface SdkCaller {
+  principal: Principal;
+  /** A fresh resolver per tool call: every attempt of a wait authenticates again (revocation stops it). */
+  who: () => ResolvePrincipal;
+  signal: AbortSignal;
+}
+
+/**
+ * `POST /mcp` (Streamable HTTP, stateless): the lean path for the hot methods (lean.ts), the
+ * SDK handler for everything else (initialize, batches, notifications, every protocol edge).
+ * Both paths pass the request's signal, so a wait ends — uncommitted — when its client leaves.
+ */
+export class McpRoute {
+  readonly stats = { lean: 0, sdk: 0 };
+  private readonly sdk: ReturnType<typeof createMcpHandler>;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly lean: boolean,
+    private readonly send: Send,
+    /** The connection presented a credential and a complete body (lean) or authenticated (SDK). */
+    private readonly proven: (socket: Socket) => void,
+  ) {
+    this.sdk = createMcpHandler(
+      ({ authInfo }) => {
+        const caller = authInfo?.extra as unknown as SdkCaller;
+        return buildMcpServer(
+          hub,
+          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal },
+          'mcp-http',
+        );
+      },
+      { legacy: 'stateless', onerror: (err) => hub.log.debug({ err }, 'mcp request refused') },
+    );
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
+    if (req.method !== 'POST') {
+      res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
+      return;
+    }
+    const key = credentialOf(this.hub, req, requestId);
+    const text = await readBody(req, this.hub.config.maxBodyBytes);
+    let body: unknown;
+    try {
+      body = parseJson(text, this.hub.config.maxJsonDepth);
+    } catch {
+      this.send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
+      return;
+    }
+    if (this.lean) {
+      this.proven(req.socket);
+      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, req.socket.remoteAddress, signal);
+      if (answer !== null) {
+        this.stats.lean++;
+        this.send(res, 200, answer);
+        return;
+      }
+    }
+    this.stats.sdk++;
+    await this.viaSdk(req, res, requestId, key, text, body, signal);
+  }
+
+  private async viaSdk(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    key: Credential,
+    text: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<void> {
+    // Authenticated here so a bad key is an HTTP 401 before any protocol work; tool calls
+    // authenticate again inside each of their attempts.
+    const principal = await this.hub.authenticate(key);
+    this.proven(req.socket);
+    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal };
+    const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: caller as unknown as Record<string, unknown> };
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (typeof v === 'string') headers.set(k, v);
+      else if (Array.isArray(v)) for (const item of v) headers.append(k, item);
+    }
+    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/mcp'}`, { method: 'POST', headers, body: text });
+    const response = await this.sdk.fetch(request, { authInfo, parsedBody: body });
+    if (res.destroyed) {
+      // The client left; the calls it made were audited and committed nothing while it was gone.
+      await response.body?.cancel().catch(() => undefined);
+      return;
+    }
+    const outHeaders: Record<string, string> = { 'x-request-id': requestId };
+    response.headers.forEach((v, k) => {
+      // Hop-by-hop headers belong to node's connection handling (a client's `Connection: close`,
+      // a draining server), not to the SDK's web Response.
+      if (!HOP_BY_HOP.has(k)) outHeaders[k] = v;
+    });
+    res.writeHead(response.status, outHeaders);
+    if (response.body === null) {
+      res.end();
+      return;
+    }
+    // pipeline: an error on either side (the client leaving mid-stream) ends both streams.
+    await pipeline(Readable.fromWeb(response.body as NodeReadableStream), res).catch((err: unknown) =>
+      this.hub.log.debug({ err, requestId }, 'mcp response not delivered'),
+    );
+  }
+}
