@@ -42,6 +42,13 @@ export interface OpContext {
   emit(type: string, subject: string | null, data?: Record<string, unknown>, audience?: Audience): Promise<void>;
   /** Sets the audit target (the id the op acted on). */
   target(id: string): void;
+  /**
+   * Work this attempt started outside any transaction (e.g. git): when the handler then answers
+   * RETRY, the runner pauses until that work settles (not merely until the doorbell, a re-check
+   * or the deadline) and runs another attempt, even past the wait's deadline or during a drain.
+   * The work must bound its own duration.
+   */
+  outside(work: Promise<unknown>): void;
 }
 
 export interface RestRoute {

@@ -47,6 +47,8 @@ class CallState {
   audited = false;
   /** The attempt running (or last run) is the final one: the handler answers instead of RETRY. */
   final = false;
+  /** Work the last attempt started outside the transaction (ctx.outside); the next pause awaits it. */
+  outside: Promise<void> | null = null;
   round = 0;
   /** Set by the attempt that ran: what the op touched, and whether it emitted events. */
   target: string | null = null;
@@ -206,7 +208,7 @@ export class Runner {
       s.round++;
       if (s.emitted > 0) this.bus.ring();
       if (result === RETRY) {
-        if (!s.final) return RETRY;
+        if (!s.final || s.outside !== null) return RETRY;
         this.deferred.addAudit({ ...s.base(), at: started, target: s.target, outcome: 'ok', code: 'empty', params: s.params });
         return op.output.parse(emptyResult(op));
       }
@@ -250,6 +252,12 @@ export class Runner {
       target: (id) => {
         s.target = id;
       },
+      outside: (work) => {
+        s.outside = work.then(
+          () => undefined,
+          () => undefined,
+        );
+      },
     };
     const out = await op.handler(ctx, s.input);
     // The caller left while the handler ran: throwing rolls its claim back.
@@ -265,6 +273,18 @@ export class Runner {
    * the re-check interval (waitRecheckMs; 0: the doorbell only) or the deadline comes.
    */
   private async pause(s: CallState, mark: Mark | undefined): Promise<void> {
+    if (s.outside !== null) {
+      // The op's own work (bounded by the op) decides when the next attempt runs, or the caller leaving.
+      const work = s.outside;
+      s.outside = null;
+      await new Promise<void>((resolve) => {
+        const signal = s.meta.signal;
+        if (signal?.aborted === true) return resolve();
+        signal?.addEventListener('abort', () => resolve(), { once: true });
+        void work.then(resolve);
+      });
+      return;
+    }
     const left = s.deadline - this.services.clock.monotonic();
     if (left <= 0 || this.draining) return;
     const recheck = this.services.config.waitRecheckMs;

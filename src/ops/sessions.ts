@@ -269,8 +269,10 @@ interface CommitJob {
  */
 const commitJobs = new WeakMap<object, CommitJob>();
 
-function run<T>(job: CommitJob, phase: CommitJob['phase'], work: Promise<T>, keep: (value: T) => void): void {
+function run<T>(ctx: OpContext, job: CommitJob, phase: CommitJob['phase'], work: Promise<T>, keep: (value: T) => void): void {
   Object.assign(job, { phase, settled: false, error: undefined });
+  // The runner's next attempt comes as soon as git settles (see OpContext.outside).
+  ctx.outside(work);
   void work.then(
     (value) => {
       keep(value);
@@ -280,9 +282,8 @@ function run<T>(job: CommitJob, phase: CommitJob['phase'], work: Promise<T>, kee
   );
 }
 
-/** The bound on a checkpoint's git work; the op waits a little longer, so git always settles first. */
+/** The bound on a checkpoint's git work. */
 const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
-const CHECKPOINT_WAIT_MS = CHECKPOINT_GIT_MS + 5_000;
 
 export const sessionCheckpoint = defineOp({
   name: 'session_checkpoint',
@@ -307,8 +308,9 @@ export const sessionCheckpoint = defineOp({
   kind: 'write',
   rest: { method: 'POST', path: '/sessions/checkpoint' },
   cli: { group: 'session', command: 'checkpoint' },
-  // A commit makes this a waiting op: git runs between attempts, never inside a transaction.
-  waitMs: (input) => (input.commit === undefined ? 0 : CHECKPOINT_WAIT_MS),
+  // A commit makes this a multi-attempt op: git runs between attempts (ctx.outside), never inside
+  // a transaction. It asks for no wait of its own, so no waitMaxMs applies; git's timeout bounds it.
+  waitMs: () => 0,
   async handler(ctx, input) {
     refuseSecrets({
       summary: input.summary,
@@ -331,8 +333,8 @@ export const sessionCheckpoint = defineOp({
       // Git must not run inside the write transaction: every project's writes wait behind it
       // (one store, one writer), and a rollback after git ran would leave a commit without its
       // row. So the work is split over attempts of this waiting op: the first checks what it can
-      // and starts staging, then answers RETRY, which ends the transaction; the runner retries
-      // (at its next tick, at most a second later). The attempt that finds the staging done
+      // and starts staging, then answers RETRY, which ends the transaction; the runner runs the
+      // next attempt as soon as git settles (ctx.outside). The attempt that finds the staging done
       // checks the staged paths against other agents' locks (no hook runs, so this is the
       // guard) and starts the commit; the one that finds the commit done writes the row in a
       // fresh transaction, with the caller re-authenticated and the session checked again. What
@@ -358,7 +360,7 @@ export const sessionCheckpoint = defineOp({
           base: projectDir(ctx.services.config),
           allowed: allowedRepos(ctx.services.config),
         };
-        run(started, 'stage', stageForAgent(request, started.deadline), (staged) => (started.staged = staged));
+        run(ctx, started, 'stage', stageForAgent(request, started.deadline), (staged) => (started.staged = staged));
         return RETRY;
       }
       if (!job.settled) {
@@ -376,7 +378,7 @@ export const sessionCheckpoint = defineOp({
           commitJobs.delete(input);
           throw err;
         }
-        run(job, 'commit', commitStaged(job.staged.cwd, commit.message, job.deadline), (value) => (job.sha = value));
+        run(ctx, job, 'commit', commitStaged(job.staged.cwd, commit.message, job.deadline), (value) => (job.sha = value));
         return RETRY;
       }
       commitJobs.delete(input);
