@@ -16,7 +16,8 @@ import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
-import { DeferredWriter, WorkerSink, inlineSink } from './ops/deferred.js';
+import { DeferredWriter, WorkerSink, inlineSink, type SinkHealth } from './ops/deferred.js';
+import { DataDirWatch, checkDataDir, type DataDirState } from './store/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { sweepLeases } from './ops/tasks.js';
@@ -54,6 +55,10 @@ export class Hub {
   firstStartKey: string | null = null;
   /** The deferred writer's worker thread, when it has one. */
   private workerSink: WorkerSink | null = null;
+  /** Set by a graceful stop: /readyz answers 503 so balancers send no new work. */
+  draining = false;
+  /** Watches the data dir and database file for removal or replacement (then writes are refused). */
+  private dataWatch: DataDirWatch | null = null;
   /** Keys the audit hash chain. */
   private auditKey: Buffer = Buffer.alloc(0);
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -81,6 +86,8 @@ export class Hub {
     const log = options.log ?? createLogger(config.logLevel);
     const clock = options.clock ?? systemClock;
     const dataDir = resolve(config.dataDir);
+    // Before anything is created: a foreign or empty database file, a read-only dir (datadir.ts).
+    await checkDataDir(dataDir);
     // --- data protection (S31/S32/S36): file modes, secret sources, production checks, at-rest cipher ---
     const { openDataProtection } = await import('./security/production.js');
     const { secrets, cipher } = openDataProtection(config, dataDir, log);
@@ -92,7 +99,10 @@ export class Hub {
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
     const auditKey = auditKeyFrom(secrets.keyPepper);
-    const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs, auditKey) : null;
+    const sink =
+      options.deferredWorker === true
+        ? new WorkerSink({ file: join(dataDir, 'baton.db'), busyTimeoutMs: config.busyTimeoutMs, auditKey, fallback: inlineSink(db, auditKey), log })
+        : null;
     const deferred = new DeferredWriter(sink?.write ?? inlineSink(db, auditKey), log, {
       authFailureLimit: config.auditAuthFailureLimit,
     });
@@ -108,6 +118,12 @@ export class Hub {
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
     hub.auditKey = auditKey;
+    hub.dataWatch = new DataDirWatch(dataDir, (lost) => {
+      const message = 'the data directory was removed or replaced; restart the hub';
+      log.error({ reason: lost.reason }, message);
+      db.block({ code: 'storage_readonly', message, at: clock.now() });
+    });
+    hub.dataWatch.start();
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
     hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
     registerAuthServices(hub, hub.auth);
@@ -281,6 +297,22 @@ export class Hub {
     return this.db.read((ex) => verifyAudit(ex, this.auditKey));
   }
 
+  /** Whether the data dir and database file are still the ones opened (checked now). */
+  dataDirState(): DataDirState {
+    return this.dataWatch?.check() ?? { ok: true };
+  }
+
+  /** The deferred writer and its worker: state, restarts, rows queued and dropped. */
+  deferredHealth(): SinkHealth & { queued: number; dropped: number; failing: boolean } {
+    const sink = this.workerSink?.health() ?? { state: 'inline' as const, restarts: 0, pending: 0 };
+    return { ...sink, ...this.deferred.health() };
+  }
+
+  /** Fault injection (tests): ends the deferred-audit worker as a crash would. */
+  async killDeferredWorker(): Promise<void> {
+    await this.workerSink?.kill();
+  }
+
   /**
    * Retention and expiry, in one transaction: expired leases back to the board (or dead-lettered),
    * expired memory deleted, expired locks released, finished sessions past retention removed.
@@ -327,6 +359,7 @@ export class Hub {
   async close(): Promise<void> {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    this.dataWatch?.stop();
     this.bus.close();
     await this.deferred.close();
     await this.workerSink?.close();

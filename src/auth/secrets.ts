@@ -2,6 +2,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { DataDirError } from '../store/datadir.js';
 
 /**
  * Server secrets, created on first start in the data dir (file mode 0600). The key pepper keys
@@ -54,14 +55,22 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; create
       unlinkSync(tmp);
     }
   }
+  const restore =
+    'restore it from a backup: every API key and the audit chain depend on it, so Baton never regenerates it beside an existing database';
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DataDirError(`${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix its owner or permissions, or ${restore}`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    parsed = JSON.parse(text);
   } catch {
-    throw new Error(`${file} is not valid JSON; restore it from a backup (keys issued with it depend on it)`);
+    throw new DataDirError(`${file} is not valid JSON (damaged or overwritten); ${restore}`);
   }
   const result = SecretsFile.safeParse(parsed);
-  if (!result.success) throw new Error(`${file} is malformed; restore it from a backup`);
+  if (!result.success) throw new DataDirError(`${file} is not a Baton secrets file (unexpected fields or values); ${restore}`);
   return {
     secrets: { keyPepper: Buffer.from(result.data.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(result.data) },
     created: false,
@@ -135,7 +144,14 @@ function fromEnv(env: NodeJS.ProcessEnv, name: string): { value: Buffer; text: s
  */
 export function resolveSecrets(
   dataDir: string,
-  opts: { env: NodeJS.ProcessEnv; production: boolean; create?: boolean },
+  opts: {
+    env: NodeJS.ProcessEnv;
+    production: boolean;
+    /** false: never create secrets.json (doctor); a missing file is reported `missing`. */
+    create?: boolean;
+    /** The database already exists: a missing secrets.json is an error, never regenerated. */
+    dbExists?: boolean;
+  },
 ): { secrets: Secrets; created: boolean; reports: SecretReport[] } {
   const pepper = fromEnv(opts.env, 'BATON_KEY_PEPPER');
   const jwt = fromEnv(opts.env, 'BATON_JWT_SECRET');
@@ -144,6 +160,13 @@ export function resolveSecrets(
   const file = join(dataDir, 'secrets.json');
   let fileHasJwt = false;
   if (!opts.production && (pepper === null || jwt === null) && (opts.create !== false || existsSync(file))) {
+    if (opts.dbExists === true && opts.create !== false && !existsSync(file)) {
+      throw new DataDirError(
+        `${file} is missing beside an existing database (${join(dataDir, 'baton.db')}). Restore secrets.json from a backup ` +
+          '(or give BATON_KEY_PEPPER and BATON_JWT_SECRET). A new one would break every API key and the audit chain, so Baton does not generate it; ' +
+          'to start a new hub instead, move the whole data dir aside.',
+      );
+    }
     const loaded = loadOrCreateSecrets(dataDir);
     fileSecrets = loaded.secrets;
     created = loaded.created;

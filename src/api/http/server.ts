@@ -17,10 +17,10 @@ import type { Credential } from '../../auth/jwt.js';
 import type { Principal } from '../../auth/principal.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
-import { VERSION } from '../../version.js';
 import { errorBody, httpStatus, toBatonError } from '../errors.js';
 import { buildMcpServer } from '../mcp/server.js';
 import { leanAnswer } from './lean.js';
+import { healthAnswer } from './health.js';
 import { parseJson, readBody } from './body.js';
 import { RestRouter } from './rest.js';
 import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.js';
@@ -43,10 +43,10 @@ export interface HttpHandle {
 
 /**
  * The HTTP surface: `POST /mcp` (Streamable HTTP, stateless), `/api/v1/...` (REST generated
- * from the catalog) and `GET /healthz`. HTTPS when TLS files are configured; plain HTTP beyond
+ * from the catalog), `GET /healthz` and `GET /readyz`. HTTPS when TLS files are configured; plain HTTP beyond
  * loopback only when allowed. Every request gets the security headers and the Host, Origin,
  * CORS and per-address rate checks (guard.ts); every connection the address lists and
- * connection limits. Every request but /healthz is authenticated.
+ * connection limits. Every request but /healthz and /readyz (health.ts) is authenticated.
  */
 /** A response that puts the security headers on before its headers go out, whoever writes it. */
 class SecureResponse extends ServerResponse {
@@ -163,9 +163,9 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
         const q = url.indexOf('?');
         const path = q === -1 ? url : url.slice(0, q);
         if (path === '/mcp') return await handleMcp(req, res, requestId);
-        if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-          const ok = await hub.db.read(async () => true).catch(() => false);
-          return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
+        if ((path === '/healthz' || path === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+          const h = (await healthAnswer(hub, path))!;
+          return send(res, h.status, h.body);
         }
         if (await handleAuthRoute(hub, req, res, path, requestId)) return;
         if (path.startsWith('/api/v1/')) {
