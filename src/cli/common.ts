@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigSchema, loadConfig, type Config } from '../config.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../store/datadir.js';
@@ -59,6 +59,9 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
       `no Baton data dir found; looked for:\n${loc.tried.map((t) => `  ${t}`).join('\n')}\n` +
         'Run `baton init` (here) or `baton serve` to create one, or point to one with --data <dir> or BATON_DATA.',
     );
+  }
+  if (existsSync(loc.dataDir) && !statSync(loc.dataDir).isDirectory()) {
+    throw new DataDirError(`the data dir ${loc.dataDir} (from ${loc.source}) is not a directory: pass --data <dir> or set BATON_DATA to a directory`);
   }
   if (!existsSync(join(loc.dataDir, DB_FILE))) {
     throw new DataDirError(

@@ -20,7 +20,8 @@ export interface StoreReport {
   source: LocatedConfig['source'];
   /** Where a data dir was looked for (when none was named and none was found). */
   tried: string[];
-  checks: { name: string; ok: boolean; detail: string }[];
+  /** `advisory`: worth saying, not a failure (e.g. a named data dir that a first start will create). */
+  checks: { name: string; ok: boolean; detail: string; advisory?: boolean }[];
   ok: boolean;
 }
 
@@ -37,16 +38,20 @@ function sqliteCode(err: unknown): string {
 export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<StoreReport> {
   const checks: StoreReport['checks'] = [];
   const done = (): StoreReport => ({ source: loc.source, tried: loc.tried, checks, ok: checks.every((c) => c.ok) });
-  if (loc.source === 'new' || !existsSync(loc.dataDir)) {
-    const where = loc.source === 'new' ? `none found; looked for ${loc.tried.join(', ')}` : `${loc.dataDir} does not exist`;
+  if (loc.source === 'new') {
+    const where = `none found; looked for ${loc.tried.join(', ')}`;
     checks.push({ name: 'data dir', ok: false, detail: `${where}: run \`baton init\` or \`baton serve\` to create one, or pass --data <dir>` });
+    return done();
+  }
+  if (!existsSync(loc.dataDir)) {
+    checks.push({ name: 'data dir', ok: true, advisory: true, detail: `${loc.dataDir} does not exist yet (\`baton init\` or the first \`baton serve\` creates it)` });
     return done();
   }
   try {
     const { dbExists } = await checkDataDir(loc.dataDir);
     checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (writable)` });
     if (!dbExists) {
-      checks.push({ name: 'database', ok: false, detail: `no ${DB_FILE} yet: run \`baton init\` or \`baton serve\`` });
+      checks.push({ name: 'database', ok: true, advisory: true, detail: `no ${DB_FILE} yet (\`baton init\` or the first \`baton serve\` creates it)` });
       return done();
     }
   } catch (err) {
@@ -93,7 +98,7 @@ function render(r: DoctorReport, store: StoreReport): string {
   lines.push(`mode: ${r.env}`);
   lines.push(`data dir: ${r.dataDir}${store.source === 'new' ? ' (none found)' : ` (${store.source === 'found' ? 'nearest .baton' : `from ${store.source}`})`}`);
   lines.push('store:');
-  for (const c of store.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
+  for (const c of store.checks) lines.push(`  ${c.advisory === true ? 'note' : c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
   lines.push('file modes:');
   if (r.modes.length === 0) lines.push('  (data dir does not exist yet)');
   for (const m of r.modes) lines.push(`  ${m.ok ? 'ok  ' : 'OPEN'} ${m.mode} ${m.path}${m.ok ? '' : ` (want ${m.want})`}`);
