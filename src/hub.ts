@@ -122,6 +122,7 @@ export class Hub {
       const message = 'the data directory was removed or replaced; restart the hub';
       log.error({ reason: lost.reason }, message);
       db.block({ code: 'storage_readonly', message, at: clock.now() });
+      sink?.block('storage_readonly', message);
     });
     hub.dataWatch.start();
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---

@@ -77,6 +77,8 @@ export class WorkerSink {
   /** Failures since the last batch a worker committed. */
   private streak = 0;
   private restartTimer: NodeJS.Timeout | null = null;
+  /** Set when the data dir is gone: the worker's connection would write into an unlinked file. */
+  private blocked: Error | null = null;
   private readonly maxRestarts: number;
   private readonly backoffMs: number;
   private readonly replyTimeoutMs: number;
@@ -164,6 +166,7 @@ export class WorkerSink {
   }
 
   readonly write: DeferredSink = (audit, agents, tokens) => {
+    if (this.blocked !== null) return Promise.reject(this.blocked);
     if (this.state === 'inline') return this.options.fallback(audit, agents, tokens);
     if (this.state === 'closed') return Promise.reject(new Error('the deferred-audit worker is closed'));
     return new Promise<void>((resolve, reject) => {
@@ -174,6 +177,11 @@ export class WorkerSink {
       else this.restartTimer?.ref();
     });
   };
+
+  /** Refuse batches from now on (they stay queued in the writer, counted in /readyz). */
+  block(code: string, message: string): void {
+    this.blocked = Object.assign(new Error(message), { code });
+  }
 
   health(): SinkHealth {
     return { state: this.state, restarts: this.restarts, pending: this.pending.size };

@@ -93,8 +93,15 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
     expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     expect(child.exitCode).toBeNull();
-    // Reads still answer from the open file.
+    // Reads still answer from the open file; their audit rows are held (not written into the
+    // unlinked file by the worker's connection) and /readyz shows them queued.
     expect((await fetch(`${url}/api/v1/tasks`, { headers: auth })).status).toBe(200);
+    const held = await until(
+      () => fetch(`${url}/readyz`).then(async (r) => ((await r.json()) as { checks: { audit_writer: { status: string; queued: number } } }).checks.audit_writer),
+      (w) => w.status === 'failing',
+    );
+    expect(held.status).toBe('failing');
+    expect(held.queued).toBeGreaterThan(0);
   });
 
   it('creates ./.baton in a directory that has none, and says where on stderr', async () => {
