@@ -195,6 +195,12 @@ describe('baton doctor on the store', () => {
       expect(bad.stdout).toContain(`FAIL integrity (${deep ? 'integrity_check' : 'quick_check'}): damaged`);
       expect(bad.stdout).toContain('restore baton.db from a backup');
     }
+    writeFileSync(db, '');
+    const empty = await baton(['doctor', '--data', data]);
+    expect(empty.code).toBe(1);
+    expectNoStack(empty);
+    expect(empty.stdout).toContain('FAIL data dir:');
+    expect(empty.stdout).toContain('is empty (0 bytes)');
     const none = await baton(['doctor'], { cwd: workspace() });
     expect(none.code).toBe(1);
     expect(none.stdout).toContain('FAIL data dir: none found');
