@@ -125,6 +125,22 @@ export class Hub {
       sink?.block('storage_readonly', message);
     });
     hub.dataWatch.start();
+    // Also checked before writing, once per event-loop turn (writes of one turn commit together):
+    // a write right after the removal is refused too, not acknowledged into the unlinked file.
+    // Two stat calls, about 5 µs, per turn that writes.
+    const watch = hub.dataWatch;
+    const write = db.write.bind(db);
+    let checked = false;
+    db.write = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => {
+      if (!checked) {
+        checked = true;
+        setImmediate(() => {
+          checked = false;
+        });
+        watch.check();
+      }
+      return write(fn);
+    };
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
     hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
     registerAuthServices(hub, hub.auth);

@@ -80,6 +80,10 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
     expect((await add('before')).status).toBe(200);
 
     rmSync(data, { recursive: true, force: true });
+    // At once, before the periodic watch has run: the write checks first.
+    const refused = await add('after');
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
     const notReady = await until(
       () => fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, { status: string }> } })),
       (r) => r.status === 503,
@@ -88,9 +92,9 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
     expect(notReady.body.checks.data_dir!.status).toBe('removed');
     expect(notReady.body.checks.store!.status).toBe('storage_readonly');
 
-    const refused = await add('after');
-    expect(refused.status).toBe(503);
-    expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
+    const again = await add('again');
+    expect(again.status).toBe(503);
+    expect(await again.json()).toMatchObject({ error: { code: 'storage_readonly' } });
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     expect(child.exitCode).toBeNull();
     // Reads still answer from the open file; their audit rows are held (not written into the
