@@ -44,17 +44,55 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; create
       key_pepper: randomBytes(32).toString('base64url'),
       jwt_secret: randomBytes(32).toString('base64url'),
     };
+    const text = JSON.stringify(body, null, 2) + '\n';
+    const made = { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(body) }, created: true };
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    let linked: boolean | 'unsupported';
     try {
       linkSync(tmp, file);
-      return { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(body) }, created: true };
+      linked = true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') linked = false;
+      else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EXDEV') linked = 'unsupported';
+      else throw err;
     } finally {
       unlinkSync(tmp);
     }
+    if (linked === true) return made;
+    if (linked === 'unsupported') {
+      // No hard links here (some network and FUSE file systems): an exclusive create still lets
+      // one process win; the others may read it while it is being written (see the retry below).
+      try {
+        writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+        return made;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
   }
+  return readSecretsFile(file);
+}
+
+/** Blocks this thread for `ms` (start-up only: a secrets file another process is still writing). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** secrets.json as written by a winner of the creation race, read again for up to 1 s while it is incomplete. */
+function readSecretsFile(file: string): { secrets: Secrets; created: boolean } {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return parseSecretsFile(file);
+    } catch (err) {
+      if (!(err instanceof DataDirError) || attempt >= 20 || !/not valid JSON/.test(err.message)) throw err;
+      pause(50);
+    }
+  }
+}
+
+function parseSecretsFile(file: string): { secrets: Secrets; created: boolean } {
   const restore =
     'restore it from a backup: every API key and the audit chain depend on it, so Baton never regenerates it beside an existing database';
   let text: string;
