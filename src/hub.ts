@@ -17,7 +17,8 @@ import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
-import { DeferredWriter, WorkerSink, inlineSink } from './ops/deferred.js';
+import { DeferredWriter, WorkerSink, inlineSink, type SinkHealth } from './ops/deferred.js';
+import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
@@ -25,6 +26,7 @@ import type { Db, Executor } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
+import { LATEST_MIGRATION, schemaVersion } from './store/health.js';
 import { SqliteDb } from './store/sqlite.js';
 import { sql } from './store/sql.js';
 import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
@@ -56,6 +58,12 @@ export class Hub {
   firstStartKey: string | null = null;
   /** The deferred writer's worker thread, when it has one. */
   private workerSink: WorkerSink | null = null;
+  /** Set by a graceful stop (Runner.drain): /readyz answers 503 so balancers send no new work. */
+  get draining(): boolean {
+    return this.runner.isDraining;
+  }
+  /** Watches the data dir and database file for removal or replacement (then writes are refused). */
+  private dataWatch: DataDirWatch | null = null;
   /** Keys the audit hash chain. */
   private auditKey: Buffer = Buffer.alloc(0);
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -83,6 +91,8 @@ export class Hub {
     const log = options.log ?? createLogger(config.logLevel);
     const clock = options.clock ?? systemClock;
     const dataDir = resolve(config.dataDir);
+    // Before anything is created: a foreign or empty database file, a read-only dir (datadir.ts).
+    await checkDataDir(dataDir);
     // --- data protection (S31/S32/S36): file modes, secret sources, production checks, at-rest cipher ---
     const { openDataProtection } = await import('./security/production.js');
     const { secrets, cipher } = openDataProtection(config, dataDir, log);
@@ -99,7 +109,10 @@ export class Hub {
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
     const auditKey = auditKeyFrom(secrets.keyPepper);
-    const sink = options.deferredWorker === true ? new WorkerSink(join(dataDir, 'baton.db'), config.busyTimeoutMs, auditKey) : null;
+    const sink =
+      options.deferredWorker === true
+        ? new WorkerSink({ file: join(dataDir, 'baton.db'), busyTimeoutMs: config.busyTimeoutMs, auditKey, fallback: inlineSink(db, auditKey), log })
+        : null;
     const deferred = new DeferredWriter(sink?.write ?? inlineSink(db, auditKey), log, {
       authFailureLimit: config.auditAuthFailureLimit,
     });
@@ -115,6 +128,29 @@ export class Hub {
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
     hub.auditKey = auditKey;
+    hub.dataWatch = new DataDirWatch(dataDir, (lost) => {
+      const message = 'the data directory was removed or replaced; restart the hub';
+      log.error({ reason: lost.reason }, message);
+      db.block({ code: 'storage_readonly', message, at: clock.now() });
+      sink?.block('storage_readonly', message);
+    });
+    hub.dataWatch.start();
+    // Also checked before writing, once per event-loop turn (writes of one turn commit together):
+    // a write right after the removal is refused too, not acknowledged into the unlinked file.
+    // Two stat calls, about 5 µs, per turn that writes.
+    const watch = hub.dataWatch;
+    const write = db.write.bind(db);
+    let checked = false;
+    db.write = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => {
+      if (!checked) {
+        checked = true;
+        setImmediate(() => {
+          checked = false;
+        });
+        watch.check();
+      }
+      return write(fn);
+    };
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
     hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
     registerAuthServices(hub, hub.auth);
@@ -296,8 +332,29 @@ export class Hub {
   }
 
   /** Walks the audit hash chain (S29): whether it holds, and the first bad row. */
+  /** The database's schema version and the latest this Baton knows (readiness, doctor). */
+  async schemaStatus(): Promise<{ version: number; latest: number }> {
+    return { version: await this.db.read(schemaVersion), latest: LATEST_MIGRATION };
+  }
+
   verifyAudit(): Promise<AuditVerdict> {
     return this.db.read((ex) => verifyAudit(ex, this.auditKey));
+  }
+
+  /** Whether the data dir and database file are still the ones opened (checked now). */
+  dataDirState(): DataDirState {
+    return this.dataWatch?.check() ?? { ok: true };
+  }
+
+  /** The deferred writer and its worker: state, restarts, rows queued and dropped. */
+  deferredHealth(): SinkHealth & { queued: number; dropped: number; failing: boolean } {
+    const sink = this.workerSink?.health() ?? { state: 'inline' as const, restarts: 0, pending: 0 };
+    return { ...sink, ...this.deferred.health() };
+  }
+
+  /** Fault injection (tests): ends the deferred-audit worker as a crash would. */
+  async killDeferredWorker(): Promise<void> {
+    await this.workerSink?.kill();
   }
 
   /**
@@ -405,6 +462,7 @@ export class Hub {
   async close(): Promise<void> {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    this.dataWatch?.stop();
     this.bus.close();
     await this.deferred.close();
     await this.workerSink?.close();

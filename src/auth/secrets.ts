@@ -2,6 +2,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { DataDirError } from '../os/datadir.js';
 
 /**
  * Server secrets, created on first start in the data dir (file mode 0600). The key pepper keys
@@ -43,25 +44,71 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: Secrets; create
       key_pepper: randomBytes(32).toString('base64url'),
       jwt_secret: randomBytes(32).toString('base64url'),
     };
+    const text = JSON.stringify(body, null, 2) + '\n';
+    const made = { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(body) }, created: true };
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    let linked: boolean | 'unsupported';
     try {
       linkSync(tmp, file);
-      return { secrets: { keyPepper: Buffer.from(body.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(body) }, created: true };
+      linked = true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') linked = false;
+      else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EXDEV') linked = 'unsupported';
+      else throw err;
     } finally {
       unlinkSync(tmp);
     }
+    if (linked === true) return made;
+    if (linked === 'unsupported') {
+      // No hard links here (some network and FUSE file systems): an exclusive create still lets
+      // one process win; the others may read it while it is being written (see the retry below).
+      try {
+        writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+        return made;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+  }
+  return readSecretsFile(file);
+}
+
+/** Blocks this thread for `ms` (start-up only: a secrets file another process is still writing). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** secrets.json as written by a winner of the creation race, read again for up to 1 s while it is incomplete. */
+function readSecretsFile(file: string): { secrets: Secrets; created: boolean } {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return parseSecretsFile(file);
+    } catch (err) {
+      if (!(err instanceof DataDirError) || attempt >= 20 || !/not valid JSON/.test(err.message)) throw err;
+      pause(50);
+    }
+  }
+}
+
+function parseSecretsFile(file: string): { secrets: Secrets; created: boolean } {
+  const restore =
+    'restore it from a backup: every API key and the audit chain depend on it, so Baton never regenerates it beside an existing database';
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DataDirError(`${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): fix its owner or permissions, or ${restore}`);
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    parsed = JSON.parse(text);
   } catch {
-    throw new Error(`${file} is not valid JSON; restore it from a backup (keys issued with it depend on it)`);
+    throw new DataDirError(`${file} is not valid JSON (damaged or overwritten); ${restore}`);
   }
   const result = SecretsFile.safeParse(parsed);
-  if (!result.success) throw new Error(`${file} is malformed; restore it from a backup`);
+  if (!result.success) throw new DataDirError(`${file} is not a Baton secrets file (unexpected fields or values); ${restore}`);
   return {
     secrets: { keyPepper: Buffer.from(result.data.key_pepper, 'base64url'), jwtSecret: jwtSecretOf(result.data) },
     created: false,
@@ -135,7 +182,14 @@ function fromEnv(env: NodeJS.ProcessEnv, name: string): { value: Buffer; text: s
  */
 export function resolveSecrets(
   dataDir: string,
-  opts: { env: NodeJS.ProcessEnv; production: boolean; create?: boolean },
+  opts: {
+    env: NodeJS.ProcessEnv;
+    production: boolean;
+    /** false: never create secrets.json (doctor); a missing file is reported `missing`. */
+    create?: boolean;
+    /** The database already exists: a missing secrets.json is an error, never regenerated. */
+    dbExists?: boolean;
+  },
 ): { secrets: Secrets; created: boolean; reports: SecretReport[] } {
   const pepper = fromEnv(opts.env, 'BATON_KEY_PEPPER');
   const jwt = fromEnv(opts.env, 'BATON_JWT_SECRET');
@@ -144,6 +198,13 @@ export function resolveSecrets(
   const file = join(dataDir, 'secrets.json');
   let fileHasJwt = false;
   if (!opts.production && (pepper === null || jwt === null) && (opts.create !== false || existsSync(file))) {
+    if (opts.dbExists === true && opts.create !== false && !existsSync(file)) {
+      throw new DataDirError(
+        `${file} is missing beside an existing database (${join(dataDir, 'baton.db')}). Restore secrets.json from a backup ` +
+          '(or give BATON_KEY_PEPPER and BATON_JWT_SECRET). A new one would break every API key and the audit chain, so Baton does not generate it; ' +
+          'to start a new hub instead, move the whole data dir aside.',
+      );
+    }
     const loaded = loadOrCreateSecrets(dataDir);
     fileSecrets = loaded.secrets;
     created = loaded.created;

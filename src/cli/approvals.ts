@@ -1,9 +1,8 @@
-import { cliLogLevel } from './common.js';
+import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { loadConfig } from '../config.js';
 import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { printable, terminalJson } from './escape.js';
@@ -41,7 +40,7 @@ export function registerApprovalCommands(program: Command): void {
       .option('--as <name>', 'the deciding human, as a local admin', 'operator')
       .option('--in-project <name>', 'project of the approval (default: default)')
       .action(async (id: string, opts: DecideFlags) => {
-        const config = loadConfig({ file: opts.config, flags: { dataDir: opts.data, logLevel: cliLogLevel() } });
+        const { config } = requireDataDir(locateConfig(opts, { logLevel: cliLogLevel() }));
         // Deciding needs an existing hub: opening a fresh data dir here would create one and print
         // its first-start key where nobody expects it.
         if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {

@@ -1,9 +1,8 @@
-import { cliLogLevel } from './common.js';
+import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { loadConfig } from '../config.js';
 import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { printable, terminalJson } from './escape.js';
@@ -75,7 +74,7 @@ interface Page {
 
 /** Opens the hub of an existing data dir (never creates one) and runs `fn` as the local operator (admin). */
 async function asOperator<T>(flags: CommonFlags, fn: (hub: Hub, meta: CallMeta) => Promise<T>): Promise<T> {
-  const config = loadConfig({ file: flags.config, flags: { dataDir: flags.data, logLevel: cliLogLevel() } });
+  const { config } = requireDataDir(locateConfig(flags, { logLevel: cliLogLevel() }));
   if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
     throw new BatonError('not_found', `no Baton data in ${config.dataDir}`);
   }

@@ -1,3 +1,8 @@
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigSchema, loadConfig, type Config } from '../config.js';
+import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
+
 /**
  * One-shot CLI commands log nothing unless asked (BATON_LOG_LEVEL): their stderr is the user's
  * channel, and server logs (stacks, SQL, paths) must not reach it (S27). Errors are printed as a
@@ -5,4 +10,72 @@
  */
 export function cliLogLevel(): string | undefined {
   return process.env.BATON_LOG_LEVEL === undefined || process.env.BATON_LOG_LEVEL === '' ? 'silent' : undefined;
+}
+
+/** Where a command's data dir came from. */
+export type DataDirSource = '--data' | 'BATON_DATA' | 'config file' | 'found' | 'new';
+
+export interface LocatedConfig {
+  config: Config;
+  /** Absolute. */
+  dataDir: string;
+  source: DataDirSource;
+  /** The `.baton` paths looked at walking up (when neither --data, BATON_DATA nor a config file named one). */
+  tried: string[];
+}
+
+/**
+ * The config of a CLI command, its data dir resolved like git's `.git`: `--data`, else
+ * `BATON_DATA`, else a config file's `dataDir`, else the nearest `.baton` from the working
+ * directory up to the root; `new` when none exists (`./.baton` is where one would be created).
+ */
+export function locateConfig(
+  flags: { data?: string | undefined; config?: string | undefined },
+  extra: Record<string, unknown> = {},
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): LocatedConfig {
+  const config = loadConfig({ file: flags.config, env, flags: { ...extra, dataDir: flags.data } });
+  const explicit: DataDirSource | null =
+    flags.data !== undefined ? '--data' : (env.BATON_DATA ?? '') !== '' ? 'BATON_DATA' : config.dataDir !== DEFAULT_DATA_DIR ? 'config file' : null;
+  if (explicit !== null) {
+    const dataDir = resolve(cwd, config.dataDir);
+    return { config: { ...config, dataDir }, dataDir, source: explicit, tried: [] };
+  }
+  const { found, tried } = findDataDir(cwd);
+  const dataDir = found ?? resolve(cwd, DATA_DIR_NAME);
+  return { config: { ...config, dataDir }, dataDir, source: found === null ? 'new' : 'found', tried };
+}
+
+const DEFAULT_DATA_DIR = ConfigSchema.shape.dataDir.parse(undefined);
+
+/**
+ * For every command but `serve`, `mcp` and `init`: the data dir must hold a Baton database;
+ * none is ever created here (that would silently start a second hub with a new admin key).
+ */
+export function requireDataDir(loc: LocatedConfig): LocatedConfig {
+  if (loc.source === 'new') {
+    throw new DataDirError(
+      `no Baton data dir found; looked for:\n${loc.tried.map((t) => `  ${t}`).join('\n')}\n` +
+        'Run `baton init` (here) or `baton serve` to create one, or point to one with --data <dir> or BATON_DATA.',
+    );
+  }
+  if (existsSync(loc.dataDir) && !statSync(loc.dataDir).isDirectory()) {
+    throw new DataDirError(`the data dir ${loc.dataDir} (from ${loc.source}) is not a directory: pass --data <dir> or set BATON_DATA to a directory`);
+  }
+  if (!existsSync(join(loc.dataDir, DB_FILE))) {
+    throw new DataDirError(
+      `no Baton database in ${loc.dataDir} (from ${loc.source === 'found' ? 'the nearest .baton' : loc.source}). ` +
+        `Run \`baton init --data ${loc.dataDir}\` or \`baton serve\` to create one, or check the path.`,
+    );
+  }
+  return loc;
+}
+
+/** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */
+export function announceDataDir(loc: LocatedConfig, always: boolean): void {
+  const isNew = !existsSync(join(loc.dataDir, DB_FILE));
+  if (!isNew && !always) return;
+  const from = loc.source === 'found' ? '' : loc.source === 'new' ? '' : ` (from ${loc.source})`;
+  process.stderr.write(isNew ? `baton: creating a new data dir in ${loc.dataDir}${from}\n` : `baton: data dir ${loc.dataDir}${from}\n`);
 }

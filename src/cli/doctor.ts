@@ -1,20 +1,104 @@
-import { cliLogLevel } from './common.js';
-import { resolve } from 'node:path';
+import { cliLogLevel, locateConfig, type LocatedConfig } from './common.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
 import { inspectDataProtection, type DoctorReport } from '../security/production.js';
+import { DB_FILE, DataDirError, checkDataDir } from '../os/datadir.js';
+import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
+import { SqliteDb } from '../store/sqlite.js';
 
 interface DoctorFlags {
   data?: string;
   config?: string;
   host?: string;
   json?: boolean;
+  deep?: boolean;
 }
 
-function render(r: DoctorReport): string {
+/** The data dir and database checks: each a line, FAIL lines make doctor exit 1. */
+export interface StoreReport {
+  source: LocatedConfig['source'];
+  /** Where a data dir was looked for (when none was named and none was found). */
+  tried: string[];
+  /** `advisory`: worth saying, not a failure (e.g. a named data dir that a first start will create). */
+  checks: { name: string; ok: boolean; detail: string; advisory?: boolean }[];
+  ok: boolean;
+}
+
+function sqliteCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'error';
+}
+
+/**
+ * Finds the data dir, checks its files (datadir.ts), opens the database read-mostly (no
+ * migration, nothing created) and runs `PRAGMA quick_check` (`integrity_check` when deep). A
+ * damaged file is a FAIL line with what to do, never a stack trace.
+ */
+export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<StoreReport> {
+  const checks: StoreReport['checks'] = [];
+  const done = (): StoreReport => ({ source: loc.source, tried: loc.tried, checks, ok: checks.every((c) => c.ok) });
+  if (loc.source === 'new') {
+    const where = `none found; looked for ${loc.tried.join(', ')}`;
+    checks.push({ name: 'data dir', ok: false, detail: `${where}: run \`baton init\` or \`baton serve\` to create one, or pass --data <dir>` });
+    return done();
+  }
+  if (!existsSync(loc.dataDir)) {
+    checks.push({ name: 'data dir', ok: true, advisory: true, detail: `${loc.dataDir} does not exist yet (\`baton init\` or the first \`baton serve\` creates it)` });
+    return done();
+  }
+  try {
+    const { dbExists } = await checkDataDir(loc.dataDir);
+    checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (writable)` });
+    if (!dbExists) {
+      checks.push({ name: 'database', ok: true, advisory: true, detail: `no ${DB_FILE} yet (\`baton init\` or the first \`baton serve\` creates it)` });
+      return done();
+    }
+  } catch (err) {
+    if (!(err instanceof DataDirError)) throw err;
+    checks.push({ name: 'data dir', ok: false, detail: err.message });
+    return done();
+  }
+  let db: SqliteDb | null = null;
+  try {
+    db = new SqliteDb(join(loc.dataDir, DB_FILE));
+    const version = await db.read(schemaVersion);
+    checks.push({
+      name: 'schema',
+      ok: version <= LATEST_MIGRATION,
+      detail:
+        version === LATEST_MIGRATION
+          ? `version ${version} (current)`
+          : version < LATEST_MIGRATION
+            ? `version ${version}; this Baton migrates it to ${LATEST_MIGRATION} on its next start`
+            : `version ${version} is newer than this Baton (${LATEST_MIGRATION}): upgrade Baton`,
+    });
+  } catch (err) {
+    checks.push({
+      name: 'database',
+      ok: false,
+      detail: `${DB_FILE} cannot be opened (${sqliteCode(err)}): restore it from a backup; \`sqlite3 ${DB_FILE} .recover\` may save what is readable`,
+    });
+  }
+  if (db !== null) {
+    const r = await db.checkIntegrity(deep);
+    const name = deep ? 'integrity (integrity_check)' : 'integrity (quick_check)';
+    checks.push(
+      r.ok
+        ? { name, ok: true, detail: 'ok' }
+        : { name, ok: false, detail: `damaged: ${r.problems.slice(0, 5).join('; ')}. Stop the hub, back up the data dir, and restore ${DB_FILE} from a backup (\`sqlite3 ${DB_FILE} .recover\` may save what is readable)` },
+    );
+    await db.close().catch(() => undefined);
+  }
+  return done();
+}
+
+function render(r: DoctorReport, store: StoreReport): string {
   const lines: string[] = [];
   lines.push(`mode: ${r.env}`);
-  lines.push(`data dir: ${r.dataDir}`);
+  lines.push(`data dir: ${r.dataDir}${store.source === 'new' ? ' (none found)' : ` (${store.source === 'found' ? 'nearest .baton' : `from ${store.source}`})`}`);
+  lines.push('store:');
+  for (const c of store.checks) lines.push(`  ${c.advisory === true ? 'note' : c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
   lines.push('file modes:');
   if (r.modes.length === 0) lines.push('  (data dir does not exist yet)');
   for (const m of r.modes) lines.push(`  ${m.ok ? 'ok  ' : 'OPEN'} ${m.mode} ${m.path}${m.ok ? '' : ` (want ${m.want})`}`);
@@ -32,27 +116,31 @@ function render(r: DoctorReport): string {
   lines.push(`production checks (${r.production.checked ? 'enforced: production mode' : 'advisory: development mode'}):`);
   if (r.production.problems.length === 0) lines.push('  all pass');
   for (const p of r.production.problems) lines.push(`  FAIL ${p}`);
-  lines.push(r.ok ? 'doctor: ok' : 'doctor: problems found');
+  lines.push(r.ok && store.ok ? 'doctor: ok' : 'doctor: problems found');
   return lines.join('\n') + '\n';
 }
 
 /**
  * `baton doctor`: file modes, secret sources, encryption and key ids, TLS and bind address, and
- * the production checks, for the configuration this command would start with. Changes nothing.
- * Exits 1 when a production check fails in production mode (or a file is open in development).
+ * the production checks, for the configuration this command would start with; the data dir,
+ * the database file and its integrity (`--deep`: full integrity_check). Changes nothing. Exits 1
+ * on any FAIL of the store, when a production check fails in production mode (advisory in
+ * development), or when a file is open.
  */
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('Check data protection and production readiness of this configuration')
+    .description('Check the data dir, the database (integrity) and production readiness of this configuration')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .option('--host <host>', 'bind address to check')
     .option('--json', 'print the report as one line of JSON')
-    .action((opts: DoctorFlags) => {
-      const config = loadConfig({ file: opts.config, flags: { dataDir: opts.data, host: opts.host, logLevel: cliLogLevel() } });
-      const report = inspectDataProtection(config, resolve(config.dataDir));
-      process.stdout.write(opts.json === true ? JSON.stringify(report) + '\n' : render(report));
-      if (!report.ok) process.exitCode = 1;
+    .option('--deep', 'run the full integrity_check (reads every page) instead of quick_check')
+    .action(async (opts: DoctorFlags) => {
+      const loc = locateConfig(opts, { host: opts.host, logLevel: cliLogLevel() });
+      const store = await inspectStore(loc, opts.deep === true);
+      const report = inspectDataProtection(loc.config, loc.dataDir);
+      process.stdout.write(opts.json === true ? JSON.stringify({ ...report, store, ok: report.ok && store.ok }) + '\n' : render(report, store));
+      if (!report.ok || !store.ok) process.exitCode = 1;
     });
 }

@@ -1,4 +1,4 @@
-import { cliLogLevel } from './common.js';
+import { cliLogLevel, locateConfig } from './common.js';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { loadConfig, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import { BatonError } from '../core/errors.js';
 import { globCovers } from '../core/globs.js';
 import { Hub } from '../hub.js';
@@ -36,7 +36,8 @@ interface GuardFlags {
 }
 
 function configOf(flags: GuardFlags): Config {
-  return loadConfig({ file: flags.config, flags: { dataDir: flags.data, logLevel: cliLogLevel() } });
+  // A missing data dir is not an error here: the hook then finds nothing locked.
+  return locateConfig(flags, { logLevel: cliLogLevel() }).config;
 }
 
 function checkNames(flags: GuardFlags, fromEnv: boolean): { agent: string | undefined; project: string | undefined } {

@@ -1,9 +1,8 @@
-import { cliLogLevel } from './common.js';
+import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { loadConfig } from '../config.js';
 import { Hub } from '../hub.js';
 import { addKeyToFile, AAD, SEALED_PREFIX, type Cipher } from '../security/crypto.js';
 import { openDataProtection } from '../security/production.js';
@@ -101,7 +100,7 @@ export function registerKeysCommands(program: Command): void {
     .option('--config <file>', 'JSON config file')
     .option('--json', 'print the result as one line of JSON')
     .action(async (opts: RotateFlags) => {
-      const config = loadConfig({ file: opts.config, flags: { dataDir: opts.data, logLevel: cliLogLevel() } });
+      const { config } = requireDataDir(locateConfig(opts, { logLevel: cliLogLevel() }));
       const dataDir = resolve(config.dataDir);
       const fromEnv = (process.env.BATON_ENCRYPTION_KEYS ?? '') !== '' || (process.env.BATON_ENCRYPTION_KEYS_FILE ?? '') !== '';
       const log = pino({ level: 'warn' }, pino.destination(2));

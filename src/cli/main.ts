@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { CATALOG } from '../ops/index.js';
@@ -11,7 +11,9 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { cliLogLevel } from './common.js';
+import { announceDataDir, cliLogLevel, locateConfig, requireDataDir } from './common.js';
+import { DATA_DIR_NAME, DB_FILE, DataDirError } from '../os/datadir.js';
+import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
@@ -22,11 +24,17 @@ interface GlobalFlags {
   config?: string;
 }
 
-function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel', unknown>>): Config {
-  return loadConfig({
-    file: flags.config,
-    flags: { dataDir: flags.data, host: flags.host, port: flags.port, logLevel: flags.logLevel },
-  });
+/**
+ * The config of a command, its data dir resolved like git's (see common.ts `locateConfig`).
+ * `create`: `serve`, `mcp` and `init` may create a data dir (and say where); every other command
+ * needs an existing one and fails naming the paths it tried.
+ */
+function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp', unknown>>, create?: 'say always' | 'say when new'): Config {
+  const { data, config, ...extra } = flags;
+  const loc = locateConfig({ data, config }, extra);
+  if (create === undefined) return requireDataDir(loc).config;
+  announceDataDir(loc, create === 'say always');
+  return loc.config;
 }
 
 /** Where a first start off a terminal leaves the server-admin key (in the data dir, mode 0600). */
@@ -213,17 +221,18 @@ export function buildProgram(): Command {
         tlsKey?: string;
         allowInsecureHttp?: boolean;
       }) => {
-        const config = loadConfig({
-          file: opts.config,
-          flags: {
-            dataDir: opts.data,
+        const config = configFrom(
+          {
+            data: opts.data,
+            config: opts.config,
             host: opts.host,
             port: opts.port,
             tlsCert: opts.tlsCert,
             tlsKey: opts.tlsKey,
             allowInsecureHttp: opts.allowInsecureHttp === true ? true : undefined,
           },
-        });
+          'say always',
+        );
         const { startHttp } = await import('../api/http/server.js');
         const { checkTransport } = await import('../api/http/guard.js');
         // Refused before the data dir is opened and before anything listens (S19, S20).
@@ -271,7 +280,7 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
     .action(async (opts: { data?: string; config?: string }) => {
-      const config = configFrom(opts);
+      const config = configFrom(opts, 'say when new');
       const { runStdio } = await import('../api/mcp/stdio.js');
       const hub = await Hub.open(config, { sweeper: true });
       announceFirstStart(hub, config.dataDir);
@@ -281,6 +290,32 @@ export function buildProgram(): Command {
           agent: process.env.BATON_AGENT,
           role: process.env.BATON_ROLE,
         });
+      } finally {
+        await hub.close();
+      }
+    });
+
+  program
+    .command('init')
+    .description('Create a data dir (./.baton, or --data / BATON_DATA) with a new database and a server-admin key')
+    .option('--data <dir>', 'data directory (default ./.baton, or BATON_DATA)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (opts: { data?: string; config?: string }) => {
+      const { data, config: file } = opts;
+      const loc = locateConfig({ data, config: file }, { logLevel: cliLogLevel() });
+      // Like `git init`: here, even if a parent directory has one (that one is then shadowed here).
+      const here = loc.source === 'found' ? locateConfig({ data: DATA_DIR_NAME, config: file }, { logLevel: cliLogLevel() }) : loc;
+      if (existsSync(join(here.dataDir, DB_FILE))) {
+        process.stderr.write(`baton: ${here.dataDir} already holds a Baton database; nothing to do\n`);
+        return;
+      }
+      if (loc.source === 'found' && loc.dataDir !== here.dataDir) {
+        process.stderr.write(`baton: note: ${loc.dataDir} is used from parent directories; commands run under here will use the new one\n`);
+      }
+      const hub = await Hub.open(here.config);
+      try {
+        process.stderr.write(`baton: initialised a new data dir in ${here.dataDir}\n`);
+        announceFirstStart(hub, here.dataDir);
       } finally {
         await hub.close();
       }
@@ -311,6 +346,11 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof DataDirError) {
+      process.stderr.write(`baton: ${err.message}\n`);
+      process.exitCode = 1;
       return;
     }
     if (err instanceof ConfigError) {

@@ -27,41 +27,192 @@ export function inlineSink(db: Db, auditKey: Buffer): DeferredSink {
     });
 }
 
-export class WorkerSink {
-  private readonly worker: Worker;
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+/** How the deferred sink is doing: its worker's state and how many batches await a reply. */
+export interface SinkHealth {
+  /** `inline`: no worker (one-shot commands, tests) or the worker failed too often and batches go on the main connection. */
+  state: 'alive' | 'restarting' | 'inline' | 'closed';
+  /** Worker restarts since start. */
+  restarts: number;
+  /** Batches handed over and not yet committed. */
+  pending: number;
+}
 
-  constructor(file: string, busyTimeoutMs: number, auditKey: Buffer) {
-    this.worker = new Worker(new URL('./deferred-worker.js', import.meta.url), {
-      workerData: { file, busyTimeoutMs, auditKey },
-    });
-    this.worker.on('message', (m: { id: number; ok: boolean; code?: string }) => {
-      const p = this.pending.get(m.id);
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (m.ok) p?.resolve();
-      else p?.reject(Object.assign(new Error('deferred write failed in the worker'), { code: m.code }));
-    });
-    this.worker.on('error', (err) => {
-      for (const p of this.pending.values()) p.reject(err);
-      this.pending.clear();
-    });
-    // The worker keeps the process alive only while a batch is on its way: awaiting a reply from
-    // an unref'd worker would let the process exit in the middle of a final flush.
-    this.worker.unref();
+interface InFlight {
+  audit: AuditEntry[];
+  agents: Map<string, number>;
+  tokens: Map<string, number>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | null;
+}
+
+export interface WorkerSinkOptions {
+  file: string;
+  busyTimeoutMs: number;
+  auditKey: Buffer;
+  /** Where batches go once the worker has failed `maxRestarts` times in a row (the main connection). */
+  fallback: DeferredSink;
+  log: Logger;
+  maxRestarts?: number;
+  /** First restart delay; doubles with each consecutive failure. */
+  backoffMs?: number;
+  /** A batch not answered within this is taken as a hung worker (it is terminated and restarted). */
+  replyTimeoutMs?: number;
+}
+
+/**
+ * Hands batches to a worker thread with its own connection to the same database file
+ * (`deferred-worker.ts`); each batch's promise settles when the worker has committed it.
+ * Supervised: when the worker errors, exits or stops answering, the batches it held are kept and
+ * handed to a new worker (up to `maxRestarts` consecutive failures, with backoff), after that to
+ * the fallback sink on the main connection. Every promise settles. A batch the worker committed
+ * just before it died may be written twice (a duplicate audit row; never a lost one).
+ */
+export class WorkerSink {
+  private worker: Worker | null = null;
+  private seq = 0;
+  private readonly pending = new Map<number, InFlight>();
+  private state: SinkHealth['state'] = 'alive';
+  private restarts = 0;
+  /** Failures since the last batch a worker committed. */
+  private streak = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  /** Set when the data dir is gone: the worker's connection would write into an unlinked file. */
+  private blocked: Error | null = null;
+  private readonly maxRestarts: number;
+  private readonly backoffMs: number;
+  private readonly replyTimeoutMs: number;
+
+  constructor(private readonly options: WorkerSinkOptions) {
+    this.maxRestarts = options.maxRestarts ?? 5;
+    this.backoffMs = options.backoffMs ?? 100;
+    this.replyTimeoutMs = options.replyTimeoutMs ?? Math.max(30_000, options.busyTimeoutMs * 3);
+    this.spawn();
   }
 
-  readonly write: DeferredSink = (audit, agents, tokens) =>
-    new Promise<void>((resolve, reject) => {
-      const id = ++this.seq;
-      this.pending.set(id, { resolve, reject });
-      this.worker.ref();
-      this.worker.postMessage({ id, audit, agents, tokens });
+  private spawn(): void {
+    const { file, busyTimeoutMs, auditKey } = this.options;
+    const worker = new Worker(new URL('./deferred-worker.js', import.meta.url), {
+      workerData: { file, busyTimeoutMs, auditKey },
     });
+    this.worker = worker;
+    this.state = 'alive';
+    worker.on('message', (m: { id: number; ok: boolean; code?: string }) => {
+      const p = this.pending.get(m.id);
+      if (p === undefined) return;
+      this.pending.delete(m.id);
+      if (p.timer !== null) clearTimeout(p.timer);
+      if (this.pending.size === 0) worker.unref();
+      if (m.ok) {
+        this.streak = 0;
+        p.resolve();
+      } else p.reject(Object.assign(new Error('deferred write failed in the worker'), { code: m.code }));
+    });
+    worker.on('error', (err) => this.failed(worker, err));
+    worker.on('exit', (code) => this.failed(worker, new Error(`deferred-audit worker exited (code ${code})`)));
+    // The worker keeps the process alive only while a batch is on its way: awaiting a reply from
+    // an unref'd worker would let the process exit in the middle of a final flush.
+    worker.unref();
+    for (const [id, p] of this.pending) this.post(id, p);
+  }
 
+  private post(id: number, p: InFlight): void {
+    const worker = this.worker!;
+    worker.ref();
+    if (p.timer !== null) clearTimeout(p.timer);
+    p.timer = setTimeout(() => {
+      if (this.worker !== worker || !this.pending.has(id)) return;
+      this.options.log.error({ batch: id, timeoutMs: this.replyTimeoutMs }, 'deferred-audit worker did not answer; restarting it');
+      void worker.terminate();
+    }, this.replyTimeoutMs);
+    p.timer.unref();
+    worker.postMessage({ id, audit: p.audit, agents: p.agents, tokens: p.tokens });
+  }
+
+  /** The worker errored, exited or hung: its batches go to a new worker, or inline. */
+  private failed(worker: Worker, err: Error): void {
+    if (this.worker !== worker || this.state === 'closed') return;
+    this.worker = null;
+    void worker.terminate().catch(() => undefined);
+    this.streak++;
+    if (this.streak <= this.maxRestarts) {
+      this.state = 'restarting';
+      this.restarts++;
+      const delay = this.backoffMs * 2 ** (this.streak - 1);
+      this.options.log.error({ err, restarts: this.restarts, pending: this.pending.size, delayMs: delay }, 'deferred-audit worker failed; restarting it');
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        if (this.state === 'restarting') this.spawn();
+      }, delay);
+      // The restart must happen even if nothing else keeps the loop alive: it holds batches.
+      if (this.pending.size === 0) this.restartTimer.unref();
+      return;
+    }
+    this.state = 'inline';
+    this.options.log.error(
+      { err, restarts: this.restarts, pending: this.pending.size },
+      'deferred-audit worker keeps failing; writing deferred rows on the main connection from now on',
+    );
+    this.drainInline();
+  }
+
+  private drainInline(): void {
+    const batches = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of batches) {
+      if (p.timer !== null) clearTimeout(p.timer);
+      this.options.fallback(p.audit, p.agents, p.tokens).then(p.resolve, p.reject);
+    }
+  }
+
+  readonly write: DeferredSink = (audit, agents, tokens) => {
+    if (this.blocked !== null) return Promise.reject(this.blocked);
+    if (this.state === 'inline') return this.options.fallback(audit, agents, tokens);
+    if (this.state === 'closed') return Promise.reject(new Error('the deferred-audit worker is closed'));
+    return new Promise<void>((resolve, reject) => {
+      const id = ++this.seq;
+      const p: InFlight = { audit, agents, tokens, resolve, reject, timer: null };
+      this.pending.set(id, p);
+      if (this.state === 'alive') this.post(id, p);
+      else this.restartTimer?.ref();
+    });
+  };
+
+  /** Refuse batches from now on (they stay queued in the writer, counted in /readyz). */
+  block(code: string, message: string): void {
+    this.blocked = Object.assign(new Error(message), { code });
+  }
+
+  health(): SinkHealth {
+    return { state: this.state, restarts: this.restarts, pending: this.pending.size };
+  }
+
+  /** Test hook: ends the worker as a crash would (its batches must survive). */
+  async kill(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  /** Stops the worker; batches still held are written inline. Bounded: a stuck worker is not awaited past 5 s. */
   async close(): Promise<void> {
-    await this.worker.terminate();
+    if (this.state === 'closed') return;
+    if (this.restartTimer !== null) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const worker = this.worker;
+    this.worker = null;
+    this.state = 'inline';
+    this.drainInline();
+    this.state = 'closed';
+    if (worker !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        worker.terminate().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 5_000);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -74,12 +225,17 @@ export class DeferredWriter {
   private readonly authFailures = new Map<string, { start: number; count: number; flagged: boolean }>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
+  /** Consecutive failed batches: the next retry waits intervalMs · 2^failures (at most 5 s). */
+  private failures = 0;
+  /** Rows dropped because the queue hit `maxQueued` while the store refused them (logged loudly). */
+  private dropped = 0;
 
   private readonly intervalMs: number;
   private readonly maxBatch: number;
   private readonly touchEveryMs: number;
   private readonly authFailureLimit: number;
   private readonly authWindowMs: number;
+  private readonly maxQueued: number;
 
   constructor(
     /** Where batches go: `inlineSink` (the caller's connection) or a `WorkerSink`. */
@@ -93,6 +249,8 @@ export class DeferredWriter {
       /** This many authentication failures from one source within `authWindowMs` is a security event. */
       authFailureLimit?: number;
       authWindowMs?: number;
+      /** Most audit rows held while the store refuses them; beyond it the oldest are dropped (with an error log). */
+      maxQueued?: number;
     } = {},
   ) {
     this.intervalMs = options.intervalMs ?? 50;
@@ -100,6 +258,7 @@ export class DeferredWriter {
     this.touchEveryMs = options.touchEveryMs ?? 5_000;
     this.authFailureLimit = options.authFailureLimit ?? 10;
     this.authWindowMs = options.authWindowMs ?? 60_000;
+    this.maxQueued = options.maxQueued ?? 100_000;
   }
 
   addAudit(entry: AuditEntry): void {
@@ -152,17 +311,28 @@ export class DeferredWriter {
     this.schedule();
   }
 
-  private schedule(): void {
+  private schedule(delayMs = this.intervalMs): void {
     if (this.timer !== null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.flush();
-    }, this.intervalMs);
+    }, delayMs);
     this.timer.unref();
   }
 
+  /** Rows waiting, rows dropped so far, and whether the last batch failed. */
+  health(): { queued: number; dropped: number; failing: boolean } {
+    return { queued: this.audit.length, dropped: this.dropped, failing: this.failures > 0 };
+  }
+
+  /**
+   * Writes what is queued now, in one batch (one attempt). A batch that fails goes back to the
+   * front of the queue and is retried with backoff; it is never dropped unless the queue
+   * outgrows `maxQueued`. Settles once the sink has answered (the sinks always answer).
+   */
   async flush(): Promise<void> {
-    while (this.flushing !== null) await this.flushing;
+    if (this.flushing !== null) await this.flushing;
+    if (this.flushing !== null) return this.flushing;
     if (this.audit.length === 0 && this.agents.size === 0 && this.tokens.size === 0) return;
     const audit = this.audit;
     const agents = this.agents;
@@ -171,18 +341,45 @@ export class DeferredWriter {
     this.agents = new Map();
     this.tokens = new Map();
     this.flushing = this.sink(audit, agents, tokens)
-      .catch((err: unknown) => {
-        this.log.error({ err, rows: audit.length }, 'deferred write failed');
-      })
+      .then(
+        () => {
+          if (this.failures > 0) this.log.warn({ failures: this.failures }, 'deferred writes recovered');
+          this.failures = 0;
+        },
+        (err: unknown) => this.requeue(err, audit, agents, tokens),
+      )
       .finally(() => {
         this.flushing = null;
       });
     await this.flushing;
   }
 
+  private requeue(err: unknown, audit: AuditEntry[], agents: Map<string, number>, tokens: Map<string, number>): void {
+    this.failures++;
+    if (this.failures === 1) this.log.error({ err, rows: audit.length }, 'deferred write failed; will retry');
+    else this.log.debug({ err, rows: audit.length, failures: this.failures }, 'deferred write failed again');
+    this.audit = audit.concat(this.audit);
+    for (const [k, v] of agents) if (!this.agents.has(k)) this.agents.set(k, v);
+    for (const [k, v] of tokens) if (!this.tokens.has(k)) this.tokens.set(k, v);
+    const over = this.audit.length - this.maxQueued;
+    if (over > 0) {
+      this.audit.splice(0, over);
+      this.dropped += over;
+      this.log.error({ dropped: over, total: this.dropped, cap: this.maxQueued }, 'deferred audit queue full: oldest rows dropped');
+    }
+    this.schedule(Math.min(5_000, this.intervalMs * 2 ** Math.min(this.failures, 10)));
+  }
+
+  /** Flushes what is queued (at most 3 attempts) and returns; rows still refused are counted in the log. */
   async close(): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.timer !== null) clearTimeout(this.timer);
+      this.timer = null;
+      await this.flush();
+      if (this.audit.length === 0 && this.agents.size === 0 && this.tokens.size === 0) return;
+    }
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    await this.flush();
+    if (this.audit.length > 0) this.log.error({ rows: this.audit.length }, 'deferred audit rows could not be written before close');
   }
 }

@@ -137,7 +137,9 @@ export function openDataProtection(
   if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const keyring = tryKeyring(dataDir, env, production);
   if (!production && keyring instanceof KeyringError) throw new ConfigError(keyring.message);
-  const { secrets, created, reports } = resolveSecrets(dataDir, { env, production });
+  // Secrets are generated only together with a new database (development mode).
+  const dbExists = existsSync(join(dataDir, 'baton.db'));
+  const { secrets, created, reports } = resolveSecrets(dataDir, { env, production, dbExists });
   if (production) {
     const problems = [...productionProblems(config, reports, keyringReport(keyring), modes.refused), ...secretReuseProblems(secrets)];
     if (problems.length > 0) {

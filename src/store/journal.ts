@@ -524,3 +524,9 @@ export async function sweepAudit(
   const { changes } = await ex.run(sql`DELETE FROM audit WHERE id <= ${cut.id}`);
   return changes;
 }
+
+/** The newest event's id across all projects (0 when none): the cross-process doorbell compares it. */
+export async function eventsHead(ex: Executor): Promise<number> {
+  const row = await ex.get<{ head: number | null }>(sql`SELECT max(id) AS head FROM events`);
+  return row?.head ?? 0;
+}

@@ -135,10 +135,14 @@ describe('baton serve under storage faults', () => {
     cleanups.push(() => stop(s));
     const acknowledged: string[] = [];
     let full: Res | null = null;
+    let refused: unknown = null;
     for (let i = 0; i < 200 && full === null; i++) {
       const body = { tasks: Array.from({ length: 20 }, (_, j) => ({ title: `t${i}.${j}`, description: String(i).repeat(5000).slice(0, 5000) })) };
       const r = await req(s.url, 'POST', '/api/v1/tasks', lead, body);
-      if (r.status === 503) full = r;
+      if (r.status === 503) {
+        full = r;
+        refused = body;
+      }
       else {
         expect(r.status).toBe(200);
         acknowledged.push(...(r.body.tasks as { id: string }[]).map((x) => x.id));
@@ -146,8 +150,8 @@ describe('baton serve under storage faults', () => {
     }
     expect(full, 'the tmpfs never filled').not.toBeNull();
     expect(full!.body.error).toMatchObject({ code: 'storage_full', message: "the hub's disk is full; retry later", details: { retry_after_s: 30 } });
-    // Again, with the process still up and reads answering.
-    const again = await req(s.url, 'POST', '/api/v1/tasks', lead, { tasks: [{ title: 'big', description: 'y'.repeat(10_000) }] });
+    // Again (the same write that did not fit), with the process still up and reads answering.
+    const again = await req(s.url, 'POST', '/api/v1/tasks', lead, refused);
     expect(again.body.error?.code).toBe('storage_full');
     expect((await req(s.url, 'GET', '/healthz')).status).toBe(200);
     const read = await req(s.url, 'GET', `/api/v1/tasks/${acknowledged[0]}`, lead);

@@ -26,11 +26,19 @@ afterAll(() => {
   for (const dir of temps) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A fresh temp root; the data dir inside it does not exist yet (first start creates it). */
+/** A fresh temp root; the data dir inside it does not exist yet (`baton init` or `serve` creates it). */
 function workspace(): { root: string; data: string } {
   const root = mkdtempSync(join(tmpdir(), 'baton-cli-'));
   temps.push(root);
   return { root, data: join(root, 'data') };
+}
+
+/** A fresh temp root with an initialised data dir (`baton init --data`); its admin key. */
+async function initialised(): Promise<{ root: string; data: string; adminKey: string }> {
+  const w = workspace();
+  const r = await baton(['init', '--data', w.data]);
+  expect(r.code, r.stderr).toBe(0);
+  return { ...w, adminKey: (r.stderr.match(KEY) ?? [''])[0]! };
 }
 
 interface Result {
@@ -108,7 +116,12 @@ describe('baton CLI: first start', () => {
     const { root, data } = workspace();
     expect(existsSync(data)).toBe(false);
 
-    const first = await baton(['agent', 'whoami', '--json', '--data', data], { cwd: root });
+    // Other commands never create a data dir (they fail naming it); `baton init` does.
+    const refused = await baton(['agent', 'whoami', '--json', '--data', data], { cwd: root });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`no Baton database in ${data}`);
+    expect(existsSync(data)).toBe(false);
+    const first = await baton(['init', '--data', data], { cwd: root });
     expect(first.code).toBe(0);
     expectNoStack(first);
 
@@ -127,8 +140,9 @@ describe('baton CLI: first start', () => {
     const adminKey = keys[0]!;
     expect(first.stdout).not.toContain(adminKey);
     expect(first.stdout).not.toMatch(KEY);
-    // stdout stays machine-readable on the first start too.
-    const me = JSON.parse(first.stdout) as { agent: { name: string; role: string }; server_admin: boolean };
+    const whoami = await baton(['agent', 'whoami', '--json', '--data', data], { cwd: root });
+    expect(whoami.stderr).not.toMatch(KEY);
+    const me = JSON.parse(whoami.stdout) as { agent: { name: string; role: string }; server_admin: boolean };
     expect(me.agent).toMatchObject({ name: 'operator', role: 'admin' });
 
     // The printed key is the stored server-admin key (only its prefix is ever shown again).
@@ -149,8 +163,7 @@ describe('baton CLI: first start', () => {
   });
 
   it('tightens an existing data dir that others could read', async () => {
-    const { data } = workspace();
-    await baton(['agent', 'whoami', '--data', data]);
+    const { data } = await initialised();
     chmodSync(data, 0o755);
     const r = await baton(['agent', 'whoami', '--json', '--data', data]);
     expect(r.code).toBe(0);
@@ -161,8 +174,7 @@ describe('baton CLI: first start', () => {
 
 describe('baton token', () => {
   it('create prints exactly the new key on stdout, and creates a new project', async () => {
-    const { data } = workspace();
-    await baton(['agent', 'whoami', '--data', data]); // first start out of the way
+    const { data } = await initialised();
 
     const before = await baton(['token', 'list', '--project', 'alpha', '--json', '--data', data]);
     expect(before.code).not.toBe(0);
@@ -183,7 +195,7 @@ describe('baton token', () => {
   });
 
   it('create --json prints one object with key and token', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const out = await json<{ key: string; token: TokenOut & Record<string, unknown> }>(
       ['token', 'create', '--project', 'beta', '--role', 'lead', '--name', 'lead-1'],
       data,
@@ -197,7 +209,7 @@ describe('baton token', () => {
   });
 
   it('an unknown role exits 2 naming the role and the known roles', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const r = await baton(['token', 'create', '--project', 'p', '--role', 'wizard', '--name', 'n', '--data', data]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
@@ -207,7 +219,7 @@ describe('baton token', () => {
   });
 
   it('a missing --name fails with a message naming the field', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const r = await baton(['token', 'create', '--project', 'p', '--role', 'worker', '--data', data]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
@@ -219,7 +231,7 @@ describe('baton token', () => {
   });
 
   it('list never shows key or hash material; revoke revokes', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const created = await json<{ key: string; token: TokenOut }>(
       ['token', 'create', '--project', 'gamma', '--role', 'worker', '--name', 'w1'],
       data,
@@ -258,7 +270,7 @@ describe('baton token', () => {
 
 describe('baton task', () => {
   it('add with flags, list by status, get', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const added = await json<{ tasks: { id: string; status: string; created: boolean }[] }>(
       ['task', 'add', '--title', 'T', '--priority', '2', '--labels', 'a,b'],
       data,
@@ -301,7 +313,7 @@ describe('baton task', () => {
   });
 
   it('batch with refs and depends_on; claim, complete, and the dependent becomes ready', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const batch = {
       tasks: [
         { ref: 'test', title: 'Test it', depends_on: ['build'] },
@@ -371,7 +383,7 @@ describe('baton task', () => {
   });
 
   it('a cycle in a batch exits non-zero naming the cycle, and creates nothing', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const batch = {
       tasks: [
         { ref: 'a', title: 'A', depends_on: ['c'] },
@@ -390,7 +402,7 @@ describe('baton task', () => {
   });
 
   it('--priority 11 exits 2 naming tasks.0.priority', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const r = await baton(['task', 'add', '--title', 'x', '--priority', '11', '--data', data]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
@@ -407,7 +419,7 @@ describe('baton task', () => {
   });
 
   it('an observer may not create tasks', async () => {
-    const { data } = workspace();
+    const { data } = await initialised();
     const r = await baton(['task', 'add', '--title', 'x', '--as', 'o1', '--as-role', 'observer', '--data', data]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/forbidden/);
@@ -482,7 +494,7 @@ describe('baton config errors', () => {
 
 describe('baton serve', () => {
   it('listens, answers /healthz and REST, sees CLI revocations, and exits on SIGTERM', async () => {
-    const { root, data } = workspace();
+    const { root, data } = await initialised();
     const created = await json<{ key: string; token: TokenOut }>(
       ['token', 'create', '--role', 'worker', '--name', 'w1'],
       data,

@@ -150,8 +150,12 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     expect(await exited).toBe(0);
     const agent = await t.hub.db.read((ex) => ex.get<{ id: string }>(sql`SELECT id FROM agents WHERE name = 'drainer'`));
     const rows = await t.hub.db.read((ex) =>
-      ex.all<{ op: string; outcome: string }>(sql`SELECT op, outcome FROM audit WHERE principal = ${agent!.id} AND op = 'task_claim'`),
+      ex.all<{ op: string; code: string | null }>(sql`SELECT op, code FROM audit WHERE principal = ${agent!.id} AND op = 'task_claim'`),
     );
-    expect(rows).toEqual([{ op: 'task_claim', outcome: 'ok' }]);
+    // The wait ended before the process did, and was audited: as the client going away (stdin
+    // closed aborts the request), or as its empty answer if the drain got there first. Nothing
+    // was claimed either way.
+    expect(rows).toHaveLength(1);
+    expect(['unavailable', 'empty']).toContain(rows[0]!.code);
   });
 });

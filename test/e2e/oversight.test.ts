@@ -492,7 +492,7 @@ describe('approvals', () => {
     // No data dir: refused, and none is created.
     const missing = await baton(['approve', id, '--data', join(t.dir, 'nothing-here')]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/not_found/);
+    expect(missing.stderr).toContain(`no Baton database in ${join(t.dir, 'nothing-here')}`);
     expect(missing.stdout).toBe('');
   });
 });

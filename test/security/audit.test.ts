@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -348,7 +348,8 @@ describe('baton audit verify (CLI)', () => {
     try {
       const r = await baton(['audit', 'verify', '--data', join(dir, 'none')]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain('not_found');
+      expect(r.stderr).toContain(`no Baton database in ${join(dir, 'none')}`);
+      expect(existsSync(join(dir, 'none'))).toBe(false);
     } finally {
       cleanup();
     }

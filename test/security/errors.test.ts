@@ -235,12 +235,14 @@ describe('CLI', () => {
   });
 
   // Errors that are not BatonErrors (file system, SQLite opening the store) are described by
-  // their kind, never by their own message (which names paths).
-  it('a data dir that is a file gives a generic error', async () => {
+  // their kind, never by their own message (which names paths). A data dir problem names the
+  // data dir the user gave (and nothing else): that path is what they need to fix.
+  it('a data dir that is a file gives a clear error naming only that path', async () => {
     const file = join(t.dir, 'a-file');
     writeFileSync(file, 'x');
     const r = await baton(['task', 'list', '--data', file]);
     expect(r.code).not.toBe(0);
-    expectClean('cli data file', r.out);
+    expect(r.out).toContain(`the data dir ${file} (from --data) is not a directory`);
+    expectClean('cli data file', r.out.split(file).join('<data dir>'));
   });
 });

@@ -6,10 +6,10 @@ import type { Config } from '../../config.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
-import { VERSION } from '../../version.js';
 import { errorBody, httpStatus, toBatonError } from '../errors.js';
 import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.js';
 import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
+import { healthAnswer } from './health.js';
 import { InFlight } from './inflight.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
@@ -45,7 +45,7 @@ export interface HttpHandle {
  * loopback only when allowed. Every request gets the security headers and the Host, Origin,
  * CORS and per-address rate checks (guard.ts); every connection the address lists and
  * connection limits, and unauthenticated connections a bound of their own (pending.ts).
- * Every request but /healthz is authenticated. Per request: guard → route → respond.
+ * Every request but /healthz and /readyz (health.ts) is authenticated. Per request: guard → route → respond.
  */
 export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHandle> {
   const tls = checkTransport({ ...hub.config, host: options.host });
@@ -126,9 +126,9 @@ class HttpSurface {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     if (path === '/mcp') return await this.mcp.handle(req, res, requestId, signal);
-    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-      const ok = await hub.db.read(async () => true).catch(() => false);
-      return send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: VERSION });
+    if ((path === '/healthz' || path === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+      const h = (await healthAnswer(hub, path))!;
+      return send(res, h.status, h.body);
     }
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
@@ -155,7 +155,7 @@ class HttpSurface {
       res.destroy();
       return;
     }
-    if (e.code === 'rate_limited') res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
+    if (e.code === 'rate_limited' || e.code === 'storage_full') res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
     const headers: Record<string, string> = { 'x-request-id': requestId };
     Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
     if (e.code === 'shutting_down') headers.connection = 'close';

@@ -1,0 +1,180 @@
+import { closeSync, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/**
+ * The data dir's files, checked before anything opens them, and watched while a hub runs.
+ * Failing loudly here is the point: silently creating a fresh database or secrets file beside
+ * a damaged or missing one issues a new admin key, breaks every existing key and the audit chain.
+ */
+
+export const DB_FILE = 'baton.db';
+export const DATA_DIR_NAME = '.baton';
+const SQLITE_HEADER = Buffer.from('SQLite format 3\u0000', 'latin1');
+
+/** The data dir or one of its files is unusable; the message says what happened and what to do. */
+export class DataDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DataDirError';
+  }
+}
+
+/**
+ * The nearest `.baton` directory from `cwd` up to the filesystem root (like git's `.git`), and
+ * every path looked at, nearest first.
+ */
+export function findDataDir(cwd: string): { found: string | null; tried: string[] } {
+  const tried: string[] = [];
+  for (let dir = cwd; ; ) {
+    const candidate = join(dir, DATA_DIR_NAME);
+    tried.push(candidate);
+    try {
+      if (statSync(candidate).isDirectory()) return { found: candidate, tried };
+    } catch {
+      // not here: look further up
+    }
+    const up = dirname(dir);
+    if (up === dir) return { found: null, tried };
+    dir = up;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function errno(err: unknown): string {
+  return (err as NodeJS.ErrnoException | null)?.code ?? 'error';
+}
+
+/**
+ * Before a hub opens the data dir: the dir (when it exists) can be written, and an existing
+ * `baton.db` is a SQLite database. Returns whether the database exists. A 0-byte file is
+ * re-checked for a moment first: a hub starting beside this one has just created it (SQLite
+ * writes the header right after, in the same start).
+ */
+export async function checkDataDir(dir: string): Promise<{ dbExists: boolean }> {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return { dbExists: false };
+    throw new DataDirError(`the data dir ${dir} cannot be read (${errno(err)}): check its permissions`);
+  }
+  if (!st.isDirectory()) throw new DataDirError(`the data dir ${dir} is not a directory: pass --data <dir> or set BATON_DATA to a directory`);
+  checkWritable(dir);
+  const file = join(dir, DB_FILE);
+  if (!existsSync(file)) return { dbExists: false };
+  for (let waited = 0; ; waited += 50) {
+    const header = readHeader(file);
+    if (header.length > 0) {
+      if (header.length < SQLITE_HEADER.length || !header.subarray(0, SQLITE_HEADER.length).equals(SQLITE_HEADER)) {
+        throw new DataDirError(
+          `${file} is not a SQLite database (its first bytes are not "SQLite format 3"). ` +
+            'It was overwritten or is not a Baton file: restore baton.db from a backup, or move the data dir aside to start a new hub.',
+        );
+      }
+      return { dbExists: true };
+    }
+    if (waited >= 2_000) {
+      throw new DataDirError(
+        `${file} is empty (0 bytes): it was truncated, or a first start was interrupted. ` +
+          'Restore baton.db from a backup; if this hub never held data, delete baton.db (and secrets.json) and start again. ' +
+          'Baton does not re-initialise it by itself: that would issue a new admin key and break every existing key.',
+      );
+    }
+    await sleep(50);
+  }
+}
+
+function readHeader(file: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw new DataDirError(`${file} cannot be read (${errno(err)}): check its owner and permissions`);
+  }
+  try {
+    const buf = Buffer.alloc(SQLITE_HEADER.length);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A create-and-delete probe: permission bits alone do not say (root, ACLs, read-only mounts). */
+export function checkWritable(dir: string): void {
+  const probe = join(dir, `.write-probe-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  try {
+    writeFileSync(probe, '', { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    const code = errno(err);
+    const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'ENOSPC' ? 'is on a full disk' : `cannot be written (${code})`;
+    throw new DataDirError(
+      `the data dir ${dir} ${why}: the hub needs to write there (database, WAL, secrets). ` +
+        'Fix its owner or permissions (it should belong to the user running baton, mode 0700), or pass --data <dir>.',
+    );
+  }
+  rmSync(probe, { force: true });
+}
+
+interface Identity {
+  dev: number;
+  ino: number;
+}
+
+function identity(path: string): Identity | null {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return null;
+  }
+}
+
+export type DataDirState = { ok: true } | { ok: false; reason: 'removed' | 'replaced' };
+
+/**
+ * Compares the data dir and its database file with what the hub opened. A hub whose dir was
+ * removed (or swapped for another) would otherwise keep acknowledging writes into an unlinked
+ * file that nobody will ever read again.
+ */
+export class DataDirWatch {
+  private readonly dirId: Identity | null;
+  private readonly dbId: Identity | null;
+  private timer: NodeJS.Timeout | null = null;
+  private lost: DataDirState | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly onLost: (state: DataDirState & { ok: false }) => void,
+  ) {
+    this.dirId = identity(dir);
+    this.dbId = identity(join(dir, DB_FILE));
+  }
+
+  /** Checks now (two stat calls). Once lost, stays lost: only a restart opens the new files. */
+  check(): DataDirState {
+    if (this.lost !== null) return this.lost;
+    const same = (a: Identity | null, b: Identity | null): 'same' | 'removed' | 'replaced' =>
+      b === null ? 'removed' : a === null || a.dev !== b.dev || a.ino !== b.ino ? 'replaced' : 'same';
+    const d = same(this.dirId, identity(this.dir));
+    const f = d === 'same' ? same(this.dbId, identity(join(this.dir, DB_FILE))) : d;
+    if (f === 'same') return { ok: true };
+    const state = { ok: false as const, reason: f };
+    this.lost = state;
+    this.onLost(state);
+    return state;
+  }
+
+  /** Checks every `intervalMs` (timers run on the monotonic clock) until stopped. */
+  start(intervalMs = 1_000): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * The data dir as a newcomer meets it, through the real CLI (child processes over dist/: `npm
+ * run build` first): found walking up like git's `.git`, created only by init/serve/mcp, and
+ * never silently re-created beside a damaged or incomplete one.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BIN, tempDir } from '../helpers.js';
+
+const run = promisify(execFile);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function baton(args: string[], opts: { cwd?: string; uid?: number; gid?: number } = {}): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      encoding: 'utf8',
+      timeout: 30_000,
+      ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.gid }),
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+function expectNoStack(r: Result): void {
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(r.stderr).not.toContain('unexpected error');
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+function workspace(): string {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  return t.dir;
+}
+
+/** An initialised data dir, and a pristine copy of it to restore between cases. */
+async function initialised(): Promise<{ root: string; data: string; reset: () => void }> {
+  const root = workspace();
+  const data = join(root, 'data');
+  const r = await baton(['init', '--data', data]);
+  expect(r.code).toBe(0);
+  const pristine = join(root, 'pristine');
+  cpSync(data, pristine, { recursive: true });
+  return {
+    root,
+    data,
+    reset: () => {
+      rmSync(data, { recursive: true, force: true });
+      cpSync(pristine, data, { recursive: true });
+    },
+  };
+}
+
+describe('data dir resolution', () => {
+  it('baton init creates ./.baton with a key; commands in nested directories find it by walking up', async () => {
+    const root = workspace();
+    const init = await baton(['init'], { cwd: root });
+    expect(init.code).toBe(0);
+    expect(init.stderr).toContain(`initialised a new data dir in ${join(root, '.baton')}`);
+    expect(init.stderr).toMatch(/bat_[A-Za-z0-9_-]{43}/);
+    const again = await baton(['init'], { cwd: root });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('already holds a Baton database');
+    expect(again.stderr).not.toMatch(/bat_[A-Za-z0-9_-]{43}/);
+
+    const deep = join(root, 'src', 'a', 'b');
+    mkdirSync(deep, { recursive: true });
+    const add = await baton(['task', 'add', '--title', 'from deep', '--json'], { cwd: deep });
+    expect(add.code).toBe(0);
+    const list = await baton(['task', 'list', '--json'], { cwd: root });
+    expect(JSON.parse(list.stdout)).toMatchObject({ tasks: [{ title: 'from deep' }] });
+    // Nothing was created on the way.
+    expect(existsSync(join(deep, '.baton'))).toBe(false);
+  });
+
+  it('a command where no data dir exists fails, names every path it tried, and creates nothing', async () => {
+    const root = workspace();
+    const deep = join(root, 'x', 'y');
+    mkdirSync(deep, { recursive: true });
+    const r = await baton(['task', 'list'], { cwd: deep });
+    expect(r.code).not.toBe(0);
+    expectNoStack(r);
+    for (const p of [join(deep, '.baton'), join(root, 'x', '.baton'), join(root, '.baton'), '/.baton']) expect(r.stderr).toContain(p);
+    expect(r.stderr).toContain('baton init');
+    expect(readdirSync(deep)).toEqual([]);
+    // An explicit --data without a database fails the same way (it is not created either).
+    const missing = join(root, 'nope');
+    const d = await baton(['task', 'list', '--data', missing]);
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toContain(missing);
+    expect(existsSync(missing)).toBe(false);
+  });
+});
+
+describe('a damaged or incomplete data dir stops the start with what to do', () => {
+  it('0-byte database, foreign database file, missing or garbage secrets.json: refused, nothing regenerated', async () => {
+    const { data, reset } = await initialised();
+    const db = join(data, 'baton.db');
+    const secrets = join(data, 'secrets.json');
+
+    writeFileSync(db, '');
+    let r = await baton(['task', 'list', '--data', data]);
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain('is empty (0 bytes)');
+    expect(statSync(db).size).toBe(0); // not re-initialised
+    // serve and mcp (which may create a data dir) refuse too.
+    r = await baton(['serve', '--port', '0', '--data', data]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is empty (0 bytes)');
+    expect(statSync(db).size).toBe(0);
+
+    writeFileSync(db, 'this is not a database, just some text that is long enough\n');
+    r = await baton(['task', 'list', '--data', data]);
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain('is not a SQLite database');
+
+    reset();
+    rmSync(secrets);
+    r = await baton(['mcp', '--data', data]);
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain('secrets.json is missing beside an existing database');
+    expect(existsSync(secrets)).toBe(false); // never regenerated
+
+    writeFileSync(secrets, '{"version":1,');
+    r = await baton(['task', 'list', '--data', data]);
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain('secrets.json is not valid JSON');
+
+    writeFileSync(secrets, '{"version":2}');
+    r = await baton(['task', 'list', '--data', data]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is not a Baton secrets file');
+
+    reset();
+    expect((await baton(['task', 'list', '--data', data])).code).toBe(0);
+  });
+
+  // Root ignores permission bits, so the read-only case runs the CLI as an unprivileged user
+  // (uid 65534) over a data dir that user owns with mode 0500. Skipped when not run as root.
+  it.skipIf(process.getuid?.() !== 0)('a read-only data dir gives a clear message (as an unprivileged user)', async () => {
+    const { root, data } = await initialised();
+    chmodSync(root, 0o755);
+    for (const f of ['', 'baton.db', 'secrets.json']) chownSync(join(data, f), 65534, 65534);
+    for (const f of readdirSync(data)) chownSync(join(data, f), 65534, 65534);
+    chmodSync(data, 0o500);
+    const r = await baton(['task', 'list', '--data', data], { uid: 65534, gid: 65534 });
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain(`the data dir ${data} cannot be written (EACCES)`);
+    // Positive control: the same user with the dir writable works.
+    chmodSync(data, 0o700);
+    const ok = await baton(['task', 'list', '--json', '--data', data], { uid: 65534, gid: 65534 });
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+  });
+});
+
+describe('baton doctor on the store', () => {
+  it('passes a healthy store, fails a damaged page with a clear line (exit 1, no stack)', async () => {
+    const { data } = await initialised();
+    const ok = await baton(['doctor', '--data', data]);
+    expect(ok.stdout).toMatch(/ok {3}integrity \(quick_check\): ok/);
+    expect(ok.stdout).toMatch(/ok {3}schema: version \d+ \(current\)/);
+    // Damage two b-tree pages in the middle of the file.
+    const db = join(data, 'baton.db');
+    const { openSync, writeSync, closeSync } = await import('node:fs');
+    const fd = openSync(db, 'r+');
+    writeSync(fd, Buffer.alloc(8192, 0x5a), 0, 8192, 3 * 4096);
+    closeSync(fd);
+    for (const deep of [false, true]) {
+      const bad = await baton(['doctor', '--data', data, ...(deep ? ['--deep'] : [])]);
+      expect(bad.code).toBe(1);
+      expectNoStack(bad);
+      expect(bad.stdout).toContain(`FAIL integrity (${deep ? 'integrity_check' : 'quick_check'}): damaged`);
+      expect(bad.stdout).toContain('restore baton.db from a backup');
+    }
+    writeFileSync(db, '');
+    const empty = await baton(['doctor', '--data', data]);
+    expect(empty.code).toBe(1);
+    expectNoStack(empty);
+    expect(empty.stdout).toContain('FAIL data dir:');
+    expect(empty.stdout).toContain('is empty (0 bytes)');
+    const none = await baton(['doctor'], { cwd: workspace() });
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain('FAIL data dir: none found');
+  });
+});

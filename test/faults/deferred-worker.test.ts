@@ -1,0 +1,153 @@
+/**
+ * The deferred-audit writer under faults. The worker thread runs from the built package only,
+ * so these cases load dist/ (`npm run build` first). A worker killed while reads flow is
+ * restarted and loses no audit row; one that keeps dying hands its batches to the main
+ * connection; a store that refuses writes gets its batches retried, never dropped silently;
+ * `close()` always returns.
+ */
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Hub as HubT } from '../../src/hub.js';
+import type { startHttp as StartHttpT } from '../../src/api/http/server.js';
+import type * as DeferredT from '../../src/ops/deferred.js';
+import type * as SqliteT from '../../src/store/sqlite.js';
+import { DeferredWriter, inlineSink } from '../../src/ops/deferred.js';
+import { SqliteDb } from '../../src/store/sqlite.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import { sql } from '../../src/store/sql.js';
+import type { AuditEntry } from '../../src/store/journal.js';
+import { tempDir, testConfig } from '../helpers.js';
+
+const dist = join(import.meta.dirname, '../../dist');
+const { Hub } = (await import(join(dist, 'hub.js'))) as { Hub: typeof HubT };
+const { startHttp } = (await import(join(dist, 'api/http/server.js'))) as { startHttp: typeof StartHttpT };
+const D = (await import(join(dist, 'ops/deferred.js'))) as typeof DeferredT;
+const S = (await import(join(dist, 'store/sqlite.js'))) as typeof SqliteT;
+const M = (await import(join(dist, 'store/migrations.js'))) as { MIGRATIONS: typeof MIGRATIONS };
+
+const silent = pino({ level: 'silent' });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** Fails the test instead of hanging it when `p` never settles. */
+function bounded<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_r, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+let seq = 0;
+const entry = (op = 'plan_get'): AuditEntry => ({
+  at: Date.now(),
+  requestId: `req_w${seq++}`,
+  projectId: null,
+  principal: null,
+  role: null,
+  op,
+  target: null,
+  outcome: 'ok',
+  code: null,
+  params: null,
+  transport: 'internal',
+  address: null,
+});
+
+describe('deferred-audit worker: supervised', () => {
+  it('a worker killed while reads flow is restarted; every read is audited; readyz shows it; close returns', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const hub = await Hub.open(testConfig(data, { rateLimit: false } as never), { log: silent, deferredWorker: true });
+    const key = hub.firstStartKey!;
+    const http = await startHttp(hub, { host: '127.0.0.1', port: 0 });
+    const get = (): Promise<number> =>
+      fetch(`${http.url}/api/v1/tasks`, { headers: { authorization: `Bearer ${key}` } }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      });
+    let reads = 0;
+    for (let round = 0; round < 20; round++) {
+      const burst = Array.from({ length: 10 }, () => get());
+      if (round === 5 || round === 12) await hub.killDeferredWorker();
+      for (const s of await bounded(Promise.all(burst), 'a burst of reads')) expect(s).toBe(200);
+      reads += 10;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const readyz = await fetch(`${http.url}/readyz`).then((r) => r.json() as Promise<{ checks: { audit_writer: { restarts: number; dropped: number } } }>);
+    expect(readyz.checks.audit_writer.restarts).toBeGreaterThanOrEqual(2);
+    expect(readyz.checks.audit_writer.dropped).toBe(0);
+    await bounded(http.close(), 'http.close');
+    await bounded(hub.close(), 'hub.close');
+
+    const again = await Hub.open(testConfig(data), { log: silent });
+    try {
+      const n = await again.db.read((ex) =>
+        ex.get<{ n: number }>(sql`SELECT count(DISTINCT request_id) AS n FROM audit WHERE op = 'task_list'`),
+      );
+      expect(n!.n).toBe(reads);
+      expect(await again.verifyAudit()).toMatchObject({ ok: true });
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a worker that keeps dying hands its batches to the main connection (inline), losing none', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const file = join(tmp.dir, 'baton.db');
+    const db = new S.SqliteDb(file);
+    await db.migrate(M.MIGRATIONS, Date.now());
+    const auditKey = Buffer.alloc(32, 3);
+    const sink = new D.WorkerSink({ file, busyTimeoutMs: 5000, auditKey, fallback: D.inlineSink(db, auditKey), log: silent, maxRestarts: 0, backoffMs: 10 });
+    const writer = new D.DeferredWriter(sink.write, silent, { intervalMs: 5 });
+    cleanups.push(() => db.close());
+    for (let i = 0; i < 50; i++) writer.addAudit(entry());
+    const inFlight = writer.flush();
+    await sink.kill(); // no restarts allowed: its batches go to the main connection
+    for (let i = 0; i < 50; i++) writer.addAudit(entry());
+    await bounded(inFlight, 'flush');
+    await bounded(writer.flush(), 'flush');
+    for (let i = 0; i < 200 && sink.health().state !== 'inline'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(sink.health()).toMatchObject({ state: 'inline', restarts: 0, pending: 0 });
+    for (let i = 0; i < 50; i++) writer.addAudit(entry());
+    await bounded(writer.close(), 'writer.close');
+    await bounded(sink.close(), 'sink.close');
+    const n = await db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(DISTINCT request_id) AS n FROM audit`));
+    expect(n!.n).toBe(150);
+  });
+});
+
+describe('deferred writer: a refused batch is retried, not dropped', () => {
+  it('retries while the store refuses writes, writes everything once it accepts again; close() returns either way', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const db = new SqliteDb(join(tmp.dir, 'baton.db'));
+    await db.migrate(MIGRATIONS, Date.now());
+    cleanups.push(() => db.close());
+    const key = Buffer.alloc(32, 5);
+    const writer = new DeferredWriter(inlineSink(db, key), silent, { intervalMs: 5, maxQueued: 1000 });
+    db.block({ code: 'storage_full', message: 'test: disk full', at: Date.now() });
+    for (let i = 0; i < 30; i++) writer.addAudit(entry());
+    await bounded(writer.flush(), 'flush while refused');
+    expect(writer.health()).toMatchObject({ queued: 30, failing: true, dropped: 0 });
+    db.block(null);
+    for (let i = 0; i < 200 && writer.health().queued > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(writer.health()).toMatchObject({ queued: 0, failing: false, dropped: 0 });
+    const n = await db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit`));
+    expect(n!.n).toBe(30);
+
+    // Refused for good: the queue is capped (dropped rows are counted and logged), close() returns.
+    db.block({ code: 'storage_readonly', message: 'test: gone', at: Date.now() });
+    for (let i = 0; i < 1500; i++) writer.addAudit(entry());
+    await bounded(writer.close(), 'close while refused');
+    expect(writer.health().dropped).toBeGreaterThan(0);
+    expect(writer.health().queued).toBeLessThanOrEqual(1000);
+  });
+});
