@@ -111,7 +111,7 @@ export class Hub {
     const auditKey = auditKeyFrom(secrets.keyPepper);
     const sink =
       options.deferredWorker === true
-        ? new WorkerSink({ file: join(dataDir, 'baton.db'), busyTimeoutMs: config.busyTimeoutMs, auditKey, fallback: inlineSink(db, auditKey), log })
+        ? new WorkerSink({ file: join(dataDir, 'baton.db'), busyTimeoutMs: config.busyTimeoutMs, auditKey, durability: config.durability, fallback: inlineSink(db, auditKey), log })
         : null;
     const deferred = new DeferredWriter(sink?.write ?? inlineSink(db, auditKey), log, {
       authFailureLimit: config.auditAuthFailureLimit,

@@ -50,6 +50,8 @@ export interface WorkerSinkOptions {
   file: string;
   busyTimeoutMs: number;
   auditKey: Buffer;
+  /** The worker's connection syncs like the main one (the `durability` setting). */
+  durability?: 'full' | 'normal';
   /** Where batches go once the worker has failed `maxRestarts` times in a row (the main connection). */
   fallback: DeferredSink;
   log: Logger;
@@ -91,9 +93,9 @@ export class WorkerSink {
   }
 
   private spawn(): void {
-    const { file, busyTimeoutMs, auditKey } = this.options;
+    const { file, busyTimeoutMs, auditKey, durability } = this.options;
     const worker = new Worker(new URL('./deferred-worker.js', import.meta.url), {
-      workerData: { file, busyTimeoutMs, auditKey },
+      workerData: { file, busyTimeoutMs, auditKey, durability },
     });
     this.worker = worker;
     this.state = 'alive';
