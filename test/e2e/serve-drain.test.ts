@@ -175,7 +175,7 @@ describe('baton serve: graceful stop', () => {
       expect(second.toLowerCase()).toContain('connection: close');
       expect(second).toContain('"code":"shutting_down"');
       expect(drained).toBe(null);
-      busy.socket.end(body);
+      busy.socket.write(body);
       expect(await busy.read((s) => s.includes('"task"'))).toMatch(/^HTTP\/1\.1 200/);
       await draining;
       expect(drained).toBe(true);

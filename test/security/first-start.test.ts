@@ -34,7 +34,7 @@ describe('the first-start admin key off a terminal (item 10)', () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const data = join(tmp.dir, 'data');
-    const first = await baton(['agent', 'whoami', '--json', '--data', data]);
+    const first = await baton(['init', '--data', data]);
     expect(first.code).toBe(0);
     expect(first.stderr).not.toMatch(KEY);
     expect(first.stdout).not.toMatch(KEY);
@@ -61,7 +61,7 @@ describe('the first-start admin key off a terminal (item 10)', () => {
     mkdirSync(data, { mode: 0o700 });
     const elsewhere = join(tmp.dir, 'readable-by-all.txt');
     symlinkSync(elsewhere, join(data, 'admin-key.txt'));
-    const first = await baton(['agent', 'whoami', '--data', data]);
+    const first = await baton(['init', '--data', data]);
     expect(first.code).toBe(0);
     expect(first.stderr).not.toMatch(KEY);
     expect(first.stderr).toMatch(/could not write it.*EEXIST.*token create/);

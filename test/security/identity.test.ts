@@ -158,6 +158,7 @@ describe('baton token create --for-existing-agent (issue 8 item 3, CLI)', () => 
     const { dir, cleanup } = tempDir();
     try {
       const data = join(dir, 'data');
+      expect((await baton(['init', '--data', data])).code).toBe(0);
       expect((await baton(['token', 'create', '--name', 'alice', '--role', 'worker', '--data', data])).code).toBe(0);
       const again = await baton(['token', 'create', '--name', 'alice', '--role', 'worker', '--data', data]);
       expect(again.code).not.toBe(0);
