@@ -177,14 +177,17 @@ export function inspectDataProtection(config: Config, dataDir: string, env: Node
   const modes = inspectModes(dataDir);
   const keyring = keyringReport(tryKeyring(dataDir, env, production));
   let secrets: SecretReport[];
+  let reused: string[] = [];
   try {
-    secrets = resolveSecrets(dataDir, { env, production, create: false }).reports;
+    const resolved = resolveSecrets(dataDir, { env, production, create: false });
+    secrets = resolved.reports;
+    reused = secretReuseProblems(resolved.secrets);
   } catch (err) {
     secrets = [
       { name: 'key_pepper', env: 'BATON_KEY_PEPPER', source: 'missing', bytes: 0, weak: err instanceof Error ? err.message : 'unreadable' },
     ];
   }
-  const problems = productionProblems(config, secrets, keyring, modes);
+  const problems = [...productionProblems(config, secrets, keyring, modes), ...reused];
   const devProblems = [...modes.filter((m) => !m.ok).map(describeMode), ...(keyring.error === undefined ? [] : [keyring.error])];
   return {
     env: config.env,

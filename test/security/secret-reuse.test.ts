@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
+import { inspectDataProtection } from '../../src/security/production.js';
 import { tempDir, testConfig } from '../helpers.js';
 
 const saved = new Map<string, string | undefined>();
@@ -52,6 +53,29 @@ describe('production refuses one secret as both key pepper and JWT secret (item 
 
       setEnv({ BATON_JWT_SECRET: `base64:${randomBytes(32).toString('base64')}` });
       expect(await openError(join(tmp.dir, 'b'))).toBeNull();
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('baton doctor reports the reuse as a failing production check', () => {
+    const tmp = tempDir();
+    try {
+      const secret = randomBytes(36).toString('base64url');
+      setEnv({
+        BATON_KEY_PEPPER: secret,
+        BATON_JWT_SECRET: secret,
+        BATON_JWT_SECRET_FILE: undefined,
+        BATON_KEY_PEPPER_FILE: undefined,
+        BATON_ENCRYPTION_KEYS_FILE: undefined,
+        BATON_ENCRYPTION_KEYS: `p1:${randomBytes(32).toString('base64')}`,
+      });
+      const report = inspectDataProtection(testConfig(join(tmp.dir, 'd'), { env: 'production' }), join(tmp.dir, 'd'));
+      expect(report.production.problems.join('\n')).toMatch(/BATON_KEY_PEPPER and BATON_JWT_SECRET are the same secret/);
+      expect(report.ok).toBe(false);
+      setEnv({ BATON_JWT_SECRET: randomBytes(36).toString('base64url') });
+      const fine = inspectDataProtection(testConfig(join(tmp.dir, 'd'), { env: 'production' }), join(tmp.dir, 'd'));
+      expect(fine.production.problems.join('\n')).not.toMatch(/same secret/);
     } finally {
       tmp.cleanup();
     }
