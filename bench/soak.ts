@@ -65,19 +65,23 @@ async function main(): Promise<void> {
   const pid = server.child.pid!;
   const samples: { t: number; rss: number; db: number; cycles: number }[] = [];
   let cycles = 0;
+  let empty = 0;
   let stop = false;
   const started = performance.now();
   const sampler = setInterval(() => {
     const s = { t: Math.round((performance.now() - started) / 1000), rss: rssMiB(pid), db: dbMiB(dataDir), cycles };
     samples.push(s);
-    process.stderr.write(`  t=${s.t}s rss=${s.rss.toFixed(1)} MiB db=${s.db.toFixed(1)} MiB cycles=${s.cycles}\n`);
+    process.stderr.write(`  t=${s.t}s rss=${s.rss.toFixed(1)} MiB db=${s.db.toFixed(1)} MiB cycles=${s.cycles} empty claims=${empty}\n`);
   }, SAMPLE_MS);
 
   const producer = (async () => {
     const c = rpcClient(server.url, lead);
     let n = 0;
     while (!stop) {
-      const { tasks } = await c.tool<{ tasks: unknown[] }>('task_list', { status: ['ready'], limit: 1 }).catch(() => ({ tasks: [1] }));
+      const { tasks } = await c.tool<{ tasks: unknown[] }>('task_list', { status: ['ready'], limit: 1 }).catch((err: unknown) => {
+        process.stderr.write(`  producer: task_list failed: ${String(err)}\n`);
+        return { tasks: [1] };
+      });
       if (tasks.length > 0 && n > 0) {
         await new Promise((r) => setTimeout(r, 20));
         continue;
@@ -97,7 +101,10 @@ async function main(): Promise<void> {
           break;
         }
         const { task } = await c.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', { wait_ms: 1000 });
-        if (task === null) continue;
+        if (task === null) {
+          empty++;
+          continue;
+        }
         await c.tool('task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
         cycles++;
         if (cycles % 50 === 0) {
