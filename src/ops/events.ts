@@ -6,7 +6,7 @@ import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
 import { eventHorizon } from '../store/retention.js';
 import { sql, list } from '../store/sql.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
-import { openPosition, positionInput, sealPosition, START } from './positions.js';
+import { openPosition, positionInput, sealPosition, sealPositions, START } from './positions.js';
 import { waitMs } from './schemas.js';
 
 /**
@@ -100,16 +100,18 @@ export const eventsWait = defineOp({
       return RETRY;
     }
     const names = await actorNames(ctx.tx, picked);
+    // The ids and the cursor in one cipher call.
+    const sealed = sealPositions(ctx, 'events', [...picked.map((r) => r.id), cursor]);
     return {
-      events: picked.map((r) => ({
-        id: sealPosition(ctx, 'events', r.id),
+      events: picked.map((r, i) => ({
+        id: sealed[i]!,
         type: r.type,
         subject: r.subject,
         actor: r.actor === null ? null : (names.get(r.actor) ?? null),
         data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
         at: new Date(r.created_at).toISOString(),
       })),
-      cursor: sealPosition(ctx, 'events', cursor),
+      cursor: sealed[picked.length]!,
     };
   },
 });

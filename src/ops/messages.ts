@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { decodePosition, encodePosition, type Seal } from '../core/cursor.js';
+import { decodePosition } from '../core/cursor.js';
 import { BatonError } from '../core/errors.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import { listAgents, type AgentRow } from '../store/directory.js';
 import * as store from '../store/messages.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
-import { openPosition, positionInput, sealOf, sealPosition } from './positions.js';
+import { openPosition, positionInput, sealOf, sealPosition, sealPositions } from './positions.js';
 import { agentName, cursor, roleName, waitMs } from './schemas.js';
 
 /**
@@ -67,7 +67,7 @@ function textSearch(ctx: OpContext, query: string | undefined): { match?: (m: st
   };
 }
 
-function toOut(c: Cipher | undefined, m: store.MessageRow, seal: Seal): z.infer<typeof messageOut> {
+function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.infer<typeof messageOut> {
   const { subject, body } = opened(c, m);
   const to =
     m.to_kind === 'agents'
@@ -87,7 +87,7 @@ function toOut(c: Cipher | undefined, m: store.MessageRow, seal: Seal): z.infer<
     importance: m.importance as (typeof IMPORTANCE)[number],
     ack_required: m.ack_required === 1,
     created_at: iso(m.created_at)!,
-    cursor: encodePosition('messages', m.seq, seal),
+    cursor,
   };
 }
 
@@ -229,10 +229,11 @@ export const messageInbox = defineOp({
       );
     }
     const unread = await store.unreadCount(ctx.tx, p.projectId, p.agentId);
-    const seal = sealOf(ctx);
+    // Each message's position and the cursor, in one cipher call.
+    const sealed = sealPositions(ctx, 'messages', [...rows.map((r) => r.seq), Math.max(after ?? 0, ...rows.map((r) => r.seq))]);
     return {
-      messages: rows.map((r) => ({ ...toOut(ctx.services.cipher, r, seal), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
-      cursor: encodePosition('messages', Math.max(after ?? 0, ...rows.map((r) => r.seq)), seal),
+      messages: rows.map((r, i) => ({ ...toOut(ctx.services.cipher, r, sealed[i]!), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
+      cursor: sealed[rows.length]!,
       unread,
     };
   },
@@ -288,8 +289,7 @@ export const messageSearch = defineOp({
     const limit = input.limit ?? 20;
     let before: number | undefined;
     // The position is a global sequence number: sealed, so it tells nothing about other projects (S9).
-    const seal = sealOf(ctx);
-    if (input.cursor !== undefined) before = decodePosition('messages', input.cursor, seal);
+    if (input.cursor !== undefined) before = decodePosition('messages', input.cursor, sealOf(ctx));
     const { rows, scannedTo } = await store.search(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
@@ -302,9 +302,10 @@ export const messageSearch = defineOp({
       ...textSearch(ctx, input.query),
     });
     const page = rows.slice(0, limit);
+    const cursors = sealPositions(ctx, 'messages', page.map((m) => m.seq));
     const messages = [];
-    for (const m of page) {
-      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m, seal);
+    for (const [i, m] of page.entries()) {
+      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m, cursors[i]!);
       if (m.sender_id === p.agentId) {
         out.receipts = (await store.receipts(ctx.tx, m.seq)).map((r) => ({ agent: r.name, read_at: iso(r.read_at), acked_at: iso(r.acked_at) }));
       }
@@ -312,7 +313,7 @@ export const messageSearch = defineOp({
     }
     const last = page[page.length - 1];
     const at = rows.length > limit && last !== undefined ? last.seq : scannedTo;
-    const next = at === undefined ? null : encodePosition('messages', at, seal);
+    const next = at === undefined ? null : sealPosition(ctx, 'messages', at);
     return { messages, next_cursor: next };
   },
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { decodePosition, encodePosition, type Seal } from '../core/cursor.js';
+import { decodePosition, encodePosition, encodePositions, type Seal } from '../core/cursor.js';
 import type { OpContext } from './catalog.js';
 
 /**
@@ -21,6 +21,10 @@ export function sealOf(ctx: OpContext): Seal {
 
 export function sealPosition(ctx: OpContext, seq: Sequence, n: number): string {
   return encodePosition(seq, n, sealOf(ctx));
+}
+
+export function sealPositions(ctx: OpContext, seq: Sequence, ns: readonly number[]): string[] {
+  return encodePositions(seq, ns, sealOf(ctx));
 }
 
 /** The position a cursor names; `start` is 0 (before every row). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCursor, decodePosition, encodeCursor, encodePosition } from '../../src/core/cursor.js';
+import { decodeCursor, decodePosition, encodeCursor, encodePosition, encodePositions } from '../../src/core/cursor.js';
 import { BatonError } from '../../src/core/errors.js';
 
 describe('the cursor codec', () => {
@@ -77,6 +77,9 @@ describe('sealed positions', () => {
       expect(decodePosition('events', c, mine)).toBe(ns[i]);
       expect(encodePosition('events', ns[i]!, mine)).toBe(c); // stable: an event's id is the same on every read
     }
+    // Sealed in one batch, the same strings.
+    expect(encodePositions('events', ns, mine)).toEqual(cs);
+    expect(encodePositions('events', [], mine)).toEqual([]);
     // Consecutive positions share no prefix pattern and do not sort in order.
     expect([...cs].sort()).not.toEqual(cs);
     const a = Buffer.from(encodePosition('events', 1000, mine), 'base64url');
