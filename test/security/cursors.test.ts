@@ -29,6 +29,8 @@ describe('cursors and ids are opaque and per project (S9)', () => {
       ['a-worker', 'worker', 'alpha'],
       ['b-lead', 'lead', 'beta'],
       ['b-worker', 'worker', 'beta'],
+      ['a-admin', 'admin', 'alpha'],
+      ['b-admin', 'admin', 'beta'],
     ] as const) {
       keys[name] = await createKey(t, name, role, project);
       agents[name] = await httpAgent('v2', http.url, keys[name]);
@@ -154,5 +156,22 @@ describe('cursors and ids are opaque and per project (S9)', () => {
       cursor = page % 2 === 0 ? r.cursor : r.events[r.events.length - 1]!.id;
     }
     expect(seen).toEqual(created);
+  });
+
+  it('audit row ids and cursors are sealed too: paging works in the project, its cursor nowhere else', async () => {
+    type Audit = { rows: { id: string; op: string }[]; next_cursor: string | null };
+    const aa = agents['a-admin']!;
+    const first = await aa.ok<Audit>('audit_query', { limit: 3 });
+    expect(first.next_cursor).toMatch(OPAQUE);
+    const second = await aa.ok<Audit>('audit_query', { limit: 3, cursor: first.next_cursor });
+    // Audit rows are written behind the answer: newer ones may have come since, never in between.
+    const all = (await aa.ok<Audit>('audit_query', { limit: 500 })).rows.map((r) => r.id);
+    expect(all.length).toBeGreaterThan(6);
+    for (const id of all) expect(id).toMatch(OPAQUE);
+    const at = all.indexOf(first.rows[0]!.id);
+    expect(at).toBeGreaterThanOrEqual(0);
+    expect([...first.rows, ...second.rows].map((r) => r.id)).toEqual(all.slice(at, at + 6));
+    expect(await code('b-admin', 'audit_query', { cursor: first.next_cursor })).toBe('invalid_input');
+    expect(await rest('b-admin', `/audit?cursor=${first.next_cursor}`)).toEqual({ status: 400, code: 'invalid_input' });
   });
 });
