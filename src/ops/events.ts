@@ -5,7 +5,7 @@ import { BatonError } from '../core/errors.js';
 import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
 import { eventHorizon } from '../store/retention.js';
 import { sql, list } from '../store/sql.js';
-import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { openPosition, positionInput, sealPosition, sealPositions, START } from './positions.js';
 import { waitMs } from './schemas.js';
 
@@ -38,6 +38,11 @@ async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<
   if (ids.length === 0) return new Map();
   const names = await ex.all<{ id: string; name: string }>(sql`SELECT id, name FROM agents WHERE id IN ${list(ids)}`);
   return new Map(names.map((n) => [n.id, n.name]));
+}
+
+/** `message.received` rows written before cursors were sealed hold the message seq as a number. */
+function legacyData(ctx: OpContext, data: Record<string, unknown>): Record<string, unknown> {
+  return typeof data.cursor === 'number' ? { ...data, cursor: sealPosition(ctx, 'messages', data.cursor) } : data;
 }
 
 export const eventsWait = defineOp({
@@ -108,7 +113,7 @@ export const eventsWait = defineOp({
         type: r.type,
         subject: r.subject,
         actor: r.actor === null ? null : (names.get(r.actor) ?? null),
-        data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
+        data: r.data === null ? null : legacyData(ctx, JSON.parse(r.data) as Record<string, unknown>),
         at: new Date(r.created_at).toISOString(),
       })),
       cursor: sealed[picked.length]!,

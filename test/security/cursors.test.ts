@@ -158,6 +158,21 @@ describe('cursors and ids are opaque and per project (S9)', () => {
     expect(seen).toEqual(created);
   });
 
+  it('a message.received event written before cursors were sealed shows a sealed cursor', async () => {
+    const bw = agents['b-worker']!;
+    const from = (await bw.ok<Events>('events_wait', {})).cursor;
+    await t.hub.db.write((ex) =>
+      ex.run(sql`INSERT INTO events (project_id, type, subject, actor, data, created_at, audience)
+        SELECT id, 'message.received', 'msg_legacy', NULL, ${JSON.stringify({ from: 'x', cursor: 123_456 })}, 0, 'project'
+        FROM projects WHERE name = ${'beta'}`),
+    );
+    const got = await bw.ok<Events>('events_wait', { after: from, types: ['message.received'] });
+    expect(got.events.map((e) => e.subject)).toEqual(['msg_legacy']);
+    const c = got.events[0]!.data!.cursor as string;
+    expect(c).toMatch(OPAQUE);
+    expect(await code('b-worker', 'message_inbox', { after: c, mark_read: false })).toBeUndefined();
+  });
+
   it('audit row ids and cursors are sealed too: paging works in the project, its cursor nowhere else', async () => {
     type Audit = { rows: { id: string; op: string }[]; next_cursor: string | null };
     const aa = agents['a-admin']!;
