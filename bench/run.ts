@@ -199,10 +199,10 @@ async function main(): Promise<void> {
     {
       const waiter = rpcClient(lean.url, seed.workers[20]!);
       const sender = rpcClient(lean.url, seed.workers[21]!);
-      let cursor = (await waiter.tool<{ cursor: number }>('events_wait', {})).cursor;
+      let cursor = (await waiter.tool<{ cursor: string }>('events_wait', {})).cursor;
       const lat: number[] = [];
       for (let i = 0; i < 50; i++) {
-        const waiting = waiter.tool<{ cursor: number; events: unknown[] }>('events_wait', { after: cursor, wait_ms: 10_000, types: ['message.received'] });
+        const waiting = waiter.tool<{ cursor: string; events: unknown[] }>('events_wait', { after: cursor, wait_ms: 10_000, types: ['message.received'] });
         await new Promise((r) => setTimeout(r, 5));
         const t0 = performance.now();
         await sender.tool('message_send', { to_agents: ['agent20'], body: `ping ${i}` });
@@ -320,13 +320,13 @@ async function main(): Promise<void> {
 
       // events_wait across processes: a message sent in one process wakes a wait in another
       const ew: number[] = [];
-      let cursor = ((await waiter.callTool({ name: 'events_wait', arguments: {} })) as { structuredContent: { cursor: number } }).structuredContent.cursor;
+      let cursor = ((await waiter.callTool({ name: 'events_wait', arguments: {} })) as { structuredContent: { cursor: string } }).structuredContent.cursor;
       for (let i = 0; i < 30; i++) {
         const waiting = waiter.callTool({ name: 'events_wait', arguments: { after: cursor, wait_ms: 10_000, types: ['message.received'] } });
         await new Promise((r) => setTimeout(r, 20));
         const t0 = performance.now();
         await maker.callTool({ name: 'message_send', arguments: { to_agents: ['agent10'], body: `ping ${i}` } });
-        const got = (await waiting) as { structuredContent: { cursor: number } };
+        const got = (await waiting) as { structuredContent: { cursor: string } };
         ew.push(performance.now() - t0);
         cursor = got.structuredContent.cursor;
       }

@@ -57,7 +57,7 @@ function anchorArg(value: string): string {
 
 interface Page {
   rows: {
-    id: number;
+    id: string;
     at: string;
     principal: string | null;
     role: string | null;

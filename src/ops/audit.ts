@@ -1,10 +1,11 @@
 import { z } from 'zod';
 import { sql } from '../store/sql.js';
+import { decodePosition, encodePositions } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { agentByName, projectByName } from '../store/directory.js';
 import { anchorIsAuthentic, exportAnchor, queryAudit, verifyAudit, verifyAuditProject, type AuditAnchor, type AuditRow } from '../store/journal.js';
-import { defineOp, type OpDef } from './catalog.js';
+import { defineOp, type OpContext, type OpDef } from './catalog.js';
 import { agentName, projectName } from './schemas.js';
 
 /**
@@ -21,7 +22,7 @@ const EVENTS = ['AUTH_FAILURE', 'PERMISSION_DENIED', 'RATE_LIMIT_EXCEEDED', 'INV
 const MAX_PAGE = 500;
 
 const auditOut = z.object({
-  id: z.number(),
+  id: z.string().describe('opaque'),
   at: z.string(),
   request_id: z.string(),
   principal: z.string().nullable(),
@@ -37,7 +38,7 @@ const auditOut = z.object({
   event: z.string().nullable(),
 });
 
-function toAuditOut(r: AuditRow): z.infer<typeof auditOut> {
+function toAuditOut(r: AuditRow, id: string): z.infer<typeof auditOut> {
   let params: unknown = null;
   if (r.params !== null) {
     try {
@@ -47,7 +48,7 @@ function toAuditOut(r: AuditRow): z.infer<typeof auditOut> {
     }
   }
   return {
-    id: r.id,
+    id,
     at: new Date(r.at).toISOString(),
     request_id: r.request_id,
     principal: r.principal,
@@ -64,13 +65,16 @@ function toAuditOut(r: AuditRow): z.infer<typeof auditOut> {
   };
 }
 
-const cursorOf = (id: number): string => `aud_${id.toString(36)}`;
-function parseCursor(cursor: string): number {
-  const m = /^aud_([0-9a-z]{1,11})$/.exec(cursor);
-  const id = m === null ? NaN : parseInt(m[1]!, 36);
-  if (!Number.isSafeInteger(id) || id < 1) throw new BatonError('invalid_input', 'cursor: not a cursor of audit_query');
-  return id;
-}
+/**
+ * Audit row ids count every project's rows (one global chain): row ids and the cursor are sealed
+ * positions (core/cursor.ts), bound to the rows' project (or to "no project"), so a project admin
+ * sees no global count and cannot use a cursor elsewhere (S9). `audit_verify` for a server admin
+ * still names rows by their global id, as anchors do: the whole chain is theirs.
+ */
+const sealFor = (ctx: OpContext, projectId: string | null): { secret: Buffer; scope: string } => ({
+  secret: ctx.services.keyPepper,
+  scope: projectId ?? '',
+});
 
 export const auditQuery = defineOp({
   name: 'audit_query',
@@ -93,7 +97,7 @@ export const auditQuery = defineOp({
         .optional()
         .describe('server admins: rows of no project (failed authentication, throttling)'),
       limit: z.number().int().min(1).max(MAX_PAGE).optional(),
-      cursor: z.string().max(20).optional(),
+      cursor: z.string().max(22).optional(),
     })
     .strict(),
   output: z.object({ rows: z.array(auditOut), next_cursor: z.string().nullable() }),
@@ -133,11 +137,17 @@ export const auditQuery = defineOp({
       principal,
       severity: input.severity ?? null,
       event: input.event ?? null,
-      before: input.cursor === undefined ? null : parseCursor(input.cursor),
+      before: input.cursor === undefined ? null : decodePosition('audit', input.cursor, sealFor(ctx, projectId)),
       limit,
     });
     const last = rows[rows.length - 1];
-    return { rows: rows.map(toAuditOut), next_cursor: rows.length === limit && last !== undefined ? cursorOf(last.id) : null };
+    // One query reads one project's rows (or those of none): one seal for all.
+    const ids = encodePositions('audit', rows.map((r) => r.id), sealFor(ctx, projectId));
+    return {
+      rows: rows.map((r, i) => toAuditOut(r, ids[i]!)),
+      // The last row's id is the cursor after it (same listing, same project).
+      next_cursor: rows.length === limit && last !== undefined ? ids[rows.length - 1]! : null,
+    };
   },
 });
 

@@ -5,7 +5,8 @@ import { BatonError } from '../core/errors.js';
 import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
 import { eventHorizon } from '../store/retention.js';
 import { sql, list } from '../store/sql.js';
-import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
+import { openPosition, positionInput, sealPosition, sealPositions, START } from './positions.js';
 import { waitMs } from './schemas.js';
 
 /**
@@ -15,11 +16,16 @@ import { waitMs } from './schemas.js';
  * means: anything addressed to the caller or its role (messages, approval decisions, handoffs),
  * work it may pick up (task.ready, task.created), and freed locks — never the caller's own
  * actions. `types` replaces that default with an explicit list.
+ *
+ * An event's `id` and the cursors are its row id (a global sequence) sealed to the project
+ * (positions.ts): opaque, stable, refused in another project (S9). An event's id is also the
+ * cursor right after it, so a client can resume after any event it has seen (an SSE
+ * `Last-Event-ID` would be one).
  */
 const DEFAULT_PROJECT_TYPES = ['task.ready', 'task.created', 'lock.released', 'plan.updated'];
 
 const eventOut = z.object({
-  id: z.number(),
+  id: z.string().describe('opaque; also a cursor: `after` it resumes right after this event'),
   type: z.string(),
   subject: z.string().nullable(),
   actor: z.string().nullable(),
@@ -34,18 +40,25 @@ async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<
   return new Map(names.map((n) => [n.id, n.name]));
 }
 
+/** `message.received` rows written before cursors were sealed hold the message seq as a number. */
+function legacyData(ctx: OpContext, data: Record<string, unknown>): Record<string, unknown> {
+  return typeof data.cursor === 'number' ? { ...data, cursor: sealPosition(ctx, 'messages', data.cursor) } : data;
+}
+
 export const eventsWait = defineOp({
   name: 'events_wait',
   summary: 'Wait (bounded) for events for you; resume from the cursor.',
   input: z
     .object({
-      after: z.number().int().min(0).optional().describe('cursor from last call (default: now)'),
+      after: positionInput
+        .optional()
+        .describe("cursor from the last call, or an event's id; 'start': the oldest kept (default: now)"),
       types: z.array(z.string().regex(/^[a-z_]+\.[a-z_]+$/)).min(1).max(20).optional(),
       wait_ms: waitMs.optional(),
       limit: z.number().int().min(1).max(200).optional(),
     })
     .strict(),
-  output: z.object({ events: z.array(eventOut), cursor: z.number() }),
+  output: z.object({ events: z.array(eventOut), cursor: z.string() }),
   permission: 'self',
   kind: 'read',
   rest: { method: 'GET', path: '/events' },
@@ -53,17 +66,23 @@ export const eventsWait = defineOp({
   waitMs: (input) => input.wait_ms ?? 0,
   async handler(ctx, input) {
     const p = ctx.principal;
+    let after: number | undefined;
+    if (input.after !== undefined) {
+      const horizon = await eventHorizon(ctx.tx, p.projectId);
+      // 'start' is the oldest event kept: asking for the beginning never expires.
+      after = input.after === START ? horizon : openPosition(ctx, 'events', input.after);
+      if (after < horizon) {
+        // Events after this cursor were removed by retention: the caller has missed some and must
+        // know it (resync from the current state, then continue from the newest cursor).
+        throw new BatonError('cursor_expired', 'events after this cursor were removed by retention; resync and resume from details.cursor', {
+          cursor: sealPosition(ctx, 'events', await lastEventId(ctx.tx, p.projectId)),
+        });
+      }
+    }
     // Without a cursor, "from now": the newest event id when the call began (kept across retries
     // through the input object the runner passes to every attempt).
-    if (input.after !== undefined && input.after < (await eventHorizon(ctx.tx, p.projectId))) {
-      // Events after this cursor were removed by retention: the caller has missed some and must
-      // know it (resync from the current state, then continue from the newest cursor).
-      throw new BatonError('cursor_expired', 'events after this cursor were removed by retention; resync and resume from details.cursor', {
-        cursor: await lastEventId(ctx.tx, p.projectId),
-      });
-    }
-    const start = input.after ?? (await lastEventId(ctx.tx, p.projectId));
-    if (input.after === undefined) input.after = start;
+    const start = after ?? (await lastEventId(ctx.tx, p.projectId));
+    if (input.after === undefined) input.after = sealPosition(ctx, 'events', start);
     const limit = input.limit ?? 50;
     let cursor = start;
     const picked: EventRow[] = [];
@@ -82,20 +101,22 @@ export const eventsWait = defineOp({
       scanned += rows.length;
     }
     if (picked.length === 0 && !ctx.final) {
-      input.after = cursor;
+      input.after = sealPosition(ctx, 'events', cursor);
       return RETRY;
     }
     const names = await actorNames(ctx.tx, picked);
+    // The ids and the cursor in one cipher call.
+    const sealed = sealPositions(ctx, 'events', [...picked.map((r) => r.id), cursor]);
     return {
-      events: picked.map((r) => ({
-        id: r.id,
+      events: picked.map((r, i) => ({
+        id: sealed[i]!,
         type: r.type,
         subject: r.subject,
         actor: r.actor === null ? null : (names.get(r.actor) ?? null),
-        data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
+        data: r.data === null ? null : legacyData(ctx, JSON.parse(r.data) as Record<string, unknown>),
         at: new Date(r.created_at).toISOString(),
       })),
-      cursor,
+      cursor: sealed[picked.length]!,
     };
   },
 });

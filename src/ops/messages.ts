@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { decodeCursor, encodeCursor } from '../core/cursor.js';
+import { decodePosition } from '../core/cursor.js';
 import { BatonError } from '../core/errors.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import { listAgents, type AgentRow } from '../store/directory.js';
 import * as store from '../store/messages.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
+import { openPosition, positionInput, sealOf, sealPosition, sealPositions } from './positions.js';
 import { agentName, cursor, roleName, waitMs } from './schemas.js';
 
 /**
@@ -36,7 +37,7 @@ const messageOut = z.object({
   importance: z.enum(IMPORTANCE),
   ack_required: z.boolean(),
   created_at: z.string(),
-  cursor: z.number(),
+  cursor: z.string().describe('opaque position: message_inbox `after` it, message_search `cursor` before it'),
 });
 
 const inboxOut = messageOut.extend({ read_at: z.string().nullable(), acked_at: z.string().nullable() });
@@ -66,7 +67,7 @@ function textSearch(ctx: OpContext, query: string | undefined): { match?: (m: st
   };
 }
 
-function toOut(c: Cipher | undefined, m: store.MessageRow): z.infer<typeof messageOut> {
+function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.infer<typeof messageOut> {
   const { subject, body } = opened(c, m);
   const to =
     m.to_kind === 'agents'
@@ -86,7 +87,7 @@ function toOut(c: Cipher | undefined, m: store.MessageRow): z.infer<typeof messa
     importance: m.importance as (typeof IMPORTANCE)[number],
     ack_required: m.ack_required === 1,
     created_at: iso(m.created_at)!,
-    cursor: m.seq,
+    cursor,
   };
 }
 
@@ -172,7 +173,7 @@ export const messageSend = defineOp({
       await ctx.emit(
         'message.received',
         id,
-        { from: p.agentName, importance: input.importance ?? 'normal', cursor: seq },
+        { from: p.agentName, importance: input.importance ?? 'normal', cursor: sealPosition(ctx, 'messages', seq) },
         { kind: 'agent', agentId: a.id },
       );
     }
@@ -185,7 +186,7 @@ export const messageInbox = defineOp({
   summary: 'Your messages: unread first, or after a cursor; filters, query, optional wait.',
   input: z
     .object({
-      after: z.number().int().min(0).optional().describe('cursor: newer only'),
+      after: positionInput.optional().describe("cursor: newer only ('start': from the first)"),
       unread_only: z.boolean().optional(),
       from: agentName.optional(),
       importance: z.array(z.enum(IMPORTANCE)).max(4).optional(),
@@ -196,7 +197,7 @@ export const messageInbox = defineOp({
       wait_ms: waitMs.optional().describe('ms to wait for mail'),
     })
     .strict(),
-  output: z.object({ messages: z.array(inboxOut), cursor: z.number(), unread: z.number() }),
+  output: z.object({ messages: z.array(inboxOut), cursor: z.string(), unread: z.number() }),
   permission: 'self',
   kind: 'write',
   rest: { method: 'POST', path: '/messages/inbox' },
@@ -204,10 +205,12 @@ export const messageInbox = defineOp({
   waitMs: (input) => input.wait_ms ?? 0,
   async handler(ctx, input) {
     const p = ctx.principal;
+    // Message seqs are global: cursors are sealed to the project (positions.ts, S9).
+    const after = input.after === undefined ? undefined : openPosition(ctx, 'messages', input.after);
     const rows = await store.inbox(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
-      after: input.after,
+      after,
       unreadOnly: input.unread_only,
       from: input.from,
       importance: input.importance,
@@ -226,9 +229,11 @@ export const messageInbox = defineOp({
       );
     }
     const unread = await store.unreadCount(ctx.tx, p.projectId, p.agentId);
+    // Each message's position and the cursor, in one cipher call.
+    const sealed = sealPositions(ctx, 'messages', [...rows.map((r) => r.seq), Math.max(after ?? 0, ...rows.map((r) => r.seq))]);
     return {
-      messages: rows.map((r) => ({ ...toOut(ctx.services.cipher, r), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
-      cursor: Math.max(input.after ?? 0, ...rows.map((r) => r.seq)),
+      messages: rows.map((r, i) => ({ ...toOut(ctx.services.cipher, r, sealed[i]!), read_at: iso(r.read_at), acked_at: iso(r.acked_at) })),
+      cursor: sealed[rows.length]!,
       unread,
     };
   },
@@ -284,8 +289,7 @@ export const messageSearch = defineOp({
     const limit = input.limit ?? 20;
     let before: number | undefined;
     // The position is a global sequence number: sealed, so it tells nothing about other projects (S9).
-    const seal = { secret: ctx.services.keyPepper, scope: p.projectId };
-    if (input.cursor !== undefined) [before] = decodeCursor('messages', input.cursor, ['int'], seal);
+    if (input.cursor !== undefined) before = decodePosition('messages', input.cursor, sealOf(ctx));
     const { rows, scannedTo } = await store.search(ctx.tx, {
       projectId: p.projectId,
       agentId: p.agentId,
@@ -298,9 +302,10 @@ export const messageSearch = defineOp({
       ...textSearch(ctx, input.query),
     });
     const page = rows.slice(0, limit);
+    const cursors = sealPositions(ctx, 'messages', page.map((m) => m.seq));
     const messages = [];
-    for (const m of page) {
-      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m);
+    for (const [i, m] of page.entries()) {
+      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m, cursors[i]!);
       if (m.sender_id === p.agentId) {
         out.receipts = (await store.receipts(ctx.tx, m.seq)).map((r) => ({ agent: r.name, read_at: iso(r.read_at), acked_at: iso(r.acked_at) }));
       }
@@ -308,7 +313,7 @@ export const messageSearch = defineOp({
     }
     const last = page[page.length - 1];
     const at = rows.length > limit && last !== undefined ? last.seq : scannedTo;
-    const next = at === undefined ? null : encodeCursor('messages', [at], seal);
+    const next = at === undefined ? null : sealPosition(ctx, 'messages', at);
     return { messages, next_cursor: next };
   },
 });

@@ -6,9 +6,9 @@ import { BatonError } from '../../src/core/errors.js';
 import { sql } from '../../src/store/sql.js';
 import { call, createKey, httpAgent, openHub, serve, stdioAgent, type Agent, type TestHub, woken } from '../helpers.js';
 
-type Inbox = { messages: { id: string; body: string; read_at: string | null; from: string; cursor: number }[]; cursor: number; unread: number };
+type Inbox = { messages: { id: string; body: string; read_at: string | null; from: string; cursor: string }[]; cursor: string; unread: number };
 type Search = { messages: { id: string; body: string; receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] }[] };
-type Events = { events: { type: string; subject: string; data: Record<string, unknown> | null; actor: string | null }[]; cursor: number };
+type Events = { events: { type: string; subject: string; data: Record<string, unknown> | null; actor: string | null }[]; cursor: string };
 
 describe('messages: visibility on every read path (S12)', () => {
   let t: TestHub;
@@ -45,7 +45,7 @@ describe('messages: visibility on every read path (S12)', () => {
     const inbox = await a.ok<Inbox>('message_inbox', { query: marker, mark_read: false });
     const search = await a.ok<Search>('message_search', { query: marker });
     const all = await a.ok<Search>('message_search', {});
-    const ev = await a.ok<Events>('events_wait', { after: 0, types: ['message.received'], limit: 200 });
+    const ev = await a.ok<Events>('events_wait', { after: 'start', types: ['message.received'], limit: 200 });
     const ids = new Set(all.messages.filter((m) => m.body.includes(marker)).map((m) => m.id));
     const rest = await fetch(`${http.url}/api/v1/messages?query=${encodeURIComponent(marker)}`, {
       headers: { authorization: `Bearer ${keys[name]}` },
@@ -178,7 +178,7 @@ describe('events_wait', () => {
       expect(none.events).toHaveLength(0);
       expect(none.cursor).toBe(rest.cursor);
       // b's own actions are not news to b; a's reply is.
-      const bStart = await b.ok<Events>('events_wait', { after: 0, types: ['message.received'] });
+      const bStart = await b.ok<Events>('events_wait', { after: 'start', types: ['message.received'] });
       expect(bStart.events).toHaveLength(0);
       await Promise.all([a.close(), b.close()]);
     } finally {

@@ -38,13 +38,13 @@ describe('retention', () => {
     const lead = await open({ eventRetentionMax: 50, eventRetentionMs: 0 });
     const key = await createKey(t, 'watcher', 'worker');
     http = await serve(t.hub);
-    const events = async (after: number): Promise<{ status: number; body: Body }> => {
-      const res = await fetch(`${http!.url}/api/v1/events?after=${after}&types=task.created`, { headers: { authorization: `Bearer ${key}` } });
+    const events = async (after: string, limit = 50): Promise<{ status: number; body: Body }> => {
+      const res = await fetch(`${http!.url}/api/v1/events?after=${after}&types=task.created&limit=${limit}`, { headers: { authorization: `Bearer ${key}` } });
       return { status: res.status, body: (await res.json()) as Body };
     };
-    const first = await events(0);
+    const first = await events('start');
     expect(first.status).toBe(200);
-    const oldCursor = first.body.cursor as number;
+    const oldCursor = first.body.cursor as string;
     await createMany(lead, 400);
     // One chunk per call: each call removes at most retentionChunk (100) rows.
     expect((await t.hub.prune(1)).events).toBe(100);
@@ -55,16 +55,20 @@ describe('retention', () => {
     const expired = await events(oldCursor);
     expect(expired.status).toBe(410);
     expect(expired.body.error.code).toBe('cursor_expired');
-    const newest = expired.body.error.details.cursor as number;
-    const head = await t.hub.db.read(async (ex) => (await ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM events`))!.id);
-    expect(newest).toBe(head);
+    const newest = expired.body.error.details.cursor as string;
     const resumed = await events(newest);
     expect(resumed.status).toBe(200);
     expect(resumed.body.events).toEqual([]);
-    // A cursor inside what is kept still reads.
-    const kept = await events(head - 10);
+    // 'start' is the oldest event kept (never expired); an event's id is the cursor after it, so
+    // a cursor inside what is kept still reads, and the newest kept event's id is details.cursor.
+    const all = await events('start', 200);
+    expect(all.status).toBe(200);
+    expect(all.body.events.length).toBe(50);
+    expect(all.body.cursor).toBe(newest);
+    expect(all.body.events[49].id).toBe(newest);
+    const kept = await events(all.body.events[39].id as string);
     expect(kept.status).toBe(200);
-    expect(kept.body.events.length).toBe(10);
+    expect(kept.body.events.map((e: { id: string }) => e.id)).toEqual(all.body.events.slice(40).map((e: { id: string }) => e.id));
     // Pruning events leaves the audit chain alone: it still verifies.
     await t.hub.deferred.flush();
     expect((await t.hub.verifyAudit()).ok).toBe(true);

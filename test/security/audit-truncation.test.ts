@@ -274,7 +274,7 @@ describe('audit verification and queries by scope (issue 8 item 10)', () => {
     await call(t.hub, t.admin, 'token_revoke', { id: made.token.id });
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'visible' }] });
     const seen = async (p: typeof observer): Promise<string[]> =>
-      (await call<{ events: { type: string }[] }>(t.hub, p, 'events_wait', { after: 0 })).events.map((e) => e.type);
+      (await call<{ events: { type: string }[] }>(t.hub, p, 'events_wait', { after: 'start' })).events.map((e) => e.type);
     const forObserver = await seen(observer);
     expect(forObserver).toContain('task.created');
     expect(forObserver).not.toContain('token.created');

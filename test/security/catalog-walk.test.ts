@@ -157,7 +157,7 @@ describe('security: the catalog walk', () => {
       ['handoff_list', {}],
       ['approval_list', {}],
       ['memory_list', { scope: 'project' }],
-      ['events_wait', { after: 0, limit: 200 }],
+      ['events_wait', { after: 'start', limit: 200 }],
       ['token_list', {}],
       ['audit_query', {}],
     ];

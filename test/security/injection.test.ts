@@ -45,7 +45,7 @@ describe('security: hostile strings are data (S17)', () => {
       expect(task).toMatchObject({ title, description: evil, labels: [label], context: { hints: evil } });
 
       const sent = await lead.ok<{ id: string }>('message_send', { to_agents: ['worker'], subject: evil.slice(0, 200), body: evil });
-      const box = await worker.ok<{ messages: { id: string; subject: string; body: string }[] }>('message_inbox', { after: 0, limit: 100 });
+      const box = await worker.ok<{ messages: { id: string; subject: string; body: string }[] }>('message_inbox', { after: 'start', limit: 100 });
       expect(box.messages.find((m) => m.id === sent.id)).toMatchObject({ subject: evil.slice(0, 200), body: evil });
 
       await worker.ok('memory_set', { scope: 'project', key: `k${i}`, value: evil });
