@@ -324,7 +324,8 @@ describe('S32: baton keys rotate re-encrypts every content field, and clear rows
     const worker = await httpAgent('v2', http.url, await createKey(t, 'worker-1', 'worker'));
     try {
       const w = await writeEverything(http.url, { lead: leadKey, admin: t.adminKey }, lead, worker);
-      await worker.ok('session_end', { summary: `ended ${M.sessionSummary}` });
+      await worker.ok('session_end', { summary: `ended ${M.sessionSummary}` }); // releases the worker's lock
+      const kept = await lead.ok<{ lock: { id: string } }>('lock_acquire', { paths: ['docs/**'], reason: `lead ${M.lock}` });
       const r = await cli(['keys', 'rotate', '--data', x.data, '--json']);
       expect(r.code).toBe(0);
       const out = JSON.parse(r.out) as { added: string; reencrypted: Record<string, number> };
@@ -334,7 +335,7 @@ describe('S32: baton keys rotate re-encrypts every content field, and clear rows
         discoveries: 1,
         decisions: 1,
         approvals: 1,
-        locks: 0, // session_end released the lock (the row is gone)
+        locks: 1,
         sessions: 1,
         session_checkpoints: 1,
       });
@@ -348,12 +349,14 @@ describe('S32: baton keys rotate re-encrypts every content field, and clear rows
         result: { summary: `did ${M.result}` },
       });
       expect((await worker.ok<{ plan: { body: string } }>('plan_get', {})).plan.body).toBe(`# plan\n${M.planBody}`);
+      const locks = await lead.ok<{ locks: { id: string; reason: string }[] }>('lock_list', {});
+      expect(locks.locks).toEqual([expect.objectContaining({ id: kept.lock.id, reason: `lead ${M.lock}` })]);
       // A second rotation in small batches re-seals everything again (more rows than one batch).
       const { reencryptAll } = await import('../../src/cli/keys.js');
       const { Cipher, readKeyringFile } = await import('../../src/security/crypto.js');
       const keys = readKeyringFile(join(x.data, 'keyring.json'));
       const again = await reencryptAll(t.hub.db, new Cipher([keys[1]!, ...keys.filter((_, i) => i !== 1)]), 1);
-      expect(again).toMatchObject({ tasks: 2, plans: 1, sessions: 1, session_checkpoints: 1 });
+      expect(again).toMatchObject({ tasks: 2, plans: 1, locks: 1, sessions: 1, session_checkpoints: 1 });
       for (const v of columnValues(x.data)) expect(v.value.split(':')[2]).toBe(x.keyId);
     } finally {
       await lead.close();
