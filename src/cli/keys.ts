@@ -10,12 +10,32 @@ import type { Db } from '../store/db.js';
 import { setMessageContent, staleMessages } from '../store/messages.js';
 import { setMemoryValue, staleMemory } from '../store/memory.js';
 import { setHandoffPackage, staleHandoffs } from '../store/sessions.js';
+import { SEALED_TABLES, setSealed, staleRows, type SealedRow, type SealedTable } from '../store/sealed.js';
 
-export interface Reencrypted {
-  messages: number;
-  memory: number;
-  handoffs: number;
-}
+type SealedName = keyof typeof SEALED_TABLES;
+
+export type Reencrypted = { messages: number; memory: number; handoffs: number } & Record<SealedName, number>;
+
+const str = (r: SealedRow, k: string): string => String(r[k]);
+
+/** The additional data of a column of each table of SEALED_TABLES, from its row (as the ops bind it). */
+const AAD_OF: Record<SealedName, (r: SealedRow, column: string) => string> = {
+  tasks: (r, c) => AAD.task(str(r, 'project_id'), str(r, 'id'), c as Parameters<typeof AAD.task>[2]),
+  plans: (r, c) => AAD.plan(str(r, 'project_id'), c as 'goal' | 'body'),
+  discoveries: (r, c) => AAD.discovery(str(r, 'project_id'), str(r, 'id'), c as 'content' | 'files'),
+  decisions: (r, c) => AAD.decision(str(r, 'project_id'), str(r, 'id'), c as 'what' | 'why' | 'alternatives'),
+  approvals: (r, c) => AAD.approval(str(r, 'project_id'), str(r, 'id'), c as 'action' | 'details' | 'reason'),
+  locks: (r, c) => AAD.lock(str(r, 'project_id'), str(r, 'id'), c as 'reason'),
+  sessions: (r, c) => AAD.session(str(r, 'project_id'), str(r, 'id'), c as 'goal' | 'summary'),
+  session_checkpoints: (r, c) => AAD.checkpoint(str(r, 'session_id'), Number(r.seq), c as 'summary' | 'completed'),
+};
+
+const NO_COUNTS = (): Reencrypted => ({
+  messages: 0,
+  memory: 0,
+  handoffs: 0,
+  ...(Object.fromEntries(Object.keys(SEALED_TABLES).map((k) => [k, 0])) as Record<SealedName, number>),
+});
 
 /**
  * Re-seals every content field not sealed under the cipher's current key (plaintext written
@@ -25,7 +45,7 @@ export interface Reencrypted {
  */
 export async function reencryptAll(db: Db, cipher: Cipher, batch = 200): Promise<Reencrypted> {
   const prefix = `${SEALED_PREFIX}${cipher.currentKeyId}:`;
-  const done: Reencrypted = { messages: 0, memory: 0, handoffs: 0 };
+  const done = NO_COUNTS();
   const rounds = async (step: () => Promise<number>): Promise<number> => {
     let total = 0;
     for (;;) {
@@ -75,6 +95,25 @@ export async function reencryptAll(db: Db, cipher: Cipher, batch = 200): Promise
       return rows.length;
     }),
   );
+  for (const name of Object.keys(SEALED_TABLES) as SealedName[]) {
+    const t: SealedTable = SEALED_TABLES[name];
+    done[name] = await rounds(() =>
+      db.write(async (ex) => {
+        const rows = await staleRows(ex, t, prefix, batch);
+        for (const r of rows) {
+          const values = new Map<string, string | null>();
+          for (const { name: column } of t.columns) {
+            const v = r[column];
+            if (typeof v !== 'string' || v.startsWith(prefix)) continue;
+            const a = AAD_OF[name](r, column);
+            values.set(column, cipher.seal(cipher.open(v, a), a));
+          }
+          await setSealed(ex, t, r.rid, values);
+        }
+        return rows.length;
+      }),
+    );
+  }
   return done;
 }
 
@@ -116,7 +155,7 @@ export function registerKeysCommands(program: Command): void {
         added = addKeyToFile(dataDir, new Date()).id;
       }
       const { cipher } = openDataProtection(config, dataDir, log);
-      let counts: Reencrypted = { messages: 0, memory: 0, handoffs: 0 };
+      let counts = NO_COUNTS();
       if (cipher !== undefined && existsSync(join(dataDir, 'baton.db'))) {
         const hub = await Hub.open(config, { log });
         try {
@@ -130,7 +169,9 @@ export function registerKeysCommands(program: Command): void {
       else {
         if (added !== null) process.stdout.write(`new current key ${added} (keyring ${join(dataDir, 'keyring.json')})\n`);
         process.stdout.write(
-          `re-encrypted under ${out.current ?? '(no key)'}: ${counts.messages} messages, ${counts.memory} memory entries, ${counts.handoffs} handoffs\n`,
+          `re-encrypted under ${out.current ?? '(no key)'}: ${counts.messages} messages, ${counts.memory} memory entries, ${counts.handoffs} handoffs, ` +
+            `${counts.tasks} tasks, ${counts.plans} plans, ${counts.discoveries} discoveries, ${counts.decisions} decisions, ` +
+            `${counts.approvals} approvals, ${counts.locks} locks, ${counts.sessions} sessions, ${counts.session_checkpoints} checkpoints\n`,
         );
         if (added !== null) process.stdout.write('restart running hubs so that new writes use the new key (old keys still read)\n');
       }

@@ -7,6 +7,7 @@ import * as store from '../store/discoveries.js';
 import type { Before, DiscoveryRow } from '../store/discoveries.js';
 import { statusesOf } from '../store/tasks.js';
 import { defineOp, type OpDef } from './catalog.js';
+import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
 import { agentName, cursor, label, LIMITS, projectPath, taskId } from './schemas.js';
 
 import { iso } from '../core/time.js';
@@ -63,13 +64,19 @@ const discoveryOut = z.object({
   created_at: z.string(),
 });
 
-function toDiscoveryOut(r: DiscoveryRow): z.infer<typeof discoveryOut> {
+/**
+ * Encryption at rest (S32): content and files are sealed, bound to project, id and column. Tags,
+ * task ids, author and time stay clear: they are exact-match filters (docs/SECURITY.md).
+ */
+const openContent = (c: Cipher | undefined, r: DiscoveryRow): string => openWith(c, r.content, AAD.discovery(r.project_id, r.id, 'content'));
+
+function toDiscoveryOut(c: Cipher | undefined, r: DiscoveryRow): z.infer<typeof discoveryOut> {
   return {
     id: r.id,
-    content: r.content,
+    content: openContent(c, r),
     tags: JSON.parse(r.tags) as string[],
     task_ids: JSON.parse(r.task_ids) as string[],
-    files: JSON.parse(r.files) as string[],
+    files: JSON.parse(openWith(c, r.files, AAD.discovery(r.project_id, r.id, 'files'))) as string[],
     author: r.author,
     created_at: iso(r.created_at),
   };
@@ -99,13 +106,14 @@ export const discoveryAdd = defineOp({
     await mustHaveTasks(ctx.tx, projectId, taskIds);
     const id = newId('dsc');
     ctx.target(id);
+    const c = ctx.services.cipher;
     await store.insertDiscovery(ctx.tx, {
       id,
       projectId,
-      content: input.content,
+      content: sealWith(c, input.content, AAD.discovery(projectId, id, 'content')),
       tags,
       taskIds,
-      files,
+      files: sealWith(c, JSON.stringify(files), AAD.discovery(projectId, id, 'files')),
       author: ctx.principal.agentName,
       now: ctx.now,
     });
@@ -135,7 +143,15 @@ export const discoverySearch = defineOp({
   cli: { group: 'discovery', command: 'search' },
   async handler(ctx, input) {
     const size = input.limit ?? 20;
-    const rows = await store.searchDiscoveries(ctx.tx, {
+    // Encrypted content: the text filter runs on decrypted candidates, at most encryptedSearchScan
+    // of them per call (newest first); a page cut short by that bound still gets a cursor.
+    const c = ctx.services.cipher;
+    const q = input.text?.toLowerCase();
+    const scan =
+      c === undefined || q === undefined
+        ? {}
+        : { match: (r: DiscoveryRow) => openContent(c, r).toLowerCase().includes(q), scanMax: ctx.services.config.encryptedSearchScan };
+    const found = await store.searchDiscoveries(ctx.tx, {
       projectId: ctx.principal.projectId,
       text: input.text,
       tag: input.tag,
@@ -144,9 +160,11 @@ export const discoverySearch = defineOp({
       until: input.until,
       before: input.cursor === undefined ? undefined : decodeBefore(input.cursor),
       limit: size + 1,
+      ...scan,
     });
-    const p = page(rows, size);
-    return { discoveries: p.rows.map(toDiscoveryOut), next_cursor: p.next };
+    const p = page(found.rows, size);
+    const next = p.next ?? (found.scannedTo === undefined ? null : encodeBefore({ created_at: found.scannedTo.createdAt, id: found.scannedTo.id }));
+    return { discoveries: p.rows.map((r) => toDiscoveryOut(c, r)), next_cursor: next };
   },
 });
 

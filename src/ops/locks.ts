@@ -5,6 +5,7 @@ import { GlobBudget, globsOverlap, MAX_LENGTH, MAX_STARS, normalizeGlob } from '
 import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/locks.js';
 import type { Lock } from '../store/locks.js';
+import { AAD, openNullable, sealNullable, type Cipher } from '../security/crypto.js';
 import { statusesOf } from '../store/tasks.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { agentName, cursor, limit, taskId, waitMs } from './schemas.js';
@@ -57,13 +58,14 @@ export const lockOut = z.object({
 });
 export type LockOut = z.infer<typeof lockOut>;
 
-export function toLockOut(l: Lock): LockOut {
+/** The reason is content, sealed at rest (S32); the paths stay clear (the overlap check reads them). */
+export function toLockOut(l: Lock, c: Cipher | undefined): LockOut {
   return {
     id: l.id,
     agent: l.agentName,
     mode: l.mode,
     paths: l.paths,
-    reason: l.reason,
+    reason: openNullable(c, l.reason, AAD.lock(l.projectId, l.id, 'reason')),
     task_id: l.taskId,
     created_at: iso(l.createdAt),
     expires_at: iso(l.expiresAt),
@@ -192,7 +194,7 @@ export const lockAcquire = defineOp({
       const renewed = await store.renewLock(ctx.tx, projectId, same.id, expiresAt);
       ctx.target(same.id);
       await ctx.emit('lock.renewed', same.id, { paths, mode, agent: name });
-      return { lock: toLockOut(renewed ?? { ...same, expiresAt }) };
+      return { lock: toLockOut(renewed ?? { ...same, expiresAt }, ctx.services.cipher) };
     }
     if ((await store.countLiveLocksOf(ctx.tx, projectId, agentId, ctx.now)) >= LOCK_LIMITS.perAgent) {
       throw new BatonError('conflict', `you hold ${LOCK_LIMITS.perAgent} live locks; release some first`);
@@ -209,10 +211,11 @@ export const lockAcquire = defineOp({
       createdAt: ctx.now,
       expiresAt,
     };
-    await store.insertLock(ctx.tx, lock);
+    const stored = { ...lock, reason: sealNullable(ctx.services.cipher, lock.reason, AAD.lock(projectId, lock.id, 'reason')) };
+    await store.insertLock(ctx.tx, stored);
     ctx.target(lock.id);
     await ctx.emit('lock.acquired', lock.id, { paths, mode, agent: name });
-    return { lock: toLockOut(lock) };
+    return { lock: toLockOut(stored, ctx.services.cipher) };
   },
 });
 
@@ -253,7 +256,7 @@ export const lockForceRelease = defineOp({
     await store.deleteLock(ctx.tx, ctx.principal.projectId, id);
     const e = lockReleasedEvent(l, 'forced');
     await ctx.emit(e.type, e.subject, { ...e.data, by: ctx.principal.agentName });
-    return { released: true, lock: toLockOut(l) };
+    return { released: true, lock: toLockOut(l, ctx.services.cipher) };
   },
 });
 
@@ -307,7 +310,7 @@ export const lockList = defineOp({
     const page = found.slice(0, pageSize);
     const last = page[page.length - 1];
     return {
-      locks: page.map(toLockOut),
+      locks: page.map((l) => toLockOut(l, ctx.services.cipher)),
       next_cursor: found.length > pageSize && last !== undefined ? encodeLockCursor(last) : null,
     };
   },

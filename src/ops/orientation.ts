@@ -12,6 +12,7 @@ import { lockOut, toLockOut } from './locks.js';
 import { pendingHandoffsOut, resumeInfo, resumeSessionOut } from './sessions.js';
 import { toTaskSummary } from './tasks.js';
 import { VERSION } from '../version.js';
+import { AAD, openWith, sealWith } from '../security/crypto.js';
 
 import { iso } from '../core/time.js';
 
@@ -49,11 +50,13 @@ export const whoami = defineOp({
       agent: { id: p.agentId, name: p.agentName, role: p.role },
       project: { id: p.projectId, name: p.projectName },
       server_admin: p.serverAdmin,
-      held_tasks: held.map(toTaskSummary),
+      held_tasks: held.map((r) => toTaskSummary(ctx.services.cipher, r)),
       board: await countByStatus(ctx.tx, p.projectId),
       server: { name: 'baton', version: VERSION },
       ...(await resumeInfo(ctx.tx, p, ctx.services.cipher)),
-      locks: (await liveLocks(ctx.tx, { projectId: p.projectId, now: ctx.now, agentName: p.agentName, limit: 100 })).map(toLockOut),
+      locks: (await liveLocks(ctx.tx, { projectId: p.projectId, now: ctx.now, agentName: p.agentName, limit: 100 })).map((l) =>
+        toLockOut(l, ctx.services.cipher),
+      ),
       unread: await unreadCount(ctx.tx, p.projectId, p.agentId),
     };
   },
@@ -117,8 +120,11 @@ export const planGet = defineOp({
     const row = await getPlan(ctx.tx, ctx.principal.projectId);
     if (row === undefined) return { plan: { goal: '', body: '', version: 0, updated_by: null, updated_at: null } };
     const by = row.updated_by === null ? null : ((await agentById(ctx.tx, row.updated_by))?.name ?? null);
+    const c = ctx.services.cipher;
+    const goal = openWith(c, row.goal, AAD.plan(row.project_id, 'goal'));
+    const body = openWith(c, row.body, AAD.plan(row.project_id, 'body'));
     return {
-      plan: { goal: row.goal, body: row.body, version: row.version, updated_by: by, updated_at: iso(row.updated_at) },
+      plan: { goal, body, version: row.version, updated_by: by, updated_at: iso(row.updated_at) },
     };
   },
 });
@@ -146,9 +152,13 @@ export const planUpdate = defineOp({
     if (input.if_version !== undefined && input.if_version !== current) {
       throw new BatonError('version_conflict', `plan is at version ${current}`, { version: current });
     }
-    const goal = input.goal ?? row?.goal ?? '';
-    const body = input.body ?? row?.body ?? '';
-    await putPlan(ctx.tx, p.projectId, goal, body, current + 1, p.agentId, ctx.now);
+    // Encryption at rest (S32): goal and body are sealed, bound to the project and column.
+    const c = ctx.services.cipher;
+    const goal = input.goal ?? (row === undefined ? '' : openWith(c, row.goal, AAD.plan(p.projectId, 'goal')));
+    const body = input.body ?? (row === undefined ? '' : openWith(c, row.body, AAD.plan(p.projectId, 'body')));
+    const sealedGoal = sealWith(c, goal, AAD.plan(p.projectId, 'goal'));
+    const sealedBody = sealWith(c, body, AAD.plan(p.projectId, 'body'));
+    await putPlan(ctx.tx, p.projectId, sealedGoal, sealedBody, current + 1, p.agentId, ctx.now);
     await ctx.emit('plan.updated', null, { version: current + 1 });
     return {
       plan: { goal, body, version: current + 1, updated_by: p.agentName, updated_at: iso(ctx.now) },

@@ -4,6 +4,7 @@ import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/oversight.js';
 import type { ApprovalRow, DecisionRow } from '../store/oversight.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { AAD, openNullable, openWith, sealNullable, sealWith, type Cipher } from '../security/crypto.js';
 import { decodeBefore, mustHaveTasks, page } from './discoveries.js';
 import { cursor, limit, taskId, waitMs } from './schemas.js';
 
@@ -25,12 +26,16 @@ const decisionOut = z.object({
   created_at: z.string(),
 });
 
-function toDecisionOut(r: DecisionRow): z.infer<typeof decisionOut> {
+/**
+ * Encryption at rest (S32): a decision's what, why and alternatives, and an approval's action,
+ * details and decision reason are sealed when written, bound to project, id and column.
+ */
+function toDecisionOut(c: Cipher | undefined, r: DecisionRow): z.infer<typeof decisionOut> {
   return {
     id: r.id,
-    what: r.what,
-    why: r.why,
-    alternatives: JSON.parse(r.alternatives) as string[],
+    what: openWith(c, r.what, AAD.decision(r.project_id, r.id, 'what')),
+    why: openWith(c, r.why, AAD.decision(r.project_id, r.id, 'why')),
+    alternatives: JSON.parse(openWith(c, r.alternatives, AAD.decision(r.project_id, r.id, 'alternatives'))) as string[],
     task_id: r.task_id,
     author: r.author,
     created_at: iso(r.created_at),
@@ -58,12 +63,13 @@ export const decisionRecord = defineOp({
     if (input.task_id !== undefined) await mustHaveTasks(ctx.tx, projectId, [input.task_id]);
     const id = newId('dec');
     ctx.target(id);
+    const c = ctx.services.cipher;
     await store.insertDecision(ctx.tx, {
       id,
       projectId,
-      what: input.what,
-      why: input.why,
-      alternatives: input.alternatives ?? [],
+      what: sealWith(c, input.what, AAD.decision(projectId, id, 'what')),
+      why: sealWith(c, input.why, AAD.decision(projectId, id, 'why')),
+      alternatives: sealWith(c, JSON.stringify(input.alternatives ?? []), AAD.decision(projectId, id, 'alternatives')),
       taskId: input.task_id ?? null,
       author: ctx.principal.agentName,
       now: ctx.now,
@@ -91,7 +97,7 @@ export const decisionList = defineOp({
       limit: size + 1,
     });
     const p = page(rows, size);
-    return { decisions: p.rows.map(toDecisionOut), next_cursor: p.next };
+    return { decisions: p.rows.map((r) => toDecisionOut(ctx.services.cipher, r)), next_cursor: p.next };
   },
 });
 
@@ -111,18 +117,18 @@ const approvalOut = z.object({
   created_at: z.string(),
 });
 
-function toApprovalOut(r: ApprovalRow): z.infer<typeof approvalOut> {
+function toApprovalOut(c: Cipher | undefined, r: ApprovalRow): z.infer<typeof approvalOut> {
   return {
     id: r.id,
-    action: r.action,
-    details: r.details,
+    action: openWith(c, r.action, AAD.approval(r.project_id, r.id, 'action')),
+    details: openWith(c, r.details, AAD.approval(r.project_id, r.id, 'details')),
     risk: r.risk as (typeof RISKS)[number],
     task_id: r.task_id,
     status: r.status,
     requested_by: r.requested_by,
     decided_by: r.decided_by,
     decided_at: r.decided_at === null ? null : iso(r.decided_at),
-    reason: r.reason,
+    reason: openNullable(c, r.reason, AAD.approval(r.project_id, r.id, 'reason')),
     created_at: iso(r.created_at),
   };
 }
@@ -148,11 +154,12 @@ export const approvalRequest = defineOp({
     if (input.task_id !== undefined) await mustHaveTasks(ctx.tx, projectId, [input.task_id]);
     const id = newId('apr');
     ctx.target(id);
+    const c = ctx.services.cipher;
     await store.insertApproval(ctx.tx, {
       id,
       projectId,
-      action: input.action,
-      details: input.details ?? '',
+      action: sealWith(c, input.action, AAD.approval(projectId, id, 'action')),
+      details: sealWith(c, input.details ?? '', AAD.approval(projectId, id, 'details')),
       risk: input.risk,
       taskId: input.task_id ?? null,
       requestedBy: agentName,
@@ -180,7 +187,7 @@ export const approvalGet = defineOp({
     if (row === undefined) throw notFound('approval');
     ctx.target(id);
     if (row.status === 'pending' && !ctx.final) return RETRY;
-    return { approval: toApprovalOut(row) };
+    return { approval: toApprovalOut(ctx.services.cipher, row) };
   },
 });
 
@@ -203,7 +210,7 @@ export const approvalDecide = defineOp({
       id,
       status: decision === 'grant' ? 'granted' : 'denied',
       by: ctx.principal.agentName,
-      reason: reason ?? null,
+      reason: sealNullable(ctx.services.cipher, reason ?? null, AAD.approval(projectId, id, 'reason')),
       now: ctx.now,
     });
     if (row === undefined) {
@@ -216,7 +223,7 @@ export const approvalDecide = defineOp({
       kind: 'agent',
       agentId: row.requester_id,
     });
-    return { approval: toApprovalOut(row) };
+    return { approval: toApprovalOut(ctx.services.cipher, row) };
   },
 });
 
@@ -240,7 +247,7 @@ export const approvalList = defineOp({
       limit: size + 1,
     });
     const p = page(rows, size);
-    return { approvals: p.rows.map(toApprovalOut), next_cursor: p.next };
+    return { approvals: p.rows.map((r) => toApprovalOut(ctx.services.cipher, r)), next_cursor: p.next };
   },
 });
 

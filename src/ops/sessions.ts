@@ -6,7 +6,7 @@ import { allowedRepos, commitStaged, GIT_TIMEOUT_MS, projectDir, stageForAgent, 
 import { refuseLockedStaged } from './commit-guard.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import { scanFields } from '../core/secrets-scan.js';
-import { AAD, isSealed, openWith, sealWith, type Cipher } from '../security/crypto.js';
+import { AAD, isSealed, openNullable, openWith, sealNullable, sealWith, type Cipher } from '../security/crypto.js';
 import type { Executor } from '../store/db.js';
 import { agentByName } from '../store/directory.js';
 import * as store from '../store/sessions.js';
@@ -81,25 +81,30 @@ export const pendingHandoffsOut = z.object({
   ),
 });
 
-function toSession(row: SessionRow, agent: string): z.infer<typeof sessionOut> {
+/**
+ * Encryption at rest (S32): a session's goal and summary, and a checkpoint's summary and completed
+ * items, are sealed when written (bound to project and session id, or session id and checkpoint
+ * number, and column); the metrics (numbers under short keys) and commit sha stay clear.
+ */
+function toSession(c: Cipher | undefined, row: SessionRow, agent: string): z.infer<typeof sessionOut> {
   return {
     id: row.id,
     agent,
     status: row.status,
-    goal: row.goal,
-    summary: row.summary,
+    goal: openNullable(c, row.goal, AAD.session(row.project_id, row.id, 'goal')),
+    summary: openNullable(c, row.summary, AAD.session(row.project_id, row.id, 'summary')),
     checkpoints: row.checkpoints,
     started_at: iso(row.started_at),
     ended_at: isoOrNull(row.ended_at),
   };
 }
 
-function toCheckpoint(row: CheckpointRow): z.infer<typeof checkpointOut> {
+function toCheckpoint(c: Cipher | undefined, row: CheckpointRow): z.infer<typeof checkpointOut> {
   return {
     id: row.seq,
     at: iso(row.at),
-    summary: row.summary,
-    completed: json<string[]>(row.completed),
+    summary: openWith(c, row.summary, AAD.checkpoint(row.session_id, row.seq, 'summary')),
+    completed: json<string[]>(openWith(c, row.completed, AAD.checkpoint(row.session_id, row.seq, 'completed'))),
     metrics: json<Record<string, number>>(row.metrics),
     commit_sha: row.commit_sha,
   };
@@ -184,7 +189,7 @@ export async function resumeInfo(
   let session: z.infer<typeof resumeSessionOut> = null;
   if (open !== undefined) {
     const last = open.checkpoints > 0 ? await store.lastCheckpoint(ex, open.id) : undefined;
-    session = { ...toSession(open, p.agentName), last_checkpoint: last === undefined ? null : toCheckpoint(last) };
+    session = { ...toSession(cipher, open, p.agentName), last_checkpoint: last === undefined ? null : toCheckpoint(cipher, last) };
   }
   const pending = await store.pendingFor(ex, reader(p), WHOAMI_HANDOFFS);
   return {
@@ -227,12 +232,12 @@ export const sessionStart = defineOp({
       id,
       projectId: p.projectId,
       agentId: p.agentId,
-      goal: input.goal ?? null,
+      goal: sealNullable(ctx.services.cipher, input.goal ?? null, AAD.session(p.projectId, id, 'goal')),
       now: ctx.now,
     });
     ctx.target(id);
     await ctx.emit('session.started', id, { agent: p.agentName });
-    return { session: toSession(row, p.agentName), abandoned: old?.id ?? null };
+    return { session: toSession(ctx.services.cipher, row, p.agentName), abandoned: old?.id ?? null };
   },
 });
 
@@ -391,6 +396,7 @@ export const sessionCheckpoint = defineOp({
       completed: JSON.stringify(input.completed ?? []),
       metrics: JSON.stringify(input.metrics ?? {}),
       commitSha: sha,
+      seal: (seq, column, value) => sealWith(ctx.services.cipher, value, AAD.checkpoint(session.id, seq, column)),
     });
     await ctx.emit('session.checkpoint', session.id, { seq: row.seq, committed: sha !== null });
     return { checkpoint: { id: row.seq, at: iso(row.at), commit_sha: sha } };
@@ -468,7 +474,8 @@ export const sessionEnd = defineOp({
       leases = ids.map((id) => ({ id, token: rows.get(id)!.lease_token }));
     }
 
-    const closed = await store.closeSession(ctx.tx, session.id, 'ended', input.summary ?? null, ctx.now);
+    const summary = sealNullable(ctx.services.cipher, input.summary ?? null, AAD.session(p.projectId, session.id, 'summary'));
+    const closed = await store.closeSession(ctx.tx, session.id, 'ended', summary, ctx.now);
     if (closed === undefined) throw conflict('session changed concurrently; retry');
     await ctx.emit('session.ended', session.id, { status: 'ended', agent: p.agentName });
     // Locks are not handed over: whoever continues takes the locks they need.
@@ -503,7 +510,7 @@ export const sessionEnd = defineOp({
         audience,
       );
     }
-    return { session: toSession(closed, p.agentName), handoff: handoff === null ? null : toHandoff(ctx.services.cipher, handoff) };
+    return { session: toSession(ctx.services.cipher, closed, p.agentName), handoff: handoff === null ? null : toHandoff(ctx.services.cipher, handoff) };
   },
 });
 

@@ -12,6 +12,7 @@ import { releaseTaskLocks } from '../store/locks.js';
 import { approvalGranted } from '../store/oversight.js';
 import * as store from '../store/tasks.js';
 import type { TaskRow } from '../store/tasks.js';
+import { AAD, openNullable, openWith, sealNullable, sealWith, type Cipher, type TaskField } from '../security/crypto.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { lockReleasedEvent } from './locks.js';
 import {
@@ -40,18 +41,29 @@ function parseJson<T>(text: string | null, fallback: T): T {
   return text === null ? fallback : (JSON.parse(text) as T);
 }
 
-export function toTaskOut(row: TaskRow, dependsOn: readonly string[]): TaskOut {
+/**
+ * Encryption at rest (S32): title, description, context, result and last_error are sealed when
+ * written (bound to project, task id and column) and opened here, only for the tasks an op
+ * returns. Rows written before encryption was on are read as they are.
+ */
+const openTask = (c: Cipher | undefined, row: TaskRow, field: TaskField): string | null =>
+  openNullable(c, row[field], AAD.task(row.project_id, row.id, field));
+
+const sealTask = (c: Cipher | undefined, projectId: string, id: string, field: TaskField, value: string): string =>
+  sealWith(c, value, AAD.task(projectId, id, field));
+
+export function toTaskOut(c: Cipher | undefined, row: TaskRow, dependsOn: readonly string[]): TaskOut {
   return {
     id: row.id,
-    title: row.title,
-    description: row.description,
+    title: openWith(c, row.title, AAD.task(row.project_id, row.id, 'title')),
+    description: openWith(c, row.description, AAD.task(row.project_id, row.id, 'description')),
     status: row.status,
     priority: row.priority,
     labels: parseJson<string[]>(row.labels, []),
     capabilities: parseJson<string[]>(row.capabilities, []),
     depends_on: [...dependsOn],
     parent_id: row.parent_id,
-    context: parseJson(row.context, null),
+    context: parseJson(openTask(c, row, 'context'), null),
     assignee: row.assignee_agent,
     assignee_role: row.assignee_role,
     attempts: row.attempts,
@@ -61,8 +73,8 @@ export function toTaskOut(row: TaskRow, dependsOn: readonly string[]): TaskOut {
       row.lease_owner !== null && row.lease_expires_at !== null
         ? { owner: row.lease_owner, token: row.lease_token, expires_at: iso(row.lease_expires_at) }
         : null,
-    result: parseJson(row.result, null),
-    last_error: row.last_error,
+    result: parseJson(openTask(c, row, 'result'), null),
+    last_error: openTask(c, row, 'last_error'),
     needs_approval: row.needs_approval === 1,
     idempotency_key: row.idempotency_key,
     created_by: row.created_by,
@@ -72,25 +84,27 @@ export function toTaskOut(row: TaskRow, dependsOn: readonly string[]): TaskOut {
   };
 }
 
-/** The short form lists use. */
-export function toTaskSummary(row: TaskRow): z.infer<typeof taskSummaryOut> {
-  const t = toTaskOut(row, []);
+/** The short form lists use (only the title is opened). */
+export function toTaskSummary(c: Cipher | undefined, row: TaskRow): z.infer<typeof taskSummaryOut> {
   return {
-    id: t.id,
-    title: t.title,
-    status: t.status,
-    priority: t.priority,
-    labels: t.labels,
-    assignee: t.assignee,
-    attempts: t.attempts,
-    lease: t.lease,
-    updated_at: t.updated_at,
+    id: row.id,
+    title: openWith(c, row.title, AAD.task(row.project_id, row.id, 'title')),
+    status: row.status,
+    priority: row.priority,
+    labels: parseJson<string[]>(row.labels, []),
+    assignee: row.assignee_agent,
+    attempts: row.attempts,
+    lease:
+      row.lease_owner !== null && row.lease_expires_at !== null
+        ? { owner: row.lease_owner, token: row.lease_token, expires_at: iso(row.lease_expires_at) }
+        : null,
+    updated_at: iso(row.updated_at),
   };
 }
 
-async function full(ex: Executor, row: TaskRow): Promise<TaskOut> {
-  const deps = await store.depsOf(ex, [row.id]);
-  return toTaskOut(row, deps.get(row.id) ?? []);
+async function full(ctx: OpContext, row: TaskRow): Promise<TaskOut> {
+  const deps = await store.depsOf(ctx.tx, [row.id]);
+  return toTaskOut(ctx.services.cipher, row, deps.get(row.id) ?? []);
 }
 
 async function mustGet(ctx: OpContext, id: string): Promise<TaskRow> {
@@ -304,13 +318,14 @@ export const taskCreate = defineOp({
         {
           id: ids[i]!,
           projectId,
-          title: t.title,
-          description: t.description ?? '',
+          title: sealTask(ctx.services.cipher, projectId, ids[i]!, 'title', t.title),
+          description: sealTask(ctx.services.cipher, projectId, ids[i]!, 'description', t.description ?? ''),
           priority: t.priority ?? 5,
           labels: t.labels ?? [],
           capabilities: [...new Set(t.capabilities ?? [])],
           parentId: t.parent_id ?? null,
-          context: t.context === undefined ? null : JSON.stringify(t.context),
+          context:
+            t.context === undefined ? null : sealTask(ctx.services.cipher, projectId, ids[i]!, 'context', JSON.stringify(t.context)),
           assigneeAgent: t.assignee ?? null,
           assigneeRole: t.assignee_role ?? null,
           status,
@@ -369,7 +384,7 @@ export const taskList = defineOp({
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
     const next = rows.length > pageSize && last !== undefined ? encodeTaskCursor(last) : null;
-    return { tasks: page.map(toTaskSummary), next_cursor: next };
+    return { tasks: page.map((r) => toTaskSummary(ctx.services.cipher, r)), next_cursor: next };
   },
 });
 
@@ -392,7 +407,7 @@ export const taskGet = defineOp({
   rest: { method: 'GET', path: '/tasks/:id' },
   cli: { group: 'task', command: 'get', positional: 'id' },
   async handler(ctx, { id }) {
-    return { task: await full(ctx.tx, await mustGet(ctx, id)) };
+    return { task: await full(ctx, await mustGet(ctx, id)) };
   },
 });
 
@@ -446,7 +461,7 @@ export const taskClaim = defineOp({
     }
     ctx.target(row.id);
     await ctx.emit('task.claimed', row.id, { owner: name, attempt: row.attempts });
-    return { task: await full(ctx.tx, row) };
+    return { task: await full(ctx, row) };
   },
 });
 
@@ -464,7 +479,7 @@ export const taskStart = defineOp({
     const row = await fencedWrite(ctx, () => store.startTask(ctx.tx, fenceOf(ctx, id, lease_token)));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit('task.started', id);
-    return { task: await full(ctx.tx, row) };
+    return { task: await full(ctx, row) };
   },
 });
 
@@ -498,7 +513,8 @@ export const taskComplete = defineOp({
   async handler(ctx, { id, lease_token, result }) {
     ctx.target(id);
     const fence = fenceOf(ctx, id, lease_token);
-    let row = await fencedWrite(ctx, () => store.completeTask(ctx.tx, fence, JSON.stringify(result)));
+    const sealed = sealTask(ctx.services.cipher, ctx.principal.projectId, id, 'result', JSON.stringify(result));
+    let row = await fencedWrite(ctx, () => store.completeTask(ctx.tx, fence, sealed));
     if (row === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_complete');
       if (replay !== undefined) return replay as { id: string; status: TaskState; unblocked: string[] };
@@ -508,7 +524,7 @@ export const taskComplete = defineOp({
       if (!(await approvalGranted(ctx.tx, ctx.principal.projectId, id))) {
         throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
       }
-      row = await store.completeTask(ctx.tx, fence, JSON.stringify(result), true);
+      row = await store.completeTask(ctx.tx, fence, sealed, true);
       if (row === undefined) throw failure;
     }
     await ctx.emit('task.done', id);
@@ -544,7 +560,10 @@ export const taskFail = defineOp({
       attempts: current.attempts,
       available_at: iso(next.state === 'ready' ? next.availableAt : ctx.now),
     };
-    const row = await fencedWrite(ctx, () => store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), error, next, JSON.stringify(answer)));
+    const sealedError = sealTask(ctx.services.cipher, ctx.principal.projectId, id, 'last_error', error);
+    const row = await fencedWrite(ctx, () =>
+      store.failTask(ctx.tx, fenceOf(ctx, id, lease_token), sealedError, next, JSON.stringify(answer)),
+    );
     if (row === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_fail');
       if (replay !== undefined) return replay as typeof answer;
@@ -636,12 +655,18 @@ export const taskUpdate = defineOp({
       ctx.tx,
       row,
       {
-        title: input.title,
-        description: input.description,
+        title: input.title === undefined ? undefined : sealTask(ctx.services.cipher, row.project_id, row.id, 'title', input.title),
+        description:
+          input.description === undefined
+            ? undefined
+            : sealTask(ctx.services.cipher, row.project_id, row.id, 'description', input.description),
         priority: input.priority,
         labels: input.labels,
         capabilities: input.capabilities,
-        context: input.context === undefined ? undefined : input.context === null ? null : JSON.stringify(input.context),
+        context:
+          input.context === undefined
+            ? undefined
+            : sealNullable(ctx.services.cipher, input.context === null ? null : JSON.stringify(input.context), AAD.task(row.project_id, row.id, 'context')),
         assigneeAgent: input.assignee,
         assigneeRole: input.assignee_role,
         maxAttempts: input.max_attempts,
@@ -687,7 +712,7 @@ export const taskUpdate = defineOp({
       }
     }
     await ctx.emit('task.updated', row.id);
-    return { task: await full(ctx.tx, row) };
+    return { task: await full(ctx, row) };
   },
 });
 

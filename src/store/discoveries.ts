@@ -23,7 +23,8 @@ export interface NewDiscovery {
   content: string;
   tags: readonly string[];
   taskIds: readonly string[];
-  files: readonly string[];
+  /** JSON text of the files (sealed when encryption is on). */
+  files: string;
   author: string;
   now: number;
 }
@@ -31,7 +32,7 @@ export interface NewDiscovery {
 export async function insertDiscovery(ex: Executor, d: NewDiscovery): Promise<void> {
   await ex.run(sql`INSERT INTO discoveries (id, project_id, content, tags, task_ids, files, author, created_at)
     VALUES (${d.id}, ${d.projectId}, ${d.content}, ${JSON.stringify(d.tags)}, ${JSON.stringify(d.taskIds)},
-      ${JSON.stringify(d.files)}, ${d.author}, ${d.now})`);
+      ${d.files}, ${d.author}, ${d.now})`);
   for (const tag of new Set(d.tags)) {
     await ex.run(sql`INSERT INTO discovery_tags (discovery_id, project_id, tag) VALUES (${d.id}, ${d.projectId}, ${tag})`);
   }
@@ -52,19 +53,56 @@ export interface DiscoveryFilter {
   until?: number;
   before?: Before;
   limit: number;
+  /**
+   * Encrypted content (S32) cannot be matched in SQL: with `match`, `text` is tested by this
+   * predicate on the caller's decrypted content instead, over at most `scanMax` candidates
+   * (newest first, after the exact-match filters), as message search does.
+   */
+  match?: (r: DiscoveryRow) => boolean;
+  scanMax?: number;
 }
 
+export interface DiscoverySearch {
+  rows: DiscoveryRow[];
+  /** Set when an encrypted text search stopped at its scan bound: the last row scanned, to continue from. */
+  scannedTo?: Before;
+}
+
+const SCAN_BATCH = 200;
+
 /** Newest first. Text is a case-insensitive substring match on the content. */
-export function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promise<DiscoveryRow[]> {
+export async function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promise<DiscoverySearch> {
   const where: Sql[] = [sql`project_id = ${f.projectId}`];
-  if (f.text !== undefined) where.push(sql`instr(lower(content), lower(${f.text})) > 0`);
+  const match = f.text === undefined ? undefined : f.match;
+  if (f.text !== undefined && match === undefined) where.push(sql`instr(lower(content), lower(${f.text})) > 0`);
   if (f.tag !== undefined) {
     where.push(sql`id IN (SELECT discovery_id FROM discovery_tags WHERE project_id = ${f.projectId} AND tag = ${f.tag})`);
   }
   if (f.author !== undefined) where.push(sql`author = ${f.author}`);
   if (f.since !== undefined) where.push(sql`created_at >= ${f.since}`);
   if (f.until !== undefined) where.push(sql`created_at <= ${f.until}`);
-  if (f.before !== undefined) where.push(sql`(created_at, id) < (${f.before.createdAt}, ${f.before.id})`);
-  return ex.all<DiscoveryRow>(sql`SELECT * FROM discoveries WHERE ${join(where, trusted(' AND '))}
-      ORDER BY created_at DESC, id DESC LIMIT ${f.limit}`);
+  const select = (before: Before | undefined, limit: number): Promise<DiscoveryRow[]> => {
+    const all = before === undefined ? where : [...where, sql`(created_at, id) < (${before.createdAt}, ${before.id})`];
+    return ex.all<DiscoveryRow>(sql`SELECT * FROM discoveries WHERE ${join(all, trusted(' AND '))}
+      ORDER BY created_at DESC, id DESC LIMIT ${limit}`);
+  };
+  if (match === undefined) return { rows: await select(f.before, f.limit) };
+  const scanMax = f.scanMax ?? 1000;
+  const rows: DiscoveryRow[] = [];
+  let before = f.before;
+  let scanned = 0;
+  while (scanned < scanMax) {
+    const want = Math.min(SCAN_BATCH, scanMax - scanned);
+    const batch = await select(before, want);
+    for (const r of batch) {
+      scanned++;
+      before = { createdAt: r.created_at, id: r.id };
+      if (match(r)) {
+        rows.push(r);
+        if (rows.length >= f.limit) return { rows };
+      }
+    }
+    if (batch.length < want) return { rows };
+  }
+  return before === undefined ? { rows } : { rows, scannedTo: before };
 }

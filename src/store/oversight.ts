@@ -19,7 +19,8 @@ export interface NewDecision {
   projectId: string;
   what: string;
   why: string;
-  alternatives: readonly string[];
+  /** JSON text of the alternatives (sealed when encryption is on). */
+  alternatives: string;
   taskId: string | null;
   author: string;
   now: number;
@@ -27,7 +28,7 @@ export interface NewDecision {
 
 export async function insertDecision(ex: Executor, d: NewDecision): Promise<void> {
   await ex.run(sql`INSERT INTO decisions (id, project_id, what, why, alternatives, task_id, author, created_at)
-    VALUES (${d.id}, ${d.projectId}, ${d.what}, ${d.why}, ${JSON.stringify(d.alternatives)}, ${d.taskId}, ${d.author},
+    VALUES (${d.id}, ${d.projectId}, ${d.what}, ${d.why}, ${d.alternatives}, ${d.taskId}, ${d.author},
       ${d.now})`);
 }
 

@@ -85,14 +85,26 @@ export function closeSession(
 
 export async function addCheckpoint(
   ex: Executor,
-  c: { sessionId: string; at: number; summary: string; completed: string; metrics: string; commitSha: string | null },
+  c: {
+    sessionId: string;
+    at: number;
+    summary: string;
+    completed: string;
+    metrics: string;
+    commitSha: string | null;
+    /** Encrypts summary and completed once the checkpoint's number is known (S32: bound to it). */
+    seal?: (seq: number, column: 'summary' | 'completed', value: string) => string;
+  },
 ): Promise<CheckpointRow> {
   const counted = await ex.get<{ checkpoints: number }>(sql`UPDATE sessions SET checkpoints = checkpoints + 1
       WHERE id = ${c.sessionId} AND status = 'open' RETURNING checkpoints`);
   if (counted === undefined) throw new Error('checkpoint on a session that is not open');
+  const seq = counted.checkpoints;
+  const summary = c.seal === undefined ? c.summary : c.seal(seq, 'summary', c.summary);
+  const completed = c.seal === undefined ? c.completed : c.seal(seq, 'completed', c.completed);
   const row = await ex.get<CheckpointRow>(sql`INSERT INTO session_checkpoints
       (session_id, seq, at, summary, completed, metrics, commit_sha)
-      VALUES (${c.sessionId}, ${counted.checkpoints}, ${c.at}, ${c.summary}, ${c.completed}, ${c.metrics}, ${c.commitSha})
+      VALUES (${c.sessionId}, ${seq}, ${c.at}, ${summary}, ${completed}, ${c.metrics}, ${c.commitSha})
       RETURNING *`);
   if (row === undefined) throw new Error('checkpoint insert returned nothing');
   return row;

@@ -191,7 +191,19 @@ describe('S32: baton keys rotate', () => {
       expect(out.current).toBe(out.added);
       expect(out.added).not.toBe(x.keyId);
       expect(out.keys).toEqual([out.added, x.keyId]);
-      expect(out.reencrypted).toEqual({ messages: 1, memory: 1, handoffs: 1 });
+      expect(out.reencrypted).toEqual({
+        messages: 1,
+        memory: 1,
+        handoffs: 1,
+        tasks: 0,
+        plans: 0,
+        discoveries: 0,
+        decisions: 0,
+        approvals: 0,
+        locks: 0,
+        sessions: 0,
+        session_checkpoints: 0,
+      });
       expect(statSync(join(x.data, KEYRING_FILE)).mode & 0o777).toBe(0o600);
 
       // Chosen design: old rows are re-encrypted (every column now names the new key)...
