@@ -2,13 +2,15 @@
  * `npm run bench:soak`: a long run (SOAK_SECONDS, default 600) of 64 agents claiming and
  * completing over MCP HTTP against one `baton serve`, with a lead creating tasks as fast as they
  * are done and messages flowing, while retention prunes events, finished tasks and read mail.
- * Every 30 s it samples the server's RSS and the database size (main file + WAL). Memory and
- * disk should be flat once warm: the last third's mean against the first third's (after a
+ * Every 30 s it samples the server's RSS, the database size (main file + WAL) and the bytes in
+ * use by the audit trail and by everything else. Memory and the data under retention should be
+ * flat once warm: the last third's mean against the first third's (after a
  * warm-up of one sample interval) is printed as growth %. Bench only: never part of `npm test`.
  */
 import { readFileSync, statSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';
@@ -22,6 +24,28 @@ const AGENTS = Number(process.env.SOAK_AGENTS ?? 64);
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m === null ? NaN : Number(m[1]) / 1024;
+}
+
+/**
+ * Bytes in use by the audit trail and by everything else, from SQLite's dbstat (a read-only
+ * connection; pages of deleted rows that SQLite keeps for reuse count as free, not as used).
+ * The audit trail is kept for `auditRetentionDays` (whole days) by design, so a 10-minute run
+ * shows its growth rate; everything else should be flat under retention.
+ */
+function usedMiB(dir: string): { audit: number; rest: number } {
+  const db = new Database(join(dir, 'baton.db'), { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('SELECT name, sum(pgsize - unused) AS used FROM dbstat GROUP BY name').all() as { name: string; used: number }[];
+    let audit = 0;
+    let rest = 0;
+    for (const r of rows) {
+      if (r.name === 'audit' || r.name.startsWith('audit_') || r.name.startsWith('sqlite_autoindex_audit')) audit += r.used;
+      else rest += r.used;
+    }
+    return { audit: audit / 2 ** 20, rest: rest / 2 ** 20 };
+  } finally {
+    db.close();
+  }
 }
 
 function dbMiB(dir: string): number {
@@ -63,15 +87,17 @@ async function main(): Promise<void> {
     'stderr',
   );
   const pid = server.child.pid!;
-  const samples: { t: number; rss: number; db: number; cycles: number }[] = [];
+  const samples: { t: number; rss: number; db: number; audit: number; rest: number; cycles: number }[] = [];
   let cycles = 0;
   let empty = 0;
   let stop = false;
   const started = performance.now();
   const sampler = setInterval(() => {
-    const s = { t: Math.round((performance.now() - started) / 1000), rss: rssMiB(pid), db: dbMiB(dataDir), cycles };
+    const s = { t: Math.round((performance.now() - started) / 1000), rss: rssMiB(pid), db: dbMiB(dataDir), ...usedMiB(dataDir), cycles };
     samples.push(s);
-    process.stderr.write(`  t=${s.t}s rss=${s.rss.toFixed(1)} MiB db=${s.db.toFixed(1)} MiB cycles=${s.cycles} empty claims=${empty}\n`);
+    process.stderr.write(
+      `  t=${s.t}s rss=${s.rss.toFixed(1)} MiB file=${s.db.toFixed(1)} MiB used: audit ${s.audit.toFixed(1)} MiB, rest ${s.rest.toFixed(1)} MiB; cycles=${s.cycles} empty claims=${empty}\n`,
+    );
   }, SAMPLE_MS);
 
   const producer = (async () => {
@@ -127,9 +153,11 @@ async function main(): Promise<void> {
     (mean(warm.slice(-third).map(pick)) / mean(warm.slice(0, third).map(pick)) - 1) * 100;
   process.stdout.write(
     `\nsoak: ${AGENTS} agents, ${SECONDS} s, ${cycles} cycles (${(cycles / SECONDS).toFixed(0)}/s); ` +
-      `RSS growth ${growth((s) => s.rss).toFixed(1)} %, database growth ${growth((s) => s.db).toFixed(1)} % ` +
-      `(last third vs first third after warm-up)\n` +
-      samples.map((s) => `| ${s.t} s | ${s.rss.toFixed(1)} MiB | ${s.db.toFixed(1)} MiB | ${s.cycles} |`).join('\n') +
+      `RSS growth ${growth((s) => s.rss).toFixed(1)} %, database file growth ${growth((s) => s.db).toFixed(1)} %, ` +
+      `data in use but the audit trail ${growth((s) => s.rest).toFixed(1)} % (last third vs first third after warm-up); ` +
+      `audit trail ${(((samples.at(-1)?.audit ?? 0) - (samples[0]?.audit ?? 0)) / Math.max(1, ((samples.at(-1)?.t ?? 0) - (samples[0]?.t ?? 0)) / 60)).toFixed(1)} MiB/min\n` +
+      '| t | RSS | file | in use: audit | in use: rest | cycles |\n|---|---|---|---|---|---|\n' +
+      samples.map((s) => `| ${s.t} s | ${s.rss.toFixed(1)} MiB | ${s.db.toFixed(1)} MiB | ${s.audit.toFixed(1)} MiB | ${s.rest.toFixed(1)} MiB | ${s.cycles} |`).join('\n') +
       '\n',
   );
 }
