@@ -3,8 +3,19 @@ import { sql } from '../store/sql.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { agentByName, projectByName } from '../store/directory.js';
-import { anchorIsAuthentic, exportAnchor, queryAudit, verifyAudit, verifyAuditProject, type AuditAnchor, type AuditRow } from '../store/journal.js';
-import { defineOp, type OpDef } from './catalog.js';
+import {
+  anchorIsAuthentic,
+  beginAuditWalk,
+  endAuditWalk,
+  exportAnchor,
+  queryAudit,
+  stepAuditWalk,
+  verifyAuditProject,
+  type AuditAnchor,
+  type AuditRow,
+  type AuditWalk,
+} from '../store/journal.js';
+import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { agentName, projectName } from './schemas.js';
 
 /**
@@ -154,6 +165,22 @@ function parseAnchor(text: string): AuditAnchor {
   return { v: 1, count: Number(m[1]), last_id: Number(m[2]), hash: m[3]!, mac: m[4]! };
 }
 
+/**
+ * Rows checked per step of a server admin's verify: about 5 ms of hashing and reading on an idle
+ * core, so another call waits at most about that long for the store.
+ */
+const WALK_PAGE = 1_000;
+
+/**
+ * A server admin's verify in progress, keyed by the call's parsed input object, which the runner
+ * hands unchanged to every attempt of one call (see ops/sessions.ts commitJobs): each attempt
+ * resumes the walk where the last one stopped.
+ */
+const walks = new WeakMap<object, AuditWalk>();
+
+/** Settles on a later turn of the event loop: the runner's next attempt comes then (ctx.outside). */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export const auditVerify = defineOp({
   name: 'audit_verify',
   summary: "Check the audit trail's hash chain (yours: your project's rows); names the first bad row.",
@@ -204,7 +231,18 @@ export const auditVerify = defineOp({
     if (input.since_anchor === true && anchors.length === 0) {
       throw new BatonError('invalid_input', 'since_anchor: needs anchor');
     }
-    const v = await verifyAudit(ctx.tx, key, 2_000, anchors, input.since_anchor === true ? anchors[0] : undefined);
+    // The whole chain, in steps: each attempt is its own short read of WALK_PAGE rows, and the
+    // store (on SQLite, the process's one connection) is free for every other call in between.
+    let w = walks.get(input);
+    if (w === undefined) {
+      w = await beginAuditWalk(ctx.tx, key, anchors, input.since_anchor === true ? anchors[0] : undefined);
+      walks.set(input, w);
+    }
+    if (!(await stepAuditWalk(ctx.tx, key, w, WALK_PAGE))) {
+      ctx.outside(nextTurn());
+      return RETRY;
+    }
+    const v = await endAuditWalk(ctx.tx, key, w);
     return {
       ok: v.ok,
       rows: v.rows,
