@@ -521,49 +521,84 @@ export async function verifyAudit(
  * other projects' rows are the global verification's to find.
  */
 export async function verifyAuditProject(ex: Executor, key: Buffer, projectId: string, pageSize = 1_000): Promise<AuditVerdict> {
+  const w = await beginProjectWalk(ex, key, projectId);
+  while (!(await stepProjectWalk(ex, key, w, pageSize))) await breathe();
+  return w.verdict ?? { ok: true, rows: w.rows, firstBadId: null };
+}
+
+/** `verifyAuditProject` split into steps, each its own short read (as `AuditWalk` for the whole chain). */
+export interface ProjectWalk {
+  readonly projectId: string;
+  /** The project's last row checked (or the anchor's id). */
+  after: number;
+  rows: number;
+  /** The authenticated end when the walk began: the walk stops there. */
+  readonly end: { id: number; hash: string } | undefined;
+  /** The answer, once known (a bad start or row, or the end reached: ok). */
+  verdict: AuditVerdict | null;
+}
+
+export async function beginProjectWalk(ex: Executor, key: Buffer, projectId: string): Promise<ProjectWalk> {
   const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
   const floor = anchor?.last_id ?? 0;
-  if (anchor !== undefined && !anchorHolds(key, anchor)) return { ok: false, rows: 0, firstBadId: null, reason: 'anchor' };
-  const head = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
-    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
-  );
+  if (anchor !== undefined && !anchorHolds(key, anchor)) {
+    return { projectId, after: floor, rows: 0, end: undefined, verdict: { ok: false, rows: 0, firstBadId: null, reason: 'anchor' } };
+  }
+  const head = await ex.get<HeadRow>(sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`);
   const end = head === undefined ? undefined : { id: head.last_id, hash: head.hash };
   const newest = await ex.get<{ id: number; hash: string | null }>(sql`SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`);
   const endOk =
     end !== undefined &&
     (head!.mac === null ? newest === undefined || newest.hash === null : head!.mac === headMac(key, end)) &&
     (newest === undefined ? end.id === floor : newest.id === end.id && (newest.hash ?? GENESIS_HASH) === end.hash);
-  if (!endOk) return { ok: false, rows: 0, firstBadId: null, reason: 'head' };
+  const verdict: AuditVerdict | null = endOk ? null : { ok: false, rows: 0, firstBadId: null, reason: 'head' };
+  return { projectId, after: floor, rows: 0, end, verdict };
+}
+
+function withoutHash(r: AuditRow): Omit<AuditRow, 'hash'> {
+  const { hash: _hash, ...rest } = r;
+  return rest;
+}
+
+/** Checks the project's next `pageSize` rows; true when the walk is over (`w.verdict` says how). */
+export async function stepProjectWalk(ex: Executor, key: Buffer, w: ProjectWalk, pageSize = 1_000): Promise<boolean> {
+  if (w.verdict !== null) return true;
+  const end = w.end!;
+  // Retention's anchor now (it may move between steps): it vouches for the row it replaced.
+  const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
+  const floor = anchor !== undefined && anchorHolds(key, anchor) ? anchor.last_id : 0;
   const hashOf = async (id: number): Promise<string | null | undefined> => {
-    if (id === floor) return anchor?.hash ?? GENESIS_HASH;
+    if (id === 0) return GENESIS_HASH;
+    if (id === floor) return anchor!.hash;
     const r = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${id}`);
     return r === undefined ? undefined : r.hash;
   };
-  let rows = 0;
-  let after = floor;
-  for (;;) {
-    const page = await ex.all<AuditRow>(
-      sql`SELECT * FROM audit WHERE project_id = ${projectId} AND id > ${after} ORDER BY id LIMIT ${pageSize}`,
-    );
-    for (const r of page) {
-      rows++;
-      after = r.id;
-      if (r.hash === null) continue; // unchained, from before migration 8
-      const prev = await hashOf(r.id - 1);
-      const { hash, ...rest } = r;
-      if (prev === undefined || hash !== auditHash({ ...rest, prev_hash: prev ?? GENESIS_HASH }, key)) {
-        return { ok: false, rows, firstBadId: r.id };
-      }
-      if (r.id === end!.id) continue;
-      const next = await ex.get<AuditRow>(sql`SELECT * FROM audit WHERE id = ${r.id + 1}`);
-      if (next === undefined) return { ok: false, rows, firstBadId: r.id + 1 };
-      const { hash: nextHash, ...nextRest } = next;
-      if (nextHash !== auditHash({ ...nextRest, prev_hash: hash }, key)) return { ok: false, rows, firstBadId: r.id + 1 };
+  const page = await ex.all<AuditRow>(
+    sql`SELECT * FROM audit WHERE project_id = ${w.projectId} AND id > ${w.after} AND id <= ${end.id} ORDER BY id LIMIT ${pageSize}`,
+  );
+  for (const r of page) {
+    w.rows++;
+    w.after = r.id;
+    if (r.hash === null) continue; // unchained, from before migration 8
+    const prev = await hashOf(r.id - 1);
+    const { hash, ...rest } = r;
+    if (prev === undefined || hash !== auditHash({ ...rest, prev_hash: prev ?? GENESIS_HASH }, key)) {
+      w.verdict = { ok: false, rows: w.rows, firstBadId: r.id };
+      return true;
     }
-    if (page.length < pageSize) break;
-    await breathe();
+    if (r.id === end.id) continue;
+    const next = await ex.get<AuditRow>(sql`SELECT * FROM audit WHERE id = ${r.id + 1}`);
+    const linked = next !== undefined && next.hash === auditHash({ ...withoutHash(next), prev_hash: hash }, key);
+    if (!linked) {
+      w.verdict = { ok: false, rows: w.rows, firstBadId: r.id + 1 };
+      return true;
+    }
   }
-  return { ok: true, rows, firstBadId: null };
+  if (page.length < pageSize) {
+    w.verdict = { ok: true, rows: w.rows, firstBadId: null };
+    return true;
+  }
+  return false;
 }
 
 /**

@@ -18,10 +18,10 @@ function auditKeyOf(t: TestHub): Buffer {
   return auditKeyFrom(Buffer.from(file.key_pepper, 'base64url'));
 }
 
-const entry = (i: number): AuditEntry => ({
+const entry = (i: number, projectId: string | null = null): AuditEntry => ({
   at: 1_700_000_000_000 + i,
   requestId: `req_bulk${i}`,
-  projectId: null,
+  projectId,
   principal: null,
   role: null,
   op: 'whoami',
@@ -88,6 +88,49 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
       expect(await verifyRest()).toMatchObject({ ok: false, first_bad_id: 25_000, scope: 'server' });
     } finally {
       await http.close();
+      await t.close();
+    }
+  }, 120_000);
+
+  it("a project admin's verify walks its project's rows in steps too: ok, an edited row named, other calls answer meanwhile", async () => {
+    const t = await openHub();
+    try {
+      const key = auditKeyOf(t);
+      const admin = await t.hub.authenticate(await createKey(t, 'project-admin', 'admin'));
+      await t.hub.deferred.flush();
+      // Every other row the project's, the rest no project's.
+      for (let i = 0; i < 5; i++) {
+        await t.hub.db.write((ex) =>
+          appendAudits(ex, Array.from({ length: 2_000 }, (_, j) => entry(i * 2_000 + j, j % 2 === 0 ? admin.projectId : null)), key),
+        );
+      }
+      const v = await call<Verdict>(t.hub, admin, 'audit_verify', {});
+      expect(v).toMatchObject({ ok: true, scope: 'project' });
+      expect(v.rows).toBeGreaterThanOrEqual(5_000);
+
+      const other = await t.hub.authenticate(await createKey(t, 'bystander', 'worker', 'elsewhere'));
+      const order: string[] = [];
+      const verifying = call<Verdict>(t.hub, admin, 'audit_verify', {}).then((r) => {
+        order.push('verify');
+        return r;
+      });
+      for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+      await call(t.hub, other, 'whoami', {}).then(() => order.push('whoami'));
+      expect((await verifying).ok).toBe(true);
+      expect(order).toEqual(['whoami', 'verify']);
+
+      await t.hub.deferred.flush();
+      const middle = (await t.hub.db.read((ex) =>
+        ex.get<{ id: number }>(sql`SELECT id FROM audit WHERE project_id = ${admin.projectId} AND op = 'whoami' ORDER BY id LIMIT 1 OFFSET 2500`),
+      ))!.id;
+      const db = new Database(join(t.dir, 'data', 'baton.db'));
+      try {
+        db.prepare("UPDATE audit SET outcome = 'error' WHERE id = ?").run(middle);
+      } finally {
+        db.close();
+      }
+      expect(await call(t.hub, admin, 'audit_verify', {})).toMatchObject({ ok: false, first_bad_id: middle, scope: 'project' });
+    } finally {
       await t.close();
     }
   }, 120_000);
