@@ -162,6 +162,17 @@ interface Matching {
 
 const matchings = new WeakMap<object, Matching>();
 
+/** The call's matching state (see Matching); a refusal the outside work ended with is thrown here. */
+function matchingOf(input: object): Matching {
+  let m = matchings.get(input);
+  if (m === undefined) {
+    m = { verdicts: new Map(), budget: new GlobBudget(), error: undefined, handoffs: 0 };
+    matchings.set(input, m);
+  }
+  if (m.error !== undefined) throw m.error;
+  return m;
+}
+
 /** Decides `locks` into `m.verdicts` with `budget`, in order; throws when the budget runs out. */
 function decide(m: Matching, locks: readonly Lock[], paths: readonly string[], budget: GlobBudget): void {
   for (const l of locks) m.verdicts.set(l.id, overlapping(l, paths, budget));
@@ -175,11 +186,14 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
  * the event loop every SLICE_WORK units, so other calls of every project go on in between.
  * Spends the call's budget; what it ends with (too_complex) is kept for the next attempt.
  */
-async function decideOutside(m: Matching, locks: readonly Lock[], paths: readonly string[]): Promise<void> {
+async function decideOutside(m: Matching, locks: readonly Lock[], paths: readonly string[], need = Infinity): Promise<void> {
   await nextTurn();
   try {
     let mark = m.budget.remaining;
+    let hits = 0;
     for (const l of locks) {
+      // lock_list needs only enough matches to fill its page; later locks wait for a later attempt.
+      if (hits >= need) break;
       const hit: string[] = [];
       for (const held of l.paths) {
         if (mark - m.budget.remaining >= SLICE_WORK) {
@@ -189,6 +203,7 @@ async function decideOutside(m: Matching, locks: readonly Lock[], paths: readonl
         if (paths.some((want) => globsOverlap(held, want, m.budget))) hit.push(held);
       }
       m.verdicts.set(l.id, hit);
+      if (hit.length > 0) hits++;
     }
   } catch (err) {
     m.error = err;
@@ -276,13 +291,8 @@ export const lockAcquire = defineOp({
     }
     const paths = [...new Set(input.paths)];
     const mode = input.mode ?? 'exclusive';
-    let m = matchings.get(input);
-    if (m === undefined) {
-      m = { verdicts: new Map(), budget: new GlobBudget(), error: undefined, handoffs: 0 };
-      matchings.set(input, m);
-    }
-    // The outside work refused the request (too_complex): say so before any more store work.
-    if (m.error !== undefined) throw m.error;
+    // The outside work refused the request (too_complex): said here, before any more store work.
+    const m = matchingOf(input);
     await sweepExpired(ctx);
     const live = await allLive(ctx);
     const holders = conflictsOf(ctx, m, live, paths, mode);
@@ -403,7 +413,10 @@ export const lockList = defineOp({
   cli: { group: 'lock', command: 'list' },
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
-    const budget = new GlobBudget();
+    const m = input.path === undefined ? undefined : matchingOf(input);
+    // As in lock_acquire: verdicts per lock id for the call, a small part decided in this read,
+    // the rest outside it (the next attempt reads the page again and uses them).
+    const inline = new GlobBudget(Math.min(INLINE_WORK, m?.budget.remaining ?? 0));
     let after = input.cursor === undefined ? undefined : decodeLockCursor(input.cursor);
     const found: Lock[] = [];
     // With a path filter, overlap is decided in code: read in chunks until the page is full.
@@ -415,8 +428,26 @@ export const lockList = defineOp({
         after,
         limit: 500,
       });
-      for (const l of chunk) {
-        if (input.path === undefined || l.paths.some((p) => globsOverlap(p, input.path!, budget))) found.push(l);
+      for (const [k, l] of chunk.entries()) {
+        if (m !== undefined && !m.verdicts.has(l.id)) {
+          const paths = [input.path!];
+          if (m.handoffs >= MAX_HANDOFFS) decide(m, [l], paths, m.budget);
+          else {
+            const before = inline.remaining;
+            try {
+              decide(m, [l], paths, inline);
+              m.budget.remaining -= before - inline.remaining;
+            } catch (err) {
+              if (!isTooComplex(err)) throw err;
+              m.budget.spend(Math.max(0, before));
+              m.handoffs++;
+              const rest = chunk.slice(k).filter((x) => !m.verdicts.has(x.id));
+              ctx.outside(decideOutside(m, rest, paths, pageSize + 1 - found.length));
+              return RETRY;
+            }
+          }
+        }
+        if (m === undefined || m.verdicts.get(l.id)!.length > 0) found.push(l);
         if (found.length > pageSize) break;
       }
       const last = chunk[chunk.length - 1];

@@ -81,7 +81,7 @@ describe('security: lock patterns cannot stall the hub (issue 8 item 1)', () => 
     }
   });
 
-  it('the overlap work of lock_acquire runs with no transaction open, beyond a small inline part', async () => {
+  it('the overlap work of lock_acquire and lock_list runs with no transaction open, beyond a small inline part', async () => {
     const t = await openHub();
     // Whether the store's connection is inside a transaction (a read or the write lock) right now.
     const conn = (t.hub.db as unknown as { conn: { inTransaction: boolean } }).conn;
@@ -104,6 +104,12 @@ describe('security: lock patterns cannot stall the hub (issue 8 item 1)', () => 
       // The whole budget was spent, all but the first attempt's inline part (at most INLINE_WORK
       // plus the one pair that overran it) with no transaction open.
       expect(inside + outside).toBeGreaterThan(GLOB_BUDGET);
+      expect(inside).toBeLessThanOrEqual(INLINE_WORK + 2_500);
+      // The listing with a path filter matches outside its read the same way.
+      inside = 0;
+      outside = 0;
+      await expect(call(t.hub, attacker, 'lock_list', { path: bomb('z') })).rejects.toMatchObject({ code: 'too_complex' });
+      expect(outside).toBeGreaterThan(0);
       expect(inside).toBeLessThanOrEqual(INLINE_WORK + 2_500);
       // Ordinary patterns are still decided inside, in the one attempt.
       await call(t.hub, holder, 'lock_release', { id: bombs.lock.id });
