@@ -5,8 +5,9 @@
  * own process (`baton serve`, rate limits off so the attackers are not slowed down); this
  * process drives it over HTTP. Prints whoami p50/p99/max quiet, while the same four clients call
  * a cheap op back to back (the control), and during the attack, what the
- * attack calls got, and how long one refused attack call takes inside the hub (about the time
- * it holds the write transaction). Goal: whoami p99 ≤ 20 ms during the attack.
+ * attack calls got, and how long one refused attack call takes inside the hub (end to end; its
+ * matching runs outside the write transaction, see ops/locks.ts). Goal: whoami p99 ≤ 20 ms
+ * during the attack; results in docs/BENCHMARKS.md.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
