@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { appendAudits, auditKeyFrom, type AuditEntry } from '../../src/store/journal.js';
+import { appendAudits, auditKeyFrom, beginAuditWalk, endAuditWalk, stepAuditWalk, sweepAudit, type AuditEntry } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
 import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
 
@@ -134,4 +134,46 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
       await t.close();
     }
   }, 120_000);
+
+  it('between steps: rows appended are left for the next verify, a retention sweep is followed through its anchor, rows removed from the end are caught', async () => {
+    const t = await openHub();
+    try {
+      const key = auditKeyOf(t);
+      await t.hub.deferred.flush();
+      const append = (from: number, n: number, at = 1_700_000_000_000): Promise<void> =>
+        t.hub.db.write((ex) => appendAudits(ex, Array.from({ length: n }, (_, j) => ({ ...entry(from + j), at: at + from + j })), key));
+      await append(0, 1_000);
+      const walk = async (between: () => Promise<void>): Promise<{ ok: boolean; firstBadId: number | null; reason?: string }> => {
+        const w = await t.hub.db.read((ex) => beginAuditWalk(ex, key));
+        let steps = 0;
+        while (!(await t.hub.db.read((ex) => stepAuditWalk(ex, key, w, 100)))) {
+          if (++steps === 3) await between();
+        }
+        return t.hub.db.read((ex) => endAuditWalk(ex, key, w));
+      };
+      // Appended while the walk is under way: not walked, and the head they moved is authentic.
+      expect(await walk(() => append(1_000, 50))).toMatchObject({ ok: true });
+      // Retention removes rows the walk has not reached yet: its keyed anchor vouches for them.
+      const end = (await t.hub.db.read((ex) => ex.get<{ at: number }>(sql`SELECT max(at) AS at FROM audit`)))!.at;
+      expect(
+        await walk(async () => {
+          const gone = await t.hub.db.write((ex) => sweepAudit(ex, end + 1, end + 1 - (1_700_000_000_000 + 600), key));
+          expect(gone).toBeGreaterThan(300);
+        }),
+      ).toMatchObject({ ok: true });
+      // The newest rows deleted behind Baton's back during a walk are caught.
+      const last = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
+      const v = await walk(async () => {
+        const db = new Database(join(t.dir, 'data', 'baton.db'));
+        try {
+          db.prepare('DELETE FROM audit WHERE id > ?').run(last - 5);
+        } finally {
+          db.close();
+        }
+      });
+      expect(v).toMatchObject({ ok: false, firstBadId: last - 4, reason: 'head' });
+    } finally {
+      await t.close();
+    }
+  });
 });
