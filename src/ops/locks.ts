@@ -13,8 +13,9 @@ import { agentName, cursor, limit, taskId, waitMs } from './schemas.js';
 /**
  * File locks: project-relative path patterns (core/globs.ts) held by an agent, exclusive or
  * shared, until released, expired, or ended with their task or the agent's session. The conflict
- * check and the insert run in the op's one write transaction, so of two racing acquirers exactly
- * one wins and the other is told who holds the paths and until when.
+ * decision and the insert run in the op's one write transaction, so of two racing acquirers
+ * exactly one wins and the other is told who holds the paths and until when. The pattern
+ * matching behind the decision mostly runs outside it (see `lockAcquire`).
  */
 export const LOCK_LIMITS = {
   paths: 50,
@@ -113,26 +114,145 @@ async function allLive(ctx: OpContext): Promise<Lock[]> {
   }
 }
 
+/** Whether a request in `mode` by `agentId` can conflict with `l` at all (before any matching). */
+function candidate(l: Lock, agentId: string, mode: 'exclusive' | 'shared'): boolean {
+  return l.agentId !== agentId && !(mode === 'shared' && l.mode === 'shared');
+}
+
+/** The held patterns of `l` that overlap any of `paths` (empty: none). */
+function overlapping(l: Lock, paths: readonly string[], budget: GlobBudget): string[] {
+  return l.paths.filter((held) => paths.some((want) => globsOverlap(held, want, budget)));
+}
+
+function holderOf(l: Lock, hit: string[]): Holder {
+  return { lock_id: l.id, agent: l.agentName, mode: l.mode, paths: hit, expires_at: iso(l.expiresAt) };
+}
+
+/**
+ * Overlap work one attempt may do inside its write transaction (GlobBudget units): ordinary
+ * pairs cost 1-40, so everyday requests are decided there in one transaction; one worst-case
+ * pair (about 2,400) already goes outside.
+ */
+export const INLINE_WORK = 2_000;
+/** Work done outside between yields to the event loop (about 0.1 ms on an idle core). */
+const SLICE_WORK = 10_000;
+/**
+ * How many times one call hands its matching outside. Each hand-off covers the locks that
+ * appeared since the last; past this (the lock set keeps changing under it) the rest is decided
+ * inside, within the call's budget (as every call did before: about 1 ms at most).
+ */
+const MAX_HANDOFFS = 4;
+
+/**
+ * One lock_acquire call's matching, across its attempts. Keyed by the call's parsed input
+ * object, which the runner hands unchanged to every attempt of one call (as session_checkpoint
+ * does): nothing of it is reachable from another call, and it goes with the call.
+ *
+ * A verdict is kept per lock id: a lock's agent, mode and paths never change while it lives
+ * (renewal moves only its expiry), so a verdict stays true for as long as the lock exists, and
+ * an attempt that finds the same locks needs no matching at all.
+ */
+interface Matching {
+  /** Lock id → the held patterns that overlap the request (empty: none). */
+  readonly verdicts: Map<string, string[]>;
+  /** The call's overlap budget; renewed when a wait goes on (a new round of the same request). */
+  budget: GlobBudget;
+  /** What the outside work ended with (too_complex, or a fault), thrown by the next attempt. */
+  error: unknown;
+  handoffs: number;
+}
+
+const matchings = new WeakMap<object, Matching>();
+
+/** The call's matching state (see Matching); a refusal the outside work ended with is thrown here. */
+function matchingOf(input: object): Matching {
+  let m = matchings.get(input);
+  if (m === undefined) {
+    m = { verdicts: new Map(), budget: new GlobBudget(), error: undefined, handoffs: 0 };
+    matchings.set(input, m);
+  }
+  if (m.error !== undefined) throw m.error;
+  return m;
+}
+
+/** Decides `locks` into `m.verdicts` with `budget`, in order; throws when the budget runs out. */
+function decide(m: Matching, locks: readonly Lock[], paths: readonly string[], budget: GlobBudget): void {
+  for (const l of locks) m.verdicts.set(l.id, overlapping(l, paths, budget));
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The matching an attempt could not afford inside its transaction, run with no transaction open
+ * (it starts on a later turn of the event loop, after the attempt has committed) and yielding to
+ * the event loop every SLICE_WORK units, so other calls of every project go on in between.
+ * Spends the call's budget; what it ends with (too_complex) is kept for the next attempt.
+ */
+async function decideOutside(m: Matching, locks: readonly Lock[], paths: readonly string[], need = Infinity): Promise<void> {
+  await nextTurn();
+  try {
+    let mark = m.budget.remaining;
+    let hits = 0;
+    for (const l of locks) {
+      // lock_list needs only enough matches to fill its page; later locks wait for a later attempt.
+      if (hits >= need) break;
+      const hit: string[] = [];
+      for (const held of l.paths) {
+        if (mark - m.budget.remaining >= SLICE_WORK) {
+          await nextTurn();
+          mark = m.budget.remaining;
+        }
+        if (paths.some((want) => globsOverlap(held, want, m.budget))) hit.push(held);
+      }
+      m.verdicts.set(l.id, hit);
+      if (hit.length > 0) hits++;
+    }
+  } catch (err) {
+    m.error = err;
+  }
+}
+
+const isTooComplex = (err: unknown): boolean => err instanceof BatonError && err.code === 'too_complex';
+
 /**
  * Live locks of other agents that a request for `paths` in `mode` conflicts with: exclusive
- * conflicts with any overlapping lock, shared only with overlapping exclusive ones. An agent's
- * own locks never conflict with its requests.
+ * conflicts with any overlapping lock, shared only with overlapping exclusive ones; an agent's
+ * own locks never conflict with its requests. Decides the locks not yet decided for
+ * this call: within INLINE_WORK here, in the transaction; past that, the rest is handed outside
+ * (`ctx.outside`) and the answer is `'outside'`: the attempt must end (RETRY) and the next one,
+ * in a new transaction, reads the locks again and decides only those that appeared meanwhile.
  */
-export function conflictsWith(
-  locks: readonly Lock[],
-  agentId: string,
+function conflictsOf(
+  ctx: OpContext,
+  m: Matching,
+  live: readonly Lock[],
   paths: readonly string[],
   mode: 'exclusive' | 'shared',
-  budget: GlobBudget = new GlobBudget(),
-): Holder[] {
-  const holders: Holder[] = [];
-  for (const l of locks) {
-    if (l.agentId === agentId) continue;
-    if (mode === 'shared' && l.mode === 'shared') continue;
-    const hit = l.paths.filter((held) => paths.some((want) => globsOverlap(held, want, budget)));
-    if (hit.length > 0) {
-      holders.push({ lock_id: l.id, agent: l.agentName, mode: l.mode, paths: hit, expires_at: iso(l.expiresAt) });
+): Holder[] | 'outside' {
+  const candidates = live.filter((l) => candidate(l, ctx.principal.agentId, mode));
+  const open = candidates.filter((l) => !m.verdicts.has(l.id));
+  if (open.length > 0) {
+    if (m.handoffs >= MAX_HANDOFFS) decide(m, open, paths, m.budget);
+    else {
+      const inline = new GlobBudget(Math.min(INLINE_WORK, m.budget.remaining));
+      const before = inline.remaining;
+      try {
+        decide(m, open, paths, inline);
+        m.budget.remaining -= before - inline.remaining;
+      } catch (err) {
+        if (!isTooComplex(err)) throw err;
+        // What the inline pass spent counts; a call with nothing left is refused here.
+        m.budget.spend(before);
+        m.handoffs++;
+        ctx.outside(decideOutside(m, open.filter((l) => !m.verdicts.has(l.id)), paths));
+        return 'outside';
+      }
     }
+  }
+  const holders: Holder[] = [];
+  for (const l of candidates) {
+    const hit = m.verdicts.get(l.id)!;
+    if (hit.length > 0) holders.push(holderOf(l, hit));
   }
   return holders;
 }
@@ -173,11 +293,20 @@ export const lockAcquire = defineOp({
     }
     const paths = [...new Set(input.paths)];
     const mode = input.mode ?? 'exclusive';
+    // The outside work refused the request (too_complex): said here, before any more store work.
+    const m = matchingOf(input);
     await sweepExpired(ctx);
-    const holders = conflictsWith(await allLive(ctx), agentId, paths, mode);
+    const live = await allLive(ctx);
+    const holders = conflictsOf(ctx, m, live, paths, mode);
+    // Matching to do with no transaction open: the runner runs the next attempt once it is done.
+    if (holders === 'outside') return RETRY;
     if (holders.length > 0) {
       // While the wait lasts, try again when something changes; its last attempt reports the conflict.
-      if (!ctx.final) return RETRY;
+      if (!ctx.final) {
+        m.budget = new GlobBudget();
+        m.handoffs = 0;
+        return RETRY;
+      }
       const first = holders[0]!;
       const more = holders.length > 1 ? ` and ${holders.length - 1} more` : '';
       throw new BatonError('conflict', `paths are locked by ${first.agent} (${first.mode}, until ${first.expires_at})${more}`, {
@@ -187,7 +316,7 @@ export const lockAcquire = defineOp({
     // Acquiring exactly what you already hold (same paths, mode and task) renews that lock.
     const expiresAt = ctx.now + (input.ttl_s ?? LOCK_LIMITS.ttlDefaultS) * 1000;
     const key = JSON.stringify([[...paths].sort(), mode, input.task_id ?? null]);
-    const same = (await allLive(ctx)).find(
+    const same = live.find(
       (l) => l.agentId === agentId && JSON.stringify([[...l.paths].sort(), l.mode, l.taskId]) === key,
     );
     if (same !== undefined) {
@@ -287,7 +416,10 @@ export const lockList = defineOp({
   cli: { group: 'lock', command: 'list' },
   async handler(ctx, input) {
     const pageSize = input.limit ?? 50;
-    const budget = new GlobBudget();
+    const m = input.path === undefined ? undefined : matchingOf(input);
+    // As in lock_acquire: verdicts per lock id for the call, a small part decided in this read,
+    // the rest outside it (the next attempt reads the page again and uses them).
+    const inline = new GlobBudget(Math.min(INLINE_WORK, m?.budget.remaining ?? 0));
     let after = input.cursor === undefined ? undefined : decodeLockCursor(input.cursor);
     const found: Lock[] = [];
     // With a path filter, overlap is decided in code: read in chunks until the page is full.
@@ -299,8 +431,26 @@ export const lockList = defineOp({
         after,
         limit: 500,
       });
-      for (const l of chunk) {
-        if (input.path === undefined || l.paths.some((p) => globsOverlap(p, input.path!, budget))) found.push(l);
+      for (const [k, l] of chunk.entries()) {
+        if (m !== undefined && !m.verdicts.has(l.id)) {
+          const paths = [input.path!];
+          if (m.handoffs >= MAX_HANDOFFS) decide(m, [l], paths, m.budget);
+          else {
+            const before = inline.remaining;
+            try {
+              decide(m, [l], paths, inline);
+              m.budget.remaining -= before - inline.remaining;
+            } catch (err) {
+              if (!isTooComplex(err)) throw err;
+              m.budget.spend(Math.max(0, before));
+              m.handoffs++;
+              const rest = chunk.slice(k).filter((x) => !m.verdicts.has(x.id));
+              ctx.outside(decideOutside(m, rest, paths, pageSize + 1 - found.length));
+              return RETRY;
+            }
+          }
+        }
+        if (m === undefined || m.verdicts.get(l.id)!.length > 0) found.push(l);
         if (found.length > pageSize) break;
       }
       const last = chunk[chunk.length - 1];

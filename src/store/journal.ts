@@ -340,49 +340,97 @@ function anchorHolds(key: Buffer, a: AnchorRow): boolean {
   return a.mac === positionMac(key, 'anchor', { id: a.last_id, hash: a.hash });
 }
 
+type HeadRow = { last_id: number; hash: string; mac: string | null };
+
 /**
- * Walks the whole chain from the anchor (or genesis), in pages, recomputing every hash, then
- * checks its ends. A row edited in place fails its own hash; a row deleted breaks the next row's
- * link (and leaves a gap in the ids); a row inserted out of band has no valid link either. The
- * newest rows deleted, or all of them, leave the authenticated head (migration 10) beyond the
- * end; an anchor copied from a row, with the rows before it deleted, has no valid MAC. Exported
- * anchors (`exportAnchor`) must still be reached. Yields between pages.
+ * A walk of the whole chain that can be split into steps, each in its own short read (so a long
+ * chain never holds the store, and on SQLite the process's one connection, for the whole walk):
+ * `beginAuditWalk`, then `stepAuditWalk` until it answers true, then `endAuditWalk`. The walk
+ * stops where the chain ended when it began; rows appended meanwhile are left to the next verify.
+ * Continuity across steps is carried in `prevId`/`prevHash`.
  */
-export async function verifyAudit(
+export interface AuditWalk {
+  prevId: number;
+  prevHash: string;
+  rows: number;
+  /** The last id to check: the end of the table or the head when the walk began, whichever is further. */
+  readonly stopId: number;
+  /** The authenticated head when the walk began (the walk's end must be it). */
+  readonly head: HeadRow | undefined;
+  /** Retention's anchor when the walk began. */
+  readonly anchor: AnchorRow | undefined;
+  readonly anchors: readonly AuditAnchor[];
+  /** Set once the walk found a bad row (or a bad start): the answer. */
+  verdict: AuditVerdict | null;
+}
+
+/** Starts a walk: checks its start (retention's anchor, `from`) and reads where it will stop. */
+export async function beginAuditWalk(
   ex: Executor,
   key: Buffer,
-  pageSize = 2_000,
   anchors: readonly AuditAnchor[] = [],
   /** Incremental: walk only the rows after this (authentic) exported anchor, which must still hold. */
   from?: AuditAnchor,
-): Promise<AuditVerdict> {
+): Promise<AuditWalk> {
   const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
-  let prevId = anchor?.last_id ?? 0;
-  let prevHash = anchor?.hash ?? GENESIS_HASH;
-  let rows = 0;
+  const head = await ex.get<HeadRow>(sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`);
+  const newest = await ex.get<{ id: number }>(sql`SELECT id FROM audit ORDER BY id DESC LIMIT 1`);
+  const w: AuditWalk = {
+    prevId: anchor?.last_id ?? 0,
+    prevHash: anchor?.hash ?? GENESIS_HASH,
+    rows: 0,
+    stopId: Math.max(newest?.id ?? 0, head?.last_id ?? 0),
+    head,
+    anchor,
+    anchors,
+    verdict: null,
+  };
   if (anchor !== undefined && !anchorHolds(key, anchor)) {
-    return { ok: false, rows, firstBadId: anchor.last_id + 1, reason: 'anchor' };
-  }
-  if (from !== undefined && from.last_id > prevId) {
+    w.verdict = { ok: false, rows: 0, firstBadId: anchor.last_id + 1, reason: 'anchor' };
+  } else if (from !== undefined && from.last_id > w.prevId) {
     const at = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${from.last_id}`);
-    if (at?.hash !== from.hash) return { ok: false, rows, firstBadId: from.last_id, reason: 'exported_anchor' };
-    prevId = from.last_id;
-    prevHash = from.hash;
+    if (at?.hash !== from.hash) w.verdict = { ok: false, rows: 0, firstBadId: from.last_id, reason: 'exported_anchor' };
+    w.prevId = from.last_id;
+    w.prevHash = from.hash;
   }
-  for (;;) {
-    const page = await ex.all<AuditRow>(sql`SELECT * FROM audit WHERE id > ${prevId} ORDER BY id LIMIT ${pageSize}`);
-    for (const r of page) {
-      rows++;
-      const { hash, ...rest } = r;
-      if (r.id !== prevId + 1 || hash !== auditHash({ ...rest, prev_hash: prevHash }, key)) {
-        return { ok: false, rows, firstBadId: r.id };
+  return w;
+}
+
+/**
+ * Checks the next `pageSize` rows of the walk, recomputing every hash from its predecessor's.
+ * True when the walk is over (its stop reached, or a bad row found: `w.verdict`).
+ */
+export async function stepAuditWalk(ex: Executor, key: Buffer, w: AuditWalk, pageSize = 1_000): Promise<boolean> {
+  if (w.verdict !== null) return true;
+  const page = await ex.all<AuditRow>(
+    sql`SELECT * FROM audit WHERE id > ${w.prevId} AND id <= ${w.stopId} ORDER BY id LIMIT ${pageSize}`,
+  );
+  for (const r of page) {
+    if (r.id !== w.prevId + 1) {
+      // Between two steps retention may have swept past the walk: its (authentic) anchor vouches
+      // for the rows it removed, and the chain goes on from it.
+      const moved = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
+      if (moved !== undefined && moved.last_id === r.id - 1 && moved.last_id > w.prevId && anchorHolds(key, moved)) {
+        w.prevId = moved.last_id;
+        w.prevHash = moved.hash;
       }
-      prevId = r.id;
-      prevHash = hash;
     }
-    if (page.length < pageSize) break;
-    await breathe();
+    w.rows++;
+    const { hash, ...rest } = r;
+    if (r.id !== w.prevId + 1 || hash !== auditHash({ ...rest, prev_hash: w.prevHash }, key)) {
+      w.verdict = { ok: false, rows: w.rows, firstBadId: r.id };
+      return true;
+    }
+    w.prevId = r.id;
+    w.prevHash = hash;
   }
+  return page.length < pageSize || w.prevId >= w.stopId;
+}
+
+/** Checks the walk's ends: retention's anchor, the head, and the exported anchors. */
+export async function endAuditWalk(ex: Executor, key: Buffer, w: AuditWalk): Promise<AuditVerdict> {
+  if (w.verdict !== null) return w.verdict;
+  const { rows, anchor, head } = w;
   if (anchor !== undefined) {
     // Rows at or below the anchor are either gone or unchained rows from before the chain existed
     // (migration 8); a hashed one there was put back or forged.
@@ -391,10 +439,7 @@ export async function verifyAudit(
     );
     if (stale !== undefined) return { ok: false, rows, firstBadId: stale.id };
   }
-  const end = { id: prevId, hash: prevHash };
-  const head = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
-    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
-  );
+  const end = { id: w.prevId, hash: w.prevHash };
   // No head, a head that is not the end, or a head without its MAC (only a chain nothing was ever
   // appended to has one): rows were removed from the end (the first missing one is named), or
   // appended behind Baton's back, or the head was forged.
@@ -412,19 +457,58 @@ export async function verifyAudit(
     const bad = head !== undefined && head.last_id > end.id ? end.id + 1 : (head?.last_id ?? end.id) + 1;
     return { ok: false, rows, firstBadId: bad, reason: 'head' };
   }
-  const floor = anchor?.last_id ?? 0;
-  for (const a of anchors) {
+  // The head now: the walk's end, or further on by rows appended during the walk; either way
+  // authentic and where the table ends (else rows went or came behind Baton's back meanwhile).
+  const now = await ex.get<HeadRow>(sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`);
+  if (now === undefined || now.last_id !== head.last_id || now.hash !== head.hash) {
+    const newest = await ex.get<{ id: number; hash: string | null }>(sql`SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`);
+    const holds =
+      now !== undefined &&
+      now.last_id > end.id &&
+      now.mac === headMac(key, { id: now.last_id, hash: now.hash }) &&
+      newest !== undefined &&
+      newest.id === now.last_id &&
+      newest.hash === now.hash;
+    if (!holds) return { ok: false, rows, firstBadId: end.id + 1, reason: 'head' };
+  }
+  // Retention may have moved its anchor during the walk; the exported anchors are checked against the current one.
+  const current = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
+  if (current !== undefined && !anchorHolds(key, current)) return { ok: false, rows, firstBadId: current.last_id + 1, reason: 'anchor' };
+  const floor = current?.last_id ?? 0;
+  for (const a of w.anchors) {
     let holds = anchorIsAuthentic(key, a) && a.last_id <= end.id;
     if (holds && a.last_id > floor) {
       const row = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${a.last_id}`);
       holds = row?.hash === a.hash;
-    } else if (holds && a.last_id === floor && anchor !== undefined && a.last_id > 0) {
-      holds = anchor.hash === a.hash;
+    } else if (holds && a.last_id === floor && current !== undefined && a.last_id > 0) {
+      holds = current.hash === a.hash;
     }
     // Below retention's anchor the row is gone by policy: the authenticated anchor vouches for it.
     if (!holds) return { ok: false, rows, firstBadId: Math.min(a.last_id, end.id + 1), reason: 'exported_anchor' };
   }
   return { ok: true, rows, firstBadId: null, end };
+}
+
+/**
+ * Walks the whole chain from the anchor (or genesis), in pages, recomputing every hash, then
+ * checks its ends. A row edited in place fails its own hash; a row deleted breaks the next row's
+ * link (and leaves a gap in the ids); a row inserted out of band has no valid link either. The
+ * newest rows deleted, or all of them, leave the authenticated head (migration 10) beyond the
+ * end; an anchor copied from a row, with the rows before it deleted, has no valid MAC. Exported
+ * anchors (`exportAnchor`) must still be reached. All in the caller's one read (yielding between
+ * pages); `audit_verify` runs the same steps each in its own read instead.
+ */
+export async function verifyAudit(
+  ex: Executor,
+  key: Buffer,
+  pageSize = 2_000,
+  anchors: readonly AuditAnchor[] = [],
+  /** Incremental: walk only the rows after this (authentic) exported anchor, which must still hold. */
+  from?: AuditAnchor,
+): Promise<AuditVerdict> {
+  const w = await beginAuditWalk(ex, key, anchors, from);
+  while (!(await stepAuditWalk(ex, key, w, pageSize))) await breathe();
+  return endAuditWalk(ex, key, w);
 }
 
 /**
@@ -437,49 +521,84 @@ export async function verifyAudit(
  * other projects' rows are the global verification's to find.
  */
 export async function verifyAuditProject(ex: Executor, key: Buffer, projectId: string, pageSize = 1_000): Promise<AuditVerdict> {
+  const w = await beginProjectWalk(ex, key, projectId);
+  while (!(await stepProjectWalk(ex, key, w, pageSize))) await breathe();
+  return w.verdict ?? { ok: true, rows: w.rows, firstBadId: null };
+}
+
+/** `verifyAuditProject` split into steps, each its own short read (as `AuditWalk` for the whole chain). */
+export interface ProjectWalk {
+  readonly projectId: string;
+  /** The project's last row checked (or the anchor's id). */
+  after: number;
+  rows: number;
+  /** The authenticated end when the walk began: the walk stops there. */
+  readonly end: { id: number; hash: string } | undefined;
+  /** The answer, once known (a bad start or row, or the end reached: ok). */
+  verdict: AuditVerdict | null;
+}
+
+export async function beginProjectWalk(ex: Executor, key: Buffer, projectId: string): Promise<ProjectWalk> {
   const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
   const floor = anchor?.last_id ?? 0;
-  if (anchor !== undefined && !anchorHolds(key, anchor)) return { ok: false, rows: 0, firstBadId: null, reason: 'anchor' };
-  const head = await ex.get<{ last_id: number; hash: string; mac: string | null }>(
-    sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`,
-  );
+  if (anchor !== undefined && !anchorHolds(key, anchor)) {
+    return { projectId, after: floor, rows: 0, end: undefined, verdict: { ok: false, rows: 0, firstBadId: null, reason: 'anchor' } };
+  }
+  const head = await ex.get<HeadRow>(sql`SELECT last_id, hash, mac FROM audit_head WHERE id = 1`);
   const end = head === undefined ? undefined : { id: head.last_id, hash: head.hash };
   const newest = await ex.get<{ id: number; hash: string | null }>(sql`SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`);
   const endOk =
     end !== undefined &&
     (head!.mac === null ? newest === undefined || newest.hash === null : head!.mac === headMac(key, end)) &&
     (newest === undefined ? end.id === floor : newest.id === end.id && (newest.hash ?? GENESIS_HASH) === end.hash);
-  if (!endOk) return { ok: false, rows: 0, firstBadId: null, reason: 'head' };
+  const verdict: AuditVerdict | null = endOk ? null : { ok: false, rows: 0, firstBadId: null, reason: 'head' };
+  return { projectId, after: floor, rows: 0, end, verdict };
+}
+
+function withoutHash(r: AuditRow): Omit<AuditRow, 'hash'> {
+  const { hash: _hash, ...rest } = r;
+  return rest;
+}
+
+/** Checks the project's next `pageSize` rows; true when the walk is over (`w.verdict` says how). */
+export async function stepProjectWalk(ex: Executor, key: Buffer, w: ProjectWalk, pageSize = 1_000): Promise<boolean> {
+  if (w.verdict !== null) return true;
+  const end = w.end!;
+  // Retention's anchor now (it may move between steps): it vouches for the row it replaced.
+  const anchor = await ex.get<AnchorRow>(sql`SELECT last_id, hash, mac FROM audit_anchor WHERE id = 1`);
+  const floor = anchor !== undefined && anchorHolds(key, anchor) ? anchor.last_id : 0;
   const hashOf = async (id: number): Promise<string | null | undefined> => {
-    if (id === floor) return anchor?.hash ?? GENESIS_HASH;
+    if (id === 0) return GENESIS_HASH;
+    if (id === floor) return anchor!.hash;
     const r = await ex.get<{ hash: string | null }>(sql`SELECT hash FROM audit WHERE id = ${id}`);
     return r === undefined ? undefined : r.hash;
   };
-  let rows = 0;
-  let after = floor;
-  for (;;) {
-    const page = await ex.all<AuditRow>(
-      sql`SELECT * FROM audit WHERE project_id = ${projectId} AND id > ${after} ORDER BY id LIMIT ${pageSize}`,
-    );
-    for (const r of page) {
-      rows++;
-      after = r.id;
-      if (r.hash === null) continue; // unchained, from before migration 8
-      const prev = await hashOf(r.id - 1);
-      const { hash, ...rest } = r;
-      if (prev === undefined || hash !== auditHash({ ...rest, prev_hash: prev ?? GENESIS_HASH }, key)) {
-        return { ok: false, rows, firstBadId: r.id };
-      }
-      if (r.id === end!.id) continue;
-      const next = await ex.get<AuditRow>(sql`SELECT * FROM audit WHERE id = ${r.id + 1}`);
-      if (next === undefined) return { ok: false, rows, firstBadId: r.id + 1 };
-      const { hash: nextHash, ...nextRest } = next;
-      if (nextHash !== auditHash({ ...nextRest, prev_hash: hash }, key)) return { ok: false, rows, firstBadId: r.id + 1 };
+  const page = await ex.all<AuditRow>(
+    sql`SELECT * FROM audit WHERE project_id = ${w.projectId} AND id > ${w.after} AND id <= ${end.id} ORDER BY id LIMIT ${pageSize}`,
+  );
+  for (const r of page) {
+    w.rows++;
+    w.after = r.id;
+    if (r.hash === null) continue; // unchained, from before migration 8
+    const prev = await hashOf(r.id - 1);
+    const { hash, ...rest } = r;
+    if (prev === undefined || hash !== auditHash({ ...rest, prev_hash: prev ?? GENESIS_HASH }, key)) {
+      w.verdict = { ok: false, rows: w.rows, firstBadId: r.id };
+      return true;
     }
-    if (page.length < pageSize) break;
-    await breathe();
+    if (r.id === end.id) continue;
+    const next = await ex.get<AuditRow>(sql`SELECT * FROM audit WHERE id = ${r.id + 1}`);
+    const linked = next !== undefined && next.hash === auditHash({ ...withoutHash(next), prev_hash: hash }, key);
+    if (!linked) {
+      w.verdict = { ok: false, rows: w.rows, firstBadId: r.id + 1 };
+      return true;
+    }
   }
-  return { ok: true, rows, firstBadId: null };
+  if (page.length < pageSize) {
+    w.verdict = { ok: true, rows: w.rows, firstBadId: null };
+    return true;
+  }
+  return false;
 }
 
 /**

@@ -192,6 +192,66 @@ describe('locks across processes (MCP stdio, one SQLite file; needs `npm run bui
   });
 });
 
+/**
+ * Costly patterns (at the caps, never matching each other) force the overlap work outside the
+ * write transaction (ops/locks.ts): the first attempt hands it off, a later one decides the locks
+ * that appeared meanwhile. The two requests overlap only through their last, cheap pattern.
+ */
+const costly = (tail: string): string => ('*' + 'a'.repeat(31)).repeat(8).slice(0, 256 - tail.length) + tail;
+const costlySets = (): [string[], string[], string[]] => [
+  [costly('c1'), costly('c2'), costly('c3')],
+  [costly('a1'), costly('a2'), 'shared/x.ts'],
+  [costly('b1'), costly('b2'), 'shared/**'],
+];
+
+describe('racing acquirers whose matching runs outside the write transaction', () => {
+  it('in one process: of two overlapping exclusive requests exactly one wins, every round', async () => {
+    const t = await openHub();
+    try {
+      const [held, wantA, wantB] = costlySets();
+      await acquire(t, await principal(t, 'bystander'), { paths: held });
+      const a = await principal(t, 'costly-a');
+      const b = await principal(t, 'costly-b');
+      for (let round = 0; round < 6; round++) {
+        const [ra, rb] = await Promise.allSettled([acquire(t, a, { paths: wantA }), acquire(t, b, { paths: wantB })]);
+        const won = [ra, rb].filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        const lock = (won[0] as PromiseFulfilledResult<{ lock: LockOut }>).value.lock;
+        const lost = (ra.status === 'rejected' ? ra : rb) as PromiseRejectedResult;
+        expect(isBatonError(lost.reason) && lost.reason.code).toBe('conflict');
+        const holders = (lost.reason as { details: { holders: Holder[] } }).details.holders;
+        expect(holders.map((h) => [h.lock_id, h.paths])).toEqual([[lock.id, [lock.paths[2]]]]);
+        await call(t.hub, lock.agent === 'costly-a' ? a : b, 'lock_release', { id: lock.id });
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('across two `baton mcp` processes on one file: exactly one wins, every round', async () => {
+    const t = await openHub();
+    const data = join(t.dir, 'data');
+    const [held, wantA, wantB] = costlySets();
+    await acquire(t, await principal(t, 'bystander'), { paths: held });
+    const p1 = await stdioAgent('v2', data, { BATON_TOKEN: await createKey(t, 'proc-a', 'worker') });
+    const p2 = await stdioAgent('v1', data, { BATON_TOKEN: await createKey(t, 'proc-b', 'worker') });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const [r1, r2] = await Promise.all([p1.call('lock_acquire', { paths: wantA }), p2.call('lock_acquire', { paths: wantB })]);
+        expect([r1.isError, r2.isError].filter((e) => !e)).toHaveLength(1);
+        const [win, lose, owner, name] = r1.isError ? [r2, r1, p2, 'proc-b'] : [r1, r2, p1, 'proc-a'];
+        const error = lose.data.error as { code: string; details: { holders: Holder[] } };
+        expect(error.code).toBe('conflict');
+        expect(error.details.holders.map((h) => h.agent)).toEqual([name]);
+        await owner.ok('lock_release', { id: (win.data.lock as LockOut).id });
+      }
+    } finally {
+      await Promise.all([p1.close(), p2.close()]);
+      await t.close();
+    }
+  });
+});
+
 describe('lock rules (store level, manual clock)', () => {
   let t: TestHub;
   let clock: ManualClock;

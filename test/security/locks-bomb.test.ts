@@ -5,9 +5,10 @@
  * overlap work has a fixed budget: past it the call is refused with `too_complex` (400).
  * (The latency of another project's `whoami` during the attack is measured in bench/glob-bomb.ts.)
  */
-import { describe, expect, it } from 'vitest';
-import { GLOB_BUDGET, MAX_LENGTH, MAX_STARS } from '../../src/core/globs.js';
-import { createKey, openHub, serve } from '../helpers.js';
+import { describe, expect, it, vi } from 'vitest';
+import { GLOB_BUDGET, GlobBudget, MAX_LENGTH, MAX_STARS } from '../../src/core/globs.js';
+import { INLINE_WORK } from '../../src/ops/locks.js';
+import { call, createKey, openHub, serve } from '../helpers.js';
 
 /** A pattern at the caps that never matches its siblings: every star used, one long segment. */
 const bomb = (tail: string): string =>
@@ -76,6 +77,50 @@ describe('security: lock patterns cannot stall the hub (issue 8 item 1)', () => 
       expect(GLOB_BUDGET).toBeGreaterThan(0);
     } finally {
       await http.close();
+      await t.close();
+    }
+  });
+
+  it('the overlap work of lock_acquire and lock_list runs with no transaction open, beyond a small inline part', async () => {
+    const t = await openHub();
+    // Whether the store's connection is inside a transaction (a read or the write lock) right now.
+    const conn = (t.hub.db as unknown as { conn: { inTransaction: boolean } }).conn;
+    let inside = 0;
+    let outside = 0;
+    const original = GlobBudget.prototype.spend;
+    const spend = vi.spyOn(GlobBudget.prototype, 'spend').mockImplementation(function (this: GlobBudget, n: number) {
+      if (conn.inTransaction) inside += n;
+      else outside += n;
+      original.call(this, n);
+    });
+    try {
+      const holder = await t.hub.authenticate(await createKey(t, 'holder', 'worker'));
+      const attacker = await t.hub.authenticate(await createKey(t, 'attacker', 'worker'));
+      const bombs = await call<{ lock: { id: string } }>(t.hub, holder, 'lock_acquire', { paths: Array.from({ length: 50 }, (_, i) => bomb(`b${String(i).padStart(2, '0')}`)) });
+      inside = 0;
+      outside = 0;
+      const wanted = Array.from({ length: 50 }, (_, i) => bomb(`z${String(i).padStart(2, '0')}`));
+      await expect(call(t.hub, attacker, 'lock_acquire', { paths: wanted })).rejects.toMatchObject({ code: 'too_complex' });
+      // The whole budget was spent, all but the first attempt's inline part (at most INLINE_WORK
+      // plus the one pair that overran it) with no transaction open.
+      expect(inside + outside).toBeGreaterThan(GLOB_BUDGET);
+      expect(inside).toBeLessThanOrEqual(INLINE_WORK + 2_500);
+      // The listing with a path filter matches outside its read the same way.
+      inside = 0;
+      outside = 0;
+      await expect(call(t.hub, attacker, 'lock_list', { path: bomb('z') })).rejects.toMatchObject({ code: 'too_complex' });
+      expect(outside).toBeGreaterThan(0);
+      expect(inside).toBeLessThanOrEqual(INLINE_WORK + 2_500);
+      // Ordinary patterns are still decided inside, in the one attempt.
+      await call(t.hub, holder, 'lock_release', { id: bombs.lock.id });
+      await call(t.hub, holder, 'lock_acquire', { paths: ['docs/**', 'lib/*.ts', 'docs/**/*.md'] });
+      inside = 0;
+      outside = 0;
+      await call(t.hub, attacker, 'lock_acquire', { paths: ['src/**', 'test/*.ts'] });
+      expect(outside).toBe(0);
+      expect(inside).toBeGreaterThan(0);
+    } finally {
+      spend.mockRestore();
       await t.close();
     }
   });
