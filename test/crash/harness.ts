@@ -213,6 +213,7 @@ function post(url: string, path: string, key: string, body: string, agent: HttpA
 }
 
 const REST_PATHS: Record<string, (args: Record<string, unknown>) => [string, Record<string, unknown>]> = {
+  task_create: (a) => ['/api/v1/tasks', a],
   task_claim: (a) => ['/api/v1/tasks/claim', a],
   task_complete: ({ id, ...rest }) => [`/api/v1/tasks/${String(id)}/complete`, rest],
 };
@@ -323,6 +324,8 @@ export interface CompleteAck {
 
 /** Everything the hub acknowledged, across all agents and all kills. */
 export class Ledger {
+  /** Tasks created during the storm: idempotency key → the id each acknowledgement gave. */
+  readonly created = new Map<string, string[]>();
   readonly claims: ClaimAck[] = [];
   readonly completions: CompleteAck[] = [];
   /** Calls whose outcome is unknown (the connection or process died under them). */
@@ -393,6 +396,50 @@ export async function storm(
   }
 }
 
+/**
+ * A lead creating small batches during the storm, each task with an idempotency key and some
+ * depending on earlier tasks (done or not). A batch whose answer was lost is sent again, the same
+ * keys: the hub must map them to the tasks it created, not create them twice.
+ */
+export async function creator(
+  client: () => ToolClient,
+  ledger: Ledger,
+  r: Rng,
+  earlier: readonly string[],
+  stop: () => boolean,
+): Promise<void> {
+  const known = [...earlier];
+  let batch = 0;
+  while (!stop()) {
+    const keys = Array.from({ length: r.int(1, 4) }, (_, i) => `crash-${r.seed}-${batch}-${i}`);
+    const specs = keys.map((key, i) => ({
+      title: `created in the storm ${key}`,
+      max_attempts: 100,
+      idempotency_key: key,
+      ...(r() < 0.5 ? { depends_on: [r.pick(known)] } : i > 0 && r() < 0.5 ? { depends_on: [keys[i - 1]!] } : {}),
+      ref: key,
+    }));
+    for (;;) {
+      try {
+        const a = await client().tool('task_create', { tasks: specs });
+        if (!a.ok) throw new Error(`task_create refused: ${a.code}`);
+        const out = a.data.tasks as { id: string }[];
+        keys.forEach((key, i) => {
+          ledger.created.set(key, [...(ledger.created.get(key) ?? []), out[i]!.id]);
+          known.push(out[i]!.id);
+        });
+        break;
+      } catch (err) {
+        if (!(err instanceof Gone)) throw err;
+        ledger.gone++;
+        await sleep(r.int(50, 200));
+      }
+    }
+    batch++;
+    await sleep(r.int(20, 200));
+  }
+}
+
 // ---------------------------------------------------------------- the invariants
 
 export async function openDb(data: string): Promise<SqliteDb> {
@@ -436,7 +483,9 @@ export async function checkInvariants(p: Prepared, ledger: Ledger, allDone: bool
         WHERE f.id IS NULL OR f.id > c.id`),
     }));
     expect(facts.integrity.map((row) => row.integrity_check)).toEqual(['ok']);
-    expect(facts.tasks.length).toBe(p.taskIds.length);
+    // Seeded tasks, plus those created in the storm (an unanswered create may have committed:
+    // its retry then got the same tasks back).
+    expect(facts.tasks.length).toBe(p.taskIds.length + ledger.created.size);
 
     const byId = new Map(facts.tasks.map((t) => [t.id, t]));
     const doneCount = new Map(facts.doneEvents.map((e) => [e.subject, e.n]));
@@ -470,6 +519,11 @@ export async function checkInvariants(p: Prepared, ledger: Ledger, allDone: bool
       const t = byId.get(c.id)!;
       expect(t.status, `acknowledged completion of ${c.id}`).toBe('done');
       expect([t.finish_op, t.finish_owner, t.finish_token]).toEqual(['task_complete', c.agent, c.token]);
+    }
+    // Acknowledged creations: durable, and one task per idempotency key however often it was sent.
+    for (const [key, ids] of ledger.created) {
+      expect(new Set(ids).size, `idempotency key ${key} gave one task`).toBe(1);
+      expect(byId.has(ids[0]!), `created task ${ids[0]} (${key}) is stored`).toBe(true);
     }
     verdict = { tasks: facts.tasks.length, done: facts.tasks.filter((t) => t.status === 'done').length, claimEvents: facts.claimed.length };
   } finally {

@@ -9,6 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   checkInvariants,
+  creator,
   crashRng,
   httpClient,
   kill9,
@@ -24,9 +25,9 @@ import {
   type Served,
 } from './harness.js';
 
-const TASKS = 1200;
+const TASKS = 500;
 const AGENTS = 6;
-const KILLS = 8;
+const KILLS = 6;
 
 describe('kill -9 of baton serve', () => {
   const cleanups: (() => void | Promise<void>)[] = [];
@@ -35,7 +36,7 @@ describe('kill -9 of baton serve', () => {
     cleanups.length = 0;
   });
 
-  it(`${TASKS} tasks, ${AGENTS} agents over REST and MCP, ${KILLS} kills: nothing lost, nothing done twice`, async () => {
+  it(`${TASKS} tasks, ${AGENTS} agents over REST and MCP, a lead adding work, ${KILLS} kills: nothing lost, nothing done twice`, async () => {
     const r = crashRng('serve');
     const names = Array.from({ length: AGENTS }, (_, i) => `agent${i + 1}`);
     const p: Prepared = await prepare(r, names, TASKS);
@@ -46,6 +47,11 @@ describe('kill -9 of baton serve', () => {
     let stopped = false;
     const clients = names.map((n, i) => httpClient(i % 2 === 0 ? 'rest' : 'mcp', () => served.url, p.keys.get(n)!));
     const agents = names.map((n, i) => storm(n, () => clients[i]!, ledger, r.fork(i + 1), () => stopped));
+    // A lead adds work during the storm, until the last kill.
+    let creating = true;
+    const leadClient = httpClient('mcp', () => served.url, p.lead);
+    clients.push(leadClient);
+    const lead = creator(() => leadClient, ledger, r.fork(100), p.taskIds, () => !creating);
 
     const killer = r.fork(0);
     let kills = 0;
@@ -64,16 +70,19 @@ describe('kill -9 of baton serve', () => {
         await sleep(long ? killer.int(2100, 2600) : killer.int(0, 300));
         served = await startServe(p.data);
       }
+      creating = false;
+      await lead;
       // Drain: the agents finish the board (tasks of the killed runs come back as leases expire).
       const db = await openDb(p.data);
       try {
-        await until(async () => (await notDone(db)) === 0, 30_000, 'every task done');
+        await until(async () => (await notDone(db)) === 0, 60_000, 'every task done');
       } finally {
         await db.close();
       }
     } finally {
+      creating = false;
       stopped = true;
-      await Promise.all(agents);
+      await Promise.all([...agents, lead]);
       for (const c of clients) c.close();
       await kill9(served.child);
     }
@@ -81,7 +90,7 @@ describe('kill -9 of baton serve', () => {
     const v = await checkInvariants(p, ledger, true);
     expect(ledger.completions.length).toBeGreaterThan(0);
     process.stderr.write(
-      `[crash serve] seed ${r.seed}: ${v.tasks} tasks, ${kills} kills of serve (${longRestarts} restarts after the leases ran out), ${ledger.claims.length} acknowledged claims ` +
+      `[crash serve] seed ${r.seed}: ${v.tasks} tasks (${ledger.created.size} created during the storm), ${kills} kills of serve (${longRestarts} restarts after the leases ran out), ${ledger.claims.length} acknowledged claims ` +
         `(${v.claimEvents} claimed events), ${ledger.completions.length} acknowledged completions, ${ledger.gone} calls cut by a kill, ` +
         `refusals ${JSON.stringify(Object.fromEntries(ledger.refused))}\n`,
     );
