@@ -402,7 +402,7 @@ export async function storm(
  * keys: the hub must map them to the tasks it created, not create them twice.
  */
 export async function creator(
-  client: () => ToolClient,
+  client: () => ToolClient | Promise<ToolClient>,
   ledger: Ledger,
   r: Rng,
   earlier: readonly string[],
@@ -421,7 +421,7 @@ export async function creator(
     }));
     for (;;) {
       try {
-        const a = await client().tool('task_create', { tasks: specs });
+        const a = await (await client()).tool('task_create', { tasks: specs });
         if (!a.ok) throw new Error(`task_create refused: ${a.code}`);
         const out = a.data.tasks as { id: string }[];
         keys.forEach((key, i) => {
