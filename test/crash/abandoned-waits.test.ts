@@ -4,7 +4,8 @@
  * and over stdio (a client with its own `baton mcp`) are SIGKILLed mid-wait; then work is
  * created, as much as every waiter, dead or alive, could take. Live waiters started alongside
  * get tasks (so the waits were real and the doorbell rang); the dead ones get none: every claim
- * is a live agent's, every other task is still ready with no attempt counted.
+ * is a live agent's, every other task is still ready with no attempt counted. Likewise clients
+ * killed while waiting in `message_inbox`: mail sent after stays unread.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -30,10 +31,12 @@ const WAIT_MS = 30_000;
 /** Ghost modes, each twice; a batch carries two claims. */
 const MODES = ['rest', 'mcp', 'batch', 'stdio'] as const;
 const LIVE = ['live-rest', 'live-mcp', 'live-stdio'] as const;
+/** Ghosts waiting for mail instead: killed, then sent a message that must stay unread. */
+const INBOX = ['inbox', 'inbox-mcp'] as const;
 
 interface Ghost {
   name: string;
-  mode: (typeof MODES)[number];
+  mode: (typeof MODES)[number] | (typeof INBOX)[number];
   child: ChildProcess;
   out: () => string;
   /** Its `baton mcp` (stdio mode), orphaned when the ghost dies. */
@@ -76,10 +79,12 @@ describe('abandoned waits', () => {
     cleanups.length = 0;
   });
 
-  it('clients killed mid-wait over REST, MCP HTTP (lean, batch) and stdio claim nothing once work arrives', async () => {
+  it('clients killed mid-wait over REST, MCP HTTP (lean, batch) and stdio claim nothing once work arrives; dead inbox waits mark nothing read', async () => {
     const r = crashRng('waits');
-    const ghostSpecs = MODES.flatMap((mode) => [1, 2].map((i) => ({ name: `ghost-${mode}-${i}`, mode })));
-    const p = await prepare(r, [...ghostSpecs.map((g) => g.name), ...LIVE], 0);
+    const claimers = MODES.flatMap((mode) => [1, 2].map((i) => ({ name: `ghost-${mode}-${i}`, mode })));
+    const readers = INBOX.map((mode) => ({ name: `ghost-${mode}`, mode }));
+    const ghostSpecs: { name: string; mode: Ghost['mode'] }[] = [...claimers, ...readers];
+    const p = await prepare(r, [...ghostSpecs.map((g) => g.name), ...LIVE, 'live-inbox'], 0);
     cleanups.push(() => p.cleanup());
     const served: Served = await startServe(p.data);
     cleanups.push(() => kill9(served.child));
@@ -101,6 +106,8 @@ describe('abandoned waits', () => {
     const liveStdio = await stdioMcp(p.data, p.keys.get('live-stdio')!);
     cleanups.push(() => kill9(liveStdio.child));
     const lives: Promise<Answer>[] = [liveRest, liveMcp, liveStdio].map((c) => c.tool('task_claim', { wait_ms: WAIT_MS }));
+    const liveInbox = httpClient('rest', url, p.keys.get('live-inbox')!);
+    const liveMail = liveInbox.tool('message_inbox', { wait_ms: WAIT_MS });
 
     // The waits are on their way; give the hub a moment to start them, then kill every ghost.
     await sleep(500);
@@ -112,14 +119,23 @@ describe('abandoned waits', () => {
     expect(ghosts.map((g) => g.out()).filter((o) => o.includes('answered'))).toEqual([]);
     await sleep(killer.int(0, 300));
 
-    // Work for every waiter that ever was: 2 per mode (a batch: 4) plus the live ones.
-    const tasks = ghostSpecs.length + 2 + LIVE.length;
+    // Work for every waiter that ever was: 2 per mode (a batch: 4) plus the live ones; mail for
+    // the dead readers and a live one.
+    const tasks = claimers.length + 2 + LIVE.length;
     const created = await fetch(`${served.url}/api/v1/tasks`, {
       method: 'POST',
       headers: { authorization: `Bearer ${p.lead}`, 'content-type': 'application/json' },
       body: JSON.stringify({ tasks: Array.from({ length: tasks }, (_, i) => ({ title: `after the ghosts ${i}` })) }),
     });
     expect(created.status).toBe(200);
+    const sent = await fetch(`${served.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${p.lead}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to_agents: [...readers.map((g) => g.name), 'live-inbox'], body: 'after the ghosts' }),
+    });
+    expect(sent.status).toBe(200);
+    const mail = await liveMail;
+    expect(mail.ok && (mail.data.messages as unknown[]).length, 'the live reader got the mail').toBe(1);
 
     const answers = await Promise.all(lives);
     for (const [i, a] of answers.entries()) {
@@ -130,6 +146,14 @@ describe('abandoned waits', () => {
     for (const g of ghosts.filter((x) => x.mcpPid !== undefined)) {
       await until(() => !alive(g.mcpPid!), 20_000, `baton mcp of ${g.name} exits after its client died`);
     }
+    // The dead readers' mail is still unread (asked without marking it read).
+    for (const g of readers) {
+      const reader = httpClient('rest', url, p.keys.get(g.name)!);
+      const look = await reader.tool('message_inbox', { unread_only: true, mark_read: false });
+      reader.close();
+      expect(look.ok && look.data.unread, `${g.name}'s mail is unread`).toBe(1);
+    }
+    liveInbox.close();
     liveRest.close();
     liveMcp.close();
     liveStdio.close();
@@ -148,8 +172,8 @@ describe('abandoned waits', () => {
       expect(held.every((t) => t.attempts === 1)).toBe(true);
       expect(facts.tasks.filter((t) => t.status === 'ready').every((t) => t.attempts === 0 && t.lease_owner === null)).toBe(true);
       process.stderr.write(
-        `[crash waits] seed ${r.seed}: ${ghosts.length} clients killed mid-wait (${MODES.join(', ')}), ${tasks} tasks created after, ` +
-          `${facts.claims.length} claims, all by the ${LIVE.length} live waiters\n`,
+        `[crash waits] seed ${r.seed}: ${ghosts.length} clients killed mid-wait (${[...MODES, ...INBOX].join(', ')}), ${tasks} tasks created after, ` +
+          `${facts.claims.length} claims, all by the ${LIVE.length} live waiters; the dead readers' mail unread\n`,
       );
     } finally {
       await db.close();

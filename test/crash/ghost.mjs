@@ -1,11 +1,13 @@
 /* global process, Buffer, URL */
-// A client that starts a long `task_claim` wait and then waits to be SIGKILLed (abandoned-waits.test.ts).
+// A client that starts a long `task_claim` (or `message_inbox`) wait and then waits to be SIGKILLed (abandoned-waits.test.ts).
 // A separate process, so its death is real: the kernel closes its sockets and pipes.
 // Plain JS (no tsx start-up cost: several start at once on a small machine).
 //   node ghost.mjs rest  URL KEY WAIT_MS    POST /api/v1/tasks/claim
 //   node ghost.mjs mcp   URL KEY WAIT_MS    POST /mcp, one tools/call (the lean path)
 //   node ghost.mjs batch URL KEY WAIT_MS    POST /mcp, a JSON-RPC batch of two claims (the SDK path)
 //   node ghost.mjs stdio DATA KEY WAIT_MS   its own `baton mcp` child, spoken to over stdio
+//   node ghost.mjs inbox URL KEY WAIT_MS    POST /api/v1/messages/inbox (waits for mail, marks it read)
+//   node ghost.mjs inbox-mcp URL KEY WAIT_MS  message_inbox over POST /mcp (the lean path)
 // Prints "sent" (with "pid N" of its baton mcp) once the wait is on its way.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
@@ -13,6 +15,7 @@ import { resolve } from 'node:path';
 
 const [mode, where, key, waitArg] = process.argv.slice(2);
 const wait_ms = Number(waitArg);
+const inbox = (id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'message_inbox', arguments: { wait_ms } } });
 const claim = (id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms } } });
 
 function post(path, body, headers) {
@@ -38,6 +41,8 @@ const mcpHeaders = (version) => ({ accept: 'application/json, text/event-stream'
 
 if (mode === 'rest') post('/api/v1/tasks/claim', { wait_ms });
 else if (mode === 'mcp') post('/mcp', claim(1), mcpHeaders('2025-11-25'));
+else if (mode === 'inbox') post('/api/v1/messages/inbox', { wait_ms });
+else if (mode === 'inbox-mcp') post('/mcp', inbox(1), mcpHeaders('2025-11-25'));
 else if (mode === 'batch') post('/mcp', [claim(1), claim(2)], mcpHeaders('2025-03-26'));
 else if (mode === 'stdio') {
   const bin = resolve(import.meta.dirname, '../../bin/baton.js');

@@ -216,6 +216,7 @@ const REST_PATHS: Record<string, (args: Record<string, unknown>) => [string, Rec
   task_create: (a) => ['/api/v1/tasks', a],
   task_claim: (a) => ['/api/v1/tasks/claim', a],
   task_complete: ({ id, ...rest }) => [`/api/v1/tasks/${String(id)}/complete`, rest],
+  message_inbox: (a) => ['/api/v1/messages/inbox', a],
 };
 
 /** REST (`/api/v1`) or MCP over HTTP (the lean JSON-RPC path) against a server whose URL may change. */
