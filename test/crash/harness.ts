@@ -327,6 +327,8 @@ export interface CompleteAck {
 export class Ledger {
   /** Tasks created during the storm: idempotency key → the id each acknowledgement gave. */
   readonly created = new Map<string, string[]>();
+  /** A task_create is on its way (a killer may aim at it). */
+  creating = false;
   readonly claims: ClaimAck[] = [];
   readonly completions: CompleteAck[] = [];
   /** Calls whose outcome is unknown (the connection or process died under them). */
@@ -422,7 +424,9 @@ export async function creator(
     }));
     for (;;) {
       try {
-        const a = await (await client()).tool('task_create', { tasks: specs });
+        const c = await client();
+        ledger.creating = true;
+        const a = await c.tool('task_create', { tasks: specs }).finally(() => (ledger.creating = false));
         if (!a.ok) throw new Error(`task_create refused: ${a.code}`);
         const out = a.data.tasks as { id: string }[];
         keys.forEach((key, i) => {

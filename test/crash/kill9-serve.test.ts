@@ -61,7 +61,13 @@ describe('kill -9 of baton serve', () => {
         // Let work be acknowledged, then kill at a random point of the storm.
         const before = ledger.completions.length;
         await until(() => ledger.completions.length > before, 20_000, () => `a completion before kill ${kills + 1} (${JSON.stringify({ claims: ledger.claims.length, gone: ledger.gone, refused: Object.fromEntries(ledger.refused) })}; server log: ${served.stderr().slice(-2000)})`);
-        await sleep(killer.int(10, 400));
+        if (kills % 2 === 0) await sleep(killer.int(10, 400));
+        else {
+          // Aimed at a task_create in flight: its answer may be lost after its commit, and the
+          // lead's retry must get the same tasks back (idempotency keys), not new ones.
+          await until(() => ledger.creating, 10_000, 'a task_create in flight');
+          await sleep(killer.int(0, 4));
+        }
         await kill9(served.child);
         // Mostly a quick restart (leases still live: held tasks are completed after it); now and
         // then a long one (they ran out: stale completions are refused, the tasks claimed again).
