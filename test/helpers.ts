@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { Client as V2Client, StreamableHTTPClientTransport as V2Http } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -151,4 +153,35 @@ export function woken<T>(p: Promise<T>, ms = 10_000): Promise<T> {
     timer = setTimeout(() => reject(new Error(`not woken within ${ms} ms`)), ms);
   });
   return Promise.race([p, bound]).finally(() => clearTimeout(timer));
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the `baton` CLI as a child process with execFile's pipes (stdout and stderr are not a TTY,
+ * as under a service manager or CI) and a minimal environment (PATH and HOME, plus `env`): the
+ * exit code and both streams. Only a spawn failure or the timeout throws.
+ */
+export async function runBaton(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number; uid?: number; gid?: number } = {},
+): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...opts.env },
+      timeout: opts.timeoutMs ?? 20_000,
+      encoding: 'utf8',
+      ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.gid }),
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err; // spawn failure or killed by the timeout: not a CLI answer
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
 }

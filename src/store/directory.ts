@@ -75,19 +75,7 @@ export async function ensureAgent(
     }
     return found;
   }
-  const row: AgentRow = {
-    id: newId('agt'),
-    project_id: projectId,
-    name,
-    kind: null,
-    role,
-    capabilities: '[]',
-    last_seen_at: now,
-    created_at: now,
-  };
-  await ex.run(sql`INSERT INTO agents (id, project_id, name, kind, role, capabilities, last_seen_at, created_at)
-    VALUES (${row.id}, ${projectId}, ${name}, NULL, ${role}, '[]', ${now}, ${now})`);
-  return row;
+  return createAgent(ex, projectId, name, role, now);
 }
 
 /** Creates an agent; never touches an existing one (the caller checked the name is free). */

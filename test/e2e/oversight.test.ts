@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
@@ -10,12 +8,11 @@ import { isBatonError } from '../../src/core/errors.js';
 import { eventsAfter } from '../../src/store/journal.js';
 import { approvalGranted } from '../../src/store/oversight.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, call, createKey, httpAgent, openHub, serve, type TestHub } from '../helpers.js';
+import { call, createKey, httpAgent, openHub, serve, type TestHub, runBaton, type CliResult } from '../helpers.js';
 
 /**
  * Decisions and approvals. The CLI cases run bin/baton.js over dist/: `npm run build` first.
  */
-const run = promisify(execFile);
 
 interface Approval {
   id: string;
@@ -55,20 +52,7 @@ async function count(t: TestHub, table: 'approvals' | 'decisions'): Promise<numb
   return (await t.hub.db.read((ex) => ex.get<{ n: number }>(q)))!.n;
 }
 
-async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
-      timeout: 20_000,
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const baton = (args: string[]): Promise<CliResult> => runBaton(args);
 
 async function post(url: string, key: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url, {

@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +8,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { Hub } from '../../src/hub.js';
 import { auditHash, auditKeyFrom, sweepAudit, type AuditRow } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub } from '../helpers.js';
+import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub, runBaton, type CliResult } from '../helpers.js';
 
 /**
  * S29: every call is audited with its outcome, security events carry a severity and an event
@@ -18,7 +16,6 @@ import { BIN, call, createKey, httpAgent, openHub, serve, tempDir, testConfig, t
  * or deletions made behind Baton's back are found and named. S30: audit retention keeps the
  * chain verifiable.
  */
-const run = promisify(execFile);
 const T0 = Date.parse('2030-01-01T00:00:00Z');
 
 let open: TestHub[] = [];
@@ -299,16 +296,7 @@ describe('hash chain (S29)', () => {
 });
 
 describe('baton audit verify (CLI)', () => {
-  async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code?: unknown; stdout?: string; stderr?: string };
-      if (typeof e.code !== 'number') throw err;
-      return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-    }
-  }
+  const baton = (args: string[]): Promise<CliResult> => runBaton(args, { env: process.env });
 
   it('exits 0 on an intact chain and 1 naming the row after an edit or a deletion', async () => {
     const t = await hub();

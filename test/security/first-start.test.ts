@@ -1,28 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, tempDir } from '../helpers.js';
+import { tempDir, runBaton, type CliResult } from '../helpers.js';
 
-const run = promisify(execFile);
 const KEY = /bat_[A-Za-z0-9_-]{20,}/;
 
-async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    // execFile's pipes: stdout and stderr are not a TTY, as under a service manager or CI.
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
-      timeout: 20_000,
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const baton = (args: string[]): Promise<CliResult> => runBaton(args);
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

@@ -5,16 +5,14 @@
  * - A project admin cannot become an existing agent by minting a key under its name: that takes
  *   `for_existing_agent: true`, and then only with the agent's own role.
  */
-import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { BIN, call, createKey, openHub, serve, tempDir, type TestHub } from '../helpers.js';
+import { call, createKey, openHub, serve, tempDir, type TestHub, runBaton, type CliResult } from '../helpers.js';
 
 const START = Date.UTC(2026, 0, 1);
 const EXT_ISS = 'https://idp.example.test';
@@ -142,17 +140,7 @@ describe('security: identities never merge across credential sources (issue 8 it
 });
 
 describe('baton token create --for-existing-agent (issue 8 item 3, CLI)', () => {
-  const run = promisify(execFile);
-  async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code?: unknown; stdout?: string; stderr?: string };
-      if (typeof e.code !== 'number') throw err;
-      return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-    }
-  }
+  const baton = (args: string[]): Promise<CliResult> => runBaton(args, { env: process.env });
 
   it('refuses a second key for an existing agent without the flag or with another role', async () => {
     const { dir, cleanup } = tempDir();

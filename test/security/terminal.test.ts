@@ -1,26 +1,10 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { BIN, createKey, httpAgent, openHub, serve, type Agent, type TestHub } from '../helpers.js';
+import { createKey, httpAgent, openHub, serve, type Agent, type TestHub, runBaton, type CliResult } from '../helpers.js';
 
-const run = promisify(execFile);
 
-async function baton(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
-      timeout: 20_000,
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const baton = (args: string[]): Promise<CliResult> => runBaton(args);
 
 /** An OSC 52 clipboard write, an 8-bit CSI, a screen clear and a right-to-left override. */
 const ATTACK = 'deploy \u001b]52;c;cm0gLXJmIH4K\u0007 \u009b2J \u001b[2J \u202eevil';
