@@ -1,3 +1,4 @@
+import { BatonError } from '../core/errors.js';
 import { createCipheriv, createDecipheriv, randomBytes, randomFillSync } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -255,7 +256,14 @@ export function sealWith(cipher: Cipher | undefined, value: string, aadText: str
 /** Open a stored value; a sealed value without a configured cipher is an error, never shown raw. */
 export function openWith(cipher: Cipher | undefined, value: string, aadText: string): string {
   if (cipher !== undefined) return cipher.open(value, aadText);
-  if (isSealed(value)) throw new CipherError('encrypted content but no encryption key is configured');
+  // An operator's configuration problem (e.g. a git hook or a CLI run without the key in its
+  // environment), not a fault: a clear, stable answer instead of `internal`.
+  if (isSealed(value)) {
+    throw new BatonError(
+      'unavailable',
+      'this content is encrypted and no encryption key is configured here: set BATON_ENCRYPTION_KEYS or BATON_ENCRYPTION_KEYS_FILE',
+    );
+  }
   return value;
 }
 

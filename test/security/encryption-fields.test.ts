@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
@@ -7,8 +7,8 @@ import type { HttpHandle } from '../../src/api/http/server.js';
 import { main } from '../../src/cli/main.js';
 import { Hub } from '../../src/hub.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { addKeyToFile } from '../../src/security/crypto.js';
-import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type Agent, type TestHub } from '../helpers.js';
+import { KEYRING_FILE, addKeyToFile } from '../../src/security/crypto.js';
+import { call, createKey, httpAgent, openHub, runBaton, serve, tempDir, testConfig, type Agent, type TestHub } from '../helpers.js';
 
 /**
  * S32 for every content field (issue 8 item 8): with a keyring configured, each field an agent
@@ -414,6 +414,30 @@ describe('S32: baton keys rotate re-encrypts every content field, and clear rows
     } finally {
       await h3.close();
       await h.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('encrypted content read where no key is configured', () => {
+  it('answers a clear, stable error naming the setting (not internal), and reads again once the key is back', async () => {
+    const env = encryptedDir();
+    try {
+      const t = await openHub({ dir: env.dir });
+      await call(t.hub, t.admin, 'lock_acquire', { paths: ['src/secret/**'], reason: 'editing the payroll module' });
+      await t.hub.close();
+      // A git hook or a shell without the key: the same data dir, no keyring file, no key in the environment.
+      renameSync(join(env.data, KEYRING_FILE), join(env.dir, 'keyring.aside'));
+      const without = await runBaton(['lock', 'list', '--json', '--data', env.data]);
+      expect(without.code).not.toBe(0);
+      expect(without.stderr).toContain('unavailable');
+      expect(without.stderr).toContain('BATON_ENCRYPTION_KEYS');
+      expect(without.stderr).not.toContain('payroll');
+      renameSync(join(env.dir, 'keyring.aside'), join(env.data, KEYRING_FILE));
+      const back = await runBaton(['lock', 'list', '--json', '--data', env.data]);
+      expect(back.code, back.stderr).toBe(0);
+      expect(back.stdout).toContain('editing the payroll module');
+    } finally {
+      env.cleanup();
     }
   });
 });
