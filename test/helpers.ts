@@ -185,3 +185,27 @@ export async function runBaton(
     return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
 }
+
+/**
+ * Environment variables set for the duration of a test: `set` remembers each variable's first
+ * value, `restore` (call it in afterEach) puts every one back (undefined: deleted).
+ */
+export function envScope(): { set(vars: Record<string, string | undefined>): void; restore(): void } {
+  const saved = new Map<string, string | undefined>();
+  return {
+    set(vars) {
+      for (const [k, v] of Object.entries(vars)) {
+        if (!saved.has(k)) saved.set(k, process.env[k]);
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    },
+    restore() {
+      for (const [k, v] of saved) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      saved.clear();
+    },
+  };
+}

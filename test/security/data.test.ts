@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.js';
 import { Hub } from '../../src/hub.js';
 import { addKeyToFile, KEYRING_FILE } from '../../src/security/crypto.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type Agent, type TestHub } from '../helpers.js';
+import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type Agent, type TestHub, envScope } from '../helpers.js';
 
 const MARK = 'ZEBRA-MARKER-7Q';
 const silent = pino({ level: 'silent' });
@@ -24,21 +24,11 @@ function encryptedDir(): { dir: string; data: string; keyId: string; cleanup: ()
   return { dir: tmp.dir, data, keyId: id, cleanup: tmp.cleanup };
 }
 
-/** Sets env vars for one test; restores them after. */
-const saved = new Map<string, string | undefined>();
-function setEnv(vars: Record<string, string | undefined>): void {
-  for (const [k, v] of Object.entries(vars)) {
-    if (!saved.has(k)) saved.set(k, process.env[k]);
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-}
+/** Env vars set for one test, restored after it. */
+const env = envScope();
+const setEnv = env.set;
 afterEach(() => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  saved.clear();
+  env.restore();
   process.exitCode = undefined;
 });
 

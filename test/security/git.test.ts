@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { createKey, httpAgent, openHub, serve, type Agent, type TestHub } from '../helpers.js';
+import { createKey, httpAgent, openHub, serve, type Agent, type TestHub, envScope } from '../helpers.js';
 
 /**
  * Item 9 of the second security round: a checkpoint commit must run no program a repository
@@ -40,18 +40,9 @@ function payload(marker: string): string {
   return script;
 }
 
-const saved = new Map<string, string | undefined>();
-function setEnv(name: string, value: string): void {
-  if (!saved.has(name)) saved.set(name, process.env[name]);
-  process.env[name] = value;
-}
-afterEach(() => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  saved.clear();
-});
+const env = envScope();
+const setEnv = (name: string, value: string): void => env.set({ [name]: value });
+afterEach(() => env.restore());
 
 const errorCode = (r: { isError: boolean; data: Record<string, unknown> }): unknown =>
   r.isError ? (r.data.error as { code?: string } | undefined)?.code : 'ok';

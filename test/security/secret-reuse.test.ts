@@ -4,22 +4,13 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
 import { inspectDataProtection } from '../../src/security/production.js';
-import { tempDir, testConfig } from '../helpers.js';
+import { tempDir, testConfig, envScope } from '../helpers.js';
 
-const saved = new Map<string, string | undefined>();
-function setEnv(vars: Record<string, string | undefined>): void {
-  for (const [k, v] of Object.entries(vars)) {
-    if (!saved.has(k)) saved.set(k, process.env[k]);
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-}
+/** Env vars set for one test, restored after it. */
+const env = envScope();
+const setEnv = env.set;
 afterEach(() => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  saved.clear();
+  env.restore();
 });
 
 async function openError(data: string): Promise<string | null> {
