@@ -158,4 +158,34 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     expect(rows).toHaveLength(1);
     expect(['unavailable', 'empty']).toContain(rows[0]!.code);
   });
+
+  it('drains on SIGTERM too: a waiting claim is answered with its empty result, then the process exits 0', async () => {
+    const key = await createKey(t, 'sigtermer', 'worker');
+    const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
+      env: { ...process.env, BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      lines.push(...parts);
+    });
+    const send = (m: unknown): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
+    const waitFor = async (pred: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    await waitFor(() => lines.length > 0);
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
+    await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const answer = lines.map((l) => JSON.parse(l) as { id?: number; result?: { structuredContent?: unknown } }).find((m) => m.id === 2);
+    expect(answer?.result?.structuredContent).toEqual({ task: null });
+  });
 });

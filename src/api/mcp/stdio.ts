@@ -17,9 +17,11 @@ import { callTool, isKnownTool } from './tools.js';
  * with a message that names the problem and the fix (and says it once on stderr). Exiting before
  * `initialize` left Claude Code, Codex and the AI SDK showing only "connection closed".
  *
- * When stdin ends the process drains: the SDK aborts in-flight requests (waits end early), the
+ * When stdin ends, or on SIGTERM/SIGINT, the process drains: waits end early (the SDK aborts
+ * requests when stdin ends; the runner's drain answers long polls with their empty result), the
  * calls still running finish (bounded by DRAIN_MS), and only then does the caller close the hub
- * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate.
+ * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate or
+ * read its store (which it says, after answering the handshake, instead of dying before it).
  */
 const DRAIN_MS = 10_000;
 const CREATE_KEY_SHORT = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN';
@@ -40,7 +42,7 @@ async function refusalOf(hub: Hub, opts: { token?: string; agent?: string }): Pr
       if (isBatonError(err) && (err.code === 'unauthenticated' || err.code === 'rate_limited')) {
         return `BATON_TOKEN is not a valid Baton key (revoked, expired, bound to other addresses, or mistyped): ${CREATE_KEY}`;
       }
-      throw err;
+      return storeRefusal(err);
     }
   }
   // Production mode never runs without authentication (S36): the keyless local agent is a
@@ -50,6 +52,12 @@ async function refusalOf(hub: Hub, opts: { token?: string; agent?: string }): Pr
     return `no credentials: set BATON_TOKEN to a Baton key (${CREATE_KEY.replace(' and set BATON_TOKEN to the key it prints', '')}), or BATON_AGENT=NAME to run as a named local agent (development only)`;
   }
   return null;
+}
+
+/** The store could not be read at start (damaged, full, read-only, busy): said, not a crash before the handshake. */
+function storeRefusal(err: unknown): string {
+  const code = isBatonError(err) ? err.code : 'internal';
+  return `the hub's store could not be read (${code}): run \`baton doctor\` on this data dir, then restart this server`;
 }
 
 /** A server that answers the handshake and refuses everything else with `message`. */
@@ -66,7 +74,15 @@ function refusingServer(message: string): Server {
 }
 
 export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
-  const refusal = await refusalOf(hub, opts);
+  let refusal = await refusalOf(hub, opts);
+  let local: Principal | null = null;
+  if (refusal === null && (opts.token === undefined || opts.token === '')) {
+    try {
+      local = await hub.localPrincipal(opts.agent!, opts.role ?? 'worker');
+    } catch (err) {
+      refusal = isBatonError(err) && err.code === 'invalid_input' ? `BATON_ROLE: ${err.message}` : storeRefusal(err);
+    }
+  }
   const inFlight = new Set<Promise<unknown>>();
   let toldRevoked = false;
   let factory: () => Server;
@@ -80,8 +96,8 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
       const resolve = hub.resolver(token);
       caller = { principal: () => hub.authenticate(token), who: () => resolve };
     } else {
-      const local: Principal = await hub.localPrincipal(opts.agent!, opts.role ?? 'worker');
-      caller = { principal: async () => local, who: () => local };
+      const p = local!;
+      caller = { principal: async () => p, who: () => p };
     }
     factory = () => {
       const server = buildMcpServer(hub, caller, 'mcp-stdio');
@@ -110,11 +126,15 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
     };
   }
   const handle = serveStdio(factory);
+  // stdin ending is the client leaving; SIGTERM/SIGINT is a launcher stopping us: both drain.
   await new Promise<void>((resolve) => {
     const done = (): void => resolve();
     process.stdin.once('end', done);
     process.stdin.once('close', done);
+    process.once('SIGTERM', done);
+    process.once('SIGINT', done);
   });
+  hub.runner.drain(); // long polls answer their empty result now
   await drain(inFlight);
   await handle.close();
   // It never served: a launcher that looks at the exit status sees the failure too.
