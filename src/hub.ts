@@ -67,6 +67,9 @@ export class Hub {
   /** Keys the audit hash chain. */
   private auditKey: Buffer = Buffer.alloc(0);
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** The retention run in progress, if any; `closing` stops it between chunks. */
+  private pruning: Promise<void> | null = null;
+  private closing = false;
   private readonly agentIds = new Map<string, string>();
   private readonly requestPrefix = randomBytes(6).toString('base64url');
   private requestSeq = 0;
@@ -331,12 +334,12 @@ export class Hub {
     return this.runner.call(op, input, who, meta);
   }
 
-  /** Walks the audit hash chain (S29): whether it holds, and the first bad row. */
   /** The database's schema version and the latest this Baton knows (readiness, doctor). */
   async schemaStatus(): Promise<{ version: number; latest: number }> {
     return { version: await this.db.read(schemaVersion), latest: LATEST_MIGRATION };
   }
 
+  /** Walks the audit hash chain (S29): whether it holds, and the first bad row. */
   verifyAudit(): Promise<AuditVerdict> {
     return this.db.read((ex) => verifyAudit(ex, this.auditKey));
   }
@@ -410,7 +413,7 @@ export class Hub {
       // Until caught up: a fixed number of chunks per run fell behind a busy hub (measured in the
       // soak: ~90k events a minute against 40k pruned). Each chunk is its own short transaction,
       // and the event loop gets a turn between chunks, so requests interleave with a long run.
-      for (let i = 0; i < maxChunks; i++) {
+      for (let i = 0; i < maxChunks && !this.closing; i++) {
         const n = await this.db.write((ex) => step(ex, this.clock.now()));
         total += n;
         if (n < size) break;
@@ -437,19 +440,17 @@ export class Hub {
     if (this.sweepTimer !== null) return;
     clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
     let lastPrune = this.clock.monotonic();
-    let pruning = false;
     this.sweepTimer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
-      if (pruning || this.clock.monotonic() - lastPrune < this.config.retentionIntervalMs) return;
-      pruning = true;
+      if (this.pruning !== null || this.clock.monotonic() - lastPrune < this.config.retentionIntervalMs) return;
       lastPrune = this.clock.monotonic();
-      this.prune()
+      this.pruning = this.prune()
         .then((removed) => {
           if (removed.events + removed.tasks + removed.threads > 0) this.log.info({ removed }, 'retention');
         })
         .catch((err: unknown) => this.log.error({ err }, 'retention failed'))
         .finally(() => {
-          pruning = false;
+          this.pruning = null;
         });
     }, this.config.sweepIntervalMs);
     this.sweepTimer.unref();
@@ -466,6 +467,9 @@ export class Hub {
   async close(): Promise<void> {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    // A retention run in progress stops after its current chunk instead of writing to a closed store.
+    this.closing = true;
+    await this.pruning;
     this.dataWatch?.stop();
     this.bus.close();
     await this.deferred.close();

@@ -11,6 +11,7 @@ import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
 import { OpRateLimiter } from './ratelimit.js';
+import { isBusy } from '../store/faults.js';
 
 /**
  * The one door. Every surface calls `Runner.call`, which for every op does, in order:
@@ -280,8 +281,14 @@ export class Runner {
       await new Promise<void>((resolve) => {
         const signal = s.meta.signal;
         if (signal?.aborted === true) return resolve();
-        signal?.addEventListener('abort', () => resolve(), { once: true });
-        void work.then(resolve);
+        // Removed when the work settles: a call that hands work out many times (a chunked walk)
+        // must not pile listeners on its request's signal.
+        const onAbort = (): void => resolve();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        void work.then(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
       });
       return;
     }
@@ -360,11 +367,6 @@ function overLimits(input: unknown, c: Pick<Config, 'maxStringChars' | 'maxArray
     return null;
   };
   return walk(input, '');
-}
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }
 
 function outcomeOf(code: string): AuditEntry['outcome'] {

@@ -11,7 +11,7 @@ import type { StoreFault } from './db.js';
  */
 
 /** What a client is told to wait before retrying a write on a full disk. */
-export const FULL_RETRY_AFTER_S = 30;
+const FULL_RETRY_AFTER_S = 30;
 
 /** Below this much free space an I/O error is taken for a full disk (SQLite's write may have needed a page or two). */
 const NEARLY_FULL_BYTES = 1024 * 1024;
@@ -92,4 +92,14 @@ export function faultRecord(code: FaultCode, err: unknown, at: number): StoreFau
   const driver = sqliteCode(err) ?? 'unknown';
   const message = String((err as Error | null)?.message ?? '');
   return { code, message: `${driver}: ${message}`.slice(0, 500), at };
+}
+
+/**
+ * Another connection holds the lock (any SQLITE_BUSY variant, incl. BUSY_RECOVERY and
+ * BUSY_SNAPSHOT, or SQLITE_LOCKED): retryable, never a fault. One definition for the store's
+ * retries and the runner's `unavailable` answer.
+ */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED');
 }

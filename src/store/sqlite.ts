@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
 import { BatonError } from '../core/errors.js';
-import { faultCodeOf, faultError, faultRecord } from './faults.js';
+import { faultCodeOf, faultError, faultRecord, isBusy } from './faults.js';
 import { Mutex } from './mutex.js';
 import { render, type Placeholder, type Sql } from './sql.js';
 
@@ -37,10 +37,6 @@ interface Pending {
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** Another connection holds a lock (incl. SQLITE_BUSY_RECOVERY / _SNAPSHOT): worth waiting for. */
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
-}
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Blocks for `ms`: only while the connection is being set up, before the store serves anyone. */
