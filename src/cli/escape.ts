@@ -10,8 +10,6 @@
  *   U+2028/U+2029), which reorder what a reader sees ("trojan source").
  */
 // eslint-disable-next-line no-control-regex
-const TEXT_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-// eslint-disable-next-line no-control-regex
 const LINE_CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 /** What JSON.stringify leaves raw (it escapes U+0000–U+001F itself). */
 const JSON_CONTROL = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
@@ -24,11 +22,6 @@ const hex = (c: string): string => {
 /** Stored text for one line of output: every control character (newline and tab too) escaped. */
 export function printable(text: string): string {
   return text.replace(LINE_CONTROL, hex);
-}
-
-/** Stored text for a block of output: like `printable`, but newlines and tabs stay. */
-export function printableBlock(text: string): string {
-  return text.replace(TEXT_CONTROL, hex);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
-import { GlobBudget, globsOverlap, MAX_LENGTH, MAX_STARS, normalizeGlob } from '../core/globs.js';
+import { GlobBudget, globsOverlap, MAX_LENGTH, normalizeGlob } from '../core/globs.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import * as store from '../store/locks.js';
 import type { Lock } from '../store/locks.js';
@@ -20,7 +20,6 @@ import { agentName, cursor, limit, taskId, waitMs } from './schemas.js';
 export const LOCK_LIMITS = {
   paths: 50,
   path: MAX_LENGTH,
-  stars: MAX_STARS,
   reason: 500,
   ttlMaxS: 86_400,
   ttlDefaultS: 1_800,

@@ -26,7 +26,6 @@ const scope = z.enum(['agent', 'project']);
 const key = z.string().min(1).max(MEMORY_LIMITS.key).regex(KEY, 'expected a key: letters, digits and ._:/@- (first a letter or digit)');
 const ifVersion = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 import { iso } from '../core/time.js';
-const isoOrNull = (ms: number | null): string | null => iso(ms);
 
 type Scope = z.infer<typeof scope>;
 
@@ -103,7 +102,7 @@ export const memorySet = defineOp({
       expiresAt,
     });
     await ctx.emit('memory.set', input.key, { scope: s, version, size: input.value.length }, audienceOf(ctx, s));
-    return { key: input.key, scope: s, version, expires_at: isoOrNull(expiresAt) };
+    return { key: input.key, scope: s, version, expires_at: iso(expiresAt) };
   },
 });
 
@@ -134,7 +133,7 @@ export const memoryGet = defineOp({
       value: openWith(ctx.services.cipher, row.value, AAD.memory(row.project_id, row.owner, row.key)),
       version: row.version,
       updated_at: iso(row.updated_at),
-      expires_at: isoOrNull(row.expires_at),
+      expires_at: iso(row.expires_at),
       updated_by: row.updated_by,
     };
   },
@@ -190,7 +189,7 @@ export const memoryList = defineOp({
         version: r.version,
         size: r.size,
         updated_at: iso(r.updated_at),
-        expires_at: isoOrNull(r.expires_at),
+        expires_at: iso(r.expires_at),
         updated_by: r.updated_by,
       })),
       next_cursor: rows.length > pageSize && last !== undefined ? encodeCursor('memory', [last.key]) : null,

@@ -17,7 +17,6 @@ import { releaseAgentLocks } from '../store/locks.js';
 import { lockReleasedEvent } from './locks.js';
 
 import { iso } from '../core/time.js';
-const isoOrNull = (ms: number | null): string | null => iso(ms);
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
 const handoffId = z.string().regex(ID_PATTERN('hof'), 'expected a handoff id (hof_…)');
@@ -95,7 +94,7 @@ function toSession(c: Cipher | undefined, row: SessionRow, agent: string): z.inf
     summary: openNullable(c, row.summary, AAD.session(row.project_id, row.id, 'summary')),
     checkpoints: row.checkpoints,
     started_at: iso(row.started_at),
-    ended_at: isoOrNull(row.ended_at),
+    ended_at: iso(row.ended_at),
   };
 }
 
@@ -145,7 +144,7 @@ function toHandoff(c: Cipher | undefined, row: HandoffRow): z.infer<typeof hando
     status: row.status,
     created_at: iso(row.created_at),
     accepted_by: row.accepted_name,
-    accepted_at: isoOrNull(row.accepted_at),
+    accepted_at: iso(row.accepted_at),
   };
 }
 

@@ -518,15 +518,9 @@ export async function verifyAudit(
  * or the genesis), and the row after it must link to it, so an edited, forged or removed row of
  * the project next to any of its rows is named. The end must be the authenticated head. Cost: the
  * project's rows plus two lookups by id each, in pages, yielding between them. Deletions among
- * other projects' rows are the global verification's to find.
+ * other projects' rows are the global verification's to find. Walked in steps, each its own
+ * short read (as `AuditWalk` for the whole chain): `beginProjectWalk`, `stepProjectWalk`.
  */
-export async function verifyAuditProject(ex: Executor, key: Buffer, projectId: string, pageSize = 1_000): Promise<AuditVerdict> {
-  const w = await beginProjectWalk(ex, key, projectId);
-  while (!(await stepProjectWalk(ex, key, w, pageSize))) await breathe();
-  return w.verdict ?? { ok: true, rows: w.rows, firstBadId: null };
-}
-
-/** `verifyAuditProject` split into steps, each its own short read (as `AuditWalk` for the whole chain). */
 export interface ProjectWalk {
   readonly projectId: string;
   /** The project's last row checked (or the anchor's id). */
