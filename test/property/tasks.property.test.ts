@@ -259,7 +259,7 @@ describe('task state machine (property)', () => {
               const held = r.status === 'claimed' || r.status === 'running';
               expect(held, `lease fields match the state of ${r.status}`).toBe(r.lease_owner !== null && r.lease_expires_at !== null);
               if (held) expect(workers.map((w) => w.agentName)).toContain(r.lease_owner);
-              expect(r.attempts).toBeGreaterThanOrEqual(0);
+              if (held) expect(r.attempts, 'a held task counts its attempt').toBeGreaterThanOrEqual(1);
               expect(r.attempts, 'attempts ≤ max_attempts').toBeLessThanOrEqual(r.max_attempts);
               if (seenDone.has(id)) expect(r.status, 'done is final').toBe('done');
               if (r.status === 'done') seenDone.add(id);

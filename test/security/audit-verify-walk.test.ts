@@ -146,9 +146,14 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
       const walk = async (between: () => Promise<void>): Promise<{ ok: boolean; firstBadId: number | null; reason?: string }> => {
         const w = await t.hub.db.read((ex) => beginAuditWalk(ex, key));
         let steps = 0;
+        let ran = false;
         while (!(await t.hub.db.read((ex) => stepAuditWalk(ex, key, w, 100)))) {
-          if (++steps === 3) await between();
+          if (++steps === 3) {
+            await between();
+            ran = true;
+          }
         }
+        expect(ran, 'the change happened during the walk').toBe(true);
         return t.hub.db.read((ex) => endAuditWalk(ex, key, w));
       };
       // Appended while the walk is under way: not walked, and the head they moved is authentic.

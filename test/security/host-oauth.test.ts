@@ -48,7 +48,7 @@ describe('issue 8: Host header syntax and duplicates (S21); OAuth metadata only 
 
   it('refuses a request with two Host headers, whichever comes first', async () => {
     expect((await raw(h.url, req(['localhost', 'evil.com']))).status).toBe(403);
-    expect((await raw(h.url, req(['evil.com', 'localhost']))).status).not.toBe(200);
+    expect((await raw(h.url, req(['evil.com', 'localhost']))).status).toBe(403);
     expect((await raw(h.url, req(['localhost', 'localhost']))).status).toBe(403);
   });
 
