@@ -16,6 +16,7 @@ import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
 import { cookieAuthOf, handleSessionRoute } from './session.js';
+import { EventStreams } from './stream.js';
 
 export interface HttpOptions {
   host: string;
@@ -29,6 +30,8 @@ export interface HttpHandle {
   /** MCP requests answered on the lean path and by the SDK handler. */
   stats: { lean: number; sdk: number };
   url: string;
+  /** Open event streams and their counters (metrics, tests). */
+  streams: EventStreams;
   /** Closes at once: every connection is dropped, in-flight requests with it. */
   close(): Promise<void>;
   /**
@@ -59,9 +62,11 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   return {
     server,
     stats: surface.mcp.stats,
+    streams: surface.streams,
     url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        surface.streams.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
@@ -74,6 +79,8 @@ class HttpSurface {
   private readonly rest: RestRouter;
   private readonly send: Send;
   readonly mcp: McpRoute;
+  /** Open event streams (`GET /api/v1/events/stream`). */
+  readonly streams: EventStreams;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
 
@@ -88,6 +95,7 @@ class HttpSurface {
     this.send = jsonSender(this.guard);
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
     this.inflight = new InFlight();
+    this.streams = new EventStreams(hub);
     this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
     );
   }
@@ -133,6 +141,7 @@ class HttpSurface {
     }
     if (await handleSessionRoute(hub, req, res, path, requestId)) return;
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
+    if (await this.streams.handle(req, res, path, url.slice(path.length), requestId, () => this.pending.authenticated(req.socket))) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
     throw new BatonError('not_found', 'no such route');
   }
@@ -207,6 +216,8 @@ class HttpSurface {
     // Instead such a request is answered 503 shutting_down with Connection: close.
     const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
     const finished = this.inflight.drain(timeoutMs);
+    // Event streams end now (each with a final `event: error` saying why), so they do not hold the drain.
+    this.streams.close();
     // Long polls answer now, with what their final attempt finds.
     this.hub.runner.drain();
     const ok = await finished;
