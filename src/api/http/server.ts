@@ -11,6 +11,7 @@ import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.j
 import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
 import { healthAnswer } from './health.js';
 import { InFlight } from './inflight.js';
+import { HubMetrics, handleMetrics } from './metrics.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
@@ -81,6 +82,7 @@ class HttpSurface {
   readonly mcp: McpRoute;
   /** Open event streams (`GET /api/v1/events/stream`). */
   readonly streams: EventStreams;
+  private readonly metrics: HubMetrics;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
 
@@ -96,6 +98,8 @@ class HttpSurface {
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
     this.inflight = new InFlight();
     this.streams = new EventStreams(hub);
+    this.metrics = HubMetrics.of(hub);
+    this.metrics.watch(this.streams);
     this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
     );
   }
@@ -124,7 +128,12 @@ class HttpSurface {
 
   /** guard → route; a request answered with a success authenticates its connection. */
   private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
-    if (this.guard.check(req, res, this.hub.clock.now())) return;
+    try {
+      if (this.guard.check(req, res, this.hub.clock.now())) return;
+    } catch (err) {
+      if (err instanceof BatonError && err.code === 'rate_limited') this.metrics.rateLimited.inc({ layer: 'address' });
+      throw err;
+    }
     await this.route(req, res, requestId, signal);
     if (res.statusCode < 400) this.pending.authenticated(req.socket);
   }
@@ -139,6 +148,7 @@ class HttpSurface {
       const h = (await healthAnswer(hub, path))!;
       return send(res, h.status, h.body);
     }
+    if (await handleMetrics(hub, this.metrics, req, res, path, requestId)) return;
     if (await handleSessionRoute(hub, req, res, path, requestId)) return;
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
     if (await this.streams.handle(req, res, path, url.slice(path.length), requestId, () => this.pending.authenticated(req.socket))) return;
