@@ -209,3 +209,28 @@ describe('session end', () => {
     expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status).toBe(401);
   });
 });
+
+describe('GET /api/v1/ops', () => {
+  it('lists what the caller may call, by bearer or session; nothing without a credential', async () => {
+    const names = (r: { json: Record<string, unknown> }): string[] => (r.json.ops as { name: string }[]).map((o) => o.name);
+    const bearer = await http(h.url, 'GET', '/api/v1/ops', { headers: { authorization: `Bearer ${worker}` } });
+    expect(bearer.status).toBe(200);
+    expect(names(bearer)).toContain('task_claim');
+    expect(names(bearer)).not.toContain('token_create');
+    expect((bearer.json.ops as { name: string; method: string; path: string }[]).find((o) => o.name === 'task_create')).toMatchObject({ method: 'POST', path: '/api/v1/tasks' });
+    const { cookie } = await login(observer);
+    const viaCookie = await http(h.url, 'GET', '/api/v1/ops', { headers: { cookie } });
+    expect(viaCookie.status).toBe(200);
+    expect(names(viaCookie)).toContain('task_list');
+    expect(names(viaCookie)).not.toContain('task_create');
+    expect((await http(h.url, 'GET', '/api/v1/ops')).status).toBe(401);
+    clock.advance(61_000);
+  });
+
+  it('GET /api/v1/session reports the idle limit from the latest use', async () => {
+    const { cookie } = await login(worker);
+    clock.advance(5 * 60_000);
+    const r = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    expect(Date.parse(r.json.idle_expires_at as string)).toBe(clock.now() + 30 * 60_000);
+  });
+});
