@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { join } from 'node:path';
+import { call, createKey, openHub, serve, stdioAgent, type TestHub } from '../helpers.js';
 import { cookieOf, errorCode, http } from './http.js';
 import { SseClient } from './sse.js';
 
@@ -112,6 +113,21 @@ describe('GET /api/v1/events/stream', () => {
     expect(viaQuery.events().map((e) => e.subject)).toEqual(ids.slice(3));
     resumed.close();
     viaQuery.close();
+  });
+
+  it('sees, live, a task claimed by an agent in another process (baton mcp over stdio on the same data dir)', async () => {
+    const s = await stream(keys.carol!, '/api/v1/events/stream?types=task.created,task.claimed');
+    const agent = await stdioAgent('v2', join(t.dir, 'data'), { BATON_TOKEN: keys.bob! });
+    try {
+      const created = await agent.ok<{ tasks: { id: string }[] }>('task_create', { tasks: [{ title: 'from another process' }] });
+      const id = created.tasks[0]!.id;
+      await s.next((f) => f.event === 'task.created' && (JSON.parse(f.data) as { subject: string }).subject === id, 'created', 15_000);
+      await agent.ok('task_claim', { id });
+      const claimed = await s.next((f) => f.event === 'task.claimed', 'claimed', 15_000);
+      expect(JSON.parse(claimed.data)).toMatchObject({ subject: id, actor: 'bob', data: { owner: 'bob' } });
+    } finally {
+      await agent.close();
+    }
   });
 
   it('refuses bad cursors, types and parameters before streaming', async () => {

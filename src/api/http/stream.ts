@@ -144,18 +144,24 @@ export class EventStreams {
     }
     if (this.open >= c.streamMaxTotal) throw new BatonError('rate_limited', 'too many open event streams on this server; retry later', { retry_after_s: 5 });
 
-    const seal = hub.positionSeal(p.projectId);
-    const from = reset ?? after;
-    const cursor =
-      from === undefined
-        ? await hub.db.read((ex) => lastEventId(ex, p.projectId))
-        : from === 'start'
-          ? await hub.db.read((ex) => eventHorizon(ex, p.projectId))
-          : decodePosition('events', from, seal); // validated by events_wait above
-    // Counted before any await below could let a second request past the cap.
+    // Counted before the next await, so concurrent opens cannot pass the cap together.
     this.perPrincipal.set(key, mine + 1);
     this.open++;
     this.stats.open = this.open;
+    const seal = hub.positionSeal(p.projectId);
+    const from = reset ?? after;
+    let cursor: number;
+    try {
+      cursor =
+        from === undefined
+          ? await hub.db.read((ex) => lastEventId(ex, p.projectId))
+          : from === 'start'
+            ? await hub.db.read((ex) => eventHorizon(ex, p.projectId))
+            : decodePosition('events', from, seal); // validated by events_wait above
+    } catch (err) {
+      this.release(key);
+      throw err;
+    }
 
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
