@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { join } from 'node:path';
+import { ManualClock } from '../../src/core/clock.js';
 import { call, createKey, openHub, serve, stdioAgent, type TestHub } from '../helpers.js';
 import { cookieOf, errorCode, http } from './http.js';
 import { SseClient } from './sse.js';
@@ -260,6 +261,33 @@ describe('draining', () => {
       expect(JSON.parse(f.data)).toMatchObject({ reason: 'shutting_down' });
       await s.until(() => s.ended, 'end');
       expect(await drained).toBe(true);
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  });
+});
+
+describe('a stream opened with an access token', () => {
+  it('ends when the token expires, at the next event', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const own = await openHub({ clock });
+    const server = await serve(own.hub);
+    try {
+      const key = await createKey(own, 'jwt-viewer', 'worker');
+      const pair = await http(server.url, 'POST', '/api/v1/auth/token', { headers: { authorization: `Bearer ${key}` } });
+      expect(pair.status, pair.text).toBe(200);
+      const s = await SseClient.open(server.url, '/api/v1/events/stream', { authorization: `Bearer ${pair.json.access_token as string}` });
+      expect(s.status).toBe(200);
+      const admin = own.admin;
+      await call(own.hub, admin, 'task_create', { tasks: [{ title: 'before expiry' }] });
+      await s.next((f) => f.event === 'task.created', 'an event while the token is valid');
+      clock.advance(own.hub.config.accessTokenTtlMs + 1_000);
+      await call(own.hub, admin, 'task_create', { tasks: [{ title: 'after expiry' }] });
+      const f = await s.next((x) => x.event === 'error', 'error after expiry');
+      expect(JSON.parse(f.data)).toMatchObject({ reason: 'unauthenticated' });
+      expect(s.events()).toHaveLength(1);
+      s.close();
     } finally {
       await server.close();
       await own.close();

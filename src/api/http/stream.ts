@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { looksLikeJwt } from '../../auth/jwt.js';
 import type { Principal } from '../../auth/principal.js';
 import { audiencesOf } from '../../core/audience.js';
 import { decodePosition } from '../../core/cursor.js';
@@ -44,7 +45,7 @@ import { cookieAuthOf } from './session.js';
  * unsent output passes `streamBufferBytes` (its consumer is not reading) gets `event: error`
  * `{"reason":"slow_consumer"}` and is closed, never buffered without bound. A comment line every
  * `streamHeartbeatMs` keeps proxies from closing idle streams; `retry: 2000` tells EventSource how
- * soon to reconnect. A revoked key, or an ended session, closes its streams at the next ring with
+ * soon to reconnect. A revoked key, an expired access token, or an ended session closes its streams at the next ring with
  * `event: error` `{"reason":"unauthenticated"}`. Draining closes every stream with `event: error`
  * `{"reason":"shutting_down"}`.
  */
@@ -63,6 +64,8 @@ interface Viewer {
   cursor: number;
   /** The session hash when authenticated by cookie. */
   session: string | null;
+  /** When the credential itself expires (an access token's `exp`); a key's expiry is read from the store. */
+  expiresAt: number;
   closed: boolean;
 }
 
@@ -81,6 +84,16 @@ export interface StreamStats {
   sent: number;
   /** Streams closed for not reading. */
   slow: number;
+}
+
+/** An access token's `exp` in ms (its signature and claims were checked when the stream opened). */
+function tokenExpiry(jwt: string): number {
+  try {
+    const exp = (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp * 1000 : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
 }
 
 export class EventStreams {
@@ -113,7 +126,8 @@ export class EventStreams {
     const types = typesParam === null ? undefined : typesParam.split(',').filter((t) => t !== '');
 
     const cookie = cookieAuthOf(hub, req);
-    const resolve: ResolvePrincipal = cookie !== null ? cookie.resolver : hub.resolver(credentialOf(hub, req, requestId));
+    const credential = cookie === null ? credentialOf(hub, req, requestId) : null;
+    const resolve: ResolvePrincipal = cookie !== null ? cookie.resolver : hub.resolver(credential!);
     let principal: Principal | null = null;
     const who: ResolvePrincipal = async (ex) => (principal = await resolve(ex));
     let reset: string | null = null;
@@ -178,6 +192,7 @@ export class EventStreams {
       types: types === undefined ? null : new Set(types),
       cursor,
       session: cookie?.hash ?? null,
+      expiresAt: credential?.token !== undefined && looksLikeJwt(credential.token) ? tokenExpiry(credential.token) : Number.POSITIVE_INFINITY,
       closed: false,
     };
     if (res.destroyed) {
@@ -329,7 +344,8 @@ export class EventStreams {
       for (const k of read.keys) if (k.revoked_at === null && (k.expires_at === null || k.expires_at > now)) deadKeys.delete(k.id);
       const liveSessions = new Set(read.live.filter((s) => s.expires_at > now && s.last_seen_at > now - hub.config.sessionIdleMs).map((s) => s.id_hash));
       for (const v of viewers) {
-        const dead = v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId);
+        const dead =
+          now >= v.expiresAt || (v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
         if (dead) this.end(v, 'unauthenticated', 'the credential of this stream was revoked or expired');
       }
       const frames = read.rows.map((r: EventRow, i): Frame => {
