@@ -45,6 +45,12 @@ export async function deleteWebSession(ex: Executor, idHash: string): Promise<vo
   await ex.run(sql`DELETE FROM web_sessions WHERE id_hash = ${idHash}`);
 }
 
+/** Keeps a key's newest `keep` sessions and removes the rest (a key cannot grow the table without bound). */
+export async function trimWebSessions(ex: Executor, tokenId: string, keep: number): Promise<void> {
+  await ex.run(sql`DELETE FROM web_sessions WHERE token_id = ${tokenId} AND id_hash NOT IN
+    (SELECT id_hash FROM web_sessions WHERE token_id = ${tokenId} ORDER BY created_at DESC, id_hash LIMIT ${keep})`);
+}
+
 /** Removes sessions past either limit; returns how many. */
 export async function sweepWebSessions(ex: Executor, now: number, idleMs: number): Promise<number> {
   const r = await ex.run(sql`DELETE FROM web_sessions WHERE expires_at <= ${now} OR last_seen_at <= ${now - idleMs}`);

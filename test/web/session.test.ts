@@ -184,6 +184,18 @@ describe('session end', () => {
     expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(401);
   });
 
+  it('a key holds at most 20 sessions: the 21st login ends the oldest', async () => {
+    const key = await createKey(t, 'many', 'worker');
+    const cookies: string[] = [];
+    for (let i = 0; i < 21; i++) {
+      cookies.push((await login(key)).cookie);
+      clock.advance(1); // distinct creation times
+    }
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie: cookies[0]! } })).status).toBe(401);
+    for (const cookie of cookies.slice(1)) expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(200);
+    clock.advance(61_000);
+  });
+
   it('revoking the key ends its sessions at the next request', async () => {
     const key = await createKey(t, 'short', 'worker');
     const { cookie } = await login(key);

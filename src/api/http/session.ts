@@ -9,7 +9,7 @@ import { normalizeAddress } from '../../core/net.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import type { Executor } from '../../store/db.js';
-import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
+import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, trimWebSessions, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
 import { credentialOf } from './auth-routes.js';
 import { parseJson, readBody } from './body.js';
 
@@ -42,6 +42,8 @@ import { parseJson, readBody } from './body.js';
 export const SESSION_COOKIE = 'baton_session';
 const SESSION_PATH = '/api/v1/session';
 const OPS_PATH = '/api/v1/ops';
+/** Sessions one key may hold; a new login beyond this ends its oldest session. */
+const MAX_SESSIONS_PER_KEY = 20;
 /** base64url of 32 bytes. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
@@ -311,6 +313,7 @@ async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, reques
       if (p.tokenId === null) throw refused();
       await sweepWebSessions(ex, now, hub.config.sessionIdleMs);
       await insertWebSession(ex, { id_hash: idHash, token_id: p.tokenId, csrf, created_at: now, last_seen_at: now, expires_at: expiresAt });
+      await trimWebSessions(ex, p.tokenId, MAX_SESSIONS_PER_KEY);
       return p;
     });
   } catch (err) {
