@@ -74,3 +74,12 @@ export function keysById(
   if (ids.length === 0) return Promise.resolve([]);
   return ex.all(sql`SELECT id, revoked_at, expires_at FROM tokens WHERE id IN ${list(ids)}`);
 }
+
+/** Of these refresh families, the live ones (one unrevoked token: store/families.ts), in one statement. */
+export async function liveFamilies(ex: Executor, familyIds: readonly string[]): Promise<Set<string>> {
+  if (familyIds.length === 0) return new Set();
+  const rows = await ex.all<{ family_id: string }>(
+    sql`SELECT DISTINCT family_id FROM refresh_tokens WHERE family_id IN ${list(familyIds)} AND revoked_at IS NULL`,
+  );
+  return new Set(rows.map((r) => r.family_id));
+}

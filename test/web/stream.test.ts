@@ -293,4 +293,26 @@ describe('a stream opened with an access token', () => {
       await own.close();
     }
   });
+
+  it('ends when its refresh family is revoked (a spent refresh token presented again, S4)', async () => {
+    const own = await openHub();
+    const server = await serve(own.hub);
+    try {
+      const key = await createKey(own, 'jwt-viewer', 'worker');
+      const pair = await http(server.url, 'POST', '/api/v1/auth/token', { headers: { authorization: `Bearer ${key}` } });
+      const s = await SseClient.open(server.url, '/api/v1/events/stream', { authorization: `Bearer ${pair.json.access_token as string}` });
+      expect(s.status).toBe(200);
+      const refresh = { refresh_token: pair.json.refresh_token as string };
+      expect((await http(server.url, 'POST', '/api/v1/auth/refresh', { body: refresh })).status).toBe(200);
+      expect((await http(server.url, 'POST', '/api/v1/auth/refresh', { body: refresh })).status).toBe(401); // reuse: the family is revoked
+      await call(own.hub, own.admin, 'task_create', { tasks: [{ title: 'after the family died' }] });
+      const f = await s.next((x) => x.event === 'error', 'error after revocation');
+      expect(JSON.parse(f.data)).toMatchObject({ reason: 'unauthenticated' });
+      expect(s.events()).toHaveLength(0);
+      s.close();
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  });
 });

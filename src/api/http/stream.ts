@@ -9,7 +9,7 @@ import { viewEvents } from '../../ops/events.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { eventsAfter, lastEventId, type EventRow } from '../../store/journal.js';
 import { eventHorizon } from '../../store/retention.js';
-import { keysById, webSessionsByHash } from '../../store/web-sessions.js';
+import { keysById, liveFamilies, webSessionsByHash } from '../../store/web-sessions.js';
 import { credentialOf } from './auth-routes.js';
 import { cookieAuthOf } from './session.js';
 
@@ -45,7 +45,7 @@ import { cookieAuthOf } from './session.js';
  * unsent output passes `streamBufferBytes` (its consumer is not reading) gets `event: error`
  * `{"reason":"slow_consumer"}` and is closed, never buffered without bound. A comment line every
  * `streamHeartbeatMs` keeps proxies from closing idle streams; `retry: 2000` tells EventSource how
- * soon to reconnect. A revoked key, an expired access token, or an ended session closes its streams at the next ring with
+ * soon to reconnect. A revoked key, an expired access token or its revoked refresh family, or an ended session closes its streams at the next ring with
  * `event: error` `{"reason":"unauthenticated"}`. Draining closes every stream with `event: error`
  * `{"reason":"shutting_down"}`.
  */
@@ -66,6 +66,8 @@ interface Viewer {
   session: string | null;
   /** When the credential itself expires (an access token's `exp`); a key's expiry is read from the store. */
   expiresAt: number;
+  /** The refresh family an access token was issued from: it dies with the family (S4). */
+  family: string | null;
   closed: boolean;
 }
 
@@ -86,13 +88,19 @@ export interface StreamStats {
   slow: number;
 }
 
-/** An access token's `exp` in ms (its signature and claims were checked when the stream opened). */
-function tokenExpiry(jwt: string): number {
+/**
+ * An access token's `exp` (in ms) and refresh family (`fam`): its signature and claims were
+ * checked when the stream opened; these say when, and with what, it stops being valid.
+ */
+function tokenLimits(jwt: string): { expiresAt: number; family: string | null } {
   try {
-    const exp = (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' ? exp * 1000 : Number.POSITIVE_INFINITY;
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown; fam?: unknown };
+    return {
+      expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : Number.POSITIVE_INFINITY,
+      family: typeof claims.fam === 'string' ? claims.fam : null,
+    };
   } catch {
-    return Number.POSITIVE_INFINITY;
+    return { expiresAt: Number.POSITIVE_INFINITY, family: null };
   }
 }
 
@@ -192,7 +200,9 @@ export class EventStreams {
       types: types === undefined ? null : new Set(types),
       cursor,
       session: cookie?.hash ?? null,
-      expiresAt: credential?.token !== undefined && looksLikeJwt(credential.token) ? tokenExpiry(credential.token) : Number.POSITIVE_INFINITY,
+      ...(credential?.token !== undefined && looksLikeJwt(credential.token)
+        ? tokenLimits(credential.token)
+        : { expiresAt: Number.POSITIVE_INFINITY, family: null }),
       closed: false,
     };
     if (res.destroyed) {
@@ -323,7 +333,9 @@ export class EventStreams {
       const audiences = new Set<string>();
       const tokens = new Set<string>();
       const sessions = new Set<string>();
+      const families = new Set<string>();
       for (const v of viewers) {
+        if (v.family !== null) families.add(v.family);
         from = Math.min(from, v.cursor);
         for (const a of v.audiences) audiences.add(a);
         if (v.session !== null) sessions.add(v.session);
@@ -335,8 +347,9 @@ export class EventStreams {
         const rows = await eventsAfter(ex, projectId, [...audiences], from, PAGE);
         const keys = await keysById(ex, [...tokens]);
         const live = await webSessionsByHash(ex, [...sessions]);
+        const fams = await liveFamilies(ex, [...families]);
         const view = await viewEvents(ex, seal, rows);
-        return { rows, keys, live, view };
+        return { rows, keys, live, fams, view };
       });
       this.stats.rounds++;
       // Viewers whose key was revoked or expired, or whose session ended, are closed before anything is sent.
@@ -345,7 +358,9 @@ export class EventStreams {
       const liveSessions = new Set(read.live.filter((s) => s.expires_at > now && s.last_seen_at > now - hub.config.sessionIdleMs).map((s) => s.id_hash));
       for (const v of viewers) {
         const dead =
-          now >= v.expiresAt || (v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
+          now >= v.expiresAt ||
+          (v.family !== null && !read.fams.has(v.family)) ||
+          (v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
         if (dead) this.end(v, 'unauthenticated', 'the credential of this stream was revoked or expired');
       }
       const frames = read.rows.map((r: EventRow, i): Frame => {
