@@ -92,6 +92,14 @@ export function sessionCookie(req: IncomingMessage): string | undefined {
   return found;
 }
 
+/**
+ * On a 401 to a request that carried a session cookie (and no bearer): the header that clears it,
+ * so a browser stops sending a dead session (each would count as a failed authentication).
+ */
+export function clearDeadCookie(req: IncomingMessage): Record<string, string> {
+  return !hasBearer(req) && sessionCookie(req) !== undefined ? { 'set-cookie': cookieHeader(req, '', 0) } : {};
+}
+
 function cookieHeader(req: IncomingMessage, value: string, maxAgeS: number): string {
   return `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeS}${isTls(req) ? '; Secure' : ''}`;
 }
