@@ -364,7 +364,7 @@ export function openSqlite(file: string, options: OpenOptions = {}): SqliteConne
     const loaded = loadNode();
     if (!loaded.ok) throw new ConfigError(loaded.why);
     try {
-      return new NodeConn(new loaded.mod.DatabaseSync(file, options.readonly === true ? { readOnly: true } : undefined));
+      return new NodeConn(new loaded.mod.DatabaseSync(file, { readOnly: options.readonly === true }));
     } catch (error) {
       throw normalized(error);
     }
