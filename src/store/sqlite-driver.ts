@@ -357,6 +357,9 @@ class BetterConn implements SqliteConnection {
   }
 }
 
+/** better-sqlite3's default busy timeout (ms). */
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
 /** Opens `file` (or ':memory:') with the chosen driver. Errors carry SQLite's `code` on both. */
 export function openSqlite(file: string, options: OpenOptions = {}): SqliteConnection {
   const name = options.driver ?? sqliteDriver();
@@ -364,7 +367,11 @@ export function openSqlite(file: string, options: OpenOptions = {}): SqliteConne
     const loaded = loadNode();
     if (!loaded.ok) throw new ConfigError(loaded.why);
     try {
-      return new NodeConn(new loaded.mod.DatabaseSync(file, { readOnly: options.readonly === true }));
+      const conn = new NodeConn(new loaded.mod.DatabaseSync(file, { readOnly: options.readonly === true }));
+      // better-sqlite3 opens with a 5 s busy timeout, node:sqlite with none: the same start on
+      // both (SqliteDb sets its own).
+      conn.pragma(`busy_timeout = ${DEFAULT_BUSY_TIMEOUT_MS}`);
+      return conn;
     } catch (error) {
       throw normalized(error);
     }
