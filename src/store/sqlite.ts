@@ -65,14 +65,14 @@ export interface SqliteOptions {
    * connection), so a "disk full" can be provoked without filling a disk.
    */
   maxPageCount?: number;
-  /** Which driver (sqlite-driver.ts); defaults to the process's choice (BATON_SQLITE_DRIVER, else node:sqlite when usable). */
+  /** Which driver (sqlite-driver.ts); default: the process's choice (BATON_SQLITE_DRIVER, else node:sqlite when usable). */
   driver?: SqliteDriverName;
 }
 
 /**
- * SQLite via node:sqlite or better-sqlite3 (sqlite-driver.ts): WAL, foreign keys, `BEGIN IMMEDIATE` for every write, busy_timeout
- * so several processes (one stdio server per agent) can share one file. Both drivers are
- * synchronous, so within a process a mutex keeps an async transaction from interleaving with
+ * SQLite via node:sqlite or better-sqlite3 (sqlite-driver.ts): WAL, foreign keys, `BEGIN
+ * IMMEDIATE` for every write, busy_timeout so several processes (one stdio server per agent) can
+ * share one file. Both drivers are synchronous, so within a process a mutex keeps an async transaction from interleaving with
  * another caller's statements on the same connection.
  *
  * Faults: every caller of a batch is settled, whatever fails (a statement, SAVEPOINT, RELEASE,
