@@ -60,6 +60,14 @@ describe('driver choice', () => {
       }
       const ok = await runBaton(['init', '--data', join(dir.dir, 'data2')], { env: { BATON_SQLITE_DRIVER: sqliteDriver({}) } });
       expect(ok.code).toBe(0);
+      // doctor names the driver, and a missing one as such (not as an unreadable database).
+      const doctor = await runBaton(['doctor', '--data', join(dir.dir, 'data2')]);
+      expect(doctor.stdout).toContain(`${sqliteDriver({}) === 'node' ? 'node:sqlite' : 'better-sqlite3'} on Node ${process.version}`);
+      if (missing !== undefined) {
+        const bad = await runBaton(['doctor', '--data', join(dir.dir, 'data2')], { env: { BATON_SQLITE_DRIVER: missing } });
+        expect(bad.stdout).toContain(`BATON_SQLITE_DRIVER=${missing}, but`);
+        expect(bad.stdout).not.toContain('cannot be opened');
+      }
     } finally {
       dir.cleanup();
     }
