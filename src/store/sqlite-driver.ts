@@ -289,6 +289,7 @@ class NodeStmt implements SqliteStatement {
 
 class NodeConn implements SqliteConnection {
   readonly driver = 'node' as const;
+  private closed = false;
   constructor(private readonly db: NodeDatabase) {}
   get inTransaction(): boolean {
     return this.db.isTransaction;
@@ -310,7 +311,10 @@ class NodeConn implements SqliteConnection {
   pragma(text: string): unknown {
     return this.prepare(`PRAGMA ${text}`).value();
   }
+  /** Idempotent, as better-sqlite3's is (node:sqlite throws "database is not open" on a second close). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.db.close();
   }
 }
