@@ -142,8 +142,9 @@ type Loaded<T> = { ok: true; mod: T } | { ok: false; why: string };
 let nodeLoaded: Loaded<NodeSqlite> | undefined;
 let betterLoaded: Loaded<typeof BetterSqlite3> | undefined;
 
-function firstLine(error: unknown): string {
-  return String((error as Error | null)?.message ?? error).split('\n', 1)[0]!;
+/** The loader's reason on one line (the ABI mismatch says which versions on its second line). */
+function reason(error: unknown): string {
+  return String((error as Error | null)?.message ?? error).replace(/\s+/g, ' ').trim().slice(0, 300);
 }
 
 function loadNode(): Loaded<NodeSqlite> {
@@ -167,7 +168,7 @@ function loadNode(): Loaded<NodeSqlite> {
       ? { ok: true, mod }
       : { ok: false, why: `node:sqlite on Node ${process.version} lacks isTransaction (needs Node >= 22.16)` };
   } catch (error) {
-    nodeLoaded = { ok: false, why: `node:sqlite is not available on Node ${process.version} (needs Node >= 22.16): ${firstLine(error)}` };
+    nodeLoaded = { ok: false, why: `node:sqlite is not available on Node ${process.version} (needs Node >= 22.16): ${reason(error)}` };
   } finally {
     process.emitWarning = emit;
   }
@@ -185,7 +186,7 @@ function loadBetter(): Loaded<typeof BetterSqlite3> {
   } catch (error) {
     betterLoaded = {
       ok: false,
-      why: `better-sqlite3 cannot be loaded (not installed, or built for another Node version): ${firstLine(error)}`,
+      why: `better-sqlite3 cannot be loaded (not installed, or built for another Node version): ${reason(error)}`,
     };
   }
   return betterLoaded;
@@ -220,7 +221,7 @@ export function sqliteDriver(env: NodeJS.ProcessEnv = process.env): SqliteDriver
   } else {
     throw new ConfigError(
       `no SQLite driver: ${(loadNode() as { why: string }).why}, and ${(loadBetter() as { why: string }).why}. ` +
-        'Use Node >= 22.16, or install better-sqlite3 (npm install better-sqlite3, needs a C++ toolchain or its prebuilt binary)',
+        'Use Node >= 22.16, or install better-sqlite3 for this Node (npm install better-sqlite3, or npm rebuild better-sqlite3 after a Node upgrade; it needs its prebuilt binary or a C++ toolchain)',
     );
   }
   chosen = { env: wanted, name };
