@@ -10,10 +10,10 @@
 import { readFileSync, statSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';
+import { openSqlite } from '../src/store/sqlite-driver.js';
 import { rpcClient, startProcess } from './lib.js';
 
 const BIN = resolve(import.meta.dirname, '../bin/baton.js');
@@ -33,9 +33,9 @@ function rssMiB(pid: number): number {
  * shows its growth rate; everything else should be flat under retention.
  */
 function usedMiB(dir: string): { audit: number; rest: number } {
-  const db = new Database(join(dir, 'baton.db'), { readonly: true, fileMustExist: true });
+  const db = openSqlite(join(dir, 'baton.db'), { readonly: true });
   try {
-    const rows = db.prepare('SELECT name, sum(pgsize - unused) AS used FROM dbstat GROUP BY name').all() as { name: string; used: number }[];
+    const rows = db.prepare('SELECT name, sum(pgsize - unused) AS used FROM dbstat GROUP BY name').all() as unknown as { name: string; used: number }[];
     let audit = 0;
     let rest = 0;
     for (const r of rows) {

@@ -6,6 +6,7 @@ import { inspectDataProtection, type DoctorReport } from '../security/production
 import { DB_FILE, DataDirError, checkDataDir } from '../os/datadir.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
 import { SqliteDb } from '../store/sqlite.js';
+import { sqliteDriver } from '../store/sqlite-driver.js';
 
 interface DoctorFlags {
   data?: string;
@@ -57,6 +58,14 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
   } catch (err) {
     if (!(err instanceof DataDirError)) throw err;
     checks.push({ name: 'data dir', ok: false, detail: err.message });
+    return done();
+  }
+  // Which driver opens the file: a missing one is said as such, not as an unreadable database.
+  try {
+    const driver = sqliteDriver();
+    checks.push({ name: 'sqlite driver', ok: true, detail: `${driver === 'node' ? 'node:sqlite' : 'better-sqlite3'} on Node ${process.version}` });
+  } catch (err) {
+    checks.push({ name: 'sqlite driver', ok: false, detail: (err as Error).message });
     return done();
   }
   let db: SqliteDb | null = null;

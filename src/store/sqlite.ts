@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -6,6 +5,7 @@ import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } fr
 import { BatonError } from '../core/errors.js';
 import { faultCodeOf, faultError, faultRecord, isBusy } from './faults.js';
 import { Mutex } from './mutex.js';
+import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Placeholder, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'sqlite', crossProcessPoll: true };
@@ -65,12 +65,14 @@ export interface SqliteOptions {
    * connection), so a "disk full" can be provoked without filling a disk.
    */
   maxPageCount?: number;
+  /** Which driver (sqlite-driver.ts); default: the process's choice (BATON_SQLITE_DRIVER, else node:sqlite when usable). */
+  driver?: SqliteDriverName;
 }
 
 /**
- * SQLite via better-sqlite3: WAL, foreign keys, `BEGIN IMMEDIATE` for every write, busy_timeout
- * so several processes (one stdio server per agent) can share one file. better-sqlite3 is
- * synchronous, so within a process a mutex keeps an async transaction from interleaving with
+ * SQLite via node:sqlite or better-sqlite3 (sqlite-driver.ts): WAL, foreign keys, `BEGIN
+ * IMMEDIATE` for every write, busy_timeout so several processes (one stdio server per agent) can
+ * share one file. Both drivers are synchronous, so within a process a mutex keeps an async transaction from interleaving with
  * another caller's statements on the same connection.
  *
  * Faults: every caller of a batch is settled, whatever fails (a statement, SAVEPOINT, RELEASE,
@@ -79,19 +81,19 @@ export interface SqliteOptions {
  */
 export class SqliteDb implements Db {
   readonly profile = PROFILE;
-  private readonly conn: Database.Database;
+  private readonly conn: SqliteConnection;
   private readonly dir: string | null;
   private readonly mutex = new Mutex();
-  private readonly cache = new Map<string, Database.Statement>();
+  private readonly cache = new Map<string, SqliteStatement>();
   private readonly ex: Executor;
-  private readonly begin: Database.Statement;
-  private readonly beginRead: Database.Statement;
-  private readonly commit: Database.Statement;
-  private readonly rollback: Database.Statement;
-  private readonly savepoint: Database.Statement;
-  private readonly release: Database.Statement;
-  private readonly rollbackTo: Database.Statement;
-  private readonly dataVersion: Database.Statement;
+  private readonly begin: SqliteStatement;
+  private readonly beginRead: SqliteStatement;
+  private readonly commit: SqliteStatement;
+  private readonly rollback: SqliteStatement;
+  private readonly savepoint: SqliteStatement;
+  private readonly release: SqliteStatement;
+  private readonly rollbackTo: SqliteStatement;
+  private readonly dataVersion: SqliteStatement;
   private readonly writes: Pending[] = [];
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
@@ -105,7 +107,7 @@ export class SqliteDb implements Db {
     const fresh = file !== ':memory:' && !existsSync(file);
     this.dir = file === ':memory:' ? null : dirname(file);
     this.onFault = options.onFault;
-    this.conn = new Database(file);
+    this.conn = openSqlite(file, options.driver === undefined ? {} : { driver: options.driver });
     if (fresh) chmodSync(file, 0o600);
     // SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms and blocks the event loop while it
     // does; it gets only a few milliseconds here, and longer waits for another process's write
@@ -140,15 +142,15 @@ export class SqliteDb implements Db {
     this.savepoint = this.conn.prepare('SAVEPOINT op');
     this.release = this.conn.prepare('RELEASE op');
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
-    this.dataVersion = this.conn.prepare('PRAGMA data_version').pluck();
+    this.dataVersion = this.conn.prepare('PRAGMA data_version');
     this.ex = {
-      all: async <T>(q: Sql) => this.stmt(q).all(...bind(q.values)) as T[],
-      get: async <T>(q: Sql) => this.stmt(q).get(...bind(q.values)) as T | undefined,
-      run: async (q: Sql) => ({ changes: this.stmt(q).run(...bind(q.values)).changes }),
+      all: async <T>(q: Sql) => this.stmt(q).all(bind(q.values)) as T[],
+      get: async <T>(q: Sql) => this.stmt(q).get(bind(q.values)) as T | undefined,
+      run: async (q: Sql) => this.stmt(q).run(bind(q.values)),
     };
   }
 
-  private stmt(q: Sql): Database.Statement {
+  private stmt(q: Sql): SqliteStatement {
     const text = render(q, placeholder);
     let s = this.cache.get(text);
     if (s === undefined) {
@@ -396,7 +398,7 @@ export class SqliteDb implements Db {
    * blocking. The deadline is on the monotonic clock: a wall-clock step must not cut a wait
    * short or stretch it.
    */
-  private async lockFor(stmt: Database.Statement, first?: () => Promise<unknown>, timeoutMs = this.busyTimeoutMs): Promise<void> {
+  private async lockFor(stmt: SqliteStatement, first?: () => Promise<unknown>, timeoutMs = this.busyTimeoutMs): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
@@ -412,7 +414,7 @@ export class SqliteDb implements Db {
   }
 
   async changeCounter(): Promise<number> {
-    return this.dataVersion.get() as number;
+    return this.dataVersion.value() as number;
   }
 
   /**
@@ -438,7 +440,7 @@ export class SqliteDb implements Db {
         for (const m of migrations) {
           if (m.version <= applied) continue;
           this.conn.exec(m.sqlite);
-          insert.run(m.version, m.name, now);
+          insert.run([m.version, m.name, now]);
           count++;
         }
         this.commit.run();
@@ -481,7 +483,7 @@ export class SqliteDb implements Db {
     return this.mutex.run(async () => {
       let problems: string[];
       try {
-        const rows = this.conn.prepare(deep ? 'PRAGMA integrity_check(50)' : 'PRAGMA quick_check(50)').pluck().all() as string[];
+        const rows = this.conn.prepare(deep ? 'PRAGMA integrity_check(50)' : 'PRAGMA quick_check(50)').column() as string[];
         problems = rows.length === 1 && rows[0] === 'ok' ? [] : rows;
       } catch (err) {
         problems = [(err as Error).message];

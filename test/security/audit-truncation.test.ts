@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import type { HttpHandle } from '../../src/api/http/server.js';

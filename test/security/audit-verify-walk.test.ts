@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 import { describe, expect, it } from 'vitest';
 import { appendAudits, auditKeyFrom, beginAuditWalk, endAuditWalk, stepAuditWalk, sweepAudit, type AuditEntry } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';

@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { errorBody, httpStatus, toBatonError } from '../../src/api/errors.js';

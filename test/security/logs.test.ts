@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
 import { contentSummary, createLogger, scrubText } from '../../src/log.js';

@@ -389,7 +389,7 @@ describe(`store contract under contention (${backend})`, () => {
   it('a write blocked by another process past busy_timeout answers unavailable, and nothing is lost', async () => {
     const t = await openHub({ config: { busyTimeoutMs: 50 } });
     try {
-      const { default: Database } = await import('better-sqlite3');
+      const { RawDb: Database } = await import('../raw-db.js');
       const other = new Database(`${t.dir}/data/baton.db`);
       other.prepare('BEGIN IMMEDIATE').run();
       const err = await refusal(call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'blocked' }] }));

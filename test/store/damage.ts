@@ -1,5 +1,5 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { RawDb as Database } from '../raw-db.js';
 
 /**
  * Overwrites the b-tree header of `table`'s root page with garbage, as a failing disk or a stray
@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
  */
 export function damageRootPage(file: string, table: string): void {
   const raw = new Database(file, { readonly: true });
-  const pageSize = raw.pragma('page_size', { simple: true }) as number;
+  const pageSize = raw.pragma('page_size') as number;
   const row = raw.prepare('SELECT rootpage FROM sqlite_master WHERE type = ? AND name = ?').get('table', table) as { rootpage: number } | undefined;
   raw.close();
   if (row === undefined) throw new Error(`no table ${table}`);
