@@ -1,0 +1,90 @@
+import { join } from 'node:path';
+import { foundOf, mcpJsonEntry, type ClientModule } from './client.js';
+import { mcpJsonChange } from './mcp-json.js';
+import { jsonChange, objectAt, readJsonObject, type FileChange, type SetupContext } from './plan.js';
+import { BatonError } from '../../core/errors.js';
+
+/**
+ * Claude Code (observed with 2.1.x, /work/shared/CLIENTS.md):
+ * - `.mcp.json` (project scope, committed): the server, `"type": "stdio"`; its env names the
+ *   private key file (BATON_TOKEN_FILE), never the key. HTTP: `Bearer ${BATON_TOKEN}` (expanded
+ *   by Claude Code from its environment).
+ * - `.claude/settings.local.json` (private, per user): `enabledMcpjsonServers` trusts the server,
+ *   else `claude mcp list` shows it "Pending approval" and sessions do not start it. Setting it
+ *   is what the user asks for by running `baton setup`.
+ * - `.claude/settings.json` (project): `SessionStart` and `PreCompact` hooks running `baton
+ *   prime`, whose stdout Claude Code adds to the session's context (a restarted or compacted
+ *   agent learns where it stands).
+ */
+export const HOOK_EVENTS = ['SessionStart', 'PreCompact'] as const;
+
+/** A hook command of ours: runs Baton's `prime` (recognised to update it, never to remove others). */
+const isPrimeHook = (command: unknown): boolean => typeof command === 'string' && /\bprime\b/.test(command) && /baton/.test(command);
+
+interface HookGroup {
+  matcher?: string;
+  hooks: { type: string; command: string }[];
+}
+
+function hooksChange(file: string, command: string): FileChange {
+  const { text, value } = readJsonObject(file);
+  const before = structuredClone(value);
+  const hooks = objectAt(value, 'hooks', file);
+  for (const event of HOOK_EVENTS) {
+    const groups = hooks[event] ?? [];
+    if (!Array.isArray(groups)) throw new BatonError('invalid_input', `${file}: hooks.${event} is not a list; fix it (nothing was changed)`);
+    let ours = false;
+    for (const g of groups as HookGroup[]) {
+      for (const h of Array.isArray(g?.hooks) ? g.hooks : []) {
+        if (h?.type === 'command' && isPrimeHook(h.command)) {
+          if (!ours) h.command = command;
+          ours = true;
+        }
+      }
+    }
+    if (!ours) (groups as HookGroup[]).push({ hooks: [{ type: 'command', command }] });
+    hooks[event] = groups;
+  }
+  return jsonChange(file, text, before, value);
+}
+
+function trustChange(file: string, server: string): FileChange {
+  const { text, value } = readJsonObject(file);
+  const before = structuredClone(value);
+  const list = value.enabledMcpjsonServers ?? [];
+  if (!Array.isArray(list)) throw new BatonError('invalid_input', `${file}: enabledMcpjsonServers is not a list; fix it (nothing was changed)`);
+  if (!list.includes(server)) value.enabledMcpjsonServers = [...(list as unknown[]), server];
+  return jsonChange(file, text, before, value);
+}
+
+export const claudeCode: ClientModule = {
+  name: 'claude-code',
+  about: 'Claude Code: .mcp.json, trust in .claude/settings.local.json, prime hooks in .claude/settings.json',
+  plan(ctx: SetupContext) {
+    const entry = mcpJsonEntry(ctx.launch, (v) => `\${${v}}`);
+    return [
+      mcpJsonChange(join(ctx.projectDir, '.mcp.json'), ctx.serverName, { type: ctx.launch.kind, ...entry }),
+      trustChange(join(ctx.projectDir, '.claude', 'settings.local.json'), ctx.serverName),
+      hooksChange(join(ctx.projectDir, '.claude', 'settings.json'), ctx.primeCommand),
+    ];
+  },
+  inspect({ projectDir, serverName }) {
+    const file = join(projectDir, '.mcp.json');
+    const servers = readJsonObject(file).value.mcpServers as Record<string, unknown> | undefined;
+    const entry = foundOf(servers?.[serverName]);
+    const problems: string[] = [];
+    if (entry === null) return { file, entry, problems };
+    const local = readJsonObject(join(projectDir, '.claude', 'settings.local.json')).value;
+    const trusted =
+      local.enableAllProjectMcpServers === true || (Array.isArray(local.enabledMcpjsonServers) && local.enabledMcpjsonServers.includes(serverName));
+    if (!trusted) problems.push(`.claude/settings.local.json does not enable "${serverName}": Claude Code leaves it pending approval`);
+    const hooks = readJsonObject(join(projectDir, '.claude', 'settings.json')).value.hooks as Record<string, unknown> | undefined;
+    for (const event of HOOK_EVENTS) {
+      const groups = hooks?.[event];
+      const has =
+        Array.isArray(groups) && (groups as HookGroup[]).some((g) => Array.isArray(g?.hooks) && g.hooks.some((h) => h?.type === 'command' && isPrimeHook(h.command)));
+      if (!has) problems.push(`.claude/settings.json has no ${event} hook running \`baton prime\``);
+    }
+    return { file, entry, problems };
+  },
+};
