@@ -117,9 +117,11 @@ export function replaceServer(text: string, name: string, table: string, file: s
   // Keep blank lines and comments that precede the next table with that table.
   while (to > from + 1 && (lines[to - 1]!.trim() === '' || lines[to - 1]!.trimStart().startsWith('#'))) to--;
   const next = lines.slice(to);
+  while (next.length > 0 && next[0]!.trim() === '') next.shift();
   const before = lines.slice(0, from);
-  const rest = next.length > 0 && next.some((l) => l.trim() !== '') ? `\n${next.join('\n')}` : '';
-  return `${before.join('\n')}${before.length > 0 ? '\n' : ''}${table}${rest === '' ? '' : rest}`.replace(/\n*$/, '\n');
+  // One blank line between our table and what follows.
+  const rest = next.some((l) => l.trim() !== '') ? `\n${next.join('\n')}` : '';
+  return `${before.join('\n')}${before.length > 0 ? '\n' : ''}${table}${rest}`.replace(/\n*$/, '\n');
 }
 
 /** The simple values (strings, string arrays) of our tables, for `--check`; null when absent. */

@@ -1,0 +1,98 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runBaton, tempDir } from '../helpers.js';
+import { codexAppServer, installClient, loudSkip } from './clients.js';
+
+/**
+ * Acceptance with the real clients from npm (issue 11): after `baton setup <client>`, the client
+ * itself starts Baton from the config it was given and reaches it. Versions are pinned (the
+ * install is cached under os.tmpdir()); skipped, loudly, only when the registry is unreachable.
+ */
+const CLAUDE = { pkg: '@anthropic-ai/claude-code', version: '2.1.332', bin: 'claude' };
+const CODEX = { pkg: '@openai/codex', version: '0.171.0', bin: 'codex' };
+const run = promisify(execFile);
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+async function project(): Promise<{ dir: string; data: string; home: string }> {
+  const t = tempDir('baton-real-');
+  cleanups.push(t.cleanup);
+  const dir = join(t.dir, 'repo');
+  const home = join(t.dir, 'home');
+  mkdirSync(dir);
+  mkdirSync(home);
+  await run('git', ['init', '-q', dir]);
+  const data = join(dir, '.baton');
+  const init = await runBaton(['init', '--data', data], { cwd: dir });
+  expect(init.code, init.stderr).toBe(0);
+  return { dir, data, home };
+}
+
+describe('real clients', () => {
+  it('claude-code: `claude mcp list` reports Baton connected after `baton setup claude-code`', { timeout: 900_000 }, async (ctx) => {
+    const installed = await installClient(CLAUDE.pkg, CLAUDE.version, CLAUDE.bin);
+    if ('unreachable' in installed) return ctx.skip(loudSkip('Claude Code', installed.unreachable));
+    const p = await project();
+    const setup = await runBaton(['setup', 'claude-code', '--agent', 'claude-1'], { cwd: p.dir });
+    expect(setup.code, setup.stderr).toBe(0);
+    // The user's one-time "trust this folder" answer, which Claude Code keeps in ~/.claude.json
+    // (not a project file; `baton setup` does not answer that prompt for the user).
+    writeFileSync(join(p.home, '.claude.json'), JSON.stringify({ projects: { [p.dir]: { hasTrustDialogAccepted: true } } }));
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home };
+    const { stdout } = await run(installed.bin, ['mcp', 'list'], { cwd: p.dir, env, timeout: 120_000, encoding: 'utf8' });
+    const line = stdout.split('\n').find((l) => l.startsWith('baton:'));
+    expect(line, stdout).toBeDefined();
+    expect(line).toContain('Connected');
+    expect(line).not.toMatch(/bat_[A-Za-z0-9_-]{43}/);
+    // `claude mcp list` checks the handshake only (a server without a valid key answers it too, and
+    // refuses every call): the exact command and env it launched must also authenticate as the agent.
+    const entry = (JSON.parse(readFileSync(join(p.dir, '.mcp.json'), 'utf8')) as { mcpServers: Record<string, { command: string; args: string[]; env: Record<string, string> }> }).mcpServers.baton!;
+    const client = new Client({ name: 'as-claude', version: '1.0.0' });
+    await client.connect(new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...env, ...entry.env }, stderr: 'pipe' }));
+    try {
+      const who = (await client.callTool({ name: 'whoami', arguments: {} })) as { isError?: boolean; structuredContent?: { agent?: { name?: string } } };
+      expect(who.isError ?? false).toBe(false);
+      expect(who.structuredContent?.agent?.name).toBe('claude-1');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('codex: `codex app-server` lists Baton\'s tools and calls whoami as the set-up agent', { timeout: 900_000 }, async (ctx) => {
+    const installed = await installClient(CODEX.pkg, CODEX.version, CODEX.bin);
+    if ('unreachable' in installed) return ctx.skip(loudSkip('Codex', installed.unreachable));
+    const p = await project();
+    const codexHome = join(p.home, '.codex');
+    mkdirSync(codexHome);
+    const setup = await runBaton(['setup', 'codex', '--agent', 'codex-1'], { cwd: p.dir, env: { CODEX_HOME: codexHome } });
+    expect(setup.code, setup.stderr).toBe(0);
+    const server = codexAppServer(installed.bin, p.dir, { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home, CODEX_HOME: codexHome });
+    try {
+      await server.request('initialize', { clientInfo: { name: 'baton-test', version: '1.0.0' } });
+      server.notify('initialized');
+      const status = await server.request<{ data: { name: string; tools: Record<string, unknown> | null }[] }>('mcpServerStatus/list', {});
+      const baton = status.data.find((s) => s.name === 'baton');
+      expect(baton, server.stderr()).toBeDefined();
+      expect(Object.keys(baton!.tools ?? {})).toEqual(expect.arrayContaining(['whoami', 'task_claim', 'message_send']));
+      const thread = await server.request<{ thread: { id: string } }>('thread/start', { ephemeral: true });
+      const who = await server.request<{ structuredContent?: { agent?: { name?: string; role?: string } }; isError?: boolean }>('mcpServer/tool/call', {
+        server: 'baton',
+        threadId: thread.thread.id,
+        tool: 'whoami',
+        arguments: {},
+      });
+      expect(who.isError ?? false).toBe(false);
+      expect(who.structuredContent?.agent).toMatchObject({ name: 'codex-1', role: 'worker' });
+    } finally {
+      server.close();
+    }
+  });
+});
