@@ -18,6 +18,7 @@ import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerSetupCommand } from './setup/index.js';
+import { registerWatchCommand } from './watch.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -328,6 +329,7 @@ export function buildProgram(): Command {
   registerKeysCommands(program);
   registerDoctorCommand(program);
   registerSetupCommand(program);
+  registerWatchCommand(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {
