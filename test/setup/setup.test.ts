@@ -62,7 +62,7 @@ describe('baton setup claude-code', () => {
       const commands = settings.hooks[event]!.flatMap((g) => g.hooks.map((h) => h.command));
       expect(commands.some((c) => c.includes("'prime'") && c.includes(keyFile))).toBe(true);
     }
-    expect(json(join(p.dir, '.claude', 'settings.local.json'))).toEqual({ enabledMcpjsonServers: ['baton'] });
+    expect(json(join(p.dir, '.claude', 'settings.local.json'))).toEqual({ enabledMcpjsonServers: ['baton'], env: { BATON_AGENT: 'alice' } });
     expect(readFileSync(join(p.dir, '.gitignore'), 'utf8')).toMatch(/^node_modules\/\n(#.*\n)?\.baton\/\n$/);
     // No key in any project file.
     for (const f of ['.mcp.json', '.claude/settings.json', '.claude/settings.local.json', '.gitignore']) {

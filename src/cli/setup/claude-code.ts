@@ -10,8 +10,11 @@ import { BatonError } from '../../core/errors.js';
  *   private key file (BATON_TOKEN_FILE), never the key. HTTP: `Bearer ${BATON_TOKEN}` (expanded
  *   by Claude Code from its environment).
  * - `.claude/settings.local.json` (private, per user): `enabledMcpjsonServers` trusts the server,
- *   else `claude mcp list` shows it "Pending approval" and sessions do not start it. Setting it
- *   is what the user asks for by running `baton setup`.
+ *   else `claude mcp list` shows it "Pending approval" and sessions do not start it (checked with
+ *   2.1.332; a fresh user must also have accepted Claude Code's "trust this folder" prompt once,
+ *   which Claude Code keeps in ~/.claude.json and setup leaves to the user). Setting it is what
+ *   the user asks for by running `baton setup`. Its `env.BATON_AGENT` names the agent for
+ *   `baton guard`.
  * - `.claude/settings.json` (project): `SessionStart` and `PreCompact` hooks running `baton
  *   prime`, whose stdout Claude Code adds to the session's context (a restarted or compacted
  *   agent learns where it stands).
@@ -48,12 +51,17 @@ function hooksChange(file: string, command: string): FileChange {
   return jsonChange(file, text, before, value);
 }
 
-function trustChange(file: string, server: string): FileChange {
+/**
+ * The private settings: trust for the server, and `env.BATON_AGENT` (Claude Code sets `env` for
+ * the commands a session runs), so that `baton guard`'s hooks know which agent commits from here.
+ */
+function localChange(file: string, server: string, agent: string): FileChange {
   const { text, value } = readJsonObject(file);
   const before = structuredClone(value);
   const list = value.enabledMcpjsonServers ?? [];
   if (!Array.isArray(list)) throw new BatonError('invalid_input', `${file}: enabledMcpjsonServers is not a list; fix it (nothing was changed)`);
   if (!list.includes(server)) value.enabledMcpjsonServers = [...(list as unknown[]), server];
+  objectAt(value, 'env', file).BATON_AGENT = agent;
   return jsonChange(file, text, before, value);
 }
 
@@ -64,7 +72,7 @@ export const claudeCode: ClientModule = {
     const entry = mcpJsonEntry(ctx.launch, (v) => `\${${v}}`);
     return [
       mcpJsonChange(join(ctx.projectDir, '.mcp.json'), ctx.serverName, { type: ctx.launch.kind, ...entry }),
-      trustChange(join(ctx.projectDir, '.claude', 'settings.local.json'), ctx.serverName),
+      localChange(join(ctx.projectDir, '.claude', 'settings.local.json'), ctx.serverName, ctx.agent),
       hooksChange(join(ctx.projectDir, '.claude', 'settings.json'), ctx.primeCommand),
     ];
   },
