@@ -72,17 +72,20 @@ describe('real clients', () => {
     const p = await project();
     const codexHome = join(p.home, '.codex');
     mkdirSync(codexHome);
+    // The user's one-time "trust this folder" answer, which Codex keeps in its own config; it reads
+    // a project's .codex/config.toml only in a trusted project.
+    writeFileSync(join(codexHome, 'config.toml'), `[projects.${JSON.stringify(p.dir)}]\ntrust_level = "trusted"\n`);
     const setup = await runBaton(['setup', 'codex', '--agent', 'codex-1'], { cwd: p.dir, env: { CODEX_HOME: codexHome } });
     expect(setup.code, setup.stderr).toBe(0);
     const server = codexAppServer(installed.bin, p.dir, { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home, CODEX_HOME: codexHome });
     try {
       await server.request('initialize', { clientInfo: { name: 'baton-test', version: '1.0.0' } });
       server.notify('initialized');
-      const status = await server.request<{ data: { name: string; tools: Record<string, unknown> | null }[] }>('mcpServerStatus/list', {});
+      const thread = await server.request<{ thread: { id: string } }>('thread/start', { ephemeral: true, cwd: p.dir });
+      const status = await server.request<{ data: { name: string; tools: Record<string, unknown> | null }[] }>('mcpServerStatus/list', { threadId: thread.thread.id });
       const baton = status.data.find((s) => s.name === 'baton');
       expect(baton, server.stderr()).toBeDefined();
       expect(Object.keys(baton!.tools ?? {})).toEqual(expect.arrayContaining(['whoami', 'task_claim', 'message_send']));
-      const thread = await server.request<{ thread: { id: string } }>('thread/start', { ephemeral: true });
       const who = await server.request<{ structuredContent?: { agent?: { name?: string; role?: string } }; isError?: boolean }>('mcpServer/tool/call', {
         server: 'baton',
         threadId: thread.thread.id,

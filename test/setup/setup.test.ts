@@ -118,6 +118,8 @@ describe('baton setup claude-code', () => {
       [['setup', 'cursor', '--capabilities', 'a b'], '--capabilities'],
       [['setup', 'cursor', '--http', 'ftp://x'], '--http'],
       [['setup', 'cursor', '--http', 'http://u:p@127.0.0.1/mcp'], 'credentials in the URL'],
+      [['setup', 'cursor', '--scope', 'user'], 'only codex'],
+      [['setup', 'codex', '--scope', 'global'], '--scope'],
     ] as const) {
       const r = await runBaton([...args, '--project-dir', p.dir, '--data', p.data], { cwd: p.dir });
       expect(r.code, args.join(' ')).toBe(2);
@@ -131,7 +133,8 @@ describe('baton setup --check', () => {
     const p = await project();
     const setup = await runBaton(['setup', 'claude-code', '--agent', 'dave', '--project-dir', p.dir], { cwd: p.dir });
     expect(setup.code, setup.stderr).toBe(0);
-    const check = (): Promise<{ code: number; stdout: string; stderr: string }> => runBaton(['setup', '--check', '--project-dir', p.dir], { cwd: p.dir });
+    // CODEX_HOME: never the machine's own ~/.codex.
+    const check = (): Promise<{ code: number; stdout: string; stderr: string }> => runBaton(['setup', '--check', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
     const ok = await check();
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(ok.stdout).toContain('ok     claude-code');
@@ -161,26 +164,41 @@ describe('baton setup --check', () => {
 
     // Moved data dir.
     renameSync(p.data, join(p.dir, 'moved'));
-    const moved = await runBaton(['setup', '--check', '--project-dir', p.dir, '--data', join(p.dir, 'moved')], { cwd: p.dir });
+    const moved = await runBaton(['setup', '--check', '--project-dir', p.dir, '--data', join(p.dir, 'moved')], { cwd: p.dir, env: p.env });
     expect(moved.code).toBe(1);
     expect(moved.stdout).toContain('holds no Baton database (moved or removed)');
   });
 
   it('exits 1 when nothing is set up', async () => {
     const p = await project();
-    const r = await runBaton(['setup', '--check', '--project-dir', p.dir], { cwd: p.dir });
+    const r = await runBaton(['setup', '--check', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('no client is set up');
   });
 });
 
 describe('baton setup codex', () => {
-  it('writes [mcp_servers.baton] into $CODEX_HOME/config.toml keeping every other byte, and is idempotent', async () => {
+  it('writes [mcp_servers.baton] into the project\'s .codex/config.toml by default', async () => {
+    const p = await project();
+    const r = await runBaton(['setup', 'codex', '--agent', 'ivy', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(join(p.dir, '.codex', 'config.toml'), 'utf8');
+    expect(text).not.toMatch(KEY);
+    expect(readServer(text, 'baton')).toEqual({
+      command: process.execPath,
+      args: [BIN, 'mcp', '--data', p.data],
+      env: { BATON_TOKEN_FILE: join(p.data, 'agents', 'ivy.env') },
+    });
+    expect(existsSync(join(p.env.CODEX_HOME!, 'config.toml'))).toBe(false);
+    expect((await runBaton(['setup', '--check', 'codex', '--project-dir', p.dir], { cwd: p.dir, env: p.env })).code).toBe(0);
+  });
+
+  it('--scope user: writes [mcp_servers.baton] into $CODEX_HOME/config.toml keeping every other byte, and is idempotent', async () => {
     const p = await project();
     const file = join(p.env.CODEX_HOME!, 'config.toml');
     const theirs = '# my config\nmodel = "o3"\n\n[mcp_servers.other]\ncommand = "x"\nargs = ["a"]\n\n# trailing comment\n[profiles.fast]\nmodel = "o4"\n';
     writeFileSync(file, theirs);
-    const r = await runBaton(['setup', 'codex', '--agent', 'erin', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+    const r = await runBaton(['setup', 'codex', '--agent', 'erin', '--scope', 'user', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
     expect(r.code, r.stderr).toBe(0);
     const text = readFileSync(file, 'utf8');
     expect(text.startsWith(theirs)).toBe(true);
@@ -190,7 +208,7 @@ describe('baton setup codex', () => {
       args: [BIN, 'mcp', '--data', p.data],
       env: { BATON_TOKEN_FILE: join(p.data, 'agents', 'erin.env') },
     });
-    const again = await runBaton(['setup', 'codex', '--agent', 'erin', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+    const again = await runBaton(['setup', 'codex', '--agent', 'erin', '--scope', 'user', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
     expect(again.code, again.stderr).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe(text);
     expect((await runBaton(['setup', '--check', 'codex', '--project-dir', p.dir], { cwd: p.dir, env: p.env })).code).toBe(0);
@@ -201,7 +219,7 @@ describe('baton setup codex', () => {
     const file = join(p.env.CODEX_HOME!, 'config.toml');
     for (const theirs of ['[mcp_servers]\nbaton = { command = "x" }\n', 'mcp_servers.baton.command = "x"\n']) {
       writeFileSync(file, theirs);
-      const r = await runBaton(['setup', 'codex', '--agent', 'fay', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+      const r = await runBaton(['setup', 'codex', '--agent', 'fay', '--scope', 'user', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
       expect(r.code, theirs).toBe(2);
       expect(r.stderr).toContain('dotted keys or an inline table');
       expect(readFileSync(file, 'utf8')).toBe(theirs);

@@ -41,6 +41,7 @@ export interface SetupFlags {
   projectDir?: string;
   dryRun?: boolean;
   check?: boolean;
+  scope?: string;
 }
 
 /** POSIX sh single quoting (hook commands run in a shell): the value holds nothing the shell interprets. */
@@ -152,6 +153,9 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
     throw new BatonError('invalid_input', `unknown client "${clientName}"; one of: ${CLIENTS.map((c) => c.name).join(', ')}`);
   }
   const { agent, role, project, capabilities, serverName } = checkFlags(flags, client.name);
+  const scope = flags.scope ?? 'project';
+  if (scope !== 'project' && scope !== 'user') throw new BatonError('invalid_input', '--scope: expected project or user');
+  if (scope === 'user' && client.name !== 'codex') throw new BatonError('invalid_input', `--scope user: only codex has a user-scope config here; ${client.name} is set up in the project`);
   const { config, dataDir } = requireDataDir(locateConfig(flags, { logLevel: cliLogLevel() }));
   const projectDir = flags.projectDir !== undefined ? resolve(flags.projectDir) : projectDirOf(process.cwd());
   const tokenFile = tokenFileOf(dataDir, project, agent);
@@ -165,6 +169,7 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
     launch,
     primeCommand: primeCommandOf(launch, dataDir, tokenFile),
     env: process.env,
+    scope,
   };
   // Every file is read and checked before anything is written or any key is minted.
   const changes = [...client.plan(ctx), gitignoreChange(projectDir)];
@@ -294,6 +299,7 @@ export function registerSetupCommand(program: Command): void {
     .option('--http <url>', 'connect over Streamable HTTP to this URL (the key then comes from $BATON_TOKEN) instead of stdio')
     .option('--name <server>', "the server's name in the client's config", 'baton')
     .option('--project-dir <dir>', 'where project-scope configs go (default: the git work tree top, else here)')
+    .option('--scope <scope>', "codex: project (.codex/config.toml, the default; Codex reads it in trusted projects) or user ($CODEX_HOME/config.toml)")
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .option('--dry-run', 'print what would change; write nothing, mint no key')

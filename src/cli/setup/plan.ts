@@ -38,6 +38,8 @@ export interface SetupContext {
   /** The shell command a hook runs to print `baton prime` for this agent. */
   readonly primeCommand: string;
   readonly env: NodeJS.ProcessEnv;
+  /** Where a client with both kinds keeps its config: the project's files, or the user's (Codex). */
+  readonly scope: 'project' | 'user';
 }
 
 /** What `--check` found wrong with one client's setup. */
