@@ -83,6 +83,10 @@ describe('baton setup claude-code', () => {
     expect(snapshot(files)).toEqual(before);
     const tokens = JSON.parse((await runBaton(['token', 'list', '--json', '--data', p.data])).stdout) as { tokens: { name: string }[] };
     expect(tokens.tokens.filter((t) => t.name === 'alice')).toHaveLength(1);
+    // Without --capabilities, the agent keeps the ones it has.
+    expect((await runBaton(['setup', 'claude-code', '--agent', 'alice', '--project-dir', p.dir], { cwd: p.dir })).code).toBe(0);
+    const after = JSON.parse((await runBaton(['agent', 'list', '--json', '--data', p.data])).stdout) as { agents: { name: string; capabilities: string[] }[] };
+    expect(after.agents.find((a) => a.name === 'alice')?.capabilities).toEqual(['ts', 'docs']);
   });
 
   it('--dry-run prints the changes and writes nothing, mints no key', async () => {

@@ -186,9 +186,12 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
       return;
     }
     let minted = false;
+    const operator: Principal = await hub.localPrincipal('operator', 'admin', project);
+    const known = ((await hub.call('agent_list', {}, operator, meta(hub))) as { agents: { name: string; capabilities: string[] }[] }).agents.find(
+      (a) => a.name === agent,
+    );
     if (key === null) {
-      const operator: Principal = await hub.localPrincipal('operator', 'admin', project);
-      const exists = ((await hub.call('agent_list', {}, operator, meta(hub))) as { agents: { name: string }[] }).agents.some((a) => a.name === agent);
+      const exists = known !== undefined;
       const out = (await hub.call(
         'token_create',
         { name: agent, role, ...(project === DEFAULT_PROJECT ? {} : { project }), ...(exists ? { for_existing_agent: true } : {}) },
@@ -199,7 +202,8 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
       minted = true;
     }
     const principal = await hub.authenticate(key);
-    await setProfile(hub, principal.agentId, client.name, capabilities);
+    // Without --capabilities an existing agent keeps its own (a re-run changes nothing).
+    await setProfile(hub, principal.agentId, client.name, flags.capabilities === undefined ? (known?.capabilities ?? []) : capabilities);
     const all = [keyChange(key), ...changes];
     apply(all);
     process.stdout.write(lines(describe(all.filter(changed), projectDir)));
