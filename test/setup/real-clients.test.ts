@@ -10,11 +10,14 @@ import { codexAppServer, installClient, loudSkip } from './clients.js';
 
 /**
  * Acceptance with the real clients from npm (issue 11): after `baton setup <client>`, the client
- * itself starts Baton from the config it was given and reaches it. Versions are pinned (the
+ * itself starts Baton from the config it was given and reaches it (Claude Code, Codex, and Gemini
+ * CLI, whose `mcp list` connects too; Cursor has no CLI on npm: its config's shape is asserted in
+ * setup.test.ts). Versions are pinned (the
  * install is cached under os.tmpdir()); skipped, loudly, only when the registry is unreachable.
  */
 const CLAUDE = { pkg: '@anthropic-ai/claude-code', version: '2.1.332', bin: 'claude' };
 const CODEX = { pkg: '@openai/codex', version: '0.171.0', bin: 'codex' };
+const GEMINI = { pkg: '@google/gemini-cli', version: '0.61.0', bin: 'gemini' };
 const run = promisify(execFile);
 
 const cleanups: (() => void)[] = [];
@@ -36,6 +39,21 @@ async function project(): Promise<{ dir: string; data: string; home: string }> {
   return { dir, data, home };
 }
 
+/** Starts the server exactly as the config file's `mcpServers.baton` says and asks who it is. */
+async function whoamiVia(file: string, env: Record<string, string>): Promise<string | undefined> {
+  const entry = (JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, { command: string; args: string[]; env: Record<string, string> }> })
+    .mcpServers.baton!;
+  const client = new Client({ name: 'as-client', version: '1.0.0' });
+  await client.connect(new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...env, ...entry.env }, stderr: 'pipe' }));
+  try {
+    const who = (await client.callTool({ name: 'whoami', arguments: {} })) as { isError?: boolean; structuredContent?: { agent?: { name?: string } } };
+    expect(who.isError ?? false).toBe(false);
+    return who.structuredContent?.agent?.name;
+  } finally {
+    await client.close();
+  }
+}
+
 describe('real clients', () => {
   it('claude-code: `claude mcp list` reports Baton connected after `baton setup claude-code`', { timeout: 900_000 }, async (ctx) => {
     const installed = await installClient(CLAUDE.pkg, CLAUDE.version, CLAUDE.bin);
@@ -54,16 +72,25 @@ describe('real clients', () => {
     expect(line).not.toMatch(/bat_[A-Za-z0-9_-]{43}/);
     // `claude mcp list` checks the handshake only (a server without a valid key answers it too, and
     // refuses every call): the exact command and env it launched must also authenticate as the agent.
-    const entry = (JSON.parse(readFileSync(join(p.dir, '.mcp.json'), 'utf8')) as { mcpServers: Record<string, { command: string; args: string[]; env: Record<string, string> }> }).mcpServers.baton!;
-    const client = new Client({ name: 'as-claude', version: '1.0.0' });
-    await client.connect(new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...env, ...entry.env }, stderr: 'pipe' }));
-    try {
-      const who = (await client.callTool({ name: 'whoami', arguments: {} })) as { isError?: boolean; structuredContent?: { agent?: { name?: string } } };
-      expect(who.isError ?? false).toBe(false);
-      expect(who.structuredContent?.agent?.name).toBe('claude-1');
-    } finally {
-      await client.close();
-    }
+    expect(await whoamiVia(join(p.dir, '.mcp.json'), env)).toBe('claude-1');
+  });
+
+  it('gemini-cli: `gemini mcp list` reports Baton connected after `baton setup gemini-cli`', { timeout: 900_000 }, async (ctx) => {
+    const installed = await installClient(GEMINI.pkg, GEMINI.version, GEMINI.bin);
+    if ('unreachable' in installed) return ctx.skip(loudSkip('Gemini CLI', installed.unreachable));
+    const p = await project();
+    const setup = await runBaton(['setup', 'gemini-cli', '--agent', 'gemini-1'], { cwd: p.dir });
+    expect(setup.code, setup.stderr).toBe(0);
+    // The user's one-time folder trust (Gemini CLI disables a project's servers in untrusted folders).
+    mkdirSync(join(p.home, '.gemini'));
+    writeFileSync(join(p.home, '.gemini', 'trustedFolders.json'), JSON.stringify({ [p.dir]: 'TRUST_FOLDER' }));
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home };
+    // It prints the list on stderr.
+    const { stdout, stderr } = await run(installed.bin, ['mcp', 'list'], { cwd: p.dir, env, timeout: 120_000, encoding: 'utf8' });
+    const line = `${stdout}\n${stderr}`.split('\n').find((l) => l.includes('baton:'));
+    expect(line, stdout + stderr).toBeDefined();
+    expect(line).toContain('Connected');
+    expect(await whoamiVia(join(p.dir, '.gemini', 'settings.json'), env)).toBe('gemini-1');
   });
 
   it('codex: `codex app-server` lists Baton\'s tools and calls whoami as the set-up agent', { timeout: 900_000 }, async (ctx) => {
