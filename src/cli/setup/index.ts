@@ -209,7 +209,7 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
     process.stdout.write(lines(describe(all.filter(changed), projectDir)));
     const n = all.filter(changed).length;
     process.stderr.write(
-      `baton setup ${client.name}: agent ${agent} (role ${role}, project ${project}); ${minted ? 'a new key' : 'its existing key'} is in ${tokenFile} (0600); ` +
+      `baton setup ${client.name}: agent ${agent} (role ${principal.role}, project ${project}); ${minted ? 'a new key' : 'its existing key'} is in ${tokenFile} (0600); ` +
         `${n === 0 ? 'nothing changed' : `${n} file${n === 1 ? '' : 's'} written`}\n`,
     );
   } finally {
