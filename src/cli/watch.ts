@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import type { CallMeta } from '../auth/principal.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { cliLogLevel, locateConfig, readTokenFile, requireDataDir, tokenFromEnv } from './common.js';
@@ -11,11 +10,12 @@ import { tokenFileOf } from './setup/index.js';
 /**
  * `baton watch`: one line per event that concerns the calling agent, for Claude Code's Monitor
  * tool (each stdout line becomes an event in the session), a background shell, or Codex's hooks.
- * It runs events_wait through the runner in this process (like every CLI command), so the
- * cross-process doorbell (SQLite data_version) wakes it when another process writes; the key is
- * checked on every round (a revoked key ends the watch). The cursor is persisted after every
- * batch, so a restart resumes where the last one stopped; store errors are retried with backoff
- * (the watch "reconnects"); SIGINT/SIGTERM end it with exit status 0.
+ * By default it runs events_wait through the runner in this process (like every CLI command), so
+ * the cross-process doorbell (SQLite data_version) wakes it when another process writes; with
+ * `--url` it long-polls the same op over REST (`GET /api/v1/events`) of a `baton serve`. The key
+ * is checked on every round (a revoked key ends the watch). The cursor is persisted after every
+ * batch, so a restart resumes where the last one stopped; an unavailable store or unreachable
+ * hub is retried with backoff (the watch reconnects); SIGINT/SIGTERM end it with exit status 0.
  */
 
 /** What concerns an agent (events_wait reads only what the caller may see; these narrow it). */
@@ -52,6 +52,50 @@ interface WatchFlags {
   after?: string;
   cursorFile?: string;
   leaseWarnS?: string;
+  url?: string;
+}
+
+/** Where the watch reads from: this process's own Hub on the data dir, or a hub over HTTP. */
+interface Source {
+  call(op: 'whoami' | 'events_wait', input: Record<string, unknown>, signal?: AbortSignal): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** A BatonError from a REST error body, or a transport failure (retried) as `unavailable`. */
+async function restCall(base: URL, key: string, path: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+  const url = new URL(`/api/v1${path}`, base);
+  for (const [k, v] of Object.entries(input)) url.searchParams.set(k, Array.isArray(v) ? v.join(',') : String(v));
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' }, signal });
+  } catch (err) {
+    if (signal?.aborted === true) throw err;
+    throw new BatonError('unavailable', 'the hub cannot be reached');
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new BatonError('unavailable', `the hub answered ${res.status} without JSON`);
+  }
+  if (res.ok) return body;
+  const e = (body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
+  throw new BatonError((e?.code ?? 'unavailable') as ConstructorParameters<typeof BatonError>[0], e?.message ?? `HTTP ${res.status}`, e?.details);
+}
+
+function httpSource(raw: string, key: string): Source {
+  let base: URL;
+  try {
+    base = new URL(raw);
+  } catch {
+    throw new BatonError('invalid_input', '--url: expected the hub URL, e.g. http://127.0.0.1:7410');
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new BatonError('invalid_input', '--url: expected an http(s) URL');
+  return {
+    call: (op, input, signal) => restCall(base, key, op === 'whoami' ? '/whoami' : '/events', input, signal),
+    close: async () => undefined,
+  };
 }
 
 const list = (v: unknown): string => (Array.isArray(v) ? v.map(String).join(', ') : String(v ?? ''));
@@ -138,9 +182,11 @@ async function watch(flags: WatchFlags): Promise<void> {
     throw new BatonError('invalid_input', '--lease-warn-s: expected seconds between 0 and 86400');
   }
   if (flags.after !== undefined && (flags.after === '' || flags.after.length > 200)) throw new BatonError('invalid_input', '--after: expected a cursor');
-  const { config, dataDir } = requireDataDir(locateConfig(flags, { logLevel: cliLogLevel() }));
   const project = flags.inProject ?? 'default';
-  const key = flags.agent !== undefined ? readTokenFile(tokenFileOf(dataDir, project, flags.agent)) : tokenFromEnv();
+  // The data dir is needed for the local hub, for --agent's key file, and for the default cursor file.
+  const local = flags.url === undefined || flags.agent !== undefined || flags.cursorFile === undefined;
+  const loc = local ? requireDataDir(locateConfig(flags, { logLevel: cliLogLevel() })) : null;
+  const key = flags.agent !== undefined ? readTokenFile(tokenFileOf(loc!.dataDir, project, flags.agent)) : tokenFromEnv();
   if (key === undefined) {
     throw new BatonError('invalid_input', 'who is watching? pass --agent NAME (its key from `baton setup`), or set BATON_TOKEN or BATON_TOKEN_FILE');
   }
@@ -148,27 +194,43 @@ async function watch(flags: WatchFlags): Promise<void> {
   const onSignal = (): void => stop.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const hub = await Hub.open(config);
+  let source: Source;
+  if (flags.url !== undefined) source = httpSource(flags.url, key);
+  else {
+    const hub = await Hub.open(loc!.config);
+    source = {
+      call: (op, input, signal) => hub.call(op, input, hub.resolver(key), { requestId: hub.newRequestId(), transport: 'cli', ...(signal === undefined ? {} : { signal }) }),
+      close: () => hub.close(),
+    };
+  }
   try {
-    const me = await hub.authenticate(key).catch((err: unknown) => {
-      if (isBatonError(err) && err.code === 'unauthenticated') {
-        throw new BatonError('unauthenticated', 'the key is not valid (revoked, expired or mistyped): run `baton setup <client>` again');
+    let me: { agent: { name: string; role: string }; project: { name: string } };
+    for (let backoff = 500; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
+      try {
+        me = (await source.call('whoami', {})) as typeof me;
+        break;
+      } catch (err) {
+        if (isBatonError(err) && err.code === 'unauthenticated') {
+          throw new BatonError('unauthenticated', 'the key is not valid (revoked, expired or mistyped): run `baton setup <client>` again');
+        }
+        if (!isBatonError(err) || err.code !== 'unavailable' || stop.signal.aborted) throw err;
+        process.stderr.write(`baton watch: the hub is unavailable; retrying in ${Math.round(backoff / 1000)} s\n`);
+        await sleep(backoff, stop.signal);
+        if (stop.signal.aborted) return;
       }
-      throw err;
-    });
-    const cursorFile = flags.cursorFile ?? join(dataDir, 'agents', ...(project === 'default' ? [] : [project]), `${me.agentName}.cursor`);
+    }
+    const cursorFile = flags.cursorFile ?? join(loc!.dataDir, 'agents', ...(project === 'default' ? [] : [project]), `${me.agent.name}.cursor`);
     let cursor = flags.after ?? readCursor(cursorFile);
-    process.stderr.write(printable(`baton watch: ${me.agentName} (${me.role}, project ${me.projectName}), ${cursor === undefined ? 'from now' : 'resuming from the saved cursor'}; cursor in ${cursorFile}`) + '\n');
+    process.stderr.write(printable(`baton watch: ${me.agent.name} (${me.agent.role}, project ${me.project.name}), ${cursor === undefined ? 'from now' : 'resuming from the saved cursor'}; cursor in ${cursorFile}`) + '\n');
     const out = (e: WatchEvent): void => {
       process.stdout.write((flags.json === true ? terminalJson(e) : describeEvent(e)) + '\n');
     };
     const warned = new Set<string>();
     let backoff = 500;
     while (!stop.signal.aborted) {
-      const meta: CallMeta = { requestId: hub.newRequestId(), transport: 'cli', signal: stop.signal };
       try {
         // Leases about to expire: read each round (whoami), warned once per lease expiry.
-        const who = (await hub.call('whoami', {}, hub.resolver(key), { ...meta, signal: undefined })) as { held_tasks: HeldTask[] };
+        const who = (await source.call('whoami', {})) as { held_tasks: HeldTask[] };
         const now = Date.now();
         let nextWarn = ROUND_MS;
         for (const t of who.held_tasks) {
@@ -183,8 +245,8 @@ async function watch(flags: WatchFlags): Promise<void> {
         }
         const input: Record<string, unknown> = { types: [...WATCHED_TYPES], wait_ms: Math.max(1_000, nextWarn), limit: 100 };
         if (cursor !== undefined) input.after = cursor;
-        const res = (await hub.call('events_wait', input, hub.resolver(key), meta)) as { events: WatchEvent[]; cursor: string | null };
-        for (const e of res.events) if (concerns(e, me.agentName)) out(e);
+        const res = (await source.call('events_wait', input, stop.signal)) as { events: WatchEvent[]; cursor: string | null };
+        for (const e of res.events) if (concerns(e, me.agent.name)) out(e);
         if (res.cursor !== null && res.cursor !== cursor) {
           cursor = res.cursor;
           writeCursor(cursorFile, cursor);
@@ -203,7 +265,7 @@ async function watch(flags: WatchFlags): Promise<void> {
           throw err;
         }
         const code = isBatonError(err) ? err.code : ((err as { code?: unknown } | null)?.code ?? 'error');
-        process.stderr.write(`baton watch: the store is unavailable (${String(code)}); retrying in ${Math.round(backoff / 1000)} s\n`);
+        process.stderr.write(`baton watch: the hub is unavailable (${String(code)}); retrying in ${Math.round(backoff / 1000)} s\n`);
         await sleep(backoff, stop.signal);
         backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
       }
@@ -212,7 +274,7 @@ async function watch(flags: WatchFlags): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await hub.close();
+    await source.close();
   }
 }
 
@@ -226,6 +288,7 @@ export function registerWatchCommand(program: Command): void {
     .option('--after <cursor>', 'start after this cursor (default: the saved one, else now)')
     .option('--cursor-file <file>', 'where the cursor is saved (default: <data dir>/agents/<agent>.cursor)')
     .option('--lease-warn-s <seconds>', 'warn this long before a held lease expires', '60')
+    .option('--url <url>', 'watch a hub over HTTP (e.g. http://127.0.0.1:7410, `baton serve`) instead of the data dir; retries while it is down')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .action(async (opts: WatchFlags) => watch(opts));

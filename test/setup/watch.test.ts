@@ -36,7 +36,7 @@ interface Watcher {
   exit: Promise<number | null>;
 }
 
-function startWatch(data: string, extra: string[] = []): Watcher {
+function startWatch(data: string, extra: string[] = []): Watcher & { stderr(): string } {
   const child = spawn(process.execPath, [BIN, 'watch', '--agent', 'w1', '--data', data, ...extra], {
     // No periodic re-check: only the cross-process doorbell can end a round early.
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', BATON_WAIT_RECHECK_MS: '0' },
@@ -63,7 +63,29 @@ function startWatch(data: string, extra: string[] = []): Watcher {
     line: () => (lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise<string>((resolve) => waiters.push(resolve))),
     started,
     exit,
+    stderr: () => err,
   };
+}
+
+/** `baton serve` on `port` (0: any); its URL once it listens. */
+async function startServe(data: string, port: number): Promise<{ child: ChildProcess; url: string; exit: Promise<number | null> }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--data', data, '--port', String(port)], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', BATON_LOG_LEVEL: 'warn', BATON_WAIT_RECHECK_MS: '0' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(child);
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let err = '';
+  const url = await woken(
+    new Promise<string>((resolve) => {
+      child.stderr!.on('data', (b: Buffer) => {
+        err += b.toString('utf8');
+        const m = /listening on (http:\/\/\S+?) /.exec(err);
+        if (m !== null) resolve(m[1]!);
+      });
+    }),
+  );
+  return { child, url, exit };
 }
 
 const send = async (data: string, subject: string): Promise<void> => {
@@ -97,6 +119,31 @@ describe('baton watch', () => {
     again.child.kill('SIGINT');
     expect(await woken(again.exit)).toBe(0);
     expect(readFileSync(cursorFile, 'utf8').trim()).not.toBe(saved);
+  });
+
+  it('--url: watches a hub over HTTP, and reconnects when the hub restarts', async () => {
+    const p = await project();
+    const first = await startServe(p.data, 0);
+    const port = Number(new URL(first.url).port);
+    const w = startWatch(p.data, ['--url', first.url]);
+    await woken(w.started);
+    await send(p.data, 'over http');
+    expect(await woken(w.line(), 15_000)).toContain('mail from operator');
+    // The hub goes away (its drain answers the long poll empty), then comes back on the same port.
+    first.child.kill('SIGTERM');
+    expect(await woken(first.exit)).toBe(0);
+    await woken(
+      (async () => {
+        while (!w.stderr().includes('the hub is unavailable')) await new Promise((r) => setTimeout(r, 50));
+      })(),
+    );
+    const second = await startServe(p.data, port);
+    await send(p.data, 'after restart');
+    expect(await woken(w.line(), 20_000)).toContain('mail from operator');
+    w.child.kill('SIGTERM');
+    expect(await woken(w.exit)).toBe(0);
+    second.child.kill('SIGTERM');
+    await woken(second.exit);
   });
 
   it('warns once before a held lease expires', async () => {
