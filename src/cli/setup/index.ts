@@ -212,6 +212,9 @@ async function runSetup(clientName: string, flags: SetupFlags): Promise<void> {
       `baton setup ${client.name}: agent ${agent} (role ${principal.role}, project ${project}); ${minted ? 'a new key' : 'its existing key'} is in ${tokenFile} (0600); ` +
         `${n === 0 ? 'nothing changed' : `${n} file${n === 1 ? '' : 's'} written`}\n`,
     );
+    // How the agent is woken when something concerns it (Claude Code: its Monitor tool turns each line into an event).
+    const bin = launch.kind === 'stdio' && launch.command === 'npx' ? ['npx', '-y', '-p', `baton-hub@${VERSION}`, 'baton'] : [process.execPath, BIN];
+    process.stderr.write(`to wake the agent on mail, ready tasks, approvals and expiring leases, run in its session: ${[...bin, 'watch', '--agent', agent, ...(project === DEFAULT_PROJECT ? [] : ['--in-project', project]), '--data', dataDir].map(sq).join(' ')}\n`);
   } finally {
     await hub.close();
   }
