@@ -29,6 +29,7 @@ export async function installClient(pkg: string, version: string, bin: string): 
     });
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
+    if ((err as { killed?: boolean }).killed === true) return { unreachable: 'npm install did not finish within 10 minutes' };
     const text = String((err as { stderr?: string }).stderr ?? err);
     if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|ENETUNREACH|network|socket hang up/i.test(text)) {
       return { unreachable: text.split('\n').find((l) => /ENOTFOUND|EAI_AGAIN|ECONN|ETIMEDOUT|ENETUNREACH|network/i.test(l)) ?? 'network error' };
