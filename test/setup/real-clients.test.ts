@@ -1,11 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runBaton, tempDir } from '../helpers.js';
+import { BIN, runBaton, tempDir, woken } from '../helpers.js';
 import { codexAppServer, installClient, loudSkip } from './clients.js';
 
 /**
@@ -73,6 +73,42 @@ describe('real clients', () => {
     // `claude mcp list` checks the handshake only (a server without a valid key answers it too, and
     // refuses every call): the exact command and env it launched must also authenticate as the agent.
     expect(await whoamiVia(join(p.dir, '.mcp.json'), env)).toBe('claude-1');
+  });
+
+  it('claude-code --http: `claude mcp list` reaches `baton serve` with the key from its private file (headersHelper)', { timeout: 900_000 }, async (ctx) => {
+    const installed = await installClient(CLAUDE.pkg, CLAUDE.version, CLAUDE.bin);
+    if ('unreachable' in installed) return ctx.skip(loudSkip('Claude Code', installed.unreachable));
+    const p = await project();
+    const serve = spawn(process.execPath, [BIN, 'serve', '--data', p.data, '--port', '0'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise((r) => serve.on('exit', r));
+    try {
+      let err = '';
+      const url = await woken(
+        new Promise<string>((resolve) =>
+          serve.stderr.on('data', (b: Buffer) => {
+            err += b.toString('utf8');
+            const m = /listening on (http:\/\/\S+?) /.exec(err);
+            if (m !== null) resolve(m[1]!);
+          }),
+        ),
+      );
+      const setup = await runBaton(['setup', 'claude-code', '--agent', 'claude-http', '--http', `${url}/mcp`], { cwd: p.dir });
+      expect(setup.code, setup.stderr).toBe(0);
+      expect(readFileSync(join(p.dir, '.mcp.json'), 'utf8')).not.toMatch(/bat_[A-Za-z0-9_-]{43}/);
+      writeFileSync(join(p.home, '.claude.json'), JSON.stringify({ projects: { [p.dir]: { hasTrustDialogAccepted: true } } }));
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.home };
+      // Without a valid Authorization header Baton answers 401 and this line says "Failed to connect".
+      const { stdout } = await run(installed.bin, ['mcp', 'list'], { cwd: p.dir, env, timeout: 120_000, encoding: 'utf8' });
+      const line = stdout.split('\n').find((l) => l.startsWith('baton:'));
+      expect(line, stdout).toContain('(HTTP)');
+      expect(line).toContain('Connected');
+    } finally {
+      serve.kill('SIGTERM');
+      await exited;
+    }
   });
 
   it('gemini-cli: `gemini mcp list` reports Baton connected after `baton setup gemini-cli`', { timeout: 900_000 }, async (ctx) => {

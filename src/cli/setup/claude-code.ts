@@ -3,12 +3,13 @@ import { foundOf, mcpJsonEntry, type ClientModule } from './client.js';
 import { mcpJsonChange } from './mcp-json.js';
 import { jsonChange, objectAt, readJsonObject, type FileChange, type SetupContext } from './plan.js';
 import { BatonError } from '../../core/errors.js';
+import { sq } from './shell.js';
 
 /**
  * Claude Code (observed with 2.1.x, /work/shared/CLIENTS.md):
  * - `.mcp.json` (project scope, committed): the server, `"type": "stdio"`; its env names the
- *   private key file (BATON_TOKEN_FILE), never the key. HTTP: `Bearer ${BATON_TOKEN}` (expanded
- *   by Claude Code from its environment).
+ *   private key file (BATON_TOKEN_FILE), never the key. HTTP: a `headersHelper` that reads the
+ *   key from that file.
  * - `.claude/settings.local.json` (private, per user): `enabledMcpjsonServers` trusts the server,
  *   else `claude mcp list` shows it "Pending approval" and sessions do not start it (checked with
  *   2.1.332; a fresh user must also have accepted Claude Code's "trust this folder" prompt once,
@@ -69,7 +70,13 @@ export const claudeCode: ClientModule = {
   name: 'claude-code',
   about: 'Claude Code: .mcp.json, trust in .claude/settings.local.json, prime hooks in .claude/settings.json',
   plan(ctx: SetupContext) {
-    const entry = mcpJsonEntry(ctx.launch, (v) => `\${${v}}`);
+    // HTTP: Claude Code runs `headersHelper` (a shell command printing a JSON object of headers)
+    // before connecting, so the key is read from its private file: nothing to export, nothing in
+    // the committed file (checked with 2.1.332 against `baton serve`: without it, a 401).
+    const entry =
+      ctx.launch.kind === 'http'
+        ? { url: ctx.launch.url, headersHelper: `sed -n 's/^BATON_TOKEN=\\(.*\\)$/{"Authorization": "Bearer \\1"}/p' ${sq(ctx.tokenFile)}` }
+        : mcpJsonEntry(ctx.launch, (v) => `\${${v}}`);
     return [
       mcpJsonChange(join(ctx.projectDir, '.mcp.json'), ctx.serverName, { type: ctx.launch.kind, ...entry }),
       localChange(join(ctx.projectDir, '.claude', 'settings.local.json'), ctx.serverName, ctx.agent),

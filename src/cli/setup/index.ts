@@ -19,6 +19,7 @@ import { geminiCli } from './gemini-cli.js';
 import { mcpJson } from './mcp-json.js';
 import { apply, changed, describe, readText, type Drift, type FileChange, type Launch, type SetupContext } from './plan.js';
 import { setProfile } from './profile.js';
+import { sq } from './shell.js';
 
 export const CLIENTS: readonly ClientModule[] = [claudeCode, codex, cursor, geminiCli, mcpJson];
 
@@ -44,8 +45,6 @@ export interface SetupFlags {
   scope?: string;
 }
 
-/** POSIX sh single quoting (hook commands run in a shell): the value holds nothing the shell interprets. */
-export const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** The project's directory: the git work tree's top (each worktree its own), else the working directory. */
 export function projectDirOf(cwd: string): string {
