@@ -15,14 +15,16 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-async function project(): Promise<{ dir: string; data: string; env: Record<string, string> }> {
+async function project(): Promise<{ dir: string; data: string; home: string; env: Record<string, string> }> {
   const t = tempDir('baton-setup-');
   cleanups.push(t.cleanup);
   const data = join(t.dir, '.baton');
   const init = await runBaton(['init', '--data', data], { cwd: t.dir });
   expect(init.code, init.stderr).toBe(0);
   mkdirSync(join(t.dir, 'codex-home'));
-  return { dir: t.dir, data, env: { CODEX_HOME: join(t.dir, 'codex-home') } };
+  mkdirSync(join(t.dir, 'home'));
+  // Never the machine's own ~/.codex, ~/.claude.json or ~/.gemini.
+  return { dir: t.dir, data, home: join(t.dir, 'home'), env: { CODEX_HOME: join(t.dir, 'codex-home'), HOME: join(t.dir, 'home') } };
 }
 
 const json = (path: string): Record<string, unknown> => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -142,6 +144,10 @@ describe('baton setup --check', () => {
     const ok = await check();
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(ok.stdout).toContain('ok     claude-code');
+    // The folder's trust in Claude Code (the user's answer, in ~/.claude.json) is a note, not drift.
+    expect(ok.stdout).toContain('note   claude-code: Claude Code starts .mcp.json servers only once you trust');
+    writeFileSync(join(p.home, '.claude.json'), JSON.stringify({ projects: { [p.dir]: { hasTrustDialogAccepted: true } } }));
+    expect((await check()).stdout).not.toContain('note');
 
     // Stale key: revoked.
     const tokens = JSON.parse((await runBaton(['token', 'list', '--json', '--data', p.data])).stdout) as { tokens: { id: string; name: string }[] };
@@ -194,7 +200,14 @@ describe('baton setup codex', () => {
       env: { BATON_TOKEN_FILE: join(p.data, 'agents', 'ivy.env') },
     });
     expect(existsSync(join(p.env.CODEX_HOME!, 'config.toml'))).toBe(false);
-    expect((await runBaton(['setup', '--check', 'codex', '--project-dir', p.dir], { cwd: p.dir, env: p.env })).code).toBe(0);
+    // Not drift, but said: Codex reads the project file only in a folder the user has trusted.
+    const untrusted = await runBaton(['setup', '--check', 'codex', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+    expect(untrusted.code).toBe(0);
+    expect(untrusted.stdout).toContain(`note   codex: Codex reads ${join(p.dir, '.codex', 'config.toml')} only once you trust ${p.dir}`);
+    writeFileSync(join(p.env.CODEX_HOME!, 'config.toml'), `model = "x"\n\n[projects.${JSON.stringify(p.dir)}]\ntrust_level = "trusted"\n`);
+    const trusted = await runBaton(['setup', '--check', 'codex', '--project-dir', p.dir], { cwd: p.dir, env: p.env });
+    expect(trusted.code).toBe(0);
+    expect(trusted.stdout).not.toContain('note');
   });
 
   it('--scope user: writes [mcp_servers.baton] into $CODEX_HOME/config.toml keeping every other byte, and is idempotent', async () => {

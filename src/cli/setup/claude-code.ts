@@ -1,3 +1,4 @@
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { foundOf, mcpJsonEntry, type ClientModule } from './client.js';
 import { mcpJsonChange } from './mcp-json.js';
@@ -100,6 +101,16 @@ export const claudeCode: ClientModule = {
         Array.isArray(groups) && (groups as HookGroup[]).some((g) => Array.isArray(g?.hooks) && g.hooks.some((h) => h?.type === 'command' && isPrimeHook(h.command)));
       if (!has) problems.push(`.claude/settings.json has no ${event} hook running \`baton prime\``);
     }
-    return { file, entry, problems };
+    // Claude Code keeps the user's "trust this folder" answer in ~/.claude.json (checked with 2.1.332).
+    const notes: string[] = [];
+    try {
+      const projects = readJsonObject(join(homedir(), '.claude.json')).value.projects as Record<string, { hasTrustDialogAccepted?: unknown }> | undefined;
+      if (projects?.[projectDir]?.hasTrustDialogAccepted !== true) {
+        notes.push(`Claude Code starts .mcp.json servers only once you trust ${projectDir} (start \`claude\` there once and say yes)`);
+      }
+    } catch {
+      // an unreadable ~/.claude.json: nothing to say
+    }
+    return { file, entry, problems, notes };
   },
 };

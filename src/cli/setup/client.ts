@@ -16,6 +16,8 @@ export interface Inspection {
   readonly entry: FoundEntry | null;
   /** Client-specific problems (a missing hook, an untrusted server). */
   readonly problems: readonly string[];
+  /** What the user still has to do that is not drift (e.g. trust the folder in the client once). */
+  readonly notes?: readonly string[];
 }
 
 /** One supported client: where its config lives and how a Baton server is written there. */

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ClientModule, FoundEntry } from './client.js';
 import { readText, type SetupContext } from './plan.js';
-import { readServer, replaceServer, serverTable, type TomlValue } from './toml.js';
+import { readServer, replaceServer, serverTable, tableHas, type TomlValue } from './toml.js';
 
 /**
  * Codex CLI (observed with 0.171.0): `[mcp_servers.NAME]` with `command`, `args` and an
@@ -45,12 +45,19 @@ export const codex: ClientModule = {
       found = text === null ? null : readServer(text, serverName);
     }
     if (found === null) return { file, entry: null, problems: [] };
+    const notes: string[] = [];
+    if (file === codexConfigFile(env, 'project', projectDir)) {
+      const user = readText(codexConfigFile(env, 'user')) ?? '';
+      if (!tableHas(user, ['projects', projectDir], 'trust_level', 'trusted')) {
+        notes.push(`Codex reads ${file} only once you trust ${projectDir} (start \`codex\` there once and say yes)`);
+      }
+    }
     const entry: FoundEntry = {
       ...(typeof found.command === 'string' ? { command: found.command } : {}),
       ...(Array.isArray(found.args) ? { args: found.args as string[] } : {}),
       ...(found.env !== undefined && typeof found.env === 'object' && !Array.isArray(found.env) ? { env: found.env as Record<string, string> } : {}),
       ...(typeof found.url === 'string' ? { url: found.url } : {}),
     };
-    return { file, entry, problems: [] };
+    return { file, entry, problems: [], notes };
   },
 };

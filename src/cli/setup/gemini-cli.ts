@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { foundOf, mcpJsonEntry, type ClientModule } from './client.js';
 import { mcpJsonChange } from './mcp-json.js';
 import { readJsonObject, type SetupContext } from './plan.js';
@@ -19,6 +20,18 @@ export const geminiCli: ClientModule = {
   inspect({ projectDir, serverName }) {
     const file = join(projectDir, '.gemini', 'settings.json');
     const servers = readJsonObject(file).value.mcpServers as Record<string, unknown> | undefined;
-    return { file, entry: foundOf(servers?.[serverName]), problems: [] };
+    const entry = foundOf(servers?.[serverName]);
+    // Gemini CLI 0.61 disables a project's servers in a folder the user has not trusted.
+    const trusted = (() => {
+      try {
+        const t = readJsonObject(join(homedir(), '.gemini', 'trustedFolders.json')).value;
+        return Object.entries(t).some(([dir, v]) => v === 'TRUST_FOLDER' && (projectDir === dir || projectDir.startsWith(`${dir}/`))) ||
+          Object.entries(t).some(([dir, v]) => v === 'TRUST_PARENT' && projectDir.startsWith(`${dirname(dir)}/`));
+      } catch {
+        return false;
+      }
+    })();
+    const notes = entry !== null && !trusted ? [`Gemini CLI starts this project's servers only once you trust ${projectDir} (start \`gemini\` there once and say yes)`] : [];
+    return { file, entry, problems: [], notes };
   },
 };

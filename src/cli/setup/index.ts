@@ -284,6 +284,7 @@ async function runCheck(clientName: string | undefined, flags: SetupFlags): Prom
     const mine = [...seen.problems.map((problem) => ({ client: c.name, file: seen.file, problem })), ...(await checkEntry(c.name, seen.file, seen.entry, expected))];
     drifts.push(...mine);
     if (mine.length === 0) process.stdout.write(printable(`ok     ${c.name} (${seen.file})`) + '\n');
+    for (const n of seen.notes ?? []) process.stdout.write(printable(`note   ${c.name}: ${n}`) + '\n');
   }
   for (const d of drifts) process.stdout.write(printable(`drift  ${d.client} (${d.file}): ${d.problem}`) + '\n');
   if (found === 0 && clientName === undefined) {

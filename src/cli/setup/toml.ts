@@ -155,3 +155,22 @@ export function readServer(text: string, name: string): Record<string, TomlValue
   });
   return found ? out : null;
 }
+
+/** Whether the table `[a."b"…]` with exactly this key path exists and sets `key = "value"` (simple string values only). */
+export function tableHas(text: string, path: readonly string[], key: string, value: string): boolean {
+  const lines = text.split('\n');
+  const hs = headers(lines);
+  return hs.some((h, i) => {
+    if (h.path.length !== path.length || h.path.some((p, j) => p !== path[j])) return false;
+    const end = i + 1 < hs.length ? hs[i + 1]!.line : lines.length;
+    return lines.slice(h.line + 1, end).some((l) => {
+      const m = /^\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+)\s*=\s*(".*")\s*(#.*)?$/.exec(l);
+      if (m === null) return false;
+      try {
+        return (m[1]!.startsWith('"') ? JSON.parse(m[1]!) : m[1]) === key && JSON.parse(m[2]!) === value;
+      } catch {
+        return false;
+      }
+    });
+  });
+}
