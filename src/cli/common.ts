@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigSchema, loadConfig, type Config } from '../config.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
@@ -78,4 +78,37 @@ export function announceDataDir(loc: LocatedConfig, always: boolean): void {
   if (!isNew && !always) return;
   const from = loc.source === 'found' ? '' : loc.source === 'new' ? '' : ` (from ${loc.source})`;
   process.stderr.write(isNew ? `baton: creating a new data dir in ${loc.dataDir}${from}\n` : `baton: data dir ${loc.dataDir}${from}\n`);
+}
+
+/**
+ * The key a command runs with: `BATON_TOKEN`, else the file `BATON_TOKEN_FILE` names (what
+ * `baton setup` writes into clients' configs, so that no key sits in a file that gets
+ * committed). The file holds a `BATON_TOKEN=…` line (a `.env` file a shell can source) or the
+ * bare key. An unreadable file or one without a key is an error, never "no credentials".
+ */
+export function tokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const direct = env.BATON_TOKEN;
+  if (direct !== undefined && direct !== '') return direct;
+  const file = env.BATON_TOKEN_FILE;
+  if (file === undefined || file === '') return undefined;
+  return readTokenFile(file);
+}
+
+/** The key in a token file (see tokenFromEnv); throws DataDirError saying what is wrong. */
+export function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new DataDirError(`cannot read the key file ${file} (${code}): run \`baton setup <client>\` again, or set BATON_TOKEN`);
+  }
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?BATON_TOKEN=(['"]?)([^'"]*)\1$/.exec(line);
+    if (m !== null) return m[2]!;
+    if (!line.includes('=')) return line;
+  }
+  throw new DataDirError(`the key file ${file} holds no BATON_TOKEN line: run \`baton setup <client>\` again, or set BATON_TOKEN`);
 }

@@ -1,7 +1,7 @@
 import { cliLogLevel, locateConfig } from './common.js';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
@@ -14,7 +14,16 @@ import type { LockOut } from '../ops/locks.js';
 
 /**
  * `baton guard install` writes a git pre-commit hook that runs `baton guard check`, which refuses
- * a commit whose staged paths are covered by another agent's live lock and names the holder.
+ * a commit whose staged paths are covered by another agent's live lock and names the holder, and
+ * a pre-push hook that runs `baton guard check --push`, which refuses a push whose commits touch
+ * such paths. A rename counts as both its old and its new path. `--warn` installs hooks that
+ * print the same findings and let the commit or push through.
+ *
+ * Worktrees: every worktree of a repository shares its hooks (git keeps them in the common git
+ * dir) and its hub (the data dir beside the common git dir, see os/datadir.ts); git names paths
+ * relative to the worktree's top, which is the same relative path in every worktree, so locks
+ * taken from any worktree cover the same files in all of them. When the data dir lives in a
+ * subdirectory of the repository (a project in a monorepo), paths are taken relative to it.
  * git is always run through execFile with an argument array: no shell, no user input in one.
  * The hook itself is a two-line sh script whose every value is single-quoted (and names are
  * checked against strict patterns first).
@@ -33,7 +42,11 @@ interface GuardFlags {
   agent?: string;
   inProject?: string;
   force?: boolean;
+  warn?: boolean;
+  push?: boolean;
 }
+
+export type HookKind = 'pre-commit' | 'pre-push';
 
 function configOf(flags: GuardFlags): Config {
   // A missing data dir is not an error here: the hook then finds nothing locked.
@@ -66,13 +79,23 @@ const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 // eslint-disable-next-line no-control-regex
 const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
-export function hookScript(dataDir: string, agent: string | undefined, project: string | undefined): string {
+export function hookScript(
+  dataDir: string,
+  agent: string | undefined,
+  project: string | undefined,
+  kind: HookKind = 'pre-commit',
+  warn = false,
+): string {
   const args = ['guard', 'check', '--data', dataDir];
+  if (kind === 'pre-push') args.push('--push');
   if (agent !== undefined) args.push('--agent', agent);
   if (project !== undefined) args.push('--in-project', project);
+  if (warn) args.push('--warn');
+  const what = kind === 'pre-push' ? 'pushes of commits touching' : 'commits touching';
   return [
     '#!/bin/sh',
-    `${MARKER}: installed by \`baton guard install\`; refuses commits touching paths another agent has locked.`,
+    `${MARKER}: installed by \`baton guard install\`; ${warn ? 'warns about' : 'refuses'} ${what} paths another agent has locked.`,
+    // pre-push: git passes the refs on stdin, which exec hands on to baton.
     `exec ${[process.execPath, BIN, ...args].map(sq).join(' ')}`,
     '',
   ].join('\n');
@@ -83,19 +106,26 @@ async function install(flags: GuardFlags): Promise<void> {
   const { agent, project } = checkNames(flags, false);
   const dataDir = resolve(configOf(flags).dataDir);
   const hooks = resolve(repo, (await git(repo, ['rev-parse', '--git-path', 'hooks'])).trim());
-  const hook = join(hooks, 'pre-commit');
-  if (existsSync(hook) && !readFileSync(hook, 'utf8').includes(MARKER)) {
-    if (flags.force !== true) {
-      throw new BatonError('conflict', `${hook} exists and is not Baton's; pass --force to replace it (it is kept as pre-commit.before-baton)`);
-    }
-    renameSync(hook, join(hooks, 'pre-commit.before-baton'));
+  const kinds: HookKind[] = ['pre-commit', 'pre-push'];
+  // Every hook is checked before any is written: a refusal changes nothing.
+  const foreign = kinds.filter((k) => existsSync(join(hooks, k)) && !readFileSync(join(hooks, k), 'utf8').includes(MARKER));
+  if (foreign.length > 0 && flags.force !== true) {
+    throw new BatonError(
+      'conflict',
+      `${foreign.map((k) => join(hooks, k)).join(' and ')} ${foreign.length === 1 ? 'exists and is' : 'exist and are'} not Baton's; pass --force to replace (kept as <hook>.before-baton)`,
+    );
   }
   mkdirSync(hooks, { recursive: true });
-  writeFileSync(hook, hookScript(dataDir, agent, project), { mode: 0o755 });
-  chmodSync(hook, 0o755);
-  process.stdout.write(`${hook}\n`);
+  for (const kind of kinds) {
+    const hook = join(hooks, kind);
+    if (foreign.includes(kind)) renameSync(hook, join(hooks, `${kind}.before-baton`));
+    writeFileSync(hook, hookScript(dataDir, agent, project, kind, flags.warn === true), { mode: 0o755 });
+    chmodSync(hook, 0o755);
+    process.stdout.write(`${hook}\n`);
+  }
+  const who = agent === undefined ? 'any agent but $BATON_AGENT' : `agents other than ${agent}`;
   process.stderr.write(
-    `baton guard installed: commits touching paths locked by ${agent === undefined ? 'any agent but $BATON_AGENT' : `agents other than ${agent}`} are refused\n`,
+    `baton guard installed (${flags.warn === true ? 'warn mode: findings are printed, nothing is refused' : 'refusing'}): commits and pushes touching paths locked by ${who}\n`,
   );
 }
 
@@ -116,18 +146,75 @@ export function violations(staged: readonly string[], locks: readonly LockOut[],
   return out;
 }
 
+const ZEROS = /^0+$/;
+
+/**
+ * The paths a push's commits touch: git gives pre-push one line per ref on stdin, `<local ref>
+ * <local sha> <remote ref> <remote sha>`. A deleted ref touches nothing; a new one, its commits
+ * that no remote-tracking ref has.
+ */
+async function pushedPaths(repo: string, stdin: string): Promise<string[]> {
+  const paths = new Set<string>();
+  for (const line of stdin.split('\n')) {
+    const [, local, , remote] = line.trim().split(/\s+/);
+    if (local === undefined || remote === undefined || !/^[0-9a-f]{40,64}$/.test(local) || !/^[0-9a-f]{40,64}$/.test(remote)) continue;
+    if (ZEROS.test(local)) continue;
+    const range = ZEROS.test(remote) ? [local, '--not', '--remotes'] : [`${remote}..${local}`];
+    const out = await git(repo, ['log', '--no-renames', '--name-only', '--format=', '-z', ...range, '--']);
+    for (const p of out.split('\0')) {
+      const path = p.replace(/^\n+/, '');
+      if (path !== '') paths.add(path);
+    }
+  }
+  return [...paths];
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY === true) return '';
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const realOr = (p: string): string => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+};
+
+/**
+ * git's paths (relative to the work tree's top, the same in every worktree) as lock paths
+ * (relative to the project directory, the data dir's parent). When the project directory is a
+ * subdirectory of the repository's main worktree, paths outside it are not lockable and are
+ * dropped; when the data dir is outside the repository, git's paths are used as they are.
+ */
+export async function lockNamespace(repo: string, dataDir: string, paths: readonly string[]): Promise<string[]> {
+  const common = resolve(repo, (await git(repo, ['rev-parse', '--git-common-dir'])).trim());
+  if (basename(common) !== '.git') return [...paths];
+  const rel = relative(realOr(dirname(common)), realOr(dirname(resolve(dataDir))));
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return [...paths];
+  const prefix = `${rel.split(sep).join('/')}/`;
+  return paths.filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length));
+}
+
 async function check(flags: GuardFlags): Promise<void> {
   const repo = resolve(flags.repo ?? process.cwd());
   const { agent, project } = checkNames(flags, true);
-  const staged = (await git(repo, ['diff', '--cached', '--name-only', '--no-renames', '-z']))
-    .split('\0')
-    .filter((p) => p !== '');
-  if (staged.length === 0) return;
+  const push = flags.push === true;
+  // --no-renames: a rename is its old path (deleted) and its new path (added); both are checked.
+  const touched = push
+    ? await pushedPaths(repo, await readStdin())
+    : (await git(repo, ['diff', '--cached', '--name-only', '--no-renames', '-z'])).split('\0').filter((p) => p !== '');
+  if (touched.length === 0) return;
   const config = configOf(flags);
   if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
     process.stderr.write(`baton guard: no Baton database in ${resolve(config.dataDir)}; nothing is locked\n`);
     return;
   }
+  const paths = await lockNamespace(repo, config.dataDir, touched);
+  if (paths.length === 0) return;
   const hub = await Hub.open(config);
   const locks: LockOut[] = [];
   try {
@@ -143,29 +230,34 @@ async function check(flags: GuardFlags): Promise<void> {
   } finally {
     await hub.close();
   }
-  const found = violations(staged, locks, agent);
+  const found = violations(paths, locks, agent);
   if (found.length === 0) return;
   for (const v of found) {
     process.stderr.write(`${printable(v.path)} — locked by ${v.lock.agent} (${v.lock.mode}, until ${v.lock.expires_at})\n`);
   }
-  const paths = new Set(found.map((v) => v.path)).size;
-  process.stderr.write(
-    `baton guard: commit refused: ${paths} staged path${paths === 1 ? ' is' : 's are'} locked by ${agent === undefined ? 'agents (set BATON_AGENT or --agent to name yourself)' : 'other agents'}\n`,
-  );
+  const n = new Set(found.map((v) => v.path)).size;
+  const whose = agent === undefined ? 'agents (set BATON_AGENT or --agent to name yourself)' : 'other agents';
+  const what = push ? `${n} path${n === 1 ? '' : 's'} the pushed commits touch ${n === 1 ? 'is' : 'are'}` : `${n} staged path${n === 1 ? ' is' : 's are'}`;
+  if (flags.warn === true) {
+    process.stderr.write(`baton guard: warning (warn mode, ${push ? 'push' : 'commit'} allowed): ${what} locked by ${whose}\n`);
+    return;
+  }
+  process.stderr.write(`baton guard: ${push ? 'push' : 'commit'} refused: ${what} locked by ${whose}\n`);
   process.exitCode = 1;
 }
 
 export function registerGuardCommands(program: Command): void {
-  const guard = program.command('guard').description('git pre-commit guard against committing paths other agents have locked');
+  const guard = program.command('guard').description('git pre-commit and pre-push guard against committing or pushing paths other agents have locked');
   guard
     .command('install')
-    .description('Install a git pre-commit hook that runs `baton guard check`')
+    .description('Install git pre-commit and pre-push hooks that run `baton guard check` (shared by every worktree)')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA); stored in the hook as an absolute path')
     .option('--config <file>', 'JSON config file')
     .option('--repo <dir>', 'the git repository (default: the current directory)')
     .option('--agent <name>', 'the agent committing from this checkout (default: $BATON_AGENT at commit time)')
     .option('--in-project <name>', 'Baton project (default: default)')
-    .option('--force', "replace a pre-commit hook that is not Baton's (kept as pre-commit.before-baton)")
+    .option('--force', "replace hooks that are not Baton's (kept as <hook>.before-baton)")
+    .option('--warn', 'warn mode: the hooks print what is locked and let the commit or push through')
     .action(async (opts: GuardFlags) => install(opts));
   guard
     .command('check')
@@ -175,5 +267,7 @@ export function registerGuardCommands(program: Command): void {
     .option('--repo <dir>', 'the git repository (default: the current directory)')
     .option('--agent <name>', 'the committing agent (default: $BATON_AGENT)')
     .option('--in-project <name>', 'Baton project (default: default)')
+    .option('--push', "check the commits of a push (git's pre-push refs on stdin) instead of the staged paths")
+    .option('--warn', 'print what is locked, exit 0')
     .action(async (opts: GuardFlags) => check(opts));
 }

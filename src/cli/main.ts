@@ -11,12 +11,14 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { announceDataDir, cliLogLevel, locateConfig, requireDataDir } from './common.js';
+import { announceDataDir, cliLogLevel, locateConfig, requireDataDir, tokenFromEnv } from './common.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError } from '../os/datadir.js';
 import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerSetupCommand } from './setup/index.js';
+import { registerWatchCommand } from './watch.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -286,7 +288,7 @@ export function buildProgram(): Command {
       announceFirstStart(hub, config.dataDir);
       try {
         await runStdio(hub, {
-          token: process.env.BATON_TOKEN,
+          token: tokenFromEnv(),
           agent: process.env.BATON_AGENT,
           role: process.env.BATON_ROLE,
         });
@@ -326,6 +328,8 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerKeysCommands(program);
   registerDoctorCommand(program);
+  registerSetupCommand(program);
+  registerWatchCommand(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {

@@ -25,7 +25,9 @@ export async function refuseLockedStaged(ctx: OpContext, staged: Staged): Promis
   }
   const inProject: string[] = [];
   for (const p of staged.paths) {
-    const rel = relative(base, join(staged.top, p));
+    // From the main worktree's top: a commit in a linked worktree (even one inside the project
+    // directory, e.g. .worktrees/x) is checked against the same lock paths as the main one.
+    const rel = relative(base, join(staged.root, p));
     if (rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel)) inProject.push(rel.split(sep).join('/'));
   }
   if (inProject.length === 0) return;

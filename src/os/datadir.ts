@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /**
  * The data dir's files, checked before anything opens them, and watched while a hub runs.
@@ -34,9 +35,45 @@ export function findDataDir(cwd: string): { found: string | null; tried: string[
       // not here: look further up
     }
     const up = dirname(dir);
-    if (up === dir) return { found: null, tried };
+    if (up === dir) break;
     dir = up;
   }
+  // Git worktrees of one repository share one hub: a linked worktree (../feature, elsewhere on
+  // disk) finds the data dir beside the repository's common git dir, i.e. in the main worktree.
+  const shared = sharedDataDir(cwd);
+  if (shared !== null && !tried.includes(shared)) {
+    tried.push(shared);
+    try {
+      if (statSync(shared).isDirectory()) return { found: shared, tried };
+    } catch {
+      // none there either
+    }
+  }
+  return { found: null, tried };
+}
+
+/**
+ * The `.baton` of the main worktree of the git repository `cwd` is in: the parent of the common
+ * git dir (`git rev-parse --git-common-dir`, the same for every worktree), when that dir is a
+ * non-bare `.git`; null outside a repository or without git. git runs with an argument array
+ * (no shell), only when walking up found nothing (one process start, about 2 ms).
+ */
+export function sharedDataDir(cwd: string): string | null {
+  let out: string;
+  try {
+    out = execFileSync('git', ['rev-parse', '--git-common-dir'], {
+      cwd,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5_000,
+      env: { ...process.env, GIT_TERMINAL_PROMPT: '0' },
+    }).trim();
+  } catch {
+    return null;
+  }
+  if (out === '') return null;
+  const common = resolve(cwd, out);
+  return basename(common) === '.git' ? join(dirname(common), DATA_DIR_NAME) : null;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

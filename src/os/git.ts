@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { BatonError } from '../core/errors.js';
 
 /**
@@ -143,7 +143,7 @@ const outside = (): BatonError =>
  * root inside it: a project in a monorepo), no program-running config of its own, every path's
  * real parent inside the same bounds. Returns where to run git and the bound for paths.
  */
-async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: string; top: string }> {
+async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: string; top: string; root: string }> {
   const lexical = resolveRepo(req.repo, req.base);
   const cwd = real(lexical);
   const roots = req.allowed?.map((r) => real(r) ?? resolve(r));
@@ -185,6 +185,10 @@ async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: s
     }
   }
   const scope = within(top, root) ? top : root;
+  // The main worktree's top (the common git dir's parent): a linked worktree's paths are the
+  // same relative paths there, which is where the project's lock namespace is rooted.
+  const common = real(resolve(cwd, commonDir)) ?? resolve(cwd, commonDir);
+  const mainTop = basename(common) === '.git' ? dirname(common) : top;
   for (const p of req.paths ?? []) {
     // The leaf may be a symlink: git stages the link itself, never its target. Its directory must
     // really lie inside the bounds (git refuses a path beyond a symlink too; this says so first).
@@ -192,13 +196,15 @@ async function checkRepo(req: CommitRequest, deadline: number): Promise<{ cwd: s
       throw new BatonError('forbidden', 'commit.paths: a path leads outside the repository (through a symlink)');
     }
   }
-  return { cwd, top };
+  return { cwd, top, root: mainTop };
 }
 
 /** What a checkpoint staged: where git runs, the work tree's top, the staged paths (relative to the top). */
 export interface Staged {
   readonly cwd: string;
   readonly top: string;
+  /** The main worktree's top (equal to `top` outside a linked worktree): where `paths` are rooted for locks. */
+  readonly root: string;
   readonly paths: readonly string[];
 }
 
@@ -207,7 +213,7 @@ export interface Staged {
  * commit would take, whoever staged it); null when nothing is staged. `deadline`: epoch ms.
  */
 export async function stageForAgent(req: CommitRequest, deadline: number): Promise<Staged | null> {
-  const { cwd, top } = await checkRepo(req, deadline);
+  const { cwd, top, root } = await checkRepo(req, deadline);
   const paths = req.paths ?? [];
   if (paths.length > 0) {
     const added = await git(cwd, ['add', '--', ...paths], deadline);
@@ -216,7 +222,7 @@ export async function stageForAgent(req: CommitRequest, deadline: number): Promi
   const staged = await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '-z', '--no-ext-diff', '--no-textconv'], deadline);
   if (staged.code !== 0) throw new BatonError('conflict', 'git could not read the index');
   const list = staged.stdout.split('\0').filter((p) => p !== '');
-  return list.length === 0 ? null : { cwd, top, paths: list };
+  return list.length === 0 ? null : { cwd, top, root, paths: list };
 }
 
 /** Commits what is staged with the user's identity; the new HEAD sha. */

@@ -523,7 +523,7 @@ describe('baton guard (git pre-commit hook)', () => {
     expect(readFileSync(hook, 'utf8')).toBe('#!/bin/sh\nexit 0\n');
     const ok = await exec(process.execPath, [BIN, 'guard', 'install', '--data', data, '--force']);
     expect(ok.code).toBe(0);
-    expect(ok.stdout.trim()).toBe(hook);
+    expect(ok.stdout.trim().split('\n')).toEqual([hook, join(repo, '.git', 'hooks', 'pre-push')]);
     const text = readFileSync(hook, 'utf8');
     expect(text).toContain('# baton-guard');
     expect(text).toContain(`'${data}'`);

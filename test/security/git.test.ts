@@ -225,4 +225,28 @@ describe('checkpoint commits (item 9)', () => {
     expect(own.checkpoint.commit_sha).toMatch(/^[0-9a-f]{40}$/);
     expect(gitIn(repo, 'rev-list', '--count', 'HEAD').trim()).toBe('2');
   });
+
+  it('checks a commit in a linked git worktree against the same lock paths (from the main worktree top)', async () => {
+    const holder = await worker('wt-holder');
+    const w = await worker('wt-committer');
+    await holder.ok('lock_acquire', { paths: ['lib/**'], reason: 'worktree test' });
+    const repo = initRepo(allowed);
+    writeFileSync(join(repo, 'base.txt'), 'base');
+    gitIn(repo, 'add', 'base.txt');
+    gitIn(repo, 'commit', '-q', '-m', 'base');
+    // A worktree inside the project directory (a common layout): its paths must not be read as
+    // `.worktrees/feature/lib/…`, which no lock covers.
+    const wt = join(repo, '.worktrees', 'feature');
+    gitIn(repo, 'worktree', 'add', '-q', '-b', 'wt-feature', wt);
+    mkdirSync(join(wt, 'lib'), { recursive: true });
+    writeFileSync(join(wt, 'lib', 'x.ts'), 'x');
+    const refused = await w.call('session_checkpoint', { summary: 's', commit: { repo: wt, message: 'm', paths: ['lib/x.ts'] } });
+    expect(errorCode(refused)).toBe('conflict');
+    expect(JSON.stringify(refused.data)).toContain('wt-holder');
+    const own = await holder.ok<{ checkpoint: { commit_sha: string | null } }>('session_checkpoint', {
+      summary: 's',
+      commit: { repo: wt, message: 'holder', paths: ['lib/x.ts'] },
+    });
+    expect(own.checkpoint.commit_sha).toMatch(/^[0-9a-f]{40}$/);
+  });
 });
