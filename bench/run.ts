@@ -141,7 +141,9 @@ async function main(): Promise<void> {
       const workers = await makeKeys(hub, admin, 'agent', 64, 'worker');
       const roleSizes: Record<string, number> = {};
       for (const role of ['admin', 'lead', 'worker', 'observer']) {
-        roleSizes[role] = Buffer.byteLength(JSON.stringify({ tools: listTools(hub, { ...admin, role }) }));
+        roleSizes[role] = Buffer.byteLength(JSON.stringify({ tools: listTools(hub, { ...admin, role }, 'all') }));
+        roleSizes[`${role} core`] = Buffer.byteLength(JSON.stringify({ tools: listTools(hub, { ...admin, role }, 'core') }));
+        roleSizes[`${role} standard`] = Buffer.byteLength(JSON.stringify({ tools: listTools(hub, { ...admin, role }, 'standard') }));
       }
       const { tasks } = (await hub.call('task_create', { tasks: [{ title: 'the read target' }] }, admin, { requestId: 'b', transport: 'internal' })) as { tasks: { id: string }[] };
       await seedTasks(hub, admin, Number(process.env.BENCH_TASKS ?? 150_000));

@@ -289,6 +289,7 @@ export function buildProgram(): Command {
           token: process.env.BATON_TOKEN,
           agent: process.env.BATON_AGENT,
           role: process.env.BATON_ROLE,
+          tools: process.env.BATON_TOOLS,
         });
       } finally {
         await hub.close();

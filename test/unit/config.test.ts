@@ -80,6 +80,9 @@ const DEFAULTS: Config = {
   waitRecheckMs: 1_000,
   bodyTimeoutMs: 10_000,
   drainTimeoutMs: 10_000,
+  toolsDefault: 'all',
+  mcpWaitCapMs: 50_000,
+  waitProgressMs: 15_000,
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -187,6 +190,9 @@ describe('loadConfig: environment', () => {
     waitRecheckMs: ['0', 0],
     bodyTimeoutMs: ['5000', 5_000],
     drainTimeoutMs: ['2000', 2_000],
+    toolsDefault: ['core', 'core'],
+    mcpWaitCapMs: ['30000', 30_000],
+    waitProgressMs: ['5000', 5_000],
   };
 
   it('names an environment variable for every setting', () => {
