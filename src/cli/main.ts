@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerPrimeCommand } from './prime.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -327,6 +328,7 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerKeysCommands(program);
   registerDoctorCommand(program);
+  registerPrimeCommand(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {
