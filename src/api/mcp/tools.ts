@@ -115,16 +115,16 @@ export interface Progress {
 
 /**
  * Runs `work` and, while it lasts, sends a progress notification every `everyMs` (0: none):
- * progress counts the seconds waited, total is the wait's cap. A failed send (the client left)
- * stops the ticks; the call itself decides its own end.
+ * progress is the milliseconds waited (it must grow with every notification), total the wait's
+ * cap. A failed send (the client left) stops the ticks; the call itself decides its own end.
  */
 export async function withProgress<T>(work: Promise<T>, progress: Progress | undefined, everyMs: number, totalMs: number): Promise<T> {
   if (progress === undefined || everyMs <= 0) return work;
   const started = Date.now();
   const timer = setInterval(() => {
-    const waited = Math.round((Date.now() - started) / 1000);
+    const waited = Date.now() - started;
     progress
-      .notify({ progressToken: progress.token, progress: waited, total: Math.round(totalMs / 1000), message: `waiting (${waited} s)` })
+      .notify({ progressToken: progress.token, progress: waited, total: totalMs, message: `waiting (${Math.round(waited / 1000)} s)` })
       .catch(() => clearInterval(timer));
   }, everyMs);
   timer.unref();
