@@ -58,8 +58,10 @@ interface Section {
   hint?: string;
 }
 
-function render(head: string[], sections: readonly Section[], keep: number): string {
+/** The brief with each list clipped to `keep` items; `elided`: some list shows fewer than it has. */
+function render(head: string[], sections: readonly Section[], keep: number): { text: string; elided: boolean } {
   const out = [...head];
+  let elided = false;
   for (const s of sections) {
     out.push('', `## ${s.title}${s.count > 0 ? ` (${s.count})` : ''}`);
     if (s.count === 0) {
@@ -69,22 +71,25 @@ function render(head: string[], sections: readonly Section[], keep: number): str
     const shown = s.lines.slice(0, keep);
     for (const l of shown) out.push(`- ${l}`);
     const more = s.count - shown.length;
-    if (more > 0) out.push(`- +${more} more${s.hint === undefined ? '' : ` (${s.hint})`}`);
+    if (more > 0) {
+      elided = true;
+      out.push(`- +${more} more${s.hint === undefined ? '' : ` (${s.hint})`}`);
+    }
   }
   out.push('', '## Rules of working with Baton', ...PRIME_RULES.map((r, i) => `${i + 1}. ${r}`));
-  return out.join('\n') + '\n';
+  return { text: out.join('\n') + '\n', elided };
 }
 
 /** The brief within PRIME_MAX_BYTES: lists shrink first; a last resort cut keeps the bound whatever the text. */
 export function fitBrief(head: string[], sections: readonly Section[]): { text: string; truncated: boolean } {
   for (const keep of SHRINK) {
-    const text = render(head, sections, keep);
-    if (Buffer.byteLength(text) <= PRIME_MAX_BYTES) return { text, truncated: keep < SHRINK[0] && sections.some((s) => s.lines.length > keep) };
+    const { text, elided } = render(head, sections, keep);
+    if (Buffer.byteLength(text) <= PRIME_MAX_BYTES) return { text, truncated: elided };
   }
-  const text = render(head, sections, 0);
-  const buf = Buffer.from(text).subarray(0, PRIME_MAX_BYTES - 4);
-  // Cut on a character boundary: drop a partial UTF-8 sequence at the end.
-  return { text: `${buf.toString('utf8').replace(/\uFFFD+$/, '')}\n…\n`, truncated: true };
+  const ELLIPSIS = '\n…\n'; // 5 bytes
+  const buf = Buffer.from(render(head, sections, 0).text).subarray(0, PRIME_MAX_BYTES - Buffer.byteLength(ELLIPSIS));
+  // Cut on a character boundary: a partial UTF-8 sequence at the end decodes to U+FFFD, dropped.
+  return { text: `${buf.toString('utf8').replace(/\uFFFD+$/, '')}${ELLIPSIS}`, truncated: true };
 }
 
 async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean }> {
@@ -107,7 +112,7 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
 
   const title = (r: { project_id: string; id: string; title: string }): string => clean(openWith(c, r.title, AAD.task(r.project_id, r.id, 'title')), 100);
   const head = [
-    `# Baton brief for ${clean(p.agentName, 64)} (role ${p.role}, project ${clean(p.projectName, 64)}) at ${iso(now)}`,
+    `# Baton brief for ${clean(p.agentName, 64)} (role ${p.role}, project ${clean(p.projectName, 64)}) at ${iso(now)!.slice(0, 16)}Z`,
     `Goal: ${goal === '' ? '(no plan goal set)' : clean(goal, 400)}`,
   ];
   if (capabilities.length > 0) head.push(`Your capabilities: ${clean(capabilities.join(', '), 200)}`);
@@ -176,7 +181,7 @@ export const prime = defineOp({
   input: z.object({}).strict(),
   output: z.object({
     brief: z.string().describe('plain text, at most 6,000 bytes (≤ 2,000 tokens)'),
-    truncated: z.boolean().describe('some lists were shortened to fit'),
+    truncated: z.boolean().describe('some lists show only their first items ("+N more")'),
   }),
   permission: 'self',
   kind: 'read',
