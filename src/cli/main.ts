@@ -193,7 +193,12 @@ function installLastResort(hub: Hub): void {
   });
 }
 
-export function buildProgram(): Command {
+/**
+ * `command`: the command about to run, when known. `baton mcp` and `baton serve` skip generating
+ * the op commands (a JSON Schema per op: ~50 ms of a `baton mcp` cold start, which every agent's
+ * client pays at every session start).
+ */
+export function buildProgram(command?: string): Command {
   const program = new Command('baton')
     .description('Coordination hub for teams of AI coding agents')
     .version(VERSION)
@@ -331,7 +336,8 @@ export function buildProgram(): Command {
   registerPrimeCommand(program);
 
   const groups = new Map<string, Command>();
-  for (const op of CATALOG) {
+  const opCommands = command !== 'mcp' && command !== 'serve';
+  for (const op of opCommands ? CATALOG : []) {
     let group = groups.get(op.cli.group);
     if (group === undefined) {
       group = program.command(op.cli.group).description(`${op.cli.group} commands`);
@@ -343,7 +349,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
   } catch (err) {
