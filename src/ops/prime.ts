@@ -101,7 +101,9 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
   const capabilities = agent === undefined ? [] : (JSON.parse(agent.capabilities) as string[]);
 
   const held = await listTasks(ctx.tx, { projectId: p.projectId, statuses: ['claimed', 'running'], leaseOwner: p.agentName, limit: 50 });
-  const ready = await readyFor(ctx.tx, { projectId: p.projectId, agentName: p.agentName, role: p.role, capabilities, now }, max);
+  // Ready work only for a role that may claim it (an observer's brief has no such section).
+  const mayClaim = ctx.services.roles.allows(p.role, 'task.work');
+  const ready = mayClaim ? await readyFor(ctx.tx, { projectId: p.projectId, agentName: p.agentName, role: p.role, capabilities, now }, max) : null;
   const urgent = await unreadOf(ctx.tx, { projectId: p.projectId, agentId: p.agentId, importance: ['urgent', 'high'] }, max);
   const unread = await unreadCount(ctx.tx, p.projectId, p.agentId);
   const locks = await liveLocks(ctx.tx, { projectId: p.projectId, now, agentName: p.agentName, limit: 100 });
@@ -165,13 +167,15 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
         return `${a.id} ${a.status.toUpperCase()}${a.decided_by === null ? '' : ` by ${clean(a.decided_by, 64)}`}: ${action}${reason === null ? '' : ` (${clean(reason, 60)})`}${a.task_id === null ? '' : ` [task ${a.task_id}]`}`;
       }),
     },
-    {
+  ];
+  if (ready !== null) {
+    sections.push({
       title: 'Ready tasks you may claim',
       count: ready.count,
       hint: 'task_claim takes the most urgent',
       lines: ready.rows.map((t) => `${t.id} [p${t.priority}] ${title(t)}`),
-    },
-  ];
+    });
+  }
   return fitBrief(head, sections);
 }
 

@@ -138,6 +138,10 @@ describe('prime: a busy agent’s brief', () => {
     expect(local.code).toBe(0);
     expect(local.stdout).toContain('# Baton brief for newcomer (role worker');
     expect(local.stdout).toContain('## Tasks you hold\n- none');
+    // An observer may not claim: no ready-work section in its brief.
+    const observer = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_AGENT: 'watcher', BATON_ROLE: 'observer' } });
+    expect(observer.code).toBe(0);
+    expect(observer.stdout).not.toContain('Ready tasks');
   });
 });
 
