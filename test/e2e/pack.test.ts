@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +24,7 @@ import { tempDir } from '../helpers.js';
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const NPX = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 
 let tmp: { dir: string; cleanup: () => void };
 let bin = '';
@@ -102,6 +104,44 @@ describe('the published package (npm pack → install → baton mcp)', () => {
       expect(r.structuredContent?.agent?.name).toBe('packed');
     } finally {
       await client.close();
+    }
+  });
+
+  it('`npx baton-hub` and `npx -p baton-hub baton` resolve to its bin (the names the README gives)', async () => {
+    if (skipped !== null) return;
+    const cwd = join(tmp.dir, 'prefix');
+    const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const direct = await run(NPX, ['--offline', 'baton-hub', '--version'], { cwd, timeout: 60_000 });
+    expect(direct.stdout.trim()).toBe(version);
+    const named = await run(NPX, ['--offline', '-p', 'baton-hub', 'baton', '--version'], { cwd, timeout: 60_000 });
+    expect(named.stdout.trim()).toBe(version);
+  });
+
+  it('its `baton serve` starts from another directory and answers /healthz', async () => {
+    if (skipped !== null) return;
+    const cwd = join(tmp.dir, 'elsewhere');
+    mkdirSync(cwd, { recursive: true });
+    const child = spawn(bin, ['serve', '--port', '0', '--data', join(tmp.dir, 'served')], {
+      cwd,
+      env: { ...process.env, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let err = '';
+        child.stderr.on('data', (c: Buffer) => {
+          err += c.toString('utf8');
+          const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+          if (m !== null) resolve(m[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`baton serve exited (${code}): ${err}`)));
+      });
+      const res = await fetch(`${url}/healthz`);
+      expect(res.status).toBe(200);
+    } finally {
+      const exited = child.exitCode === null ? once(child, 'exit') : Promise.resolve();
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 });
