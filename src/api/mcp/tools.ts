@@ -120,9 +120,10 @@ export interface Progress {
  */
 export async function withProgress<T>(work: Promise<T>, progress: Progress | undefined, everyMs: number, totalMs: number): Promise<T> {
   if (progress === undefined || everyMs <= 0) return work;
-  const started = Date.now();
+  // Monotonic: a wall-clock step must not make progress go backwards (it must grow every tick).
+  const started = performance.now();
   const timer = setInterval(() => {
-    const waited = Date.now() - started;
+    const waited = Math.round(performance.now() - started);
     progress
       .notify({ progressToken: progress.token, progress: waited, total: totalMs, message: `waiting (${Math.round(waited / 1000)} s)` })
       .catch(() => clearInterval(timer));
