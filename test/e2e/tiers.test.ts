@@ -6,6 +6,7 @@ import type { HttpHandle } from '../../src/api/http/server.js';
 import { INSTRUCTIONS } from '../../src/api/mcp/server.js';
 import { TIERS, tierShows } from '../../src/core/tiers.js';
 import { CATALOG } from '../../src/ops/index.js';
+import { keyTools, setKeyTools } from '../../src/store/tiers.js';
 import { BIN, call, createKey, openHub, runBaton, serve, type TestHub } from '../helpers.js';
 
 /**
@@ -153,6 +154,9 @@ describe('tool tiers per key and over stdio', () => {
     expect(listed.tokens.find((x) => x.id === made.token.id)?.tools).toBe('standard');
     expect(listed.tokens.find((x) => x.id !== made.token.id)?.tools).toBeNull();
     await expect(call(t.hub, t.admin, 'token_create', { name: 'k2', role: 'worker', tools: 'most' })).rejects.toMatchObject({ code: 'invalid_input' });
+    // Migration 13's CHECK: the column holds a tier or NULL, whatever writes it.
+    await expect(t.hub.db.write((ex) => setKeyTools(ex, made.token.id, 'most'))).rejects.toThrow(/CHECK/);
+    expect(await t.hub.db.read((ex) => keyTools(ex, made.token.id))).toBe('standard');
   });
 
   it('the CLI mints a core key; stdio lists its core tools; BATON_TOOLS overrides; a bad BATON_TOOLS is said', async () => {
