@@ -12,8 +12,9 @@ import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
  * re-validates); a tool call itself costs tens of µs. So `tools/call`, `tools/list` and `ping`
  * arriving in a well-formed, unambiguous shape are answered here, with exactly the result the
  * SDK path gives (a test compares both). Anything else — initialize, server/discover,
- * notifications, batches, missing or mismatched headers, unknown versions, unknown tools —
- * returns null and goes to the SDK, which owns every error and edge of the protocol.
+ * notifications, batches, missing or mismatched headers, unknown versions, unknown tools, a
+ * tools/call with a progressToken (its notifications need the SDK's SSE stream) — returns null
+ * and goes to the SDK, which owns every error and edge of the protocol.
  *
  * "Well-formed" is decided by the SDK's own validators, not by hand: the JSON-RPC request guard
  * (integer or string id, object `_meta`, a valid progress token), the method's request schema,
