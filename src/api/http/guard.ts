@@ -96,7 +96,7 @@ export function clientAddress(raw: string | undefined): string {
 }
 
 const CORS_ALLOW_HEADERS =
-  'authorization, content-type, accept, x-api-key, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
+  'authorization, content-type, accept, x-api-key, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id, x-baton-tools';
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
 
 /**
