@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { CallMeta, Principal } from '../auth/principal.js';
 import { BatonError } from '../core/errors.js';
@@ -20,12 +21,14 @@ interface PrimeOut {
 }
 
 const WHO =
-  'no agent to prime: set BATON_TOKEN to the agent\'s key, or BATON_AGENT=NAME (or --as NAME) for a local agent on this data dir';
+  'no agent to prime: set BATON_TOKEN to the agent\'s key (or BATON_TOKEN_FILE to a file holding it), or BATON_AGENT=NAME (or --as NAME) for a local agent on this data dir';
 
 /**
  * `baton prime`: the calling agent's brief (the `prime` op) as plain text, for Claude Code's
  * SessionStart and PreCompact hooks (their stdout goes into the session's context) or a human.
- * Who calls, as for `baton mcp`: BATON_TOKEN (a key, checked like any request), else a local
+ * Who calls, as for `baton mcp`: BATON_TOKEN (a key, checked like any request) or the file
+ * BATON_TOKEN_FILE names (a hook command line can name a file kept out of the repository
+ * without holding the key itself), else a local
  * agent named by --as or BATON_AGENT (role BATON_ROLE, default worker) on the data dir. With
  * --url (or BATON_URL) it asks a running hub over REST with BATON_TOKEN instead of opening the
  * data dir: an agent connected over HTTP need not share the hub's machine.
@@ -41,13 +44,26 @@ export function registerPrimeCommand(program: Command): void {
     .option('--as <name>', 'a local agent of this name (default BATON_AGENT), when BATON_TOKEN is not set')
     .option('--in-project <name>', 'project of the local agent (default: default)')
     .action(async (opts: PrimeFlags) => {
-      const token = nonEmpty(process.env.BATON_TOKEN);
+      const token = nonEmpty(process.env.BATON_TOKEN) ?? tokenFromFile(nonEmpty(process.env.BATON_TOKEN_FILE));
       const url = opts.url ?? nonEmpty(process.env.BATON_URL);
       const out = url !== undefined ? await overHttp(url, token) : await onDataDir(opts, token);
       // The brief holds agents' text (titles, mail): escaped so it cannot drive a terminal.
       if (opts.format === 'json') process.stdout.write(terminalJson(out) + '\n');
       else process.stdout.write(out.brief.split('\n').map(printable).join('\n'));
     });
+}
+
+function tokenFromFile(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new BatonError('unauthenticated', 'BATON_TOKEN_FILE cannot be read: name a file holding the agent\'s key');
+  }
+  const key = text.trim();
+  if (key === '') throw new BatonError('unauthenticated', 'BATON_TOKEN_FILE is empty: it must hold the agent\'s key');
+  return key;
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

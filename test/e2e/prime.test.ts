@@ -1,4 +1,5 @@
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
@@ -134,6 +135,15 @@ describe('prime: a busy agent’s brief', () => {
     const bad = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN: 'bat_' + 'x'.repeat(43) } });
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('unauthenticated');
+    // The key from a file (a hook's command line names the file, not the key).
+    const keyFile = `${t.dir}/busy.key`;
+    writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
+    const fromFile = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: keyFile } });
+    expect(fromFile.code).toBe(0);
+    expect(fromFile.stdout).toContain('# Baton brief for busy');
+    const missing = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: `${t.dir}/nope.key` } });
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('BATON_TOKEN_FILE cannot be read');
     const local = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_AGENT: 'newcomer' } });
     expect(local.code).toBe(0);
     expect(local.stdout).toContain('# Baton brief for newcomer (role worker');
