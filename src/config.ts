@@ -10,6 +10,7 @@ import { TRANSPORT_SETTINGS } from './settings/transport.js';
 import { STORE_SETTINGS } from './settings/store.js';
 import { LIFECYCLE_SETTINGS } from './settings/lifecycle.js';
 import { RETENTION_SETTINGS } from './settings/retention.js';
+import { WEB_SETTINGS } from './settings/web.js';
 import { TOOLS_SETTINGS } from './settings/tools.js';
 
 /**
@@ -96,6 +97,7 @@ export const ConfigSchema = z
     ...STORE_SETTINGS.shape,
     ...LIFECYCLE_SETTINGS.shape,
     ...RETENTION_SETTINGS.shape,
+    ...WEB_SETTINGS.shape,
     ...TOOLS_SETTINGS.shape,
   })
   .strict()
@@ -139,6 +141,7 @@ export const ENV_NAMES: Record<Key, string> = {
   ...STORE_SETTINGS.env,
   ...LIFECYCLE_SETTINGS.env,
   ...RETENTION_SETTINGS.env,
+  ...WEB_SETTINGS.env,
   ...TOOLS_SETTINGS.env,
 };
 

@@ -11,10 +11,13 @@ import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.j
 import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
 import { healthAnswer } from './health.js';
 import { InFlight } from './inflight.js';
+import { HubMetrics, handleMetrics } from './metrics.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
+import { clearDeadCookie, cookieAuthOf, handleSessionRoute } from './session.js';
+import { EventStreams } from './stream.js';
 
 export interface HttpOptions {
   host: string;
@@ -28,6 +31,8 @@ export interface HttpHandle {
   /** MCP requests answered on the lean path and by the SDK handler. */
   stats: { lean: number; sdk: number };
   url: string;
+  /** Open event streams and their counters (metrics, tests). */
+  streams: EventStreams;
   /** Closes at once: every connection is dropped, in-flight requests with it. */
   close(): Promise<void>;
   /**
@@ -58,9 +63,11 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   return {
     server,
     stats: surface.mcp.stats,
+    streams: surface.streams,
     url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        surface.streams.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
@@ -73,6 +80,9 @@ class HttpSurface {
   private readonly rest: RestRouter;
   private readonly send: Send;
   readonly mcp: McpRoute;
+  /** Open event streams (`GET /api/v1/events/stream`). */
+  readonly streams: EventStreams;
+  private readonly metrics: HubMetrics;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
 
@@ -87,6 +97,9 @@ class HttpSurface {
     this.send = jsonSender(this.guard);
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
     this.inflight = new InFlight();
+    this.streams = new EventStreams(hub);
+    this.metrics = HubMetrics.of(hub);
+    this.metrics.watch(this.streams);
     this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
     );
   }
@@ -115,7 +128,12 @@ class HttpSurface {
 
   /** guard → route; a request answered with a success authenticates its connection. */
   private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
-    if (this.guard.check(req, res, this.hub.clock.now())) return;
+    try {
+      if (this.guard.check(req, res, this.hub.clock.now())) return;
+    } catch (err) {
+      if (err instanceof BatonError && err.code === 'rate_limited') this.metrics.rateLimited.inc({ layer: 'address' });
+      throw err;
+    }
     await this.route(req, res, requestId, signal);
     if (res.statusCode < 400) this.pending.authenticated(req.socket);
   }
@@ -130,20 +148,37 @@ class HttpSurface {
       const h = (await healthAnswer(hub, path))!;
       return send(res, h.status, h.body);
     }
+    if (await handleMetrics(hub, this.metrics, req, res, path, requestId)) return;
+    if (await handleSessionRoute(hub, req, res, path, requestId)) return;
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
+    if (await this.streams.handle(req, res, path, url.slice(path.length), requestId, () => this.pending.authenticated(req.socket))) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
     throw new BatonError('not_found', 'no such route');
   }
 
   private async restRoute(req: IncomingMessage, res: ServerResponse, path: string, url: string, requestId: string, signal: AbortSignal): Promise<void> {
-    const resolve = this.hub.resolver(credentialOf(this.hub, req, requestId));
+    // A browser session (session.ts) when there is no bearer credential: CSRF-checked on writes.
+    const cookie = cookieAuthOf(this.hub, req);
+    const write = req.method !== 'GET' && req.method !== 'HEAD';
+    const resolve: ResolvePrincipal =
+      cookie === null
+        ? this.hub.resolver(credentialOf(this.hub, req, requestId))
+        : async (tx) => {
+            const p = await cookie.resolve(tx);
+            if (write) cookie.requireCsrf();
+            return p;
+          };
     const who: ResolvePrincipal = async (tx) => {
       const p = await resolve(tx);
       this.pending.authenticated(req.socket);
       return p;
     };
-    const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
-    this.send(res, 200, out, { 'x-request-id': requestId });
+    try {
+      const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
+      this.send(res, 200, out, { 'x-request-id': requestId });
+    } finally {
+      await cookie?.settle();
+    }
   }
 
   /** Any refusal or failure → its status and error body; nothing is written to a client that left. */
@@ -160,7 +195,10 @@ class HttpSurface {
     Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
     if (e.code === 'shutting_down') headers.connection = 'close';
     // A refused credential puts its connection back among the unauthenticated ones.
-    if (e.code === 'unauthenticated') this.pending.track(req.socket);
+    if (e.code === 'unauthenticated') {
+      this.pending.track(req.socket);
+      Object.assign(headers, clearDeadCookie(req));
+    }
     this.send(res, httpStatus(e), errorBody(e, requestId), headers);
   }
 
@@ -191,6 +229,8 @@ class HttpSurface {
     // Instead such a request is answered 503 shutting_down with Connection: close.
     const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
     const finished = this.inflight.drain(timeoutMs);
+    // Event streams end now (each with a final `event: error` saying why), so they do not hold the drain.
+    this.streams.close();
     // Long polls answer now, with what their final attempt finds.
     this.hub.runner.drain();
     const ok = await finished;
