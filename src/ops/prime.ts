@@ -114,10 +114,11 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
 
   const title = (r: { project_id: string; id: string; title: string }): string => clean(openWith(c, r.title, AAD.task(r.project_id, r.id, 'title')), 100);
   const head = [
-    `# Baton brief for ${clean(p.agentName, 64)} (role ${p.role}, project ${clean(p.projectName, 64)}) at ${iso(now)!.slice(0, 16)}Z`,
+    `# Baton brief for ${clean(p.agentName, 64)} (role ${p.role}, project ${clean(p.projectName, 64)}) at ${iso(now).slice(0, 16)}Z`,
     `Goal: ${goal === '' ? '(no plan goal set)' : clean(goal, 400)}`,
   ];
   if (capabilities.length > 0) head.push(`Your capabilities: ${clean(capabilities.join(', '), 200)}`);
+  head.push(`Unread mail: ${unread}${unread > 0 ? ' (message_inbox)' : ''}`);
   if (resume.session !== null) {
     const s = resume.session;
     const last = s.last_checkpoint === null ? '' : `; last checkpoint: ${clean(s.last_checkpoint.summary, 120)}`;
@@ -148,9 +149,8 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
       ),
     },
     {
-      title: `Urgent unread mail${unread > 0 ? ` (of ${unread} unread)` : ''}`,
+      title: 'Urgent unread mail',
       count: urgent.count,
-      none: unread > 0 ? `- none urgent; ${unread} unread: message_inbox` : '- none',
       hint: 'message_inbox',
       lines: urgent.rows.map((m) => {
         const subject = m.subject === '' ? '' : openWith(c, m.subject, AAD.message(m.project_id, m.id, 'subject'));

@@ -82,7 +82,8 @@ function expectBrief(brief: string): void {
   expect(brief).toContain(ids.handoffs[0]);
   expect(brief).toContain('## Locks you hold (9)');
   expect(brief).toContain(ids.locks[0]);
-  expect(brief).toContain('## Urgent unread mail (of 9 unread) (8)');
+  expect(brief).toContain('Unread mail: 9 (message_inbox)');
+  expect(brief).toContain('## Urgent unread mail (8)');
   expect(brief).toContain(ids.mail[0]);
   expect(brief).toContain('(ack required)');
   expect(brief).toContain('## Approvals decided for you (last 24 h) (6)');
