@@ -50,7 +50,7 @@ describe('the catalog’s tiers', () => {
 
   it('the server instructions stay under 1 KB and name only core tools', () => {
     expect(Buffer.byteLength(INSTRUCTIONS)).toBeLessThanOrEqual(1024);
-    const named = INSTRUCTIONS.match(/\b[a-z]+_[a-z_]+\b|\bprime\b/g) ?? [];
+    const named = INSTRUCTIONS.match(/\b[a-z_]+\b/g) ?? [];
     const tools = new Set(CATALOG.map((op) => op.name));
     const mentioned = named.filter((n) => tools.has(n));
     expect(mentioned.length).toBeGreaterThanOrEqual(6);
