@@ -53,6 +53,11 @@ export function registerPrimeCommand(program: Command): void {
     });
 }
 
+/**
+ * The key in the file BATON_TOKEN_FILE names: a `BATON_TOKEN=…` line (a `.env` file a shell can
+ * source, as `baton setup` writes) or the bare key. The same rule as `tokenFromEnv` of branch
+ * h-setup (src/cli/common.ts): once both are merged, this should call that one.
+ */
 function tokenFromFile(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
   let text: string;
@@ -61,9 +66,14 @@ function tokenFromFile(path: string | undefined): string | undefined {
   } catch {
     throw new BatonError('unauthenticated', 'BATON_TOKEN_FILE cannot be read: name a file holding the agent\'s key');
   }
-  const key = text.trim();
-  if (key === '') throw new BatonError('unauthenticated', 'BATON_TOKEN_FILE is empty: it must hold the agent\'s key');
-  return key;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?BATON_TOKEN=(['"]?)([^'"]*)\1$/.exec(line);
+    if (m !== null) return m[2]!;
+    if (!line.includes('=')) return line;
+  }
+  throw new BatonError('unauthenticated', 'BATON_TOKEN_FILE holds no key (a BATON_TOKEN=… line or the bare key)');
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

@@ -142,6 +142,11 @@ describe('prime: a busy agent’s brief', () => {
     const fromFile = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: keyFile } });
     expect(fromFile.code).toBe(0);
     expect(fromFile.stdout).toContain('# Baton brief for busy');
+    // …or as the `.env` line `baton setup` writes.
+    writeFileSync(keyFile, `# written by baton setup\nBATON_TOKEN=${key}\n`, { mode: 0o600 });
+    const envLine = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: keyFile } });
+    expect(envLine.code).toBe(0);
+    expect(envLine.stdout).toContain('# Baton brief for busy');
     const missing = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: `${t.dir}/nope.key` } });
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('BATON_TOKEN_FILE cannot be read');
