@@ -6,10 +6,11 @@ import type { Migration } from '../db.js';
  * made before this migration keep showing what they showed. Portable DDL (TEXT with a CHECK):
  * the same statement runs on SQLite and PostgreSQL.
  */
-export const V13_TOKEN_TOOLS: Migration = {
-  version: 13,
-  name: 'tool tier per key',
-  sqlite: `
+const DDL = `
 ALTER TABLE tokens ADD COLUMN tools TEXT CHECK (tools IS NULL OR tools IN ('core', 'standard', 'all'));
-`,
-};
+`;
+
+// Built apart and then typed, so it compiles both where Migration has only `sqlite` and where the
+// PostgreSQL backend (branch h-pg) adds `postgres`.
+const v13 = { version: 13, name: 'tool tier per key', sqlite: DDL, postgres: DDL };
+export const V13_TOKEN_TOOLS: Migration = v13;
