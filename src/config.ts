@@ -11,6 +11,7 @@ import { STORE_SETTINGS } from './settings/store.js';
 import { LIFECYCLE_SETTINGS } from './settings/lifecycle.js';
 import { RETENTION_SETTINGS } from './settings/retention.js';
 import { WEB_SETTINGS } from './settings/web.js';
+import { TOOLS_SETTINGS } from './settings/tools.js';
 
 /**
  * One schema for every setting. Sources, strongest first: CLI flags, environment (`BATON_*`),
@@ -97,6 +98,7 @@ export const ConfigSchema = z
     ...LIFECYCLE_SETTINGS.shape,
     ...RETENTION_SETTINGS.shape,
     ...WEB_SETTINGS.shape,
+    ...TOOLS_SETTINGS.shape,
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -140,6 +142,7 @@ export const ENV_NAMES: Record<Key, string> = {
   ...LIFECYCLE_SETTINGS.env,
   ...RETENTION_SETTINGS.env,
   ...WEB_SETTINGS.env,
+  ...TOOLS_SETTINGS.env,
 };
 
 export class ConfigError extends Error {

@@ -35,6 +35,8 @@ import { sweepLocks } from './store/locks.js';
 import { pruneEvents, purgeMessages, purgeTasks } from './store/retention.js';
 import { sweepMemory } from './store/memory.js';
 import { sweepSessions } from './store/sessions.js';
+import { keyTools } from './store/tiers.js';
+import { isTier, type Tier } from './core/tiers.js';
 import { lockReleasedEvent } from './ops/locks.js';
 
 export const DEFAULT_PROJECT = 'default';
@@ -305,6 +307,21 @@ export class Hub {
       agentName: agent.name,
       serverAdmin: false,
     };
+  }
+
+  /**
+   * The tool tier a connection lists (issue 11): the connection's own choice when it made one
+   * (stdio BATON_TOOLS, HTTP `?tools=` or X-Baton-Tools), else its key's (migration 13), else the
+   * server default. A tier is presentation, never permission: the override may widen or narrow.
+   */
+  async toolTier(principal: Principal, override?: Tier): Promise<Tier> {
+    if (override !== undefined) return override;
+    if (principal.tokenId !== null) {
+      const id = principal.tokenId;
+      const own = await this.db.read((ex) => keyTools(ex, id));
+      if (isTier(own)) return own;
+    }
+    return this.config.toolsDefault;
   }
 
   /** The local operator or a keyless local agent (S7): the data dir's file permissions are the boundary. */

@@ -13,6 +13,7 @@ describe('op catalog', () => {
       'plan_get',
       'plan_update',
       'server_status',
+      'prime',
       'task_create',
       'task_list',
       'task_get',

@@ -19,4 +19,9 @@ export interface CallMeta {
   readonly address?: string;
   /** Aborted when the caller goes away: waits end early. */
   readonly signal?: AbortSignal;
+  /**
+   * The longest this call may wait (ms), below what was asked: a surface whose clients cut long
+   * calls (MCP: mcpWaitCapMs) sets it; the wait then answers its empty result at the cap.
+   */
+  readonly maxWaitMs?: number;
 }

@@ -19,6 +19,7 @@ import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerSetupCommand } from './setup/index.js';
 import { registerWatchCommand } from './watch.js';
+import { registerPrimeCommand } from './prime.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -194,7 +195,12 @@ function installLastResort(hub: Hub): void {
   });
 }
 
-export function buildProgram(): Command {
+/**
+ * `command`: the command about to run, when known. `baton mcp` and `baton serve` skip generating
+ * the op commands (a JSON Schema per op: ~50 ms of a `baton mcp` cold start, which every agent's
+ * client pays at every session start).
+ */
+export function buildProgram(command?: string): Command {
   const program = new Command('baton')
     .description('Coordination hub for teams of AI coding agents')
     .version(VERSION)
@@ -291,6 +297,7 @@ export function buildProgram(): Command {
           token: tokenFromEnv(),
           agent: process.env.BATON_AGENT,
           role: process.env.BATON_ROLE,
+          tools: process.env.BATON_TOOLS,
         });
       } finally {
         await hub.close();
@@ -330,9 +337,11 @@ export function buildProgram(): Command {
   registerDoctorCommand(program);
   registerSetupCommand(program);
   registerWatchCommand(program);
+  registerPrimeCommand(program);
 
   const groups = new Map<string, Command>();
-  for (const op of CATALOG) {
+  const opCommands = command !== 'mcp' && command !== 'serve';
+  for (const op of opCommands ? CATALOG : []) {
     let group = groups.get(op.cli.group);
     if (group === undefined) {
       group = program.command(op.cli.group).description(`${op.cli.group} commands`);
@@ -344,7 +353,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
   } catch (err) {

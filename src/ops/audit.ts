@@ -116,6 +116,7 @@ export const auditQuery = defineOp({
   output: z.object({ rows: z.array(auditOut), next_cursor: z.string().nullable() }),
   permission: 'token.admin',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/audit' },
   cli: { group: 'audit-log', command: 'query' },
   async handler(ctx, input) {
@@ -225,6 +226,7 @@ export const auditVerify = defineOp({
   }),
   permission: 'token.admin',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/audit/verify' },
   cli: { group: 'audit-log', command: 'verify' },
   async handler(ctx, input) {

@@ -3,6 +3,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Audience } from '../core/audience.js';
 import type { Clock } from '../core/clock.js';
 import type { Permission, Roles } from '../core/roles.js';
+import type { Tier } from '../core/tiers.js';
 import type { Executor } from '../store/db.js';
 import type { Config } from '../config.js';
 import type { Cipher } from '../security/crypto.js';
@@ -75,6 +76,12 @@ export interface OpDef<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.
   readonly permission: Permission;
   /** `write` ops run in a writing transaction and are audited in it; `read` ops never write. */
   readonly kind: 'read' | 'write';
+  /**
+   * The smallest tool tier whose tools/list shows this op (core ⊂ standard ⊂ all; src/core/tiers.ts).
+   * `core` is the daily loop of a worker (at most 8 ops, a test holds it); presentation only: the
+   * role decides who may call it, and REST and the CLI serve every op whatever the tier.
+   */
+  readonly tier: Tier;
   readonly rest: RestRoute;
   readonly cli: CliSpec;
   /** For waiting ops: how long to wait (ms) when the handler answers RETRY. */

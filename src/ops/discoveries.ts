@@ -96,6 +96,7 @@ export const discoveryAdd = defineOp({
   output: z.object({ id: z.string(), created_at: z.string() }),
   permission: 'discovery.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/discoveries' },
   cli: { group: 'discovery', command: 'add' },
   async handler(ctx, input) {
@@ -139,6 +140,7 @@ export const discoverySearch = defineOp({
   output: z.object({ discoveries: z.array(discoveryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/discoveries' },
   cli: { group: 'discovery', command: 'search' },
   async handler(ctx, input) {

@@ -91,6 +91,7 @@ export const eventsWait = defineOp({
   output: z.object({ events: z.array(eventOut), cursor: z.string() }),
   permission: 'self',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/events' },
   cli: { group: 'events', command: 'wait' },
   waitMs: (input) => input.wait_ms ?? 0,

@@ -6,6 +6,7 @@ import { LOCK_OPS } from './locks.js';
 import { MEMORY_OPS } from './memory.js';
 import { MESSAGE_OPS } from './messages.js';
 import { ORIENTATION_OPS } from './orientation.js';
+import { PRIME_OPS } from './prime.js';
 import { OVERSIGHT_OPS } from './oversight.js';
 import { SESSION_OPS } from './sessions.js';
 import { TASK_OPS } from './tasks.js';
@@ -14,6 +15,7 @@ import { TOKEN_OPS } from './tokens.js';
 /** The catalog: every op Baton has, in the order tools/list shows them. */
 export const CATALOG: readonly OpDef[] = [
   ...ORIENTATION_OPS,
+  ...PRIME_OPS,
   ...TASK_OPS,
   ...MESSAGE_OPS,
   ...MEMORY_OPS,

@@ -281,6 +281,7 @@ export const lockAcquire = defineOp({
   output: z.object({ lock: lockOut }),
   permission: 'lock.write',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/locks' },
   cli: { group: 'lock', command: 'acquire' },
   waitMs: (input) => input.wait_ms ?? 0,
@@ -354,6 +355,7 @@ export const lockRelease = defineOp({
   output: z.object({ released: z.boolean() }),
   permission: 'lock.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'DELETE', path: '/locks/:id' },
   cli: { group: 'lock', command: 'release', positional: 'id' },
   async handler(ctx, { id }) {
@@ -375,6 +377,7 @@ export const lockForceRelease = defineOp({
   output: z.object({ released: z.boolean(), lock: lockOut }),
   permission: 'lock.manage',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'POST', path: '/locks/:id/force-release' },
   cli: { group: 'lock', command: 'force-release', positional: 'id' },
   async handler(ctx, { id }) {
@@ -411,6 +414,7 @@ export const lockList = defineOp({
   output: z.object({ locks: z.array(lockOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/locks' },
   cli: { group: 'lock', command: 'list' },
   async handler(ctx, input) {

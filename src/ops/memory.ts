@@ -80,6 +80,7 @@ export const memorySet = defineOp({
   }),
   permission: 'memory.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/memory' },
   cli: { group: 'memory', command: 'set', positional: 'key' },
   async handler(ctx, input) {
@@ -121,6 +122,7 @@ export const memoryGet = defineOp({
   }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/memory' },
   cli: { group: 'memory', command: 'get', positional: 'key' },
   async handler(ctx, input) {
@@ -166,6 +168,7 @@ export const memoryList = defineOp({
   output: z.object({ scope, keys: z.array(entryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/memory/list' },
   cli: { group: 'memory', command: 'list' },
   async handler(ctx, input) {
@@ -212,6 +215,7 @@ export const memoryDelete = defineOp({
   output: z.object({ deleted: z.boolean() }),
   permission: 'memory.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'DELETE', path: '/memory' },
   cli: { group: 'memory', command: 'delete', positional: 'key' },
   async handler(ctx, input) {

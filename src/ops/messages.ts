@@ -113,6 +113,7 @@ export const messageSend = defineOp({
   output: z.object({ id: z.string(), thread_id: z.string(), recipients: z.number() }),
   permission: 'message.send',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/messages' },
   cli: { group: 'message', command: 'send' },
   async handler(ctx, input) {
@@ -200,6 +201,7 @@ export const messageInbox = defineOp({
   output: z.object({ messages: z.array(inboxOut), cursor: z.string(), unread: z.number() }),
   permission: 'self',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/messages/inbox' },
   cli: { group: 'message', command: 'inbox' },
   waitMs: (input) => input.wait_ms ?? 0,
@@ -246,6 +248,7 @@ export const messageAck = defineOp({
   output: z.object({ acked: z.array(z.string()) }),
   permission: 'self',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/messages/ack' },
   cli: { group: 'message', command: 'ack' },
   async handler(ctx, { ids }) {
@@ -282,6 +285,7 @@ export const messageSearch = defineOp({
   }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/messages' },
   cli: { group: 'message', command: 'search' },
   async handler(ctx, input) {

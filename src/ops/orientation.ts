@@ -36,6 +36,7 @@ export const whoami = defineOp({
   }),
   permission: 'self',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/whoami' },
   cli: { group: 'agent', command: 'whoami' },
   async handler(ctx) {
@@ -81,6 +82,7 @@ export const agentList = defineOp({
   }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/agents' },
   cli: { group: 'agent', command: 'list' },
   async handler(ctx) {
@@ -114,6 +116,7 @@ export const planGet = defineOp({
   output: z.object({ plan: planOut }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/plan' },
   cli: { group: 'plan', command: 'get' },
   async handler(ctx) {
@@ -143,6 +146,7 @@ export const planUpdate = defineOp({
   output: z.object({ plan: planOut }),
   permission: 'plan.write',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'PUT', path: '/plan' },
   cli: { group: 'plan', command: 'update' },
   async handler(ctx, input) {
@@ -180,6 +184,7 @@ export const serverStatus = defineOp({
   }),
   permission: 'debug',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/status' },
   cli: { group: 'server', command: 'status' },
   async handler(ctx) {

@@ -56,6 +56,7 @@ export const decisionRecord = defineOp({
   output: z.object({ id: z.string(), created_at: z.string() }),
   permission: 'decision.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/decisions' },
   cli: { group: 'decision', command: 'record' },
   async handler(ctx, input) {
@@ -86,6 +87,7 @@ export const decisionList = defineOp({
   output: z.object({ decisions: z.array(decisionOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/decisions' },
   cli: { group: 'decision', command: 'list' },
   async handler(ctx, input) {
@@ -147,6 +149,7 @@ export const approvalRequest = defineOp({
   output: z.object({ id: z.string(), status: z.literal('pending') }),
   permission: 'approval.request',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/approvals' },
   cli: { group: 'approval', command: 'request' },
   async handler(ctx, input) {
@@ -179,6 +182,7 @@ export const approvalGet = defineOp({
   output: z.object({ approval: approvalOut }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/approvals/:id' },
   cli: { group: 'approval', command: 'get', positional: 'id' },
   waitMs: (input) => input.wait_ms ?? 0,
@@ -200,6 +204,7 @@ export const approvalDecide = defineOp({
   output: z.object({ approval: approvalOut }),
   permission: 'approval.decide',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'POST', path: '/approvals/:id/decide' },
   cli: { group: 'approval', command: 'decide', positional: 'id' },
   async handler(ctx, { id, decision, reason }) {
@@ -236,6 +241,7 @@ export const approvalList = defineOp({
   output: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
   permission: 'approval.decide',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/approvals' },
   cli: { group: 'approval', command: 'list' },
   async handler(ctx, input) {

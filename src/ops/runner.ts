@@ -193,7 +193,9 @@ export class Runner {
       s.invalidParams = s.params;
       return;
     }
-    s.deadline = this.services.clock.monotonic() + wait;
+    // The surface's cap (MCP clients cut long calls): a shorter wait, never a refusal.
+    const capped = s.meta.maxWaitMs === undefined ? wait : Math.min(wait, Math.max(0, s.meta.maxWaitMs));
+    s.deadline = this.services.clock.monotonic() + capped;
   }
 
   /** Rate limit → authorize → reveal validation: once per call, when the principal is first known. */

@@ -216,6 +216,7 @@ export const sessionStart = defineOp({
   output: z.object({ session: sessionOut, abandoned: z.string().nullable() }),
   permission: 'session.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/sessions' },
   cli: { group: 'session', command: 'start' },
   async handler(ctx, input) {
@@ -310,6 +311,7 @@ export const sessionCheckpoint = defineOp({
   output: z.object({ checkpoint: z.object({ id: z.number(), at: z.string(), commit_sha: z.string().nullable() }) }),
   permission: 'session.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/sessions/checkpoint' },
   cli: { group: 'session', command: 'checkpoint' },
   // A commit makes this a multi-attempt op: git runs between attempts (ctx.outside), never inside
@@ -427,6 +429,7 @@ export const sessionEnd = defineOp({
   output: z.object({ session: sessionOut, handoff: handoffOut.nullable() }),
   permission: 'session.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/sessions/end' },
   cli: { group: 'session', command: 'end' },
   async handler(ctx, input) {
@@ -526,6 +529,7 @@ export const handoffAccept = defineOp({
   }),
   permission: 'session.write',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/handoffs/:id/accept' },
   cli: { group: 'handoff', command: 'accept', positional: 'id' },
   async handler(ctx, { id }) {
@@ -583,6 +587,7 @@ export const handoffList = defineOp({
   output: z.object({ handoffs: z.array(handoffOut) }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/handoffs' },
   cli: { group: 'handoff', command: 'list' },
   async handler(ctx, input) {

@@ -245,6 +245,7 @@ export const taskCreate = defineOp({
   output: z.object({ tasks: z.array(createdOut) }),
   permission: 'task.create',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/tasks' },
   cli: { group: 'task', command: 'add', wrap: 'tasks' },
   async handler(ctx, { tasks }) {
@@ -365,6 +366,7 @@ export const taskList = defineOp({
   output: z.object({ tasks: z.array(taskSummaryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/tasks' },
   cli: { group: 'task', command: 'list' },
   async handler(ctx, input) {
@@ -404,6 +406,7 @@ export const taskGet = defineOp({
   output: z.object({ task: taskOut }),
   permission: 'read',
   kind: 'read',
+  tier: 'standard',
   rest: { method: 'GET', path: '/tasks/:id' },
   cli: { group: 'task', command: 'get', positional: 'id' },
   async handler(ctx, { id }) {
@@ -430,6 +433,7 @@ export const taskClaim = defineOp({
   output: z.object({ task: taskOut.nullable() }),
   permission: 'task.work',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/tasks/claim' },
   cli: { group: 'task', command: 'claim' },
   waitMs: (input) => input.wait_ms ?? 0,
@@ -472,6 +476,7 @@ export const taskStart = defineOp({
   output: leased,
   permission: 'task.work',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/tasks/:id/start' },
   cli: { group: 'task', command: 'start', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
@@ -490,6 +495,7 @@ export const taskHeartbeat = defineOp({
   output: z.object({ id: z.string(), lease_expires_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/heartbeat' },
   cli: { group: 'task', command: 'heartbeat', positional: 'id' },
   async handler(ctx, { id, lease_token, lease_ms }) {
@@ -508,6 +514,7 @@ export const taskComplete = defineOp({
   output: z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
   permission: 'task.work',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/complete' },
   cli: { group: 'task', command: 'complete', positional: 'id' },
   async handler(ctx, { id, lease_token, result }) {
@@ -548,6 +555,7 @@ export const taskFail = defineOp({
   output: z.object({ id: z.string(), status: taskState, attempts: z.number(), available_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
+  tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/fail' },
   cli: { group: 'task', command: 'fail', positional: 'id' },
   async handler(ctx, { id, lease_token, error, retry }) {
@@ -582,6 +590,7 @@ export const taskRelease = defineOp({
   output: z.object({ id: z.string(), status: taskState }),
   permission: 'task.work',
   kind: 'write',
+  tier: 'standard',
   rest: { method: 'POST', path: '/tasks/:id/release' },
   cli: { group: 'task', command: 'release', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
@@ -608,6 +617,7 @@ export const taskCancel = defineOp({
   output: z.object({ id: z.string(), status: taskState }),
   permission: 'task.manage',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'POST', path: '/tasks/:id/cancel' },
   cli: { group: 'task', command: 'cancel', positional: 'id' },
   async handler(ctx, { id }) {
@@ -644,6 +654,7 @@ export const taskUpdate = defineOp({
   output: z.object({ task: taskOut }),
   permission: 'task.manage',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'PATCH', path: '/tasks/:id' },
   cli: { group: 'task', command: 'update', positional: 'id' },
   async handler(ctx, input) {

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { generateKey, hashKey, keyPrefix } from '../auth/keys.js';
 import { isAddressOrCidr } from '../core/net.js';
 import { setAllowedAddresses } from '../store/auth.js';
+import { setKeyTools } from '../store/tiers.js';
+import { TIERS, isTier } from '../core/tiers.js';
 import { BatonError, notFound } from '../core/errors.js';
 import type { Audience } from '../core/audience.js';
 import { newId } from '../core/ids.js';
@@ -26,6 +28,8 @@ const tokenOut = z.object({
   last_used_at: z.string().nullable(),
   /** Client addresses (IPs or CIDR ranges) the key is bound to; null: any (S2). */
   allowed_addresses: z.array(z.string()).nullable(),
+  /** The tool tier its MCP tools/list shows; null: the server default (toolsDefault). */
+  tools: z.enum(TIERS).nullable(),
 });
 
 import { iso } from '../core/time.js';
@@ -43,7 +47,12 @@ function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
     revoked_at: iso(t.revoked_at),
     last_used_at: iso(t.last_used_at),
     allowed_addresses: bindingOf((t as { allowed_addresses?: string | null }).allowed_addresses),
+    tools: tierOf((t as { tools?: string | null }).tools),
   };
+}
+
+function tierOf(v: string | null | undefined): z.infer<typeof tokenOut>['tools'] {
+  return isTier(v) ? v : null;
 }
 
 function bindingOf(json: string | null | undefined): string[] | null {
@@ -75,11 +84,13 @@ export const tokenCreate = defineOp({
         .max(20)
         .optional()
         .describe('bind the key to these client IPs/CIDRs'),
+      tools: z.enum(TIERS).optional().describe("tool tier its MCP tools/list shows: core (the daily loop), standard, all (default: the server's)"),
     })
     .strict(),
   output: z.object({ token: tokenOut, key: z.string() }),
   permission: 'token.admin',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'POST', path: '/tokens' },
   cli: { group: 'token', command: 'create' },
   async handler(ctx, input) {
@@ -120,6 +131,7 @@ export const tokenCreate = defineOp({
     if (input.allowed_addresses !== undefined && input.allowed_addresses.length > 0) {
       await setAllowedAddresses(ctx.tx, id, JSON.stringify(input.allowed_addresses));
     }
+    if (input.tools !== undefined) await setKeyTools(ctx.tx, id, input.tools);
     ctx.target(id);
     // Key lifecycle is for admins: observers and workers must not learn who gets keys (issue 8).
     // Events go to the caller's project: a key of another project is announced to nobody there (S9).
@@ -136,6 +148,7 @@ export const tokenList = defineOp({
   output: z.object({ tokens: z.array(tokenOut) }),
   permission: 'token.admin',
   kind: 'read',
+  tier: 'all',
   rest: { method: 'GET', path: '/tokens' },
   cli: { group: 'token', command: 'list' },
   async handler(ctx, input) {
@@ -161,6 +174,7 @@ export const tokenRevoke = defineOp({
   output: z.object({ id: z.string(), revoked: z.boolean() }),
   permission: 'token.admin',
   kind: 'write',
+  tier: 'all',
   rest: { method: 'DELETE', path: '/tokens/:id' },
   cli: { group: 'token', command: 'revoke', positional: 'id' },
   async handler(ctx, { id }) {

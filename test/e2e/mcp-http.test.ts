@@ -44,7 +44,7 @@ describe('MCP over Streamable HTTP', () => {
       const tools = await a.tools();
       const names = tools.map((x) => x.name);
       sizes[role] = JSON.stringify({ tools }).length;
-      if (role === 'observer') expect(names.sort()).toEqual(['agent_list',  'approval_get',  'decision_list',  'discovery_search',  'events_wait',  'handoff_list',  'lock_list',  'memory_get',  'memory_list',  'message_ack',  'message_inbox',  'message_search',  'plan_get',  'task_get',  'task_list',  'whoami']);
+      if (role === 'observer') expect(names.sort()).toEqual(['agent_list',  'approval_get',  'decision_list',  'discovery_search',  'events_wait',  'handoff_list',  'lock_list',  'memory_get',  'memory_list',  'message_ack',  'message_inbox',  'message_search',  'plan_get',  'prime',  'task_get',  'task_list',  'whoami']);
       if (role === 'worker') {
         expect(names).toContain('task_complete');
         expect(names).not.toContain('task_cancel');

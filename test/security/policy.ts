@@ -14,6 +14,7 @@ const ADMINS: readonly Role[] = ['admin'];
 
 export const POLICY: Readonly<Record<string, readonly Role[]>> = {
   whoami: ALL,
+  prime: ALL,
   agent_list: ALL,
   plan_get: ALL,
   plan_update: LEADS,

@@ -87,6 +87,9 @@ const DEFAULTS: Config = {
   waitRecheckMs: 1_000,
   bodyTimeoutMs: 10_000,
   drainTimeoutMs: 10_000,
+  toolsDefault: 'all',
+  mcpWaitCapMs: 50_000,
+  waitProgressMs: 15_000,
 };
 
 /** Runs loadConfig and returns the ConfigError's message; fails if it does not throw one. */
@@ -201,6 +204,9 @@ describe('loadConfig: environment', () => {
     streamMaxTotal: ['100', 100],
     streamBufferBytes: ['65536', 65_536],
     metricsToken: ['m'.repeat(40), 'm'.repeat(40)],
+    toolsDefault: ['core', 'core'],
+    mcpWaitCapMs: ['30000', 30_000],
+    waitProgressMs: ['5000', 5_000],
   };
 
   it('names an environment variable for every setting', () => {

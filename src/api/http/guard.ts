@@ -101,7 +101,7 @@ export const CSP =
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 const CORS_ALLOW_HEADERS =
-  'authorization, content-type, accept, x-api-key, x-csrf-token, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
+  'authorization, content-type, accept, x-api-key, x-csrf-token, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id, x-baton-tools';
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
 
 /**

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest, isJSONRPCRequest, isJsonContentType, isSpecType } from '@modelcontextprotocol/server';
 import type { Credential } from '../../auth/jwt.js';
+import type { Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
 import { SERVER_INFO } from '../mcp/server.js';
 import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
@@ -11,8 +12,9 @@ import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
  * re-validates); a tool call itself costs tens of µs. So `tools/call`, `tools/list` and `ping`
  * arriving in a well-formed, unambiguous shape are answered here, with exactly the result the
  * SDK path gives (a test compares both). Anything else — initialize, server/discover,
- * notifications, batches, missing or mismatched headers, unknown versions, unknown tools —
- * returns null and goes to the SDK, which owns every error and edge of the protocol.
+ * notifications, batches, missing or mismatched headers, unknown versions, unknown tools, a
+ * tools/call with a progressToken (its notifications need the SDK's SSE stream) — returns null
+ * and goes to the SDK, which owns every error and edge of the protocol.
  *
  * "Well-formed" is decided by the SDK's own validators, not by hand: the JSON-RPC request guard
  * (integer or string id, object `_meta`, a valid progress token), the method's request schema,
@@ -80,6 +82,7 @@ export async function leanAnswer(
   requestId: string,
   address?: string,
   signal?: AbortSignal,
+  tools?: Tier,
 ): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
   const method = body.method;
@@ -115,11 +118,14 @@ export async function leanAnswer(
   }
   if (method === 'tools/list') {
     if (params.cursor !== undefined) return null;
-    const tools = JSON.stringify(listTools(hub, await hub.authenticate(key)));
-    return `${head}{"tools":${tools}${modern ? `,"ttlMs":${TOOLS_TTL_MS},"cacheScope":"private"` : ''}${modernTail}}}`;
+    const principal = await hub.authenticate(key);
+    const list = JSON.stringify(listTools(hub, principal, await hub.toolTier(principal, tools)));
+    return `${head}{"tools":${list}${modern ? `,"ttlMs":${TOOLS_TTL_MS},"cacheScope":"private"` : ''}${modernTail}}}`;
   }
   const args = params.arguments;
   if (!isKnownTool(hub, params.name) || (args !== undefined && !isObject(args))) return null;
+  // Progress notifications need a stream: the SDK answers such a call over SSE.
+  if (isObject(meta) && meta.progressToken !== undefined) return null;
   const r = await runTool(hub, hub.resolver(key), params.name, args, { requestId, transport: 'mcp-http', address, signal });
   // The result is serialized once and spliced in twice (text block and structuredContent).
   return (

@@ -6,6 +6,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createMcpHandler, type AuthInfo } from '@modelcontextprotocol/server';
 import type { Credential } from '../../auth/jwt.js';
 import type { Principal } from '../../auth/principal.js';
+import { isTier, tierError, type Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { buildMcpServer } from '../mcp/server.js';
@@ -22,6 +23,22 @@ interface SdkCaller {
   /** A fresh resolver per tool call: every attempt of a wait authenticates again (revocation stops it). */
   who: () => ResolvePrincipal;
   signal: AbortSignal;
+  /** The connection's tool tier (`?tools=` or X-Baton-Tools); undefined: the key's. */
+  tools: Tier | undefined;
+}
+
+/**
+ * The tool tier a request asks for: `?tools=` on the URL, else the X-Baton-Tools header (a client
+ * config that cannot add headers can still edit its URL). Undefined when neither is given; a
+ * value that is not a tier is refused (a typo must not silently show another list).
+ */
+export function requestedTier(req: IncomingMessage): { tools: Tier | undefined } | { error: string } {
+  const query = new URL(req.url ?? '/mcp', 'http://localhost').searchParams.getAll('tools');
+  const header = req.headers['x-baton-tools'];
+  if (query.length > 1) return { error: 'tools: give the query parameter once' };
+  const [value, where] = query.length === 1 ? [query[0]!, 'tools'] : [Array.isArray(header) ? header.join(',') : header, 'X-Baton-Tools'];
+  if (value === undefined || value === '') return { tools: undefined };
+  return isTier(value) ? { tools: value } : { error: tierError(where, value) };
 }
 
 /**
@@ -45,7 +62,7 @@ export class McpRoute {
         const caller = authInfo?.extra as unknown as SdkCaller;
         return buildMcpServer(
           hub,
-          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal },
+          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal, tools: caller.tools },
           'mcp-http',
         );
       },
@@ -67,9 +84,14 @@ export class McpRoute {
       this.send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
       return;
     }
+    const tier = requestedTier(req);
+    if ('error' in tier) {
+      this.send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32600, message: tier.error } });
+      return;
+    }
     if (this.lean) {
       this.proven(req.socket);
-      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, req.socket.remoteAddress, signal);
+      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, req.socket.remoteAddress, signal, tier.tools);
       if (answer !== null) {
         this.stats.lean++;
         this.send(res, 200, answer);
@@ -77,7 +99,7 @@ export class McpRoute {
       }
     }
     this.stats.sdk++;
-    await this.viaSdk(req, res, requestId, key, text, body, signal);
+    await this.viaSdk(req, res, requestId, key, text, body, signal, tier.tools);
   }
 
   private async viaSdk(
@@ -88,12 +110,13 @@ export class McpRoute {
     text: string,
     body: unknown,
     signal: AbortSignal,
+    tools: Tier | undefined,
   ): Promise<void> {
     // Authenticated here so a bad key is an HTTP 401 before any protocol work; tool calls
     // authenticate again inside each of their attempts.
     const principal = await this.hub.authenticate(key);
     this.proven(req.socket);
-    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal };
+    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal, tools };
     const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: caller as unknown as Record<string, unknown> };
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {

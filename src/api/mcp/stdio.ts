@@ -5,7 +5,8 @@ import { looksLikeKey } from '../../auth/keys.js';
 import { BatonError, isBatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import { errorBody } from '../errors.js';
-import { INSTRUCTIONS, SERVER_INFO, buildMcpServer, type Caller } from './server.js';
+import { isTier, tierError, type Tier } from '../../core/tiers.js';
+import { INSTRUCTIONS, SERVER_INFO, buildMcpServer, progressOf, type Caller } from './server.js';
 import { callTool, isKnownTool } from './tools.js';
 
 /**
@@ -73,8 +74,15 @@ function refusingServer(message: string): Server {
   return server;
 }
 
-export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string }): Promise<void> {
-  let refusal = await refusalOf(hub, opts);
+export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string; tools?: string }): Promise<void> {
+  // BATON_TOOLS: this connection's tool tier (core, standard, all); unset: the key's, else the server default.
+  let tools: Tier | undefined;
+  let refusal: string | null = null;
+  if (opts.tools !== undefined && opts.tools !== '') {
+    if (isTier(opts.tools)) tools = opts.tools;
+    else refusal = tierError('BATON_TOOLS', opts.tools);
+  }
+  refusal ??= await refusalOf(hub, opts);
   let local: Principal | null = null;
   if (refusal === null && (opts.token === undefined || opts.token === '')) {
     try {
@@ -94,10 +102,10 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
     if (opts.token !== undefined && opts.token !== '') {
       const token = opts.token;
       const resolve = hub.resolver(token);
-      caller = { principal: () => hub.authenticate(token), who: () => resolve };
+      caller = { principal: () => hub.authenticate(token), who: () => resolve, tools };
     } else {
       const p = local!;
-      caller = { principal: async () => p, who: () => p };
+      caller = { principal: async () => p, who: () => p, tools };
     }
     factory = () => {
       const server = buildMcpServer(hub, caller, 'mcp-stdio');
@@ -105,11 +113,14 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
       server.setRequestHandler('tools/call', (req, ctx) => {
         const { name } = req.params;
         if (!isKnownTool(hub, name)) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool: ${name}`);
-        const call = callTool(hub, caller.who(ctx), name, req.params.arguments, {
-          requestId: hub.newRequestId(),
-          transport: 'mcp-stdio',
-          signal: ctx.mcpReq.signal,
-        });
+        const call = callTool(
+          hub,
+          caller.who(ctx),
+          name,
+          req.params.arguments,
+          { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: ctx.mcpReq.signal },
+          progressOf(ctx),
+        );
         inFlight.add(call);
         void call.finally(() => inFlight.delete(call)).catch(() => undefined);
         return call.catch((err: unknown) => {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { CallMeta, Principal } from '../../auth/principal.js';
 import { isAuthRefusal } from '../../auth/service.js';
 import type { Hub } from '../../hub.js';
+import { tierShows, type Tier } from '../../core/tiers.js';
 import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { errorBody, toBatonError } from '../errors.js';
@@ -88,13 +89,51 @@ export function toolOf(op: OpDef): McpTool {
 
 const listCache = new Map<string, McpTool[]>();
 
-export function listTools(hub: Hub, principal: Principal): McpTool[] {
-  let tools = listCache.get(principal.role);
+/**
+ * What tools/list shows: the ops the principal's role may call, within the connection's tier
+ * (core ⊂ standard ⊂ all; `hub.toolTier`). A tool outside the tier stays callable: tiers save
+ * context, the role decides permission.
+ */
+export function listTools(hub: Hub, principal: Principal, tier: Tier): McpTool[] {
+  const key = `${principal.role}\n${tier}`;
+  let tools = listCache.get(key);
   if (tools === undefined) {
-    tools = hub.runner.visibleOps(principal).map(toolOf);
-    listCache.set(principal.role, tools);
+    tools = hub.runner
+      .visibleOps(principal)
+      .filter((op) => tierShows(tier, op.tier))
+      .map(toolOf);
+    listCache.set(key, tools);
   }
   return tools;
+}
+
+/** Where a tool call's progress notifications go: the request's progressToken and a sender bound to the request. */
+export interface Progress {
+  token: string | number;
+  notify(params: { progressToken: string | number; progress: number; total?: number; message?: string }): Promise<void>;
+}
+
+/**
+ * Runs `work` and, while it lasts, sends a progress notification every `everyMs` (0: none):
+ * progress is the milliseconds waited (it must grow with every notification), total the wait's
+ * cap. A failed send (the client left) stops the ticks; the call itself decides its own end.
+ */
+export async function withProgress<T>(work: Promise<T>, progress: Progress | undefined, everyMs: number, totalMs: number): Promise<T> {
+  if (progress === undefined || everyMs <= 0) return work;
+  // Monotonic: a wall-clock step must not make progress go backwards (it must grow every tick).
+  const started = performance.now();
+  const timer = setInterval(() => {
+    const waited = Math.round(performance.now() - started);
+    progress
+      .notify({ progressToken: progress.token, progress: waited, total: totalMs, message: `waiting (${Math.round(waited / 1000)} s)` })
+      .catch(() => clearInterval(timer));
+  }, everyMs);
+  timer.unref();
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 export function isKnownTool(hub: Hub, name: unknown): name is string {
@@ -115,9 +154,13 @@ export async function runTool(
   name: string,
   args: unknown,
   meta: CallMeta,
+  progress?: Progress,
 ): Promise<ToolOutcome> {
+  // MCP clients cut long calls (docs/CONFIGURATION.md): one call waits at most mcpWaitCapMs.
+  const capped: CallMeta = { ...meta, maxWaitMs: Math.min(meta.maxWaitMs ?? Infinity, hub.config.mcpWaitCapMs) };
   try {
-    const data = (await hub.call(name, args ?? {}, who, meta)) as Record<string, unknown>;
+    const call = hub.call(name, args ?? {}, who, capped);
+    const data = (await withProgress(call, progress, hub.config.waitProgressMs, hub.config.mcpWaitCapMs)) as Record<string, unknown>;
     return { data, text: JSON.stringify(data), isError: false };
   } catch (err) {
     const e = toBatonError(err);
@@ -135,8 +178,9 @@ export async function callTool(
   name: string,
   args: unknown,
   meta: CallMeta,
+  progress?: Progress,
 ): Promise<CallToolResult> {
-  const r = await runTool(hub, who, name, args, meta);
+  const r = await runTool(hub, who, name, args, meta, progress);
   const result: CallToolResult = { content: [{ type: 'text', text: r.text }], structuredContent: r.data };
   if (r.isError) result.isError = true;
   return result;

@@ -1,0 +1,16 @@
+import type { Migration } from '../db.js';
+
+/**
+ * The tool tier of a key (issue 11): which of the catalog's tools its MCP tools/list shows
+ * (core, standard, all; src/core/tiers.ts). NULL: the server's default (`toolsDefault`), so keys
+ * made before this migration keep showing what they showed. Portable DDL (TEXT with a CHECK):
+ * the same statement runs on SQLite and PostgreSQL.
+ */
+const DDL = `
+ALTER TABLE tokens ADD COLUMN tools TEXT CHECK (tools IS NULL OR tools IN ('core', 'standard', 'all'));
+`;
+
+// Built apart and then typed, so it compiles both where Migration has only `sqlite` and where the
+// PostgreSQL backend (branch h-pg) adds `postgres`.
+const v13 = { version: 13, name: 'tool tier per key', sqlite: DDL, postgres: DDL };
+export const V13_TOKEN_TOOLS: Migration = v13;
