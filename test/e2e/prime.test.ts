@@ -149,7 +149,7 @@ describe('prime: a busy agent’s brief', () => {
     expect(envLine.stdout).toContain('# Baton brief for busy');
     const missing = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_TOKEN_FILE: `${t.dir}/nope.key` } });
     expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toContain('BATON_TOKEN_FILE cannot be read');
+    expect(missing.stderr).toContain('cannot read the key file');
     const local = await runBaton(['prime', '--data', `${t.dir}/data`], { env: { BATON_AGENT: 'newcomer' } });
     expect(local.code).toBe(0);
     expect(local.stdout).toContain('# Baton brief for newcomer (role worker');
