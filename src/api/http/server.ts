@@ -15,6 +15,7 @@ import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
+import { StaticFiles, isDashboardPath } from './static.js';
 
 export interface HttpOptions {
   host: string;
@@ -75,6 +76,7 @@ class HttpSurface {
   readonly mcp: McpRoute;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
+  private readonly web = new StaticFiles();
 
   constructor(
     private readonly hub: Hub,
@@ -117,7 +119,8 @@ class HttpSurface {
   private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
     if (this.guard.check(req, res, this.hub.clock.now())) return;
     await this.route(req, res, requestId, signal);
-    if (res.statusCode < 400) this.pending.authenticated(req.socket);
+    // The dashboard's files need no credential: fetching them does not vouch for the connection.
+    if (res.statusCode < 400 && !isDashboardPath((req.url ?? '/').split('?', 1)[0]!)) this.pending.authenticated(req.socket);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
@@ -132,6 +135,7 @@ class HttpSurface {
     }
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
+    if (this.web.handle(req, res, path)) return;
     throw new BatonError('not_found', 'no such route');
   }
 

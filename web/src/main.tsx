@@ -1,0 +1,149 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, login, logout, resume, setUnauthenticatedHandler, type Session } from './api';
+import { follow, type LiveState } from './live';
+import { line } from './util';
+import {
+  AgentsView, ApprovalsView, AuditView, BoardView, KeysView, LocksView, MessagesView, PlanView, SessionsView, TaskView,
+  type ViewProps,
+} from './views';
+
+interface Route {
+  name: string;
+  arg: string;
+}
+
+function parseHash(): Route {
+  const h = location.hash.replace(/^#\/?/, '');
+  const [name = '', ...rest] = h.split('/');
+  return { name: name || 'board', arg: decodeURIComponent(rest.join('/')) };
+}
+
+/** Nav entries; each is offered only when the session may call the op that fills it. */
+const NAV: { name: string; label: string; op: string }[] = [
+  { name: 'board', label: 'Board', op: 'task_list' },
+  { name: 'agents', label: 'Agents', op: 'agent_list' },
+  { name: 'messages', label: 'Messages', op: 'message_search' },
+  { name: 'locks', label: 'Locks', op: 'lock_list' },
+  { name: 'sessions', label: 'Sessions', op: 'handoff_list' },
+  { name: 'approvals', label: 'Approvals', op: 'approval_list' },
+  { name: 'audit', label: 'Audit', op: 'audit_query' },
+  { name: 'keys', label: 'Keys', op: 'token_list' },
+  { name: 'plan', label: 'Plan', op: 'plan_get' },
+];
+
+function Login({ onSession }: { onSession: (s: Session) => void }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const s = await login(key.trim());
+      setKey('');
+      onSession(s);
+    } catch (err) {
+      setError(err instanceof ApiError && err.status === 401 ? 'That key was not accepted.' : err instanceof Error ? err.message : 'Login failed.');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="login">
+      <h1>Baton</h1>
+      <form onSubmit={(e) => void submit(e)}>
+        <label for="key">API key</label>
+        <input id="key" name="key" type="password" autocomplete="off" spellcheck={false} value={key} onInput={(e) => setKey(e.currentTarget.value)} placeholder="bat_…" required />
+        <button type="submit" disabled={busy || key.trim() === ''}>Sign in</button>
+        {error && <p class="error" role="alert">{error}</p>}
+        <p class="hint">The key is exchanged for a session cookie; the page does not keep it.</p>
+      </form>
+    </main>
+  );
+}
+
+function Shell({ session, onLogout }: { session: Session; onLogout: () => void }) {
+  const [route, setRoute] = useState(parseHash());
+  const [version, setVersion] = useState(0);
+  const [live, setLive] = useState<LiveState>('connecting');
+  useEffect(() => {
+    const on = (): void => setRoute(parseHash());
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  useEffect(() => {
+    // Events arrive in bursts (a batch create, a claim storm): coalesce into one refetch per 50 ms.
+    let pending: ReturnType<typeof setTimeout> | null = null;
+    const h = follow(
+      () => {
+        if (pending !== null) return;
+        pending = setTimeout(() => {
+          pending = null;
+          setVersion((v) => v + 1);
+        }, 50);
+      },
+      setLive,
+    );
+    return () => {
+      h.stop();
+      if (pending !== null) clearTimeout(pending);
+    };
+  }, []);
+  const can = (op: string): boolean => session.ops.includes(op);
+  const props: ViewProps = { session, can, version, arg: route.arg };
+  const nav = NAV.filter((n) => can(n.op));
+  let view;
+  switch (route.name) {
+    case 'task': view = <TaskView {...props} />; break;
+    case 'agents': view = <AgentsView {...props} />; break;
+    case 'messages': view = <MessagesView {...props} />; break;
+    case 'locks': view = <LocksView {...props} />; break;
+    case 'sessions': view = <SessionsView {...props} />; break;
+    case 'approvals': view = <ApprovalsView {...props} />; break;
+    case 'audit': view = <AuditView {...props} />; break;
+    case 'keys': view = <KeysView {...props} />; break;
+    case 'plan': view = <PlanView {...props} />; break;
+    default: view = <BoardView {...props} />;
+  }
+  const current = route.name === 'task' ? 'board' : route.name;
+  return (
+    <div class="shell">
+      <header>
+        <a class="brand" href="#/board">Baton</a>
+        <nav aria-label="Views">
+          {nav.map((n) => (
+            <a key={n.name} href={`#/${n.name}`} aria-current={current === n.name ? 'page' : undefined}>{n.label}</a>
+          ))}
+        </nav>
+        <span class={`live live-${live}`} data-testid="live" title="event stream">{live}</span>
+        <span class="who">
+          {line(session.agent)} · {line(session.role)} · {line(session.project)}
+        </span>
+        <button type="button" class="quiet" onClick={onLogout}>Sign out</button>
+      </header>
+      <main id="view">{view}</main>
+    </div>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState<Session | null | undefined>(undefined);
+  useEffect(() => {
+    setUnauthenticatedHandler(() => setSession(null));
+    resume().then(setSession, () => setSession(null));
+  }, []);
+  if (session === undefined) return <p class="loading">Loading…</p>;
+  if (session === null) return <Login onSession={setSession} />;
+  return (
+    <Shell
+      session={session}
+      onLogout={() => {
+        void logout().finally(() => setSession(null));
+      }}
+    />
+  );
+}
+
+render(<App />, document.getElementById('app')!);
