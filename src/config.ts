@@ -10,6 +10,7 @@ import { TRANSPORT_SETTINGS } from './settings/transport.js';
 import { STORE_SETTINGS } from './settings/store.js';
 import { LIFECYCLE_SETTINGS } from './settings/lifecycle.js';
 import { RETENTION_SETTINGS } from './settings/retention.js';
+import { WEB_SETTINGS } from './settings/web.js';
 
 /**
  * One schema for every setting. Sources, strongest first: CLI flags, environment (`BATON_*`),
@@ -95,6 +96,7 @@ export const ConfigSchema = z
     ...STORE_SETTINGS.shape,
     ...LIFECYCLE_SETTINGS.shape,
     ...RETENTION_SETTINGS.shape,
+    ...WEB_SETTINGS.shape,
   })
   .strict()
   .refine((c) => c.leaseMs <= c.leaseMaxMs, { message: 'leaseMs must not exceed leaseMaxMs', path: ['leaseMs'], params: { other: 'leaseMaxMs' } })
@@ -137,6 +139,7 @@ export const ENV_NAMES: Record<Key, string> = {
   ...STORE_SETTINGS.env,
   ...LIFECYCLE_SETTINGS.env,
   ...RETENTION_SETTINGS.env,
+  ...WEB_SETTINGS.env,
 };
 
 export class ConfigError extends Error {

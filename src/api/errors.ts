@@ -11,6 +11,7 @@ const STATUS: Record<ErrorCode, number> = {
   body_too_large: 413,
   unauthenticated: 401,
   forbidden: 403,
+  csrf: 403,
   not_found: 404,
   conflict: 409,
   cycle: 409,

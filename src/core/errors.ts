@@ -9,6 +9,7 @@ export const ERROR_CODES = [
   'body_too_large',
   'unauthenticated',
   'forbidden',
+  'csrf',
   'not_found',
   'conflict',
   'cycle',

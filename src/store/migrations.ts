@@ -9,6 +9,7 @@ import { V8_AUDIT } from './schema/v8-audit.js';
 import { V9_FINISH_RETENTION } from './schema/v9-finish-retention.js';
 import { V10_IDENTITY_AUDIT_HEAD } from './schema/v10-identity-audit-head.js';
 import { V11_TASK_PARENT_INDEX } from './schema/v11-task-parent-index.js';
+import { V12_WEB_SESSIONS } from './schema/v12-web-sessions.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -156,4 +157,5 @@ CREATE TABLE audit (
   V9_FINISH_RETENTION,
   V10_IDENTITY_AUDIT_HEAD,
   V11_TASK_PARENT_INDEX,
+  V12_WEB_SESSIONS,
 ];

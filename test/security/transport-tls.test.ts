@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkTransport } from '../../src/api/http/guard.js';
+import { CSP, checkTransport } from '../../src/api/http/guard.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ConfigError, ConfigSchema } from '../../src/config.js';
 import { BIN, createKey, openHub, serve, stdioAgent, tempDir, type TestHub } from '../helpers.js';
@@ -83,7 +83,7 @@ describe('TLS in process', () => {
     expect(r.status).toBe(200);
     expect(r.headers['strict-transport-security']).toBe('max-age=31536000');
     expect(r.headers['x-frame-options']).toBe('DENY');
-    expect(r.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'");
+    expect(r.headers['content-security-policy']).toBe(CSP);
     const worker = await createKey(t, 'w1', 'worker');
     const who = await get(http.url, '/api/v1/whoami', { authorization: `Bearer ${worker}` });
     expect(who.status).toBe(200);

@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionGuard, RequestGuard, checkTransport, clientAddress } from '../../src/api/http/guard.js';
+import { CSP, ConnectionGuard, RequestGuard, checkTransport, clientAddress } from '../../src/api/http/guard.js';
 import { isLoopbackHost } from '../../src/core/net.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ConfigError, ConfigSchema, type Config } from '../../src/config.js';
@@ -83,7 +83,7 @@ function upgrade(url: string, path: string, headers: Record<string, string> = {}
 }
 
 const SECURITY_HEADERS: Record<string, string> = {
-  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'content-security-policy': CSP,
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
@@ -133,7 +133,7 @@ describe('transport: Host, Origin, WebSocket, headers, CORS off (defaults)', () 
         expectSecurityHeaders(r, `${path} 403`);
         const ws = await upgrade(http.url, path, { origin });
         expect(ws.status, `upgrade ${path} Origin ${origin}`).toBe(403);
-        expect(ws.raw).toContain("content-security-policy: default-src 'none'; frame-ancestors 'none'");
+        expect(ws.raw).toContain(`content-security-policy: ${CSP}`);
       }
       for (const host of ['evil.example', `evil.example:${port}`, `localhost.evil.example:${port}`]) {
         const r = await req(http.url, method, path, { key: worker, body, headers: { ...MCP_HEADERS, host } });

@@ -57,6 +57,13 @@ const DEFAULTS: Config = {
   maxConnectionsPerAddress: 256,
   connectionRatePerMin: 1_200,
   idleTimeoutMs: 65_000,
+  sessionIdleMs: 30 * 60_000,
+  sessionMaxMs: 12 * 3_600_000,
+  streamHeartbeatMs: 15_000,
+  streamMaxPerPrincipal: 8,
+  streamMaxTotal: 2_000,
+  streamBufferBytes: 1024 * 1024,
+  metricsToken: '',
   encryptedSearchScan: 1000,
   durability: 'full',
   jwtIssuer: 'baton',
@@ -187,6 +194,13 @@ describe('loadConfig: environment', () => {
     waitRecheckMs: ['0', 0],
     bodyTimeoutMs: ['5000', 5_000],
     drainTimeoutMs: ['2000', 2_000],
+    sessionIdleMs: ['600000', 600_000],
+    sessionMaxMs: ['3600000', 3_600_000],
+    streamHeartbeatMs: ['500', 500],
+    streamMaxPerPrincipal: ['2', 2],
+    streamMaxTotal: ['100', 100],
+    streamBufferBytes: ['65536', 65_536],
+    metricsToken: ['m'.repeat(40), 'm'.repeat(40)],
   };
 
   it('names an environment variable for every setting', () => {

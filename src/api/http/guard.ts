@@ -95,8 +95,13 @@ export function clientAddress(raw: string | undefined): string {
   return raw === undefined ? '' : normalizeAddress(raw);
 }
 
+/** The content security policy of every response (the dashboard's, src/api/http/session.ts). */
+export const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 const CORS_ALLOW_HEADERS =
-  'authorization, content-type, accept, x-api-key, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
+  'authorization, content-type, accept, x-api-key, x-csrf-token, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id';
 const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-session-id, mcp-protocol-version';
 
 /**
@@ -105,7 +110,10 @@ const CORS_EXPOSE_HEADERS = 'x-request-id, retry-after, www-authenticate, mcp-se
  * header there does not exempt a request from the per-address budget.
  */
 function presentsCredential(req: IncomingMessage): boolean {
-  if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined) return false;
+  // A session cookie counts (session.ts): a bad one is counted by the failure throttle instead.
+  if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined && !(req.headers.cookie ?? '').includes('baton_session=')) {
+    return false;
+  }
   const url = req.url ?? '/';
   return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/');
 }
@@ -125,7 +133,9 @@ export class RequestGuard {
     this.hosts = hosts;
     this.cors = new Set(config.corsOrigins.map((o) => new URL(o).origin));
     const headers: [string, string][] = [
-      ['content-security-policy', "default-src 'none'; frame-ancestors 'none'"],
+      // The dashboard's policy (issue 10, S23), on every response: scripts, styles and
+      // connections from this origin only, no inline script, never framed.
+      ['content-security-policy', CSP],
       ['x-content-type-options', 'nosniff'],
       ['x-frame-options', 'DENY'],
       ['referrer-policy', 'no-referrer'],

@@ -15,6 +15,7 @@ import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
+import { cookieAuthOf, handleSessionRoute } from './session.js';
 import { StaticFiles, isDashboardPath } from './static.js';
 
 export interface HttpOptions {
@@ -133,6 +134,7 @@ class HttpSurface {
       const h = (await healthAnswer(hub, path))!;
       return send(res, h.status, h.body);
     }
+    if (await handleSessionRoute(hub, req, res, path, requestId)) return;
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
     if (this.web.handle(req, res, path)) return;
@@ -140,14 +142,28 @@ class HttpSurface {
   }
 
   private async restRoute(req: IncomingMessage, res: ServerResponse, path: string, url: string, requestId: string, signal: AbortSignal): Promise<void> {
-    const resolve = this.hub.resolver(credentialOf(this.hub, req, requestId));
+    // A browser session (session.ts) when there is no bearer credential: CSRF-checked on writes.
+    const cookie = cookieAuthOf(this.hub, req);
+    const write = req.method !== 'GET' && req.method !== 'HEAD';
+    const resolve: ResolvePrincipal =
+      cookie === null
+        ? this.hub.resolver(credentialOf(this.hub, req, requestId))
+        : async (tx) => {
+            const p = await cookie.resolve(tx);
+            if (write) cookie.requireCsrf();
+            return p;
+          };
     const who: ResolvePrincipal = async (tx) => {
       const p = await resolve(tx);
       this.pending.authenticated(req.socket);
       return p;
     };
-    const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
-    this.send(res, 200, out, { 'x-request-id': requestId });
+    try {
+      const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
+      this.send(res, 200, out, { 'x-request-id': requestId });
+    } finally {
+      await cookie?.settle();
+    }
   }
 
   /** Any refusal or failure → its status and error body; nothing is written to a client that left. */

@@ -1,0 +1,355 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { looksLikeKey } from '../../auth/keys.js';
+import type { Principal } from '../../auth/principal.js';
+import { authServices } from '../../auth/service.js';
+import { BatonError } from '../../core/errors.js';
+import { normalizeAddress } from '../../core/net.js';
+import type { Hub } from '../../hub.js';
+import type { ResolvePrincipal } from '../../ops/runner.js';
+import type { Executor } from '../../store/db.js';
+import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
+import { parseJson, readBody } from './body.js';
+
+/**
+ * Browser sessions (issue 10; S23's CSRF half). The dashboard exchanges an API key for a session:
+ *
+ * - `POST /api/v1/session` `{"key":"bat_…"}` → the session view (below) and
+ *   `Set-Cookie: baton_session=<opaque>; HttpOnly; SameSite=Strict; Path=/` (+ `Secure` under TLS).
+ *   A bad key is 401, counted and throttled like every failed authentication (S6).
+ * - `GET /api/v1/session` → the same view, or 401. `DELETE /api/v1/session` → 204: the session
+ *   ends server-side and the cookie is cleared (CSRF required, as for every cookie write).
+ *
+ * The view: `{csrf, agent, role, project, server_admin, ops, idle_expires_at, expires_at}`; `ops`
+ * are the op names the principal may call, so a page offers only what its role may do.
+ *
+ * The cookie holds 256 random bits; the store keeps only their SHA-256 (a high-entropy value
+ * needs no slow hash), so a copy of the database opens no session. Each use re-reads the session
+ * with its key in one statement, inside the op's own transaction: a revoked or expired key, a
+ * key whose address binding refuses this client, a session past its idle (`sessionIdleMs`) or
+ * absolute (`sessionMaxMs`) limit, or one logged out, is refused at once.
+ *
+ * CSRF: a cookie is sent by the browser on its own, so a cookie-authenticated request that is not
+ * GET/HEAD must also carry `X-CSRF-Token` equal to the session's token (constant-time compare)
+ * AND come from this origin (`Origin`, or `Sec-Fetch-Site: same-origin`); otherwise 403 `csrf`.
+ * SameSite=Strict already keeps the cookie off cross-site requests in current browsers; the token
+ * and the origin check hold where it does not (older browsers, a sibling subdomain). A request
+ * with `Authorization` or `X-API-Key` is bearer-authenticated: its cookie is ignored and no CSRF
+ * check applies (no browser sends those on its own). `/mcp` never reads the cookie.
+ */
+export const SESSION_COOKIE = 'baton_session';
+const SESSION_PATH = '/api/v1/session';
+/** base64url of 32 bytes. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+
+export interface SessionView {
+  csrf: string;
+  agent: string;
+  role: string;
+  project: string;
+  server_admin: boolean;
+  ops: string[];
+  idle_expires_at: string;
+  expires_at: string;
+}
+
+function hashId(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
+}
+
+function addressOf(req: IncomingMessage): string | undefined {
+  const a = req.socket.remoteAddress;
+  return a === undefined ? undefined : normalizeAddress(a);
+}
+
+function isTls(req: IncomingMessage): boolean {
+  return (req.socket as Partial<TLSSocket>).encrypted === true;
+}
+
+/** Does the request present a bearer credential (which wins over any cookie)? */
+export function hasBearer(req: IncomingMessage): boolean {
+  return req.headers.authorization !== undefined || req.headers['x-api-key'] !== undefined;
+}
+
+/** The session cookie's value, if the request carries one (well-formed or not). */
+export function sessionCookie(req: IncomingMessage): string | undefined {
+  const header = req.headers.cookie;
+  if (header === undefined) return undefined;
+  let found: string | undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() !== SESSION_COOKIE) continue;
+    // Two cookies of the same name (one planted by a sibling subdomain): refuse both.
+    if (found !== undefined) return '';
+    found = part.slice(eq + 1).trim();
+  }
+  return found;
+}
+
+function cookieHeader(req: IncomingMessage, value: string, maxAgeS: number): string {
+  return `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeS}${isTls(req) ? '; Secure' : ''}`;
+}
+
+/**
+ * Is this request from the hub's own origin? `Origin` must name the host (and port) the request
+ * was sent to; without `Origin`, `Sec-Fetch-Site: same-origin`. Neither: no. The scheme must be
+ * https under TLS; on plain HTTP either is taken (behind a TLS-terminating proxy the page is https
+ * while the hub sees http).
+ */
+export function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  const host = req.headers.host;
+  if (origin !== undefined) {
+    if (host === undefined) return false;
+    let o: URL;
+    try {
+      o = new URL(origin);
+    } catch {
+      return false;
+    }
+    if (o.protocol !== 'https:' && (o.protocol !== 'http:' || isTls(req))) return false;
+    try {
+      return new URL(`${o.protocol}//${host}`).host === o.host;
+    } catch {
+      return false;
+    }
+  }
+  return req.headers['sec-fetch-site'] === 'same-origin';
+}
+
+/** CSRF check of a cookie-authenticated write: token and origin, else 403 `csrf`. */
+function checkCsrf(req: IncomingMessage, s: SessionWithKey): void {
+  const given = req.headers['x-csrf-token'];
+  const a = Buffer.from(typeof given === 'string' ? given : '');
+  const b = Buffer.from(s.csrf);
+  const tokenOk = a.length === b.length && timingSafeEqual(a, b);
+  if (!tokenOk || !sameOrigin(req)) {
+    throw new BatonError('csrf', 'cross-site request refused: a same-origin X-CSRF-Token header is required with a session cookie');
+  }
+}
+
+const refused = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
+
+/**
+ * One browser session, resolved once per request. `resolver` authenticates inside the op's own
+ * transaction (the same statement re-read on every round of a wait); `settle` afterwards refreshes
+ * `last_seen_at` when it is due.
+ */
+export class CookieAuth {
+  private readonly idHash: string;
+  private touchDue = false;
+  /** Set by the last successful resolve. */
+  session: SessionWithKey | null = null;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly req: IncomingMessage,
+    private readonly raw: string,
+  ) {
+    this.idHash = hashId(raw);
+  }
+
+  /** The session and its principal inside `ex`, or 401 (counted as a failed authentication). */
+  async resolve(ex: Executor): Promise<Principal> {
+    const { hub } = this;
+    const now = hub.clock.now();
+    const s = SESSION_ID.test(this.raw) ? await webSessionByHash(ex, this.idHash) : undefined;
+    const live =
+      s !== undefined &&
+      s.session_expires_at > now &&
+      s.last_seen_at > now - hub.config.sessionIdleMs &&
+      authServices(hub).keyIsLive(s, addressOf(this.req), now);
+    if (!live) {
+      authServices(hub).failed(addressOf(this.req), this.raw, now, hub.newRequestId(), 'http');
+      throw refused();
+    }
+    this.session = s;
+    // Refreshed at most once a minute (or a 30th of the idle limit): a write per request would
+    // turn every dashboard read into a write.
+    this.touchDue = now - s.last_seen_at >= Math.min(60_000, hub.config.sessionIdleMs / 30);
+    return principalOf(s);
+  }
+
+  readonly resolver: ResolvePrincipal = (ex) => this.resolve(ex);
+
+  /** Refuses a write without the CSRF token and a same-origin request; call after `resolve`. */
+  requireCsrf(): void {
+    if (this.session === null) throw refused();
+    checkCsrf(this.req, this.session);
+  }
+
+  /** After the request: refresh `last_seen_at` when due (best effort: a failure only shortens the session). */
+  async settle(): Promise<void> {
+    if (!this.touchDue) return;
+    this.touchDue = false;
+    try {
+      await this.hub.db.write((ex) => touchWebSession(ex, this.idHash, this.hub.clock.now()));
+    } catch (err) {
+      this.hub.log.warn({ err }, 'session refresh failed');
+    }
+  }
+
+  get hash(): string {
+    return this.idHash;
+  }
+}
+
+export function principalOf(s: SessionWithKey): Principal {
+  return {
+    tokenId: s.id,
+    projectId: s.project_id,
+    projectName: s.project_name,
+    role: s.role,
+    agentId: s.agent_id!,
+    agentName: s.name,
+    serverAdmin: s.server_admin === 1,
+  };
+}
+
+/**
+ * How a REST request is authenticated: bearer (Authorization / X-API-Key) when present, else the
+ * session cookie when present, else null (the caller then refuses with the usual 401).
+ */
+export function cookieAuthOf(hub: Hub, req: IncomingMessage): CookieAuth | null {
+  if (hasBearer(req)) return null;
+  const raw = sessionCookie(req);
+  return raw === undefined ? null : new CookieAuth(hub, req, raw);
+}
+
+function view(hub: Hub, s: SessionWithKey): SessionView {
+  const p = principalOf(s);
+  return {
+    csrf: s.csrf,
+    agent: p.agentName,
+    role: p.role,
+    project: p.projectName,
+    server_admin: p.serverAdmin,
+    ops: hub.runner.visibleOps(p).map((op) => op.name),
+    idle_expires_at: new Date(Math.min(s.session_expires_at, s.last_seen_at + hub.config.sessionIdleMs)).toISOString(),
+    expires_at: new Date(s.session_expires_at).toISOString(),
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string, headers: Record<string, string> = {}): void {
+  const text = body === null ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    ...(body === null ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** POST: an API key → a new session. */
+async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const auth = authServices(hub);
+  const address = addressOf(req);
+  const now = hub.clock.now();
+  // A login from another site would sign the victim's browser in as the attacker (login CSRF).
+  if ((req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined) && !sameOrigin(req)) {
+    throw new BatonError('csrf', 'cross-site login refused');
+  }
+  const text = await readBody(req, Math.min(hub.config.maxBodyBytes, 4 * 1024));
+  let body: unknown;
+  try {
+    body = parseJson(text, 4);
+  } catch {
+    throw new BatonError('invalid_input', 'body: expected {"key":"bat_…"}');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).some((k) => k !== 'key')) {
+    throw new BatonError('invalid_input', 'body: expected {"key":"bat_…"}');
+  }
+  const key = (body as { key?: unknown }).key;
+  const audit = (outcome: 'ok' | 'denied', p?: Principal): void =>
+    auth.auditAuth({
+      op: 'auth_session',
+      at: now,
+      requestId,
+      projectId: p?.projectId ?? null,
+      principal: p?.agentId ?? null,
+      role: p?.role ?? null,
+      target: p?.tokenId ?? null,
+      outcome,
+      code: outcome === 'ok' ? null : 'unauthenticated',
+      transport: 'rest',
+      address: address ?? null,
+    });
+  if (typeof key !== 'string' || key.length > 200 || !looksLikeKey(key)) {
+    audit('denied');
+    auth.refuseUncredentialed(address, now, requestId, 'http');
+    auth.failed(address, typeof key === 'string' ? key.slice(0, 200) : undefined, now, requestId, 'http');
+    throw refused();
+  }
+  const id = randomBytes(32).toString('base64url');
+  const csrf = randomBytes(32).toString('base64url');
+  const idHash = hashId(id);
+  const expiresAt = now + hub.config.sessionMaxMs;
+  let principal: Principal;
+  try {
+    principal = await hub.db.write(async (ex) => {
+      const p = await hub.resolver({ token: key, address })(ex); // counts a failure against the address and key
+      // Only API keys open sessions: tokenId is the key's id.
+      if (p.tokenId === null) throw refused();
+      await sweepWebSessions(ex, now, hub.config.sessionIdleMs);
+      await insertWebSession(ex, { id_hash: idHash, token_id: p.tokenId, csrf, created_at: now, last_seen_at: now, expires_at: expiresAt });
+      return p;
+    });
+  } catch (err) {
+    if (err instanceof BatonError && err.code === 'unauthenticated') audit('denied');
+    throw err;
+  }
+  audit('ok', principal);
+  const s = await hub.db.read((ex) => webSessionByHash(ex, idHash));
+  if (s === undefined) throw refused();
+  sendJson(res, 200, view(hub, s), requestId, {
+    'set-cookie': cookieHeader(req, id, Math.ceil(hub.config.sessionMaxMs / 1000)),
+  });
+}
+
+/** Answers `/api/v1/session`; false for any other path. */
+export async function handleSessionRoute(hub: Hub, req: IncomingMessage, res: ServerResponse, path: string, requestId: string): Promise<boolean> {
+  if (path !== SESSION_PATH) return false;
+  if (req.method === 'POST') {
+    await login(hub, req, res, requestId);
+    return true;
+  }
+  if (req.method !== 'GET' && req.method !== 'DELETE') throw new BatonError('invalid_input', 'method not allowed here');
+  const raw = sessionCookie(req);
+  if (raw === undefined) throw new BatonError('unauthenticated', 'no session: log in with POST /api/v1/session');
+  const cookie = new CookieAuth(hub, req, raw);
+  if (req.method === 'GET') {
+    const s = await hub.db.read(async (ex) => {
+      await cookie.resolve(ex);
+      return cookie.session!;
+    });
+    await cookie.settle();
+    sendJson(res, 200, view(hub, s), requestId);
+    return true;
+  }
+  // DELETE: logout.
+  const now = hub.clock.now();
+  const p = await hub.db.write(async (ex) => {
+    const principal = await cookie.resolve(ex);
+    cookie.requireCsrf();
+    await deleteWebSession(ex, cookie.hash);
+    return principal;
+  });
+  authServices(hub).auditAuth({
+    op: 'auth_session_end',
+    at: now,
+    requestId,
+    projectId: p.projectId,
+    principal: p.agentId,
+    role: p.role,
+    target: p.tokenId,
+    outcome: 'ok',
+    code: null,
+    transport: 'rest',
+    address: addressOf(req) ?? null,
+  });
+  sendJson(res, 204, null, requestId, { 'set-cookie': cookieHeader(req, '', 0) });
+  return true;
+}

@@ -1,0 +1,61 @@
+import type { Executor } from './db.js';
+import type { KeyForAuth } from './auth.js';
+import { list, sql } from './sql.js';
+
+/** Statements of browser sessions (schema/v12-web-sessions.ts). */
+
+export interface WebSessionRow {
+  id_hash: string;
+  token_id: string;
+  csrf: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+}
+
+/** A session with the key behind it, in one statement: what every cookie-authenticated request reads. */
+export interface SessionWithKey extends KeyForAuth {
+  id_hash: string;
+  csrf: string;
+  created_at: number;
+  last_seen_at: number;
+  /** The session's absolute end (`expires_at` is the key's own expiry, as in KeyForAuth). */
+  session_expires_at: number;
+}
+
+export async function insertWebSession(ex: Executor, s: WebSessionRow): Promise<void> {
+  await ex.run(sql`INSERT INTO web_sessions (id_hash, token_id, csrf, created_at, last_seen_at, expires_at)
+    VALUES (${s.id_hash}, ${s.token_id}, ${s.csrf}, ${s.created_at}, ${s.last_seen_at}, ${s.expires_at})`);
+}
+
+export function webSessionByHash(ex: Executor, idHash: string): Promise<SessionWithKey | undefined> {
+  return ex.get<SessionWithKey>(sql`SELECT s.id_hash, s.csrf, s.created_at, s.last_seen_at, s.expires_at AS session_expires_at,
+      t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at, t.revoked_at, t.allowed_addresses,
+      p.name AS project_name, a.id AS agent_id
+    FROM web_sessions s JOIN tokens t ON t.id = s.token_id JOIN projects p ON p.id = t.project_id
+    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name
+    WHERE s.id_hash = ${idHash}`);
+}
+
+export async function touchWebSession(ex: Executor, idHash: string, now: number): Promise<void> {
+  await ex.run(sql`UPDATE web_sessions SET last_seen_at = ${now} WHERE id_hash = ${idHash} AND last_seen_at < ${now}`);
+}
+
+export async function deleteWebSession(ex: Executor, idHash: string): Promise<void> {
+  await ex.run(sql`DELETE FROM web_sessions WHERE id_hash = ${idHash}`);
+}
+
+/** Removes sessions past either limit; returns how many. */
+export async function sweepWebSessions(ex: Executor, now: number, idleMs: number): Promise<number> {
+  const r = await ex.run(sql`DELETE FROM web_sessions WHERE expires_at <= ${now} OR last_seen_at <= ${now - idleMs}`);
+  return r.changes;
+}
+
+/** Sessions by hash, for re-checking many viewers in one statement (the event stream). */
+export function webSessionsByHash(
+  ex: Executor,
+  idHashes: readonly string[],
+): Promise<{ id_hash: string; last_seen_at: number; expires_at: number }[]> {
+  if (idHashes.length === 0) return Promise.resolve([]);
+  return ex.all(sql`SELECT id_hash, last_seen_at, expires_at FROM web_sessions WHERE id_hash IN ${list(idHashes)}`);
+}

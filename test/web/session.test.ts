@@ -1,0 +1,211 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CSP } from '../../src/api/http/guard.js';
+import type { HttpHandle } from '../../src/api/http/server.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { cookieOf, errorCode, http, type Reply } from './http.js';
+
+/**
+ * Browser sessions (issue 10, S23 CSRF half): a key exchanged for an HttpOnly cookie; every
+ * cookie write needs the CSRF token and a same-origin request; bearer requests are unaffected;
+ * /mcp never takes the cookie; logout, revocation and both timeouts end a session.
+ */
+let t: TestHub;
+let h: HttpHandle;
+let worker: string;
+let observer: string;
+const clock = new ManualClock(Date.UTC(2026, 5, 1));
+
+beforeAll(async () => {
+  t = await openHub({ clock, config: { authFailuresPerMinute: 3, authBlockMs: 60_000 } });
+  h = await serve(t.hub);
+  worker = await createKey(t, 'w1', 'worker');
+  observer = await createKey(t, 'obs', 'observer');
+});
+afterAll(async () => {
+  await h.close();
+  await t.close();
+});
+
+const origin = (): string => h.url;
+async function login(key: string, headers: Record<string, string> = {}): Promise<{ r: Reply; cookie: string; csrf: string }> {
+  const r = await http(h.url, 'POST', '/api/v1/session', { body: { key }, headers: { origin: origin(), ...headers } });
+  expect(r.status, r.text).toBe(200);
+  return { r, cookie: cookieOf(r), csrf: r.json.csrf as string };
+}
+
+describe('POST /api/v1/session', () => {
+  it('exchanges a key for an HttpOnly, SameSite=Strict cookie and tells the page who it is and what it may do', async () => {
+    const { r, cookie, csrf } = await login(worker);
+    const set = String(r.headers['set-cookie']);
+    expect(set).toMatch(/^baton_session=[A-Za-z0-9_-]{43}; /);
+    expect(set).toContain('HttpOnly');
+    expect(set).toContain('SameSite=Strict');
+    expect(set).toContain('Path=/');
+    expect(set).not.toContain('Secure'); // plain HTTP on loopback; TLS adds it (transport-tls)
+    expect(r.json).toMatchObject({ agent: 'w1', role: 'worker', project: 'default', server_admin: false });
+    expect(csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const ops = r.json.ops as string[];
+    expect(ops).toContain('task_claim');
+    expect(ops).not.toContain('token_create');
+    expect(Date.parse(r.json.idle_expires_at as string)).toBe(clock.now() + 30 * 60_000);
+    expect(Date.parse(r.json.expires_at as string)).toBe(clock.now() + 12 * 3_600_000);
+    // The cookie's value is not the key, nor stored as is.
+    expect(cookie).not.toContain(worker);
+    expect(r.headers['content-security-policy']).toBe(CSP);
+    expect(r.headers['x-frame-options']).toBe('DENY');
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    expect(r.headers['referrer-policy']).toBe('no-referrer');
+
+    const again = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ agent: 'w1', role: 'worker', csrf });
+  });
+
+  it('an observer session lists only read ops', async () => {
+    const { r } = await login(observer);
+    const ops = r.json.ops as string[];
+    expect(ops).toContain('task_list');
+    expect(ops).not.toContain('task_create');
+    expect(ops).not.toContain('approval_decide');
+  });
+
+  it('refuses a bad key with a generic 401, then throttles the address (S6)', async () => {
+    const bad = `bat_${'A'.repeat(43)}`;
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await http(h.url, 'POST', '/api/v1/session', { body: { key: bad }, headers: { origin: origin(), 'x-forwarded-for': 'ignored' } });
+      seen.push(r.status);
+      expect(r.headers['set-cookie']).toBeUndefined();
+      if (r.status === 401) expect(r.json.error).toMatchObject({ code: 'unauthenticated', message: 'missing or invalid credentials' });
+    }
+    expect(seen.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(seen.at(-1)).toBe(429);
+    // A valid key still logs in from the throttled address: only failures are refused.
+    await login(worker);
+    clock.advance(61_000);
+  });
+
+  it('refuses malformed bodies and a login from another site', async () => {
+    for (const body of ['not json', '[]', { key: worker, extra: 1 }, { token: worker }]) {
+      const r = await http(h.url, 'POST', '/api/v1/session', { body, headers: { origin: origin() } });
+      expect([400, 401], JSON.stringify(body)).toContain(r.status);
+    }
+    clock.advance(61_000);
+    const cross = await http(h.url, 'POST', '/api/v1/session', { body: { key: worker }, headers: { origin: 'http://localhost:1' } });
+    expect(cross.status).toBe(403);
+    expect(errorCode(cross)).toBe('csrf');
+    const fetchSite = await http(h.url, 'POST', '/api/v1/session', { body: { key: worker }, headers: { 'sec-fetch-site': 'cross-site' } });
+    expect(errorCode(fetchSite)).toBe('csrf');
+    // A non-browser client (no Origin, no Sec-Fetch-Site) may log in.
+    const curl = await http(h.url, 'POST', '/api/v1/session', { body: { key: worker } });
+    expect(curl.status).toBe(200);
+  });
+});
+
+describe('cookie-authenticated REST', () => {
+  it('reads with the cookie alone; a write needs the CSRF token AND a same-origin request (403 csrf)', async () => {
+    const { cookie, csrf } = await login(worker);
+    const list = await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } });
+    expect(list.status, list.text).toBe(200);
+
+    const body = { tasks: [{ title: 'from the browser' }] };
+    const refusals: [string, Record<string, string>][] = [
+      ['no token', { cookie, origin: origin() }],
+      ['wrong token', { cookie, origin: origin(), 'x-csrf-token': `${csrf.slice(0, -1)}A` === csrf ? `${csrf.slice(0, -1)}B` : `${csrf.slice(0, -1)}A` }],
+      ['token, cross-site origin', { cookie, origin: 'http://localhost:1', 'x-csrf-token': csrf }],
+      ['token, no origin', { cookie, 'x-csrf-token': csrf }],
+      ['token, cross-site fetch', { cookie, 'x-csrf-token': csrf, 'sec-fetch-site': 'same-site' }],
+    ];
+    for (const [what, headers] of refusals) {
+      const r = await http(h.url, 'POST', '/api/v1/tasks', { body, headers });
+      expect(r.status, what).toBe(403);
+      expect(errorCode(r), what).toBe('csrf');
+    }
+    const none = await call<{ tasks: unknown[] }>(t.hub, t.admin, 'task_list', {});
+    expect(none.tasks).toHaveLength(0); // nothing was written by the refused requests
+
+    const ok = await http(h.url, 'POST', '/api/v1/tasks', { body, headers: { cookie, origin: origin(), 'x-csrf-token': csrf } });
+    expect(ok.status, ok.text).toBe(200);
+    const viaFetchSite = await http(h.url, 'POST', '/api/v1/tasks', {
+      body: { tasks: [{ title: 'second' }] },
+      headers: { cookie, 'sec-fetch-site': 'same-origin', 'x-csrf-token': csrf },
+    });
+    expect(viaFetchSite.status, viaFetchSite.text).toBe(200);
+    const tasks = await call<{ tasks: { title: string; created_by?: string }[] }>(t.hub, t.admin, 'task_list', {});
+    expect(tasks.tasks.map((x) => x.title).sort()).toEqual(['from the browser', 'second']);
+  });
+
+  it('a bearer request ignores any cookie and needs no CSRF token', async () => {
+    const { cookie } = await login(observer);
+    const r = await http(h.url, 'POST', '/api/v1/tasks', {
+      body: { tasks: [{ title: 'bearer' }] },
+      headers: { cookie, authorization: `Bearer ${worker}`, origin: 'http://localhost:1' },
+    });
+    expect(r.status, r.text).toBe(200);
+  });
+
+  it('an observer session is refused writes by its role, not let through', async () => {
+    const { cookie, csrf } = await login(observer);
+    const r = await http(h.url, 'POST', '/api/v1/tasks', { body: { tasks: [{ title: 'nope' }] }, headers: { cookie, origin: origin(), 'x-csrf-token': csrf } });
+    expect(r.status).toBe(403);
+    expect(errorCode(r)).toBe('forbidden');
+  });
+
+  it('the cookie never authenticates /mcp', async () => {
+    const { cookie } = await login(worker);
+    const r = await http(h.url, 'POST', '/mcp', {
+      body: { jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} },
+      headers: { cookie, origin: origin(), accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+    });
+    expect(r.status).toBe(401);
+  });
+
+  it('a garbage or unknown cookie is 401', async () => {
+    for (const cookie of ['baton_session=nope', `baton_session=${'A'.repeat(43)}`]) {
+      const r = await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } });
+      expect(r.status, cookie).toBe(401);
+    }
+    clock.advance(61_000);
+  });
+});
+
+describe('session end', () => {
+  it('logout needs CSRF, ends the session server-side and clears the cookie', async () => {
+    const { cookie, csrf } = await login(worker);
+    const noToken = await http(h.url, 'DELETE', '/api/v1/session', { headers: { cookie, origin: origin() } });
+    expect(noToken.status).toBe(403);
+    expect(errorCode(noToken)).toBe('csrf');
+    const out = await http(h.url, 'DELETE', '/api/v1/session', { headers: { cookie, origin: origin(), 'x-csrf-token': csrf } });
+    expect(out.status).toBe(204);
+    expect(String(out.headers['set-cookie'])).toMatch(/^baton_session=; .*Max-Age=0/);
+    // The old cookie (a copy kept by an attacker) is dead.
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(401);
+    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(401);
+  });
+
+  it('revoking the key ends its sessions at the next request', async () => {
+    const key = await createKey(t, 'short', 'worker');
+    const { cookie } = await login(key);
+    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(200);
+    const tokens = await call<{ tokens: { id: string; name: string }[] }>(t.hub, t.admin, 'token_list', {});
+    await call(t.hub, t.admin, 'token_revoke', { id: tokens.tokens.find((x) => x.name === 'short')!.id });
+    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(401);
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(401);
+  });
+
+  it('ends after the idle timeout; use keeps it alive until the absolute timeout', async () => {
+    const idle = await login(worker);
+    clock.advance(31 * 60_000);
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie: idle.cookie } })).status).toBe(401);
+
+    const busy = await login(worker);
+    // Used every 20 minutes: never idle for 30, but 12 hours after login it ends.
+    for (let i = 0; i < 35; i++) {
+      clock.advance(20 * 60_000);
+      expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status, `after ${(i + 1) * 20} min`).toBe(200);
+    }
+    clock.advance(20 * 60_000); // 12 h 0 min since login
+    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status).toBe(401);
+  });
+});
