@@ -83,7 +83,8 @@ export function follow(onEvent: (e: HubEvent | null) => void, onState: (s: LiveS
       try {
         const out = await get<{ events: HubEvent[]; cursor: string }>(
           '/events',
-          { types: POLL_TYPES, wait_ms: 25_000, ...(cursor ? { after: cursor } : {}) },
+          // The first call only takes the cursor ("now"), so the page is live at once.
+          { types: POLL_TYPES, wait_ms: cursor === undefined ? 0 : 25_000, ...(cursor ? { after: cursor } : {}) },
           abort.signal,
         );
         onState('live');

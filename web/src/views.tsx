@@ -276,7 +276,7 @@ export function AgentsView({ version, can }: ViewProps) {
 
 export function MessagesView({ version }: ViewProps) {
   const now = useNow();
-  const { data, error } = useLoad(() => get<{ messages: Message[] }>('/messages', { limit: 200 }), [], version);
+  const { data, error } = useLoad(() => get<{ messages: Message[] }>('/messages', { limit: 100 }), [], version);
   const threads = new Map<string, Message[]>();
   for (const m of data?.messages ?? []) {
     const list = threads.get(m.thread_id) ?? [];
