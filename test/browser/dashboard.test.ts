@@ -261,7 +261,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
     const dark = await browse(t.adminKey, 'dark');
     try {
       await dark.page.locator('section[data-state="ready"] li').first().waitFor(WAIT);
-      const bg = await dark.page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      const bg = await dark.page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
       expect(bg).toBe('rgb(21, 23, 26)');
       await shot(dark.page, 'board-dark');
     } finally {
