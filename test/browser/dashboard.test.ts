@@ -310,12 +310,13 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard across a hub restart', () => {
       await live.filter({ hasText: 'live' }).waitFor(WAIT);
       let loads = 0;
       b.page.on('load', () => loads++);
-      await http.close();
+      // A graceful stop (what SIGTERM does): long polls and streams end now.
+      await http.drain(2_000);
       await t.hub.close();
       await live.filter({ hasText: 'reconnecting' }).waitFor(WAIT);
       hub = await Hub.open(testConfig(resolve(tmp.dir, 'data')), { log: pino({ level: 'silent' }) });
       http = await startHttp(hub, { host: '127.0.0.1', port });
-      await live.filter({ hasText: 'live' }).waitFor({ timeout: 30_000 });
+      await live.filter({ hasText: 'live' }).waitFor(WAIT);
       const worker = await httpAgent('v2', http.url, workerKey);
       try {
         const { tasks } = await worker.ok<{ tasks: { id: string }[] }>('task_create', { tasks: [{ title: 'after the restart' }] });

@@ -79,21 +79,26 @@ export function follow(onEvent: (e: HubEvent | null) => void, onState: (s: LiveS
 
   const poll = async (): Promise<void> => {
     let cursor: string | undefined;
+    // After a start or an error the first call does not wait: the page is live (and resynced) at once.
+    let fresh = true;
     while (!stopped) {
       try {
         const out = await get<{ events: HubEvent[]; cursor: string }>(
           '/events',
-          // The first call only takes the cursor ("now"), so the page is live at once.
-          { types: POLL_TYPES, wait_ms: cursor === undefined ? 0 : 25_000, ...(cursor ? { after: cursor } : {}) },
+          { types: POLL_TYPES, wait_ms: fresh ? 0 : 25_000, ...(cursor ? { after: cursor } : {}) },
           abort.signal,
         );
-        onState('live');
-        if (cursor === undefined) onEvent(null);
+        if (fresh) {
+          onState('live');
+          onEvent(null);
+          fresh = false;
+        }
         cursor = out.cursor;
         for (const e of out.events) onEvent(e);
       } catch (e) {
         if (stopped) return;
         if (e instanceof ApiError && e.code === 'cursor_expired') cursor = undefined;
+        fresh = true;
         onState('reconnecting');
         await new Promise((r) => setTimeout(r, 2000));
       }
