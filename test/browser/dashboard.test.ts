@@ -67,7 +67,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       });
       const [a, dep] = [tasks[0]!.id, tasks[1]!.id];
       await card(b.page, 'ready', a).waitFor(WAIT);
-      await card(b.page, 'blocked', dep).locator('.deps', { hasText: a }).waitFor(WAIT);
+      await card(b.page, 'blocked', dep).locator(`.deps a[href="#/task/${a}"]`, { hasText: 'Write the exporter' }).waitFor(WAIT);
       const claimed = await worker.ok<{ task: { id: string } }>('task_claim', { id: a });
       expect(claimed.task.id).toBe(a);
       const moved = card(b.page, 'claimed', a);

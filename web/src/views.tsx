@@ -95,8 +95,14 @@ function Column({ state, version, now }: { state: TaskState; version: number; no
   );
 }
 
-const depCache = new Map<string, string[]>();
-/** What a blocked task waits on (task_get; cached per task version). */
+const depCache = new Map<string, { id: string; title: string }[]>();
+const titleCache = new Map<string, string>();
+
+/**
+ * What a blocked task waits on, by title (task_get; cached per task version, titles per id; first
+ * 5 shown). The dependencies' states are on their own cards: refetching them for every blocked
+ * card on every event would cost a 10,000-task board hundreds of reads per event.
+ */
 function Deps({ id, updated }: { id: string; updated: string }) {
   const key = `${id}@${updated}`;
   const { data } = useLoad(
@@ -104,17 +110,30 @@ function Deps({ id, updated }: { id: string; updated: string }) {
       const hit = depCache.get(key);
       if (hit) return hit;
       const { task } = await get<{ task: Task }>(`/tasks/${encodeURIComponent(id)}`);
-      depCache.set(key, task.depends_on);
-      return task.depends_on;
+      const deps = await Promise.all(
+        task.depends_on.slice(0, 5).map(async (d) => {
+          const known = titleCache.get(d);
+          if (known !== undefined) return { id: d, title: known };
+          const { task: dep } = await get<{ task: Task }>(`/tasks/${encodeURIComponent(d)}`);
+          titleCache.set(d, dep.title);
+          return { id: d, title: dep.title };
+        }),
+      );
+      depCache.set(key, deps);
+      return deps;
     },
     [key],
     0,
   );
   if (!data || data.length === 0) return null;
   return (
-    <span class="deps">
-      waits on {data.map((d, i) => <span key={d}>{i > 0 && ', '}<TaskLink id={d} /></span>)}
-    </span>
+    <ul class="deps" aria-label="waits on">
+      {data.map((d) => (
+        <li key={d.id}>
+          ↳ <TaskLink id={d.id}>{line(d.title)}</TaskLink>
+        </li>
+      ))}
+    </ul>
   );
 }
 
