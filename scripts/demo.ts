@@ -103,7 +103,7 @@ async function work(w: Sim): Promise<void> {
           }
         }
         await pause(jitter(1_000, 3_000));
-        await w.call('task_complete', { id: task.id, lease_token: token }).catch(() => undefined);
+        await w.call('task_complete', { id: task.id, lease_token: token, result: { summary: `Done: ${task.title}`, files_modified: [file] } });
         await w.call('session_checkpoint', { summary: `Finished: ${task.title}`, completed: [task.id] }).catch(() => undefined);
       }
       if (lock.lock) await w.call('lock_release', { id: lock.lock.id }).catch(() => undefined);

@@ -74,22 +74,10 @@ function Shell({ session, onLogout }: { session: Session; onLogout: () => void }
     return () => removeEventListener('hashchange', on);
   }, []);
   useEffect(() => {
-    // Events arrive in bursts (a batch create, a claim storm): coalesce into one refetch per 50 ms.
-    let pending: ReturnType<typeof setTimeout> | null = null;
-    const h = follow(
-      () => {
-        if (pending !== null) return;
-        pending = setTimeout(() => {
-          pending = null;
-          setVersion((v) => v + 1);
-        }, 50);
-      },
-      setLive,
-    );
-    return () => {
-      h.stop();
-      if (pending !== null) clearTimeout(pending);
-    };
+    // Each event bumps the version at once; bursts (a batch create, a claim storm) coalesce in
+    // useLoad, which keeps at most one refetch in flight and one queued per view.
+    const h = follow(() => setVersion((v) => v + 1), setLive);
+    return () => h.stop();
   }, []);
   const can = (op: string): boolean => session.ops.includes(op);
   const props: ViewProps = { session, can, version, arg: route.arg };
