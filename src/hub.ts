@@ -12,6 +12,7 @@ import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './core/clock.js';
+import type { Seal } from './core/cursor.js';
 import { BatonError } from './core/errors.js';
 import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
@@ -328,6 +329,14 @@ export class Hub {
     const agent = await this.db.write((ex) => ensureAgent(ex, projectId, name, role, this.clock.now()));
     this.agentIds.set(cacheKey, agent.id);
     return agent.id;
+  }
+
+  /**
+   * The seal of one project's positions (event ids, cursors; ops/positions.ts) for a surface that
+   * shows events outside an op: the event stream (src/api/http/stream.ts).
+   */
+  positionSeal(projectId: string): Seal {
+    return { secret: this.secrets.keyPepper, scope: projectId };
   }
 
   call(op: string, input: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {

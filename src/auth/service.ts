@@ -34,6 +34,8 @@ export class AuthServices {
   readonly throttle: AuthThrottle;
   private readonly bindings = new Map<string, BlockList>();
   private readonly pepper: Buffer;
+  /** Told of each failed authentication, and (true) of each refused by the throttle: metrics. */
+  onFailure: ((throttled: boolean) => void) | null = null;
 
   constructor(
     readonly config: Config,
@@ -72,9 +74,11 @@ export class AuthServices {
    * in place of the caller's own refusal: only failures are refused, never a valid credential.
    */
   failed(address: string | undefined, credential: string | undefined, now: number, requestId: string, transport: string): void {
+    this.onFailure?.(false);
     const out = this.throttle.fail(address, credential === undefined ? undefined : credentialId(credential), now);
     if (out.tripped !== null) this.auditLimited(out.tripped, address, now, requestId, transport, 'blocked');
     if (out.refused !== null) {
+      this.onFailure?.(true);
       if (out.refused.first) this.auditLimited(out.refused, address, now, requestId, transport, 'refused');
       throw throttled(out.refused.retryAfterS);
     }
@@ -87,6 +91,7 @@ export class AuthServices {
   refuseUncredentialed(address: string | undefined, now: number, requestId: string, transport: string): void {
     const v = this.throttle.check(address, now);
     if (v === null) return;
+    this.onFailure?.(true);
     if (v.first) this.auditLimited(v, address, now, requestId, transport, 'refused');
     throw throttled(v.retryAfterS);
   }

@@ -5,8 +5,9 @@ import { BatonError } from '../core/errors.js';
 import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
 import { eventHorizon } from '../store/retention.js';
 import { sql, list } from '../store/sql.js';
-import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
-import { openPosition, positionInput, sealPosition, sealPositions, START } from './positions.js';
+import { defineOp, RETRY, type OpDef } from './catalog.js';
+import { encodePosition, encodePositions, type Seal } from '../core/cursor.js';
+import { openPosition, positionInput, sealOf, sealPosition, START } from './positions.js';
 import { waitMs } from './schemas.js';
 
 /**
@@ -41,8 +42,37 @@ async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<
 }
 
 /** `message.received` rows written before cursors were sealed hold the message seq as a number. */
-function legacyData(ctx: OpContext, data: Record<string, unknown>): Record<string, unknown> {
-  return typeof data.cursor === 'number' ? { ...data, cursor: sealPosition(ctx, 'messages', data.cursor) } : data;
+function legacyData(seal: Seal, data: Record<string, unknown>): Record<string, unknown> {
+  return typeof data.cursor === 'number' ? { ...data, cursor: encodePosition('messages', data.cursor, seal) } : data;
+}
+
+/** An event as `events_wait` returns it (and the event stream sends it). */
+export type EventView = z.infer<typeof eventOut>;
+
+/**
+ * Rows → the events a client sees: sealed ids, actor names, legacy data converted. Shared by
+ * `events_wait` and the event stream (src/api/http/stream.ts), so both say the same thing.
+ * `extra` positions (a cursor) are sealed in the same cipher call; returned after the events.
+ */
+export async function viewEvents(
+  ex: Executor,
+  seal: Seal,
+  rows: readonly EventRow[],
+  extra: readonly number[] = [],
+): Promise<{ events: EventView[]; positions: string[] }> {
+  const names = await actorNames(ex, rows);
+  const sealed = encodePositions('events', [...rows.map((r) => r.id), ...extra], seal);
+  return {
+    events: rows.map((r, i) => ({
+      id: sealed[i]!,
+      type: r.type,
+      subject: r.subject,
+      actor: r.actor === null ? null : (names.get(r.actor) ?? null),
+      data: r.data === null ? null : legacyData(seal, JSON.parse(r.data) as Record<string, unknown>),
+      at: new Date(r.created_at).toISOString(),
+    })),
+    positions: sealed.slice(rows.length),
+  };
 }
 
 export const eventsWait = defineOp({
@@ -104,20 +134,9 @@ export const eventsWait = defineOp({
       input.after = sealPosition(ctx, 'events', cursor);
       return RETRY;
     }
-    const names = await actorNames(ctx.tx, picked);
     // The ids and the cursor in one cipher call.
-    const sealed = sealPositions(ctx, 'events', [...picked.map((r) => r.id), cursor]);
-    return {
-      events: picked.map((r, i) => ({
-        id: sealed[i]!,
-        type: r.type,
-        subject: r.subject,
-        actor: r.actor === null ? null : (names.get(r.actor) ?? null),
-        data: r.data === null ? null : legacyData(ctx, JSON.parse(r.data) as Record<string, unknown>),
-        at: new Date(r.created_at).toISOString(),
-      })),
-      cursor: sealed[picked.length]!,
-    };
+    const view = await viewEvents(ctx.tx, sealOf(ctx), picked, [cursor]);
+    return { events: view.events, cursor: view.positions[0]! };
   },
 });
 

@@ -121,12 +121,34 @@ export class Runner {
   }
 
   /**
+   * Told of every call's end (metrics, src/api/http/metrics.ts): the op (null for an unknown
+   * name, so a caller cannot grow a label set), `ok` or the error code, and the duration in ms.
+   */
+  onCall: ((op: string | null, outcome: string, ms: number) => void) | null = null;
+
+  /** Runs one op (see `run`), telling `onCall` how it ended. */
+  async call(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
+    const observe = this.onCall;
+    if (observe === null) return this.callOp(name, rawInput, who, meta);
+    const started = performance.now();
+    const op = this.ops.has(name) ? name : null;
+    try {
+      const out = await this.callOp(name, rawInput, who, meta);
+      observe(op, 'ok', performance.now() - started);
+      return out;
+    } catch (err) {
+      observe(op, isBatonError(err) ? err.code : 'internal', performance.now() - started);
+      throw err;
+    }
+  }
+
+  /**
    * Runs one op for `who`: a principal already known (stdio, CLI, tools/list), or a resolver that
    * authenticates the caller's credential inside the op's own transaction — one store round
    * (and, on SQLite, one lock cycle) per request, with revocation seen at once, on every attempt
    * of a wait. Steps: parse (no lock) → attempt (authenticate, admit, run) → pause → attempt …
    */
-  async call(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
+  private async callOp(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
     const op = this.ops.get(name);
     const now = this.services.clock.now();
     if (op === undefined) {

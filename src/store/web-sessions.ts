@@ -59,3 +59,12 @@ export function webSessionsByHash(
   if (idHashes.length === 0) return Promise.resolve([]);
   return ex.all(sql`SELECT id_hash, last_seen_at, expires_at FROM web_sessions WHERE id_hash IN ${list(idHashes)}`);
 }
+
+/** Keys by id (revocation and expiry), for re-checking many stream viewers in one statement. */
+export function keysById(
+  ex: Executor,
+  ids: readonly string[],
+): Promise<{ id: string; revoked_at: number | null; expires_at: number | null }[]> {
+  if (ids.length === 0) return Promise.resolve([]);
+  return ex.all(sql`SELECT id, revoked_at, expires_at FROM tokens WHERE id IN ${list(ids)}`);
+}

@@ -115,7 +115,7 @@ function presentsCredential(req: IncomingMessage): boolean {
     return false;
   }
   const url = req.url ?? '/';
-  return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/');
+  return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/') || url === '/metrics';
 }
 
 /** Per-request checks: security headers, Host, Origin, CORS, WebSocket refusal, per-address rate. */

@@ -11,12 +11,14 @@ import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.j
 import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
 import { healthAnswer } from './health.js';
 import { InFlight } from './inflight.js';
+import { HubMetrics, handleMetrics } from './metrics.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
 import { cookieAuthOf, handleSessionRoute } from './session.js';
 import { StaticFiles, isDashboardPath } from './static.js';
+import { EventStreams } from './stream.js';
 
 export interface HttpOptions {
   host: string;
@@ -30,6 +32,8 @@ export interface HttpHandle {
   /** MCP requests answered on the lean path and by the SDK handler. */
   stats: { lean: number; sdk: number };
   url: string;
+  /** Open event streams and their counters (metrics, tests). */
+  streams: EventStreams;
   /** Closes at once: every connection is dropped, in-flight requests with it. */
   close(): Promise<void>;
   /**
@@ -60,9 +64,11 @@ export async function startHttp(hub: Hub, options: HttpOptions): Promise<HttpHan
   return {
     server,
     stats: surface.mcp.stats,
+    streams: surface.streams,
     url: `${tls === null ? 'http' : 'https'}://${hostForUrl}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        surface.streams.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
@@ -75,6 +81,9 @@ class HttpSurface {
   private readonly rest: RestRouter;
   private readonly send: Send;
   readonly mcp: McpRoute;
+  /** Open event streams (`GET /api/v1/events/stream`). */
+  readonly streams: EventStreams;
+  private readonly metrics: HubMetrics;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
   private readonly web = new StaticFiles();
@@ -90,6 +99,9 @@ class HttpSurface {
     this.send = jsonSender(this.guard);
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
     this.inflight = new InFlight();
+    this.streams = new EventStreams(hub);
+    this.metrics = HubMetrics.of(hub);
+    this.metrics.watch(this.streams);
     this.pending = new PendingConnections((address) => hub.log.debug({ address, reason: 'too many unauthenticated connections' }, 'connection dropped'),
     );
   }
@@ -118,7 +130,12 @@ class HttpSurface {
 
   /** guard → route; a request answered with a success authenticates its connection. */
   private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
-    if (this.guard.check(req, res, this.hub.clock.now())) return;
+    try {
+      if (this.guard.check(req, res, this.hub.clock.now())) return;
+    } catch (err) {
+      if (err instanceof BatonError && err.code === 'rate_limited') this.metrics.rateLimited.inc({ layer: 'address' });
+      throw err;
+    }
     await this.route(req, res, requestId, signal);
     // The dashboard's files need no credential: fetching them does not vouch for the connection.
     if (res.statusCode < 400 && !isDashboardPath((req.url ?? '/').split('?', 1)[0]!)) this.pending.authenticated(req.socket);
@@ -134,8 +151,10 @@ class HttpSurface {
       const h = (await healthAnswer(hub, path))!;
       return send(res, h.status, h.body);
     }
+    if (await handleMetrics(hub, this.metrics, req, res, path, requestId)) return;
     if (await handleSessionRoute(hub, req, res, path, requestId)) return;
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
+    if (await this.streams.handle(req, res, path, url.slice(path.length), requestId, () => this.pending.authenticated(req.socket))) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
     if (this.web.handle(req, res, path)) return;
     throw new BatonError('not_found', 'no such route');
@@ -211,6 +230,8 @@ class HttpSurface {
     // Instead such a request is answered 503 shutting_down with Connection: close.
     const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
     const finished = this.inflight.drain(timeoutMs);
+    // Event streams end now (each with a final `event: error` saying why), so they do not hold the drain.
+    this.streams.close();
     // Long polls answer now, with what their final attempt finds.
     this.hub.runner.drain();
     const ok = await finished;

@@ -119,6 +119,17 @@ export function sameOrigin(req: IncomingMessage): boolean {
   return req.headers['sec-fetch-site'] === 'same-origin';
 }
 
+/**
+ * Does the request say it comes from another site? An `Origin` that is not this one, or a
+ * `Sec-Fetch-Site` other than same-origin or none (typed by the user). A cookie is never taken
+ * from such a request, whatever its method (a cross-site EventSource with credentials, say).
+ */
+export function crossSite(req: IncomingMessage): boolean {
+  if (req.headers.origin !== undefined) return !sameOrigin(req);
+  const site = req.headers['sec-fetch-site'];
+  return site !== undefined && site !== 'same-origin' && site !== 'none';
+}
+
 /** CSRF check of a cookie-authenticated write: token and origin, else 403 `csrf`. */
 function checkCsrf(req: IncomingMessage, s: SessionWithKey): void {
   const given = req.headers['x-csrf-token'];
@@ -154,6 +165,7 @@ export class CookieAuth {
   /** The session and its principal inside `ex`, or 401 (counted as a failed authentication). */
   async resolve(ex: Executor): Promise<Principal> {
     const { hub } = this;
+    if (crossSite(this.req)) throw new BatonError('csrf', 'cross-site request refused: a session cookie is only taken from this origin');
     const now = hub.clock.now();
     const s = SESSION_ID.test(this.raw) ? await webSessionByHash(ex, this.idHash) : undefined;
     const live =
@@ -249,7 +261,7 @@ async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, reques
   const address = addressOf(req);
   const now = hub.clock.now();
   // A login from another site would sign the victim's browser in as the attacker (login CSRF).
-  if ((req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined) && !sameOrigin(req)) {
+  if (crossSite(req)) {
     throw new BatonError('csrf', 'cross-site login refused');
   }
   const text = await readBody(req, Math.min(hub.config.maxBodyBytes, 4 * 1024));

@@ -1,0 +1,202 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { authServices } from '../../auth/service.js';
+import { BatonError, isBatonError } from '../../core/errors.js';
+import type { Hub } from '../../hub.js';
+import type { Db, Executor } from '../../store/db.js';
+import { eventsHead } from '../../store/journal.js';
+import { countEventsAfter, readyByPriority, tasksByState } from '../../store/metrics.js';
+import { credentialOf } from './auth-routes.js';
+import type { EventStreams } from './stream.js';
+
+/**
+ * `GET /metrics`: Prometheus text format (prom-client), for the operator's monitoring (issue 10).
+ * Outside the catalog, read-only, never a write path. Counts cover every project, so it is behind
+ * a server-admin credential (API key or access token of a server admin: a project's admin would
+ * otherwise learn other projects' volumes, S9) or the `metricsToken` setting (a bearer credential
+ * good for this route only); 401 otherwise (counted and throttled like every failure), 403 for a
+ * valid non-server-admin credential.
+ *
+ * Series (all `baton_` prefixed):
+ * - `op_calls_total{op,outcome}` and `op_duration_seconds{op}`: every op call through the runner
+ *   (`Runner.onCall`: outcome is `ok` or the error code; an unknown op name is `op="unknown"`).
+ * - `tasks{state}`, `queue_ready{priority}`: read from the store at scrape time.
+ * - `leases_expired_total`: `task.lease_expired` events since start, whichever process swept them
+ *   (counted from the events table, only the rows since the last scrape).
+ * - `waiters` (doorbell waits in progress: long polls), `stream_subscribers`.
+ * - `auth_failures_total`, `rate_limited_total{layer}` (`op`: per-principal op limits;
+ *   `auth`: the failed-authentication throttle; `address`: the per-address HTTP budget).
+ * - `store_transaction_seconds{kind}` and `store_errors_total{kind}`: every read and write
+ *   transaction of this process (an error is a failure of the store, not an op's refusal).
+ * - prom-client's default process metrics (`baton_process_resident_memory_bytes`, event loop lag, …).
+ */
+export class HubMetrics {
+  readonly registry = new Registry();
+  private readonly opCalls: Counter<'op' | 'outcome'>;
+  private readonly opDuration: Histogram<'op'>;
+  private readonly authFailures: Counter;
+  readonly rateLimited: Counter<'layer'>;
+  private readonly storeSeconds: Histogram<'kind'>;
+  private readonly storeErrors: Counter<'kind'>;
+  private readonly leasesExpired: Counter;
+  private leaseCursor: Promise<number>;
+  private streams: EventStreams | null = null;
+
+  private constructor(private readonly hub: Hub) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'baton_' });
+    this.opCalls = new Counter({ name: 'baton_op_calls_total', help: 'Op calls by op and outcome (ok or error code).', labelNames: ['op', 'outcome'], registers: [r] });
+    this.opDuration = new Histogram({
+      name: 'baton_op_duration_seconds',
+      help: 'Op call duration, waits included.',
+      labelNames: ['op'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30, 60],
+      registers: [r],
+    });
+    this.authFailures = new Counter({ name: 'baton_auth_failures_total', help: 'Failed authentications.', registers: [r] });
+    this.rateLimited = new Counter({
+      name: 'baton_rate_limited_total',
+      help: 'Requests refused by a rate limit: op (per principal), auth (failure throttle), address (per-address HTTP budget).',
+      labelNames: ['layer'],
+      registers: [r],
+    });
+    this.storeSeconds = new Histogram({
+      name: 'baton_store_transaction_seconds',
+      help: 'Store transactions of this process by kind (read, write), queueing for the lock included.',
+      labelNames: ['kind'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers: [r],
+    });
+    this.storeErrors = new Counter({ name: 'baton_store_errors_total', help: 'Store transactions that failed in the store (busy, faults, internal errors).', labelNames: ['kind'], registers: [r] });
+    this.leasesExpired = new Counter({ name: 'baton_leases_expired_total', help: 'Leases expired (task.lease_expired events) since this process started.', registers: [r] });
+    new Gauge({
+      name: 'baton_tasks',
+      help: 'Tasks by state, all projects.',
+      labelNames: ['state'],
+      registers: [r],
+      collect: async function (this: Gauge<'state'>) {
+        this.reset();
+        for (const row of await hub.db.read(tasksByState)) this.set({ state: row.status }, row.n);
+      },
+    });
+    new Gauge({
+      name: 'baton_queue_ready',
+      help: 'Ready (claimable) tasks by priority, all projects.',
+      labelNames: ['priority'],
+      registers: [r],
+      collect: async function (this: Gauge<'priority'>) {
+        this.reset();
+        for (const row of await hub.db.read(readyByPriority)) this.set({ priority: String(row.priority) }, row.n);
+      },
+    });
+    const streams = (): number => this.streams?.count ?? 0;
+    new Gauge({
+      name: 'baton_waiters',
+      help: 'Doorbell waits in progress (long polls and the event stream loop).',
+      registers: [r],
+      collect(this: Gauge) {
+        this.set(hub.bus.waiting);
+      },
+    });
+    new Gauge({
+      name: 'baton_stream_subscribers',
+      help: 'Open event streams.',
+      registers: [r],
+      collect(this: Gauge) {
+        this.set(streams());
+      },
+    });
+    this.leaseCursor = hub.db.read(eventsHead);
+    this.leaseCursor.catch(() => undefined);
+  }
+
+  /** The metrics of one hub, created (and its hooks installed) on first use. */
+  static of(hub: Hub): HubMetrics {
+    let m = registry.get(hub);
+    if (m === undefined) {
+      m = new HubMetrics(hub);
+      m.install();
+      registry.set(hub, m);
+    }
+    return m;
+  }
+
+  /** The event streams whose subscribers are counted. */
+  watch(streams: EventStreams): void {
+    this.streams = streams;
+  }
+
+  private install(): void {
+    const { hub } = this;
+    hub.runner.onCall = (op, outcome, ms) => {
+      const name = op ?? 'unknown';
+      this.opCalls.inc({ op: name, outcome });
+      this.opDuration.observe({ op: name }, ms / 1000);
+      if (outcome === 'rate_limited') this.rateLimited.inc({ layer: 'op' });
+    };
+    authServices(hub).onFailure = (throttled) => {
+      if (throttled) this.rateLimited.inc({ layer: 'auth' });
+      else this.authFailures.inc();
+    };
+    const db = hub.db;
+    // Wrapped as Hub.open wraps write() for the data-dir check: every transaction of this process.
+    const timed = (kind: 'read' | 'write', inner: Db['read']): Db['read'] =>
+      (<U>(fn: (ex: Executor) => Promise<U>): Promise<U> => {
+        const started = performance.now();
+        return inner(fn).then(
+          (v) => {
+            this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
+            return v;
+          },
+          (err: unknown) => {
+            this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
+            // An op's own refusal (not_found, conflict …) thrown inside its transaction is not a store error.
+            if (!isBatonError(err) || err.code.startsWith('storage_') || err.code === 'unavailable' || err.code === 'internal') this.storeErrors.inc({ kind });
+            throw err;
+          },
+        );
+      }) as Db['read'];
+    db.read = timed('read', db.read.bind(db));
+    db.write = timed('write', db.write.bind(db));
+  }
+
+  /** Lease expiries since the last scrape, from the events table. */
+  private async countLeases(): Promise<void> {
+    const after = await this.leaseCursor;
+    const out = await this.hub.db.read((ex) => countEventsAfter(ex, 'task.lease_expired', after));
+    if (out.n > 0) this.leasesExpired.inc(out.n);
+    this.leaseCursor = Promise.resolve(out.head);
+  }
+
+  async text(): Promise<string> {
+    await this.countLeases();
+    return this.registry.metrics();
+  }
+}
+
+const registry = new WeakMap<Hub, HubMetrics>();
+
+/** Is this the configured metrics token (constant time)? */
+function isMetricsToken(hub: Hub, presented: string | undefined): boolean {
+  const want = hub.config.metricsToken;
+  if (want === '' || presented === undefined) return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Answers `GET /metrics`; false for any other path. */
+export async function handleMetrics(hub: Hub, metrics: HubMetrics, req: IncomingMessage, res: ServerResponse, path: string, requestId: string): Promise<boolean> {
+  if (path !== '/metrics') return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new BatonError('invalid_input', 'method not allowed here');
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')?.[1];
+  if (!isMetricsToken(hub, bearer)) {
+    const p = await hub.authenticate(credentialOf(hub, req, requestId));
+    if (!p.serverAdmin) throw new BatonError('forbidden', 'metrics need a server admin key or the metrics token');
+  }
+  const text = await metrics.text();
+  res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store', 'x-request-id': requestId });
+  res.end(req.method === 'HEAD' ? undefined : text);
+  return true;
+}
