@@ -52,7 +52,7 @@ async function writeToDom(label: string): Promise<void> {
     const title = `${label} write ${i} ${Math.random().toString(36).slice(2)}`;
     const t0 = performance.now();
     await agent.ok('task_create', { tasks: [{ title, priority: 9 }] });
-    await page.waitForFunction((t) => [...document.querySelectorAll('section[data-state="ready"] .title')].some((e) => e.textContent === t), title, { polling: 'raf', timeout: 10_000 });
+    await page.waitForFunction(`[...document.querySelectorAll('section[data-state="ready"] .title')].some((e) => e.textContent === ${JSON.stringify(title)})`, undefined, { polling: 'raf', timeout: 10_000 });
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
@@ -78,7 +78,7 @@ try {
   }
   const t0 = performance.now();
   await page.goto(`${http.url}/#/board`);
-  await page.waitForFunction(() => document.querySelectorAll('section[data-state] .count').length === 7 && [...document.querySelectorAll('section[data-state] .count')].every((e) => e.textContent !== ''), undefined, { polling: 'raf', timeout: 20_000 });
+  await page.waitForFunction("[...document.querySelectorAll('section[data-state] .count')].filter((e) => e.textContent !== '').length === 7", undefined, { polling: 'raf', timeout: 20_000 });
   const first = page.locator('section[data-state="ready"] li a').first();
   await first.click({ timeout: 20_000 });
   await page.locator('article.task h1').waitFor({ timeout: 20_000 });

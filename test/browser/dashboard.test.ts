@@ -295,7 +295,30 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
   });
 });
 
-describe.skipIf(!HAVE_CHROMIUM)('dashboard across a hub restart', () => {
+describe.skipIf(!HAVE_CHROMIUM)('dashboard: revocation and hub restart', () => {
+  it('a page whose key is revoked goes back to the login form', async () => {
+    const t = await openHub();
+    const http = await serve(t.hub);
+    const b = await openBrowser();
+    try {
+      const key = await createKey(t, 'temp-lead', 'lead');
+      await signIn(b.page, `${http.url}/`, key);
+      await b.page.locator('[data-testid="live"]', { hasText: 'live' }).waitFor(WAIT);
+      const tokens = (await t.hub.call('token_list', {}, t.admin, { requestId: 'req_revoke1', transport: 'internal' })) as { tokens: { id: string; name: string }[] };
+      const id = tokens.tokens.find((x) => x.name === 'temp-lead')!.id;
+      await t.hub.call('token_revoke', { id }, t.admin, { requestId: 'req_revoke2', transport: 'internal' });
+      // The next thing the page does with its session (a refetch on this event, or the stream's
+      // own re-check of the key) meets a 401, and the page signs out.
+      await t.hub.call('task_create', { tasks: [{ title: 'after the revocation' }] }, t.admin, { requestId: 'req_revoke3', transport: 'internal' });
+      await b.page.getByLabel('API key').waitFor(WAIT);
+      expect(await b.page.getByRole('navigation', { name: 'Views' }).count()).toBe(0);
+    } finally {
+      await b.close();
+      await http.close();
+      await t.close();
+    }
+  });
+
   it('the page reconnects and follows again after the hub restarts on the same data dir', async () => {
     const tmp = tempDir();
     const t = await openHub({ dir: tmp.dir });
@@ -308,8 +331,16 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard across a hub restart', () => {
       await signIn(b.page, `${http.url}/`, t.adminKey);
       const live = b.page.locator('[data-testid="live"]');
       await live.filter({ hasText: 'live' }).waitFor(WAIT);
+      const before = await httpAgent('v2', http.url, workerKey);
+      const seen = (await before.ok<{ tasks: { id: string }[] }>('task_create', { tasks: [{ title: 'before the restart' }] })).tasks[0]!.id;
+      await before.close();
+      await card(b.page, 'ready', seen).waitFor(WAIT);
       let loads = 0;
       b.page.on('load', () => loads++);
+      const streams: string[] = [];
+      b.page.on('request', (r) => {
+        if (r.url().includes('/api/v1/events/stream')) streams.push(r.url());
+      });
       // A graceful stop (what SIGTERM does): long polls and streams end now.
       await http.drain(2_000);
       await t.hub.close();
@@ -327,6 +358,8 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard across a hub restart', () => {
         await worker.close();
       }
       expect(loads).toBe(0);
+      // It resumed from its last event id rather than starting over from "now".
+      expect(streams.some((u) => /\/api\/v1\/events\/stream\?after=[A-Za-z0-9_-]+/.test(u))).toBe(true);
     } finally {
       await b.close();
       await http.close();

@@ -1,4 +1,4 @@
-import { ApiError, get, type HubEvent } from './api';
+import type { HubEvent } from './api';
 
 /** Every event type the hub emits (src/ops); the SSE stream names each event by its type. */
 export const EVENT_TYPES = [
@@ -10,122 +10,112 @@ export const EVENT_TYPES = [
   'discovery.added', 'decision.recorded', 'token.created', 'token.revoked',
 ] as const;
 
-/** The long-poll fallback may name at most 20 types: the ones the views show. */
-const POLL_TYPES = [
-  'task.created', 'task.claimed', 'task.started', 'task.done', 'task.ready', 'task.failed', 'task.retry',
-  'task.cancelled', 'task.blocked', 'task.updated', 'task.lease_expired', 'lock.acquired', 'lock.released',
-  'approval.requested', 'approval.decided', 'message.received', 'session.started', 'session.checkpoint',
-  'handoff.created', 'plan.updated',
-];
-
 export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'stopped';
 
 export interface LiveHandle {
   stop(): void;
 }
 
+export interface LiveCallbacks {
+  /** An event (or null: "resync everything", after a (re)connect or a reset). */
+  onEvent(e: HubEvent | null): void;
+  onState(s: LiveState): void;
+  /** The session is gone (revoked key, logout elsewhere, expiry): back to the login form. */
+  onSignedOut(): void;
+}
+
 /**
- * Follows the hub: the SSE stream at /api/v1/events/stream (EventSource resends Last-Event-ID on
- * its own reconnects; after a refused reconnect — the hub restarting answers 503 or nothing — a
- * new EventSource resumes with ?after=<last id>, so nothing is lost across a restart). When the
- * hub has no stream route (404) it long-polls events_wait instead.
+ * Follows the hub through the SSE stream at /api/v1/events/stream (session cookie). EventSource
+ * resends Last-Event-ID on its own reconnects (the hub's `retry: 2000`); when a reconnect is
+ * refused outright (the hub restarting answers nothing or 503, and EventSource gives up), a new
+ * EventSource resumes with ?after=<last id>, so nothing is lost across a restart. Every (re)open
+ * asks the views to refetch, so whatever happened while away is shown.
  */
-export function follow(onEvent: (e: HubEvent | null) => void, onState: (s: LiveState) => void): LiveHandle {
+export function follow(cb: LiveCallbacks): LiveHandle {
   let stopped = false;
   let last: string | null = null;
   let source: EventSource | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
-  const abort = new AbortController();
 
   const handle = (ev: MessageEvent<string>): void => {
     if (ev.lastEventId) last = ev.lastEventId;
     try {
-      onEvent(JSON.parse(ev.data) as HubEvent);
+      cb.onEvent(JSON.parse(ev.data) as HubEvent);
     } catch {
-      onEvent(null);
+      cb.onEvent(null);
     }
   };
 
-  const openStream = (): void => {
+  const close = (): void => {
+    source?.close();
+    source = null;
+  };
+
+  /** After a refused (re)connect: signed out (401 on the session) or try again in 2 s. */
+  const retry = (): void => {
+    close();
     if (stopped) return;
-    const url = `/api/v1/events/stream${last === null ? '' : `?after=${encodeURIComponent(last)}`}`;
-    const es = new EventSource(url, { withCredentials: true });
+    cb.onState('reconnecting');
+    timer = setTimeout(() => {
+      fetch('/api/v1/session', { credentials: 'same-origin' })
+        .then((r) => {
+          if (r.status === 401) {
+            stopped = true;
+            cb.onSignedOut();
+          } else open();
+        })
+        .catch(retry);
+    }, 2000);
+  };
+
+  const open = (): void => {
+    if (stopped) return;
+    const es = new EventSource(`/api/v1/events/stream${last === null ? '' : `?after=${encodeURIComponent(last)}`}`, { withCredentials: true });
     source = es;
     es.onopen = () => {
-      onState('live');
-      onEvent(null); // resync: whatever happened while away is refetched
+      cb.onState('live');
+      cb.onEvent(null);
     };
-    es.onmessage = handle;
     for (const t of EVENT_TYPES) es.addEventListener(t, handle as EventListener);
-    // The hub says our cursor is too old: refetch everything, go on from the newest.
+    es.onmessage = handle;
+    // The cursor is older than what the hub keeps: resync, go on from the newest.
     es.addEventListener('reset', ((ev: MessageEvent<string>) => {
-      try {
-        const c = (JSON.parse(ev.data) as { cursor?: string }).cursor;
-        if (typeof c === 'string') last = c;
-      } catch {
-        /* keep the old cursor */
-      }
-      onEvent(null);
+      if (ev.lastEventId) last = ev.lastEventId;
+      cb.onEvent(null);
     }) as EventListener);
-    es.onerror = () => {
+    // Both the hub's `event: error` (a reason, then the stream ends) and EventSource's own errors.
+    es.addEventListener('error', ((ev: Event) => {
       if (stopped) return;
-      onState('reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        source = null;
-        timer = setTimeout(openStream, 2000);
+      const reason = ev instanceof MessageEvent ? parseReason(ev.data) : null;
+      if (reason === 'unauthenticated') {
+        stopped = true;
+        close();
+        cb.onSignedOut();
+        return;
       }
-    };
+      if (reason !== null || es.readyState === EventSource.CLOSED) retry();
+      else cb.onState('reconnecting'); // EventSource reconnects by itself, with Last-Event-ID
+    }) as EventListener);
   };
 
-  const poll = async (): Promise<void> => {
-    let cursor: string | undefined;
-    // After a start or an error the first call does not wait: the page is live (and resynced) at once.
-    let fresh = true;
-    while (!stopped) {
-      try {
-        const out = await get<{ events: HubEvent[]; cursor: string }>(
-          '/events',
-          { types: POLL_TYPES, wait_ms: fresh ? 0 : 25_000, ...(cursor ? { after: cursor } : {}) },
-          abort.signal,
-        );
-        if (fresh) {
-          onState('live');
-          onEvent(null);
-          fresh = false;
-        }
-        cursor = out.cursor;
-        for (const e of out.events) onEvent(e);
-      } catch (e) {
-        if (stopped) return;
-        if (e instanceof ApiError && e.code === 'cursor_expired') cursor = undefined;
-        fresh = true;
-        onState('reconnecting');
-        await new Promise((r) => setTimeout(r, 2000));
-      }
-    }
-  };
-
-  onState('connecting');
-  // One probe decides the transport: a hub without the stream route answers 404.
-  fetch('/api/v1/events/stream', { method: 'GET', credentials: 'same-origin', signal: abort.signal, headers: { accept: 'text/event-stream' } })
-    .then(async (res) => {
-      const status = res.status;
-      await res.body?.cancel().catch(() => undefined);
-      if (stopped) return;
-      if (status === 404) void poll();
-      else openStream();
-    })
-    .catch(() => {
-      if (!stopped) openStream();
-    });
-
+  cb.onState('connecting');
+  open();
   return {
     stop() {
       stopped = true;
-      abort.abort();
-      source?.close();
+      close();
       if (timer !== null) clearTimeout(timer);
-      onState('stopped');
+      cb.onState('stopped');
     },
   };
+}
+
+function parseReason(data: unknown): string | null {
+  if (typeof data !== 'string') return null;
+  try {
+    const r = (JSON.parse(data) as { reason?: unknown }).reason;
+    return typeof r === 'string' ? r : 'error';
+  } catch {
+    return 'error';
+  }
 }

@@ -64,7 +64,7 @@ function Login({ onSession }: { onSession: (s: Session) => void }) {
   );
 }
 
-function Shell({ session, onLogout }: { session: Session; onLogout: () => void }) {
+function Shell({ session, onLogout, onSignedOut }: { session: Session; onLogout: () => void; onSignedOut: () => void }) {
   const [route, setRoute] = useState(parseHash());
   const [version, setVersion] = useState(0);
   const [live, setLive] = useState<LiveState>('connecting');
@@ -76,7 +76,7 @@ function Shell({ session, onLogout }: { session: Session; onLogout: () => void }
   useEffect(() => {
     // Each event bumps the version at once; bursts (a batch create, a claim storm) coalesce in
     // useLoad, which keeps at most one refetch in flight and one queued per view.
-    const h = follow(() => setVersion((v) => v + 1), setLive);
+    const h = follow({ onEvent: () => setVersion((v) => v + 1), onState: setLive, onSignedOut });
     return () => h.stop();
   }, []);
   const can = (op: string): boolean => session.ops.includes(op);
@@ -127,6 +127,7 @@ function App() {
   return (
     <Shell
       session={session}
+      onSignedOut={() => setSession(null)}
       onLogout={() => {
         void logout().finally(() => setSession(null));
       }}
