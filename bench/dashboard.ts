@@ -46,13 +46,16 @@ const agent = await httpAgent('v2', http.url, workerKey);
 const browser = await openBrowser();
 const page = browser.page;
 
+/** The page's document, typed without the DOM library (this file is type-checked for Node). */
+type Doc = { document: { querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }> } };
+
 async function writeToDom(label: string): Promise<void> {
   const times: number[] = [];
   for (let i = 0; i < N; i++) {
     const title = `${label} write ${i} ${Math.random().toString(36).slice(2)}`;
     const t0 = performance.now();
-    await agent.ok('task_create', { tasks: [{ title, priority: 9 }] });
-    await page.waitForFunction(`[...document.querySelectorAll('section[data-state="ready"] .title')].some((e) => e.textContent === ${JSON.stringify(title)})`, undefined, { polling: 'raf', timeout: 10_000 });
+    await agent.ok('task_create', { tasks: [{ title, priority: 1 }] }); // 1 = most urgent: the top of its column
+    await page.waitForFunction((t) => Array.from((globalThis as unknown as Doc).document.querySelectorAll('section[data-state="ready"] .title')).some((e) => e.textContent === t), title, { polling: 'raf', timeout: 10_000 });
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
@@ -67,7 +70,7 @@ try {
 
   for (let made = 0; made < BIG; made += 500) {
     const n = Math.min(500, BIG - made);
-    await op('task_create', { tasks: Array.from({ length: n }, (_, i) => ({ title: `Seeded task ${made + i}`, priority: ((made + i) % 9) + 1 })) });
+    await op('task_create', { tasks: Array.from({ length: n }, (_, i) => ({ title: `Seeded task ${made + i}`, priority: ((made + i) % 9) + 2 })) });
   }
   // Spread the seeded tasks over the columns: claim 1,000 (claimed), finish 2,000 (done).
   const worker = await hub.authenticate(workerKey);
@@ -78,7 +81,7 @@ try {
   }
   const t0 = performance.now();
   await page.goto(`${http.url}/#/board`);
-  await page.waitForFunction("[...document.querySelectorAll('section[data-state] .count')].filter((e) => e.textContent !== '').length === 7", undefined, { polling: 'raf', timeout: 20_000 });
+  await page.waitForFunction(() => Array.from((globalThis as unknown as Doc).document.querySelectorAll('section[data-state] .count')).filter((e) => e.textContent !== '').length === 7, undefined, { polling: 'raf', timeout: 20_000 });
   const first = page.locator('section[data-state="ready"] li a').first();
   await first.click({ timeout: 20_000 });
   await page.locator('article.task h1').waitFor({ timeout: 20_000 });

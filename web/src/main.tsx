@@ -1,6 +1,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, login, logout, resume, setUnauthenticatedHandler, type Session } from './api';
+import { ApiError, TASK_STATES as ALL_STATES, login, logout, resume, setUnauthenticatedHandler, type Session } from './api';
+import { columnsOf } from './columns';
 import { follow, type LiveState } from './live';
 import { line } from './util';
 import {
@@ -67,6 +68,7 @@ function Login({ onSession }: { onSession: (s: Session) => void }) {
 function Shell({ session, onLogout, onSignedOut }: { session: Session; onLogout: () => void; onSignedOut: () => void }) {
   const [route, setRoute] = useState(parseHash());
   const [version, setVersion] = useState(0);
+  const [columns, setColumns] = useState<Readonly<Record<string, number>>>({});
   const [live, setLive] = useState<LiveState>('connecting');
   useEffect(() => {
     const on = (): void => setRoute(parseHash());
@@ -76,11 +78,19 @@ function Shell({ session, onLogout, onSignedOut }: { session: Session; onLogout:
   useEffect(() => {
     // Each event bumps the version at once; bursts (a batch create, a claim storm) coalesce in
     // useLoad, which keeps at most one refetch in flight and one queued per view.
-    const h = follow({ onEvent: () => setVersion((v) => v + 1), onState: setLive, onSignedOut });
+    const h = follow({
+      onEvent: (e) => {
+        setVersion((v) => v + 1);
+        const cols = columnsOf(e);
+        if (cols.length > 0) setColumns((c) => Object.fromEntries(ALL_STATES.map((s) => [s, (c[s] ?? 0) + (cols.includes(s) ? 1 : 0)])));
+      },
+      onState: setLive,
+      onSignedOut,
+    });
     return () => h.stop();
   }, []);
   const can = (op: string): boolean => session.ops.includes(op);
-  const props: ViewProps = { session, can, version, arg: route.arg };
+  const props: ViewProps = { session, can, version, columns, arg: route.arg };
   const nav = NAV.filter((n) => can(n.op));
   let view;
   switch (route.name) {

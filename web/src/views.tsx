@@ -11,6 +11,8 @@ export interface ViewProps {
   can: (op: string) => boolean;
   /** Bumped on every live event: views refetch. */
   version: number;
+  /** Per board column: bumped by the events that can change it (columns.ts). */
+  columns: Readonly<Record<string, number>>;
   arg: string;
 }
 
@@ -165,14 +167,14 @@ function NewTask({ onDone }: { onDone: () => void }) {
   );
 }
 
-export function BoardView({ can, version }: ViewProps) {
+export function BoardView({ can, columns }: ViewProps) {
   const now = useNow();
   const [bump, setBump] = useState(0);
   return (
     <>
       {can('task_create') && <NewTask onDone={() => setBump((b) => b + 1)} />}
       <div class="board">
-        {TASK_STATES.map((s) => <Column key={s} state={s} version={version + bump} now={now} />)}
+        {TASK_STATES.map((s) => <Column key={s} state={s} version={(columns[s] ?? 0) + bump} now={now} />)}
       </div>
     </>
   );
