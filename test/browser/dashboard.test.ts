@@ -227,7 +227,12 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       expect(await b.page.locator('.thread .message pre', { hasText: '<script>alert(2)</script>' }).count()).toBe(1);
       await shot(b.page, 'messages');
       await go('Locks');
-      await b.page.locator('td', { hasText: 'src/export/csv.ts' }).waitFor(WAIT);
+      const lockRow = b.page.locator('tr', { hasText: 'src/export/csv.ts' });
+      await lockRow.waitFor(WAIT);
+      await shot(b.page, 'locks');
+      await lockRow.getByRole('button', { name: 'Force release' }).click();
+      await b.page.getByText('No locks held.').waitFor(WAIT);
+      expect((await lead.ok<{ locks: unknown[] }>('lock_list')).locks).toEqual([]);
       await go('Sessions');
       await b.page.locator('.history li', { hasText: 'checkpoint' }).waitFor(WAIT);
       await go('Audit');
@@ -240,6 +245,11 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       await b.page.getByRole('button', { name: 'Save' }).click();
       await b.page.getByRole('heading', { name: 'Ship invoice export by Friday' }).waitFor(WAIT);
       expect((await lead.ok<{ plan: { goal: string } }>('plan_get')).plan.goal).toBe('Ship invoice export by Friday');
+      await go('Board');
+      await b.page.locator('section[data-state="ready"] li a', { hasText: 'Document the export format' }).click();
+      await b.page.getByRole('button', { name: 'Cancel task' }).click();
+      await b.page.locator('article.task dd.state', { hasText: 'cancelled' }).waitFor(WAIT);
+      expect(await b.page.getByRole('button', { name: 'Cancel task' }).count()).toBe(0);
       await go('Keys');
       await b.page.getByLabel('Agent name').fill('newbie');
       await b.page.getByLabel('Role').selectOption('observer');
@@ -260,7 +270,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
     }
     const dark = await browse(t.adminKey, 'dark');
     try {
-      await dark.page.locator('section[data-state="ready"] li').first().waitFor(WAIT);
+      await dark.page.locator('section[data-state] li').first().waitFor(WAIT);
       const bg = await dark.page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
       expect(bg).toBe('rgb(21, 23, 26)');
       await shot(dark.page, 'board-dark');
