@@ -5,10 +5,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
-/** The dashboard's CSP: its own script and style only, nothing inline, no frames, no other origin. */
-export const DASHBOARD_CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
 const TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',
   js: 'text/javascript; charset=utf-8',
@@ -35,7 +31,9 @@ interface StaticFile {
  * that table, never a path joined onto the file system, so no URL (`..`, `%2e%2e`, backslashes,
  * symlinks) can reach another file. Hashed assets are cached for a year (`immutable`: a new build
  * has new names); index.html is revalidated every time (ETag) so a new build is picked up at once.
- * Text files are gzipped once, at load.
+ * Text files are gzipped once, at load. The security headers, among them the dashboard's CSP
+ * (guard.ts: `script-src 'self'; style-src 'self'`, nothing inline), come from SecureResponse
+ * like every other answer's.
  */
 export class StaticFiles {
   private readonly files = new Map<string, StaticFile>();
@@ -79,7 +77,6 @@ export class StaticFiles {
       etag: file.etag,
       vary: 'Accept-Encoding',
     };
-    if (file.type.startsWith('text/html')) headers['content-security-policy'] = DASHBOARD_CSP;
     if (req.headers['if-none-match'] === file.etag) {
       res.writeHead(304, headers);
       res.end();
