@@ -126,7 +126,7 @@ export class Runner {
    */
   onCall: ((op: string | null, outcome: string, ms: number) => void) | null = null;
 
-  /** Runs one op (see `run`), telling `onCall` how it ended. */
+  /** Runs one op (`callOp`), telling `onCall` how it ended. */
   async call(name: string, rawInput: unknown, who: Principal | ResolvePrincipal, meta: CallMeta): Promise<unknown> {
     const observe = this.onCall;
     if (observe === null) return this.callOp(name, rawInput, who, meta);

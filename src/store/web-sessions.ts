@@ -45,6 +45,12 @@ export async function deleteWebSession(ex: Executor, idHash: string): Promise<vo
   await ex.run(sql`DELETE FROM web_sessions WHERE id_hash = ${idHash}`);
 }
 
+/** Keeps a key's newest `keep` sessions and removes the rest (a key cannot grow the table without bound). */
+export async function trimWebSessions(ex: Executor, tokenId: string, keep: number): Promise<void> {
+  await ex.run(sql`DELETE FROM web_sessions WHERE token_id = ${tokenId} AND id_hash NOT IN
+    (SELECT id_hash FROM web_sessions WHERE token_id = ${tokenId} ORDER BY created_at DESC, id_hash LIMIT ${keep})`);
+}
+
 /** Removes sessions past either limit; returns how many. */
 export async function sweepWebSessions(ex: Executor, now: number, idleMs: number): Promise<number> {
   const r = await ex.run(sql`DELETE FROM web_sessions WHERE expires_at <= ${now} OR last_seen_at <= ${now - idleMs}`);
@@ -67,4 +73,13 @@ export function keysById(
 ): Promise<{ id: string; revoked_at: number | null; expires_at: number | null }[]> {
   if (ids.length === 0) return Promise.resolve([]);
   return ex.all(sql`SELECT id, revoked_at, expires_at FROM tokens WHERE id IN ${list(ids)}`);
+}
+
+/** Of these refresh families, the live ones (one unrevoked token: store/families.ts), in one statement. */
+export async function liveFamilies(ex: Executor, familyIds: readonly string[]): Promise<Set<string>> {
+  if (familyIds.length === 0) return new Set();
+  const rows = await ex.all<{ family_id: string }>(
+    sql`SELECT DISTINCT family_id FROM refresh_tokens WHERE family_id IN ${list(familyIds)} AND revoked_at IS NULL`,
+  );
+  return new Set(rows.map((r) => r.family_id));
 }

@@ -181,7 +181,22 @@ describe('session end', () => {
     expect(String(out.headers['set-cookie'])).toMatch(/^baton_session=; .*Max-Age=0/);
     // The old cookie (a copy kept by an attacker) is dead.
     expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(401);
-    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(401);
+    const dead = await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } });
+    expect(dead.status).toBe(401);
+    // The 401 clears the dead cookie, so the browser stops sending it.
+    expect(String(dead.headers['set-cookie'])).toMatch(/^baton_session=; .*Max-Age=0/);
+  });
+
+  it('a key holds at most 20 sessions: the 21st login ends the oldest', async () => {
+    const key = await createKey(t, 'many', 'worker');
+    const cookies: string[] = [];
+    for (let i = 0; i < 21; i++) {
+      cookies.push((await login(key)).cookie);
+      clock.advance(1); // distinct creation times
+    }
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie: cookies[0]! } })).status).toBe(401);
+    for (const cookie of cookies.slice(1)) expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(200);
+    clock.advance(61_000);
   });
 
   it('revoking the key ends its sessions at the next request', async () => {
@@ -207,5 +222,30 @@ describe('session end', () => {
     }
     clock.advance(20 * 60_000); // 12 h 0 min since login
     expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status).toBe(401);
+  });
+});
+
+describe('GET /api/v1/ops', () => {
+  it('lists what the caller may call, by bearer or session; nothing without a credential', async () => {
+    const names = (r: { json: Record<string, unknown> }): string[] => (r.json.ops as { name: string }[]).map((o) => o.name);
+    const bearer = await http(h.url, 'GET', '/api/v1/ops', { headers: { authorization: `Bearer ${worker}` } });
+    expect(bearer.status).toBe(200);
+    expect(names(bearer)).toContain('task_claim');
+    expect(names(bearer)).not.toContain('token_create');
+    expect((bearer.json.ops as { name: string; method: string; path: string }[]).find((o) => o.name === 'task_create')).toMatchObject({ method: 'POST', path: '/api/v1/tasks' });
+    const { cookie } = await login(observer);
+    const viaCookie = await http(h.url, 'GET', '/api/v1/ops', { headers: { cookie } });
+    expect(viaCookie.status).toBe(200);
+    expect(names(viaCookie)).toContain('task_list');
+    expect(names(viaCookie)).not.toContain('task_create');
+    expect((await http(h.url, 'GET', '/api/v1/ops')).status).toBe(401);
+    clock.advance(61_000);
+  });
+
+  it('GET /api/v1/session reports the idle limit from the latest use', async () => {
+    const { cookie } = await login(worker);
+    clock.advance(5 * 60_000);
+    const r = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    expect(Date.parse(r.json.idle_expires_at as string)).toBe(clock.now() + 30 * 60_000);
   });
 });

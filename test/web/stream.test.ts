@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/core/clock.js';
+import { call, createKey, openHub, serve, stdioAgent, type TestHub } from '../helpers.js';
 import { cookieOf, errorCode, http } from './http.js';
 import { SseClient } from './sse.js';
 
@@ -112,6 +114,21 @@ describe('GET /api/v1/events/stream', () => {
     expect(viaQuery.events().map((e) => e.subject)).toEqual(ids.slice(3));
     resumed.close();
     viaQuery.close();
+  });
+
+  it('sees, live, a task claimed by an agent in another process (baton mcp over stdio on the same data dir)', async () => {
+    const s = await stream(keys.carol!, '/api/v1/events/stream?types=task.created,task.claimed');
+    const agent = await stdioAgent('v2', join(t.dir, 'data'), { BATON_TOKEN: keys.bob! });
+    try {
+      const created = await agent.ok<{ tasks: { id: string }[] }>('task_create', { tasks: [{ title: 'from another process' }] });
+      const id = created.tasks[0]!.id;
+      await s.next((f) => f.event === 'task.created' && (JSON.parse(f.data) as { subject: string }).subject === id, 'created', 15_000);
+      await agent.ok('task_claim', { id });
+      const claimed = await s.next((f) => f.event === 'task.claimed', 'claimed', 15_000);
+      expect(JSON.parse(claimed.data)).toMatchObject({ subject: id, actor: 'bob', data: { owner: 'bob' } });
+    } finally {
+      await agent.close();
+    }
   });
 
   it('refuses bad cursors, types and parameters before streaming', async () => {
@@ -244,6 +261,55 @@ describe('draining', () => {
       expect(JSON.parse(f.data)).toMatchObject({ reason: 'shutting_down' });
       await s.until(() => s.ended, 'end');
       expect(await drained).toBe(true);
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  });
+});
+
+describe('a stream opened with an access token', () => {
+  it('ends when the token expires, at the next event', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const own = await openHub({ clock });
+    const server = await serve(own.hub);
+    try {
+      const key = await createKey(own, 'jwt-viewer', 'worker');
+      const pair = await http(server.url, 'POST', '/api/v1/auth/token', { headers: { authorization: `Bearer ${key}` } });
+      expect(pair.status, pair.text).toBe(200);
+      const s = await SseClient.open(server.url, '/api/v1/events/stream', { authorization: `Bearer ${pair.json.access_token as string}` });
+      expect(s.status).toBe(200);
+      const admin = own.admin;
+      await call(own.hub, admin, 'task_create', { tasks: [{ title: 'before expiry' }] });
+      await s.next((f) => f.event === 'task.created', 'an event while the token is valid');
+      clock.advance(own.hub.config.accessTokenTtlMs + 1_000);
+      await call(own.hub, admin, 'task_create', { tasks: [{ title: 'after expiry' }] });
+      const f = await s.next((x) => x.event === 'error', 'error after expiry');
+      expect(JSON.parse(f.data)).toMatchObject({ reason: 'unauthenticated' });
+      expect(s.events()).toHaveLength(1);
+      s.close();
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  });
+
+  it('ends when its refresh family is revoked (a spent refresh token presented again, S4)', async () => {
+    const own = await openHub();
+    const server = await serve(own.hub);
+    try {
+      const key = await createKey(own, 'jwt-viewer', 'worker');
+      const pair = await http(server.url, 'POST', '/api/v1/auth/token', { headers: { authorization: `Bearer ${key}` } });
+      const s = await SseClient.open(server.url, '/api/v1/events/stream', { authorization: `Bearer ${pair.json.access_token as string}` });
+      expect(s.status).toBe(200);
+      const refresh = { refresh_token: pair.json.refresh_token as string };
+      expect((await http(server.url, 'POST', '/api/v1/auth/refresh', { body: refresh })).status).toBe(200);
+      expect((await http(server.url, 'POST', '/api/v1/auth/refresh', { body: refresh })).status).toBe(401); // reuse: the family is revoked
+      await call(own.hub, own.admin, 'task_create', { tasks: [{ title: 'after the family died' }] });
+      const f = await s.next((x) => x.event === 'error', 'error after revocation');
+      expect(JSON.parse(f.data)).toMatchObject({ reason: 'unauthenticated' });
+      expect(s.events()).toHaveLength(0);
+      s.close();
     } finally {
       await server.close();
       await own.close();

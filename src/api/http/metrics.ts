@@ -24,7 +24,8 @@ import type { EventStreams } from './stream.js';
  * - `tasks{state}`, `queue_ready{priority}`: read from the store at scrape time.
  * - `leases_expired_total`: `task.lease_expired` events since start, whichever process swept them
  *   (counted from the events table, only the rows since the last scrape).
- * - `waiters` (doorbell waits in progress: long polls), `stream_subscribers`.
+ * - `waiters` (doorbell waits in progress: long polls), `stream_subscribers`,
+ *   `stream_fanout_seconds` (a project's round: read, format, write to every viewer).
  * - `auth_failures_total`, `rate_limited_total{layer}` (`op`: per-principal op limits;
  *   `auth`: the failed-authentication throttle; `address`: the per-address HTTP budget).
  * - `store_transaction_seconds{kind}` and `store_errors_total{kind}`: every read and write
@@ -40,6 +41,7 @@ export class HubMetrics {
   private readonly storeSeconds: Histogram<'kind'>;
   private readonly storeErrors: Counter<'kind'>;
   private readonly leasesExpired: Counter;
+  private readonly fanout: Histogram;
   private leaseCursor: Promise<number>;
   private streams: EventStreams | null = null;
 
@@ -69,6 +71,12 @@ export class HubMetrics {
       registers: [r],
     });
     this.storeErrors = new Counter({ name: 'baton_store_errors_total', help: 'Store transactions that failed in the store (busy, faults, internal errors).', labelNames: ['kind'], registers: [r] });
+    this.fanout = new Histogram({
+      name: 'baton_stream_fanout_seconds',
+      help: 'Event stream rounds that sent events: one project\'s read, formatting and writes to every viewer.',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+      registers: [r],
+    });
     this.leasesExpired = new Counter({ name: 'baton_leases_expired_total', help: 'Leases expired (task.lease_expired events) since this process started.', registers: [r] });
     new Gauge({
       name: 'baton_tasks',
@@ -122,9 +130,10 @@ export class HubMetrics {
     return m;
   }
 
-  /** The event streams whose subscribers are counted. */
+  /** The event streams whose subscribers are counted and whose fan-out rounds are timed. */
   watch(streams: EventStreams): void {
     this.streams = streams;
+    streams.onRound = (ms) => this.fanout.observe(ms / 1000);
   }
 
   private install(): void {

@@ -16,7 +16,7 @@ import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
-import { cookieAuthOf, handleSessionRoute } from './session.js';
+import { clearDeadCookie, cookieAuthOf, handleSessionRoute } from './session.js';
 import { StaticFiles, isDashboardPath } from './static.js';
 import { EventStreams } from './stream.js';
 
@@ -199,7 +199,10 @@ class HttpSurface {
     Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
     if (e.code === 'shutting_down') headers.connection = 'close';
     // A refused credential puts its connection back among the unauthenticated ones.
-    if (e.code === 'unauthenticated') this.pending.track(req.socket);
+    if (e.code === 'unauthenticated') {
+      this.pending.track(req.socket);
+      Object.assign(headers, clearDeadCookie(req));
+    }
     this.send(res, httpStatus(e), errorBody(e, requestId), headers);
   }
 

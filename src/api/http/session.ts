@@ -9,7 +9,8 @@ import { normalizeAddress } from '../../core/net.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import type { Executor } from '../../store/db.js';
-import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
+import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, trimWebSessions, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
+import { credentialOf } from './auth-routes.js';
 import { parseJson, readBody } from './body.js';
 
 /**
@@ -40,6 +41,9 @@ import { parseJson, readBody } from './body.js';
  */
 export const SESSION_COOKIE = 'baton_session';
 const SESSION_PATH = '/api/v1/session';
+const OPS_PATH = '/api/v1/ops';
+/** Sessions one key may hold; a new login beyond this ends its oldest session. */
+const MAX_SESSIONS_PER_KEY = 20;
 /** base64url of 32 bytes. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
@@ -86,6 +90,14 @@ export function sessionCookie(req: IncomingMessage): string | undefined {
     found = part.slice(eq + 1).trim();
   }
   return found;
+}
+
+/**
+ * On a 401 to a request that carried a session cookie (and no bearer): the header that clears it,
+ * so a browser stops sending a dead session (each would count as a failed authentication).
+ */
+export function clearDeadCookie(req: IncomingMessage): Record<string, string> {
+  return !hasBearer(req) && sessionCookie(req) !== undefined ? { 'set-cookie': cookieHeader(req, '', 0) } : {};
 }
 
 function cookieHeader(req: IncomingMessage, value: string, maxAgeS: number): string {
@@ -196,8 +208,10 @@ export class CookieAuth {
   async settle(): Promise<void> {
     if (!this.touchDue) return;
     this.touchDue = false;
+    const now = this.hub.clock.now();
     try {
-      await this.hub.db.write((ex) => touchWebSession(ex, this.idHash, this.hub.clock.now()));
+      await this.hub.db.write((ex) => touchWebSession(ex, this.idHash, now));
+      if (this.session !== null) this.session = { ...this.session, last_seen_at: now };
     } catch (err) {
       this.hub.log.warn({ err }, 'session refresh failed');
     }
@@ -307,6 +321,7 @@ async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, reques
       if (p.tokenId === null) throw refused();
       await sweepWebSessions(ex, now, hub.config.sessionIdleMs);
       await insertWebSession(ex, { id_hash: idHash, token_id: p.tokenId, csrf, created_at: now, last_seen_at: now, expires_at: expiresAt });
+      await trimWebSessions(ex, p.tokenId, MAX_SESSIONS_PER_KEY);
       return p;
     });
   } catch (err) {
@@ -321,8 +336,24 @@ async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, reques
   });
 }
 
-/** Answers `/api/v1/session`; false for any other path. */
+/**
+ * `GET /api/v1/ops`: the ops the caller (bearer or session) may call, with their REST method and
+ * path, so a client offers only what its role may do.
+ */
+async function listOps(hub: Hub, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const cookie = cookieAuthOf(hub, req);
+  const p = cookie === null ? await hub.authenticate(credentialOf(hub, req, requestId)) : await hub.db.read((ex) => cookie.resolve(ex));
+  await cookie?.settle();
+  const ops = hub.runner.visibleOps(p).map((op) => ({ name: op.name, summary: op.summary, kind: op.kind, method: op.rest.method, path: `/api/v1${op.rest.path}` }));
+  sendJson(res, 200, { ops }, requestId);
+}
+
+/** Answers `/api/v1/session` and `/api/v1/ops`; false for any other path. */
 export async function handleSessionRoute(hub: Hub, req: IncomingMessage, res: ServerResponse, path: string, requestId: string): Promise<boolean> {
+  if (path === OPS_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
+    await listOps(hub, req, res, requestId);
+    return true;
+  }
   if (path !== SESSION_PATH) return false;
   if (req.method === 'POST') {
     await login(hub, req, res, requestId);
@@ -333,12 +364,9 @@ export async function handleSessionRoute(hub: Hub, req: IncomingMessage, res: Se
   if (raw === undefined) throw new BatonError('unauthenticated', 'no session: log in with POST /api/v1/session');
   const cookie = new CookieAuth(hub, req, raw);
   if (req.method === 'GET') {
-    const s = await hub.db.read(async (ex) => {
-      await cookie.resolve(ex);
-      return cookie.session!;
-    });
+    await hub.db.read((ex) => cookie.resolve(ex));
     await cookie.settle();
-    sendJson(res, 200, view(hub, s), requestId);
+    sendJson(res, 200, view(hub, cookie.session!), requestId);
     return true;
   }
   // DELETE: logout.

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { looksLikeJwt } from '../../auth/jwt.js';
 import type { Principal } from '../../auth/principal.js';
 import { audiencesOf } from '../../core/audience.js';
 import { decodePosition } from '../../core/cursor.js';
@@ -8,7 +9,7 @@ import { viewEvents } from '../../ops/events.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { eventsAfter, lastEventId, type EventRow } from '../../store/journal.js';
 import { eventHorizon } from '../../store/retention.js';
-import { keysById, webSessionsByHash } from '../../store/web-sessions.js';
+import { keysById, liveFamilies, webSessionsByHash } from '../../store/web-sessions.js';
 import { credentialOf } from './auth-routes.js';
 import { cookieAuthOf } from './session.js';
 
@@ -44,7 +45,7 @@ import { cookieAuthOf } from './session.js';
  * unsent output passes `streamBufferBytes` (its consumer is not reading) gets `event: error`
  * `{"reason":"slow_consumer"}` and is closed, never buffered without bound. A comment line every
  * `streamHeartbeatMs` keeps proxies from closing idle streams; `retry: 2000` tells EventSource how
- * soon to reconnect. A revoked key, or an ended session, closes its streams at the next ring with
+ * soon to reconnect. A revoked key, an expired access token or its revoked refresh family, or an ended session closes its streams at the next ring with
  * `event: error` `{"reason":"unauthenticated"}`. Draining closes every stream with `event: error`
  * `{"reason":"shutting_down"}`.
  */
@@ -63,6 +64,10 @@ interface Viewer {
   cursor: number;
   /** The session hash when authenticated by cookie. */
   session: string | null;
+  /** When the credential itself expires (an access token's `exp`); a key's expiry is read from the store. */
+  expiresAt: number;
+  /** The refresh family an access token was issued from: it dies with the family (S4). */
+  family: string | null;
   closed: boolean;
 }
 
@@ -83,6 +88,22 @@ export interface StreamStats {
   slow: number;
 }
 
+/**
+ * An access token's `exp` (in ms) and refresh family (`fam`): its signature and claims were
+ * checked when the stream opened; these say when, and with what, it stops being valid.
+ */
+function tokenLimits(jwt: string): { expiresAt: number; family: string | null } {
+  try {
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown; fam?: unknown };
+    return {
+      expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : Number.POSITIVE_INFINITY,
+      family: typeof claims.fam === 'string' ? claims.fam : null,
+    };
+  } catch {
+    return { expiresAt: Number.POSITIVE_INFINITY, family: null };
+  }
+}
+
 export class EventStreams {
   private readonly projects = new Map<string, Set<Viewer>>();
   private readonly perPrincipal = new Map<string, number>();
@@ -93,6 +114,8 @@ export class EventStreams {
   private heartbeat: NodeJS.Timeout | null = null;
   private closing = false;
   readonly stats: StreamStats = { open: 0, rounds: 0, sent: 0, slow: 0 };
+  /** Told how long each project's round took (read, format, write to every viewer), in ms: metrics. */
+  onRound: ((ms: number) => void) | null = null;
 
   constructor(private readonly hub: Hub) {}
 
@@ -111,7 +134,8 @@ export class EventStreams {
     const types = typesParam === null ? undefined : typesParam.split(',').filter((t) => t !== '');
 
     const cookie = cookieAuthOf(hub, req);
-    const resolve: ResolvePrincipal = cookie !== null ? cookie.resolver : hub.resolver(credentialOf(hub, req, requestId));
+    const credential = cookie === null ? credentialOf(hub, req, requestId) : null;
+    const resolve: ResolvePrincipal = cookie !== null ? cookie.resolver : hub.resolver(credential!);
     let principal: Principal | null = null;
     const who: ResolvePrincipal = async (ex) => (principal = await resolve(ex));
     let reset: string | null = null;
@@ -142,18 +166,24 @@ export class EventStreams {
     }
     if (this.open >= c.streamMaxTotal) throw new BatonError('rate_limited', 'too many open event streams on this server; retry later', { retry_after_s: 5 });
 
-    const seal = hub.positionSeal(p.projectId);
-    const from = reset ?? after;
-    const cursor =
-      from === undefined
-        ? await hub.db.read((ex) => lastEventId(ex, p.projectId))
-        : from === 'start'
-          ? await hub.db.read((ex) => eventHorizon(ex, p.projectId))
-          : decodePosition('events', from, seal); // validated by events_wait above
-    // Counted before any await below could let a second request past the cap.
+    // Counted before the next await, so concurrent opens cannot pass the cap together.
     this.perPrincipal.set(key, mine + 1);
     this.open++;
     this.stats.open = this.open;
+    const seal = hub.positionSeal(p.projectId);
+    const from = reset ?? after;
+    let cursor: number;
+    try {
+      cursor =
+        from === undefined
+          ? await hub.db.read((ex) => lastEventId(ex, p.projectId))
+          : from === 'start'
+            ? await hub.db.read((ex) => eventHorizon(ex, p.projectId))
+            : decodePosition('events', from, seal); // validated by events_wait above
+    } catch (err) {
+      this.release(key);
+      throw err;
+    }
 
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -170,6 +200,9 @@ export class EventStreams {
       types: types === undefined ? null : new Set(types),
       cursor,
       session: cookie?.hash ?? null,
+      ...(credential?.token !== undefined && looksLikeJwt(credential.token)
+        ? tokenLimits(credential.token)
+        : { expiresAt: Number.POSITIVE_INFINITY, family: null }),
       closed: false,
     };
     if (res.destroyed) {
@@ -300,19 +333,23 @@ export class EventStreams {
       const audiences = new Set<string>();
       const tokens = new Set<string>();
       const sessions = new Set<string>();
+      const families = new Set<string>();
       for (const v of viewers) {
+        if (v.family !== null) families.add(v.family);
         from = Math.min(from, v.cursor);
         for (const a of v.audiences) audiences.add(a);
         if (v.session !== null) sessions.add(v.session);
         else if (v.principal.tokenId !== null) tokens.add(v.principal.tokenId);
       }
       const now = hub.clock.now();
+      const started = performance.now();
       const read = await hub.db.read(async (ex) => {
         const rows = await eventsAfter(ex, projectId, [...audiences], from, PAGE);
         const keys = await keysById(ex, [...tokens]);
         const live = await webSessionsByHash(ex, [...sessions]);
+        const fams = await liveFamilies(ex, [...families]);
         const view = await viewEvents(ex, seal, rows);
-        return { rows, keys, live, view };
+        return { rows, keys, live, fams, view };
       });
       this.stats.rounds++;
       // Viewers whose key was revoked or expired, or whose session ended, are closed before anything is sent.
@@ -320,7 +357,10 @@ export class EventStreams {
       for (const k of read.keys) if (k.revoked_at === null && (k.expires_at === null || k.expires_at > now)) deadKeys.delete(k.id);
       const liveSessions = new Set(read.live.filter((s) => s.expires_at > now && s.last_seen_at > now - hub.config.sessionIdleMs).map((s) => s.id_hash));
       for (const v of viewers) {
-        const dead = v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId);
+        const dead =
+          now >= v.expiresAt ||
+          (v.family !== null && !read.fams.has(v.family)) ||
+          (v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
         if (dead) this.end(v, 'unauthenticated', 'the credential of this stream was revoked or expired');
       }
       const frames = read.rows.map((r: EventRow, i): Frame => {
@@ -339,6 +379,7 @@ export class EventStreams {
         if (last !== undefined && last > v.cursor) v.cursor = last;
         if (out !== '') this.write(v, out);
       }
+      if (read.rows.length > 0) this.onRound?.(performance.now() - started);
       if (read.rows.length < PAGE) return;
     }
   }
