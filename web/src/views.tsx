@@ -195,6 +195,22 @@ async function historyOf(subject: string, types: string[]): Promise<HubEvent[]> 
   return out;
 }
 
+/**
+ * The newest `keep` events of these types. events_wait reads forward only, so this pages from the
+ * oldest kept event (at most 25 pages of 200; the hub's retention bounds how many there are).
+ */
+async function recentEvents(types: string[], keep: number): Promise<HubEvent[]> {
+  let out: HubEvent[] = [];
+  let after = 'start';
+  for (let i = 0; i < 25; i++) {
+    const page = await get<{ events: HubEvent[]; cursor: string }>('/events', { after, types, limit: 200 });
+    out = [...out, ...page.events].slice(-keep);
+    if (page.events.length < 200) break;
+    after = page.cursor;
+  }
+  return out;
+}
+
 const TASK_EVENT_TYPES = [
   'task.created', 'task.claimed', 'task.started', 'task.done', 'task.ready', 'task.failed', 'task.retry', 'task.cancelled',
   'task.blocked', 'task.updated', 'task.lease_expired', 'task.lease_transferred',
@@ -372,11 +388,9 @@ export function SessionsView({ version }: ViewProps) {
     async () => {
       const [{ handoffs }, events] = await Promise.all([
         get<{ handoffs: Handoff[] }>('/handoffs', { limit: 200 }),
-        get<{ events: HubEvent[] }>('/events', { after: 'start', types: ['session.started', 'session.checkpoint', 'session.ended'], limit: 200 })
-          .then((o) => o.events)
-          .catch(() => [] as HubEvent[]),
+        recentEvents(['session.started', 'session.checkpoint', 'session.ended', 'handoff.created', 'handoff.accepted'], 100).catch(() => [] as HubEvent[]),
       ]);
-      return { handoffs, events: events.reverse() };
+      return { handoffs, events: [...events].reverse() };
     },
     [],
     version,
@@ -405,7 +419,7 @@ export function SessionsView({ version }: ViewProps) {
       <ol class="history">
         {data?.events.map((e) => (
           <li key={e.id}>
-            <time dateTime={e.at}>{ago(e.at, now)}</time> <b>{e.type.replace('session.', '')}</b> {line(e.actor ?? '')}{' '}
+            <time dateTime={e.at}>{ago(e.at, now)}</time> <b>{e.type.replace('session.', '').replace('handoff.', 'handoff ')}</b> {line(e.actor ?? '')}{' '}
             <code>{line(e.subject ?? '')}</code>
           </li>
         ))}
