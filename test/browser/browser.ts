@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 /** Debian's Chromium (apt-get install chromium); never a browser download. */
@@ -8,6 +9,12 @@ export const CHROMIUM = process.env.BATON_CHROMIUM ?? '/usr/bin/chromium';
 export const HAVE_CHROMIUM = existsSync(CHROMIUM);
 if (!HAVE_CHROMIUM) {
   console.warn(`\n*** BROWSER TESTS SKIPPED: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set BATON_CHROMIUM) ***\n`);
+}
+
+/** The hub serves dist/web: build it (as `npm run build` does) when a test runs without a build. */
+export function ensureDashboardBuilt(): void {
+  const root = resolve(import.meta.dirname, '../..');
+  if (!existsSync(join(root, 'dist/web/index.html'))) execFileSync(process.execPath, [join(root, 'scripts/build-web.mjs')], { stdio: 'pipe' });
 }
 
 const ARGS = [

@@ -8,7 +8,9 @@ import { startHttp, type HttpHandle } from '../../src/api/http/server.js';
 import { Hub } from '../../src/hub.js';
 import { pino } from 'pino';
 import { createKey, httpAgent, openHub, serve, tempDir, testConfig, type Agent, type TestHub } from '../helpers.js';
-import { HAVE_CHROMIUM, openBrowser, signIn, type Browser } from './browser.js';
+import { HAVE_CHROMIUM, ensureDashboardBuilt, openBrowser, signIn, type Browser } from './browser.js';
+
+ensureDashboardBuilt();
 
 /**
  * The dashboard in a real browser (Debian's Chromium through playwright-core) against a real hub:

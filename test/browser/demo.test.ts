@@ -2,6 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ensureDashboardBuilt } from './browser.js';
+
+ensureDashboardBuilt();
 
 /**
  * `npm run demo` (without its build step): the script starts, prints a URL that serves the

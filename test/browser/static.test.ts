@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
-import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { openHub, serve, type TestHub } from '../helpers.js';
+import { ensureDashboardBuilt } from './browser.js';
 
 /** A raw request: the path goes on the wire exactly as written (fetch would normalise `..`). */
 function raw(url: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
@@ -26,8 +25,9 @@ describe('the dashboard files at /', () => {
   let asset = '';
 
   beforeAll(async () => {
-    // The hub serves what the build wrote (dist/web); build it the way `npm run build` does.
-    execFileSync(process.execPath, [resolve(import.meta.dirname, '../../scripts/build-web.mjs')], { stdio: 'pipe' });
+    // The hub serves what the build wrote (dist/web): build it the way `npm run build` does when
+    // it is missing (the build replaces files atomically, so other test files may be reading it).
+    ensureDashboardBuilt();
     t = await openHub();
     http = await serve(t.hub);
   });

@@ -49,8 +49,12 @@ export class StaticFiles {
     for (const name of readdirSync(assets)) {
       const ext = name.slice(name.lastIndexOf('.') + 1);
       const full = join(assets, name);
-      if (!ASSET_NAME.test(name) || TYPES[ext] === undefined || !statSync(full).isFile()) continue;
-      this.add(`/assets/${name}`, readFileSync(full), ext, 'public, max-age=31536000, immutable');
+      if (!ASSET_NAME.test(name) || TYPES[ext] === undefined) continue;
+      try {
+        if (statSync(full).isFile()) this.add(`/assets/${name}`, readFileSync(full), ext, 'public, max-age=31536000, immutable');
+      } catch {
+        // Removed between the listing and the read (a rebuild replacing an old asset): not served.
+      }
     }
   }
 
