@@ -43,7 +43,7 @@ const TaskLink = ({ id, children }: { id: string; children?: preact.ComponentChi
 // ---------------------------------------------------------------- board
 
 /** A column shows its first page (200 tasks, the op's page size) and loads more on demand: a 10,000-task board stays cheap. */
-function Column({ state, version, now }: { state: TaskState; version: number; now: number }) {
+function Column({ state, version, now, total }: { state: TaskState; version: number; now: number; total: number | undefined }) {
   const [pages, setPages] = useState(1);
   const { data, error } = useLoad(
     async () => {
@@ -65,7 +65,10 @@ function Column({ state, version, now }: { state: TaskState; version: number; no
   return (
     <section class={`column col-${state}`} aria-label={state} data-state={state}>
       <h2>
-        {state} <span class="count">{data ? `${data.tasks.length}${data.more ? '+' : ''}` : ''}</span>
+        {state}{' '}
+        <span class="count" title={data?.more ? `${data.tasks.length} shown` : undefined}>
+          {data ? (data.more ? `${data.tasks.length} of ${total ?? `${data.tasks.length}+`}` : String(data.tasks.length)) : ''}
+        </span>
       </h2>
       <Err error={error} />
       <ol class="cards">
@@ -170,11 +173,14 @@ function NewTask({ onDone }: { onDone: () => void }) {
 export function BoardView({ can, columns }: ViewProps) {
   const now = useNow();
   const [bump, setBump] = useState(0);
+  // Totals per state (whoami's board counts), for columns that show only their first pages.
+  const all = TASK_STATES.reduce((n, s) => n + (columns[s] ?? 0), 0);
+  const { data: counts } = useLoad(() => get<{ board: Record<string, number> }>('/whoami').then((w) => w.board), [], all + bump);
   return (
     <>
       {can('task_create') && <NewTask onDone={() => setBump((b) => b + 1)} />}
       <div class="board">
-        {TASK_STATES.map((s) => <Column key={s} state={s} version={(columns[s] ?? 0) + bump} now={now} />)}
+        {TASK_STATES.map((s) => <Column key={s} state={s} version={(columns[s] ?? 0) + bump} now={now} total={counts?.[s]} />)}
       </div>
     </>
   );
