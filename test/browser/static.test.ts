@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
@@ -108,5 +109,36 @@ describe('the dashboard files at /', () => {
     }
     expect((await raw(http.url, asset, {}, 'POST')).status).toBe(404);
     expect((await raw(http.url, '/', {}, 'DELETE')).status).toBe(404);
+  });
+
+  it('fetching the dashboard does not vouch for a connection: keyless page loads cannot hold an address\'s slots', async () => {
+    const small = await openHub({ config: { maxConnectionsPerAddress: 2, idleTimeoutMs: 600_000 } });
+    const smallHttp = await serve(small.hub);
+    const u = new URL(smallHttp.url);
+    const held: Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const s = connect(Number(u.port), u.hostname);
+        s.on('error', () => undefined);
+        held.push(s);
+        const answered = await new Promise<string>((ok) => {
+          let out = '';
+          s.on('data', (c: Buffer) => {
+            out += c.toString('latin1');
+            if (/\r\n\r\n[\s\S]*<\/html>/.test(out)) ok(out);
+          });
+          s.write(`GET / HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+        });
+        expect(answered.startsWith('HTTP/1.1 200')).toBe(true);
+      }
+      // Both slots are taken by keep-alive connections that only loaded the page: the operator's
+      // request takes the oldest one's slot instead of being refused.
+      const res = await fetch(`${smallHttp.url}/api/v1/whoami`, { headers: { authorization: `Bearer ${small.adminKey}` }, signal: AbortSignal.timeout(15_000) }).catch(() => null);
+      expect(res?.status).toBe(200);
+    } finally {
+      for (const s of held) s.destroy();
+      await smallHttp.close();
+      await small.close();
+    }
   });
 });
