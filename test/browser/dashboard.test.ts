@@ -132,6 +132,15 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       expect(out.approval.status).toBe('granted');
       expect(out.approval.reason).toBe('looks safe');
       await item.waitFor({ state: 'detached', ...WAIT });
+      // Deny, with a reason: the agent gets both.
+      const second = await worker.ok<{ id: string }>('approval_request', { action: 'Rotate the production keys', risk: 'critical' });
+      const denied = worker.ok<{ approval: { status: string; reason: string | null } }>('approval_get', { id: second.id, wait_ms: 60_000 });
+      const other = b.page.locator(`section[data-approval="${second.id}"]`);
+      await other.waitFor(WAIT);
+      await other.getByLabel(`Reason for ${second.id}`).fill('not during the freeze');
+      await other.getByRole('button', { name: 'Deny' }).click();
+      expect((await denied).approval).toMatchObject({ status: 'denied', reason: 'not during the freeze' });
+      await b.page.locator('table tr', { hasText: 'not during the freeze' }).waitFor(WAIT);
       expect(b.incidents).toEqual([]);
     } finally {
       await b.close();
