@@ -76,18 +76,31 @@ function Shell({ session, onLogout, onSignedOut }: { session: Session; onLogout:
     return () => removeEventListener('hashchange', on);
   }, []);
   useEffect(() => {
-    // Each event bumps the version at once; bursts (a batch create, a claim storm) coalesce in
-    // useLoad, which keeps at most one refetch in flight and one queued per view.
+    // Events are gathered until the next frame, then bump the version (and the columns they
+    // touch) once: a claim storm of hundreds of events a second costs at most one render per
+    // frame, and a lone event waits at most a frame. useLoad then keeps at most one refetch in
+    // flight and one queued per view.
+    let touched = new Set<string>();
+    let frame: number | null = null;
+    const flush = (): void => {
+      frame = null;
+      const cols = touched;
+      touched = new Set();
+      setVersion((v) => v + 1);
+      if (cols.size > 0) setColumns((c) => Object.fromEntries(ALL_STATES.map((s) => [s, (c[s] ?? 0) + (cols.has(s) ? 1 : 0)])));
+    };
     const h = follow({
       onEvent: (e) => {
-        setVersion((v) => v + 1);
-        const cols = columnsOf(e);
-        if (cols.length > 0) setColumns((c) => Object.fromEntries(ALL_STATES.map((s) => [s, (c[s] ?? 0) + (cols.includes(s) ? 1 : 0)])));
+        for (const s of columnsOf(e)) touched.add(s);
+        frame ??= requestAnimationFrame(flush);
       },
       onState: setLive,
       onSignedOut,
     });
-    return () => h.stop();
+    return () => {
+      h.stop();
+      if (frame !== null) cancelAnimationFrame(frame);
+    };
   }, []);
   const can = (op: string): boolean => session.ops.includes(op);
   const props: ViewProps = { session, can, version, columns, arg: route.arg };
