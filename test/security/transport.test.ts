@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CSP, ConnectionGuard, RequestGuard, checkTransport, clientAddress } from '../../src/api/http/guard.js';
 import { isLoopbackHost } from '../../src/core/net.js';
@@ -176,7 +178,9 @@ describe('transport: Host, Origin, WebSocket, headers, CORS off (defaults)', () 
       ['mcp sdk initialize', req(http.url, 'POST', '/mcp', { key: worker, body: INIT, headers: MCP_HEADERS }), 200],
       ['mcp 405', req(http.url, 'GET', '/mcp', { key: worker }), 405],
       ['mcp 401', req(http.url, 'POST', '/mcp', { body: INIT, headers: MCP_HEADERS }), 401],
-      ['no route', req(http.url, 'GET', '/', { key: worker }), 404],
+      ['no route', req(http.url, 'GET', '/nope', { key: worker }), 404],
+      // The dashboard's page (dist/web, served at / when built).
+      ...(existsSync(resolve(import.meta.dirname, '../../dist/web/index.html')) ? [['dashboard', req(http.url, 'GET', '/'), 200] as [string, Promise<Res>, number]] : []),
     ];
     for (const [what, p, status] of cases) {
       const r = await p;

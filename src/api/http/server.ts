@@ -17,6 +17,7 @@ import { PendingConnections } from './pending.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
 import { clearDeadCookie, cookieAuthOf, handleSessionRoute } from './session.js';
+import { StaticFiles, isDashboardPath } from './static.js';
 import { EventStreams } from './stream.js';
 
 export interface HttpOptions {
@@ -85,6 +86,7 @@ class HttpSurface {
   private readonly metrics: HubMetrics;
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
+  private readonly web = new StaticFiles();
 
   constructor(
     private readonly hub: Hub,
@@ -135,7 +137,8 @@ class HttpSurface {
       throw err;
     }
     await this.route(req, res, requestId, signal);
-    if (res.statusCode < 400) this.pending.authenticated(req.socket);
+    // The dashboard's files need no credential: fetching them does not vouch for the connection.
+    if (res.statusCode < 400 && !isDashboardPath((req.url ?? '/').split('?', 1)[0]!)) this.pending.authenticated(req.socket);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
@@ -153,6 +156,7 @@ class HttpSurface {
     if (await handleAuthRoute(hub, req, res, path, requestId)) return;
     if (await this.streams.handle(req, res, path, url.slice(path.length), requestId, () => this.pending.authenticated(req.socket))) return;
     if (path.startsWith('/api/v1/')) return await this.restRoute(req, res, path, url, requestId, signal);
+    if (this.web.handle(req, res, path)) return;
     throw new BatonError('not_found', 'no such route');
   }
 
