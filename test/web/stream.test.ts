@@ -246,6 +246,20 @@ describe('the stream with a browser session', () => {
     expect(JSON.parse(err.data)).toMatchObject({ reason: 'unauthenticated' });
     expect(errorCode(await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } }))).toBe('unauthenticated');
   });
+
+  it('revoking the key closes its cookie streams at the next event, before any event is sent', async () => {
+    const key = await createKey(t, 'browser-temp', 'worker');
+    const login = await http(h.url, 'POST', '/api/v1/session', { body: { key }, headers: { origin: h.url } });
+    const s = await stream(null, '/api/v1/events/stream', { cookie: cookieOf(login), 'sec-fetch-site': 'same-origin' });
+    expect(s.status).toBe(200);
+    const tokens = await call<{ tokens: { id: string; name: string }[] }>(t.hub, t.admin, 'token_list', {});
+    await call(t.hub, t.admin, 'token_revoke', { id: tokens.tokens.find((x) => x.name === 'browser-temp')!.id });
+    await createTask(who.alice!, 'after the key of a session is revoked');
+    const f = await s.next((x) => x.event === 'error', 'error frame');
+    expect(JSON.parse(f.data)).toMatchObject({ reason: 'unauthenticated' });
+    await s.until(() => s.ended, 'end');
+    expect(s.events().map((e) => e.type)).not.toContain('task.created');
+  });
 });
 
 describe('draining', () => {

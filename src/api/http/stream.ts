@@ -339,7 +339,8 @@ export class EventStreams {
         from = Math.min(from, v.cursor);
         for (const a of v.audiences) audiences.add(a);
         if (v.session !== null) sessions.add(v.session);
-        else if (v.principal.tokenId !== null) tokens.add(v.principal.tokenId);
+        // A session's key too: revoking the key ends its cookie streams, not only its bearer ones.
+        if (v.principal.tokenId !== null) tokens.add(v.principal.tokenId);
       }
       const now = hub.clock.now();
       const started = performance.now();
@@ -360,7 +361,8 @@ export class EventStreams {
         const dead =
           now >= v.expiresAt ||
           (v.family !== null && !read.fams.has(v.family)) ||
-          (v.session !== null ? !liveSessions.has(v.session) : v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
+          (v.session !== null && !liveSessions.has(v.session)) ||
+          (v.principal.tokenId !== null && deadKeys.has(v.principal.tokenId));
         if (dead) this.end(v, 'unauthenticated', 'the credential of this stream was revoked or expired');
       }
       const frames = read.rows.map((r: EventRow, i): Frame => {
