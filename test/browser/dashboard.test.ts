@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttp, type HttpHandle } from '../../src/api/http/server.js';
@@ -16,9 +17,12 @@ ensureDashboardBuilt();
  * The dashboard in a real browser (Debian's Chromium through playwright-core) against a real hub:
  * agents act over MCP, the page must follow live; hostile strings stay text; writes need the CSRF
  * token; an observer is offered nothing it may not do. `npm run build` (or scripts/build-web.mjs)
- * must have written dist/web first. Screenshots of the main views go to docs/screenshots/.
+ * must have written dist/web first. Screenshots of the main views are always taken (a view that
+ * cannot render fails here); they replace docs/screenshots/ only with BATON_SCREENSHOTS=1, so a
+ * test run leaves the checkout clean.
  */
-const SHOTS = resolve(import.meta.dirname, '../../docs/screenshots');
+const SHOTS =
+  process.env.BATON_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../docs/screenshots') : join(tmpdir(), `baton-screenshots-${process.pid}`);
 const WAIT = { timeout: 15_000 };
 
 const card = (page: Page, state: string, id: string) => page.locator(`section[data-state="${state}"] li[data-task="${id}"]`);
