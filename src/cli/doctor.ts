@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { inspectDataProtection, type DoctorReport } from '../security/production.js';
 import { DB_FILE, DataDirError, checkDataDir } from '../os/datadir.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
-import { SqliteDb } from '../store/sqlite.js';
+import type { Db } from '../store/db.js';
+import { openStore } from '../store/open.js';
 
 interface DoctorFlags {
   data?: string;
@@ -59,9 +60,9 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
     checks.push({ name: 'data dir', ok: false, detail: err.message });
     return done();
   }
-  let db: SqliteDb | null = null;
+  let db: Db | null = null;
   try {
-    db = new SqliteDb(join(loc.dataDir, DB_FILE));
+    db = await openStore({ file: join(loc.dataDir, DB_FILE) });
     const version = await db.read(schemaVersion);
     checks.push({
       name: 'schema',

@@ -643,3 +643,9 @@ export async function eventsHead(ex: Executor): Promise<number> {
   const row = await ex.get<{ head: number | null }>(sql`SELECT max(id) AS head FROM events`);
   return row?.head ?? 0;
 }
+
+/** The project an audit row belongs to (null: a server-wide row, or no such row). */
+export async function auditRowProject(ex: Executor, id: number): Promise<string | null> {
+  const row = await ex.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${id}`);
+  return row?.project_id ?? null;
+}

@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import { list, sql } from './sql.js';
+import { list, sql, trusted } from './sql.js';
 
 /**
  * Retention: each function removes at most one chunk, so the caller runs each in its own short
@@ -32,7 +32,7 @@ export async function pruneEvents(ex: Executor, cutoffAt: number | null, maxRows
   if (cut === 0) return 0;
   await ex.run(sql`INSERT INTO event_horizon (project_id, pruned_through)
       SELECT project_id, max(id) FROM events WHERE id <= ${cut} GROUP BY project_id
-    ON CONFLICT (project_id) DO UPDATE SET pruned_through = max(pruned_through, excluded.pruned_through)`);
+    ON CONFLICT (project_id) DO UPDATE SET pruned_through = ${ex.dialect.greatest(trusted('event_horizon.pruned_through'), trusted('excluded.pruned_through'))}`);
   const { changes } = await ex.run(sql`DELETE FROM events WHERE id <= ${cut}`);
   return changes;
 }
