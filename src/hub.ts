@@ -137,17 +137,35 @@ export class Hub {
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
     hub.auditKey = auditKey;
-    hub.dataWatch = new DataDirWatch(dataDir, (lost) => {
+    // The watch guards the SQLite file in the data dir; a PostgreSQL store lives elsewhere.
+    if (db.profile.name === 'sqlite') hub.watchDataDir(dataDir, sink);
+    // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
+    hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
+    registerAuthServices(hub, hub.auth);
+    hub.auth.external?.warm();
+    // --- end authentication area ---
+    hub.firstStartKey = await hub.bootstrap();
+    if (options.sweeper === true) hub.startSweeper();
+    return hub;
+  }
+
+  /**
+   * Writes are refused once the data dir or its database file is removed or replaced (a hub
+   * would otherwise acknowledge writes into an unlinked file).
+   */
+  private watchDataDir(dataDir: string, sink: WorkerSink | null): void {
+    const { db, log, clock } = this;
+    const watch = new DataDirWatch(dataDir, (lost) => {
       const message = 'the data directory was removed or replaced; restart the hub';
       log.error({ reason: lost.reason }, message);
       db.block({ code: 'storage_readonly', message, at: clock.now() });
       sink?.block('storage_readonly', message);
     });
-    hub.dataWatch.start();
+    this.dataWatch = watch;
+    watch.start();
     // Also checked before writing, once per event-loop turn (writes of one turn commit together):
     // a write right after the removal is refused too, not acknowledged into the unlinked file.
     // Two stat calls, about 5 µs, per turn that writes.
-    const watch = hub.dataWatch;
     const write = db.write.bind(db);
     let checked = false;
     db.write = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => {
@@ -160,14 +178,6 @@ export class Hub {
       }
       return write(fn);
     };
-    // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
-    hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
-    registerAuthServices(hub, hub.auth);
-    hub.auth.external?.warm();
-    // --- end authentication area ---
-    hub.firstStartKey = await hub.bootstrap();
-    if (options.sweeper === true) hub.startSweeper();
-    return hub;
   }
 
   /** First start: the default project and a server-admin key, created once even if processes race. */

@@ -34,9 +34,51 @@ export interface TestHub {
   close(): Promise<void>;
 }
 
-export async function openHub(options: { clock?: Clock; config?: Partial<Config>; dir?: string } = {}): Promise<TestHub> {
+export type Backend = 'sqlite' | 'postgres';
+
+/** The backend tests run on when they do not say: `BATON_TEST_BACKEND` (sqlite by default). */
+export const TEST_BACKEND: Backend = process.env.BATON_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+
+/** The PostgreSQL tests use: BATON_TEST_DATABASE_URL, else the local server (trust auth, db `test`). */
+export const TEST_DATABASE_URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+let schemaSeq = 0;
+
+/**
+ * A fresh PostgreSQL schema for one hub (each test file, each hub: never shared), and how to
+ * drop it. The name carries the process id, so parallel test files never meet.
+ */
+export function pgSchema(): { url: string; schema: string; drop: () => Promise<void> } {
+  const schema = `t_${process.pid}_${Date.now().toString(36)}_${schemaSeq++}`;
+  return {
+    url: TEST_DATABASE_URL,
+    schema,
+    drop: async () => {
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** The config of a store on `backend` (nothing for SQLite: the data dir's file), and its cleanup. */
+export function storeFor(backend: Backend): { config: Partial<Config>; drop: () => Promise<void> } {
+  if (backend === 'sqlite') return { config: {}, drop: async () => undefined };
+  const s = pgSchema();
+  return { config: { databaseUrl: s.url, databaseSchema: s.schema }, drop: s.drop };
+}
+
+export async function openHub(
+  options: { clock?: Clock; config?: Partial<Config>; dir?: string; backend?: Backend } = {},
+): Promise<TestHub> {
   const tmp = options.dir === undefined ? tempDir() : { dir: options.dir, cleanup: () => undefined };
-  const hub = await Hub.open(testConfig(join(tmp.dir, 'data'), options.config), {
+  const store = storeFor(options.backend ?? TEST_BACKEND);
+  const hub = await Hub.open(testConfig(join(tmp.dir, 'data'), { ...store.config, ...options.config }), {
     clock: options.clock,
     checkOutputs: true,
     log: pino({ level: 'silent' }),
@@ -51,6 +93,7 @@ export async function openHub(options: { clock?: Clock; config?: Partial<Config>
     close: async () => {
       await hub.close();
       tmp.cleanup();
+      await store.drop();
     },
   };
 }

@@ -191,6 +191,7 @@ export class PostgresDb implements Db {
       return new BatonError('unavailable', 'the store cannot be reached; retry shortly');
     }
     if (pgCode(error) === '57014') return new BatonError('unavailable', 'the store took too long; retry shortly'); // statement_timeout
+    if (pgCode(error) === '55P03') return busyError(); // lock_timeout: another instance held a lock past busyTimeoutMs
     const code = faultCodeOf(error);
     if (code === null) return error;
     const fault: StoreFault = { code, message: `${pgCode(error) ?? 'unknown'}: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() };
@@ -289,9 +290,14 @@ export class PostgresDb implements Db {
     }
   }
 
-  /** BEGIN, the schema's write lock, and a NOTIFY that other instances hear at COMMIT. */
+  /**
+   * BEGIN, the schema's write lock, and a NOTIFY that other instances hear at COMMIT. Every lock
+   * wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as SQLite's busy timeout
+   * bounds its wait for another process's write lock; past it the write answers `unavailable`.
+   */
   private async beginWrite(client: pg.PoolClient): Promise<void> {
     await client.query('BEGIN');
+    await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
     await client.query({ text: 'SELECT pg_advisory_xact_lock($1, $2)', values: [WRITE_LOCK, this.key] });
     await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
   }
