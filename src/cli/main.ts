@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerMigrateCommand } from './migrate.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -29,7 +30,7 @@ interface GlobalFlags {
  * `create`: `serve`, `mcp` and `init` may create a data dir (and say where); every other command
  * needs an existing one and fails naming the paths it tried.
  */
-function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp', unknown>>, create?: 'say always' | 'say when new'): Config {
+function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp' | 'databaseUrl', unknown>>, create?: 'say always' | 'say when new'): Config {
   const { data, config, ...extra } = flags;
   const loc = locateConfig({ data, config }, extra);
   if (create === undefined) return requireDataDir(loc).config;
@@ -206,6 +207,7 @@ export function buildProgram(): Command {
     .option('--port <port>', 'port (default 7410)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
+    .option('--store <url>', 'keep the data in PostgreSQL at this postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
     .option('--no-lean', 'serve every MCP request through the SDK handler')
     .option('--tls-cert <file>', 'PEM certificate file: serve HTTPS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key file of --tls-cert')
@@ -216,6 +218,7 @@ export function buildProgram(): Command {
         port?: string;
         data?: string;
         config?: string;
+        store?: string;
         lean: boolean;
         tlsCert?: string;
         tlsKey?: string;
@@ -225,6 +228,7 @@ export function buildProgram(): Command {
           {
             data: opts.data,
             config: opts.config,
+            databaseUrl: opts.store,
             host: opts.host,
             port: opts.port,
             tlsCert: opts.tlsCert,
@@ -279,8 +283,9 @@ export function buildProgram(): Command {
     .description('Serve MCP over stdio for one agent (key from BATON_TOKEN; or BATON_AGENT for a keyless local agent)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
-    .action(async (opts: { data?: string; config?: string }) => {
-      const config = configFrom(opts, 'say when new');
+    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
+    .action(async (opts: { data?: string; config?: string; store?: string }) => {
+      const config = configFrom({ data: opts.data, config: opts.config, databaseUrl: opts.store }, 'say when new');
       const { runStdio } = await import('../api/mcp/stdio.js');
       const hub = await Hub.open(config, { sweeper: true });
       announceFirstStart(hub, config.dataDir);
@@ -326,6 +331,7 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerKeysCommands(program);
   registerDoctorCommand(program);
+  registerMigrateCommand(program);
 
   const groups = new Map<string, Command>();
   for (const op of CATALOG) {

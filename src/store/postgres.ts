@@ -149,13 +149,14 @@ export class PostgresDb implements Db {
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
       types: TYPES,
+      // Set at connection startup (no statement per connection); the name is checked above.
+      options: `-c search_path=${schema}`,
     });
     // An idle connection's error (the server restarted) must not crash the process; the next
     // checkout gets a new connection.
     pool.on('error', () => undefined);
     pool.on('connect', (client) => {
       client.on('error', () => undefined);
-      void client.query({ text: 'SELECT set_config($1, $2, false)', values: ['search_path', schema] }).catch(() => undefined);
     });
     const db = new PostgresDb(pool, options, schema);
     try {

@@ -1,0 +1,60 @@
+/**
+ * `baton migrate`: the CLI reaches the backend the URL names (a real PostgreSQL schema, created
+ * by the command) and applies every migration once; on SQLite it needs an existing data dir.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import { pgSchema, runBaton, tempDir } from '../helpers.js';
+
+const LATEST = Math.max(...MIGRATIONS.map((m) => m.version));
+
+describe('baton migrate', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('PostgreSQL: applies every migration once, under --store; the tables are in the named schema', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const env = { BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+    const first = await runBaton(['migrate', '--store', s.url], { env });
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(`postgres: applied ${MIGRATIONS.length} migrations; schema version ${LATEST} (current)\n`);
+    const again = await runBaton(['migrate'], { env: { ...env, BATON_DATABASE_URL: s.url } });
+    expect(again.stdout).toBe(`postgres: applied 0 migrations; schema version ${LATEST} (current)\n`);
+    const client = new pg.Client({ connectionString: s.url });
+    await client.connect();
+    try {
+      const r = await client.query<{ v: string }>({ text: `SELECT max(version) AS v FROM "${s.schema}".schema_migrations` });
+      expect(Number(r.rows[0]!.v)).toBe(LATEST);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('SQLite: needs an existing data dir, and finds a fresh one current', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const env = { BATON_LOG_LEVEL: 'silent' };
+    const none = await runBaton(['migrate', '--data', data], { env });
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/baton init/);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    expect((await runBaton(['init', '--data', data], { env })).code).toBe(0);
+    const r = await runBaton(['migrate', '--data', data], { env });
+    expect(r.stdout).toBe(`sqlite: applied 0 migrations; schema version ${LATEST} (current)\n`);
+  });
+
+  it('refuses a store URL that is not PostgreSQL, naming the setting and not the value', async () => {
+    const r = await runBaton(['migrate', '--store', 'mysql://root:hunter2@db/x'], { env: { BATON_LOG_LEVEL: 'silent' } });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/databaseUrl/);
+    expect(r.stderr).not.toMatch(/hunter2/);
+  });
+});
