@@ -1,4 +1,4 @@
-import { cliLogLevel, locateConfig } from './common.js';
+import { cliLogLevel, hubExists, locateConfig } from './common.js';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -124,7 +124,7 @@ async function check(flags: GuardFlags): Promise<void> {
     .filter((p) => p !== '');
   if (staged.length === 0) return;
   const config = configOf(flags);
-  if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
+  if (!hubExists(config)) {
     process.stderr.write(`baton guard: no Baton database in ${resolve(config.dataDir)}; nothing is locked\n`);
     return;
   }

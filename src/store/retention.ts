@@ -74,8 +74,8 @@ export async function purgeMessages(ex: Executor, cutoffAt: number, chunk: numbe
   const threads = await ex.all<{ project_id: string; thread_id: string }>(sql`SELECT m.project_id, m.thread_id
     FROM messages m GROUP BY m.project_id, m.thread_id
     HAVING max(m.created_at) < ${cutoffAt}
-      AND sum(EXISTS (SELECT 1 FROM message_recipients r WHERE r.seq = m.seq
-            AND (r.read_at IS NULL OR (m.ack_required = 1 AND r.acked_at IS NULL)))) = 0
+      AND sum(CASE WHEN EXISTS (SELECT 1 FROM message_recipients r WHERE r.seq = m.seq
+            AND (r.read_at IS NULL OR (m.ack_required = 1 AND r.acked_at IS NULL))) THEN 1 ELSE 0 END) = 0
     LIMIT ${chunk}`);
   for (const t of threads) {
     await ex.run(sql`DELETE FROM message_recipients WHERE seq IN
