@@ -284,7 +284,11 @@ export async function hasExpiredLease(ex: Executor, projectId: string, now: numb
   return row !== undefined;
 }
 
-/** Ends an expired lease (fenced on the lease token it expired with): retry or dead-letter. */
+/**
+ * Ends an expired lease (fenced on the lease token it expired with): retry or dead-letter. The
+ * expiry is checked again in the UPDATE itself: a heartbeat that extended the lease after `row`
+ * was read (on another instance, between the sweeper's read and this write) keeps it.
+ */
 export function expireLease(
   ex: Executor,
   row: TaskRow,
@@ -297,6 +301,7 @@ export function expireLease(
       lease_owner = NULL, lease_expires_at = NULL, available_at = ${availableAt}, finished_at = ${finishedAt},
       updated_at = ${now}, version = version + 1
       WHERE id = ${row.id} AND lease_token = ${row.lease_token} AND status IN ('claimed', 'running')
+        AND lease_expires_at IS NOT NULL AND lease_expires_at <= ${now}
       RETURNING *`);
 }
 

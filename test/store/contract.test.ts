@@ -12,6 +12,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
+import { expireLease, expiredLeases } from '../../src/store/tasks.js';
 import { call, createKey, openHub, woken, type Backend, type TestHub } from '../helpers.js';
 
 const BACKENDS: readonly Backend[] = ['sqlite', 'postgres'];
@@ -144,6 +145,24 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
     expect((await get(tasks[0]!.id)).last_error).toBe('lease expired');
     expect((await get(tasks[1]!.id)).status).toBe('ready');
     expect(await t.hub.sweep()).toBe(0);
+  });
+
+  it('a lease heartbeated after the sweeper read it is not expired (the expiry is re-checked in the write)', async () => {
+    const { tasks } = await create(lead, [{ title: 'x', max_attempts: 3 }]);
+    const id = tasks[0]!.id;
+    const first = (await claim(w1, { lease_ms: 1000 })).task!;
+    clock.advance(1001);
+    // What a sweeper on another instance read: the lease as it was, expired.
+    const stale = (await t.hub.db.read((ex) => expiredLeases(ex, clock.now(), null)))[0]!;
+    expect(stale.id).toBe(id);
+    // Meanwhile another instance (whose clock reads a little earlier, so the lease is live there)
+    // extends the lease: written directly, as that instance's heartbeat would.
+    await t.hub.db.write((ex) => ex.run(sql`UPDATE tasks SET lease_expires_at = ${clock.now() + 60_000} WHERE id = ${id}`));
+    const out = await t.hub.db.write((ex) => expireLease(ex, stale, clock.now(), { state: 'ready', availableAt: clock.now() }));
+    expect(out).toBeUndefined();
+    const kept = await get(id);
+    expect(kept.status).toBe('claimed');
+    expect(kept.lease!.token).toBe(first.lease!.token);
   });
 
   it('failures retry with exponential backoff, then dead-letter; a lead can requeue', async () => {
