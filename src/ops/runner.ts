@@ -139,7 +139,9 @@ export class Runner {
     // transaction; its verdict is revealed only once the caller is authenticated and authorized.
     else this.parse(s);
     for (;;) {
-      const mark = op.waitMs !== undefined ? await this.bus.mark() : undefined;
+      // Only a call that may wait needs a mark (it costs an events-head read while the bus is not
+      // listening across processes); a call with no wait left answers on this attempt.
+      const mark = op.waitMs !== undefined && s.deadline > this.services.clock.monotonic() ? await this.bus.mark() : undefined;
       const result = await this.attempt(s);
       if (result !== RETRY) return result;
       await this.pause(s, mark);
