@@ -1,6 +1,7 @@
 /**
- * `baton migrate`: the CLI reaches the backend the URL names (a real PostgreSQL schema, created
- * by the command) and applies every migration once; on SQLite it needs an existing data dir.
+ * `baton migrate` (and `init` / `doctor` on PostgreSQL): the CLI reaches the backend the URL
+ * names (a real PostgreSQL schema, created by the command) and applies every migration once; on
+ * SQLite it needs an existing data dir.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +36,23 @@ describe('baton migrate', () => {
     } finally {
       await client.end();
     }
+  });
+
+  it('PostgreSQL: init keeps the data in the named schema; doctor reads it there, and says when it cannot', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const env = { BATON_DATABASE_URL: s.url, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+    expect((await runBaton(['init', '--data', data], { env })).code).toBe(0);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    const doctor = await runBaton(['doctor', '--data', data], { env });
+    expect(doctor.stdout).toContain(`schema: PostgreSQL schema ${s.schema}: version ${LATEST} (current)`);
+    expect(doctor.stdout).toMatch(/ok {3}database: answers/);
+    const down = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' } });
+    expect(down.stdout).toMatch(/FAIL database: PostgreSQL \(databaseUrl\) cannot be read/);
+    expect(down.stdout + down.stderr).not.toMatch(/hunter2/);
   });
 
   it('SQLite: needs an existing data dir, and finds a fresh one current', async () => {
