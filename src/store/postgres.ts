@@ -193,6 +193,8 @@ export class PostgresDb implements Db {
     }
     if (pgCode(error) === '57014') return new BatonError('unavailable', 'the store took too long; retry shortly'); // statement_timeout
     if (pgCode(error) === '55P03') return busyError(); // lock_timeout: another instance held a lock past busyTimeoutMs
+    // unique_violation: a concurrent request created the same row (retried first where that can help).
+    if (pgCode(error) === '23505') return new BatonError('conflict', 'a concurrent request created the same thing; retry');
     const code = faultCodeOf(error);
     if (code === null) return error;
     const fault: StoreFault = { code, message: `${pgCode(error) ?? 'unknown'}: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() };
@@ -225,13 +227,13 @@ export class PostgresDb implements Db {
   }
 
   /** Runs `attempt` again on contention or a lost connection, with a short growing pause, until the budget is spent. */
-  private async retrying<T>(attempt: () => Promise<T>): Promise<T> {
+  private async retrying<T>(attempt: () => Promise<T>, alsoRetry: (error: unknown) => boolean = () => false): Promise<T> {
     const deadline = performance.now() + this.budgetMs;
     for (let i = 0; ; i++) {
       try {
         return await attempt();
       } catch (error) {
-        if (this.closed || !(isRetryable(error) || isConnectionLoss(error)) || performance.now() >= deadline) throw error;
+        if (this.closed || !(isRetryable(error) || isConnectionLoss(error) || alsoRetry(error)) || performance.now() >= deadline) throw error;
         await sleep(Math.min(100, 2 ** i) * (0.5 + Math.random()));
       }
     }
@@ -251,6 +253,11 @@ export class PostgresDb implements Db {
     }
   }
 
+  /**
+   * A read may write (an external issuer's agent is created on first use, in the request's own
+   * transaction): two such reads racing on two instances meet a unique violation, and running
+   * the read again finds the row the other created.
+   */
   read<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
     return this.retrying(() =>
       this.withClient(async (client) => {
@@ -264,6 +271,7 @@ export class PostgresDb implements Db {
           throw error;
         }
       }),
+      (error) => pgCode(error) === '23505',
     ).catch((error: unknown) => {
       throw this.failed(error);
     });
