@@ -3,12 +3,13 @@
  * names (a real PostgreSQL schema, created by the command) and applies every migration once; on
  * SQLite it needs an existing data dir.
  */
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/store/migrations.js';
-import { pgSchema, runBaton, tempDir } from '../helpers.js';
+import { BIN, pgSchema, runBaton, tempDir } from '../helpers.js';
 
 const LATEST = Math.max(...MIGRATIONS.map((m) => m.version));
 
@@ -53,6 +54,50 @@ describe('baton migrate', () => {
     const down = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' } });
     expect(down.stdout).toMatch(/FAIL database: PostgreSQL \(databaseUrl\) cannot be read/);
     expect(down.stdout + down.stderr).not.toMatch(/hunter2/);
+  });
+
+  it('baton serve --store: the hub keeps its data in PostgreSQL (tasks land in the schema; no baton.db), and stops on SIGTERM', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data, '--store', s.url], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', () => reject(new Error(stderr)));
+    });
+    try {
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      const key = readFileSync(join(data, 'admin-key.txt'), 'utf8').trim();
+      const res = await fetch(`${url}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tasks: [{ title: 'kept in postgres' }] }),
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    const client = new pg.Client({ connectionString: s.url });
+    await client.connect();
+    try {
+      const r = await client.query<{ n: string }>({ text: `SELECT count(*) AS n FROM "${s.schema}".tasks WHERE status = 'ready'` });
+      expect(Number(r.rows[0]!.n)).toBe(1);
+    } finally {
+      await client.end();
+    }
   });
 
   it('SQLite: needs an existing data dir, and finds a fresh one current', async () => {
