@@ -540,7 +540,9 @@ export class PostgresDb implements Db {
     this.closed = true;
     this.listeners.clear();
     this.unlisten();
-    // Queued writes run first: they were accepted.
+    // Queued writes run first: they were accepted. Their drain is scheduled a turn after the
+    // first of them queued, so let that turn pass before queueing behind it.
+    await new Promise((resolve) => setImmediate(resolve));
     await this.mutex.run(async () => undefined);
     await this.pool.end();
   }
