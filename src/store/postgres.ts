@@ -96,6 +96,26 @@ function lockKey(schema: string): number {
   return createHash('sha256').update(schema).digest().readInt32BE(0);
 }
 
+/**
+ * The connection was lost while COMMIT was in flight: the transaction may or may not have
+ * committed. Never run again (that could apply it twice); the caller hears `unavailable` and
+ * that the outcome is unknown.
+ */
+class CommitUnknown extends Error {
+  constructor(readonly lost: unknown) {
+    super('commit outcome unknown');
+  }
+}
+
+/** COMMIT, telling a lost connection during it (outcome unknown) from any other failure. */
+async function commit(client: pg.PoolClient): Promise<void> {
+  try {
+    await client.query('COMMIT');
+  } catch (error) {
+    throw isConnectionLoss(error) ? new CommitUnknown(error) : error;
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -151,6 +171,8 @@ export class PostgresDb implements Db {
       types: TYPES,
       // Set at connection startup (no statement per connection); the name is checked above.
       options: `-c search_path=${schema}`,
+      // Operators (pg_stat_activity) and tests see whose connections these are.
+      application_name: `baton:${schema}`,
     });
     // An idle connection's error (the server restarted) must not crash the process; the next
     // checkout gets a new connection.
@@ -186,6 +208,10 @@ export class PostgresDb implements Db {
    */
   private failed(error: unknown): unknown {
     if (error instanceof BatonError) return error;
+    if (error instanceof CommitUnknown) {
+      this.report(error.lost, { code: 'storage_readonly', message: 'connection lost during COMMIT', at: Date.now() }, false);
+      return new BatonError('unavailable', 'the store connection was lost while committing: the write may or may not have been applied; check before retrying');
+    }
     if (isRetryable(error)) return busyError();
     if (isConnectionLoss(error)) {
       this.report(error, { code: 'storage_readonly', message: `connection: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() }, false);
@@ -319,32 +345,47 @@ export class PostgresDb implements Db {
   private async writeBatch(batch: Pending[]): Promise<void> {
     const outcomes: Outcome[] = [];
     let lost: unknown = null;
-    try {
-      await this.withClient(async (client) => {
-        await this.beginWrite(client);
-        try {
-          for (const w of batch) {
-            await client.query('SAVEPOINT op');
-            let outcome: Outcome;
-            try {
-              outcome = { ok: true, value: await w.fn(this.executor(client)) };
-            } catch (error) {
-              outcome = { ok: false, error };
-            }
-            if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
-            if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
-            await client.query('RELEASE SAVEPOINT op');
-            outcomes.push(outcome);
-          }
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw error;
-        }
-      });
-    } catch (error) {
-      lost = error;
+    // A connection lost before COMMIT undid the whole transaction: the batch runs once more on a
+    // fresh connection (a pooled one the server dropped, e.g. after its restart, is the usual case).
+    for (let attempt = 0; attempt < 2; attempt++) {
+      outcomes.length = 0;
+      lost = null;
+      try {
+        await this.runBatch(batch, outcomes);
+      } catch (error) {
+        lost = error;
+      }
+      if (lost === null || !isConnectionLoss(lost) || this.closed) break;
     }
+    await this.settleBatch(batch, outcomes, lost);
+  }
+
+  private async runBatch(batch: Pending[], outcomes: Outcome[]): Promise<void> {
+    await this.withClient(async (client) => {
+      await this.beginWrite(client);
+      try {
+        for (const w of batch) {
+          await client.query('SAVEPOINT op');
+          let outcome: Outcome;
+          try {
+            outcome = { ok: true, value: await w.fn(this.executor(client)) };
+          } catch (error) {
+            outcome = { ok: false, error };
+          }
+          if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
+          if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
+          await client.query('RELEASE SAVEPOINT op');
+          outcomes.push(outcome);
+        }
+        await commit(client);
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  private async settleBatch(batch: Pending[], outcomes: Outcome[], lost: unknown): Promise<void> {
     if (lost === null) {
       if (!outcomes.some((o) => !o.ok && faultCodeOf(o.error) !== null)) this.currentFault = null;
       batch.forEach((w, i) => {
@@ -356,6 +397,17 @@ export class PostgresDb implements Db {
     }
     if (batch.length === 1 && !(isRetryable(lost) || isConnectionLoss(lost))) {
       batch[0]!.reject(this.failed(lost));
+      return;
+    }
+    if (isConnectionLoss(lost) || lost instanceof CommitUnknown) {
+      // The server is gone or unreachable (or the COMMIT's outcome is unknown): one batch's worth
+      // of callers each retrying alone for the whole budget would hold the writer for minutes,
+      // and a batch that may have committed must not run again. Refused at once (`unavailable`).
+      const e = this.failed(lost);
+      batch.forEach((w, i) => {
+        const o = outcomes[i];
+        w.reject(o !== undefined && !o.ok ? this.failed(o.error) : e);
+      });
       return;
     }
     // Failed ops keep their own errors; the rest run alone (retried on contention).
@@ -374,7 +426,7 @@ export class PostgresDb implements Db {
           await this.beginWrite(client);
           try {
             const v = await w.fn(this.executor(client));
-            await client.query('COMMIT');
+            await commit(client);
             return v;
           } catch (error) {
             await client.query('ROLLBACK').catch(() => undefined);

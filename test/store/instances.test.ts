@@ -10,7 +10,8 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { Hub } from '../../src/hub.js';
-import { call, createKey, openHub, testConfig, woken, type TestHub } from '../helpers.js';
+import pg from 'pg';
+import { call, createKey, openHub, testConfig, TEST_DATABASE_URL, woken, type TestHub } from '../helpers.js';
 
 describe('two hub instances on one PostgreSQL database', () => {
   let t: TestHub;
@@ -51,6 +52,25 @@ describe('two hub instances on one PostgreSQL database', () => {
     const ids = results.flatMap((r) => (r.task === null ? [] : [r.task.id]));
     expect(ids).toHaveLength(40);
     expect(new Set(ids).size).toBe(40);
+  });
+
+  it('writes go on after the server drops every connection of the pool (as at its restart)', async () => {
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    await call(t.hub, lead, 'task_create', { tasks: [{ title: 'before' }] });
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      const killed = await admin.query({
+        text: 'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1',
+        values: [`baton:${t.hub.config.databaseSchema}`],
+      });
+      expect(killed.rowCount).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    await call(t.hub, lead, 'task_create', { tasks: [{ title: 'after' }] });
+    const list = await call<{ tasks: { title: string }[] }>(t.hub, lead, 'task_list', {});
+    expect(list.tasks.map((x) => x.title).sort()).toEqual(['after', 'before']);
   });
 
   it('a claim waiting on one instance wakes when a task is created on the other', async () => {
