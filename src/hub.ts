@@ -28,8 +28,8 @@ import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, in
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { LATEST_MIGRATION, schemaVersion } from './store/health.js';
-import { SqliteDb } from './store/sqlite.js';
-import { sql } from './store/sql.js';
+import { openStore, storeConfigOf } from './store/open.js';
+import { anyToken } from './store/auth.js';
 import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
 import { sweepLocks } from './store/locks.js';
 import { pruneEvents, purgeMessages, purgeTasks } from './store/retention.js';
@@ -104,19 +104,25 @@ export class Hub {
     const { secrets, cipher } = openDataProtection(config, dataDir, log);
     // --- end data protection ---
     prepareDataDir(dataDir, log);
-    const db = new SqliteDb(join(dataDir, 'baton.db'), {
-      busyTimeoutMs: config.busyTimeoutMs,
-      durability: config.durability,
-      // The operator's record of a storage fault; SQLite's message names no SQL values.
+    const db = await openStore({
+      ...storeConfigOf(config, dataDir),
+      // The operator's record of a storage fault; the driver's message names no SQL values.
       onFault: (err, fault) => log.error({ code: fault.code, detail: fault.message, at: fault.at }, 'storage fault'),
     });
-    await db.migrate(MIGRATIONS, clock.now());
-    const bus = new Bus(db, config.pollMs);
+    try {
+      await db.migrate(MIGRATIONS, clock.now());
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+    const bus = new Bus(db);
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
     const auditKey = auditKeyFrom(secrets.keyPepper);
+    // The worker has its own SQLite connection (a second writer beside the hub's, in WAL). On
+    // PostgreSQL the pool already writes concurrently: audit batches go inline.
     const sink =
-      options.deferredWorker === true
+      options.deferredWorker === true && db.profile.name === 'sqlite'
         ? new WorkerSink({ file: join(dataDir, 'baton.db'), busyTimeoutMs: config.busyTimeoutMs, auditKey, durability: config.durability, fallback: inlineSink(db, auditKey), log })
         : null;
     const deferred = new DeferredWriter(sink?.write ?? inlineSink(db, auditKey), log, {
@@ -134,17 +140,35 @@ export class Hub {
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
     hub.auditKey = auditKey;
-    hub.dataWatch = new DataDirWatch(dataDir, (lost) => {
+    // The watch guards the SQLite file in the data dir; a PostgreSQL store lives elsewhere.
+    if (db.profile.name === 'sqlite') hub.watchDataDir(dataDir, sink);
+    // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
+    hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
+    registerAuthServices(hub, hub.auth);
+    hub.auth.external?.warm();
+    // --- end authentication area ---
+    hub.firstStartKey = await hub.bootstrap();
+    if (options.sweeper === true) hub.startSweeper();
+    return hub;
+  }
+
+  /**
+   * Writes are refused once the data dir or its database file is removed or replaced (a hub
+   * would otherwise acknowledge writes into an unlinked file).
+   */
+  private watchDataDir(dataDir: string, sink: WorkerSink | null): void {
+    const { db, log, clock } = this;
+    const watch = new DataDirWatch(dataDir, (lost) => {
       const message = 'the data directory was removed or replaced; restart the hub';
       log.error({ reason: lost.reason }, message);
       db.block({ code: 'storage_readonly', message, at: clock.now() });
       sink?.block('storage_readonly', message);
     });
-    hub.dataWatch.start();
+    this.dataWatch = watch;
+    watch.start();
     // Also checked before writing, once per event-loop turn (writes of one turn commit together):
     // a write right after the removal is refused too, not acknowledged into the unlinked file.
     // Two stat calls, about 5 µs, per turn that writes.
-    const watch = hub.dataWatch;
     const write = db.write.bind(db);
     let checked = false;
     db.write = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => {
@@ -157,21 +181,12 @@ export class Hub {
       }
       return write(fn);
     };
-    // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
-    hub.auth = new AuthServices(config, secrets, (r) => roles.has(r), (e) => deferred.addAudit(e));
-    registerAuthServices(hub, hub.auth);
-    hub.auth.external?.warm();
-    // --- end authentication area ---
-    hub.firstStartKey = await hub.bootstrap();
-    if (options.sweeper === true) hub.startSweeper();
-    return hub;
   }
 
   /** First start: the default project and a server-admin key, created once even if processes race. */
   private async bootstrap(): Promise<string | null> {
     return this.db.write(async (ex) => {
-      const any = await ex.get<{ one: number }>(sql`SELECT 1 AS one FROM tokens LIMIT 1`);
-      if (any !== undefined) return null;
+      if (await anyToken(ex)) return null;
       const now = this.clock.now();
       const project = await ensureProject(ex, DEFAULT_PROJECT, now);
       await ensureAgent(ex, project.id, 'admin', 'admin', now);

@@ -22,8 +22,18 @@ export function tempDir(prefix = 'baton-test-'): { dir: string; cleanup: () => v
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * Data dir → the environment that points another process (a `baton mcp` agent, a CLI command)
+ * at the store of the hub opened on that data dir: on PostgreSQL its URL and schema, so the
+ * processes of a test share one store whatever the backend. stdioAgent, runBaton and testConfig add it.
+ */
+const storeEnvs = new Map<string, Record<string, string>>();
+
+/** A hub's config on `dataDir`; a data dir opened by openHub on PostgreSQL keeps its store. */
 export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Config {
-  return ConfigSchema.parse({ dataDir, logLevel: 'silent', ...overrides });
+  const env = storeEnvs.get(resolve(dataDir));
+  const store = env === undefined ? {} : { databaseUrl: env.BATON_DATABASE_URL, databaseSchema: env.BATON_DATABASE_SCHEMA };
+  return ConfigSchema.parse({ dataDir, logLevel: 'silent', ...store, ...overrides });
 }
 
 export interface TestHub {
@@ -34,13 +44,66 @@ export interface TestHub {
   close(): Promise<void>;
 }
 
-export async function openHub(options: { clock?: Clock; config?: Partial<Config>; dir?: string } = {}): Promise<TestHub> {
+export type Backend = 'sqlite' | 'postgres';
+
+/** The backend tests run on when they do not say: `BATON_TEST_BACKEND` (sqlite by default). */
+export const TEST_BACKEND: Backend = process.env.BATON_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+
+/** The PostgreSQL tests use: BATON_TEST_DATABASE_URL, else the local server (trust auth, db `test`). */
+export const TEST_DATABASE_URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+let schemaSeq = 0;
+
+/**
+ * A fresh PostgreSQL schema for one hub (each test file, each hub: never shared), and how to
+ * drop it. The name carries the process id, so parallel test files never meet.
+ */
+export function pgSchema(): { url: string; schema: string; drop: () => Promise<void> } {
+  // t_<run>_…: the global setup drops whatever a run left behind (pg-setup.ts).
+  const run = /^[a-z0-9]+$/.test(process.env.BATON_TEST_RUN ?? '') ? process.env.BATON_TEST_RUN! : 'x';
+  const schema = `t_${run}_${process.pid}_${Date.now().toString(36)}_${schemaSeq++}`;
+  return {
+    url: TEST_DATABASE_URL,
+    schema,
+    drop: async () => {
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** The config of a store on `backend` (nothing for SQLite: the data dir's file), and its cleanup. */
+export function storeFor(backend: Backend): { config: Partial<Config>; drop: () => Promise<void> } {
+  if (backend === 'sqlite') return { config: {}, drop: async () => undefined };
+  const s = pgSchema();
+  return { config: { databaseUrl: s.url, databaseSchema: s.schema }, drop: s.drop };
+}
+
+/** The store environment of the hub opened on `dataDir` (empty on SQLite). */
+export function storeEnvOf(dataDir: string | undefined): Record<string, string> {
+  return dataDir === undefined ? {} : (storeEnvs.get(resolve(dataDir)) ?? {});
+}
+
+export async function openHub(
+  options: { clock?: Clock; config?: Partial<Config>; dir?: string; backend?: Backend } = {},
+): Promise<TestHub> {
   const tmp = options.dir === undefined ? tempDir() : { dir: options.dir, cleanup: () => undefined };
-  const hub = await Hub.open(testConfig(join(tmp.dir, 'data'), options.config), {
+  const store = storeFor(options.backend ?? TEST_BACKEND);
+  const dataDir = resolve(tmp.dir, 'data');
+  const hub = await Hub.open(testConfig(dataDir, { ...store.config, ...options.config }), {
     clock: options.clock,
     checkOutputs: true,
     log: pino({ level: 'silent' }),
   });
+  if (store.config.databaseUrl !== undefined) {
+    storeEnvs.set(dataDir, { BATON_DATABASE_URL: store.config.databaseUrl, BATON_DATABASE_SCHEMA: store.config.databaseSchema ?? 'public' });
+  }
   const adminKey = hub.firstStartKey!;
   const admin = await hub.authenticate(adminKey);
   return {
@@ -50,7 +113,9 @@ export async function openHub(options: { clock?: Clock; config?: Partial<Config>
     admin,
     close: async () => {
       await hub.close();
+      storeEnvs.delete(dataDir);
       tmp.cleanup();
+      await store.drop();
     },
   };
 }
@@ -127,7 +192,7 @@ export async function stdioAgent(line: ClientLine, dataDir: string, env: Record<
   const params = {
     command: process.execPath,
     args: [BIN, 'mcp', '--data', dataDir],
-    env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...env },
+    env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...storeEnvOf(dataDir), ...env },
     stderr: 'pipe' as const,
   };
   if (line === 'v1') {
@@ -173,7 +238,12 @@ export async function runBaton(
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
       cwd: opts.cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...opts.env },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        ...storeEnvOf(args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined),
+        ...opts.env,
+      },
       timeout: opts.timeoutMs ?? 20_000,
       encoding: 'utf8',
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.gid }),

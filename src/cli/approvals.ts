@@ -1,9 +1,6 @@
 import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { printable, terminalJson } from './escape.js';
 
@@ -41,11 +38,6 @@ export function registerApprovalCommands(program: Command): void {
       .option('--in-project <name>', 'project of the approval (default: default)')
       .action(async (id: string, opts: DecideFlags) => {
         const { config } = requireDataDir(locateConfig(opts, { logLevel: cliLogLevel() }));
-        // Deciding needs an existing hub: opening a fresh data dir here would create one and print
-        // its first-start key where nobody expects it.
-        if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
-          throw new BatonError('not_found', `no Baton data in ${config.dataDir}`);
-        }
         const hub = await Hub.open(config);
         try {
           const principal = await hub.localPrincipal(opts.as, 'admin', opts.inProject);

@@ -1,9 +1,7 @@
 import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { printable, terminalJson } from './escape.js';
 
@@ -75,9 +73,6 @@ interface Page {
 /** Opens the hub of an existing data dir (never creates one) and runs `fn` as the local operator (admin). */
 async function asOperator<T>(flags: CommonFlags, fn: (hub: Hub, meta: CallMeta) => Promise<T>): Promise<T> {
   const { config } = requireDataDir(locateConfig(flags, { logLevel: cliLogLevel() }));
-  if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
-    throw new BatonError('not_found', `no Baton data in ${config.dataDir}`);
-  }
   const hub = await Hub.open(config);
   try {
     return await fn(hub, { requestId: hub.newRequestId(), transport: 'cli' });

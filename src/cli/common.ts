@@ -63,7 +63,9 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
   if (existsSync(loc.dataDir) && !statSync(loc.dataDir).isDirectory()) {
     throw new DataDirError(`the data dir ${loc.dataDir} (from ${loc.source}) is not a directory: pass --data <dir> or set BATON_DATA to a directory`);
   }
-  if (!existsSync(join(loc.dataDir, DB_FILE))) {
+  // With PostgreSQL the data lives in the database and the data dir holds the hub's secrets
+  // (the key pepper every key hash depends on): those mark a hub's data dir then.
+  if (!existsSync(join(loc.dataDir, storeMarker(loc.config)))) {
     throw new DataDirError(
       `no Baton database in ${loc.dataDir} (from ${loc.source === 'found' ? 'the nearest .baton' : loc.source}). ` +
         `Run \`baton init --data ${loc.dataDir}\` or \`baton serve\` to create one, or check the path.`,
@@ -72,9 +74,19 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
   return loc;
 }
 
+/** The file whose presence makes a data dir a hub's: the SQLite database, or (PostgreSQL) the secrets. */
+function storeMarker(config: Config): string {
+  return config.databaseUrl === undefined ? DB_FILE : 'secrets.json';
+}
+
+/** Whether the data dir of `config` belongs to a hub that was started (its store exists). */
+export function hubExists(config: Config): boolean {
+  return existsSync(join(resolve(config.dataDir), storeMarker(config)));
+}
+
 /** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */
 export function announceDataDir(loc: LocatedConfig, always: boolean): void {
-  const isNew = !existsSync(join(loc.dataDir, DB_FILE));
+  const isNew = !existsSync(join(loc.dataDir, storeMarker(loc.config)));
   if (!isNew && !always) return;
   const from = loc.source === 'found' ? '' : loc.source === 'new' ? '' : ` (from ${loc.source})`;
   process.stderr.write(isNew ? `baton: creating a new data dir in ${loc.dataDir}${from}\n` : `baton: data dir ${loc.dataDir}${from}\n`);

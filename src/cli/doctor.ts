@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { inspectDataProtection, type DoctorReport } from '../security/production.js';
 import { DB_FILE, DataDirError, checkDataDir } from '../os/datadir.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
-import { SqliteDb } from '../store/sqlite.js';
+import type { Db } from '../store/db.js';
+import { openStore, storeConfigOf } from '../store/open.js';
 import { sqliteDriver } from '../store/sqlite-driver.js';
 
 interface DoctorFlags {
@@ -48,6 +49,7 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
     checks.push({ name: 'data dir', ok: true, advisory: true, detail: `${loc.dataDir} does not exist yet (\`baton init\` or the first \`baton serve\` creates it)` });
     return done();
   }
+  if (loc.config.databaseUrl !== undefined) return inspectPostgres(loc, checks, done);
   try {
     const { dbExists } = await checkDataDir(loc.dataDir);
     checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (writable)` });
@@ -68,9 +70,9 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
     checks.push({ name: 'sqlite driver', ok: false, detail: (err as Error).message });
     return done();
   }
-  let db: SqliteDb | null = null;
+  let db: Db | null = null;
   try {
-    db = new SqliteDb(join(loc.dataDir, DB_FILE));
+    db = await openStore({ file: join(loc.dataDir, DB_FILE) });
     const version = await db.read(schemaVersion);
     checks.push({
       name: 'schema',
@@ -98,6 +100,33 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
         : { name, ok: false, detail: `damaged: ${r.problems.slice(0, 5).join('; ')}. Stop the hub, back up the data dir, and restore ${DB_FILE} from a backup (\`sqlite3 ${DB_FILE} .recover\` may save what is readable)` },
     );
     await db.close().catch(() => undefined);
+  }
+  return done();
+}
+
+/**
+ * A PostgreSQL hub: the data dir holds its secrets; the store is the database. Connects (the URL
+ * is never printed: it may hold a password), reads the schema version, and runs the store's
+ * check (the server checks its own pages). Nothing is migrated or created.
+ */
+async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks'], done: () => StoreReport): Promise<StoreReport> {
+  checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (secrets; the data is in PostgreSQL)` });
+  let db: Db | null = null;
+  try {
+    db = await openStore(storeConfigOf(loc.config, loc.dataDir));
+    const version = await db.read(schemaVersion);
+    checks.push({
+      name: 'schema',
+      ok: version <= LATEST_MIGRATION,
+      detail: `PostgreSQL schema ${loc.config.databaseSchema}: version ${version}${version === LATEST_MIGRATION ? ' (current)' : version < LATEST_MIGRATION ? `; \`baton migrate\` or the next start takes it to ${LATEST_MIGRATION}` : ` is newer than this Baton (${LATEST_MIGRATION}): upgrade Baton`}`,
+    });
+    const r = await db.checkIntegrity(false);
+    checks.push({ name: 'database', ok: r.ok, detail: r.ok ? 'answers; schema readable' : r.problems.slice(0, 3).join('; ') });
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    checks.push({ name: 'database', ok: false, detail: `PostgreSQL (databaseUrl) cannot be read: ${why}` });
+  } finally {
+    await db?.close().catch(() => undefined);
   }
   return done();
 }

@@ -1,4 +1,4 @@
-import { cliLogLevel, locateConfig } from './common.js';
+import { cliLogLevel, hubExists, locateConfig } from './common.js';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -209,7 +209,7 @@ async function check(flags: GuardFlags): Promise<void> {
     : (await git(repo, ['diff', '--cached', '--name-only', '--no-renames', '-z'])).split('\0').filter((p) => p !== '');
   if (touched.length === 0) return;
   const config = configOf(flags);
-  if (!existsSync(join(resolve(config.dataDir), 'baton.db'))) {
+  if (!hubExists(config)) {
     process.stderr.write(`baton guard: no Baton database in ${resolve(config.dataDir)}; nothing is locked\n`);
     return;
   }

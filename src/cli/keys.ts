@@ -1,5 +1,4 @@
-import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
-import { existsSync } from 'node:fs';
+import { cliLogLevel, hubExists, locateConfig, requireDataDir } from './common.js';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -156,7 +155,7 @@ export function registerKeysCommands(program: Command): void {
       }
       const { cipher } = openDataProtection(config, dataDir, log);
       let counts = NO_COUNTS();
-      if (cipher !== undefined && existsSync(join(dataDir, 'baton.db'))) {
+      if (cipher !== undefined && hubExists(config)) {
         const hub = await Hub.open(config, { log });
         try {
           counts = await reencryptAll(hub.db, cipher);

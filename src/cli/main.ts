@@ -20,6 +20,7 @@ import { registerDoctorCommand } from './doctor.js';
 import { registerSetupCommand } from './setup/index.js';
 import { registerWatchCommand } from './watch.js';
 import { registerPrimeCommand } from './prime.js';
+import { registerMigrateCommand } from './migrate.js';
 import { printable, terminalJson } from './escape.js';
 
 interface GlobalFlags {
@@ -32,7 +33,7 @@ interface GlobalFlags {
  * `create`: `serve`, `mcp` and `init` may create a data dir (and say where); every other command
  * needs an existing one and fails naming the paths it tried.
  */
-function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp', unknown>>, create?: 'say always' | 'say when new'): Config {
+function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp' | 'databaseUrl', unknown>>, create?: 'say always' | 'say when new'): Config {
   const { data, config, ...extra } = flags;
   const loc = locateConfig({ data, config }, extra);
   if (create === undefined) return requireDataDir(loc).config;
@@ -214,6 +215,7 @@ export function buildProgram(command?: string): Command {
     .option('--port <port>', 'port (default 7410)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
+    .option('--store <url>', 'keep the data in PostgreSQL at this postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
     .option('--no-lean', 'serve every MCP request through the SDK handler')
     .option('--tls-cert <file>', 'PEM certificate file: serve HTTPS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key file of --tls-cert')
@@ -224,6 +226,7 @@ export function buildProgram(command?: string): Command {
         port?: string;
         data?: string;
         config?: string;
+        store?: string;
         lean: boolean;
         tlsCert?: string;
         tlsKey?: string;
@@ -233,6 +236,7 @@ export function buildProgram(command?: string): Command {
           {
             data: opts.data,
             config: opts.config,
+            databaseUrl: opts.store,
             host: opts.host,
             port: opts.port,
             tlsCert: opts.tlsCert,
@@ -287,8 +291,9 @@ export function buildProgram(command?: string): Command {
     .description('Serve MCP over stdio for one agent (key from BATON_TOKEN; or BATON_AGENT for a keyless local agent)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
-    .action(async (opts: { data?: string; config?: string }) => {
-      const config = configFrom(opts, 'say when new');
+    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
+    .action(async (opts: { data?: string; config?: string; store?: string }) => {
+      const config = configFrom({ data: opts.data, config: opts.config, databaseUrl: opts.store }, 'say when new');
       const { runStdio } = await import('../api/mcp/stdio.js');
       const hub = await Hub.open(config, { sweeper: true });
       announceFirstStart(hub, config.dataDir);
@@ -338,6 +343,7 @@ export function buildProgram(command?: string): Command {
   registerSetupCommand(program);
   registerWatchCommand(program);
   registerPrimeCommand(program);
+  registerMigrateCommand(program);
 
   const groups = new Map<string, Command>();
   const opCommands = command !== 'mcp' && command !== 'serve';

@@ -3,61 +3,65 @@ import { eventsHead } from '../store/journal.js';
 
 /**
  * The doorbell. Events are rows (see store/journal.ts); the bus only says "something changed,
- * read again". In-process: `ring()` after a commit wakes every waiter. Across processes sharing
- * one SQLite file: while anyone waits, the store's change counter (`PRAGMA data_version`, which
- * moves only when another connection commits) is polled every `pollMs`; when it moved, the events
- * head (the newest event id, one indexed lookup) is read and only a new event rings the bell.
- * Every change a waiter waits for appends an event; most other commits do not (the deferred audit
+ * read again". In-process: `ring()` after a commit wakes every waiter. Across processes (several
+ * processes on one SQLite file, several hub instances on one PostgreSQL): while anyone waits,
+ * the bus listens to the store's `subscribe` (SQLite polls its change counter; PostgreSQL
+ * LISTENs for the NOTIFY every write sends); when another connection committed, the events head
+ * (the newest event id, one indexed lookup) is read and only a new event rings the bell. Every
+ * change a waiter waits for appends an event; most other commits do not (the deferred audit
  * worker commits every 50 ms under load: ringing on those re-ran every idle waiting claim 59
  * times in 3 s instead of 4).
  */
 export interface Mark {
   readonly rings: number;
-  readonly version: number;
-  /** The events head when the mark was taken (-1: not polling across processes). */
+  /** How many other-connection commits had been heard of when the mark was taken (-1: not listening across processes). */
+  readonly heard: number;
+  /** The events head when the mark was taken (-1: not listening across processes). */
   readonly head: number;
 }
 
+/** How long the bus keeps listening after the last waiter left (ms). */
+const IDLE_MS = 1000;
+
 export class Bus {
   private waiters = new Set<() => void>();
-  private timer: NodeJS.Timeout | null = null;
-  private lastVersion = -1;
+  private unsubscribe: (() => void) | null = null;
+  /** Other connections' commits heard of (the store's subscribe called us). */
+  private heard = 0;
+  /** The newest (heard, events head) pair read: marks reuse the head while no commit was heard. */
+  private known = { heard: -1, head: -1 };
+  /** The head the subscription compares with; -1 until read. */
   private lastHead = -1;
-  /** The newest (data_version, events head) pair read: marks reuse the head while the version holds. */
-  private known = { version: -1, head: -1 };
-  private polling = false;
+  private checking = false;
+  private recheck = false;
   private rings = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
 
-  constructor(
-    private readonly db: Db | null,
-    private readonly pollMs: number,
-  ) {}
+  constructor(private readonly db: Db | null) {}
+
+  private get crossProcess(): boolean {
+    return this.db !== null && this.db.profile.crossProcessPoll;
+  }
 
   /** Taken before a waiter reads the store; a ring or commit after it wakes that waiter at once. */
   async mark(): Promise<Mark> {
-    if (this.db === null || !this.db.profile.crossProcessPoll) return { rings: this.rings, version: -1, head: -1 };
-    const { version, head } = await this.snapshot();
-    return { rings: this.rings, version, head };
+    if (!this.crossProcess) return { rings: this.rings, heard: -1, head: -1 };
+    const { heard, head } = await this.snapshot();
+    return { rings: this.rings, heard, head };
   }
 
   /**
-   * The change counter and the events head. The head is read again only when the counter moved
-   * since the last read; it is read after the counter, so a head is never older than its counter
-   * (a newer one only costs a spurious wake-up).
+   * Commits heard of and the events head. While subscribed, the head is read again only when a
+   * commit was heard of since the last read; it is read after the count, so a head is never
+   * older than its count (a newer one only costs a spurious wake-up). Not subscribed, nothing is
+   * heard of, so the head is read every time.
    */
-  private async snapshot(): Promise<{ version: number; head: number }> {
-    const db = this.db!;
-    const version = await db.changeCounter();
-    if (version !== this.known.version || this.known.head === -1) {
-      this.known = { version, head: await db.read(eventsHead) };
+  private async snapshot(): Promise<{ heard: number; head: number }> {
+    const heard = this.heard;
+    if (this.unsubscribe === null || heard !== this.known.heard || this.known.head === -1) {
+      this.known = { heard, head: await this.db!.read(eventsHead) };
     }
-    return { version, head: this.known.head };
-  }
-
-  /** Events head now, if another connection committed since `version` (else the mark's head). */
-  private async headSince(version: number, head: number): Promise<number> {
-    const now = await this.snapshot();
-    return now.version === version ? head : now.head;
+    return this.known;
   }
 
   ring(): void {
@@ -72,19 +76,20 @@ export class Bus {
     if (timeoutMs <= 0 || signal?.aborted === true) return;
     if (since !== undefined) {
       if (since.rings !== this.rings) return;
-      if (since.version !== -1 && this.db !== null && (await this.headSince(since.version, since.head)) !== since.head) return;
+      if (since.heard !== -1 && (await this.snapshot()).head !== since.head) return;
     }
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         this.waiters.delete(done);
         signal?.removeEventListener('abort', done);
+        if (this.waiters.size === 0) this.stopSoon();
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
       signal?.addEventListener('abort', done, { once: true });
       this.waiters.add(done);
-      this.startPolling();
+      this.startListening();
     });
   }
 
@@ -92,44 +97,64 @@ export class Bus {
     return this.waiters.size;
   }
 
-  private startPolling(): void {
-    if (this.timer !== null || this.db === null || !this.db.profile.crossProcessPoll) return;
-    // From the newest pair read (a waiter's mark was just compared with it): a new event
-    // committed before the first poll still rings.
-    this.lastVersion = this.known.version;
+  private startListening(): void {
+    if (this.unsubscribe !== null || !this.crossProcess) return;
+    // From the newest head read (a waiter's mark was just compared with it), then once more
+    // right away: a new event committed between that read and the subscription still rings.
     this.lastHead = this.known.head;
-    this.timer = setInterval(() => void this.poll(), this.pollMs);
-    this.timer.unref();
+    this.unsubscribe = this.db!.subscribe(() => {
+      this.heard++;
+      void this.check();
+    });
+    void this.check();
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling || this.db === null) return;
-    if (this.waiters.size === 0) {
-      if (this.timer !== null) clearInterval(this.timer);
-      this.timer = null;
-      this.lastVersion = -1;
+  /**
+   * Stops listening once nobody has waited for a while: a ring empties the waiter set and the
+   * waiters come straight back (a claim waits again), so stopping at once would re-subscribe,
+   * and read the head again, on every ring.
+   */
+  private stopSoon(): void {
+    if (this.idleTimer !== null || this.unsubscribe === null) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.waiters.size > 0 || this.unsubscribe === null) return;
+      this.unsubscribe();
+      this.unsubscribe = null;
       this.lastHead = -1;
+    }, IDLE_MS);
+    this.idleTimer.unref();
+  }
+
+  /** Reads the events head and rings if it moved; calls that arrive during a read run once after it. */
+  private async check(): Promise<void> {
+    if (this.checking) {
+      this.recheck = true;
       return;
     }
-    this.polling = true;
+    this.checking = true;
     try {
-      const version = await this.db.changeCounter();
-      if (version !== this.lastVersion || this.lastHead === -1) {
-        const { head } = await this.snapshot();
+      do {
+        this.recheck = false;
+        const heard = this.heard;
+        const head = await this.db!.read(eventsHead);
+        this.known = { heard, head };
         if (this.lastHead !== -1 && head !== this.lastHead) this.ring();
         this.lastHead = head;
-      }
-      this.lastVersion = version;
+      } while (this.recheck && this.unsubscribe !== null);
     } catch {
       // The store is closing; waiters time out on their own.
     } finally {
-      this.polling = false;
+      this.checking = false;
     }
   }
 
   close(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    const unsubscribe = this.unsubscribe;
+    this.unsubscribe = null;
+    unsubscribe?.();
     this.ring();
   }
 }

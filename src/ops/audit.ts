@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { sql } from '../store/sql.js';
 import { decodePosition, encodePositions } from '../core/cursor.js';
 import { BatonError, notFound } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
@@ -13,6 +12,7 @@ import {
   stepAuditWalk,
   beginProjectWalk,
   stepProjectWalk,
+  auditRowProject,
   type AuditAnchor,
   type AuditRow,
   type AuditWalk,
@@ -248,8 +248,7 @@ export const auditVerify = defineOp({
       const v = pw.verdict!;
       let bad = v.firstBadId;
       if (bad !== null) {
-        const row = await ctx.tx.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${bad}`);
-        if (row?.project_id !== p.projectId) bad = null;
+        if ((await auditRowProject(ctx.tx, bad)) !== p.projectId) bad = null;
       }
       return { ok: v.ok, rows: v.rows, first_bad_id: bad, scope: 'project' as const, reason: v.reason ?? null, anchor: null };
     }

@@ -8,7 +8,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { touchAgents, touchTokens } from '../store/directory.js';
 import { appendAudits, type AuditEntry } from '../store/journal.js';
-import { SqliteDb, type Durability } from '../store/sqlite.js';
+import { openStore } from '../store/open.js';
+import type { Durability } from '../store/sqlite.js';
 
 interface Batch {
   id: number;
@@ -25,7 +26,7 @@ const { file, busyTimeoutMs, auditKey, durability } = workerData as {
 };
 const key = Buffer.from(auditKey);
 // Durable unless the hub says otherwise: audit rows are acknowledged writes too.
-const db = new SqliteDb(file, { busyTimeoutMs, durability: durability ?? 'full' });
+const db = await openStore({ file, busyTimeoutMs, durability: durability ?? 'full' });
 
 parentPort!.on('message', (batch: Batch) => {
   db.write(async (ex) => {

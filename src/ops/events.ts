@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { audiencesOf } from '../core/audience.js';
 import type { Executor } from '../store/db.js';
 import { BatonError } from '../core/errors.js';
+import { agentNames } from '../store/directory.js';
 import { eventsAfter, lastEventId, type EventRow } from '../store/journal.js';
 import { eventHorizon } from '../store/retention.js';
-import { sql, list } from '../store/sql.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { encodePosition, encodePositions, type Seal } from '../core/cursor.js';
 import { openPosition, positionInput, sealOf, sealPosition, START } from './positions.js';
@@ -37,8 +37,7 @@ const eventOut = z.object({
 async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<string, string>> {
   const ids = [...new Set(rows.flatMap((r) => (r.actor === null ? [] : [r.actor])))];
   if (ids.length === 0) return new Map();
-  const names = await ex.all<{ id: string; name: string }>(sql`SELECT id, name FROM agents WHERE id IN ${list(ids)}`);
-  return new Map(names.map((n) => [n.id, n.name]));
+  return agentNames(ex, ids);
 }
 
 /** `message.received` rows written before cursors were sealed hold the message seq as a number. */

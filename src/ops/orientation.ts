@@ -5,7 +5,7 @@ import { agentById, getPlan, listAgents, putPlan } from '../store/directory.js';
 import { liveLocks } from '../store/locks.js';
 import { unreadCount } from '../store/messages.js';
 import { countByStatus, listTasks } from '../store/tasks.js';
-import { sql } from '../store/sql.js';
+import { schemaVersion } from '../store/health.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { LIMITS, taskSummaryOut } from './schemas.js';
 import { lockOut, toLockOut } from './locks.js';
@@ -188,13 +188,13 @@ export const serverStatus = defineOp({
   rest: { method: 'GET', path: '/status' },
   cli: { group: 'server', command: 'status' },
   async handler(ctx) {
-    const row = await ctx.tx.get<{ v: number }>(sql`SELECT max(version) AS v FROM schema_migrations`);
+    const schema = await schemaVersion(ctx.tx);
     return {
       version: VERSION,
       node: process.version,
       uptime_s: Math.round(process.uptime()),
-      schema_version: row?.v ?? 0,
-      store: 'sqlite',
+      schema_version: schema,
+      store: ctx.tx.dialect.name,
       env: ctx.services.config.env,
     };
   },

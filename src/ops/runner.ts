@@ -11,7 +11,6 @@ import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
 import { OpRateLimiter } from './ratelimit.js';
-import { isBusy } from '../store/faults.js';
 
 /**
  * The one door. Every surface calls `Runner.call`, which for every op does, in order:
@@ -162,7 +161,9 @@ export class Runner {
     // transaction; its verdict is revealed only once the caller is authenticated and authorized.
     else this.parse(s);
     for (;;) {
-      const mark = op.waitMs !== undefined ? await this.bus.mark() : undefined;
+      // Only a call that may wait needs a mark (it costs an events-head read while the bus is not
+      // listening across processes); a call with no wait left answers on this attempt.
+      const mark = op.waitMs !== undefined && s.deadline > this.services.clock.monotonic() ? await this.bus.mark() : undefined;
       const result = await this.attempt(s);
       if (result !== RETRY) return result;
       await this.pause(s, mark);
@@ -331,12 +332,6 @@ export class Runner {
       // Refusals found in admit() were audited there.
       if (!s.audited) this.refused(s, at, outcomeOf(err.code), err.code, params, s.target);
       return err;
-    }
-    if (isBusy(err)) {
-      // Another process held the write lock past busy_timeout: retryable, not a fault.
-      this.log.warn({ requestId: s.meta.requestId, op: s.name }, 'store busy');
-      this.refused(s, at, 'error', 'unavailable', params, s.target);
-      return new BatonError('unavailable', 'the store is busy; retry shortly');
     }
     this.log.error({ err, requestId: s.meta.requestId, op: s.name }, 'operation failed');
     this.refused(s, at, 'error', 'internal', params, s.target);

@@ -9,8 +9,30 @@ export const STORE_SETTINGS = {
      * power loss or an OS crash (the last commits before it may roll back).
      */
     durability: z.enum(['full', 'normal']).default('full'),
+    /**
+     * A PostgreSQL URL (`postgres://user:pass@host:5432/db`): the hub keeps its data there instead
+     * of the SQLite file in the data dir (which still holds secrets and keys). Unset: SQLite.
+     * Never logged (it may carry a password).
+     */
+    databaseUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'a postgres:// or postgresql:// URL')
+      .optional(),
+    /** PostgreSQL: the schema Baton's tables live in (created if missing); several hubs may share one database under different schemas. */
+    databaseSchema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lower-case letters, digits and _ (at most 63), not starting with a digit')
+      .default('public'),
+    /** PostgreSQL: connections in the pool (per hub process). */
+    poolSize: z.coerce.number().int().min(1).max(200).default(10),
+    /** PostgreSQL: statement_timeout of every connection (ms); a statement past it fails, its transaction rolls back. */
+    statementTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
   },
   env: {
     durability: 'BATON_DURABILITY',
+    databaseUrl: 'BATON_DATABASE_URL',
+    databaseSchema: 'BATON_DATABASE_SCHEMA',
+    poolSize: 'BATON_POOL_SIZE',
+    statementTimeoutMs: 'BATON_STATEMENT_TIMEOUT_MS',
   },
 } as const;

@@ -69,3 +69,8 @@ export async function revokeFamily(ex: Executor, familyId: string, now: number):
     AND revoked_at IS NULL`);
   return r.changes;
 }
+
+/** Whether any key was ever issued (the first start creates the server-admin key when none was). */
+export async function anyToken(ex: Executor): Promise<boolean> {
+  return (await ex.get<{ one: number }>(sql`SELECT 1 AS one FROM tokens LIMIT 1`)) !== undefined;
+}

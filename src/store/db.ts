@@ -1,10 +1,14 @@
+import type { Dialect } from './dialect.js';
 import type { Sql } from './sql.js';
 
 /**
  * The persistence contract: async and dialect-neutral. Queries are `Sql` values (see sql.ts);
- * backend differences live in a `Profile`, never as `if (sqlite)` in the code that uses it.
+ * backend differences live in the executor's `Dialect`, never as `if (sqlite)` in the code that
+ * uses it.
  */
 export interface Executor {
+  /** The fragments that differ between backends (dialect.ts). */
+  readonly dialect: Dialect;
   all<T>(query: Sql): Promise<T[]>;
   get<T>(query: Sql): Promise<T | undefined>;
   run(query: Sql): Promise<{ changes: number }>;
@@ -12,7 +16,10 @@ export interface Executor {
 
 export interface Profile {
   readonly name: 'sqlite' | 'postgres';
-  /** Several processes may share the store and must be woken by polling (SQLite) or notify (pg). */
+  /**
+   * Several processes may share the store, so waiters must hear of other processes' commits
+   * through `subscribe` (SQLite: polling its change counter; PostgreSQL: LISTEN/NOTIFY).
+   */
   readonly crossProcessPoll: boolean;
 }
 
@@ -21,6 +28,7 @@ export interface Migration {
   readonly name: string;
   /** DDL per dialect; each is a fixed script. */
   readonly sqlite: string;
+  readonly postgres: string;
 }
 
 /**
@@ -46,10 +54,21 @@ export interface Db {
   readonly profile: Profile;
   /** A read: consistent within this process; never blocks a writer. */
   read<T>(fn: (ex: Executor) => Promise<T>): Promise<T>;
-  /** A writing transaction: all or nothing, serialized against every other writer. */
+  /**
+   * A writing transaction: all or nothing. SQLite serializes it against every other writer;
+   * PostgreSQL runs it at READ COMMITTED with row locks. Contention (SQLite busy past the busy
+   * timeout, a PostgreSQL serialization failure or deadlock) is retried inside the store; what
+   * is left reaches the caller as `unavailable`, never as a driver error.
+   */
   write<T>(fn: (ex: Executor) => Promise<T>): Promise<T>;
-  /** Changes when any connection (any process) commits; the cross-process doorbell polls it. */
-  changeCounter(): Promise<number>;
+  /**
+   * Calls `onCommit` after other connections (other processes, other hub instances) commit,
+   * until the returned function is called. May call it for commits that changed nothing a
+   * listener cares about, and may coalesce several commits into one call; never misses a commit
+   * made after subscribe returned (SQLite polls its change counter every `pollMs` while anyone
+   * is subscribed; PostgreSQL listens for the NOTIFY every write sends).
+   */
+  subscribe(onCommit: () => void): () => void;
   migrate(migrations: readonly Migration[], now: number): Promise<number>;
   /** The write fault currently in force, or null when the last write committed. */
   fault(): StoreFault | null;

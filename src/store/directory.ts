@@ -1,6 +1,6 @@
 import { newId } from '../core/ids.js';
 import type { Executor } from './db.js';
-import { sql } from './sql.js';
+import { list, sql } from './sql.js';
 
 /** Projects, agents, tokens, plans: the small tables every principal touches. */
 export interface ProjectRow {
@@ -202,4 +202,10 @@ export async function putPlan(
     await ex.run(sql`UPDATE plans SET goal = ${goal}, body = ${body}, version = ${version}, updated_by = ${by},
       updated_at = ${now} WHERE project_id = ${projectId} AND version = ${version - 1}`);
   }
+}
+
+/** Agent id → name for the given ids (ids not found are left out). */
+export async function agentNames(ex: Executor, ids: readonly string[]): Promise<Map<string, string>> {
+  const names = await ex.all<{ id: string; name: string }>(sql`SELECT id, name FROM agents WHERE id IN ${list(ids)}`);
+  return new Map(names.map((n) => [n.id, n.name]));
 }

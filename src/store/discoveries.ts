@@ -74,7 +74,7 @@ const SCAN_BATCH = 200;
 export async function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promise<DiscoverySearch> {
   const where: Sql[] = [sql`project_id = ${f.projectId}`];
   const match = f.text === undefined ? undefined : f.match;
-  if (f.text !== undefined && match === undefined) where.push(sql`instr(lower(content), lower(${f.text})) > 0`);
+  if (f.text !== undefined && match === undefined) where.push(ex.dialect.containsText(trusted('content'), f.text));
   if (f.tag !== undefined) {
     where.push(sql`id IN (SELECT discovery_id FROM discovery_tags WHERE project_id = ${f.projectId} AND tag = ${f.tag})`);
   }

@@ -99,6 +99,14 @@ export function faultRecord(code: FaultCode, err: unknown, at: number): StoreFau
  * BUSY_SNAPSHOT, or SQLITE_LOCKED): retryable, never a fault. One definition for the store's
  * retries and the runner's `unavailable` answer.
  */
+/**
+ * What a caller gets when contention outlasted the store's own retries (SQLite busy past the
+ * busy timeout; PostgreSQL serialization failures or deadlocks past the retry budget).
+ */
+export function busyError(): BatonError {
+  return new BatonError('unavailable', 'the store is busy; retry shortly');
+}
+
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED');

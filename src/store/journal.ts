@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { Executor } from './db.js';
-import { list, rows, sql } from './sql.js';
+import { join, list, rows, sql, trusted, type Sql } from './sql.js';
 
 /** The events spine and the audit trail: both append-only rows. */
 export interface EventRow {
@@ -299,14 +299,18 @@ export interface AuditFilter {
 
 /** One project's audit rows, newest first. (No index: audit reads are rare, every index costs each write.) */
 export function queryAudit(ex: Executor, f: AuditFilter): Promise<AuditRow[]> {
-  const project = f.projectId === null ? sql`project_id IS NULL` : sql`project_id = ${f.projectId}`;
-  return ex.all<AuditRow>(sql`SELECT * FROM audit WHERE ${project}
-    AND (${f.before} IS NULL OR id < ${f.before})
-    AND (${f.since} IS NULL OR at >= ${f.since}) AND (${f.until} IS NULL OR at < ${f.until})
-    AND (${f.op} IS NULL OR op = ${f.op}) AND (${f.outcome} IS NULL OR outcome = ${f.outcome})
-    AND (${f.principal} IS NULL OR principal = ${f.principal}) AND (${f.severity} IS NULL OR severity = ${f.severity})
-    AND (${f.event} IS NULL OR event = ${f.event})
-    ORDER BY id DESC LIMIT ${f.limit}`);
+  // Only the filters given become conditions: a bound NULL tested with `IS NULL` has no type
+  // PostgreSQL can infer, and a fixed condition per filter is plain for either planner.
+  const where: Sql[] = [f.projectId === null ? sql`project_id IS NULL` : sql`project_id = ${f.projectId}`];
+  if (f.before !== null) where.push(sql`id < ${f.before}`);
+  if (f.since !== null) where.push(sql`at >= ${f.since}`);
+  if (f.until !== null) where.push(sql`at < ${f.until}`);
+  if (f.op !== null) where.push(sql`op = ${f.op}`);
+  if (f.outcome !== null) where.push(sql`outcome = ${f.outcome}`);
+  if (f.principal !== null) where.push(sql`principal = ${f.principal}`);
+  if (f.severity !== null) where.push(sql`severity = ${f.severity}`);
+  if (f.event !== null) where.push(sql`event = ${f.event}`);
+  return ex.all<AuditRow>(sql`SELECT * FROM audit WHERE ${join(where, trusted(' AND '))} ORDER BY id DESC LIMIT ${f.limit}`);
 }
 
 export interface AuditVerdict {
@@ -642,4 +646,10 @@ export async function sweepAudit(
 export async function eventsHead(ex: Executor): Promise<number> {
   const row = await ex.get<{ head: number | null }>(sql`SELECT max(id) AS head FROM events`);
   return row?.head ?? 0;
+}
+
+/** The project an audit row belongs to (null: a server-wide row, or no such row). */
+export async function auditRowProject(ex: Executor, id: number): Promise<string | null> {
+  const row = await ex.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${id}`);
+  return row?.project_id ?? null;
 }

@@ -1,4 +1,5 @@
 import type { Executor } from './db.js';
+import type { Dialect } from './dialect.js';
 import { join, list, sql, trusted, type Sql } from './sql.js';
 
 export interface MessageRow {
@@ -72,8 +73,8 @@ export interface InboxFilter {
   scanMax?: number;
 }
 
-const textMatch = (q: string): Sql =>
-  sql`(instr(lower(m.body), lower(${q})) > 0 OR instr(lower(m.subject), lower(${q})) > 0)`;
+const textMatch = (d: Dialect, q: string): Sql =>
+  sql`(${d.containsText(trusted('m.body'), q)} OR ${d.containsText(trusted('m.subject'), q)})`;
 
 /**
  * The caller's inbox. Without a cursor: unread first (oldest first), then read ones (newest
@@ -87,7 +88,7 @@ export async function inbox(ex: Executor, f: InboxFilter): Promise<InboxRow[]> {
   if (f.importance !== undefined && f.importance.length > 0) where.push(sql`m.importance IN ${list(f.importance)}`);
   if (f.threadId !== undefined) where.push(sql`m.thread_id = ${f.threadId}`);
   const match = f.query === undefined ? undefined : f.match;
-  if (f.query !== undefined && match === undefined) where.push(textMatch(f.query));
+  if (f.query !== undefined && match === undefined) where.push(textMatch(ex.dialect, f.query));
   const order =
     f.after !== undefined
       ? trusted('m.seq')
@@ -155,7 +156,7 @@ export async function search(ex: Executor, f: SearchFilter): Promise<SearchResul
   const where: Sql[] = [sql`m.project_id = ${f.projectId}`, visibleTo(f.agentId)];
   if (f.threadId !== undefined) where.push(sql`m.thread_id = ${f.threadId}`);
   const match = f.query === undefined ? undefined : f.match;
-  if (f.query !== undefined && match === undefined) where.push(textMatch(f.query));
+  if (f.query !== undefined && match === undefined) where.push(textMatch(ex.dialect, f.query));
   if (f.from !== undefined) where.push(sql`m.sender_name = ${f.from}`);
   if (f.since !== undefined) where.push(sql`m.created_at >= ${f.since}`);
   const select = (before: number | undefined, limit: number): Promise<MessageRow[]> => {

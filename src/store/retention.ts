@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import { list, sql } from './sql.js';
+import { list, sql, trusted } from './sql.js';
 
 /**
  * Retention: each function removes at most one chunk, so the caller runs each in its own short
@@ -32,7 +32,7 @@ export async function pruneEvents(ex: Executor, cutoffAt: number | null, maxRows
   if (cut === 0) return 0;
   await ex.run(sql`INSERT INTO event_horizon (project_id, pruned_through)
       SELECT project_id, max(id) FROM events WHERE id <= ${cut} GROUP BY project_id
-    ON CONFLICT (project_id) DO UPDATE SET pruned_through = max(pruned_through, excluded.pruned_through)`);
+    ON CONFLICT (project_id) DO UPDATE SET pruned_through = ${ex.dialect.greatest(trusted('event_horizon.pruned_through'), trusted('excluded.pruned_through'))}`);
   const { changes } = await ex.run(sql`DELETE FROM events WHERE id <= ${cut}`);
   return changes;
 }
@@ -74,8 +74,8 @@ export async function purgeMessages(ex: Executor, cutoffAt: number, chunk: numbe
   const threads = await ex.all<{ project_id: string; thread_id: string }>(sql`SELECT m.project_id, m.thread_id
     FROM messages m GROUP BY m.project_id, m.thread_id
     HAVING max(m.created_at) < ${cutoffAt}
-      AND sum(EXISTS (SELECT 1 FROM message_recipients r WHERE r.seq = m.seq
-            AND (r.read_at IS NULL OR (m.ack_required = 1 AND r.acked_at IS NULL)))) = 0
+      AND sum(CASE WHEN EXISTS (SELECT 1 FROM message_recipients r WHERE r.seq = m.seq
+            AND (r.read_at IS NULL OR (m.ack_required = 1 AND r.acked_at IS NULL))) THEN 1 ELSE 0 END) = 0
     LIMIT ${chunk}`);
   for (const t of threads) {
     await ex.run(sql`DELETE FROM message_recipients WHERE seq IN

@@ -85,7 +85,8 @@ export const SEALED_TABLES = {
   },
 } as const satisfies Record<string, SealedTable>;
 
-export type SealedRow = Record<string, unknown> & { rid: number };
+/** `rid` addresses the row within the transaction that read it (SQLite rowid, PostgreSQL ctid). */
+export type SealedRow = Record<string, unknown> & { rid: number | string };
 
 /**
  * Rows with a content value not sealed under the current key (`prefix`: the sealed-value prefix
@@ -94,12 +95,12 @@ export type SealedRow = Record<string, unknown> & { rid: number };
 export function staleRows(ex: Executor, t: SealedTable, prefix: string, limit: number): Promise<SealedRow[]> {
   const n = prefix.length;
   const stale = t.columns.map((c) => sql`(${c.col} IS NOT NULL AND substr(${c.col}, 1, ${n}) <> ${prefix})`);
-  return ex.all<SealedRow>(sql`SELECT rowid AS rid, * FROM ${t.table} WHERE ${join(stale, trusted(' OR '))} LIMIT ${limit}`);
+  return ex.all<SealedRow>(sql`SELECT ${ex.dialect.rowId} AS rid, * FROM ${t.table} WHERE ${join(stale, trusted(' OR '))} LIMIT ${limit}`);
 }
 
 /** Writes re-sealed values (column name → value; columns not given are left as they are). */
-export async function setSealed(ex: Executor, t: SealedTable, rid: number, values: ReadonlyMap<string, string | null>): Promise<void> {
+export async function setSealed(ex: Executor, t: SealedTable, rid: number | string, values: ReadonlyMap<string, string | null>): Promise<void> {
   const sets = t.columns.filter((c) => values.has(c.name)).map((c) => sql`${c.col} = ${values.get(c.name) ?? null}`);
   if (sets.length === 0) return;
-  await ex.run(sql`UPDATE ${t.table} SET ${join(sets)} WHERE rowid = ${rid}`);
+  await ex.run(sql`UPDATE ${t.table} SET ${join(sets)} WHERE ${ex.dialect.rowIdIs(rid)}`);
 }

@@ -3,13 +3,14 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
 import { BatonError } from '../core/errors.js';
-import { faultCodeOf, faultError, faultRecord, isBusy } from './faults.js';
+import { SQLITE } from './dialect.js';
+import { busyError, faultCodeOf, faultError, faultRecord, isBusy } from './faults.js';
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
-import { render, type Placeholder, type Sql } from './sql.js';
+import { render, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'sqlite', crossProcessPoll: true };
-const placeholder: Placeholder = () => '?';
+const placeholder = SQLITE.placeholder;
 
 function bind(values: readonly unknown[]): unknown[] {
   return values.map((v) => (v === undefined ? null : typeof v === 'boolean' ? (v ? 1 : 0) : v));
@@ -67,6 +68,8 @@ export interface SqliteOptions {
   maxPageCount?: number;
   /** Which driver (sqlite-driver.ts); default: the process's choice (BATON_SQLITE_DRIVER, else node:sqlite when usable). */
   driver?: SqliteDriverName;
+  /** How often `subscribe` polls for other processes' commits while anyone listens (ms; default 100). */
+  pollMs?: number;
 }
 
 /**
@@ -102,11 +105,16 @@ export class SqliteDb implements Db {
   private reportedAt = -Infinity;
   private blocked: StoreFault | null = null;
   private integrity: IntegrityReport | null = null;
+  private readonly pollMs: number;
+  private readonly listeners = new Set<() => void>();
+  private pollTimer: NodeJS.Timeout | null = null;
+  private seenVersion = -1;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
     this.dir = file === ':memory:' ? null : dirname(file);
     this.onFault = options.onFault;
+    this.pollMs = Math.max(1, Math.floor(options.pollMs ?? 100));
     this.conn = openSqlite(file, options.driver === undefined ? {} : { driver: options.driver });
     if (fresh) chmodSync(file, 0o600);
     // SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms and blocks the event loop while it
@@ -144,6 +152,7 @@ export class SqliteDb implements Db {
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
     this.dataVersion = this.conn.prepare('PRAGMA data_version');
     this.ex = {
+      dialect: SQLITE,
       all: async <T>(q: Sql) => this.stmt(q).all(bind(q.values)) as T[],
       get: async <T>(q: Sql) => this.stmt(q).get(bind(q.values)) as T | undefined,
       run: async (q: Sql) => this.stmt(q).run(bind(q.values)),
@@ -166,6 +175,8 @@ export class SqliteDb implements Db {
    * recorded for fault() and reported to onFault); anything else (busy, a refusal, a bug) stays.
    */
   private failed(error: unknown): unknown {
+    // Another process held the lock past busy_timeout (lockFor already waited): retryable.
+    if (isBusy(error)) return busyError();
     const code = faultCodeOf(error, this.dir);
     if (code === null) return error;
     const fault = faultRecord(code, error, Date.now());
@@ -413,8 +424,44 @@ export class SqliteDb implements Db {
     }
   }
 
-  async changeCounter(): Promise<number> {
-    return this.dataVersion.value() as number;
+  /**
+   * The cross-process doorbell: `PRAGMA data_version` moves only when another connection
+   * commits, so while anyone listens it is polled every pollMs (one cheap pragma, no lock) and
+   * each move calls the listeners. The baseline is read now, so a commit after this returns is
+   * never missed.
+   */
+  subscribe(onCommit: () => void): () => void {
+    this.listeners.add(onCommit);
+    if (this.pollTimer === null) {
+      this.seenVersion = this.dataVersion.value() as number;
+      this.pollTimer = setInterval(() => this.pollVersion(), this.pollMs);
+      this.pollTimer.unref();
+    }
+    return () => {
+      this.listeners.delete(onCommit);
+      if (this.listeners.size === 0 && this.pollTimer !== null) {
+        clearInterval(this.pollTimer);
+        this.pollTimer = null;
+      }
+    };
+  }
+
+  private pollVersion(): void {
+    let version: number;
+    try {
+      version = this.dataVersion.value() as number;
+    } catch {
+      return; // closing, or a fault the next write reports; listeners time out on their own
+    }
+    if (version === this.seenVersion) return;
+    this.seenVersion = version;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener();
+      } catch {
+        // One listener's failure must not keep the others from hearing of the commit.
+      }
+    }
   }
 
   /**
@@ -494,6 +541,9 @@ export class SqliteDb implements Db {
   }
 
   async close(): Promise<void> {
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    this.listeners.clear();
     await this.mutex.run(async () => {
       this.cache.clear();
       this.conn.close();

@@ -164,7 +164,7 @@ export function claimTask(ex: Executor, r: ClaimRequest): Promise<TaskRow | unde
         AND (t.assignee_role IS NULL OR t.assignee_role = ${r.role})
         AND ${capsOk}
       ORDER BY t.priority, t.created_at, t.id
-      LIMIT 1)
+      LIMIT 1${ex.dialect.skipLocked})
     RETURNING *`);
 }
 
@@ -215,9 +215,16 @@ export function completeTask(
   approved = false,
 ): Promise<{ status: TaskState } | undefined> {
   const gate = approved ? trusted('') : trusted(' AND needs_approval = 0');
-  const answer = sql`json_object('id', ${f.id}, 'status', 'done', 'unblocked', json((SELECT json_group_array(task_id)
-      FROM (SELECT d.task_id FROM task_deps d JOIN tasks x ON x.id = d.task_id
-            WHERE d.depends_on = ${f.id} AND x.deps_open = 1 AND x.status = 'blocked' ORDER BY d.task_id))))`;
+  const d = ex.dialect;
+  const answer = d.jsonObject([
+    ['id', d.text(f.id)],
+    ['status', d.text('done')],
+    [
+      'unblocked',
+      d.jsonArrayOf(sql`SELECT d.task_id AS v FROM task_deps d JOIN tasks x ON x.id = d.task_id
+            WHERE d.depends_on = ${f.id} AND x.deps_open = 1 AND x.status = 'blocked' ORDER BY d.task_id`),
+    ],
+  ]);
   return ex.get<{ status: TaskState }>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
       lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1,
       ${finishOf(f, 'task_complete', answer)}
@@ -277,7 +284,11 @@ export async function hasExpiredLease(ex: Executor, projectId: string, now: numb
   return row !== undefined;
 }
 
-/** Ends an expired lease (fenced on the lease token it expired with): retry or dead-letter. */
+/**
+ * Ends an expired lease (fenced on the lease token it expired with): retry or dead-letter. The
+ * expiry is checked again in the UPDATE itself: a heartbeat that extended the lease after `row`
+ * was read (on another instance, between the sweeper's read and this write) keeps it.
+ */
 export function expireLease(
   ex: Executor,
   row: TaskRow,
@@ -290,6 +301,7 @@ export function expireLease(
       lease_owner = NULL, lease_expires_at = NULL, available_at = ${availableAt}, finished_at = ${finishedAt},
       updated_at = ${now}, version = version + 1
       WHERE id = ${row.id} AND lease_token = ${row.lease_token} AND status IN ('claimed', 'running')
+        AND lease_expires_at IS NOT NULL AND lease_expires_at <= ${now}
       RETURNING *`);
 }
 
@@ -325,7 +337,7 @@ export function listTasks(ex: Executor, f: TaskFilter): Promise<TaskRow[]> {
   if (f.assignee !== undefined) where.push(sql`assignee_agent = ${f.assignee}`);
   if (f.leaseOwner !== undefined) where.push(sql`lease_owner = ${f.leaseOwner}`);
   if (f.parentId !== undefined) where.push(sql`parent_id = ${f.parentId}`);
-  if (f.label !== undefined) where.push(sql`EXISTS (SELECT 1 FROM json_each(labels) l WHERE l.value = ${f.label})`);
+  if (f.label !== undefined) where.push(ex.dialect.jsonArrayHas(trusted('labels'), f.label));
   if (f.after !== undefined) {
     const a = f.after;
     where.push(sql`(priority, created_at, id) > (${a.priority}, ${a.createdAt}, ${a.id})`);

@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { isBatonError } from '../../src/core/errors.js';
 import { releaseAgentLocks, releaseTaskLocks, sweepLocks } from '../../src/store/locks.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, call, createKey, httpAgent, openHub, serve, stdioAgent, tempDir, type TestHub } from '../helpers.js';
+import { BIN, call, createKey, httpAgent, openHub, serve, stdioAgent, storeEnvOf, tempDir, type TestHub } from '../helpers.js';
 
 const run = promisify(execFile);
 
@@ -481,6 +481,8 @@ describe('baton guard (git pre-commit hook)', () => {
     HOME: tmp.dir,
     GIT_CONFIG_NOSYSTEM: '1',
     BATON_LOG_LEVEL: 'warn',
+    // The hook's `baton guard check` reaches the hub's store (PostgreSQL: its URL and schema).
+    ...(data === undefined ? {} : storeEnvOf(data)),
     ...extra,
   });
   const git = (args: string[], extra: Record<string, string> = {}) =>

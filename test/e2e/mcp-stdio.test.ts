@@ -4,7 +4,7 @@ import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/store/sql.js';
-import { BIN, createKey, openHub, stdioAgent, type Agent, type ClientLine, type TestHub, woken } from '../helpers.js';
+import { BIN, createKey, openHub, stdioAgent, storeEnvOf, type Agent, type ClientLine, type TestHub, woken } from '../helpers.js';
 import { assertBoardIntegrity, dagSpec, runWorkers } from './scenario.js';
 
 /** Every agent here is its own `baton mcp` process; all share one SQLite file. */
@@ -75,7 +75,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     const transport = new V2Stdio({
       command: process.execPath,
       args: [BIN, 'mcp', '--data', data],
-      env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...env },
+      env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', ...storeEnvOf(data), ...env },
       stderr: 'pipe',
     });
     let err = '';
@@ -125,7 +125,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   it('drains when stdin closes: a call in flight finishes and is audited, then the process exits 0', async () => {
     const key = await createKey(t, 'drainer', 'worker');
     const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
-      env: { ...process.env, BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const lines: string[] = [];
@@ -162,7 +162,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   it('drains on SIGTERM too: a waiting claim is answered with its empty result, then the process exits 0', async () => {
     const key = await createKey(t, 'sigtermer', 'worker');
     const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
-      env: { ...process.env, BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const lines: string[] = [];

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { sql } from '../../src/store/sql.js';
 import { pino } from 'pino';
 import { Hub } from '../../src/hub.js';
-import { BIN, createKey, openHub, testConfig } from '../helpers.js';
+import { BIN, createKey, openHub, storeEnvOf, testConfig } from '../helpers.js';
 
 describe('baton serve: deferred audit on a worker thread', () => {
   it('audits every read, keeps one verifiable chain with the main connection, and flushes on SIGTERM', async () => {
@@ -17,7 +17,7 @@ describe('baton serve: deferred audit on a worker thread', () => {
     const key = await createKey(t, 'reader', 'lead');
     await t.hub.close();
     const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false' },
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false', ...storeEnvOf(data) },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const url = await new Promise<string>((resolve, reject) => {

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, createKey, openHub, serve, testConfig } from '../helpers.js';
+import { BIN, createKey, openHub, serve, storeEnvOf, testConfig } from '../helpers.js';
 
 interface Answer {
   status: number;
@@ -28,7 +28,7 @@ describe('baton serve: graceful stop', () => {
     const lead = await createKey(t, 'drain-lead', 'lead');
     await t.hub.close();
     const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false', BATON_LOG_LEVEL: 'warn' },
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false', BATON_LOG_LEVEL: 'warn', ...storeEnvOf(data) },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -38,10 +38,10 @@ describe('bus: cross-process doorbell', () => {
   async function open(): Promise<{ main: SqliteDb; other: SqliteDb; bus: Bus }> {
     const tmp = tempDir();
     const file = join(tmp.dir, 'baton.db');
-    const main = new SqliteDb(file);
+    const main = new SqliteDb(file, { pollMs: 10 });
     await main.migrate(MIGRATIONS, Date.now());
     const other = new SqliteDb(file);
-    const bus = new Bus(main, 10);
+    const bus = new Bus(main);
     cleanups.push(tmp.cleanup, () => main.close(), () => other.close(), () => bus.close());
     return { main, other, bus };
   }

@@ -1,6 +1,9 @@
 /**
  * The store contract: what every backend must do, asserted through the op runner (the only way
- * anything reaches the store). Written backend-neutral: `BATON_TEST_BACKEND` picks the backend
+ * anything reaches the store). Written backend-neutral, and run on every backend in the same
+ * `npm test`: SQLite (a file per hub) and PostgreSQL (a schema per hub on the server at
+ * BATON_TEST_DATABASE_URL, default 127.0.0.1:5432 db `test`). Only the contention test differs
+ * in how another process holds a lock.
  * (sqlite today; the PostgreSQL dialect runs this same file unchanged).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,9 +12,10 @@ import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, openHub, woken, type TestHub } from '../helpers.js';
+import { expireLease, expiredLeases } from '../../src/store/tasks.js';
+import { call, createKey, openHub, woken, type Backend, type TestHub } from '../helpers.js';
 
-const backend = process.env.BATON_TEST_BACKEND ?? 'sqlite';
+const BACKENDS: readonly Backend[] = ['sqlite', 'postgres'];
 
 type Created = { tasks: { id: string; ref: string | null; status: string; created: boolean }[] };
 type Task = {
@@ -35,7 +39,7 @@ async function refusal(p: Promise<unknown>): Promise<BatonError> {
   throw new Error('expected a refusal');
 }
 
-describe(`store contract (${backend})`, () => {
+describe.each(BACKENDS)('store contract (%s)', (backend) => {
   let t: TestHub;
   let clock: ManualClock;
   let lead: Principal;
@@ -44,7 +48,7 @@ describe(`store contract (${backend})`, () => {
 
   beforeEach(async () => {
     clock = new ManualClock(Date.UTC(2026, 10, 1));
-    t = await openHub({ clock, config: { backoffBaseMs: 1000, backoffMaxMs: 8000, leaseMs: 60_000, waitRecheckMs: 0 } });
+    t = await openHub({ backend, clock, config: { backoffBaseMs: 1000, backoffMaxMs: 8000, leaseMs: 60_000, waitRecheckMs: 0 } });
     lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
     w1 = await t.hub.authenticate(await createKey(t, 'w1', 'worker'));
     w2 = await t.hub.authenticate(await createKey(t, 'w2', 'worker'));
@@ -61,6 +65,9 @@ describe(`store contract (${backend})`, () => {
     call(t.hub, p, 'task_complete', { id, lease_token: token, result: { summary: 'done' } });
 
   it('migrations are recorded and re-opening applies none twice', async () => {
+    // The hub really runs on this backend (not a SQLite file beside a PostgreSQL URL).
+    expect(t.hub.db.profile.name).toBe(backend);
+    expect((await call<{ store: string }>(t.hub, t.admin, 'server_status', {})).store).toBe(backend);
     const n = await t.hub.db.migrate(MIGRATIONS, clock.now());
     expect(n).toBe(0);
     const rows = await t.hub.db.read((ex) => ex.all<{ version: number }>(sql`SELECT version FROM schema_migrations`));
@@ -138,6 +145,24 @@ describe(`store contract (${backend})`, () => {
     expect((await get(tasks[0]!.id)).last_error).toBe('lease expired');
     expect((await get(tasks[1]!.id)).status).toBe('ready');
     expect(await t.hub.sweep()).toBe(0);
+  });
+
+  it('a lease heartbeated after the sweeper read it is not expired (the expiry is re-checked in the write)', async () => {
+    const { tasks } = await create(lead, [{ title: 'x', max_attempts: 3 }]);
+    const id = tasks[0]!.id;
+    const first = (await claim(w1, { lease_ms: 1000 })).task!;
+    clock.advance(1001);
+    // What a sweeper on another instance read: the lease as it was, expired.
+    const stale = (await t.hub.db.read((ex) => expiredLeases(ex, clock.now(), null)))[0]!;
+    expect(stale.id).toBe(id);
+    // Meanwhile another instance (whose clock reads a little earlier, so the lease is live there)
+    // extends the lease: written directly, as that instance's heartbeat would.
+    await t.hub.db.write((ex) => ex.run(sql`UPDATE tasks SET lease_expires_at = ${clock.now() + 60_000} WHERE id = ${id}`));
+    const out = await t.hub.db.write((ex) => expireLease(ex, stale, clock.now(), { state: 'ready', availableAt: clock.now() }));
+    expect(out).toBeUndefined();
+    const kept = await get(id);
+    expect(kept.status).toBe('claimed');
+    expect(kept.lease!.token).toBe(first.lease!.token);
   });
 
   it('failures retry with exponential backoff, then dead-letter; a lead can requeue', async () => {
@@ -303,7 +328,7 @@ describe(`store contract (${backend})`, () => {
   });
 
   it('a waiting claim that times out answers task: null', async () => {
-    const real = await openHub({ config: {} });
+    const real = await openHub({ backend, config: {} });
     try {
       const w = await real.hub.authenticate(await createKey(real, 'w', 'worker'));
       const r = await call<{ task: unknown }>(real.hub, w, 'task_claim', { wait_ms: 50 });
@@ -385,17 +410,36 @@ describe(`store contract (${backend})`, () => {
   });
 });
 
-describe(`store contract under contention (${backend})`, () => {
-  it('a write blocked by another process past busy_timeout answers unavailable, and nothing is lost', async () => {
-    const t = await openHub({ config: { busyTimeoutMs: 50 } });
-    try {
-      const { RawDb: Database } = await import('../raw-db.js');
-      const other = new Database(`${t.dir}/data/baton.db`);
-      other.prepare('BEGIN IMMEDIATE').run();
-      const err = await refusal(call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'blocked' }] }));
-      expect(err.code).toBe('unavailable');
+/** Another process holds a write lock until the returned function releases it. */
+async function holdWriteLock(t: TestHub, backend: Backend): Promise<() => Promise<void>> {
+  if (backend === 'sqlite') {
+    const { RawDb: Database } = await import('../raw-db.js');
+    const other = new Database(`${t.dir}/data/baton.db`);
+    other.prepare('BEGIN IMMEDIATE').run();
+    return async () => {
       other.prepare('ROLLBACK').run();
       other.close();
+    };
+  }
+  const { default: pg } = await import('pg');
+  const other = new pg.Client({ connectionString: t.hub.config.databaseUrl });
+  await other.connect();
+  await other.query('BEGIN');
+  await other.query(`LOCK TABLE "${t.hub.config.databaseSchema}".tasks IN EXCLUSIVE MODE`);
+  return async () => {
+    await other.query('ROLLBACK');
+    await other.end();
+  };
+}
+
+describe.each(BACKENDS)('store contract under contention (%s)', (backend) => {
+  it('a write blocked by another process past busy_timeout answers unavailable, and nothing is lost', async () => {
+    const t = await openHub({ backend, config: { busyTimeoutMs: 50 } });
+    try {
+      const release = await holdWriteLock(t, backend);
+      const err = await refusal(call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'blocked' }] }));
+      expect(err.code).toBe('unavailable');
+      await release();
       await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after' }] });
       const list = await call<{ tasks: { title: string }[] }>(t.hub, t.admin, 'task_list', {});
       expect(list.tasks.map((x) => x.title)).toEqual(['after']);

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
  */
 const ROOT = resolve(import.meta.dirname, '../..');
 const SRC = join(ROOT, 'src');
-const EXEMPT = new Set(['src/store/migrations.ts', 'src/store/sqlite.ts', 'src/store/sqlite-driver.ts']);
+const EXEMPT = new Set(['src/store/migrations.ts', 'src/store/sqlite.ts', 'src/store/sqlite-driver.ts', 'src/store/postgres.ts']);
 /** Migration DDL: fixed scripts, one file per schema version, never built from input. */
 const EXEMPT_DIR = 'src/store/schema/';
 

@@ -40,4 +40,26 @@ INSERT INTO audit_head (id, last_id, hash, mac) SELECT 1,
   NULL;
 ALTER TABLE audit_anchor ADD COLUMN mac TEXT;
 `,
+  postgres: `
+CREATE TABLE external_identities (
+  issuer TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (issuer, subject, project_id)
+);
+CREATE TABLE audit_head (
+  id BIGINT PRIMARY KEY CHECK (id = 1),
+  last_id BIGINT NOT NULL,
+  hash TEXT NOT NULL,
+  mac TEXT
+);
+INSERT INTO audit_head (id, last_id, hash, mac) SELECT 1,
+  coalesce((SELECT max(id) FROM audit), (SELECT last_id FROM audit_anchor WHERE id = 1), 0),
+  coalesce((SELECT hash FROM audit ORDER BY id DESC LIMIT 1), (SELECT hash FROM audit_anchor WHERE id = 1),
+    '0000000000000000000000000000000000000000000000000000000000000000'),
+  NULL;
+ALTER TABLE audit_anchor ADD COLUMN mac TEXT;
+`,
 };

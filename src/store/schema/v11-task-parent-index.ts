@@ -13,4 +13,7 @@ export const V11_TASK_PARENT_INDEX: Migration = {
   sqlite: `
 CREATE INDEX tasks_parent ON tasks(parent_id) WHERE parent_id IS NOT NULL;
 `,
+  postgres: `
+CREATE INDEX tasks_parent ON tasks(parent_id) WHERE parent_id IS NOT NULL;
+`,
 };

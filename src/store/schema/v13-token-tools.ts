@@ -10,7 +10,4 @@ const DDL = `
 ALTER TABLE tokens ADD COLUMN tools TEXT CHECK (tools IS NULL OR tools IN ('core', 'standard', 'all'));
 `;
 
-// Built apart and then typed, so it compiles both where Migration has only `sqlite` and where the
-// PostgreSQL backend (branch h-pg) adds `postgres`.
-const v13 = { version: 13, name: 'tool tier per key', sqlite: DDL, postgres: DDL };
-export const V13_TOKEN_TOOLS: Migration = v13;
+export const V13_TOKEN_TOOLS: Migration = { version: 13, name: 'tool tier per key', sqlite: DDL, postgres: DDL };

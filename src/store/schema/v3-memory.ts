@@ -25,4 +25,19 @@ CREATE TABLE memory (
 CREATE UNIQUE INDEX memory_key ON memory(project_id, owner, key);
 CREATE INDEX memory_expiry ON memory(expires_at) WHERE expires_at IS NOT NULL;
 `,
+  postgres: `
+CREATE TABLE memory (
+  project_id TEXT NOT NULL REFERENCES projects(id),
+  owner TEXT NOT NULL,
+  key TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  size BIGINT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  value TEXT NOT NULL
+);
+CREATE UNIQUE INDEX memory_key ON memory(project_id, owner, key);
+CREATE INDEX memory_expiry ON memory(expires_at) WHERE expires_at IS NOT NULL;
+`,
 };

@@ -25,4 +25,21 @@ CREATE INDEX locks_project ON locks(project_id, created_at, id);
 CREATE INDEX locks_agent ON locks(agent_id);
 CREATE INDEX locks_task ON locks(task_id) WHERE task_id IS NOT NULL;
 `,
+  postgres: `
+CREATE TABLE locks (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL REFERENCES projects(id),
+  agent_id TEXT NOT NULL REFERENCES agents(id),
+  agent_name TEXT NOT NULL,
+  mode TEXT NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+  paths TEXT NOT NULL,
+  reason TEXT,
+  task_id TEXT REFERENCES tasks(id),
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX locks_project ON locks(project_id, created_at, id);
+CREATE INDEX locks_agent ON locks(agent_id);
+CREATE INDEX locks_task ON locks(task_id) WHERE task_id IS NOT NULL;
+`,
 };

@@ -21,4 +21,17 @@ CREATE TABLE refresh_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 `,
+  postgres: `
+ALTER TABLE tokens ADD COLUMN allowed_addresses TEXT;
+CREATE TABLE refresh_tokens (
+  token_hash TEXT PRIMARY KEY,
+  family_id TEXT NOT NULL,
+  token_id TEXT NOT NULL REFERENCES tokens(id),
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT,
+  revoked_at BIGINT
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+`,
 };

@@ -23,4 +23,17 @@ CREATE TABLE audit_anchor (
 INSERT INTO audit_anchor (id, last_id, hash, swept_at)
   SELECT 1, coalesce(max(id), 0), '0000000000000000000000000000000000000000000000000000000000000000', 0 FROM audit;
 `,
+  postgres: `
+ALTER TABLE audit ADD COLUMN severity TEXT;
+ALTER TABLE audit ADD COLUMN event TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+CREATE TABLE audit_anchor (
+  id BIGINT PRIMARY KEY CHECK (id = 1),
+  last_id BIGINT NOT NULL,
+  hash TEXT NOT NULL,
+  swept_at BIGINT NOT NULL
+);
+INSERT INTO audit_anchor (id, last_id, hash, swept_at)
+  SELECT 1, coalesce(max(id), 0), '0000000000000000000000000000000000000000000000000000000000000000', 0 FROM audit;
+`,
 };

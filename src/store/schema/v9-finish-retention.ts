@@ -24,4 +24,14 @@ CREATE TABLE event_horizon (
   pruned_through INTEGER NOT NULL
 );
 `,
+  postgres: `
+ALTER TABLE tasks ADD COLUMN finish_owner TEXT;
+ALTER TABLE tasks ADD COLUMN finish_token BIGINT;
+ALTER TABLE tasks ADD COLUMN finish_op TEXT;
+ALTER TABLE tasks ADD COLUMN finish_answer TEXT;
+CREATE TABLE event_horizon (
+  project_id TEXT PRIMARY KEY,
+  pruned_through BIGINT NOT NULL
+);
+`,
 };

@@ -1,0 +1,69 @@
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import type { Db, StoreFault } from './db.js';
+import type { Durability } from './sqlite.js';
+
+/** The SQLite database's file name in the data dir. */
+export const DB_FILE = 'baton.db';
+
+/**
+ * The backend factory: the only place that chooses a backend. A PostgreSQL URL opens the
+ * PostgreSQL store (its driver is loaded only then); otherwise the SQLite file. Callers (the
+ * hub, the deferred-audit worker, the doctor, `baton migrate`) get a `Db` and never name a backend.
+ */
+export interface StoreConfig {
+  /** `postgres://…`: PostgreSQL. Absent: the SQLite `file`. */
+  readonly url?: string | undefined;
+  /** The SQLite database file (ignored for PostgreSQL). */
+  readonly file: string;
+  readonly busyTimeoutMs?: number;
+  readonly durability?: Durability;
+  /** How often waiters' cross-process doorbell polls (SQLite only; PostgreSQL is notified). */
+  readonly pollMs?: number;
+  readonly poolSize?: number;
+  readonly statementTimeoutMs?: number;
+  /** PostgreSQL: the schema Baton's tables live in (tests give each file its own). Default `public`. */
+  readonly schema?: string;
+  readonly onFault?: (err: unknown, fault: StoreFault) => void;
+}
+
+/** The store settings of a hub's config (the data dir resolved by the caller). */
+export function storeConfigOf(config: Config, dataDir: string): StoreConfig {
+  return {
+    url: config.databaseUrl,
+    file: join(dataDir, DB_FILE),
+    busyTimeoutMs: config.busyTimeoutMs,
+    durability: config.durability,
+    pollMs: config.pollMs,
+    poolSize: config.poolSize,
+    statementTimeoutMs: config.statementTimeoutMs,
+    schema: config.databaseSchema,
+  };
+}
+
+export type Backend = 'sqlite' | 'postgres';
+
+export function backendOf(config: Pick<StoreConfig, 'url'>): Backend {
+  return config.url !== undefined && config.url !== '' ? 'postgres' : 'sqlite';
+}
+
+export async function openStore(config: StoreConfig): Promise<Db> {
+  if (backendOf(config) === 'postgres') {
+    const { PostgresDb } = await import('./postgres.js');
+    return PostgresDb.open({
+      url: config.url!,
+      poolSize: config.poolSize,
+      statementTimeoutMs: config.statementTimeoutMs,
+      schema: config.schema,
+      busyTimeoutMs: config.busyTimeoutMs,
+      onFault: config.onFault,
+    });
+  }
+  const { SqliteDb } = await import('./sqlite.js');
+  return new SqliteDb(config.file, {
+    busyTimeoutMs: config.busyTimeoutMs,
+    durability: config.durability,
+    pollMs: config.pollMs,
+    onFault: config.onFault,
+  });
+}

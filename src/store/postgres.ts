@@ -1,0 +1,601 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { BatonError } from '../core/errors.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
+import { POSTGRES } from './dialect.js';
+import { busyError } from './faults.js';
+import { Mutex } from './mutex.js';
+import { render, sql, type Sql } from './sql.js';
+
+const PROFILE: Profile = { name: 'postgres', crossProcessPoll: true };
+
+/** Most writes committed together: bounds how long one batch holds the write lock. */
+const MAX_BATCH = 64;
+/** How long a start waits for another instance that is migrating the schema (ms). */
+const MIGRATE_WAIT_MS = 60_000;
+/** The NOTIFY channel every write sends on (payload: schema and sender), LISTENed by `subscribe`. */
+const CHANNEL = 'baton_commit';
+/** Advisory lock classes (the first key of the two-key form); the second key is the schema's. */
+const WRITE_LOCK = 0x6261_7401; // "bat" 01
+const MIGRATE_LOCK = 0x6261_7402;
+/** While one fault persists, onFault hears of it again at most this often (ms). */
+const FAULT_REPORT_MS = 10_000;
+
+export interface PostgresOptions {
+  url: string;
+  poolSize?: number | undefined;
+  statementTimeoutMs?: number | undefined;
+  /** The schema Baton's tables live in; created if missing. Default `public`. */
+  schema?: string | undefined;
+  /** How long a transaction is retried on serialization failures, deadlocks and lost connections (ms). */
+  busyTimeoutMs?: number | undefined;
+  onFault?: ((err: unknown, fault: StoreFault) => void) | undefined;
+}
+
+interface Pending {
+  fn: (ex: Executor) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** int8 (counts, ids, times in ms) and numeric (sums) as numbers: every value Baton keeps fits in 2^53. */
+const TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20 || oid === 1700) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as unknown as pg.CustomTypesConfig;
+
+function bind(values: readonly unknown[]): unknown[] {
+  return values.map((v) => (v === undefined ? null : typeof v === 'boolean' ? (v ? 1 : 0) : v));
+}
+
+function pgCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+/** Serialization failure or deadlock: the transaction did nothing and is worth running again. */
+export function isRetryable(err: unknown): boolean {
+  const code = pgCode(err);
+  return code === '40001' || code === '40P01';
+}
+
+/** The server or the connection went away (or refused us): `unavailable`, retried while the budget lasts. */
+export function isConnectionLoss(err: unknown): boolean {
+  const code = pgCode(err);
+  if (code === null) return err instanceof Error && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message);
+  return (
+    code.startsWith('08') ||
+    code === '57P01' || // admin_shutdown
+    code === '57P02' || // crash_shutdown
+    code === '57P03' || // cannot_connect_now
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    code === 'EPIPE' ||
+    code === 'ENOTFOUND' ||
+    code === 'EAI_AGAIN'
+  );
+}
+
+function faultCodeOf(err: unknown): StoreFault['code'] | null {
+  const code = pgCode(err);
+  if (code === null) return null;
+  if (code === '53100') return 'storage_full'; // disk_full
+  if (code === 'XX001' || code === 'XX002') return 'storage_corrupt'; // data_corrupted, index_corrupted
+  if (code === '25006' || code === '42501') return 'storage_readonly'; // read-only transaction (a standby), no privilege
+  return null;
+}
+
+/** The two int4 keys of the schema's advisory locks: the class and a hash of the schema name. */
+function lockKey(schema: string): number {
+  return createHash('sha256').update(schema).digest().readInt32BE(0);
+}
+
+/**
+ * The connection was lost while COMMIT was in flight: the transaction may or may not have
+ * committed. Never run again (that could apply it twice); the caller hears `unavailable` and
+ * that the outcome is unknown.
+ */
+class CommitUnknown extends Error {
+  constructor(readonly lost: unknown) {
+    super('commit outcome unknown');
+  }
+}
+
+/** COMMIT, telling a lost connection during it (outcome unknown) from any other failure. */
+async function commit(client: pg.PoolClient): Promise<void> {
+  try {
+    await client.query('COMMIT');
+  } catch (error) {
+    throw isConnectionLoss(error) ? new CommitUnknown(error) : error;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * PostgreSQL via `pg` (node-postgres): a pool of connections, every one with the schema on its
+ * search_path and a statement_timeout.
+ *
+ * Writes keep SQLite's contract ("serialized against every other writer"): every write
+ * transaction first takes a transaction-level advisory lock per schema, so writers on every
+ * instance take turns, and within an instance writes queued together commit together (group
+ * commit, each op in its own SAVEPOINT, as in sqlite.ts). Ops written for one writer at a time
+ * (check-then-insert quotas, lock overlap, the audit chain's head) stay correct across instances;
+ * per-project locks in place of the one lock are the next step (issue 9).
+ *
+ * Reads run at REPEATABLE READ (one snapshot per read, as a SQLite read transaction), in
+ * parallel on the pool.
+ *
+ * Errors: serialization failures and deadlocks are retried here, and connection losses while the
+ * budget (busyTimeoutMs) lasts; what is left becomes `unavailable`. Disk full, damage and
+ * read-only become the storage fault codes; anything else stays as it is (a bug: `internal`).
+ */
+export class PostgresDb implements Db {
+  readonly profile = PROFILE;
+  private readonly mutex = new Mutex();
+  private readonly writes: Pending[] = [];
+  private readonly instance = randomBytes(8).toString('hex');
+  private readonly key: number;
+  private readonly listeners = new Set<() => void>();
+  private listener: pg.Client | null = null;
+  private listening: Promise<void> | null = null;
+  private currentFault: StoreFault | null = null;
+  private reportedAt = -Infinity;
+  private blocked: StoreFault | null = null;
+  private integrity: IntegrityReport | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: PostgresOptions,
+    private readonly schema: string,
+  ) {
+    this.key = lockKey(schema);
+  }
+
+  static async open(options: PostgresOptions): Promise<PostgresDb> {
+    const schema = options.schema ?? 'public';
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new BatonError('invalid_input', 'database schema: lower-case letters, digits and _');
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: 30_000,
+      types: TYPES,
+      // Set at connection startup (no statement per connection); the name is checked above.
+      options: `-c search_path=${schema}`,
+      // Operators (pg_stat_activity) and tests see whose connections these are.
+      application_name: `baton:${schema}`,
+    });
+    // An idle connection's error (the server restarted) must not crash the process; the next
+    // checkout gets a new connection.
+    pool.on('error', () => undefined);
+    pool.on('connect', (client) => {
+      client.on('error', () => undefined);
+    });
+    const db = new PostgresDb(pool, options, schema);
+    try {
+      // The schema name is checked above (an identifier of [a-z0-9_]); quoted, it cannot be anything else.
+      await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw db.failed(err);
+    }
+    return db;
+  }
+
+  private executor(client: pg.PoolClient | pg.Client): Executor {
+    const query = async (q: Sql): Promise<pg.QueryResult> => client.query({ text: render(q, POSTGRES.placeholder), values: bind(q.values) });
+    return {
+      dialect: POSTGRES,
+      all: async <T>(q: Sql) => (await query(q)).rows as T[],
+      get: async <T>(q: Sql) => (await query(q)).rows[0] as T | undefined,
+      run: async (q: Sql) => ({ changes: (await query(q)).rowCount ?? 0 }),
+    };
+  }
+
+  /**
+   * The error a caller gets for `error`: a storage fault becomes its stable BatonError (and is
+   * recorded for fault() and reported to onFault); contention and a lost server `unavailable`;
+   * anything else stays.
+   */
+  private failed(error: unknown): unknown {
+    if (error instanceof BatonError) return error;
+    if (error instanceof CommitUnknown) {
+      this.report(error.lost, { code: 'storage_readonly', message: 'connection lost during COMMIT', at: Date.now() }, false);
+      return new BatonError('unavailable', 'the store connection was lost while committing: the write may or may not have been applied; check before retrying');
+    }
+    if (isRetryable(error)) return busyError();
+    if (isConnectionLoss(error)) {
+      this.report(error, { code: 'storage_readonly', message: `connection: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() }, false);
+      return new BatonError('unavailable', 'the store cannot be reached; retry shortly');
+    }
+    if (pgCode(error) === '57014') return new BatonError('unavailable', 'the store took too long; retry shortly'); // statement_timeout
+    if (pgCode(error) === '55P03') return busyError(); // lock_timeout: another instance held a lock past busyTimeoutMs
+    // unique_violation: a concurrent request created the same row (retried first where that can help).
+    if (pgCode(error) === '23505') return new BatonError('conflict', 'a concurrent request created the same thing; retry');
+    const code = faultCodeOf(error);
+    if (code === null) return error;
+    const fault: StoreFault = { code, message: `${pgCode(error) ?? 'unknown'}: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() };
+    this.report(error, fault, true);
+    const messages = {
+      storage_full: "the hub's disk is full; retry later",
+      storage_corrupt: "the hub's database is damaged; an operator must repair it",
+      storage_readonly: 'the hub cannot write to its database; an operator must check the database server',
+    } as const;
+    return new BatonError(code, messages[code], code === 'storage_full' ? { retry_after_s: 30 } : undefined);
+  }
+
+  /** Tells the operator (at most every FAULT_REPORT_MS per fault); `record`: it is a fault fault() reports. */
+  private report(error: unknown, fault: StoreFault, record: boolean): void {
+    const previous = this.currentFault;
+    if (record) this.currentFault = fault;
+    const now = performance.now();
+    if (previous?.code !== fault.code || previous.message !== fault.message || now - this.reportedAt >= FAULT_REPORT_MS) {
+      this.reportedAt = now;
+      try {
+        this.options.onFault?.(error, fault);
+      } catch {
+        // A logger that throws must not turn a refused write into an unsettled one.
+      }
+    }
+  }
+
+  private get budgetMs(): number {
+    return Math.max(0, this.options.busyTimeoutMs ?? 5000);
+  }
+
+  /** Runs `attempt` again on contention or a lost connection, with a short growing pause, until the budget is spent. */
+  private async retrying<T>(attempt: () => Promise<T>, alsoRetry: (error: unknown) => boolean = () => false): Promise<T> {
+    const deadline = performance.now() + this.budgetMs;
+    for (let i = 0; ; i++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (this.closed || !(isRetryable(error) || isConnectionLoss(error) || alsoRetry(error)) || performance.now() >= deadline) throw error;
+        await sleep(Math.min(100, 2 ** i) * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  /** A client from the pool; given back destroyed when its connection failed. */
+  private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (isConnectionLoss(error)) broken = error as Error;
+      throw error;
+    } finally {
+      client.release(broken ?? false);
+    }
+  }
+
+  /**
+   * A read may write (an external issuer's agent is created on first use, in the request's own
+   * transaction): two such reads racing on two instances meet a unique violation, and running
+   * the read again finds the row the other created.
+   */
+  read<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+    return this.retrying(() =>
+      this.withClient(async (client) => {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        try {
+          const value = await fn(this.executor(client));
+          await client.query('COMMIT');
+          return value;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+      }),
+      (error) => pgCode(error) === '23505',
+    ).catch((error: unknown) => {
+      throw this.failed(error);
+    });
+  }
+
+  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+    if (this.blocked !== null) return Promise.reject(new BatonError(this.blocked.code, this.blocked.message));
+    return new Promise<T>((resolve, reject) => {
+      this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      // As on SQLite: the first write of a batch waits for the rest of this I/O turn.
+      if (this.writes.length === 1) setImmediate(() => void this.mutex.run(() => this.drain()));
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.writes.length > 0) {
+      const batch = this.writes.splice(0, MAX_BATCH);
+      try {
+        await this.writeBatch(batch);
+      } catch (error) {
+        // Last resort: writeBatch settles every caller itself.
+        const e = this.failed(error);
+        for (const w of batch) w.reject(e);
+      }
+    }
+  }
+
+  /**
+   * BEGIN, the schema's write lock, and a NOTIFY that other instances hear at COMMIT. Every lock
+   * wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as SQLite's busy timeout
+   * bounds its wait for another process's write lock; past it the write answers `unavailable`.
+   */
+  private async beginWrite(client: pg.PoolClient): Promise<void> {
+    await client.query('BEGIN');
+    await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
+    await client.query({ text: 'SELECT pg_advisory_xact_lock($1, $2)', values: [WRITE_LOCK, this.key] });
+    await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
+  }
+
+  /**
+   * Group commit, as in sqlite.ts: each op in its own SAVEPOINT, one COMMIT for the batch,
+   * nobody answered before it. When the transaction is lost (a connection loss, a serialization
+   * failure), the ops that succeeded in it and those not yet run run again, each alone.
+   */
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    const outcomes: Outcome[] = [];
+    let lost: unknown = null;
+    // A connection lost before COMMIT undid the whole transaction: the batch runs once more on a
+    // fresh connection (a pooled one the server dropped, e.g. after its restart, is the usual case).
+    for (let attempt = 0; attempt < 2; attempt++) {
+      outcomes.length = 0;
+      lost = null;
+      try {
+        await this.runBatch(batch, outcomes);
+      } catch (error) {
+        lost = error;
+      }
+      if (lost === null || !isConnectionLoss(lost) || this.closed) break;
+    }
+    await this.settleBatch(batch, outcomes, lost);
+  }
+
+  private async runBatch(batch: Pending[], outcomes: Outcome[]): Promise<void> {
+    await this.withClient(async (client) => {
+      await this.beginWrite(client);
+      try {
+        for (const w of batch) {
+          await client.query('SAVEPOINT op');
+          let outcome: Outcome;
+          try {
+            outcome = { ok: true, value: await w.fn(this.executor(client)) };
+          } catch (error) {
+            outcome = { ok: false, error };
+          }
+          if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
+          if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
+          await client.query('RELEASE SAVEPOINT op');
+          outcomes.push(outcome);
+        }
+        await commit(client);
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  private async settleBatch(batch: Pending[], outcomes: Outcome[], lost: unknown): Promise<void> {
+    if (lost === null) {
+      if (!outcomes.some((o) => !o.ok && faultCodeOf(o.error) !== null)) this.currentFault = null;
+      batch.forEach((w, i) => {
+        const o = outcomes[i]!;
+        if (o.ok) w.resolve(o.value);
+        else w.reject(this.failed(o.error));
+      });
+      return;
+    }
+    if (batch.length === 1 && !(isRetryable(lost) || isConnectionLoss(lost))) {
+      batch[0]!.reject(this.failed(lost));
+      return;
+    }
+    if (isConnectionLoss(lost) || lost instanceof CommitUnknown) {
+      // The server is gone or unreachable (or the COMMIT's outcome is unknown): one batch's worth
+      // of callers each retrying alone for the whole budget would hold the writer for minutes,
+      // and a batch that may have committed must not run again. Refused at once (`unavailable`).
+      const e = this.failed(lost);
+      batch.forEach((w, i) => {
+        const o = outcomes[i];
+        w.reject(o !== undefined && !o.ok ? this.failed(o.error) : e);
+      });
+      return;
+    }
+    // Failed ops keep their own errors; the rest run alone (retried on contention).
+    for (let i = 0; i < batch.length; i++) {
+      const o = outcomes[i];
+      if (o !== undefined && !o.ok) batch[i]!.reject(this.failed(o.error));
+      else await this.runAlone(batch[i]!);
+    }
+  }
+
+  /** One caller in its own transaction, retried on contention; settles it, never throws. */
+  private async runAlone(w: Pending): Promise<void> {
+    try {
+      const value = await this.retrying(() =>
+        this.withClient(async (client) => {
+          await this.beginWrite(client);
+          try {
+            const v = await w.fn(this.executor(client));
+            await commit(client);
+            return v;
+          } catch (error) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            throw error;
+          }
+        }),
+      );
+      this.currentFault = null;
+      w.resolve(value);
+    } catch (error) {
+      w.reject(this.failed(error));
+    }
+  }
+
+  /**
+   * Other instances' commits, heard through LISTEN on one dedicated connection (not the pool's:
+   * a LISTEN lives as long as its session). Own commits are filtered out by the payload. A lost
+   * listening connection calls the listeners once (a commit may have been missed) and is opened
+   * again while anyone listens.
+   */
+  subscribe(onCommit: () => void): () => void {
+    this.listeners.add(onCommit);
+    if (this.listener === null && this.listening === null) this.listening = this.listen();
+    return () => {
+      this.listeners.delete(onCommit);
+      if (this.listeners.size === 0) this.unlisten();
+    };
+  }
+
+  private notifyAll(): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener();
+      } catch {
+        // One listener's failure must not keep the others from hearing of the commit.
+      }
+    }
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.options.url, types: TYPES });
+    const lost = (): void => {
+      if (this.listener !== client) return;
+      this.listener = null;
+      client.end().catch(() => undefined);
+      this.notifyAll();
+      if (this.listeners.size > 0 && !this.closed) {
+        setTimeout(() => {
+          if (this.listener === null && this.listening === null && this.listeners.size > 0 && !this.closed) this.listening = this.listen();
+        }, 200).unref();
+      }
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', (n) => {
+      const [schema, sender] = (n.payload ?? '').split(':');
+      if (schema === this.schema && sender !== this.instance) this.notifyAll();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+      if (this.listeners.size === 0 || this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      this.listener = client;
+      // Commits made while the connection was being set up were not heard: say so once.
+      this.notifyAll();
+    } catch {
+      await client.end().catch(() => undefined);
+      // Waiters time out on their own; try again while anyone listens.
+      if (this.listeners.size > 0 && !this.closed) {
+        setTimeout(() => {
+          if (this.listener === null && this.listening === null && this.listeners.size > 0 && !this.closed) this.listening = this.listen();
+        }, 1000).unref();
+      }
+    } finally {
+      this.listening = null;
+    }
+  }
+
+  private unlisten(): void {
+    const client = this.listener;
+    this.listener = null;
+    client?.end().catch(() => undefined);
+  }
+
+  /**
+   * Applies the pending migrations under a session advisory lock (per schema): instances started
+   * together take turns, and each applies only what the one before it did not. All pending
+   * migrations commit together or not at all (PostgreSQL DDL is transactional).
+   */
+  async migrate(migrations: readonly Migration[], now: number): Promise<number> {
+    const known = Math.max(0, ...migrations.map((m) => m.version));
+    try {
+      return await this.withClient(async (client) => {
+        const deadline = performance.now() + Math.max(this.budgetMs, MIGRATE_WAIT_MS);
+        for (;;) {
+          const got = await client.query<{ ok: boolean }>({ text: 'SELECT pg_try_advisory_lock($1, $2) AS ok', values: [MIGRATE_LOCK, this.key] });
+          if (got.rows[0]?.ok === true) break;
+          if (performance.now() >= deadline) throw busyError();
+          await sleep(50);
+        }
+        try {
+          await client.query('BEGIN');
+          await client.query(
+            'CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+          );
+          const ex = this.executor(client);
+          const applied = (await ex.get<{ v: number }>(sql`SELECT coalesce(max(version), 0) AS v FROM schema_migrations`))?.v ?? 0;
+          if (applied > known) throw new Error(`database schema version ${applied} is newer than this Baton (${known}); upgrade Baton`);
+          let count = 0;
+          for (const m of migrations) {
+            if (m.version <= applied) continue;
+            await client.query(m.postgres);
+            await ex.run(sql`INSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, ${m.name}, ${now})`);
+            count++;
+          }
+          await client.query('COMMIT');
+          return count;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          await client.query({ text: 'SELECT pg_advisory_unlock($1, $2)', values: [MIGRATE_LOCK, this.key] }).catch(() => undefined);
+        }
+      });
+    } catch (error) {
+      throw this.failed(error);
+    }
+  }
+
+  fault(): StoreFault | null {
+    return this.blocked ?? this.currentFault;
+  }
+
+  block(fault: StoreFault | null): void {
+    this.blocked = fault;
+  }
+
+  lastIntegrity(): IntegrityReport | null {
+    return this.integrity;
+  }
+
+  /**
+   * PostgreSQL checks its own pages (data checksums, WAL replay) and has no quick_check: both
+   * modes confirm that the server answers and the schema is readable. Page-level verification
+   * (amcheck) is the operator's, with the server's own tools.
+   */
+  async checkIntegrity(deep: boolean): Promise<IntegrityReport> {
+    const problems: string[] = [];
+    try {
+      await this.read((ex) => ex.get(sql`SELECT max(version) AS v FROM schema_migrations`));
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+    this.integrity = { ok: problems.length === 0, mode: deep ? 'deep' : 'quick', problems, at: Date.now() };
+    return this.integrity;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.unlisten();
+    // Queued writes run first: they were accepted. Their drain is scheduled a turn after the
+    // first of them queued, so let that turn pass before queueing behind it.
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.mutex.run(async () => undefined);
+    await this.pool.end();
+  }
+}

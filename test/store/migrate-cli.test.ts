@@ -1,0 +1,123 @@
+/**
+ * `baton migrate` (and `init` / `doctor` on PostgreSQL): the CLI reaches the backend the URL
+ * names (a real PostgreSQL schema, created by the command) and applies every migration once; on
+ * SQLite it needs an existing data dir.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import { BIN, pgSchema, runBaton, tempDir } from '../helpers.js';
+
+const LATEST = Math.max(...MIGRATIONS.map((m) => m.version));
+
+describe('baton migrate', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('PostgreSQL: applies every migration once, under --store; the tables are in the named schema', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const env = { BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+    const first = await runBaton(['migrate', '--store', s.url], { env });
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(`postgres: applied ${MIGRATIONS.length} migrations; schema version ${LATEST} (current)\n`);
+    const again = await runBaton(['migrate'], { env: { ...env, BATON_DATABASE_URL: s.url } });
+    expect(again.stdout).toBe(`postgres: applied 0 migrations; schema version ${LATEST} (current)\n`);
+    const client = new pg.Client({ connectionString: s.url });
+    await client.connect();
+    try {
+      const r = await client.query<{ v: string }>({ text: `SELECT max(version) AS v FROM "${s.schema}".schema_migrations` });
+      expect(Number(r.rows[0]!.v)).toBe(LATEST);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('PostgreSQL: init keeps the data in the named schema; doctor reads it there, and says when it cannot', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const env = { BATON_DATABASE_URL: s.url, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+    expect((await runBaton(['init', '--data', data], { env })).code).toBe(0);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    const doctor = await runBaton(['doctor', '--data', data], { env });
+    expect(doctor.stdout).toContain(`schema: PostgreSQL schema ${s.schema}: version ${LATEST} (current)`);
+    expect(doctor.stdout).toMatch(/ok {3}database: answers/);
+    const down = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' } });
+    expect(down.stdout).toMatch(/FAIL database: PostgreSQL \(databaseUrl\) cannot be read/);
+    expect(down.stdout + down.stderr).not.toMatch(/hunter2/);
+  });
+
+  it('baton serve --store: the hub keeps its data in PostgreSQL (tasks land in the schema; no baton.db), and stops on SIGTERM', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data, '--store', s.url], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', () => reject(new Error(stderr)));
+    });
+    try {
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      const key = readFileSync(join(data, 'admin-key.txt'), 'utf8').trim();
+      const res = await fetch(`${url}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tasks: [{ title: 'kept in postgres' }] }),
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    const client = new pg.Client({ connectionString: s.url });
+    await client.connect();
+    try {
+      const r = await client.query<{ n: string }>({ text: `SELECT count(*) AS n FROM "${s.schema}".tasks WHERE status = 'ready'` });
+      expect(Number(r.rows[0]!.n)).toBe(1);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('SQLite: needs an existing data dir, and finds a fresh one current', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const env = { BATON_LOG_LEVEL: 'silent' };
+    const none = await runBaton(['migrate', '--data', data], { env });
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/baton init/);
+    expect(existsSync(join(data, 'baton.db'))).toBe(false);
+    expect((await runBaton(['init', '--data', data], { env })).code).toBe(0);
+    const r = await runBaton(['migrate', '--data', data], { env });
+    expect(r.stdout).toBe(`sqlite: applied 0 migrations; schema version ${LATEST} (current)\n`);
+  });
+
+  it('refuses a store URL that is not PostgreSQL, naming the setting and not the value', async () => {
+    const r = await runBaton(['migrate', '--store', 'mysql://root:hunter2@db/x'], { env: { BATON_LOG_LEVEL: 'silent' } });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/databaseUrl/);
+    expect(r.stderr).not.toMatch(/hunter2/);
+  });
+});
