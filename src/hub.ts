@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { hashKey, generateKey, keyPrefix, looksLikeKey } from './auth/keys.js';
@@ -524,11 +524,27 @@ function prepareDataDir(dir: string, log: Logger): void {
   process.umask(0o077);
   if (!existsSync(dir)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return;
+  } else {
+    const mode = statSync(dir).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      chmodSync(dir, 0o700);
+      log.warn({ dir, was: mode.toString(8) }, 'data dir was accessible to other users; set to 0700');
+    }
   }
-  const mode = statSync(dir).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    chmodSync(dir, 0o700);
-    log.warn({ dir, was: mode.toString(8) }, 'data dir was accessible to other users; set to 0700');
+  ignoreInGit(dir, log);
+}
+
+/**
+ * The data dir holds keys (agents/*.env, admin-key.txt), secrets and the database: a `.gitignore`
+ * of `*` inside it keeps git from adding any of it, whatever the dir is called and wherever it
+ * sits in a repository (a project's own `.gitignore` names only `.baton/`). Created once, never
+ * overwritten.
+ */
+function ignoreInGit(dir: string, log: Logger): void {
+  try {
+    writeFileSync(join(dir, '.gitignore'), "# Baton's data dir: keys, secrets and the database. Never commit it.\n*\n", { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST') log.warn({ dir, code }, 'could not write .gitignore in the data dir');
   }
 }

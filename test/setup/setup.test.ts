@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, runBaton, tempDir } from '../helpers.js';
@@ -131,6 +132,29 @@ describe('baton setup claude-code', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(msg);
     }
+  });
+});
+
+describe('baton setup in a git repository', () => {
+  it('a data dir of any name is never added by git (its own .gitignore), and project files are 0644 despite the hub\'s 077 umask', async () => {
+    const t = tempDir('baton-setup-git-');
+    cleanups.push(t.cleanup);
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: t.dir, encoding: 'utf8' });
+    git('init', '-q');
+    const data = join(t.dir, 'state');
+    expect((await runBaton(['init', '--data', data], { cwd: t.dir })).code).toBe(0);
+    const r = await runBaton(['setup', 'claude-code', '--agent', 'alice', '--data', data, '--project-dir', t.dir], {
+      cwd: t.dir,
+      env: { HOME: t.dir },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const added = git('add', '-A', '-n').split('\n').filter((l) => l !== '');
+    // The keys (agents/alice.env, admin-key.txt), secrets.json and the database stay out of git.
+    expect(added.filter((l) => l.includes('state/'))).toEqual([]);
+    expect(added.some((l) => l.includes('.mcp.json'))).toBe(true);
+    expect(statSync(join(t.dir, '.mcp.json')).mode & 0o777).toBe(0o644);
+    expect(statSync(join(t.dir, '.claude')).mode & 0o777).toBe(0o755);
+    expect(statSync(join(data, 'agents', 'alice.env')).mode & 0o777).toBe(0o600);
   });
 });
 

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { BatonError } from '../../core/errors.js';
 
@@ -103,10 +103,16 @@ export function apply(changes: readonly FileChange[]): void {
   for (const c of changes) {
     if (!changed(c)) continue;
     const dir = dirname(c.path);
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: c.secret === true ? 0o700 : 0o755 });
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true, mode: c.secret === true ? 0o700 : 0o755 });
+      // The hub sets a 077 umask for its data dir; a project directory (.claude, .codex) keeps the usual mode.
+      if (c.secret !== true) chmodSync(dir, 0o755);
+    }
     const tmp = `${c.path}.baton-${process.pid}.tmp`;
-    writeFileSync(tmp, c.after, { mode: c.mode ?? 0o644, flag: 'w' });
-    if (c.mode !== undefined) chmodSync(tmp, c.mode);
+    // An edited project file keeps its mode; a new one is 0644 (chmod: the 077 umask would make it 0600).
+    const mode = c.mode ?? (c.before !== null ? statSync(c.path).mode & 0o777 : 0o644);
+    writeFileSync(tmp, c.after, { mode, flag: 'w' });
+    chmodSync(tmp, mode);
     renameSync(tmp, c.path);
   }
 }
