@@ -23,7 +23,9 @@ import { pino, type Logger } from 'pino';
 export const REDACTED = '[redacted]';
 
 const SECRET_NAME =
-  /^(authorization|proxy-authorization|x-api-key|api[-_]?key|cookie|set-cookie|key|keys|token|tokens|access_token|refresh_token|id_token|password|passwd|passphrase|secret|secrets|client_secret|private_key|key_pepper|keypepper|credentials?)$|(_|-)(token|secret|password|key)$/i;
+  /^(authorization|proxy-authorization|x-api-key|api[-_]?key|cookie|set-cookie|key|keys|token|tokens|access_token|refresh_token|id_token|password|passwd|passphrase|secret|secrets|client_secret|private_key|key_pepper|keypepper|credentials?)$|(_|-)(token|secret|password|key)$|^database_?url$/i;
+/** camelCase names: `metricsToken`, `jwtSecret`, `keyPepper`'s kin (case matters: `monkey` is not one). */
+const SECRET_CAMEL = /[a-z0-9](Token|Secret|Password|Passphrase|Key|Pepper)$/;
 
 const SECRET_SHAPES: readonly (readonly [RegExp, string])[] = [
   [/-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)/g, REDACTED],
@@ -35,6 +37,8 @@ const SECRET_SHAPES: readonly (readonly [RegExp, string])[] = [
   [/\bxox[abprs]-[A-Za-z0-9-]{10,}/g, REDACTED],
   [/\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, REDACTED],
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
+  // A password in a URL's userinfo (postgres://user:password@host/db).
+  [/\b([a-z][a-z0-9+.-]*:\/\/[^/:@\s]+:)[^@\s/]+@/gi, `$1${REDACTED}@`],
 ];
 
 /** Replaces every secret-looking substring of `text`. */
@@ -75,7 +79,7 @@ export function scrubValue(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) return value.slice(0, 100).map((v) => scrubValue(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_NAME.test(k) && v !== null && v !== undefined ? REDACTED : scrubValue(v, depth + 1);
+    out[k] = (SECRET_NAME.test(k) || SECRET_CAMEL.test(k)) && v !== null && v !== undefined ? REDACTED : scrubValue(v, depth + 1);
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigSchema, loadConfig, type Config } from '../config.js';
+import { ConfigError, ConfigSchema, loadConfig, type Config } from '../config.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
 
 /**
@@ -123,4 +123,24 @@ export function readTokenFile(file: string): string {
     if (!line.includes('=')) return line;
   }
   throw new DataDirError(`the key file ${file} holds no BATON_TOKEN line: run \`baton setup <client>\` again, or set BATON_TOKEN`);
+}
+
+/**
+ * `--store URL`: a password in it would sit in the process list (`/proc/<pid>/cmdline`, `ps`),
+ * readable by every local user for as long as the hub runs. Refused, with where it belongs, and
+ * never echoed (commander's own argument errors repeat the value).
+ */
+export function storeFlag(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError('--store: expected a postgres:// URL');
+  }
+  if (url.password !== '') {
+    throw new ConfigError(
+      '--store: the URL holds a password, which every local user could read in the process list: set BATON_DATABASE_URL (or databaseUrl in the config file) instead',
+    );
+  }
+  return value;
 }

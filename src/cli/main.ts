@@ -11,7 +11,7 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { announceDataDir, cliLogLevel, locateConfig, requireDataDir, tokenFromEnv } from './common.js';
+import { announceDataDir, cliLogLevel, locateConfig, requireDataDir, tokenFromEnv, storeFlag } from './common.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError } from '../os/datadir.js';
 import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
@@ -215,7 +215,7 @@ export function buildProgram(command?: string): Command {
     .option('--port <port>', 'port (default 7410)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
-    .option('--store <url>', 'keep the data in PostgreSQL at this postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
+    .option('--store <url>', 'keep the data in PostgreSQL at this postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)', storeFlag)
     .option('--no-lean', 'serve every MCP request through the SDK handler')
     .option('--tls-cert <file>', 'PEM certificate file: serve HTTPS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key file of --tls-cert')
@@ -291,7 +291,7 @@ export function buildProgram(command?: string): Command {
     .description('Serve MCP over stdio for one agent (key from BATON_TOKEN; or BATON_AGENT for a keyless local agent)')
     .option('--data <dir>', 'data directory (default .baton)')
     .option('--config <file>', 'JSON config file')
-    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
+    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)', storeFlag)
     .action(async (opts: { data?: string; config?: string; store?: string }) => {
       const config = configFrom({ data: opts.data, config: opts.config, databaseUrl: opts.store }, 'say when new');
       const { runStdio } = await import('../api/mcp/stdio.js');

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { backendOf, openStore, storeConfigOf } from '../store/open.js';
-import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
+import { cliLogLevel, locateConfig, requireDataDir, storeFlag } from './common.js';
 
 /**
  * `baton migrate`: applies the pending schema migrations and exits. Every start does the same
@@ -16,7 +16,7 @@ export function registerMigrateCommand(program: Command): void {
     .description('Apply pending schema migrations to the store (the data dir\'s SQLite file, or --store / BATON_DATABASE_URL) and exit')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
-    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: the SQLite file in the data dir)')
+    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: the SQLite file in the data dir)', storeFlag)
     .action(async (opts: { data?: string; config?: string; store?: string }) => {
       const loc = locateConfig({ data: opts.data, config: opts.config }, { logLevel: cliLogLevel(), databaseUrl: opts.store });
       const config = backendOf({ url: loc.config.databaseUrl }) === 'sqlite' ? requireDataDir(loc).config : loc.config;

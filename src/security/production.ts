@@ -76,6 +76,10 @@ export function productionProblems(
   } else if (keyring.weak.length > 0) {
     problems.push(`BATON_ENCRYPTION_KEYS is weak: key(s) ${keyring.weak.join(', ')} are not random 32-byte keys`);
   }
+  if (config.metricsToken !== '') {
+    const weak = weakness(Buffer.from(config.metricsToken, 'utf8'), config.metricsToken);
+    if (weak !== null) problems.push(`metricsToken (BATON_METRICS_TOKEN) is weak: ${weak}`);
+  }
   const tls = tlsReport(config);
   if (!tls.loopback && !tls.configured) {
     problems.push(

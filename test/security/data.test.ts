@@ -414,18 +414,19 @@ describe('baton doctor', () => {
     const tmp = tempDir();
     const data = join(tmp.dir, 'data');
     try {
-      setEnv({ ...goodProductionEnv(), BATON_ENV: 'production', BATON_JWT_SECRET: 'tooshort' });
+      setEnv({ ...goodProductionEnv(), BATON_ENV: 'production', BATON_JWT_SECRET: 'tooshort', BATON_METRICS_TOKEN: 'changeme'.repeat(4) });
       const bad = await cli(['doctor', '--data', data, '--host', '0.0.0.0', '--json']);
       expect(bad.code).toBe(1);
       const rep = JSON.parse(bad.out) as { ok: boolean; production: { problems: string[] }; secrets: { name: string; source: string }[]; encryption: { on: boolean; ids: string[] }; tls: { loopback: boolean } };
       expect(rep.ok).toBe(false);
       expect(rep.production.problems.join('\n')).toMatch(/BATON_JWT_SECRET is weak/);
+      expect(rep.production.problems.join('\n')).toMatch(/metricsToken \(BATON_METRICS_TOKEN\) is weak/);
       expect(rep.production.problems.join('\n')).toMatch(/host 0\.0\.0\.0 is beyond loopback without TLS/);
       expect(rep.secrets.map((s) => [s.name, s.source])).toEqual([['key_pepper', 'env'], ['jwt_secret', 'env']]);
       expect(rep.encryption).toMatchObject({ on: true, ids: ['p1'] });
       expect(rep.tls.loopback).toBe(false);
 
-      setEnv({ BATON_JWT_SECRET: randomBytes(32).toString('base64url') });
+      setEnv({ BATON_JWT_SECRET: randomBytes(32).toString('base64url'), BATON_METRICS_TOKEN: randomBytes(32).toString('base64url') });
       const good = await cli(['doctor', '--data', data]);
       expect(good.out).toMatch(/production checks \(enforced: production mode\):\n {2}all pass/);
       expect(good.code).toBe(0);

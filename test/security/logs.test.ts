@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { RawDb as Database } from '../raw-db.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
-import { contentSummary, createLogger, scrubText } from '../../src/log.js';
+import { contentSummary, createLogger, scrubText, scrubValue } from '../../src/log.js';
 import { httpAgent, serve, tempDir, testConfig } from '../helpers.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
 
@@ -120,6 +120,15 @@ describe('scrubText and contentSummary', () => {
     for (const s of Object.values(SECRETS)) expect(scrubText(`x ${s} y`)).toBe('x [redacted] y');
     expect(scrubText('Authorization: Bearer abcdefghijkl123')).toBe('Authorization: Bearer [redacted]');
     expect(scrubText('task tsk_abcdefghijklmnopqrstuvwxyz done in 12 ms')).toBe('task tsk_abcdefghijklmnopqrstuvwxyz done in 12 ms');
+  });
+
+  it('redacts a password in a URL, and camelCase secret names (metricsToken, jwtSecret) but not lookalikes', () => {
+    expect(scrubText('connect postgres://baton:S3cret-pw@db.internal:5432/baton failed')).toBe(
+      'connect postgres://baton:[redacted]@db.internal:5432/baton failed',
+    );
+    expect(scrubText('postgres://baton@db/baton and http://host/a:b@c')).toBe('postgres://baton@db/baton and http://host/a:b@c');
+    const v = scrubValue({ metricsToken: 'm-value-1234567890', jwtSecret: 'j-value', databaseUrl: 'postgres://u@h/d', monkey: 'banana', tokenCount: 3 }) as Record<string, unknown>;
+    expect(v).toEqual({ metricsToken: '[redacted]', jwtSecret: '[redacted]', databaseUrl: '[redacted]', monkey: 'banana', tokenCount: 3 });
   });
 
   it('summarises content as length and a short hash', () => {

@@ -115,9 +115,18 @@ describe('baton migrate', () => {
   });
 
   it('refuses a store URL that is not PostgreSQL, naming the setting and not the value', async () => {
-    const r = await runBaton(['migrate', '--store', 'mysql://root:hunter2@db/x'], { env: { BATON_LOG_LEVEL: 'silent' } });
+    const r = await runBaton(['migrate', '--store', 'mysql://root@db/hunter2'], { env: { BATON_LOG_LEVEL: 'silent' } });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/databaseUrl/);
     expect(r.stderr).not.toMatch(/hunter2/);
+  });
+
+  it('refuses a --store URL with a password (the process list would show it), pointing at BATON_DATABASE_URL', async () => {
+    for (const cmd of [['migrate'], ['serve', '--port', '0'], ['mcp']]) {
+      const r = await runBaton([...cmd, '--store', 'postgres://baton:hunter2@127.0.0.1:1/x'], { env: { BATON_LOG_LEVEL: 'silent' } });
+      expect(r.code, cmd[0]).not.toBe(0);
+      expect(r.stderr).toMatch(/BATON_DATABASE_URL/);
+      expect(r.stderr).not.toMatch(/hunter2/);
+    }
   });
 });

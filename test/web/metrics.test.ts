@@ -52,6 +52,11 @@ describe('GET /metrics', () => {
     expect((await http(h.url, 'GET', '/metrics', { headers: { authorization: `Bearer ${other.key}` } })).status).toBe(403);
     await scrape(`Bearer ${TOKEN}`);
     await scrape();
+    // Past the failure throttle (3 a minute), even the right metrics token is refused before it is
+    // compared (a guess learns nothing); a valid admin key still works (S6).
+    for (let i = 0; i < 3; i++) await http(h.url, 'GET', '/metrics', { headers: { authorization: `Bearer guess-${i}`.padEnd(45, 'y') } });
+    expect((await http(h.url, 'GET', '/metrics', { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(429);
+    await scrape();
     clock.advance(61_000); // past the failure throttle's window
   });
 

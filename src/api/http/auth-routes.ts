@@ -28,7 +28,7 @@ const unauthenticated = (): BatonError => new BatonError('unauthenticated', 'mis
 const keyRequired = (): BatonError =>
   new BatonError('unauthenticated', 'missing or invalid credentials: a Baton API key is required (Authorization: Bearer bat_…, or X-API-Key)');
 
-function clientAddress(req: IncomingMessage): string | undefined {
+export function clientAddress(req: IncomingMessage): string | undefined {
   const a = req.socket.remoteAddress;
   return a === undefined ? undefined : normalizeAddress(a);
 }

@@ -7,7 +7,9 @@ import type { Hub } from '../../hub.js';
 import type { Db, Executor } from '../../store/db.js';
 import { eventsHead } from '../../store/journal.js';
 import { countEventsAfter, readyByPriority, tasksByState } from '../../store/metrics.js';
-import { credentialOf } from './auth-routes.js';
+import { clientAddress, credentialOf } from './auth-routes.js';
+import { looksLikeKey } from '../../auth/keys.js';
+import { looksLikeJwt } from '../../auth/jwt.js';
 import type { EventStreams } from './stream.js';
 
 /**
@@ -200,6 +202,11 @@ export async function handleMetrics(hub: Hub, metrics: HubMetrics, req: Incoming
   if (path !== '/metrics') return false;
   if (req.method !== 'GET' && req.method !== 'HEAD') throw new BatonError('invalid_input', 'method not allowed here');
   const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')?.[1];
+  // A metrics-token guess from a blocked address is refused before it is compared, so the answer
+  // (200 or 429) says nothing about the guess; keys and JWTs keep S6's rule (a valid one succeeds).
+  if (bearer === undefined || (!looksLikeKey(bearer) && !looksLikeJwt(bearer))) {
+    authServices(hub).refuseUncredentialed(clientAddress(req), hub.clock.now(), requestId, 'http');
+  }
   if (!isMetricsToken(hub, bearer)) {
     const p = await hub.authenticate(credentialOf(hub, req, requestId));
     if (!p.serverAdmin) throw new BatonError('forbidden', 'metrics need a server admin key or the metrics token');
