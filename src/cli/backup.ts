@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { BatonError } from '../core/errors.js';
 import { DataDirError } from '../os/datadir.js';
-import { checkPassphrase, createBackup, openBackup, restoreTables, type Manifest } from '../store/backup.js';
+import { assertRestorable, checkPassphrase, createBackup, openBackup, restoreTables, type Manifest } from '../store/backup.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { DB_FILE, backendOf, openStore, storeConfigOf } from '../store/open.js';
 import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
@@ -76,7 +76,10 @@ export function registerBackupCommands(program: Command): void {
     .action(async (opts: StoreFlags & { out: string }) => {
       const key = passphrase(opts);
       if (existsSync(opts.out)) throw new BatonError('conflict', `${opts.out} already exists: choose a new file name`);
-      const loc = requireDataDir(storeConfig(opts));
+      // PostgreSQL: the data lives in the database; the data dir only adds its secrets files when
+      // it has them (in production they come from the environment and are not in the backup).
+      const located = storeConfig(opts);
+      const loc = backendOf({ url: located.config.databaseUrl }) === 'postgres' ? located : requireDataDir(located);
       const files = new Map<string, Buffer>();
       for (const name of SECRET_FILES) {
         const path = join(loc.dataDir, name);
@@ -114,6 +117,8 @@ export function registerBackupCommands(program: Command): void {
     .option('--force', 'replace what the target holds (its rows and secrets files)')
     .action(async (file: string, opts: StoreFlags & { force?: boolean }) => {
       const contents = openBackup(readBackupFile(file), passphrase(opts));
+      // Before anything is created in the target.
+      assertRestorable(contents.manifest);
       const loc = storeConfig(opts);
       const force = opts.force === true;
       const backend = backendOf({ url: loc.config.databaseUrl });

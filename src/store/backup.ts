@@ -285,6 +285,15 @@ export function openBackup(bytes: Buffer, passphrase: string): BackupContents {
   return { manifest, tables, files };
 }
 
+/** A backup restores only into the schema version it was made at (its rows have that version's columns). */
+export function assertRestorable(manifest: Manifest): void {
+  if (manifest.schema_version !== LATEST_MIGRATION) {
+    throw invalid(
+      `the backup is of schema version ${manifest.schema_version}, this Baton's is ${LATEST_MIGRATION}: restore it with the Baton version that made it, then upgrade`,
+    );
+  }
+}
+
 /** Whether the store holds any data (the audit chain's genesis rows excepted). */
 export async function storeIsEmpty(ex: Executor): Promise<boolean> {
   for (const t of TABLES) {
@@ -319,11 +328,7 @@ function parentsFirst(columns: readonly string[], rowsIn: readonly Cell[][], par
  * holds data unless `force` (then its rows are deleted first, in the same transaction).
  */
 export async function restoreTables(db: Db, contents: BackupContents, force: boolean): Promise<number> {
-  if (contents.manifest.schema_version !== LATEST_MIGRATION) {
-    throw invalid(
-      `the backup is of schema version ${contents.manifest.schema_version}, this Baton's is ${LATEST_MIGRATION}: restore it with the Baton version that made it, then upgrade`,
-    );
-  }
+  assertRestorable(contents.manifest);
   return db.write(async (ex) => {
     if ((await schemaVersion(ex)) !== LATEST_MIGRATION) throw new BatonError('unavailable', 'the target store is not migrated');
     if (!force && !(await storeIsEmpty(ex))) {

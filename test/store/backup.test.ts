@@ -8,7 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TABLES, columnsOf, dumpTables } from '../../src/store/backup.js';
+import { TABLES, assertRestorable, columnsOf, dumpTables } from '../../src/store/backup.js';
+import { LATEST_MIGRATION } from '../../src/store/health.js';
 import { openStore } from '../../src/store/open.js';
 import { call, createKey, openHub, pgSchema, runBaton, tempDir, type TestHub } from '../helpers.js';
 
@@ -60,6 +61,12 @@ describe('baton backup', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('a backup of another schema version is refused before anything is created', () => {
+    const manifest = { format: 1, created_at: 0, backend: 'sqlite' as const, schema_version: LATEST_MIGRATION - 1, tables: [], files: [] };
+    expect(() => assertRestorable(manifest)).toThrow(/schema version .*restore it with the Baton version that made it/);
+    expect(() => assertRestorable({ ...manifest, schema_version: LATEST_MIGRATION })).not.toThrow();
   });
 
   it('SQLite: create while the hub runs → verify → restore into a new data dir: same rows, audit chain verifies, the old admin key works', async () => {
@@ -171,6 +178,11 @@ describe('baton backup', () => {
     const final = await snapshot({ file: join(back, 'baton.db') });
     expect(final.tasks).toHaveLength(4);
     expect(final.messages).toEqual(want.messages);
+
+    // PostgreSQL needs no data dir: without one (secrets from the environment) the backup holds the rows only.
+    const bare = await runBaton(['backup', 'create', '--data', join(tmp.dir, 'nothing-here'), '--out', join(tmp.dir, 'bare.bak')], { env: pgEnv });
+    expect(bare.stderr).toBe('');
+    expect(bare.stdout).toMatch(/files: none/);
 
     // A PostgreSQL schema that holds data is refused too.
     const refused = await runBaton(['backup', 'restore', first, '--data', join(tmp.dir, 'other')], { env: pgEnv });
