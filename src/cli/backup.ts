@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { BatonError } from '../core/errors.js';
 import { DataDirError } from '../os/datadir.js';
-import { assertRestorable, checkPassphrase, createBackup, openBackup, restoreTables, type Manifest } from '../store/backup.js';
-import { MIGRATIONS } from '../store/migrations.js';
+import type { Manifest } from '../store/backup.js';
 import { DB_FILE, backendOf, openStore, storeConfigOf } from '../store/open.js';
 import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
+
+/** Loaded when a backup command runs, not when the CLI starts (`baton mcp` starts through the same program). */
+const backupModule = () => import('../store/backup.js');
 
 /** The data-dir files a backup carries: the hub's secrets (key pepper, signing secret, keyring). */
 const SECRET_FILES = ['secrets.json', 'keyring.json'] as const;
@@ -25,7 +27,8 @@ interface StoreFlags extends KeyFlags {
  * The backup passphrase: `--key-file`, else the file BATON_BACKUP_KEY_FILE names, else
  * BATON_BACKUP_KEY. Never the hub's own secrets (they are inside the backup) and never printed.
  */
-function passphrase(flags: KeyFlags, env: NodeJS.ProcessEnv = process.env): string {
+async function passphrase(flags: KeyFlags, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const { checkPassphrase } = await backupModule();
   const file = flags.keyFile ?? (env.BATON_BACKUP_KEY_FILE !== '' ? env.BATON_BACKUP_KEY_FILE : undefined);
   if (file !== undefined) {
     let text: string;
@@ -74,7 +77,8 @@ export function registerBackupCommands(program: Command): void {
     .option('--config <file>', 'JSON config file')
     .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: the SQLite file in the data dir)')
     .action(async (opts: StoreFlags & { out: string }) => {
-      const key = passphrase(opts);
+      const key = await passphrase(opts);
+      const { createBackup } = await backupModule();
       if (existsSync(opts.out)) throw new BatonError('conflict', `${opts.out} already exists: choose a new file name`);
       // PostgreSQL: the data lives in the database; the data dir only adds its secrets files when
       // it has them (in production they come from the environment and are not in the backup).
@@ -101,8 +105,9 @@ export function registerBackupCommands(program: Command): void {
     .argument('<file>', 'the backup file')
     .option('--key-file <file>', 'file holding the backup passphrase (default BATON_BACKUP_KEY_FILE, or BATON_BACKUP_KEY)')
     .option('--json', 'print the manifest as JSON')
-    .action((file: string, opts: KeyFlags & { json?: boolean }) => {
-      const contents = openBackup(readBackupFile(file), passphrase(opts));
+    .action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
+      const { openBackup } = await backupModule();
+      const contents = openBackup(readBackupFile(file), await passphrase(opts));
       process.stdout.write(opts.json === true ? `${JSON.stringify({ ok: true, manifest: contents.manifest })}\n` : `ok: ${summary(contents.manifest)}\n`);
     });
 
@@ -116,7 +121,9 @@ export function registerBackupCommands(program: Command): void {
     .option('--store <url>', 'restore into this PostgreSQL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
     .option('--force', 'replace what the target holds (its rows and secrets files)')
     .action(async (file: string, opts: StoreFlags & { force?: boolean }) => {
-      const contents = openBackup(readBackupFile(file), passphrase(opts));
+      const { assertRestorable, openBackup, restoreTables } = await backupModule();
+      const { MIGRATIONS } = await import('../store/migrations.js');
+      const contents = openBackup(readBackupFile(file), await passphrase(opts));
       // Before anything is created in the target.
       assertRestorable(contents.manifest);
       const loc = storeConfig(opts);
