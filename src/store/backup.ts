@@ -242,9 +242,11 @@ export function openBackup(bytes: Buffer, passphrase: string): BackupContents {
     kdf === null ||
     kdf.name !== 'scrypt' ||
     ![kdf.N, kdf.r, kdf.p].every((n) => Number.isInteger(n) && n > 0) ||
-    kdf.N > 1 << 20 ||
-    kdf.r > 32 ||
-    kdf.p > 16 ||
+    // Bounds before any work: a crafted header must not make scrypt take gigabytes (≤ 256 MiB here).
+    kdf.N > 1 << 18 ||
+    kdf.r > 16 ||
+    kdf.p > 4 ||
+    128 * kdf.N * kdf.r > 256 * 1024 * 1024 ||
     typeof kdf.salt !== 'string' ||
     typeof header.iv !== 'string'
   ) {
