@@ -156,6 +156,15 @@ describe('baton backup', () => {
       const r = await runBaton(['backup', 'restore', join(tmp.dir, 'bad.bak'), '--data', join(tmp.dir, 'never')], { env: ENV });
       expect(r.code).toBe(2);
     }
+    // A header asking scrypt for gigabytes is refused before any key is derived.
+    const text = bytes.toString('latin1');
+    const greedy = Buffer.from(text.replace(/"N":\d+/, `"N":${2 ** 24}`), 'latin1');
+    expect(greedy.equals(bytes)).toBe(false);
+    writeFileSync(join(tmp.dir, 'greedy.bak'), greedy);
+    const g = await runBaton(['backup', 'verify', join(tmp.dir, 'greedy.bak')], { env: ENV });
+    expect(g.code).toBe(2);
+    expect(g.stderr).toMatch(/header is damaged or from an unknown format version/);
+
     const wrong = await runBaton(['backup', 'verify', file], { env: { ...ENV, BATON_BACKUP_KEY: 'another long passphrase!!' } });
     expect(wrong.stderr).toMatch(/integrity check.*key is wrong/);
     const none = await runBaton(['backup', 'verify', file], { env: { ...ENV, BATON_BACKUP_KEY: undefined } });
