@@ -28,6 +28,7 @@ import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, in
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { LATEST_MIGRATION, schemaVersion } from './store/health.js';
+import { circuitOf, type CircuitState } from './store/breaker.js';
 import { openStore, storeConfigOf } from './store/open.js';
 import { anyToken } from './store/auth.js';
 import { expiredLeases, extendLeasesAfterStep } from './store/tasks.js';
@@ -108,6 +109,8 @@ export class Hub {
       ...storeConfigOf(config, dataDir),
       // The operator's record of a storage fault; the driver's message names no SQL values.
       onFault: (err, fault) => log.error({ code: fault.code, detail: fault.message, at: fault.at }, 'storage fault'),
+      onCircuit: (c) =>
+        c.state === 'open' ? log.error({ reason: c.reason, failures: c.failures }, 'store circuit open: refusing calls until the store answers') : log.warn('store circuit closed: the store answers again'),
     });
     try {
       await db.migrate(MIGRATIONS, clock.now());
@@ -383,6 +386,11 @@ export class Hub {
   /** Walks the audit hash chain (S29): whether it holds, and the first bad row. */
   verifyAudit(): Promise<AuditVerdict> {
     return this.db.read((ex) => verifyAudit(ex, this.auditKey));
+  }
+
+  /** The store's circuit breaker (PostgreSQL), or null without one (breaker.ts). */
+  storeCircuit(): CircuitState | null {
+    return circuitOf(this.db);
   }
 
   /** Whether the data dir and database file are still the ones opened (checked now). */

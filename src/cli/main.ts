@@ -15,6 +15,7 @@ import { announceDataDir, cliLogLevel, locateConfig, requireDataDir, tokenFromEn
 import { DATA_DIR_NAME, DB_FILE, DataDirError } from '../os/datadir.js';
 import { existsSync } from 'node:fs';
 import { registerAuditCommands } from './audit.js';
+import { registerBackupCommands } from './backup.js';
 import { registerKeysCommands } from './keys.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerSetupCommand } from './setup/index.js';
@@ -344,6 +345,7 @@ export function buildProgram(command?: string): Command {
   registerWatchCommand(program);
   registerPrimeCommand(program);
   registerMigrateCommand(program);
+  registerBackupCommands(program);
 
   const groups = new Map<string, Command>();
   const opCommands = command !== 'mcp' && command !== 'serve';

@@ -27,6 +27,14 @@ export const STORE_SETTINGS = {
     poolSize: z.coerce.number().int().min(1).max(200).default(10),
     /** PostgreSQL: statement_timeout of every connection (ms); a statement past it fails, its transaction rolls back. */
     statementTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    /**
+     * PostgreSQL: consecutive store outages (cannot connect, connection lost, statement timeout;
+     * not contention) after which the circuit breaker opens: calls are refused at once with
+     * 503 `unavailable` + Retry-After and /readyz says degraded, until a probe answers. 0 = off.
+     */
+    breakerThreshold: z.coerce.number().int().min(0).max(1000).default(5),
+    /** PostgreSQL: time between the open breaker's probes of the store (ms); also its Retry-After. */
+    breakerCooldownMs: z.coerce.number().int().min(100).max(300_000).default(2_000),
   },
   env: {
     durability: 'BATON_DURABILITY',
@@ -34,5 +42,7 @@ export const STORE_SETTINGS = {
     databaseSchema: 'BATON_DATABASE_SCHEMA',
     poolSize: 'BATON_POOL_SIZE',
     statementTimeoutMs: 'BATON_STATEMENT_TIMEOUT_MS',
+    breakerThreshold: 'BATON_BREAKER_THRESHOLD',
+    breakerCooldownMs: 'BATON_BREAKER_COOLDOWN_MS',
   },
 } as const;

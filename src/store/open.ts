@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Config } from '../config.js';
+import { BreakerDb, type CircuitState } from './breaker.js';
 import type { Db, StoreFault } from './db.js';
 import type { Durability } from './sqlite.js';
 
@@ -25,6 +26,12 @@ export interface StoreConfig {
   /** PostgreSQL: the schema Baton's tables live in (tests give each file its own). Default `public`. */
   readonly schema?: string;
   readonly onFault?: (err: unknown, fault: StoreFault) => void;
+  /** PostgreSQL: consecutive outages that open the store's circuit breaker (breaker.ts); 0 = no breaker. */
+  readonly breakerThreshold?: number;
+  /** PostgreSQL: how often an open breaker probes the store (ms). */
+  readonly breakerCooldownMs?: number;
+  /** Told when the breaker opens or closes. */
+  readonly onCircuit?: (state: CircuitState) => void;
 }
 
 /** The store settings of a hub's config (the data dir resolved by the caller). */
@@ -38,6 +45,8 @@ export function storeConfigOf(config: Config, dataDir: string): StoreConfig {
     poolSize: config.poolSize,
     statementTimeoutMs: config.statementTimeoutMs,
     schema: config.databaseSchema,
+    breakerThreshold: config.breakerThreshold,
+    breakerCooldownMs: config.breakerCooldownMs,
   };
 }
 
@@ -50,7 +59,7 @@ export function backendOf(config: Pick<StoreConfig, 'url'>): Backend {
 export async function openStore(config: StoreConfig): Promise<Db> {
   if (backendOf(config) === 'postgres') {
     const { PostgresDb } = await import('./postgres.js');
-    return PostgresDb.open({
+    const db = await PostgresDb.open({
       url: config.url!,
       poolSize: config.poolSize,
       statementTimeoutMs: config.statementTimeoutMs,
@@ -58,6 +67,11 @@ export async function openStore(config: StoreConfig): Promise<Db> {
       busyTimeoutMs: config.busyTimeoutMs,
       onFault: config.onFault,
     });
+    // Only the networked backend gets a breaker: a SQLite file has no connection to lose, and its
+    // faults (disk full, damage, read-only) are reported by fault() and refused per write already.
+    const threshold = config.breakerThreshold ?? 5;
+    if (threshold === 0) return db;
+    return new BreakerDb(db, { threshold, cooldownMs: config.breakerCooldownMs ?? 2000, onChange: config.onCircuit });
   }
   const { SqliteDb } = await import('./sqlite.js');
   return new SqliteDb(config.file, {

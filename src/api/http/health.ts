@@ -16,7 +16,8 @@ export interface Check {
 }
 
 export interface Readiness {
-  status: 'ready' | 'not_ready';
+  /** `degraded`: the store's circuit breaker is open (the store cannot be reached); calls are refused at once until it answers. */
+  status: 'ready' | 'not_ready' | 'degraded';
   version: string;
   checks: Record<string, Check>;
 }
@@ -58,7 +59,16 @@ export async function readiness(hub: Hub): Promise<Readiness> {
   checks.data_dir = dir.ok ? { ok: true, status: 'present' } : { ok: false, status: dir.reason };
   const fault = hub.db.fault();
   const probe = await probeStore(hub);
-  checks.store = fault !== null ? { ok: false, status: fault.code } : probe.ok ? { ok: true, status: 'writable' } : { ok: false, status: probe.status };
+  const circuit = hub.storeCircuit();
+  checks.store =
+    circuit !== null && circuit.state !== 'closed'
+      ? // The reason is the store's generic refusal (never a URL or host): what a balancer's operator needs.
+        { ok: false, status: 'circuit_open', reason: circuit.reason, since: circuit.since === null ? null : new Date(circuit.since).toISOString() }
+      : fault !== null
+        ? { ok: false, status: fault.code }
+        : probe.ok
+          ? { ok: true, status: 'writable' }
+          : { ok: false, status: probe.status };
   checks.migrations = probe.ok
     ? { ok: probe.schema === probe.latest, status: probe.schema === probe.latest ? 'current' : probe.schema < probe.latest ? 'behind' : 'newer_than_this_baton', schema: probe.schema, expected: probe.latest }
     : { ok: false, status: 'unknown' };
@@ -78,7 +88,8 @@ export async function readiness(hub: Hub): Promise<Readiness> {
       ? { ok: true, status: 'not_run' }
       : { ok: integrity.ok, status: integrity.ok ? 'ok' : 'damaged', mode: integrity.mode, at: new Date(integrity.at).toISOString() };
   const ready = Object.values(checks).every((c) => c.ok);
-  return { status: ready ? 'ready' : 'not_ready', version: VERSION, checks };
+  const degraded = circuit !== null && circuit.state !== 'closed';
+  return { status: ready ? 'ready' : degraded ? 'degraded' : 'not_ready', version: VERSION, checks };
 }
 
 /** The answer to a health route, or null when `path` is not one. */

@@ -195,6 +195,8 @@ class HttpSurface {
       return;
     }
     if (e.code === 'rate_limited' || e.code === 'storage_full') res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
+    // The store's open circuit breaker (store/breaker.ts) says when its next probe is.
+    else if (e.code === 'unavailable' && typeof e.details?.retry_after_s === 'number') res.setHeader('retry-after', String(e.details.retry_after_s));
     const headers: Record<string, string> = { 'x-request-id': requestId };
     Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
     if (e.code === 'shutting_down') headers.connection = 'close';
