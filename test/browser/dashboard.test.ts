@@ -431,7 +431,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard: revocation and hub restart', () => {
       }
       expect(loads).toBe(0);
       // It resumed from its last event id rather than starting over from "now".
-      expect(streams.some((u) => /\/api\/v1\/events\/stream\?after=[A-Za-z0-9_-]+/.test(u))).toBe(true);
+      expect(streams.some((u) => /\/api\/v1\/events\/stream\?csrf=[A-Za-z0-9_-]+&after=[A-Za-z0-9_-]+/.test(u))).toBe(true);
     } finally {
       await b.close();
       await http.close();
