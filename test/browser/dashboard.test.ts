@@ -252,7 +252,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       expect(await b.page.getByRole('button', { name: 'Edit plan' }).count()).toBe(0);
       // Even with a valid CSRF token, the hub refuses: hiding the button is not the control.
       const r = await b.page.evaluate(async (approval) => {
-        const csrf = localStorage.getItem('baton.csrf') ?? '';
+        const csrf = (globalThis as unknown as { localStorage: { getItem(k: string): string | null } }).localStorage.getItem('baton.csrf') ?? '';
         const res = await fetch(`/api/v1/approvals/${approval}/decide`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },

@@ -17,14 +17,16 @@ import { parseJson, readBody } from './body.js';
 /**
  * Browser sessions (issue 10; S23's CSRF half). The dashboard exchanges an API key for a session:
  *
- * - `POST /api/v1/session` `{"key":"bat_…"}` → the session view (below) and
- *   `Set-Cookie: baton_session=<opaque>; HttpOnly; SameSite=Strict; Path=/` (+ `Secure` under TLS).
- *   A bad key is 401, counted and throttled like every failed authentication (S6).
- * - `GET /api/v1/session` → the same view, or 401. `DELETE /api/v1/session` → 204: the session
- *   ends server-side and the cookie is cleared (CSRF required, as for every cookie write).
+ * - `POST /api/v1/session` `{"key":"bat_…"}` → the session view (below) with its `csrf` token
+ *   (the only response that carries it) and `Set-Cookie: baton_session=<opaque>; HttpOnly;
+ *   SameSite=Strict; Path=/` (under TLS `__Host-baton_session`, `Secure`). A bad key is 401,
+ *   counted and throttled like every failed authentication (S6).
+ * - `GET /api/v1/session` (cookie and token) → the view without the token, or 401 / 403 `csrf`.
+ *   `DELETE /api/v1/session` → 204: the session ends server-side and the cookie is cleared.
  *
- * The view: `{csrf, agent, role, project, server_admin, ops, idle_expires_at, expires_at}`; `ops`
- * are the op names the principal may call, so a page offers only what its role may do.
+ * The view: `{agent, role, project, server_admin, ops, idle_expires_at, expires_at}` (+ `csrf` at
+ * login); `ops` are the op names the principal may call, so a page offers only what its role may do.
+ * Login, the view and `GET /api/v1/ops` take per-principal rate-limit tokens like any op (S25).
  *
  * The cookie holds 256 random bits; the store keeps only their SHA-256 (a high-entropy value
  * needs no slow hash), so a copy of the database opens no session. Each use re-reads the session
@@ -32,9 +34,12 @@ import { parseJson, readBody } from './body.js';
  * key whose address binding refuses this client, a session past its idle (`sessionIdleMs`) or
  * absolute (`sessionMaxMs`) limit, or one logged out, is refused at once.
  *
- * CSRF: a cookie is sent by the browser on its own, so a cookie-authenticated request that is not
- * GET/HEAD must also carry `X-CSRF-Token` equal to the session's token (constant-time compare)
- * AND come from this origin (`Origin`, or `Sec-Fetch-Site: same-origin`); otherwise 403 `csrf`.
+ * CSRF: a cookie is sent by the browser on its own, and to every port of its host (cookies are not
+ * port-scoped: any other server on 127.0.0.1 receives the dashboard's). So the cookie alone
+ * authorizes nothing: every cookie-authenticated request, reads included, must carry
+ * `X-CSRF-Token` equal to the session's token (constant-time compare; the event stream takes it
+ * as `?csrf=`), which the page keeps in origin-scoped storage; a request that is not GET/HEAD must
+ * also come from this origin (`Origin`, or `Sec-Fetch-Site: same-origin`); otherwise 403 `csrf`.
  * SameSite=Strict already keeps the cookie off cross-site requests in current browsers; the token
  * and the origin check hold where it does not (older browsers, a sibling subdomain). A request
  * with `Authorization` or `X-API-Key` is bearer-authenticated: its cookie is ignored and no CSRF

@@ -20,7 +20,8 @@ import { cookieAuthOf, touchIntervalMs } from './session.js';
  * (ops/events.ts `viewEvents`: the same sealed ids, actor names and data). The id is the
  * `events_wait` cursor after that event, so a client resumes with `Last-Event-ID` (what
  * EventSource sends on reconnect) or `?after=`; `?types=a.b,c.d` narrows the types. Without a
- * cursor the stream starts from now.
+ * cursor the stream starts from now. A session-cookie stream also needs `?csrf=<the session token>`
+ * (EventSource cannot set headers; the cookie alone authorizes nothing, see session.ts).
  *
  * Visibility is `events_wait`'s: a viewer gets the rows whose audience is one of
  * `audiencesOf(viewer)` — the same function, the same `eventsAfter` statement. Unlike
