@@ -186,7 +186,7 @@ describe('cookie-authenticated REST', () => {
   it('a bogus cookie on an unknown route or a wrong method is a failed credential (401, counted), not a 404 or 400', async () => {
     const cookie = `baton_session=${'B'.repeat(43)}`;
     const seen: number[] = [];
-    const tries = [['GET', '/api/v1/no-such-route'], ['PATCH', '/api/v1/tasks'], ['GET', '/api/v1/nope/deeper'], ['GET', '/api/v1/no-such-route'], ['GET', '/api/v1/x']] as const;
+    const tries = [['GET', '/api/v1/no-such-route'], ['PUT', '/api/v1/session'], ['POST', '/api/v1/events/stream'], ['PATCH', '/api/v1/tasks'], ['GET', '/api/v1/x']] as const;
     for (const [method, path] of tries) {
       const r = await http(h.url, method, path, { headers: { cookie } });
       seen.push(r.status);

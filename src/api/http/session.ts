@@ -292,6 +292,17 @@ export function cookieAuthOf(hub: Hub, req: IncomingMessage, token?: string): Co
 }
 
 /**
+ * Throws `err` (a refusal that needs no credential: wrong method, say) only after a session
+ * cookie, if the request carries one, was checked: a bogus cookie is a counted failed
+ * authentication (S6) and learns nothing about the route.
+ */
+export async function refuseAfterCookie(hub: Hub, req: IncomingMessage, err: BatonError): Promise<never> {
+  const cookie = cookieAuthOf(hub, req);
+  if (cookie !== null) await hub.db.read((ex) => cookie.resolve(ex));
+  throw err;
+}
+
+/**
  * A per-principal rate-limit token (S25) for a request answered outside an op (login, the ops
  * list, the session view): the same buckets the runner takes from, so these routes cannot be
  * called without bound either.
@@ -420,7 +431,7 @@ export async function handleSessionRoute(hub: Hub, req: IncomingMessage, res: Se
     await login(hub, req, res, requestId);
     return true;
   }
-  if (req.method !== 'GET' && req.method !== 'DELETE') throw new BatonError('invalid_input', 'method not allowed here');
+  if (req.method !== 'GET' && req.method !== 'DELETE') return await refuseAfterCookie(hub, req, new BatonError('invalid_input', 'method not allowed here'));
   const raw = sessionCookie(req);
   if (raw === undefined) throw new BatonError('unauthenticated', 'no session: log in with POST /api/v1/session');
   const cookie = new CookieAuth(hub, req, raw);

@@ -11,7 +11,7 @@ import { eventsAfter, lastEventId, type EventRow } from '../../store/journal.js'
 import { eventHorizon } from '../../store/retention.js';
 import { keysById, liveFamilies, touchWebSession, webSessionsByHash } from '../../store/web-sessions.js';
 import { credentialOf } from './auth-routes.js';
-import { cookieAuthOf, touchIntervalMs } from './session.js';
+import { cookieAuthOf, refuseAfterCookie, touchIntervalMs } from './session.js';
 
 /**
  * `GET /api/v1/events/stream`: Server-Sent Events for browsers and integrations (issue 10).
@@ -123,7 +123,7 @@ export class EventStreams {
   /** Answers the stream route; false for any other path. */
   async handle(req: IncomingMessage, res: ServerResponse, path: string, query: string, requestId: string, onAuthenticated: () => void): Promise<boolean> {
     if (path !== '/api/v1/events/stream') return false;
-    if (req.method !== 'GET') throw new BatonError('invalid_input', 'method not allowed here');
+    if (req.method !== 'GET') return await refuseAfterCookie(this.hub, req, new BatonError('invalid_input', 'method not allowed here'));
     if (this.closing) throw new BatonError('shutting_down', 'the server is shutting down; retry shortly');
     const hub = this.hub;
     const q = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query);
