@@ -95,4 +95,9 @@ export class OpRateLimiter {
   take(principalKey: string, op: Pick<OpDef, 'kind' | 'permission'>, now: number): number {
     return this.byClass[opClass(op)].take(principalKey, now);
   }
+
+  /** One request of class `cls` answered outside an op (the browser session's routes). */
+  takeClass(principalKey: string, cls: OpClass, now: number): number {
+    return this.byClass[cls].take(principalKey, now);
+  }
 }

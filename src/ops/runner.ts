@@ -10,7 +10,7 @@ import type { Db, Executor } from '../store/db.js';
 import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
-import { OpRateLimiter } from './ratelimit.js';
+import { OpRateLimiter, type OpClass } from './ratelimit.js';
 
 /**
  * The one door. Every surface calls `Runner.call`, which for every op does, in order:
@@ -98,6 +98,14 @@ export class Runner {
   ) {
     this.ops = new Map(ops.map((op) => [op.name, op]));
     this.limits = OpRateLimiter.fromConfig(services.config);
+  }
+
+  /**
+   * A per-principal rate-limit token of class `cls` for a request answered outside an op (the
+   * browser session's login, ops list and view): 0 when granted (or limits are off), else seconds to wait.
+   */
+  rateLimit(principal: Principal, cls: OpClass, now: number): number {
+    return this.limits === null ? 0 : this.limits.takeClass(principal.agentId, cls, now);
   }
 
   /** The ops this principal may call, in catalog order: what its tools/list shows. */

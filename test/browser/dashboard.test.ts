@@ -186,6 +186,53 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
     }
   });
 
+  it('a server on another port of this host gets the cookie but can do nothing with it, nor log the dashboard out', async () => {
+    const b = await browse(t.adminKey);
+    let other: Server | null = null;
+    try {
+      // Cookies are not port-scoped: a page on 127.0.0.1:<other port> (a dev server, an agent's
+      // preview) is same-site, and the browser sends it the hub's cookie.
+      let stolen = '';
+      other = createServer((req, res) => {
+        stolen ||= req.headers.cookie ?? '';
+        res.writeHead(200, { 'content-type': 'text/html' });
+        // It also tries to make the hub clear the cookie with credentialed no-cors requests.
+        res.end(
+          `<p id=done>x</p><script>Promise.allSettled([` +
+            `fetch("${http.url}/metrics",{mode:"no-cors",credentials:"include"}),` +
+            `fetch("${http.url}/mcp",{method:"POST",mode:"no-cors",credentials:"include",body:"{}"}),` +
+            `fetch("${http.url}/api/v1/tasks",{mode:"no-cors",credentials:"include"})` +
+            `]).then(()=>{document.getElementById("done").textContent="sent"})</script>`,
+        );
+      });
+      await new Promise<void>((ok) => other!.listen(0, '127.0.0.1', ok));
+      await b.page.goto(`http://127.0.0.1:${(other.address() as AddressInfo).port}/`);
+      await b.page.locator('#done', { hasText: 'sent' }).waitFor(WAIT);
+      expect(stolen).toMatch(/baton_session=/);
+      const cookie = /(baton_session=[^;]+)/.exec(stolen)![1]!;
+      // With the cookie alone (and any Origin it likes), it reads nothing and learns no token.
+      for (const path of ['/api/v1/session', '/api/v1/tasks', '/api/v1/events/stream']) {
+        const r = await fetch(`${http.url}${path}`, { headers: { cookie } });
+        expect(r.status, path).toBe(403);
+        expect(((await r.json()) as { error: { code: string } }).error.code, path).toBe('csrf');
+      }
+      const mint = await fetch(`${http.url}/api/v1/tokens`, {
+        method: 'POST',
+        headers: { cookie, origin: http.url, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'stolen', role: 'admin' }),
+      });
+      expect(mint.status).toBe(403);
+      // Back on the dashboard: still signed in (the cookie was not cleared), still live.
+      await b.page.goto(`${http.url}/`);
+      await b.page.locator('[data-testid="live"]', { hasText: 'live' }).waitFor(WAIT);
+      await b.page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Board' }).waitFor(WAIT);
+      expect(b.incidents).toEqual([]);
+    } finally {
+      await b.close();
+      other?.close();
+    }
+  });
+
   it('an observer sees the board and is offered nothing it may not do; approving is refused', async () => {
     const { id } = await worker.ok<{ id: string }>('approval_request', { action: 'Drop the staging database', risk: 'critical' });
     const b = await browse(observerKey);
@@ -205,10 +252,10 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       expect(await b.page.getByRole('button', { name: 'Edit plan' }).count()).toBe(0);
       // Even with a valid CSRF token, the hub refuses: hiding the button is not the control.
       const r = await b.page.evaluate(async (approval) => {
-        const s = (await (await fetch('/api/v1/session')).json()) as { csrf: string };
+        const csrf = (globalThis as unknown as { localStorage: { getItem(k: string): string | null } }).localStorage.getItem('baton.csrf') ?? '';
         const res = await fetch(`/api/v1/approvals/${approval}/decide`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-csrf-token': s.csrf },
+          headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
           body: JSON.stringify({ decision: 'grant' }),
         });
         return { status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code };
@@ -384,7 +431,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard: revocation and hub restart', () => {
       }
       expect(loads).toBe(0);
       // It resumed from its last event id rather than starting over from "now".
-      expect(streams.some((u) => /\/api\/v1\/events\/stream\?after=[A-Za-z0-9_-]+/.test(u))).toBe(true);
+      expect(streams.some((u) => /\/api\/v1\/events\/stream\?csrf=[A-Za-z0-9_-]+&after=[A-Za-z0-9_-]+/.test(u))).toBe(true);
     } finally {
       await b.close();
       await http.close();

@@ -36,9 +36,10 @@ describe('npm run demo', () => {
       const login = await fetch(`${url}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json', origin: url! }, body: JSON.stringify({ key }) });
       expect(login.status).toBe(200);
       const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
-      const tasks = (await (await fetch(`${url}/api/v1/tasks?limit=50`, { headers: { cookie } })).json()) as { tasks: { title: string }[] };
+      const csrf = ((await login.json()) as { csrf: string }).csrf;
+      const tasks = (await (await fetch(`${url}/api/v1/tasks?limit=50`, { headers: { cookie, 'x-csrf-token': csrf } })).json()) as { tasks: { title: string }[] };
       expect(tasks.tasks.map((t) => t.title)).toContain('Deploy to staging');
-      const agents = (await (await fetch(`${url}/api/v1/agents`, { headers: { cookie } })).json()) as { agents: { name: string }[] };
+      const agents = (await (await fetch(`${url}/api/v1/agents`, { headers: { cookie, 'x-csrf-token': csrf } })).json()) as { agents: { name: string }[] };
       expect(agents.agents.map((a) => a.name)).toEqual(expect.arrayContaining(['lead', 'ada', 'bruno', 'chen', 'dara', 'watcher']));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

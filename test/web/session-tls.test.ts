@@ -56,7 +56,11 @@ describe('browser session over TLS', () => {
     const set = String(login.headers['set-cookie']);
     expect(set).toContain('; Secure');
     expect(set).toContain('HttpOnly');
-    const cookie = /^(baton_session=[^;]+)/.exec(set)![1]!;
+    // The __Host- prefix: the browser takes it only Secure, Path=/ and without Domain.
+    expect(set).toMatch(/^__Host-baton_session=[A-Za-z0-9_-]{43}; /);
+    expect(set).toContain('Path=/');
+    expect(set).not.toMatch(/Domain=/i);
+    const cookie = /^(__Host-baton_session=[^;]+)/.exec(set)![1]!;
     const csrf = login.json.csrf as string;
     const body = { tasks: [{ title: 'over tls' }] };
     const downgraded = await https(h.url, 'POST', '/api/v1/tasks', { cookie, 'x-csrf-token': csrf, origin: h.url.replace('https:', 'http:') }, body);
@@ -64,5 +68,8 @@ describe('browser session over TLS', () => {
     expect((downgraded.json.error as { code: string }).code).toBe('csrf');
     const ok = await https(h.url, 'POST', '/api/v1/tasks', { cookie, 'x-csrf-token': csrf, origin: h.url }, body);
     expect(ok.status).toBe(200);
+    // The plain name is not taken under TLS (one a non-Secure page could have set).
+    const plain = await https(h.url, 'GET', '/api/v1/tasks', { cookie: cookie.replace('__Host-', ''), 'x-csrf-token': csrf });
+    expect(plain.status).toBe(401);
   });
 });

@@ -57,9 +57,16 @@ describe('POST /api/v1/session', () => {
     expect(r.headers['x-content-type-options']).toBe('nosniff');
     expect(r.headers['referrer-policy']).toBe('no-referrer');
 
-    const again = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    // The cookie alone (what another server on this host receives: cookies are not port-scoped)
+    // neither reads the view nor learns the token.
+    const alone = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    expect(alone.status).toBe(403);
+    expect(errorCode(alone)).toBe('csrf');
+    expect(alone.text).not.toContain(csrf);
+    const again = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } });
     expect(again.status).toBe(200);
-    expect(again.json).toMatchObject({ agent: 'w1', role: 'worker', csrf });
+    expect(again.json).toMatchObject({ agent: 'w1', role: 'worker' });
+    expect(again.text).not.toContain(csrf); // only the login response carries it
   });
 
   it('an observer session lists only read ops', async () => {
@@ -104,9 +111,16 @@ describe('POST /api/v1/session', () => {
 });
 
 describe('cookie-authenticated REST', () => {
-  it('reads with the cookie alone; a write needs the CSRF token AND a same-origin request (403 csrf)', async () => {
+  it('the cookie alone authorizes nothing: a read needs the token too (403 csrf), a write the token AND a same-origin request', async () => {
     const { cookie, csrf } = await login(worker);
-    const list = await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } });
+    for (const path of ['/api/v1/tasks', '/api/v1/ops', '/api/v1/events?limit=1']) {
+      const alone = await http(h.url, 'GET', path, { headers: { cookie } });
+      expect(alone.status, path).toBe(403);
+      expect(errorCode(alone), path).toBe('csrf');
+      const wrong = await http(h.url, 'GET', path, { headers: { cookie, 'x-csrf-token': 'A'.repeat(43) } });
+      expect(wrong.status, path).toBe(403);
+    }
+    const list = await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie, 'x-csrf-token': csrf } });
     expect(list.status, list.text).toBe(200);
 
     const body = { tasks: [{ title: 'from the browser' }] };
@@ -168,6 +182,44 @@ describe('cookie-authenticated REST', () => {
     }
     clock.advance(61_000);
   });
+
+  it('a bogus cookie on an unknown route or a wrong method is a failed credential (401, counted), not a 404 or 400', async () => {
+    const cookie = `baton_session=${'B'.repeat(43)}`;
+    const seen: number[] = [];
+    const tries = [['GET', '/api/v1/no-such-route'], ['PUT', '/api/v1/session'], ['POST', '/api/v1/events/stream'], ['PATCH', '/api/v1/tasks'], ['GET', '/api/v1/x']] as const;
+    for (const [method, path] of tries) {
+      const r = await http(h.url, method, path, { headers: { cookie } });
+      seen.push(r.status);
+    }
+    // authFailuresPerMinute is 3: then throttled like any failed authentication (S6).
+    expect(seen.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(seen.at(-1)).toBe(429);
+    clock.advance(61_000);
+    // A live session on an unknown route: the session is checked first (token required), then 404.
+    const { cookie: live, csrf } = await login(worker);
+    expect(errorCode(await http(h.url, 'GET', '/api/v1/no-such-route', { headers: { cookie: live } }))).toBe('csrf');
+    expect((await http(h.url, 'GET', '/api/v1/no-such-route', { headers: { cookie: live, 'x-csrf-token': csrf } })).status).toBe(404);
+    clock.advance(61_000);
+  });
+
+  it('a 401 from a route that never reads the cookie (/mcp, /metrics), or a cross-site request, does not clear it', async () => {
+    const { cookie, csrf } = await login(worker);
+    // What a page on another port of this host can make the browser send (no-cors, credentials included).
+    const attempts: [string, string, Record<string, string>][] = [
+      ['GET', '/metrics', { cookie, origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' }],
+      ['POST', '/mcp', { cookie, origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' }],
+      ['GET', '/metrics', { cookie }],
+      ['POST', '/mcp', { cookie, accept: 'application/json, text/event-stream' }],
+      ['GET', '/api/v1/tasks', { cookie, origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' }],
+    ];
+    for (const [method, path, headers] of attempts) {
+      const r = await http(h.url, method, path, { headers, ...(method === 'POST' ? { body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } } : {}) });
+      expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+      expect(r.headers['set-cookie'], `${method} ${path}`).toBeUndefined();
+    }
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } })).status).toBe(200);
+    clock.advance(61_000); // the refused requests counted against the address
+  });
 });
 
 describe('session end', () => {
@@ -189,20 +241,21 @@ describe('session end', () => {
 
   it('a key holds at most 20 sessions: the 21st login ends the oldest', async () => {
     const key = await createKey(t, 'many', 'worker');
-    const cookies: string[] = [];
+    const sessions: { cookie: string; csrf: string }[] = [];
     for (let i = 0; i < 21; i++) {
-      cookies.push((await login(key)).cookie);
+      sessions.push(await login(key));
       clock.advance(1); // distinct creation times
     }
-    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie: cookies[0]! } })).status).toBe(401);
-    for (const cookie of cookies.slice(1)) expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } })).status).toBe(200);
+    const [first, ...rest] = sessions;
+    expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie: first!.cookie, 'x-csrf-token': first!.csrf } })).status).toBe(401);
+    for (const { cookie, csrf } of rest) expect((await http(h.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } })).status).toBe(200);
     clock.advance(61_000);
   });
 
   it('revoking the key ends its sessions at the next request', async () => {
     const key = await createKey(t, 'short', 'worker');
-    const { cookie } = await login(key);
-    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(200);
+    const { cookie, csrf } = await login(key);
+    expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie, 'x-csrf-token': csrf } })).status).toBe(200);
     const tokens = await call<{ tokens: { id: string; name: string }[] }>(t.hub, t.admin, 'token_list', {});
     await call(t.hub, t.admin, 'token_revoke', { id: tokens.tokens.find((x) => x.name === 'short')!.id });
     expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie } })).status).toBe(401);
@@ -218,7 +271,7 @@ describe('session end', () => {
     // Used every 20 minutes: never idle for 30, but 12 hours after login it ends.
     for (let i = 0; i < 35; i++) {
       clock.advance(20 * 60_000);
-      expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status, `after ${(i + 1) * 20} min`).toBe(200);
+      expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie, 'x-csrf-token': busy.csrf } })).status, `after ${(i + 1) * 20} min`).toBe(200);
     }
     clock.advance(20 * 60_000); // 12 h 0 min since login
     expect((await http(h.url, 'GET', '/api/v1/tasks', { headers: { cookie: busy.cookie } })).status).toBe(401);
@@ -233,8 +286,8 @@ describe('GET /api/v1/ops', () => {
     expect(names(bearer)).toContain('task_claim');
     expect(names(bearer)).not.toContain('token_create');
     expect((bearer.json.ops as { name: string; method: string; path: string }[]).find((o) => o.name === 'task_create')).toMatchObject({ method: 'POST', path: '/api/v1/tasks' });
-    const { cookie } = await login(observer);
-    const viaCookie = await http(h.url, 'GET', '/api/v1/ops', { headers: { cookie } });
+    const { cookie, csrf } = await login(observer);
+    const viaCookie = await http(h.url, 'GET', '/api/v1/ops', { headers: { cookie, 'x-csrf-token': csrf } });
     expect(viaCookie.status).toBe(200);
     expect(names(viaCookie)).toContain('task_list');
     expect(names(viaCookie)).not.toContain('task_create');
@@ -243,9 +296,37 @@ describe('GET /api/v1/ops', () => {
   });
 
   it('GET /api/v1/session reports the idle limit from the latest use', async () => {
-    const { cookie } = await login(worker);
+    const { cookie, csrf } = await login(worker);
     clock.advance(5 * 60_000);
-    const r = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } });
+    const r = await http(h.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } });
     expect(Date.parse(r.json.idle_expires_at as string)).toBe(clock.now() + 30 * 60_000);
+  });
+});
+
+describe('per-principal rate limits (S25) on the session routes', () => {
+  it('login, GET /api/v1/ops and GET /api/v1/session take from the read/write buckets like any op', async () => {
+    const rt = await openHub({ config: { rateLimitReadPerMin: 3, rateLimitWritePerMin: 2 } });
+    const rh = await serve(rt.hub);
+    try {
+      const key = await createKey(rt, 'rl', 'worker');
+      const logins: number[] = [];
+      let first: Reply | undefined;
+      for (let i = 0; i < 3; i++) {
+        const r = await http(rh.url, 'POST', '/api/v1/session', { body: { key } });
+        first ??= r;
+        logins.push(r.status);
+      }
+      expect(logins).toEqual([200, 200, 429]);
+      const cookie = cookieOf(first!);
+      const headers = { cookie, 'x-csrf-token': first!.json.csrf as string };
+      const reads: number[] = [];
+      for (const path of ['/api/v1/session', '/api/v1/ops', '/api/v1/session', '/api/v1/ops']) reads.push((await http(rh.url, 'GET', path, { headers })).status);
+      expect(reads).toEqual([200, 200, 200, 429]);
+      const viaBearer = await http(rh.url, 'GET', '/api/v1/ops', { headers: { authorization: `Bearer ${key}` } });
+      expect(viaBearer.status).toBe(429); // the same principal's bucket
+    } finally {
+      await rh.close();
+      await rt.close();
+    }
   });
 });

@@ -224,16 +224,31 @@ describe('GET /api/v1/events/stream', () => {
 });
 
 describe('the stream with a browser session', () => {
-  it('takes the session cookie from this origin, refuses it from another (403 csrf)', async () => {
+  it('takes the session cookie with its token (?csrf=) from this origin; refuses the cookie alone or from another origin (403 csrf)', async () => {
     const login = await http(h.url, 'POST', '/api/v1/session', { body: { key: keys.carol }, headers: { origin: h.url } });
     const cookie = cookieOf(login);
-    const s = await stream(null, '/api/v1/events/stream', { cookie, 'sec-fetch-site': 'same-origin' });
+    const csrf = login.json.csrf as string;
+    const path = `/api/v1/events/stream?csrf=${csrf}`;
+    for (const [what, p, headers] of [
+      ['cookie alone', '/api/v1/events/stream', { cookie, 'sec-fetch-site': 'same-origin' }],
+      ['wrong token', `/api/v1/events/stream?csrf=${'A'.repeat(43)}`, { cookie, 'sec-fetch-site': 'same-origin' }],
+    ] as [string, string, Record<string, string>][]) {
+      const x = await stream(null, p, headers);
+      expect(x.status, what).toBe(403);
+      expect(JSON.parse(x.body), what).toMatchObject({ error: { code: 'csrf' } });
+      x.close();
+    }
+    // The query token is for a cookie stream only.
+    const bearer = await stream(keys.carol!, path);
+    expect(bearer.status).toBe(400);
+    bearer.close();
+    const s = await stream(null, path, { cookie, 'sec-fetch-site': 'same-origin' });
     expect(s.status).toBe(200);
     const { tasks } = await createTask(who.alice!, 'seen in the browser');
     const f = await s.next((x) => x.event === 'task.created', 'event over the cookie stream');
     expect((JSON.parse(f.data) as { subject: string }).subject).toBe(tasks[0]!.id);
     for (const headers of [{ origin: 'http://localhost:1' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }] as Record<string, string>[]) {
-      const x = await stream(null, '/api/v1/events/stream', { cookie, ...headers });
+      const x = await stream(null, path, { cookie, ...headers });
       expect(x.status, JSON.stringify(headers)).toBe(403);
       expect(JSON.parse(x.body)).toMatchObject({ error: { code: 'csrf' } });
       x.close();
@@ -244,13 +259,13 @@ describe('the stream with a browser session', () => {
     await createTask(who.alice!, 'after logout');
     const err = await s.next((x) => x.event === 'error', 'error after logout');
     expect(JSON.parse(err.data)).toMatchObject({ reason: 'unauthenticated' });
-    expect(errorCode(await http(h.url, 'GET', '/api/v1/session', { headers: { cookie } }))).toBe('unauthenticated');
+    expect(errorCode(await http(h.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } }))).toBe('unauthenticated');
   });
 
   it('revoking the key closes its cookie streams at the next event, before any event is sent', async () => {
     const key = await createKey(t, 'browser-temp', 'worker');
     const login = await http(h.url, 'POST', '/api/v1/session', { body: { key }, headers: { origin: h.url } });
-    const s = await stream(null, '/api/v1/events/stream', { cookie: cookieOf(login), 'sec-fetch-site': 'same-origin' });
+    const s = await stream(null, `/api/v1/events/stream?csrf=${login.json.csrf as string}`, { cookie: cookieOf(login), 'sec-fetch-site': 'same-origin' });
     expect(s.status).toBe(200);
     const tokens = await call<{ tokens: { id: string; name: string }[] }>(t.hub, t.admin, 'token_list', {});
     await call(t.hub, t.admin, 'token_revoke', { id: tokens.tokens.find((x) => x.name === 'browser-temp')!.id });
@@ -275,6 +290,37 @@ describe('draining', () => {
       expect(JSON.parse(f.data)).toMatchObject({ reason: 'shutting_down' });
       await s.until(() => s.ended, 'end');
       expect(await drained).toBe(true);
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  });
+});
+
+describe('a cookie stream and the idle limit', () => {
+  it('an open stream is use of its session: it outlives sessionIdleMs while open', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const own = await openHub({ clock, config: { sessionIdleMs: 60_000 } });
+    const server = await serve(own.hub);
+    try {
+      const key = await createKey(own, 'tab', 'worker');
+      const login = await http(server.url, 'POST', '/api/v1/session', { body: { key }, headers: { origin: server.url } });
+      const cookie = cookieOf(login);
+      const csrf = login.json.csrf as string;
+      const s = await SseClient.open(server.url, `/api/v1/events/stream?csrf=${csrf}`, { cookie, 'sec-fetch-site': 'same-origin' });
+      expect(s.status).toBe(200);
+      // No request but the stream for 40 s, then 40 s more: 80 s since the login, past the 60 s idle limit.
+      for (const [i, title] of ['at 40 s', 'at 80 s', 'at 120 s'].entries()) {
+        clock.advance(40_000);
+        await call(own.hub, own.admin, 'task_create', { tasks: [{ title }] });
+        await s.until(() => s.events().length === i + 1 || s.ended, title);
+        expect(s.ended, title).toBe(false); // not closed with event: error unauthenticated
+        expect(s.events(), title).toHaveLength(i + 1);
+      }
+      expect(s.ended).toBe(false);
+      const view = await http(server.url, 'GET', '/api/v1/session', { headers: { cookie, 'x-csrf-token': csrf } });
+      expect(view.status, view.text).toBe(200);
+      s.close();
     } finally {
       await server.close();
       await own.close();

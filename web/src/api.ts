@@ -1,11 +1,16 @@
 /**
  * The dashboard's only door to the hub: the REST routes under /api/v1 with the browser session
  * (an HttpOnly cookie set by POST /api/v1/session; the page never holds the key after login).
- * Every write carries the session's CSRF token in X-CSRF-Token.
+ * Every request (reads too) carries the session's token in X-CSRF-Token: the cookie alone
+ * authorizes nothing, since a browser sends it to every port of the host. The token comes only
+ * in the login response and is kept in localStorage, which is scoped by origin (port included),
+ * so another server on the same host cannot read it; localStorage rather than sessionStorage so
+ * a new tab of the dashboard is signed in too.
  */
 
 export interface Session {
-  csrf: string;
+  /** Only in the login response. */
+  csrf?: string;
   agent: string;
   role: string;
   project: string;
@@ -25,7 +30,32 @@ export class ApiError extends Error {
   }
 }
 
-let csrf = '';
+const TOKEN_KEY = 'baton.csrf';
+
+function storedToken(): string {
+  try {
+    return localStorage.getItem(TOKEN_KEY) ?? '';
+  } catch {
+    return ''; // storage disabled: the session lasts as long as the page
+  }
+}
+
+let csrf = storedToken();
+
+function keepToken(token: string): void {
+  csrf = token;
+  try {
+    if (token === '') localStorage.removeItem(TOKEN_KEY);
+    else localStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage disabled: kept in memory only
+  }
+}
+
+/** The session token, for the event stream's `?csrf=` (EventSource cannot set headers). */
+export function sessionToken(): string {
+  return csrf;
+}
 /** Called when the hub says the session is gone (401): the app goes back to the login screen. */
 let onUnauthenticated: () => void = () => undefined;
 
@@ -63,7 +93,7 @@ function qs(query: Query | undefined): string {
 
 export async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (method !== 'GET' && method !== 'HEAD') headers['x-csrf-token'] = csrf;
+  if (csrf !== '') headers['x-csrf-token'] = csrf;
   if (opts.body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`/api/v1${path}${qs(opts.query)}`, {
     method,
@@ -72,6 +102,7 @@ export async function call<T>(method: string, path: string, opts: { query?: Quer
     body: opts.body === undefined ? null : JSON.stringify(opts.body),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
+  if (res.status === 401) keepToken('');
   if (res.status === 401 && path !== '/session') onUnauthenticated();
   return (await parse(res)) as T;
 }
@@ -81,17 +112,16 @@ export const get = <T>(path: string, query?: Query, signal?: AbortSignal): Promi
 
 export async function login(key: string): Promise<Session> {
   const s = await call<Session>('POST', '/session', { body: { key } });
-  csrf = s.csrf;
+  keepToken(s.csrf ?? '');
   return s;
 }
 
 export async function resume(): Promise<Session | null> {
   try {
-    const s = await call<Session>('GET', '/session');
-    csrf = s.csrf;
-    return s;
+    if (csrf === '') return null; // no token: whatever cookie there is cannot be used
+    return await call<Session>('GET', '/session');
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 401 || e.status === 404)) return null;
+    if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 404)) return null;
     throw e;
   }
 }
@@ -100,7 +130,7 @@ export async function logout(): Promise<void> {
   try {
     await call('DELETE', '/session');
   } finally {
-    csrf = '';
+    keepToken('');
   }
 }
 

@@ -1,4 +1,4 @@
-import type { HubEvent } from './api';
+import { sessionToken, type HubEvent } from './api';
 
 /** Every event type the hub emits (src/ops); the SSE stream names each event by its type. */
 export const EVENT_TYPES = [
@@ -25,7 +25,7 @@ export interface LiveCallbacks {
 }
 
 /**
- * Follows the hub through the SSE stream at /api/v1/events/stream (session cookie). EventSource
+ * Follows the hub through the SSE stream at /api/v1/events/stream (session cookie + ?csrf=). EventSource
  * resends Last-Event-ID on its own reconnects (the hub's `retry: 2000`); when a reconnect is
  * refused outright (the hub restarting answers nothing or 503, and EventSource gives up), a new
  * EventSource resumes with ?after=<last id>, so nothing is lost across a restart. Every (re)open
@@ -57,9 +57,9 @@ export function follow(cb: LiveCallbacks): LiveHandle {
     if (stopped) return;
     cb.onState('reconnecting');
     timer = setTimeout(() => {
-      fetch('/api/v1/session', { credentials: 'same-origin' })
+      fetch('/api/v1/session', { credentials: 'same-origin', headers: { 'x-csrf-token': sessionToken() } })
         .then((r) => {
-          if (r.status === 401) {
+          if (r.status === 401 || r.status === 403) {
             stopped = true;
             cb.onSignedOut();
           } else open();
@@ -70,7 +70,11 @@ export function follow(cb: LiveCallbacks): LiveHandle {
 
   const open = (): void => {
     if (stopped) return;
-    const es = new EventSource(`/api/v1/events/stream${last === null ? '' : `?after=${encodeURIComponent(last)}`}`, { withCredentials: true });
+    // The session token as ?csrf= (EventSource cannot set headers; the hub logs no URLs). EventSource
+    // keeps this URL for its own reconnects, adding Last-Event-ID.
+    const q = new URLSearchParams({ csrf: sessionToken() });
+    if (last !== null) q.set('after', last);
+    const es = new EventSource(`/api/v1/events/stream?${q.toString()}`, { withCredentials: true });
     source = es;
     es.onopen = () => {
       cb.onState('live');

@@ -172,7 +172,9 @@ class HttpSurface {
             if (write) cookie.requireCsrf();
             return p;
           };
+    let resolved = false;
     const who: ResolvePrincipal = async (tx) => {
+      resolved = true;
       const p = await resolve(tx);
       this.pending.authenticated(req.socket);
       return p;
@@ -180,6 +182,12 @@ class HttpSurface {
     try {
       const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
       this.send(res, 200, out, { 'x-request-id': requestId });
+    } catch (err) {
+      // Refused before the credential was looked at (no such route, wrong method, a bad body): a
+      // cookie is checked first, so a bogus one counts as a failed authentication (S6's per-address
+      // budget) and learns nothing about which routes exist.
+      if (cookie !== null && !resolved) await this.hub.db.read((tx) => cookie.resolve(tx));
+      throw err;
     } finally {
       await cookie?.settle();
     }

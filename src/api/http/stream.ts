@@ -9,9 +9,9 @@ import { viewEvents } from '../../ops/events.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { eventsAfter, lastEventId, type EventRow } from '../../store/journal.js';
 import { eventHorizon } from '../../store/retention.js';
-import { keysById, liveFamilies, webSessionsByHash } from '../../store/web-sessions.js';
+import { keysById, liveFamilies, touchWebSession, webSessionsByHash } from '../../store/web-sessions.js';
 import { credentialOf } from './auth-routes.js';
-import { cookieAuthOf } from './session.js';
+import { cookieAuthOf, refuseAfterCookie, touchIntervalMs } from './session.js';
 
 /**
  * `GET /api/v1/events/stream`: Server-Sent Events for browsers and integrations (issue 10).
@@ -20,7 +20,8 @@ import { cookieAuthOf } from './session.js';
  * (ops/events.ts `viewEvents`: the same sealed ids, actor names and data). The id is the
  * `events_wait` cursor after that event, so a client resumes with `Last-Event-ID` (what
  * EventSource sends on reconnect) or `?after=`; `?types=a.b,c.d` narrows the types. Without a
- * cursor the stream starts from now.
+ * cursor the stream starts from now. A session-cookie stream also needs `?csrf=<the session token>`
+ * (EventSource cannot set headers; the cookie alone authorizes nothing, see session.ts).
  *
  * Visibility is `events_wait`'s: a viewer gets the rows whose audience is one of
  * `audiencesOf(viewer)` — the same function, the same `eventsAfter` statement. Unlike
@@ -122,18 +123,23 @@ export class EventStreams {
   /** Answers the stream route; false for any other path. */
   async handle(req: IncomingMessage, res: ServerResponse, path: string, query: string, requestId: string, onAuthenticated: () => void): Promise<boolean> {
     if (path !== '/api/v1/events/stream') return false;
-    if (req.method !== 'GET') throw new BatonError('invalid_input', 'method not allowed here');
+    if (req.method !== 'GET') return await refuseAfterCookie(this.hub, req, new BatonError('invalid_input', 'method not allowed here'));
     if (this.closing) throw new BatonError('shutting_down', 'the server is shutting down; retry shortly');
     const hub = this.hub;
     const q = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query);
-    for (const k of q.keys()) if (k !== 'after' && k !== 'types') throw new BatonError('invalid_input', `unknown query parameter ${k}`);
-    if (q.getAll('after').length > 1 || q.getAll('types').length > 1) throw new BatonError('invalid_input', 'after and types may be given once');
+    for (const k of q.keys()) if (k !== 'after' && k !== 'types' && k !== 'csrf') throw new BatonError('invalid_input', `unknown query parameter ${k}`);
+    if (q.getAll('after').length > 1 || q.getAll('types').length > 1 || q.getAll('csrf').length > 1) {
+      throw new BatonError('invalid_input', 'after, types and csrf may be given once');
+    }
     const lastId = req.headers['last-event-id'];
     const after = typeof lastId === 'string' && lastId !== '' ? lastId : (q.get('after') ?? undefined);
     const typesParam = q.get('types');
     const types = typesParam === null ? undefined : typesParam.split(',').filter((t) => t !== '');
 
-    const cookie = cookieAuthOf(hub, req);
+    // EventSource cannot set headers: a cookie stream presents the session token as `?csrf=`
+    // (or the header, for a fetch()-based client). No log line records a request's URL.
+    const cookie = cookieAuthOf(hub, req, q.get('csrf') ?? undefined);
+    if (cookie === null && q.has('csrf')) throw new BatonError('invalid_input', 'csrf is for a session cookie stream only');
     const credential = cookie === null ? credentialOf(hub, req, requestId) : null;
     const resolve: ResolvePrincipal = cookie !== null ? cookie.resolver : hub.resolver(credential!);
     let principal: Principal | null = null;
@@ -293,6 +299,14 @@ export class EventStreams {
     this.heartbeat = null;
   }
 
+  /** With cookie streams open, rounds come often enough to refresh their sessions before the idle limit. */
+  private idleRoundMs(): number {
+    for (const group of this.projects.values()) {
+      for (const v of group) if (v.session !== null) return Math.max(1_000, Math.min(IDLE_ROUND_MS, this.hub.config.sessionIdleMs / 3));
+    }
+    return IDLE_ROUND_MS;
+  }
+
   private async loop(): Promise<void> {
     const { hub } = this;
     while (this.open > 0 && !this.closing) {
@@ -302,7 +316,7 @@ export class EventStreams {
         for (const [projectId, group] of [...this.projects]) await this.round(projectId, group);
         if (this.dirty || this.open === 0 || this.closing) continue;
         this.kick = new AbortController();
-        await hub.bus.wait(IDLE_ROUND_MS, this.kick.signal, mark);
+        await hub.bus.wait(this.idleRoundMs(), this.kick.signal, mark);
       } catch (err) {
         // A failed read (busy store, a fault) is tried again shortly; the streams stay open.
         hub.log.warn({ err }, 'event stream round failed');
@@ -356,7 +370,21 @@ export class EventStreams {
       // Viewers whose key was revoked or expired, or whose session ended, are closed before anything is sent.
       const deadKeys = new Set(tokens);
       for (const k of read.keys) if (k.revoked_at === null && (k.expires_at === null || k.expires_at > now)) deadKeys.delete(k.id);
-      const liveSessions = new Set(read.live.filter((s) => s.expires_at > now && s.last_seen_at > now - hub.config.sessionIdleMs).map((s) => s.id_hash));
+      const idleMs = hub.config.sessionIdleMs;
+      const liveRows = read.live.filter((s) => s.expires_at > now && s.last_seen_at > now - idleMs);
+      const liveSessions = new Set(liveRows.map((s) => s.id_hash));
+      // An open stream is use of its session (the dashboard left open in a tab): refreshed like a
+      // request, at most once a minute, so the stream does not lapse at the idle limit.
+      const due = liveRows.filter((s) => now - s.last_seen_at >= touchIntervalMs(idleMs)).map((s) => s.id_hash);
+      if (due.length > 0) {
+        try {
+          await hub.db.write(async (ex) => {
+            for (const h of due) await touchWebSession(ex, h, now);
+          });
+        } catch (err) {
+          hub.log.warn({ err }, 'session refresh failed'); // best effort: a failure only shortens the session
+        }
+      }
       for (const v of viewers) {
         const dead =
           now >= v.expiresAt ||
