@@ -230,7 +230,11 @@ export class Runner {
     try {
       // A caller that went away gets no further attempt: nothing is claimed or marked for it.
       if (s.meta.signal?.aborted === true) throw clientGone();
-      const result = op.kind === 'write' ? await this.db.write((tx) => this.run(s, tx, started)) : await this.db.read((tx) => this.run(s, tx, started));
+      // A write declares its lock itself (run(): its project's, once the caller is known).
+      const result =
+        op.kind === 'write'
+          ? await this.db.write((tx) => this.run(s, tx, started), 'declared', op.permission === 'token.admin' ? undefined : s.principal?.projectId)
+          : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
       if (s.emitted > 0) this.bus.ring();
       if (result === RETRY) {
@@ -258,6 +262,10 @@ export class Runner {
       else this.admit(s, p);
     }
     const p = s.principal!;
+    // Before the handler reads what it will change: the caller's project's writer lock (on
+    // PostgreSQL its project's writers take turns, other projects' run beside it; docs/
+    // ARCHITECTURE.md "Writers on PostgreSQL"). Token ops reach other projects: the server's.
+    if (op.kind === 'write') await tx.lock(op.permission === 'token.admin' ? 'server' : { project: p.projectId });
     s.final = this.draining || this.services.clock.monotonic() >= s.deadline;
     const waits = op.waitMs !== undefined;
     // Checked again under the lock: a claim (or read mark) is committed only for a caller still there.
