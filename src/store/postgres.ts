@@ -614,7 +614,8 @@ export class PostgresDb implements Db {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.url, types: TYPES });
+    // Named apart from the pool's (operators, and tests that wait for the LISTEN to be up).
+    const client = new pg.Client({ connectionString: this.options.url, types: TYPES, application_name: `baton:${this.schema}:listen` });
     const lost = (): void => {
       if (this.listener !== client) return;
       this.listener = null;

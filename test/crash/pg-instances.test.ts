@@ -26,7 +26,8 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     const t: TestHub = await openHub({ backend: 'postgres' });
     cleanups.push(() => t.close());
     const data = join(t.dir, 'data');
-    const env = storeEnvOf(data);
+    // No periodic re-check of waits: only the cross-instance doorbell (NOTIFY) can wake one.
+    const env: Record<string, string> = { ...storeEnvOf(data), BATON_WAIT_RECHECK_MS: '0' };
     const schema = env.BATON_DATABASE_SCHEMA!;
     const lead = await createKey(t, 'lead', 'lead');
     const names = Array.from({ length: AGENTS }, (_, i) => `agent${i + 1}`);
@@ -44,7 +45,18 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     const leadA = httpClient('mcp', () => a.url, lead);
     cleanups.push(() => waiter.close(), () => leadA.close());
     const waiting = waiter.tool('task_claim', { wait_ms: 25_000 });
-    await sleep(300);
+    // The wait is listening once b's LISTEN connection is up (it rings once when it comes up, so
+    // a create before then would wake the claim without NOTIFY).
+    const watcher = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await watcher.connect();
+    try {
+      const listening = async (): Promise<boolean> =>
+        (await watcher.query({ text: "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'", values: [`baton:${schema}:listen`] })).rowCount! > 0;
+      await until(listening, 20_000, "b's LISTEN connection");
+    } finally {
+      await watcher.end();
+    }
+    await sleep(200);
     const created = await leadA.tool('task_create', { tasks: [{ title: 'wake-up' }] });
     expect(created.ok).toBe(true);
     const woke = await waiting;
