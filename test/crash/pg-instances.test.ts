@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { call, createKey, openHub, storeEnvOf, TEST_DATABASE_URL, type TestHub } from '../helpers.js';
+import { call, createKey, openHub, storeEnvOf, TEST_DATABASE_URL, woken, type TestHub } from '../helpers.js';
 import { crashRng, httpClient, kill9, Ledger, sleep, startServe, storm, until, type Served } from './harness.js';
 
 const TASKS = 400;
@@ -44,7 +44,9 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     const waiter = httpClient('mcp', () => b.url, keys.get(names[0]!)!);
     const leadA = httpClient('mcp', () => a.url, lead);
     cleanups.push(() => waiter.close(), () => leadA.close());
-    const waiting = waiter.tool('task_claim', { wait_ms: 25_000 });
+    // Far longer than woken()'s bound: without the doorbell the wait would end only at its deadline
+    // (whose last attempt would find the task anyway).
+    const waiting = waiter.tool('task_claim', { wait_ms: 45_000 });
     // The wait is listening once b's LISTEN connection is up (it rings once when it comes up, so
     // a create before then would wake the claim without NOTIFY).
     const watcher = new pg.Client({ connectionString: TEST_DATABASE_URL });
@@ -59,7 +61,7 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     await sleep(200);
     const created = await leadA.tool('task_create', { tasks: [{ title: 'wake-up' }] });
     expect(created.ok).toBe(true);
-    const woke = await waiting;
+    const woke = await woken(waiting);
     expect(woke.ok && (woke.data.task as { title: string } | null)?.title).toBe('wake-up');
     const first = woke.ok ? (woke.data.task as { id: string; lease: { token: number } }) : null;
     await waiter.tool('task_complete', { id: first!.id, lease_token: first!.lease.token, result: { summary: 'woken' } });
