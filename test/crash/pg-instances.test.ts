@@ -74,6 +74,7 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     const ledger = new Ledger();
     let stopped = false;
     let aAlive = true;
+    let claimsBeforeKill = 0;
     // Agents on a move to b when a is killed (as behind a load balancer).
     const clients = names.map((n, i) => httpClient('mcp', () => (i % 2 === 0 && aAlive ? a.url : b.url), keys.get(n)!));
     cleanups.push(() => clients.forEach((c) => c.close()));
@@ -86,6 +87,7 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     try {
       await until(() => ledger.completions.length >= TASKS / 4, 60_000, () => `a quarter done (${ledger.completions.length}; a: ${a.stderr().slice(-1000)})`);
       await sleep(r.int(0, 200));
+      claimsBeforeKill = ledger.claims.length;
       await kill9(a.child);
       aAlive = false;
       // Leases held through a run out (BATON_LEASE_MS 2 s) and b's sweep hands those tasks out again.
@@ -107,6 +109,11 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
       (await admin.query<{ k: string }>("SELECT subject || '/' || (data::json->>'owner') || '/' || (data::json->>'attempt') AS k FROM events WHERE type = 'task.claimed'")).rows.map((x) => x.k),
     );
     const byId = new Map(tasks.map((x) => [x.id, x]));
+    // Zero duplicate claims: before the kill no lease ran out (2 s; every claim is completed at
+    // once), so no task may have been handed out twice, whatever the fencing would have refused later.
+    const early = ledger.claims.slice(0, claimsBeforeKill).map((c) => c.id);
+    expect(early.length).toBeGreaterThan(0);
+    expect(early.length - new Set(early).size, 'tasks claimed twice before the kill').toBe(0);
     const tokens = new Set<string>();
     for (const c of ledger.claims) {
       expect(claimed.has(`${c.id}/${c.agent}/${c.attempt}`), `acknowledged claim ${JSON.stringify(c)} is recorded`).toBe(true);
