@@ -78,6 +78,8 @@ export class Hub {
   private requestSeq = 0;
   /** key → its keyed hash (an HMAC per request was measurable; the hash alone authorizes nothing). */
   private readonly keyHashes = new Map<string, string>();
+  /** Credential → the project it resolved to last: a batching hint for PostgreSQL writes, never trusted (runner.ts projectHint). */
+  private readonly projectHints = new Map<string, string>();
   /** Authentication services (S2–S6): access tokens, external issuer, throttle, address binding. */
   private auth!: AuthServices;
 
@@ -227,12 +229,17 @@ export class Hub {
     const auth = this.auth;
     let pending = credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null;
     pending?.catch(() => undefined); // observed when the resolver runs
-    return async (ex) => {
+    const resolve = async (ex: Executor): Promise<Principal> => {
       try {
         // A wait re-resolves every round: the first uses the verification begun above, later ones verify again.
         const verified = pending ?? (credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null);
         pending = null;
-        return await this.resolveIn(ex, credential, address, verified);
+        const p = await this.resolveIn(ex, credential, address, verified);
+        if (credential !== undefined && this.projectHints.get(credential) !== p.projectId) {
+          if (this.projectHints.size >= 10_000) this.projectHints.clear();
+          this.projectHints.set(credential, p.projectId);
+        }
+        return p;
       } catch (err) {
         if (err instanceof BatonError && err.code === 'unauthenticated') {
           auth.failed(address, credential, this.clock.now(), this.newRequestId(), address === undefined ? 'internal' : 'http');
@@ -240,6 +247,7 @@ export class Hub {
         throw err;
       }
     };
+    return Object.assign(resolve, { projectHint: credential === undefined ? undefined : this.projectHints.get(credential) });
   }
 
   private verifyJwt(token: string): Promise<{ local: AccessClaims } | { external: ExternalIdentity }> {

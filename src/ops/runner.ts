@@ -19,7 +19,13 @@ import { OpRateLimiter } from './ratelimit.js';
  * audit → ring the doorbell.
  */
 /** Authenticates a caller inside the op's transaction. */
-export type ResolvePrincipal = (tx: Executor) => Promise<Principal>;
+export type ResolvePrincipal = ((tx: Executor) => Promise<Principal>) & {
+  /**
+   * The project this credential resolved to last time, if any: only which batch its write joins
+   * (store `write(…, project)`); the lock taken is always the resolved principal's project.
+   */
+  readonly projectHint?: string | undefined;
+};
 
 type AuditBase = Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>;
 
@@ -233,7 +239,7 @@ export class Runner {
       // A write declares its lock itself (run(): its project's, once the caller is known).
       const result =
         op.kind === 'write'
-          ? await this.db.write((tx) => this.run(s, tx, started), 'declared', op.permission === 'token.admin' ? undefined : s.principal?.projectId)
+          ? await this.db.write((tx) => this.run(s, tx, started), 'declared', op.permission === 'token.admin' ? undefined : projectHint(s))
           : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
       if (s.emitted > 0) this.bus.ring();
@@ -450,4 +456,10 @@ function summarizeValue(v: unknown): unknown {
   if (Array.isArray(v)) return { items: v.length };
   if (typeof v === 'object') return { keys: Object.keys(v as object).length };
   return typeof v;
+}
+
+/** The project a call's write will lock, when known before its transaction (see ResolvePrincipal.projectHint). */
+function projectHint(s: CallState): string | undefined {
+  if (s.principal !== null) return s.principal.projectId;
+  return typeof s.who === 'function' ? s.who.projectHint : undefined;
 }
