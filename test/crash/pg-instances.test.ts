@@ -27,7 +27,9 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
     cleanups.push(() => t.close());
     const data = join(t.dir, 'data');
     // No periodic re-check of waits: only the cross-instance doorbell (NOTIFY) can wake one.
-    const env: Record<string, string> = { ...storeEnvOf(data), BATON_WAIT_RECHECK_MS: '0' };
+    // Leases of 5 s (the harness's 2 s, with room for a loaded machine: no lease may run out
+    // before the kill, see "zero duplicate claims" below).
+    const env: Record<string, string> = { ...storeEnvOf(data), BATON_WAIT_RECHECK_MS: '0', BATON_LEASE_MS: '5000' };
     const schema = env.BATON_DATABASE_SCHEMA!;
     const lead = await createKey(t, 'lead', 'lead');
     const names = Array.from({ length: AGENTS }, (_, i) => `agent${i + 1}`);
@@ -90,7 +92,7 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
       claimsBeforeKill = ledger.claims.length;
       await kill9(a.child);
       aAlive = false;
-      // Leases held through a run out (BATON_LEASE_MS 2 s) and b's sweep hands those tasks out again.
+      // Leases held through a run out (5 s) and b's sweep hands those tasks out again.
       await until(async () => (await notDone()) === 0, 90_000, () => `every task done (left: ?; b: ${b.stderr().slice(-1000)})`);
     } finally {
       stopped = true;
@@ -109,7 +111,7 @@ describe('two baton serve processes on one PostgreSQL schema', () => {
       (await admin.query<{ k: string }>("SELECT subject || '/' || (data::json->>'owner') || '/' || (data::json->>'attempt') AS k FROM events WHERE type = 'task.claimed'")).rows.map((x) => x.k),
     );
     const byId = new Map(tasks.map((x) => [x.id, x]));
-    // Zero duplicate claims: before the kill no lease ran out (2 s; every claim is completed at
+    // Zero duplicate claims: before the kill no lease ran out (5 s; every claim is completed at
     // once), so no task may have been handed out twice, whatever the fencing would have refused later.
     const early = ledger.claims.slice(0, claimsBeforeKill).map((c) => c.id);
     expect(early.length).toBeGreaterThan(0);
