@@ -23,7 +23,7 @@ import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
-import type { Db, Executor } from './store/db.js';
+import type { Db, Executor, WriteMode } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
@@ -79,6 +79,8 @@ export class Hub {
   private requestSeq = 0;
   /** key → its keyed hash (an HMAC per request was measurable; the hash alone authorizes nothing). */
   private readonly keyHashes = new Map<string, string>();
+  /** Credential → the project it resolved to last: a batching hint for PostgreSQL writes, never trusted (runner.ts projectHint). */
+  private readonly projectHints = new Map<string, string>();
   /** Authentication services (S2–S6): access tokens, external issuer, throttle, address binding. */
   private auth!: AuthServices;
 
@@ -174,7 +176,7 @@ export class Hub {
     // Two stat calls, about 5 µs, per turn that writes.
     const write = db.write.bind(db);
     let checked = false;
-    db.write = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => {
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> => {
       if (!checked) {
         checked = true;
         setImmediate(() => {
@@ -182,7 +184,7 @@ export class Hub {
         });
         watch.check();
       }
-      return write(fn);
+      return write(fn, mode, project);
     };
   }
 
@@ -230,12 +232,17 @@ export class Hub {
     const auth = this.auth;
     let pending = credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null;
     pending?.catch(() => undefined); // observed when the resolver runs
-    return async (ex) => {
+    const resolve = async (ex: Executor): Promise<Principal> => {
       try {
         // A wait re-resolves every round: the first uses the verification begun above, later ones verify again.
         const verified = pending ?? (credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null);
         pending = null;
-        return await this.resolveIn(ex, credential, address, verified);
+        const p = await this.resolveIn(ex, credential, address, verified);
+        if (credential !== undefined && this.projectHints.get(credential) !== p.projectId) {
+          if (this.projectHints.size >= 10_000) this.projectHints.clear();
+          this.projectHints.set(credential, p.projectId);
+        }
+        return p;
       } catch (err) {
         if (err instanceof BatonError && err.code === 'unauthenticated') {
           auth.failed(address, credential, this.clock.now(), this.newRequestId(), address === undefined ? 'internal' : 'http');
@@ -243,6 +250,7 @@ export class Hub {
         throw err;
       }
     };
+    return Object.assign(resolve, { projectHint: credential === undefined ? undefined : this.projectHints.get(credential) });
   }
 
   private verifyJwt(token: string): Promise<{ local: AccessClaims } | { external: ExternalIdentity }> {

@@ -30,10 +30,12 @@ const db = await openStore({ file, busyTimeoutMs, durability: durability ?? 'ful
 
 parentPort!.on('message', (batch: Batch) => {
   db.write(async (ex) => {
-    await appendAudits(ex, batch.audit, key);
+    // As inlineSink (deferred.ts): touches, then the audit rows.
+    await ex.lock('shared');
     await touchAgents(ex, batch.agents);
     await touchTokens(ex, batch.tokens);
-  }).then(
+    await appendAudits(ex, batch.audit, key);
+  }, 'declared').then(
     () => parentPort!.postMessage({ id: batch.id, ok: true }),
     (err: unknown) => parentPort!.postMessage({ id: batch.id, ok: false, code: (err as { code?: string }).code ?? 'internal' }),
   );

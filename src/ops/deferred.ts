@@ -21,10 +21,14 @@ export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, to
 export function inlineSink(db: Db, auditKey: Buffer): DeferredSink {
   return (audit, agents, tokens) =>
     db.write(async (ex) => {
-      await appendAudits(ex, audit, auditKey);
+      // No project's lock: touches only move last-seen times forward (row by row), and the audit
+      // rows take the chain's head. Touches before the head, as every op's own write orders its
+      // row locks before the audit head: no two writers wait for each other in a cycle.
+      await ex.lock('shared');
       await touchAgents(ex, agents);
       await touchTokens(ex, tokens);
-    });
+      await appendAudits(ex, audit, auditKey);
+    }, 'declared');
 }
 
 /** How the deferred sink is doing: its worker's state and how many batches await a reply. */

@@ -19,7 +19,13 @@ import { OpRateLimiter, type OpClass } from './ratelimit.js';
  * audit → ring the doorbell.
  */
 /** Authenticates a caller inside the op's transaction. */
-export type ResolvePrincipal = (tx: Executor) => Promise<Principal>;
+export type ResolvePrincipal = ((tx: Executor) => Promise<Principal>) & {
+  /**
+   * The project this credential resolved to last time, if any: only which batch its write joins
+   * (store `write(…, project)`); the lock taken is always the resolved principal's project.
+   */
+  readonly projectHint?: string | undefined;
+};
 
 type AuditBase = Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>;
 
@@ -238,7 +244,11 @@ export class Runner {
     try {
       // A caller that went away gets no further attempt: nothing is claimed or marked for it.
       if (s.meta.signal?.aborted === true) throw clientGone();
-      const result = op.kind === 'write' ? await this.db.write((tx) => this.run(s, tx, started)) : await this.db.read((tx) => this.run(s, tx, started));
+      // A write declares its lock itself (run(): its project's, once the caller is known).
+      const result =
+        op.kind === 'write'
+          ? await this.db.write((tx) => this.run(s, tx, started), 'declared', op.permission === 'token.admin' ? undefined : projectHint(s))
+          : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
       if (s.emitted > 0) this.bus.ring();
       if (result === RETRY) {
@@ -266,6 +276,10 @@ export class Runner {
       else this.admit(s, p);
     }
     const p = s.principal!;
+    // Before the handler reads what it will change: the caller's project's writer lock (on
+    // PostgreSQL its project's writers take turns, other projects' run beside it; docs/
+    // ARCHITECTURE.md "Writers on PostgreSQL"). Token ops reach other projects: the server's.
+    if (op.kind === 'write') await tx.lock(op.permission === 'token.admin' ? 'server' : { project: p.projectId });
     s.final = this.draining || this.services.clock.monotonic() >= s.deadline;
     const waits = op.waitMs !== undefined;
     // Checked again under the lock: a claim (or read mark) is committed only for a caller still there.
@@ -450,4 +464,10 @@ function summarizeValue(v: unknown): unknown {
   if (Array.isArray(v)) return { items: v.length };
   if (typeof v === 'object') return { keys: Object.keys(v as object).length };
   return typeof v;
+}
+
+/** The project a call's write will lock, when known before its transaction (see ResolvePrincipal.projectHint). */
+function projectHint(s: CallState): string | undefined {
+  if (s.principal !== null) return s.principal.projectId;
+  return typeof s.who === 'function' ? s.who.projectHint : undefined;
 }

@@ -1,5 +1,5 @@
 import { BatonError, isBatonError } from '../core/errors.js';
-import type { Db, Executor, IntegrityReport, Migration, StoreFault } from './db.js';
+import type { Db, WriteMode, Executor, IntegrityReport, Migration, StoreFault } from './db.js';
 import { busyError } from './faults.js';
 import { sql } from './sql.js';
 
@@ -64,8 +64,8 @@ export class BreakerDb implements Db {
     return this.guard(() => this.inner.read(fn));
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
-    return this.guard(() => this.inner.write(fn));
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> {
+    return this.guard(() => this.inner.write(fn, mode, project));
   }
 
   subscribe(onCommit: () => void): () => void {

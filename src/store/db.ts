@@ -12,7 +12,32 @@ export interface Executor {
   all<T>(query: Sql): Promise<T[]>;
   get<T>(query: Sql): Promise<T | undefined>;
   run(query: Sql): Promise<{ changes: number }>;
+  /**
+   * Takes what a write must hold before it reads what it will change, until its transaction
+   * ends. SQLite: nothing (its one writer excludes every other). PostgreSQL: transaction-level
+   * advisory locks (postgres.ts), always in the order server → project → audit, so two writers
+   * never wait for each other in a cycle. Calling it again for what is already held costs nothing.
+   */
+  lock(what: WriteLock): Promise<void>;
 }
+
+/**
+ * What a write holds on a backend whose writers run in parallel (PostgreSQL):
+ * - `{ project }`: the project's writer lock; every op of that project takes turns (its tasks,
+ *   locks, quotas, events and inbox ids), writes of other projects run beside it;
+ * - `shared`: no project's lock, only protection from a `server` write (row-level-safe writes:
+ *   touches, the deferred audit rows);
+ * - `server`: every writer of every project waits (sweeps across projects, tokens, sessions);
+ * - `audit`: the audit chain's head (appendAudits), the one point every audited write passes.
+ */
+export type WriteLock = { readonly project: string } | 'shared' | 'server' | 'audit';
+
+/**
+ * How a write transaction is guarded where writers run in parallel: `server` (the default) holds
+ * the `server` lock for the whole transaction, as if it were alone; `declared`: the function
+ * calls `ex.lock()` itself before its first change (the op runner, once it knows the project).
+ */
+export type WriteMode = 'server' | 'declared';
 
 export interface Profile {
   readonly name: 'sqlite' | 'postgres';
@@ -59,8 +84,11 @@ export interface Db {
    * PostgreSQL runs it at READ COMMITTED with row locks. Contention (SQLite busy past the busy
    * timeout, a PostgreSQL serialization failure or deadlock) is retried inside the store; what
    * is left reaches the caller as `unavailable`, never as a driver error.
+   * `mode`: see WriteMode; `project`: the project whose lock a `declared` write will take, when
+   * the caller knows it before the transaction (writes of one project commit together, apart
+   * from other projects'). SQLite ignores both.
    */
-  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T>;
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T>;
   /**
    * Calls `onCommit` after other connections (other processes, other hub instances) commit,
    * until the returned function is called. May call it for commits that changed nothing a

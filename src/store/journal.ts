@@ -157,12 +157,15 @@ async function chainHead(ex: Executor): Promise<{ id: number; hash: string }> {
 }
 
 /**
- * Appends audit rows to the hash chain. Must run inside a write transaction: writers are
- * serialized (on SQLite across processes too, by BEGIN IMMEDIATE), so the head read here is the
- * true head and the chain never forks. Costs one rowid-ordered lookup of the newest row per call.
+ * Appends audit rows to the hash chain. Must run inside a write transaction that holds the
+ * chain's head (`ex.lock('audit')`, taken here): on SQLite every writer is alone anyway (across
+ * processes too, by BEGIN IMMEDIATE); on PostgreSQL writers of different projects run in
+ * parallel and take turns only here, from the append to their COMMIT. So the head read here is
+ * the true head and the chain never forks. Costs one rowid-ordered lookup of the newest row per call.
  */
 export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
   if (entries.length === 0) return;
+  await ex.lock('audit');
   let head = await chainHead(ex);
   // The stored head must be where the table ends, with its MAC, for the new one to be keyed: else
   // rows were removed (or the head forged) since the last append, and re-keying would hide it. A

@@ -2,23 +2,28 @@ import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { BatonError } from '../core/errors.js';
-import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteLock, WriteMode } from './db.js';
 import { POSTGRES } from './dialect.js';
 import { busyError } from './faults.js';
-import { Mutex } from './mutex.js';
 import { render, sql, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'postgres', crossProcessPoll: true };
 
-/** Most writes committed together: bounds how long one batch holds the write lock. */
+/** Most writes committed together: bounds how long one batch holds its locks. */
 const MAX_BATCH = 64;
 /** How long a start waits for another instance that is migrating the schema (ms). */
 const MIGRATE_WAIT_MS = 60_000;
 /** The NOTIFY channel every write sends on (payload: schema and sender), LISTENed by `subscribe`. */
 const CHANNEL = 'baton_commit';
-/** Advisory lock classes (the first key of the two-key form); the second key is the schema's. */
-const WRITE_LOCK = 0x6261_7401; // "bat" 01
+/**
+ * Advisory lock classes (the first key of the two-key form); the second key is the schema's.
+ * SERVER_LOCK is taken shared by every write and exclusive by a `server` write; AUDIT_LOCK
+ * guards the audit chain's head. A project's lock is the one-key (bigint) form: a hash of the
+ * schema and the project id (a collision only makes two projects take turns).
+ */
+const SERVER_LOCK = 0x6261_7401; // "bat" 01
 const MIGRATE_LOCK = 0x6261_7402;
+const AUDIT_LOCK = 0x6261_7403;
 /** While one fault persists, onFault hears of it again at most this often (ms). */
 const FAULT_REPORT_MS = 10_000;
 
@@ -35,6 +40,9 @@ export interface PostgresOptions {
 
 interface Pending {
   fn: (ex: Executor) => Promise<unknown>;
+  mode: WriteMode;
+  /** The project whose lock the op takes, when known (from the caller, or learned at a Requeue). */
+  project: string | undefined;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -96,6 +104,28 @@ function lockKey(schema: string): number {
   return createHash('sha256').update(schema).digest().readInt32BE(0);
 }
 
+/** The one bigint key of a project's writer lock (as a string: pg binds it exactly). */
+export function projectLockKey(schema: string, projectId: string): string {
+  return createHash('sha256').update(`${schema}\0${projectId}`).digest().readBigInt64BE(0).toString();
+}
+
+/** The advisory locks one write transaction holds (until it ends). */
+interface Held {
+  server: 'none' | 'shared' | 'exclusive';
+  project: string | null;
+  audit: boolean;
+}
+
+/**
+ * The op needs a lock its batch's transaction cannot take in order (another project's, or
+ * `server` after a shared one): rolled back to its savepoint, it runs in a later batch.
+ */
+class Requeue extends Error {
+  constructor(readonly project?: string) {
+    super('needs a transaction of its own');
+  }
+}
+
 /**
  * The connection was lost while COMMIT was in flight: the transaction may or may not have
  * committed. Never run again (that could apply it twice); the caller hears `unavailable` and
@@ -138,8 +168,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  */
 export class PostgresDb implements Db {
   readonly profile = PROFILE;
-  private readonly mutex = new Mutex();
   private readonly writes: Pending[] = [];
+  /** Batches in flight (each on its own connection); at most maxDrainers. */
+  private readonly drainers = new Set<Promise<void>>();
+  private kickScheduled = false;
   private readonly instance = randomBytes(8).toString('hex');
   private readonly key: number;
   private readonly listeners = new Set<() => void>();
@@ -191,14 +223,64 @@ export class PostgresDb implements Db {
     return db;
   }
 
-  private executor(client: pg.PoolClient | pg.Client): Executor {
+  /**
+   * `held`: the write transaction's locks (lock() takes them); a read has none and lock() does
+   * nothing: a read runs on its own snapshot, and the one write a read may make (an external
+   * identity's first use) is guarded by its primary key.
+   */
+  private executor(client: pg.PoolClient | pg.Client, held?: Held, known = true): Executor {
     const query = async (q: Sql): Promise<pg.QueryResult> => client.query({ text: render(q, POSTGRES.placeholder), values: bind(q.values) });
     return {
       dialect: POSTGRES,
       all: async <T>(q: Sql) => (await query(q)).rows as T[],
       get: async <T>(q: Sql) => (await query(q)).rows[0] as T | undefined,
       run: async (q: Sql) => ({ changes: (await query(q)).rowCount ?? 0 }),
+      lock: async (what: WriteLock) => {
+        if (held !== undefined) await this.take(client, held, what, known);
+      },
     };
+  }
+
+  /**
+   * Takes `what` in the one order every transaction follows (server, then a project, then the
+   * audit head), so no two writers wait for each other in a cycle; a lock that would break the
+   * order (a second project, a project after the audit head, `server` after a shared one) is
+   * refused with Requeue: its op runs in a transaction of its own.
+   *
+   * `known`: the batch was formed for this project. An op whose project was not known (its
+   * caller is authenticated inside the transaction) only tries the project's lock: were it to
+   * wait, every op queued behind it in the batch would wait too, whatever their project. Refused,
+   * it goes back to the queue with its project now known, and waits in a batch of its project's.
+   */
+  private async take(client: pg.PoolClient | pg.Client, held: Held, what: WriteLock, known: boolean): Promise<void> {
+    if (held.server === 'exclusive') return;
+    const advisory = (fn: string, values: unknown[]): Promise<unknown> =>
+      client.query({ text: `SELECT ${fn}(${values.map((_, i) => `$${i + 1}`).join(', ')})`, values });
+    if (what === 'server') {
+      if (held.server !== 'none') throw new Requeue();
+      await advisory('pg_advisory_xact_lock', [SERVER_LOCK, this.key]);
+      held.server = 'exclusive';
+      return;
+    }
+    if (held.server === 'none') {
+      await advisory('pg_advisory_xact_lock_shared', [SERVER_LOCK, this.key]);
+      held.server = 'shared';
+    }
+    if (what === 'shared') return;
+    if (what === 'audit') {
+      if (!held.audit) await advisory('pg_advisory_xact_lock', [AUDIT_LOCK, this.key]);
+      held.audit = true;
+      return;
+    }
+    if (held.project === what.project) return;
+    if (held.project !== null || held.audit) throw new Requeue(what.project);
+    const key = projectLockKey(this.schema, what.project);
+    if (known) await advisory('pg_advisory_xact_lock', [key]);
+    else {
+      const got = await client.query<{ ok: boolean }>({ text: 'SELECT pg_try_advisory_xact_lock($1) AS ok', values: [key] });
+      if (got.rows[0]?.ok !== true) throw new Requeue(what.project);
+    }
+    held.project = what.project;
   }
 
   /**
@@ -303,18 +385,56 @@ export class PostgresDb implements Db {
     });
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+  write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string): Promise<T> {
     if (this.blocked !== null) return Promise.reject(new BatonError(this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
-      this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      // As on SQLite: the first write of a batch waits for the rest of this I/O turn.
-      if (this.writes.length === 1) setImmediate(() => void this.mutex.run(() => this.drain()));
+      this.writes.push({ fn, mode, project: mode === 'declared' ? project : undefined, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
     });
+  }
+
+  /** Batches run side by side on the pool (a project's take turns on its lock); some connections stay for reads. */
+  private get maxDrainers(): number {
+    return Math.max(1, (this.options.poolSize ?? 10) - 2);
+  }
+
+  /** As on SQLite: the first write of a batch waits for the rest of this I/O turn, so callers of one turn commit together. */
+  private schedule(): void {
+    if (this.kickScheduled || this.writes.length === 0) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      while (this.writes.length > 0 && this.drainers.size < this.maxDrainers) {
+        const d: Promise<void> = this.drain().finally(() => {
+          this.drainers.delete(d);
+          this.schedule();
+        });
+        this.drainers.add(d);
+      }
+    });
+  }
+
+  /**
+   * The next batch: the first queued write and up to MAX_BATCH - 1 more for the same project
+   * (or, when the first one's project is not known, others not known either), in queue order;
+   * the rest stay queued for the next drainer.
+   */
+  private nextBatch(): Pending[] {
+    const first = this.writes[0]!;
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const w of this.writes) {
+      if (batch.length < MAX_BATCH && w.project === first.project) batch.push(w);
+      else rest.push(w);
+    }
+    this.writes.length = 0;
+    this.writes.push(...rest);
+    return batch;
   }
 
   private async drain(): Promise<void> {
     while (this.writes.length > 0) {
-      const batch = this.writes.splice(0, MAX_BATCH);
+      const batch = this.nextBatch();
       try {
         await this.writeBatch(batch);
       } catch (error) {
@@ -326,15 +446,23 @@ export class PostgresDb implements Db {
   }
 
   /**
-   * BEGIN, the schema's write lock, and a NOTIFY that other instances hear at COMMIT. Every lock
-   * wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as SQLite's busy timeout
-   * bounds its wait for another process's write lock; past it the write answers `unavailable`.
+   * BEGIN and a NOTIFY that other instances hear at COMMIT; the locks come with each op
+   * (take()). Every lock wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as
+   * SQLite's busy timeout bounds its wait for another process's write lock; past it the write
+   * answers `unavailable`.
    */
-  private async beginWrite(client: pg.PoolClient): Promise<void> {
+  private async beginWrite(client: pg.PoolClient): Promise<Held> {
     await client.query('BEGIN');
     await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
-    await client.query({ text: 'SELECT pg_advisory_xact_lock($1, $2)', values: [WRITE_LOCK, this.key] });
     await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
+    return { server: 'none', project: null, audit: false };
+  }
+
+  /** One op in the write transaction: its mode's lock first, then the op itself. */
+  private async runOp(client: pg.PoolClient, held: Held, w: Pending): Promise<unknown> {
+    const ex = this.executor(client, held, w.project !== undefined);
+    if (w.mode === 'server') await ex.lock('server');
+    return w.fn(ex);
   }
 
   /**
@@ -342,39 +470,58 @@ export class PostgresDb implements Db {
    * nobody answered before it. When the transaction is lost (a connection loss, a serialization
    * failure), the ops that succeeded in it and those not yet run run again, each alone.
    */
-  private async writeBatch(batch: Pending[]): Promise<void> {
+  private async writeBatch(all: Pending[]): Promise<void> {
+    let batch: Pending[] = [];
+    let later: Pending[] = [];
     const outcomes: Outcome[] = [];
     let lost: unknown = null;
     // A connection lost before COMMIT undid the whole transaction: the batch runs once more on a
     // fresh connection (a pooled one the server dropped, e.g. after its restart, is the usual case).
     for (let attempt = 0; attempt < 2; attempt++) {
+      batch = [];
+      later = [];
       outcomes.length = 0;
       lost = null;
       try {
-        await this.runBatch(batch, outcomes);
+        await this.runBatch(all, batch, outcomes, later);
       } catch (error) {
         lost = error;
       }
       if (lost === null || !isConnectionLoss(lost) || this.closed) break;
     }
-    await this.settleBatch(batch, outcomes, lost);
+    // Ops that need a transaction of their own (another project's lock) go first in the queue;
+    // the ones the batch never reached (it failed first) run again as below.
+    const reached = new Set([...batch, ...later]);
+    const unreached = all.filter((w) => !reached.has(w));
+    if (later.length > 0) {
+      this.writes.unshift(...later);
+      this.schedule();
+    }
+    await this.settleBatch([...batch, ...unreached], outcomes, lost);
   }
 
-  private async runBatch(batch: Pending[], outcomes: Outcome[]): Promise<void> {
+  /** `ran`: the ops the transaction ran, in order, with `outcomes`; `later`: those it handed back (Requeue). */
+  private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[]): Promise<void> {
     await this.withClient(async (client) => {
-      await this.beginWrite(client);
+      const held = await this.beginWrite(client);
       try {
-        for (const w of batch) {
+        for (const w of all) {
           await client.query('SAVEPOINT op');
           let outcome: Outcome;
           try {
-            outcome = { ok: true, value: await w.fn(this.executor(client)) };
+            outcome = { ok: true, value: await this.runOp(client, held, w) };
           } catch (error) {
             outcome = { ok: false, error };
           }
           if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
           if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
           await client.query('RELEASE SAVEPOINT op');
+          if (!outcome.ok && outcome.error instanceof Requeue) {
+            w.project = outcome.error.project ?? w.project;
+            later.push(w);
+            continue;
+          }
+          ran.push(w);
           outcomes.push(outcome);
         }
         await commit(client);
@@ -423,9 +570,9 @@ export class PostgresDb implements Db {
     try {
       const value = await this.retrying(() =>
         this.withClient(async (client) => {
-          await this.beginWrite(client);
+          const held = await this.beginWrite(client);
           try {
-            const v = await w.fn(this.executor(client));
+            const v = await this.runOp(client, held, w);
             await commit(client);
             return v;
           } catch (error) {
@@ -467,7 +614,8 @@ export class PostgresDb implements Db {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.url, types: TYPES });
+    // Named apart from the pool's (operators, and tests that wait for the LISTEN to be up).
+    const client = new pg.Client({ connectionString: this.options.url, types: TYPES, application_name: `baton:${this.schema}:listen` });
     const lost = (): void => {
       if (this.listener !== client) return;
       this.listener = null;
@@ -595,7 +743,7 @@ export class PostgresDb implements Db {
     // Queued writes run first: they were accepted. Their drain is scheduled a turn after the
     // first of them queued, so let that turn pass before queueing behind it.
     await new Promise((resolve) => setImmediate(resolve));
-    await this.mutex.run(async () => undefined);
+    while (this.drainers.size > 0) await Promise.all([...this.drainers]);
     await this.pool.end();
   }
 }

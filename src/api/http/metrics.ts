@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { authServices } from '../../auth/service.js';
 import { BatonError, isBatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
-import type { Db, Executor } from '../../store/db.js';
+import type { Executor, WriteMode } from '../../store/db.js';
 import { eventsHead } from '../../store/journal.js';
 import { countEventsAfter, readyByPriority, tasksByState } from '../../store/metrics.js';
 import { clientAddress, credentialOf } from './auth-routes.js';
@@ -152,24 +152,25 @@ export class HubMetrics {
     };
     const db = hub.db;
     // Wrapped as Hub.open wraps write() for the data-dir check: every transaction of this process.
-    const timed = (kind: 'read' | 'write', inner: Db['read']): Db['read'] =>
-      (<U>(fn: (ex: Executor) => Promise<U>): Promise<U> => {
-        const started = performance.now();
-        return inner(fn).then(
-          (v) => {
-            this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
-            return v;
-          },
-          (err: unknown) => {
-            this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
-            // An op's own refusal (not_found, conflict …) thrown inside its transaction is not a store error.
-            if (!isBatonError(err) || err.code.startsWith('storage_') || err.code === 'unavailable' || err.code === 'internal') this.storeErrors.inc({ kind });
-            throw err;
-          },
-        );
-      }) as Db['read'];
-    db.read = timed('read', db.read.bind(db));
-    db.write = timed('write', db.write.bind(db));
+    const timed = <T>(kind: 'read' | 'write', started: number, work: Promise<T>): Promise<T> =>
+      work.then(
+        (v) => {
+          this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
+          return v;
+        },
+        (err: unknown) => {
+          this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
+          // An op's own refusal (not_found, conflict …) thrown inside its transaction is not a store error.
+          if (!isBatonError(err) || err.code.startsWith('storage_') || err.code === 'unavailable' || err.code === 'internal') this.storeErrors.inc({ kind });
+          throw err;
+        },
+      );
+    const read = db.read.bind(db);
+    const write = db.write.bind(db);
+    db.read = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => timed('read', performance.now(), read(fn));
+    // A write's mode and project pass through: they decide its PostgreSQL locks.
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> =>
+      timed('write', performance.now(), write(fn, mode, project));
   }
 
   /** Lease expiries since the last scrape, from the events table. */
