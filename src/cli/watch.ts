@@ -221,7 +221,15 @@ async function watch(flags: WatchFlags): Promise<void> {
     }
     const cursorFile = flags.cursorFile ?? join(loc!.dataDir, 'agents', ...(project === 'default' ? [] : [project]), `${me.agent.name}.cursor`);
     let cursor = flags.after ?? readCursor(cursorFile);
-    process.stderr.write(printable(`baton watch: ${me.agent.name} (${me.agent.role}, project ${me.project.name}), ${cursor === undefined ? 'from now' : 'resuming from the saved cursor'}; cursor in ${cursorFile}`) + '\n');
+    // "From now" is the events head when the watch starts, fixed before it says it is watching:
+    // left to the first wait, an event between this line and that wait would be skipped.
+    let announced = false;
+    const announce = (from: string): void => {
+      if (announced) return;
+      announced = true;
+      process.stderr.write(printable(`baton watch: ${me.agent.name} (${me.agent.role}, project ${me.project.name}), ${from}; cursor in ${cursorFile}`) + '\n');
+    };
+    if (cursor !== undefined) announce('resuming from the saved cursor');
     const out = (e: WatchEvent): void => {
       process.stdout.write((flags.json === true ? terminalJson(e) : describeEvent(e)) + '\n');
     };
@@ -242,6 +250,14 @@ async function watch(flags: WatchFlags): Promise<void> {
             warned.add(id);
             out({ id: null, type: 'lease.expiring', subject: t.id, actor: null, data: { expires_at: t.lease.expires_at, in_s: Math.round(left / 1000) }, at: new Date(now).toISOString() });
           } else if (left > leaseWarnMs) nextWarn = Math.min(nextWarn, left - leaseWarnMs);
+        }
+        if (cursor === undefined) {
+          const head = (await source.call('events_wait', { types: [...WATCHED_TYPES], wait_ms: 0, limit: 1 }, stop.signal)) as { cursor: string | null };
+          if (head.cursor !== null) {
+            cursor = head.cursor;
+            writeCursor(cursorFile, cursor);
+          }
+          announce('from now');
         }
         const input: Record<string, unknown> = { types: [...WATCHED_TYPES], wait_ms: Math.max(1_000, nextWarn), limit: 100 };
         if (cursor !== undefined) input.after = cursor;

@@ -73,11 +73,14 @@ export class Bus {
 
   /** Resolves at the next ring, after `timeoutMs`, or when `signal` aborts, whichever is first. */
   async wait(timeoutMs: number, signal?: AbortSignal, since?: Mark): Promise<void> {
-    if (timeoutMs <= 0 || signal?.aborted === true) return;
+    if (timeoutMs <= 0 || aborted(signal)) return;
     if (since !== undefined) {
       if (since.rings !== this.rings) return;
       if (since.heard !== -1 && (await this.snapshot()).head !== since.head) return;
     }
+    // The snapshot above awaited a read: a caller that left meanwhile must not wait the full
+    // timeout (its abort fired before this listener existed).
+    if (aborted(signal)) return;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -157,4 +160,9 @@ export class Bus {
     unsubscribe?.();
     this.ring();
   }
+}
+
+/** A function, so a check after an await is not narrowed away by the one before it. */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }

@@ -83,4 +83,21 @@ describe('bus: cross-process doorbell', () => {
     // And nothing rang the bell meanwhile (a wrong wake after 150 ms would have).
     expect((await bus.mark()).rings).toBe(m1.rings);
   });
+  it('a caller that leaves while the wait reads the events head does not wait out its timeout', async () => {
+    const { main, bus } = await open();
+    const mark = await bus.mark();
+    // The next read (the wait's own head check) is held until the caller has left.
+    const ac = new AbortController();
+    const read = main.read.bind(main);
+    main.read = <T>(fn: Parameters<SqliteDb['read']>[0]): Promise<T> =>
+      new Promise<void>((r) => setTimeout(r, 50)).then(() => {
+        main.read = read;
+        return read(fn) as Promise<T>;
+      });
+    setTimeout(() => ac.abort(), 10);
+    const started = Date.now();
+    await bus.wait(30_000, ac.signal, mark);
+    // Bounded by the test's timeout, not a timing goal: without the re-check it waits 30 s.
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 25_000);
 });
