@@ -1,0 +1,58 @@
+// Bundles the CLI (src/cli/main.ts and everything it imports, dependencies included) into
+// dist/bundle/: one ES module for the start path plus chunks for what is imported lazily (the
+// HTTP server, PostgreSQL, jose, …). `baton mcp` then loads a few files instead of ~600 (issue
+// 11: module resolution and loading were most of its cold start; see docs/BENCHMARKS.md).
+// bin/baton.js runs the bundle; tsc's per-file dist/ stays beside it (the deferred audit worker
+// runs from dist/ops/deferred-worker.js, tests import dist/ modules).
+import { build } from 'esbuild';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+const outdir = join(root, 'dist', 'bundle');
+
+// Code that finds files next to itself (`new URL('../package.json', import.meta.url)`, the worker
+// file, the dashboard's dist/web, bin/baton.js for hooks) must keep finding them from inside the
+// bundle: each source file's `import.meta.url` becomes the URL of its own tsc output in dist/,
+// computed from the bundle's location at run time (so an installed package works wherever it is).
+const ownUrl = {
+  name: 'own-import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, async (args) => {
+      let text = await readFile(args.path, 'utf8');
+      if (args.path.startsWith(src + sep) && text.includes('import.meta.url')) {
+        const compiled = join(root, 'dist', relative(src, args.path)).replace(/\.ts$/, '.js');
+        const rel = relative(outdir, compiled).split(sep).join('/');
+        text = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`);
+      }
+      return { contents: text, loader: 'ts' };
+    });
+  },
+};
+
+await rm(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: { baton: join(src, 'cli', 'main.ts') },
+  bundle: true,
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outdir,
+  // The native driver and pg's optional native binding stay require()d from node_modules.
+  external: ['better-sqlite3', 'pg-native'],
+  // Maps let `node --enable-source-maps` name src/ lines in stack traces; enabling them at start
+  // cost ~35 ms of a `baton mcp` cold start, so it is left to the operator (docs/CONFIGURATION.md).
+  sourcemap: 'linked',
+  sourcesContent: false,
+  // Class and function names as in the sources (pino's err.type, error names), not esbuild's renames.
+  keepNames: true,
+  legalComments: 'inline',
+  plugins: [ownUrl],
+  // CommonJS dependencies (pino, commander, pg) call require() for Node built-ins.
+  banner: { js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
