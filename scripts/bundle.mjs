@@ -32,6 +32,12 @@ const ownUrl = {
   },
 };
 
+// Every op's input JSON Schema, computed now from tsc's output of the same sources (the build runs
+// tsc first) and inlined: src/api/mcp/tools.ts then skips the zod conversion at run time.
+const { CATALOG } = await import(join(root, 'dist', 'ops', 'index.js'));
+const { computeInputJsonSchema } = await import(join(root, 'dist', 'api', 'mcp', 'tools.js'));
+const schemas = Object.fromEntries(CATALOG.map((op) => [op.name, computeInputJsonSchema(op)]));
+
 await rm(outdir, { recursive: true, force: true });
 await build({
   entryPoints: { baton: join(src, 'cli', 'main.ts') },
@@ -52,6 +58,7 @@ await build({
   keepNames: true,
   legalComments: 'inline',
   plugins: [ownUrl],
+  define: { BATON_PREBUILT_INPUT_SCHEMAS: JSON.stringify(schemas) },
   // CommonJS dependencies (pino, commander, pg) call require() for Node built-ins.
   banner: { js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);" },
   logLevel: 'warning',

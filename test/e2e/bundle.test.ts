@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import module from 'node:module';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { listTools } from '../../src/api/mcp/tools.js';
+import { BIN, createKey, openHub, runBaton, stdioAgent, tempDir } from '../helpers.js';
+
+/**
+ * bin/baton.js runs the esbuild bundle (dist/bundle/, `npm run build`), not tsc's per-file dist/
+ * (issue 11: cold start). What the bundle changes, checked through the real process:
+ * - tools/list comes from input schemas computed at build time and inlined into the bundle: it
+ *   must equal what the sources compute now, for every op (a stale or wrong prebuilt schema fails);
+ * - code that finds files beside itself still finds them from inside the bundle: the version
+ *   (package.json), the dashboard (dist/web) and the deferred audit worker (dist/ops);
+ * - Node's compile cache (Node ≥ 22.8) goes to a per-user directory (XDG_CACHE_HOME), never tmp.
+ */
+const ROOT = resolve(import.meta.dirname, '../..');
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+describe('the bundled CLI (bin/baton.js → dist/bundle)', () => {
+  it('is what bin/baton.js runs', () => {
+    expect(existsSync(join(ROOT, 'dist/bundle/baton.js'))).toBe(true);
+    expect(readFileSync(BIN, 'utf8')).toContain('../dist/bundle/baton.js');
+  });
+
+  it('answers tools/list over stdio with exactly the schemas the sources compute, for every op', async () => {
+    const t = await openHub();
+    try {
+      const key = await createKey(t, 'adm', 'admin');
+      const dataDir = join(t.dir, 'data');
+      const agent = await stdioAgent('v2', dataDir, { BATON_TOKEN: key, BATON_TOOLS: 'all' });
+      try {
+        const listed = await agent.tools();
+        const expected = listTools(t.hub, { ...t.admin, role: 'admin' }, 'all');
+        expect(listed.length).toBe(expected.length);
+        expect(listed.length).toBeGreaterThan(40);
+        for (const tool of expected) {
+          const got = listed.find((x) => x.name === tool.name);
+          expect(got?.inputSchema, tool.name).toEqual(tool.inputSchema);
+          expect(got?.description, tool.name).toBe(tool.description);
+        }
+      } finally {
+        await agent.close();
+      }
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+
+  it('finds package.json, the dashboard and the audit worker from inside the bundle', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect((await runBaton(['--version'])).stdout.trim()).toBe(pkg.version);
+
+    const tmp = tempDir('baton-bundle-');
+    try {
+      const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', join(tmp.dir, 'data')], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      children.push(child);
+      const url = await new Promise<string>((res, rej) => {
+        let buf = '';
+        const timer = setTimeout(() => rej(new Error(`serve did not start: ${buf}`)), 20_000);
+        child.stderr!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+          if (m) {
+            clearTimeout(timer);
+            res(m[1]!);
+          }
+        });
+        child.once('exit', () => rej(new Error(buf)));
+      });
+      if (existsSync(join(ROOT, 'dist/web/index.html'))) {
+        const page = await fetch(`${url}/`);
+        expect(page.status).toBe(200);
+        expect(await page.text()).toContain('<script');
+      }
+      // The audit writer is a worker thread loaded from a file next to its module.
+      let worker: { ok?: boolean; status?: string } | undefined;
+      for (let i = 0; i < 100; i++) {
+        const r = (await (await fetch(`${url}/readyz`)).json()) as { checks?: { audit_writer?: { ok?: boolean; status?: string } } };
+        worker = r.checks?.audit_writer;
+        if (worker?.ok === true) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(worker?.ok, JSON.stringify(worker)).toBe(true);
+      child.kill('SIGTERM');
+    } finally {
+      tmp.cleanup();
+    }
+  }, 60_000);
+
+  it("keeps Node's compile cache in the user's cache directory (where Node has one)", async () => {
+    const tmp = tempDir('baton-cc-');
+    try {
+      const cache = join(tmp.dir, 'xdg');
+      const r = await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } });
+      expect(r.code).toBe(0);
+      const dir = join(cache, 'baton', 'compile-cache');
+      if (typeof (module as { enableCompileCache?: unknown }).enableCompileCache === 'function' && process.platform === 'linux') {
+        expect(readdirSync(dir).length).toBeGreaterThan(0);
+      } else {
+        expect(existsSync(dir)).toBe(false);
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  }, 30_000);
+});
