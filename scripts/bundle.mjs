@@ -38,6 +38,20 @@ const { CATALOG } = await import(join(root, 'dist', 'ops', 'index.js'));
 const { computeInputJsonSchema } = await import(join(root, 'dist', 'api', 'mcp', 'tools.js'));
 const schemas = Object.fromEntries(CATALOG.map((op) => [op.name, computeInputJsonSchema(op)]));
 
+// zod's classic API re-exports all ~40 of its message locales (`z.locales`), 378 KB of the start
+// path's 1.6 MB, parsed and run at every start; Baton and the MCP SDK use only the default
+// English messages (`config(en())` inside zod), so the bundle's `z.locales` has `en` alone.
+const englishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: "export { default as en } from './en.js';\n",
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 await rm(outdir, { recursive: true, force: true });
 await build({
   entryPoints: { baton: join(src, 'cli', 'main.ts') },
@@ -57,7 +71,7 @@ await build({
   // Class and function names as in the sources (pino's err.type, error names), not esbuild's renames.
   keepNames: true,
   legalComments: 'inline',
-  plugins: [ownUrl],
+  plugins: [ownUrl, englishOnly],
   define: { BATON_PREBUILT_INPUT_SCHEMAS: JSON.stringify(schemas) },
   // CommonJS dependencies (pino, commander, pg) call require() for Node built-ins.
   banner: { js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);" },
