@@ -1,25 +1,73 @@
 #!/usr/bin/env node
-import module from 'node:module';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { URL, fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 
-// Node's compile cache (Node ≥ 22.8): V8 code for the bundle is kept on disk, so later starts skip
-// parsing and compiling it (`baton mcp` cold start, Node 24: see docs/BENCHMARKS.md). In a
-// per-user directory, never the shared tmp dir: a cache entry is code this process would run.
-// NODE_DISABLE_COMPILE_CACHE=1 turns it off; on older Node this does nothing.
-if (typeof module.enableCompileCache === 'function' && process.env.NODE_COMPILE_CACHE === undefined) {
+// Runs the bundled CLI (dist/bundle/baton.cjs, `npm run build`) with V8's compiled code for it
+// cached on disk, so a start skips parsing and compiling it (`baton mcp` cold start, issue 11:
+// docs/BENCHMARKS.md). The same mechanism as Node's own compile cache, which Node 20 lacks for
+// this case. The cache lives in a per-user directory, never the shared tmp dir: an entry is code
+// this process would run. NODE_DISABLE_COMPILE_CACHE=1 turns it off; NODE_COMPILE_CACHE picks
+// the directory.
+
+function cacheDir() {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return null;
+  if (process.env.NODE_COMPILE_CACHE) return process.env.NODE_COMPILE_CACHE;
   try {
     const base =
       process.platform === 'win32'
         ? (process.env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'))
         : process.platform === 'darwin'
           ? join(homedir(), 'Library', 'Caches')
-          : (process.env.XDG_CACHE_HOME || join(homedir(), '.cache'));
-    module.enableCompileCache(join(base, 'baton', 'compile-cache'));
+          : process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+    return join(base, 'baton', 'compile-cache');
   } catch {
-    // No usable home directory: start without the cache.
+    return null; // no usable home directory: start without a cache
   }
 }
 
-const { main } = await import('../dist/bundle/baton.js');
+/**
+ * Loads the bundle through vm.Script with cachedData. An entry is named by Node version,
+ * architecture, the bundle's size, mtime and inode (a rebuilt or reinstalled bundle gets a new
+ * one) and the command (each entry holds the functions its own command's start compiled); V8
+ * also rejects data made by another V8 or other flags. A missing or rejected entry is written at
+ * exit (then the functions this run used are compiled too), atomically, readable by the user only.
+ */
+function loadBundle(dir) {
+  const file = fileURLToPath(new URL('../dist/bundle/baton.cjs', import.meta.url));
+  const source = readFileSync(file, 'utf8');
+  let entry = null;
+  let cachedData;
+  if (dir !== null) {
+    const st = statSync(file);
+    const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';
+    entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
+    try {
+      cachedData = readFileSync(entry);
+    } catch {
+      cachedData = undefined;
+    }
+  }
+  const script = new Script(module.wrap(source), { filename: file, cachedData });
+  if (entry !== null && (cachedData === undefined || script.cachedDataRejected === true)) {
+    process.once('exit', () => {
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const tmp = `${entry}.${process.pid}.tmp`;
+        writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        renameSync(tmp, entry);
+      } catch {
+        // A cache that cannot be written costs the next start its compile, nothing else.
+      }
+    });
+  }
+  const mod = { exports: {} };
+  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
+  return mod.exports;
+}
+
+const { main } = loadBundle(cacheDir());
 await main(process.argv);

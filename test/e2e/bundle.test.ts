@@ -1,19 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import module from 'node:module';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listTools } from '../../src/api/mcp/tools.js';
 import { BIN, createKey, openHub, runBaton, stdioAgent, tempDir } from '../helpers.js';
 
 /**
- * bin/baton.js runs the esbuild bundle (dist/bundle/, `npm run build`), not tsc's per-file dist/
+ * bin/baton.js runs the esbuild bundle (dist/bundle/baton.cjs, `npm run build`), not tsc's per-file dist/
  * (issue 11: cold start). What the bundle changes, checked through the real process:
  * - tools/list comes from input schemas computed at build time and inlined into the bundle: it
  *   must equal what the sources compute now, for every op (a stale or wrong prebuilt schema fails);
  * - code that finds files beside itself still finds them from inside the bundle: the version
  *   (package.json), the dashboard (dist/web) and the deferred audit worker (dist/ops);
- * - Node's compile cache (Node ≥ 22.8) goes to a per-user directory (XDG_CACHE_HOME), never tmp.
+ * - the compiled-code cache goes to a per-user directory (XDG_CACHE_HOME), never tmp, one entry
+ *   per command, and a second start uses it.
  */
 const ROOT = resolve(import.meta.dirname, '../..');
 const children: ChildProcess[] = [];
@@ -21,10 +21,10 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-describe('the bundled CLI (bin/baton.js → dist/bundle)', () => {
+describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
   it('is what bin/baton.js runs', () => {
-    expect(existsSync(join(ROOT, 'dist/bundle/baton.js'))).toBe(true);
-    expect(readFileSync(BIN, 'utf8')).toContain('../dist/bundle/baton.js');
+    expect(existsSync(join(ROOT, 'dist/bundle/baton.cjs'))).toBe(true);
+    expect(readFileSync(BIN, 'utf8')).toContain('../dist/bundle/baton.cjs');
   });
 
   it('answers tools/list over stdio with exactly the schemas the sources compute, for every op', async () => {
@@ -95,18 +95,31 @@ describe('the bundled CLI (bin/baton.js → dist/bundle)', () => {
     }
   }, 60_000);
 
-  it("keeps Node's compile cache in the user's cache directory (where Node has one)", async () => {
+  it('keeps its compiled-code cache in the user\'s cache directory, per command, and uses it', async () => {
     const tmp = tempDir('baton-cc-');
     try {
       const cache = join(tmp.dir, 'xdg');
-      const r = await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } });
-      expect(r.code).toBe(0);
       const dir = join(cache, 'baton', 'compile-cache');
-      if (typeof (module as { enableCompileCache?: unknown }).enableCompileCache === 'function' && process.platform === 'linux') {
-        expect(readdirSync(dir).length).toBeGreaterThan(0);
-      } else {
-        expect(existsSync(dir)).toBe(false);
-      }
+      const first = await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } });
+      expect(first.code).toBe(0);
+      const entries = readdirSync(dir);
+      expect(entries).toHaveLength(1);
+      expect(entries[0]).toMatch(/^baton-v[\d.]+-.*-other\.v8$/);
+      expect(statSync(join(dir, entries[0]!)).mode & 0o077).toBe(0);
+      // A second start reads the entry (a rejected one would be rewritten: its mtime would move).
+      const before = statSync(join(dir, entries[0]!)).mtimeMs;
+      expect((await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } })).stdout).toBe(first.stdout);
+      expect(statSync(join(dir, entries[0]!)).mtimeMs).toBe(before);
+      // A damaged entry is rejected by V8 and replaced; the start is not affected.
+      writeFileSync(join(dir, entries[0]!), 'not V8 code');
+      expect((await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } })).stdout).toBe(first.stdout);
+      expect(readFileSync(join(dir, entries[0]!), 'utf8')).not.toBe('not V8 code');
+      // Another command gets its own entry; NODE_DISABLE_COMPILE_CACHE writes none.
+      await runBaton(['help'], { env: { XDG_CACHE_HOME: cache } });
+      expect(readdirSync(dir)).toHaveLength(2);
+      const off = join(tmp.dir, 'off');
+      await runBaton(['--version'], { env: { XDG_CACHE_HOME: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
+      expect(existsSync(off)).toBe(false);
     } finally {
       tmp.cleanup();
     }
