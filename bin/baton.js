@@ -38,21 +38,21 @@ function cacheDir() {
  */
 function loadBundle(dir) {
   const file = fileURLToPath(new URL('../dist/bundle/baton.cjs', import.meta.url));
+  // No cache, or source maps wanted (NODE_OPTIONS=--enable-source-maps; Node maps traces only for
+  // code its own loader loaded): Node's plain require.
+  if (dir === null || process.sourceMapsEnabled === true) return createRequire(import.meta.url)(file);
   const source = readFileSync(file, 'utf8');
-  let entry = null;
+  const st = statSync(file);
+  const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';
+  const entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
   let cachedData;
-  if (dir !== null) {
-    const st = statSync(file);
-    const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';
-    entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
-    try {
-      cachedData = readFileSync(entry);
-    } catch {
-      cachedData = undefined;
-    }
+  try {
+    cachedData = readFileSync(entry);
+  } catch {
+    cachedData = undefined;
   }
   const script = new Script(module.wrap(source), { filename: file, cachedData });
-  if (entry !== null && (cachedData === undefined || script.cachedDataRejected === true)) {
+  if (cachedData === undefined || script.cachedDataRejected === true) {
     process.once('exit', () => {
       try {
         mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -120,6 +120,11 @@ describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
       const off = join(tmp.dir, 'off');
       await runBaton(['--version'], { env: { XDG_CACHE_HOME: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
       expect(existsSync(off)).toBe(false);
+      // With source maps asked for, Node's own loader runs the bundle (it maps only what it loaded).
+      const maps = join(tmp.dir, 'maps');
+      const mapped = await runBaton(['--version'], { env: { XDG_CACHE_HOME: maps, NODE_OPTIONS: '--enable-source-maps' } });
+      expect(mapped.stdout).toBe(first.stdout);
+      expect(existsSync(maps)).toBe(false);
     } finally {
       tmp.cleanup();
     }
