@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -47,7 +47,16 @@ function loadBundle(dir) {
   const entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
   let cachedData;
   try {
-    cachedData = readFileSync(entry);
+    const fd = openSync(entry, 'r');
+    try {
+      // Only an entry this user wrote and nobody else can change (an XDG_CACHE_HOME on a shared
+      // path must not let another user's file run here).
+      const own = fstatSync(fd);
+      const mine = process.getuid === undefined || (own.uid === process.getuid() && (own.mode & 0o022) === 0);
+      cachedData = mine ? readFileSync(fd) : undefined;
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     cachedData = undefined;
   }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listTools } from '../../src/api/mcp/tools.js';
@@ -114,6 +114,10 @@ describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
       writeFileSync(join(dir, entries[0]!), 'not V8 code');
       expect((await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } })).stdout).toBe(first.stdout);
       expect(readFileSync(join(dir, entries[0]!), 'utf8')).not.toBe('not V8 code');
+      // An entry others may write is not used (it is replaced by one only this user can write).
+      chmodSync(join(dir, entries[0]!), 0o666);
+      expect((await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } })).stdout).toBe(first.stdout);
+      expect(statSync(join(dir, entries[0]!)).mode & 0o077).toBe(0);
       // Another command gets its own entry; NODE_DISABLE_COMPILE_CACHE writes none.
       await runBaton(['help'], { env: { XDG_CACHE_HOME: cache } });
       expect(readdirSync(dir)).toHaveLength(2);
