@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,6 +12,8 @@ import { Script } from 'node:vm';
 // this case. The cache lives in a per-user directory, never the shared tmp dir: an entry is code
 // this process would run. NODE_DISABLE_COMPILE_CACHE=1 turns it off; NODE_COMPILE_CACHE picks
 // the directory.
+
+const STALE_MS = 7 * 24 * 3600 * 1000;
 
 function cacheDir() {
   if (process.env.NODE_DISABLE_COMPILE_CACHE) return null;
@@ -68,6 +70,13 @@ function loadBundle(dir) {
         const tmp = `${entry}.${process.pid}.tmp`;
         writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         renameSync(tmp, entry);
+        // Entries of other builds and Node versions (~1 MB each) go once unused for a week; mtime
+        // is the write time, so an entry still in use elsewhere is at worst rewritten once.
+        for (const name of readdirSync(dir)) {
+          if (!/^baton-.*\.v8$/.test(name) || join(dir, name) === entry) continue;
+          const path = join(dir, name);
+          if (Date.now() - statSync(path).mtimeMs > STALE_MS) unlinkSync(path);
+        }
       } catch {
         // A cache that cannot be written costs the next start its compile, nothing else.
       }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listTools } from '../../src/api/mcp/tools.js';
@@ -118,9 +118,17 @@ describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
       chmodSync(join(dir, entries[0]!), 0o666);
       expect((await runBaton(['--version'], { env: { XDG_CACHE_HOME: cache } })).stdout).toBe(first.stdout);
       expect(statSync(join(dir, entries[0]!)).mode & 0o077).toBe(0);
-      // Another command gets its own entry; NODE_DISABLE_COMPILE_CACHE writes none.
+      // Another command gets its own entry, and writing it removes entries unused for a week
+      // (other builds, other Node versions); NODE_DISABLE_COMPILE_CACHE writes none.
+      const stale = join(dir, 'baton-v0.0.0-x64-1-1-1-mcp.v8');
+      const recent = join(dir, 'baton-v0.0.1-x64-1-1-1-mcp.v8');
+      writeFileSync(stale, 'old', { mode: 0o600 });
+      writeFileSync(recent, 'new', { mode: 0o600 });
+      utimesSync(stale, new Date(Date.now() - 8 * 86_400_000), new Date(Date.now() - 8 * 86_400_000));
       await runBaton(['help'], { env: { XDG_CACHE_HOME: cache } });
-      expect(readdirSync(dir)).toHaveLength(2);
+      expect(existsSync(stale)).toBe(false);
+      expect(existsSync(recent)).toBe(true);
+      expect(readdirSync(dir)).toHaveLength(3);
       const off = join(tmp.dir, 'off');
       await runBaton(['--version'], { env: { XDG_CACHE_HOME: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
       expect(existsSync(off)).toBe(false);
