@@ -70,10 +70,11 @@ function loadBundle(dir) {
         const tmp = `${entry}.${process.pid}.tmp`;
         writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         renameSync(tmp, entry);
-        // Entries of other builds and Node versions (~1 MB each) go once unused for a week; mtime
-        // is the write time, so an entry still in use elsewhere is at worst rewritten once.
+        // Entries of other builds and Node versions (~1 MB each), and temp files a killed write
+        // left, go once unwritten for a week; mtime is the write time, so an entry still in use
+        // elsewhere is at worst rewritten once.
         for (const name of readdirSync(dir)) {
-          if (!/^baton-.*\.v8$/.test(name) || join(dir, name) === entry) continue;
+          if (!/^baton-.*\.v8(\.\d+\.tmp)?$/.test(name) || join(dir, name) === entry) continue;
           const path = join(dir, name);
           if (Date.now() - statSync(path).mtimeMs > STALE_MS) unlinkSync(path);
         }
