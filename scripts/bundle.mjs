@@ -4,7 +4,7 @@
 // bin/baton.js runs the bundle; tsc's per-file dist/ stays beside it (the deferred audit worker
 // runs from dist/ops/deferred-worker.js, tests import dist/ modules).
 import { build } from 'esbuild';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,7 +58,8 @@ await rm(outdir, { recursive: true, force: true });
 // compile cache on Node 24, none on Node 20), interleaved medians: Node 20 292 → 228 ms, Node 24
 // 144 → 133 ms. Lazy imports (the HTTP server, pg, jose, prom-client) become functions in the
 // same file that run on first use.
-await build({
+const result = await build({
+  metafile: true,
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -80,3 +81,20 @@ await build({
   // The bundle's own URL, taken before any module can shadow `require` (sqlite-driver.ts does).
   banner: { js: "var __batonFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// The bundle holds copies of its dependencies' code: their licenses go beside it, one section per
+// package (name, version, license text), for a package that ships the bundle.
+const packages = new Map();
+for (const input of Object.keys(result.metafile.inputs)) {
+  const m = /^(.*node_modules\/((?:@[^/]+\/)?[^/]+))\//.exec(input);
+  if (m !== null) packages.set(m[2], join(root, m[1]));
+}
+const sections = [];
+for (const [name, dir] of [...packages].sort(([a], [b]) => a.localeCompare(b))) {
+  const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
+  const files = (await readdir(dir)).filter((f) => /^(licen[cs]e|copying|notice)/i.test(f)).sort();
+  const texts = await Promise.all(files.map((f) => readFile(join(dir, f), 'utf8')));
+  const license = typeof pkg.license === 'string' ? pkg.license : 'see text';
+  sections.push(`${name}@${pkg.version} (${license})\n\n${texts.join('\n').trim() || '(no license file in the package; license: ' + license + ')'}\n`);
+}
+await writeFile(join(outdir, 'THIRD-PARTY-LICENSES.txt'), `Third-party code bundled into baton.cjs\n\n${sections.join('\n' + '-'.repeat(72) + '\n\n')}`);

@@ -25,6 +25,9 @@ describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
   it('is what bin/baton.js runs', () => {
     expect(existsSync(join(ROOT, 'dist/bundle/baton.cjs'))).toBe(true);
     expect(readFileSync(BIN, 'utf8')).toContain('../dist/bundle/baton.cjs');
+    // The bundled dependencies' licenses ship beside it.
+    const licenses = readFileSync(join(ROOT, 'dist/bundle/THIRD-PARTY-LICENSES.txt'), 'utf8');
+    for (const dep of ['zod@', '@modelcontextprotocol/server@', 'commander@', 'pino@']) expect(licenses).toContain(dep);
   });
 
   it('answers tools/list over stdio with exactly the schemas the sources compute, for every op', async () => {
