@@ -1,4 +1,92 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import module, { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { URL, fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 
+// Runs the bundled CLI (dist/bundle/baton.cjs, `npm run build`) with V8's compiled code for it
+// cached on disk, so a start skips parsing and compiling it (`baton mcp` cold start, issue 11:
+// docs/BENCHMARKS.md). The same mechanism as Node's own compile cache, which Node 20 lacks for
+// this case. The cache lives in a per-user directory, never the shared tmp dir: an entry is code
+// this process would run. NODE_DISABLE_COMPILE_CACHE=1 turns it off; NODE_COMPILE_CACHE picks
+// the directory.
+
+const STALE_MS = 7 * 24 * 3600 * 1000;
+
+function cacheDir() {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return null;
+  if (process.env.NODE_COMPILE_CACHE) return process.env.NODE_COMPILE_CACHE;
+  try {
+    const base =
+      process.platform === 'win32'
+        ? (process.env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'))
+        : process.platform === 'darwin'
+          ? join(homedir(), 'Library', 'Caches')
+          : process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+    return join(base, 'baton', 'compile-cache');
+  } catch {
+    return null; // no usable home directory: start without a cache
+  }
+}
+
+/**
+ * Loads the bundle through vm.Script with cachedData. An entry is named by Node version,
+ * architecture, the bundle's size, mtime and inode (a rebuilt or reinstalled bundle gets a new
+ * one) and the command (each entry holds the functions its own command's start compiled); V8
+ * also rejects data made by another V8 or other flags. A missing or rejected entry is written at
+ * exit (then the functions this run used are compiled too), atomically, readable by the user only.
+ */
+function loadBundle(dir) {
+  const file = fileURLToPath(new URL('../dist/bundle/baton.cjs', import.meta.url));
+  // No cache, or source maps wanted (NODE_OPTIONS=--enable-source-maps; Node maps traces only for
+  // code its own loader loaded): Node's plain require.
+  if (dir === null || process.sourceMapsEnabled === true) return createRequire(import.meta.url)(file);
+  const source = readFileSync(file, 'utf8');
+  const st = statSync(file);
+  const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';
+  const entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
+  let cachedData;
+  try {
+    const fd = openSync(entry, 'r');
+    try {
+      // Only an entry this user wrote and nobody else can change (an XDG_CACHE_HOME on a shared
+      // path must not let another user's file run here).
+      const own = fstatSync(fd);
+      const mine = process.getuid === undefined || (own.uid === process.getuid() && (own.mode & 0o022) === 0);
+      cachedData = mine ? readFileSync(fd) : undefined;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    cachedData = undefined;
+  }
+  const script = new Script(module.wrap(source), { filename: file, cachedData });
+  if (cachedData === undefined || script.cachedDataRejected === true) {
+    process.once('exit', () => {
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const tmp = `${entry}.${process.pid}.tmp`;
+        writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        renameSync(tmp, entry);
+        // Entries of other builds and Node versions (~1 MB each), and temp files a killed write
+        // left, go once unwritten for a week; mtime is the write time, so an entry still in use
+        // elsewhere is at worst rewritten once.
+        for (const name of readdirSync(dir)) {
+          if (!/^baton-.*\.v8(\.\d+\.tmp)?$/.test(name) || join(dir, name) === entry) continue;
+          const path = join(dir, name);
+          if (Date.now() - statSync(path).mtimeMs > STALE_MS) unlinkSync(path);
+        }
+      } catch {
+        // A cache that cannot be written costs the next start its compile, nothing else.
+      }
+    });
+  }
+  const mod = { exports: {} };
+  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
+  return mod.exports;
+}
+
+const { main } = loadBundle(cacheDir());
 await main(process.argv);

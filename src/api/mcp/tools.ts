@@ -29,8 +29,25 @@ export interface CallToolResult {
 
 const schemaCache = new WeakMap<OpDef, McpTool>();
 
-/** The full JSON Schema of an op's input (what REST coercion and docs use). */
+/**
+ * Every op's input JSON Schema by op name, computed at build time by this same function over the
+ * same catalog and inlined into the bundle (scripts/bundle.mjs); undefined when running from tsc's
+ * dist/ or the sources. Converting the zod schemas at run time cost ~10 ms of a `baton mcp` cold
+ * start (the first tools/list) and more for CLI commands (their flags come from every op's schema).
+ */
+declare const BATON_PREBUILT_INPUT_SCHEMAS: Record<string, Record<string, unknown>> | undefined;
+const PREBUILT: Record<string, Record<string, unknown>> | undefined =
+  typeof BATON_PREBUILT_INPUT_SCHEMAS === 'undefined' ? undefined : BATON_PREBUILT_INPUT_SCHEMAS;
+
+/** The full JSON Schema of an op's input (what REST coercion and docs use). Callers only read it. */
 export function inputJsonSchema(op: OpDef): Record<string, unknown> {
+  const prebuilt = PREBUILT?.[op.name];
+  if (prebuilt !== undefined) return prebuilt;
+  return computeInputJsonSchema(op);
+}
+
+/** The conversion itself (the build uses it to fill BATON_PREBUILT_INPUT_SCHEMAS). */
+export function computeInputJsonSchema(op: OpDef): Record<string, unknown> {
   const schema = z.toJSONSchema(op.input, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   delete schema.$schema;
   return { ...schema, type: 'object' };
