@@ -146,9 +146,12 @@ async function runServe(args: string[]): Promise<{ code: number; stderr: string 
 }
 
 describe('baton serve (CLI)', () => {
-  beforeAll(async () => {
-    await execFile('npm', ['run', 'build'], { cwd: ROOT, timeout: 170_000 });
-  }, 180_000);
+  // `npm test` builds first. Never rebuild here: a rebuild rewrites dist/ under the other test
+  // files running beside this one (and with this worker's 077 umask, the unprivileged-user tests
+  // could no longer read the bundle).
+  beforeAll(() => {
+    if (!existsSync(join(ROOT, 'dist/bundle/baton.cjs'))) throw new Error('dist/ is missing: run `npm run build` first');
+  });
 
   it('refuses plain HTTP on 0.0.0.0 before opening the data dir or listening', async () => {
     const data = join(tmp.dir, 'refused');
