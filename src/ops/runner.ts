@@ -111,8 +111,13 @@ export class Runner {
    * browser session's login, ops list and view): 0 when granted (or limits are off), else seconds to wait.
    */
   rateLimit(principal: Principal, cls: OpClass, now: number): number {
-    return this.limits === null ? 0 : this.limits.takeClass(principal.agentId, cls, now);
+    const wait = this.limits === null ? 0 : this.limits.takeClass(principal.agentId, cls, now);
+    if (wait > 0) this.onRateLimited?.();
+    return wait;
   }
+
+  /** Told of each refusal by `rateLimit` (the metrics count them with the ops' own). */
+  onRateLimited: (() => void) | null = null;
 
   /** The ops this principal may call, in catalog order: what its tools/list shows. */
   visibleOps(principal: Principal): OpDef[] {

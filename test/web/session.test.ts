@@ -324,6 +324,9 @@ describe('per-principal rate limits (S25) on the session routes', () => {
       expect(reads).toEqual([200, 200, 200, 429]);
       const viaBearer = await http(rh.url, 'GET', '/api/v1/ops', { headers: { authorization: `Bearer ${key}` } });
       expect(viaBearer.status).toBe(429); // the same principal's bucket
+      // Each refusal is counted with the ops' own (one login, one session read, one ops read).
+      const metrics = await http(rh.url, 'GET', '/metrics', { headers: { authorization: `Bearer ${rt.adminKey}` } });
+      expect(metrics.text).toMatch(/^baton_rate_limited_total\{layer="op"\} 3$/m);
     } finally {
       await rh.close();
       await rt.close();

@@ -146,6 +146,7 @@ export class HubMetrics {
       this.opDuration.observe({ op: name }, ms / 1000);
       if (outcome === 'rate_limited') this.rateLimited.inc({ layer: 'op' });
     };
+    hub.runner.onRateLimited = () => this.rateLimited.inc({ layer: 'op' });
     authServices(hub).onFailure = (throttled) => {
       if (throttled) this.rateLimited.inc({ layer: 'auth' });
       else this.authFailures.inc();
