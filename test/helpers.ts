@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -254,6 +254,49 @@ export async function runBaton(
     if (typeof e.code !== 'number') throw err; // spawn failure or killed by the timeout: not a CLI answer
     return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+export interface ServeChild {
+  child: ChildProcess;
+  /** The URL it listens on. */
+  url: string;
+  /** Its stderr so far (the last 64 KiB). */
+  stderr: () => string;
+  /** Its exit code (null: killed by a signal). */
+  exit: Promise<number | null>;
+}
+
+/**
+ * `baton serve --port 0 …args` as a child process with a minimal environment (PATH and HOME,
+ * plus `env`), once it says where it listens; rejects with its stderr if it exits first or
+ * does not listen within 30 s.
+ */
+export async function spawnServe(args: string[], env: Record<string, string | undefined> = {}): Promise<ServeChild> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let buf = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    buf = (buf + d.toString()).slice(-65536);
+  });
+  const stderr = (): string => buf;
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${stderr()}`)), 30_000);
+    child.stderr!.on('data', () => {
+      const m = /listening on (https?:\/\/127\.0\.0\.1:\d+)/.exec(stderr());
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`baton serve exited (${code ?? signal}): ${stderr()}`));
+    });
+  });
+  return { child, url, stderr, exit };
 }
 
 /**

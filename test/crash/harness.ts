@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { Hub } from '../../src/hub.js';
 import { sql } from '../../src/store/sql.js';
 import { SqliteDb } from '../../src/store/sqlite.js';
-import { BIN, call, createKey, tempDir, testConfig, type TestHub } from '../helpers.js';
+import { BIN, call, createKey, spawnServe, tempDir, testConfig, type ServeChild, type TestHub } from '../helpers.js';
 
 // ---------------------------------------------------------------- seeded randomness
 
@@ -146,33 +146,10 @@ function tail(stream: NodeJS.ReadableStream | null): () => string {
   return () => buf;
 }
 
-export interface Served {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-}
+export type Served = ServeChild;
 
-export async function startServe(data: string, extra: Record<string, string> = {}, args: string[] = []): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data, ...args], {
-    env: childEnv(extra),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const stderr = tail(child.stderr);
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`baton serve did not start: ${stderr()}`)), 30_000);
-    child.stderr!.on('data', () => {
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr());
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`baton serve exited (${code ?? signal}): ${stderr()}`));
-    });
-  });
-  return { child, url, stderr };
+export function startServe(data: string, extra: Record<string, string> = {}, args: string[] = []): Promise<Served> {
+  return spawnServe(['--data', data, ...args], childEnv(extra));
 }
 
 // ---------------------------------------------------------------- clients

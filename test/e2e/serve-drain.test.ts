@@ -3,7 +3,6 @@
  * before the signal gets a complete HTTP answer (no reset), long polls answer at once with
  * their empty result, the process exits 0, and every write that committed was answered.
  */
-import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
 import { sql } from '../../src/store/sql.js';
-import { BIN, createKey, openHub, serve, storeEnvOf, testConfig } from '../helpers.js';
+import { createKey, openHub, serve, spawnServe, storeEnvOf, testConfig } from '../helpers.js';
 
 interface Answer {
   status: number;
@@ -27,20 +26,7 @@ describe('baton serve: graceful stop', () => {
     const worker = await createKey(t, 'drain-worker', 'worker');
     const lead = await createKey(t, 'drain-lead', 'lead');
     await t.hub.close();
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_RATE_LIMIT: 'false', BATON_LOG_LEVEL: 'warn', ...storeEnvOf(data) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', () => reject(new Error(stderr)));
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, url, exit: exited } = await spawnServe(['--data', data], { BATON_RATE_LIMIT: 'false', BATON_LOG_LEVEL: 'warn', ...storeEnvOf(data) });
     const u = new URL(url);
     const agent = new Agent({ keepAlive: true, maxSockets: 16 });
     const send = (key: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> =>

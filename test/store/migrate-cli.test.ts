@@ -3,13 +3,12 @@
  * names (a real PostgreSQL schema, created by the command) and applies every migration once; on
  * SQLite it needs an existing data dir.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/store/migrations.js';
-import { BIN, pgSchema, runBaton, tempDir } from '../helpers.js';
+import { pgSchema, runBaton, spawnServe, tempDir } from '../helpers.js';
 
 const LATEST = Math.max(...MIGRATIONS.map((m) => m.version));
 
@@ -62,20 +61,7 @@ describe('baton migrate', () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const data = join(tmp.dir, 'data');
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data', data, '--store', s.url], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', () => reject(new Error(stderr)));
-    });
+    const { child, url, exit: exited } = await spawnServe(['--data', data, '--store', s.url], { BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'warn' });
     try {
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       const key = readFileSync(join(data, 'admin-key.txt'), 'utf8').trim();
