@@ -4,14 +4,13 @@ import type { Command } from 'commander';
 import { BatonError } from '../core/errors.js';
 import { DataDirError } from '../os/datadir.js';
 import type { Manifest } from '../store/backup.js';
-import { DB_FILE, backendOf, openStore, storeConfigOf } from '../store/open.js';
-import { cliLogLevel, locateConfig, requireDataDir } from './common.js';
+import { DB_FILE, SECRET_FILES, backendOf, openStore, storeConfigOf } from '../store/open.js';
+import { cliLogLevel, locateConfig, requireDataDir, storeFlag } from './common.js';
 
 /** Loaded when a backup command runs, not when the CLI starts (`baton mcp` starts through the same program). */
 const backupModule = () => import('../store/backup.js');
 
 /** The data-dir files a backup carries: the hub's secrets (key pepper, signing secret, keyring). */
-const SECRET_FILES = ['secrets.json', 'keyring.json'] as const;
 
 interface KeyFlags {
   keyFile?: string;
@@ -75,7 +74,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--key-file <file>', 'file holding the backup passphrase (default BATON_BACKUP_KEY_FILE, or BATON_BACKUP_KEY)')
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
-    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: the SQLite file in the data dir)')
+    .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: the SQLite file in the data dir)', storeFlag)
     .action(async (opts: StoreFlags & { out: string }) => {
       const key = await passphrase(opts);
       const { createBackup } = await backupModule();
@@ -118,7 +117,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--key-file <file>', 'file holding the backup passphrase (default BATON_BACKUP_KEY_FILE, or BATON_BACKUP_KEY)')
     .option('--data <dir>', 'the data directory to restore into (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
-    .option('--store <url>', 'restore into this PostgreSQL (default BATON_DATABASE_URL; unset: SQLite in the data dir)')
+    .option('--store <url>', 'restore into this PostgreSQL (default BATON_DATABASE_URL; unset: SQLite in the data dir)', storeFlag)
     .option('--force', 'replace what the target holds (its rows and secrets files)')
     .action(async (file: string, opts: StoreFlags & { force?: boolean }) => {
       const { assertRestorable, openBackup, restoreTables } = await backupModule();

@@ -11,9 +11,8 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { announceDataDir, cliLogLevel, locateConfig, requireDataDir, tokenFromEnv, storeFlag } from './common.js';
-import { DATA_DIR_NAME, DB_FILE, DataDirError } from '../os/datadir.js';
-import { existsSync } from 'node:fs';
+import { announceDataDir, cliLogLevel, hubExists, locateConfig, requireDataDir, tokenFromEnv, storeFlag } from './common.js';
+import { DATA_DIR_NAME, DataDirError } from '../os/datadir.js';
 import { registerAuditCommands } from './audit.js';
 import { registerBackupCommands } from './backup.js';
 import { registerKeysCommands } from './keys.js';
@@ -320,8 +319,8 @@ export function buildProgram(command?: string): Command {
       const loc = locateConfig({ data, config: file }, { logLevel: cliLogLevel() });
       // Like `git init`: here, even if a parent directory has one (that one is then shadowed here).
       const here = loc.source === 'found' ? locateConfig({ data: DATA_DIR_NAME, config: file }, { logLevel: cliLogLevel() }) : loc;
-      if (existsSync(join(here.dataDir, DB_FILE))) {
-        process.stderr.write(`baton: ${here.dataDir} already holds a Baton database; nothing to do\n`);
+      if (hubExists(here.config)) {
+        process.stderr.write(`baton: ${here.dataDir} already holds a Baton hub; nothing to do\n`);
         return;
       }
       if (loc.source === 'found' && loc.dataDir !== here.dataDir) {
@@ -370,7 +369,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof DataDirError) {
-      process.stderr.write(`baton: ${err.message}\n`);
+      // Its paths come from the working directory, the environment and client configs.
+      process.stderr.write(`baton: ${err.message.split('\n').map(printable).join('\n')}\n`);
       process.exitCode = 1;
       return;
     }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { int, ms } from './kit.js';
 
 /** Settings of the store area (fragment spread into ConfigSchema; env names beside each). */
 export const STORE_SETTINGS = {
@@ -24,17 +25,17 @@ export const STORE_SETTINGS = {
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lower-case letters, digits and _ (at most 63), not starting with a digit')
       .default('public'),
     /** PostgreSQL: connections in the pool (per hub process). */
-    poolSize: z.coerce.number().int().min(1).max(200).default(10),
+    poolSize: int(1, 200).default(10),
     /** PostgreSQL: statement_timeout of every connection (ms); a statement past it fails, its transaction rolls back. */
-    statementTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    statementTimeoutMs: ms(100, 600_000).default(30_000),
     /**
      * PostgreSQL: consecutive store outages (cannot connect, connection lost, statement timeout;
      * not contention) after which the circuit breaker opens: calls are refused at once with
      * 503 `unavailable` + Retry-After and /readyz says degraded, until a probe answers. 0 = off.
      */
-    breakerThreshold: z.coerce.number().int().min(0).max(1000).default(5),
+    breakerThreshold: int(0, 1000).default(5),
     /** PostgreSQL: time between the open breaker's probes of the store (ms); also its Retry-After. */
-    breakerCooldownMs: z.coerce.number().int().min(100).max(300_000).default(2_000),
+    breakerCooldownMs: ms(100, 300_000).default(2_000),
   },
   env: {
     durability: 'BATON_DURABILITY',

@@ -4,6 +4,7 @@ import { BatonError } from '../core/errors.js';
 import type { Db, Executor } from './db.js';
 import { LATEST_MIGRATION, schemaVersion } from './health.js';
 import { rows, sql, trusted, type Sql } from './sql.js';
+import { SECRET_FILES } from './open.js';
 
 /**
  * `baton backup` (S33): a Baton-format dump of every table, taken in ONE read (SQLite: one read
@@ -280,6 +281,8 @@ export function openBackup(bytes: Buffer, passphrase: string): BackupContents {
   }
   const files = new Map<string, Buffer>();
   for (const f of manifest.files) {
+    // Restore writes each file into the data dir by this name: only the hub's own secret files.
+    if (!(SECRET_FILES as readonly string[]).includes(f.name)) throw invalid(`the backup holds a file Baton does not restore (${JSON.stringify(f.name).slice(0, 80)})`);
     const content = payload.files[f.name];
     if (content === undefined || sha256(Buffer.from(content, 'base64')) !== f.sha256) throw invalid(`the backup's file ${f.name} does not match its manifest`);
     files.set(f.name, Buffer.from(content, 'base64'));

@@ -6,6 +6,8 @@ import type { Durability } from './sqlite.js';
 
 /** The SQLite database's file name in the data dir. */
 export const DB_FILE = 'baton.db';
+/** The data-dir files a backup carries (the hub's secrets): the only names a restore writes. */
+export const SECRET_FILES = ['secrets.json', 'keyring.json'] as const;
 
 /**
  * The backend factory: the only place that chooses a backend. A PostgreSQL URL opens the

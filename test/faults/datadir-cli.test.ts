@@ -79,7 +79,7 @@ describe('data dir resolution', () => {
     expect(readFileSync(join(root, '.baton', 'admin-key.txt'), 'utf8')).toMatch(/bat_[A-Za-z0-9_-]{43}/);
     const again = await baton(['init'], { cwd: root });
     expect(again.code).toBe(0);
-    expect(again.stderr).toContain('already holds a Baton database');
+    expect(again.stderr).toContain('already holds a Baton hub');
     expect(again.stderr).not.toMatch(/bat_[A-Za-z0-9_-]{43}/);
 
     const deep = join(root, 'src', 'a', 'b');

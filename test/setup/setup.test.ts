@@ -200,7 +200,7 @@ describe('baton setup --check', () => {
     renameSync(p.data, join(p.dir, 'moved'));
     const moved = await runBaton(['setup', '--check', '--project-dir', p.dir, '--data', join(p.dir, 'moved')], { cwd: p.dir, env: p.env });
     expect(moved.code).toBe(1);
-    expect(moved.stdout).toContain('holds no Baton database (moved or removed)');
+    expect(moved.stdout).toContain('holds no Baton hub (moved or removed)');
   });
 
   it('exits 1 when nothing is set up', async () => {

@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TABLES, assertRestorable, columnsOf, dumpTables } from '../../src/store/backup.js';
+import { TABLES, assertRestorable, columnsOf, createBackup, dumpTables, openBackup } from '../../src/store/backup.js';
 import { LATEST_MIGRATION } from '../../src/store/health.js';
 import { openStore } from '../../src/store/open.js';
 import { call, createKey, openHub, pgSchema, runBaton, tempDir, type TestHub } from '../helpers.js';
@@ -134,6 +134,15 @@ describe('baton backup', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already holds baton\.db.*--force/);
     expect((await runBaton(['backup', 'restore', file, '--data', target, '--force'], { env: ENV })).code).toBe(0);
+  });
+
+  it('a backup naming a file other than the hub\'s secrets (e.g. ../../.bashrc) is refused before anything is written', async () => {
+    const t = await openHub({ backend: 'sqlite' });
+    cleanups.push(t.close);
+    const { bytes } = await createBackup(t.hub.db, KEY, new Map([['../../.bashrc', Buffer.from('echo owned')]]));
+    expect(() => openBackup(bytes, KEY)).toThrow(/a file Baton does not restore/);
+    const ok = await createBackup(t.hub.db, KEY, new Map([['secrets.json', Buffer.from('{}')]]));
+    expect([...openBackup(ok.bytes, KEY).files.keys()]).toEqual(['secrets.json']);
   });
 
   it('a changed byte, a wrong key, a missing key: refused with a clear error, nothing restored', async () => {

@@ -3,7 +3,7 @@
  * names (a real PostgreSQL schema, created by the command) and applies every migration once; on
  * SQLite it needs an existing data dir.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,6 +53,16 @@ describe('baton migrate', () => {
     const down = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' } });
     expect(down.stdout).toMatch(/FAIL database: PostgreSQL \(databaseUrl\) cannot be read/);
     expect(down.stdout + down.stderr).not.toMatch(/hunter2/);
+    // A second init finds the hub (its data dir holds secrets, not baton.db) and changes nothing.
+    const again = await runBaton(['init', '--data', data], { env });
+    expect(again.stderr).toMatch(/already holds a Baton hub; nothing to do/);
+    // baton setup and its drift check work on a PostgreSQL hub too: its key is checked, no drift.
+    const project = join(tmp.dir, 'project');
+    mkdirSync(project);
+    expect((await runBaton(['setup', 'mcp-json', '--agent', 'pg-agent', '--data', data, '--project-dir', project], { env, cwd: project })).code).toBe(0);
+    const check = await runBaton(['setup', '--check', '--project-dir', project], { env, cwd: project });
+    expect(check.stdout + check.stderr).not.toMatch(/holds no Baton/);
+    expect(check.stdout).toMatch(/^ok +mcp-json /m);
   });
 
   it('baton serve --store: the hub keeps its data in PostgreSQL (tasks land in the schema; no baton.db), and stops on SIGTERM', async () => {
@@ -108,7 +118,7 @@ describe('baton migrate', () => {
   });
 
   it('refuses a --store URL with a password (the process list would show it), pointing at BATON_DATABASE_URL', async () => {
-    for (const cmd of [['migrate'], ['serve', '--port', '0'], ['mcp']]) {
+    for (const cmd of [['migrate'], ['serve', '--port', '0'], ['mcp'], ['backup', 'create', '--out', '/tmp/never.bak'], ['backup', 'restore', '/tmp/never.bak']]) {
       const r = await runBaton([...cmd, '--store', 'postgres://baton:hunter2@127.0.0.1:1/x'], { env: { BATON_LOG_LEVEL: 'silent' } });
       expect(r.code, cmd[0]).not.toBe(0);
       expect(r.stderr).toMatch(/BATON_DATABASE_URL/);

@@ -6,10 +6,9 @@ import type { Command } from 'commander';
 import type { CallMeta, Principal } from '../../auth/principal.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import { BatonError, isBatonError } from '../../core/errors.js';
-import { DB_FILE } from '../../os/datadir.js';
 import { Hub } from '../../hub.js';
 import { VERSION } from '../../version.js';
-import { cliLogLevel, locateConfig, readTokenFile, requireDataDir } from '../common.js';
+import { cliLogLevel, locateConfig, readTokenFile, requireDataDir, hubExists } from '../common.js';
 import { printable } from '../escape.js';
 import { claudeCode } from './claude-code.js';
 import type { ClientModule, FoundEntry } from './client.js';
@@ -234,8 +233,10 @@ async function checkEntry(client: string, file: string, entry: FoundEntry, expec
   const bin = entry.args?.[0];
   if (entry.command !== 'npx' && bin !== undefined && isAbsolute(bin) && !existsSync(bin)) out.push(drift(`Baton's bin ${bin} does not exist (moved or removed)`));
   const data = dataArg(entry.args);
-  if (data === undefined) out.push(drift('its args name no --data directory'));
-  else if (!existsSync(join(data, DB_FILE))) out.push(drift(`its data dir ${data} holds no Baton database (moved or removed)`));
+  const located = data === undefined ? null : locateConfig({ data }, { logLevel: cliLogLevel() });
+  if (data === undefined || located === null) out.push(drift('its args name no --data directory'));
+  // A PostgreSQL hub's data dir holds its secrets, not baton.db (hubExists knows both).
+  else if (!hubExists(located.config)) out.push(drift(`its data dir ${data} holds no Baton hub (moved or removed)`));
   else if (expectedDataDir !== null && resolve(data) !== resolve(expectedDataDir)) out.push(drift(`it uses the data dir ${data}, not ${expectedDataDir} (moved data dir)`));
   const tokenFile = entry.env?.BATON_TOKEN_FILE;
   if (tokenFile === undefined) {
@@ -250,8 +251,7 @@ async function checkEntry(client: string, file: string, entry: FoundEntry, expec
     out.push(drift(`its key file ${tokenFile} is missing or unreadable`));
     return out;
   }
-  if (data === undefined || !existsSync(join(data, DB_FILE))) return out;
-  const located = locateConfig({ data }, { logLevel: cliLogLevel() });
+  if (located === null || !hubExists(located.config)) return out;
   const hub = await Hub.open(located.config);
   try {
     await hub.authenticate(key);
