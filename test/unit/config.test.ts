@@ -256,6 +256,13 @@ describe('loadConfig: precedence', () => {
     expect(loadConfig({ env: {}, file })).toEqual({ ...DEFAULTS, port: 9000, logLevel: 'warn', dataDir: 'data' });
   });
 
+  it('a blank or non-integer store number in the file is refused, never read as 0 (0 turns the breaker off)', () => {
+    for (const [key, value] of [['breakerThreshold', ''], ['poolSize', '4.5'], ['statementTimeoutMs', true], ['breakerCooldownMs', null]] as const) {
+      expect(configError({ env: {}, file: configFile(JSON.stringify({ [key]: value })) })).toContain(key);
+    }
+    expect(loadConfig({ env: {}, file: configFile(JSON.stringify({ breakerThreshold: '7' })) }).breakerThreshold).toBe(7);
+  });
+
   it('environment overrides the file', () => {
     const file = configFile(JSON.stringify({ port: 9000, logLevel: 'warn' }));
     const cfg = loadConfig({ env: { BATON_PORT: '9100' }, file });
