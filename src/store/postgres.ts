@@ -214,8 +214,11 @@ export class PostgresDb implements Db {
     });
     const db = new PostgresDb(pool, options, schema);
     try {
+      // Created only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+      // when the schema exists, which a role given only its own schema (by a DBA) does not have.
+      const exists = await pool.query({ text: 'SELECT 1 FROM pg_namespace WHERE nspname = $1', values: [schema] });
       // The schema name is checked above (an identifier of [a-z0-9_]); quoted, it cannot be anything else.
-      await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+      if (exists.rowCount === 0) await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     } catch (err) {
       await pool.end().catch(() => undefined);
       throw db.failed(err);
@@ -459,8 +462,9 @@ export class PostgresDb implements Db {
   }
 
   /** One op in the write transaction: its mode's lock first, then the op itself. */
-  private async runOp(client: pg.PoolClient, held: Held, w: Pending): Promise<unknown> {
-    const ex = this.executor(client, held, w.project !== undefined);
+  /** `alone`: the op has the transaction to itself, so it may wait for its project's lock (nobody queues behind it). */
+  private async runOp(client: pg.PoolClient, held: Held, w: Pending, alone = false): Promise<unknown> {
+    const ex = this.executor(client, held, alone || w.project !== undefined);
     if (w.mode === 'server') await ex.lock('server');
     return w.fn(ex);
   }
@@ -572,7 +576,8 @@ export class PostgresDb implements Db {
         this.withClient(async (client) => {
           const held = await this.beginWrite(client);
           try {
-            const v = await this.runOp(client, held, w);
+            // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
+            const v = await this.runOp(client, held, w, true);
             await commit(client);
             return v;
           } catch (error) {

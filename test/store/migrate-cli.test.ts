@@ -38,6 +38,33 @@ describe('baton migrate', () => {
     }
   });
 
+  it('PostgreSQL: a role given only its own schema (no CREATE on the database) migrates and starts', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const role = `${s.schema}_r`;
+    const admin = new pg.Client({ connectionString: s.url });
+    await admin.connect();
+    try {
+      // As a DBA would: a login role, and a schema it owns; nothing on the database itself.
+      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD 'role-pw-for-test'`);
+      await admin.query(`CREATE SCHEMA "${s.schema}" AUTHORIZATION "${role}"`);
+      const url = new URL(s.url);
+      url.username = role;
+      url.password = 'role-pw-for-test';
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      const env = { BATON_DATABASE_URL: url.href, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+      const r = await runBaton(['init', '--data', join(tmp.dir, 'data')], { env });
+      expect(r.code, r.stderr).toBe(0);
+      const db = await admin.query<{ n: string }>({ text: 'SELECT max(version)::text AS n FROM ' + `"${s.schema}".schema_migrations` });
+      expect(Number(db.rows[0]!.n)).toBe(LATEST);
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${s.schema}" CASCADE`).catch(() => undefined);
+      await admin.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
+      await admin.end();
+    }
+  });
+
   it('PostgreSQL: init keeps the data in the named schema; doctor reads it there, and says when it cannot', async () => {
     const s = pgSchema();
     cleanups.push(s.drop);
