@@ -5,12 +5,14 @@ import { eventsHead } from '../store/journal.js';
  * The doorbell. Events are rows (see store/journal.ts); the bus only says "something changed,
  * read again". In-process: `ring()` after a commit wakes every waiter. Across processes (several
  * processes on one SQLite file, several hub instances on one PostgreSQL): while anyone waits,
- * the bus listens to the store's `subscribe` (SQLite polls its change counter; PostgreSQL
- * LISTENs for the NOTIFY every write sends); when another connection committed, the events head
- * (the newest event id, one indexed lookup) is read and only a new event rings the bell. Every
- * change a waiter waits for appends an event; most other commits do not (the deferred audit
- * worker commits every 50 ms under load: ringing on those re-ran every idle waiting claim 59
- * times in 3 s instead of 4).
+ * the bus listens to the store's `subscribe`. Every change a waiter waits for appends an event;
+ * most other commits do not (the deferred audit worker commits every 50 ms under load: ringing
+ * on those re-ran every idle waiting claim 59 times in 3 s instead of 4). SQLite reports every
+ * other connection's commit (its change counter) but its event ids follow commit order, so the
+ * events head (the newest id, one indexed lookup) is read and only a new event rings the bell.
+ * PostgreSQL's ids do not follow commit order across projects (a later commit may carry a lower
+ * id, and the head would not move), but it reports only commits that appended events (their
+ * NOTIFY): each one rings, with no read.
  */
 export interface Mark {
   readonly rings: number;
@@ -40,12 +42,18 @@ export class Bus {
   constructor(private readonly db: Db | null) {}
 
   private get crossProcess(): boolean {
-    return this.db !== null && this.db.profile.crossProcessPoll;
+    return this.db !== null;
+  }
+
+  /** Whether a new event moves the events head (else every commit heard of is a new event). */
+  private get ordered(): boolean {
+    return this.db?.profile.eventsInCommitOrder === true;
   }
 
   /** Taken before a waiter reads the store; a ring or commit after it wakes that waiter at once. */
   async mark(): Promise<Mark> {
     if (!this.crossProcess) return { rings: this.rings, heard: -1, head: -1 };
+    if (!this.ordered) return { rings: this.rings, heard: this.heard, head: -1 };
     const { heard, head } = await this.snapshot();
     return { rings: this.rings, heard, head };
   }
@@ -76,7 +84,8 @@ export class Bus {
     if (timeoutMs <= 0 || aborted(signal)) return;
     if (since !== undefined) {
       if (since.rings !== this.rings) return;
-      if (since.heard !== -1 && (await this.snapshot()).head !== since.head) return;
+      if (since.heard !== -1 && !this.ordered && since.heard !== this.heard) return;
+      if (since.heard !== -1 && this.ordered && (await this.snapshot()).head !== since.head) return;
     }
     // The snapshot above awaited a read: a caller that left meanwhile must not wait the full
     // timeout (its abort fired before this listener existed).
@@ -139,6 +148,12 @@ export class Bus {
     try {
       do {
         this.recheck = false;
+        if (!this.ordered) {
+          // Every commit heard of appended an event (or the subscription just began and one may
+          // have been missed): ring.
+          this.ring();
+          continue;
+        }
         const heard = this.heard;
         const head = await this.db!.read(eventsHead);
         this.known = { heard, head };

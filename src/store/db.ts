@@ -19,6 +19,13 @@ export interface Executor {
    * never wait for each other in a cycle. Calling it again for what is already held costs nothing.
    */
   lock(what: WriteLock): Promise<void>;
+  /**
+   * Called after appending an event row (journal.ts appendEvent): other processes' waiters must
+   * hear of it. SQLite: nothing (another connection's commit moves data_version). PostgreSQL: a
+   * NOTIFY, delivered at COMMIT (and dropped with a rolled-back op), so only commits that
+   * appended events wake other instances' waiters.
+   */
+  announce(): Promise<void>;
 }
 
 /**
@@ -42,10 +49,12 @@ export type WriteMode = 'server' | 'declared';
 export interface Profile {
   readonly name: 'sqlite' | 'postgres';
   /**
-   * Several processes may share the store, so waiters must hear of other processes' commits
-   * through `subscribe` (SQLite: polling its change counter; PostgreSQL: LISTEN/NOTIFY).
+   * Whether event ids follow commit order across the whole store. SQLite: yes (one writer), so a
+   * moved events head is what tells a new event from any other commit `subscribe` reports.
+   * PostgreSQL: no (projects commit in parallel; ids come from a sequence), so a newer commit can
+   * carry a lower id; `subscribe` reports only commits that appended events, each one a wake-up.
    */
-  readonly crossProcessPoll: boolean;
+  readonly eventsInCommitOrder: boolean;
 }
 
 export interface Migration {

@@ -26,6 +26,7 @@ export async function appendEvent(
 ): Promise<void> {
   await ex.run(sql`INSERT INTO events (project_id, type, subject, actor, data, created_at, audience)
     VALUES (${projectId}, ${type}, ${subject}, ${actor}, ${data}, ${now}, ${audience})`);
+  await ex.announce();
 }
 
 /** Events after a cursor that one of `audiences` may see (see core/audience.ts), oldest first. */

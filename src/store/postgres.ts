@@ -7,13 +7,13 @@ import { POSTGRES } from './dialect.js';
 import { busyError } from './faults.js';
 import { render, sql, type Sql } from './sql.js';
 
-const PROFILE: Profile = { name: 'postgres', crossProcessPoll: true };
+const PROFILE: Profile = { name: 'postgres', eventsInCommitOrder: false };
 
 /** Most writes committed together: bounds how long one batch holds its locks. */
 const MAX_BATCH = 64;
 /** How long a start waits for another instance that is migrating the schema (ms). */
 const MIGRATE_WAIT_MS = 60_000;
-/** The NOTIFY channel every write sends on (payload: schema and sender), LISTENed by `subscribe`. */
+/** The NOTIFY channel of writes that append events (payload: schema and sender), LISTENed by `subscribe`. */
 const CHANNEL = 'baton_commit';
 /**
  * Advisory lock classes (the first key of the two-key form); the second key is the schema's.
@@ -241,6 +241,10 @@ export class PostgresDb implements Db {
       lock: async (what: WriteLock) => {
         if (held !== undefined) await this.take(client, held, what, known);
       },
+      // Identical notifications of one transaction arrive once; one of a rolled-back op is dropped.
+      announce: async () => {
+        await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
+      },
     };
   }
 
@@ -449,20 +453,21 @@ export class PostgresDb implements Db {
   }
 
   /**
-   * BEGIN and a NOTIFY that other instances hear at COMMIT; the locks come with each op
-   * (take()). Every lock wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as
+   * BEGIN; the locks come with each op (take()), and a NOTIFY with each event it appends
+   * (announce()). Every lock wait of the transaction is bounded by busyTimeoutMs (lock_timeout), as
    * SQLite's busy timeout bounds its wait for another process's write lock; past it the write
    * answers `unavailable`.
    */
   private async beginWrite(client: pg.PoolClient): Promise<Held> {
     await client.query('BEGIN');
     await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
-    await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
     return { server: 'none', project: null, audit: false };
   }
 
-  /** One op in the write transaction: its mode's lock first, then the op itself. */
-  /** `alone`: the op has the transaction to itself, so it may wait for its project's lock (nobody queues behind it). */
+  /**
+   * One op in the write transaction: its mode's lock first, then the op itself. `alone`: the op
+   * has the transaction to itself, so it may wait for its project's lock (nobody queues behind it).
+   */
   private async runOp(client: pg.PoolClient, held: Held, w: Pending, alone = false): Promise<unknown> {
     const ex = this.executor(client, held, alone || w.project !== undefined);
     if (w.mode === 'server') await ex.lock('server');

@@ -9,7 +9,7 @@ import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Sql } from './sql.js';
 
-const PROFILE: Profile = { name: 'sqlite', crossProcessPoll: true };
+const PROFILE: Profile = { name: 'sqlite', eventsInCommitOrder: true };
 const placeholder = SQLITE.placeholder;
 
 function bind(values: readonly unknown[]): unknown[] {
@@ -158,6 +158,8 @@ export class SqliteDb implements Db {
       run: async (q: Sql) => this.stmt(q).run(bind(q.values)),
       // One writer at a time (BEGIN IMMEDIATE) already excludes every other writer.
       lock: async () => undefined,
+      // Another connection's commit moves data_version (subscribe polls it).
+      announce: async () => undefined,
     };
   }
 
