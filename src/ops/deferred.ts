@@ -270,7 +270,9 @@ export class DeferredWriter {
   addAudit(entry: AuditEntry): void {
     this.audit.push(entry);
     if (entry.code === 'unauthenticated') this.countAuthFailure(entry);
-    if (this.audit.length >= this.maxBatch) void this.flush();
+    // A full batch goes at once, unless writes are failing: then the backoff timer decides when
+    // the next attempt runs (every audited call retrying a failing store would contend with ops).
+    if (this.audit.length >= this.maxBatch && this.failures === 0) void this.flush();
     else this.schedule();
   }
 
@@ -332,18 +334,20 @@ export class DeferredWriter {
   }
 
   /**
-   * Writes what is queued now, in one batch (one attempt). A batch that fails goes back to the
-   * front of the queue and is retried with backoff; it is never dropped unless the queue
-   * outgrows `maxQueued`. Settles once the sink has answered (the sinks always answer).
+   * Writes the oldest `maxBatch` rows queued now, in one batch (one attempt); the rest follow at
+   * once (a backlog after an outage is written in bounded transactions, not one holding the write
+   * lock for 100k rows). A batch that fails goes back to the front of the queue and is retried
+   * with backoff; it is never dropped unless the queue outgrows `maxQueued`. Settles once the
+   * sink has answered (the sinks always answer).
    */
   async flush(): Promise<void> {
     if (this.flushing !== null) await this.flushing;
     if (this.flushing !== null) return this.flushing;
     if (this.audit.length === 0 && this.agents.size === 0 && this.tokens.size === 0) return;
-    const audit = this.audit;
+    const audit = this.audit.length <= this.maxBatch ? this.audit : this.audit.splice(0, this.maxBatch);
     const agents = this.agents;
     const tokens = this.tokens;
-    this.audit = [];
+    if (audit === this.audit) this.audit = [];
     this.agents = new Map();
     this.tokens = new Map();
     this.flushing = this.sink(audit, agents, tokens)
@@ -351,6 +355,7 @@ export class DeferredWriter {
         () => {
           if (this.failures > 0) this.log.warn({ failures: this.failures }, 'deferred writes recovered');
           this.failures = 0;
+          if (this.audit.length > 0) this.schedule(0);
         },
         (err: unknown) => this.requeue(err, audit, agents, tokens),
       )
@@ -364,7 +369,7 @@ export class DeferredWriter {
     this.failures++;
     if (this.failures === 1) this.log.error({ err, rows: audit.length }, 'deferred write failed; will retry');
     else this.log.debug({ err, rows: audit.length, failures: this.failures }, 'deferred write failed again');
-    this.audit = audit.concat(this.audit);
+    this.audit.unshift(...audit); // at most maxBatch rows
     for (const [k, v] of agents) if (!this.agents.has(k)) this.agents.set(k, v);
     for (const [k, v] of tokens) if (!this.tokens.has(k)) this.tokens.set(k, v);
     const over = this.audit.length - this.maxQueued;
@@ -376,13 +381,15 @@ export class DeferredWriter {
     this.schedule(Math.min(5_000, this.intervalMs * 2 ** Math.min(this.failures, 10)));
   }
 
-  /** Flushes what is queued (at most 3 attempts) and returns; rows still refused are counted in the log. */
+  /** Flushes what is queued (at most 3 failed attempts) and returns; rows still refused are counted in the log. */
   async close(): Promise<void> {
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let failed = 0; failed < 3; ) {
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = null;
+      const before = this.failures;
       await this.flush();
       if (this.audit.length === 0 && this.agents.size === 0 && this.tokens.size === 0) return;
+      if (this.failures > before) failed++;
     }
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;

@@ -7,7 +7,7 @@ import { INSTRUCTIONS } from '../../src/api/mcp/server.js';
 import { TIERS, tierShows } from '../../src/core/tiers.js';
 import { CATALOG } from '../../src/ops/index.js';
 import { keyTools, setKeyTools } from '../../src/store/tiers.js';
-import { BIN, call, createKey, openHub, runBaton, serve, type TestHub } from '../helpers.js';
+import { BIN, call, createKey, openHub, runBaton, serve, storeEnvOf, type TestHub } from '../helpers.js';
 
 /**
  * Tool tiers (issue 11): what tools/list shows per key and per connection, over both HTTP paths
@@ -155,7 +155,7 @@ describe('tool tiers per key and over stdio', () => {
     expect(listed.tokens.find((x) => x.id !== made.token.id)?.tools).toBeNull();
     await expect(call(t.hub, t.admin, 'token_create', { name: 'k2', role: 'worker', tools: 'most' })).rejects.toMatchObject({ code: 'invalid_input' });
     // Migration 13's CHECK: the column holds a tier or NULL, whatever writes it.
-    await expect(t.hub.db.write((ex) => setKeyTools(ex, made.token.id, 'most'))).rejects.toThrow(/CHECK/);
+    await expect(t.hub.db.write((ex) => setKeyTools(ex, made.token.id, 'most'))).rejects.toThrow(/CHECK|check constraint/);
     expect(await t.hub.db.read((ex) => keyTools(ex, made.token.id))).toBe('standard');
   });
 
@@ -170,7 +170,7 @@ describe('tool tiers per key and over stdio', () => {
         new StdioClientTransport({
           command: process.execPath,
           args: [BIN, 'mcp', '--data', data],
-          env: { ...getDefaultEnvironment(), BATON_LOG_LEVEL: 'warn', BATON_TOKEN: key, ...env },
+          env: { ...getDefaultEnvironment(), ...storeEnvOf(data), BATON_LOG_LEVEL: 'warn', BATON_TOKEN: key, ...env },
           stderr: 'pipe',
         }),
       );

@@ -149,7 +149,35 @@ describe('deferred writer: a refused batch is retried, not dropped', () => {
     db.block({ code: 'storage_readonly', message: 'test: gone', at: Date.now() });
     for (let i = 0; i < 1500; i++) writer.addAudit(entry());
     await bounded(writer.close(), 'close while refused');
-    expect(writer.health().dropped).toBeGreaterThan(0);
-    expect(writer.health().queued).toBeLessThanOrEqual(1000);
+    expect(writer.health().dropped).toBe(500);
+    expect(writer.health().queued).toBe(1000);
+  });
+
+  it('while writes fail, new rows wait for the backoff (no attempt per call); a backlog is written in batches of maxBatch', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const db = new SqliteDb(join(tmp.dir, 'baton.db'));
+    await db.migrate(MIGRATIONS, Date.now());
+    cleanups.push(() => db.close());
+    const inner = inlineSink(db, Buffer.alloc(32, 5));
+    const batches: number[] = [];
+    const writer = new DeferredWriter((audit, agents, tokens) => (batches.push(audit.length), inner(audit, agents, tokens)), silent, {
+      intervalMs: 1_000,
+      maxBatch: 10,
+    });
+    db.block({ code: 'storage_full', message: 'test: disk full', at: Date.now() });
+    for (let i = 0; i < 10; i++) writer.addAudit(entry()); // a full batch: written at once, refused
+    for (let i = 0; i < 200 && !writer.health().failing; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(batches).toEqual([10]);
+    // 50 more rows, five batches' worth, while the store refuses: none starts an attempt of its own.
+    for (let i = 0; i < 50; i++) writer.addAudit(entry());
+    await new Promise((r) => setTimeout(r, 100));
+    expect(batches).toEqual([10]);
+    // The store accepts again: the 60 rows go in batches of at most 10, all of them, in order.
+    db.block(null);
+    await bounded(writer.close(), 'close');
+    expect(batches.slice(1)).toEqual([10, 10, 10, 10, 10, 10]);
+    const n = await db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit`));
+    expect(n!.n).toBe(60);
   });
 });
