@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { BatonError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from '../config.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
 
@@ -143,4 +144,55 @@ export function storeFlag(value: string): string {
     );
   }
   return value;
+}
+
+/** `--url` (or BATON_URL): a running hub's http(s) URL, or a clear refusal. */
+export function hubUrl(raw: string): URL {
+  let base: URL;
+  try {
+    base = new URL(raw);
+  } catch {
+    throw new BatonError('invalid_input', '--url: expected the hub URL, e.g. http://127.0.0.1:7410');
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new BatonError('invalid_input', '--url: expected an http(s) URL');
+  return base;
+}
+
+/**
+ * GET /api/v1`path`?`query` of a running hub with the key as bearer: the JSON body, or the hub's
+ * error as a BatonError (a code this Baton does not know becomes `unavailable`). No answer
+ * within `timeoutMs` (a half-open connection, a hung hub) or no connection at all is
+ * `unavailable`, which callers may retry; `signal` (the caller leaving) aborts as itself.
+ */
+export async function restGet(
+  base: URL,
+  key: string,
+  path: string,
+  query: Record<string, unknown>,
+  opts: { timeoutMs: number; signal?: AbortSignal | undefined },
+): Promise<unknown> {
+  const url = new URL(`/api/v1${path}`, base);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, Array.isArray(v) ? v.join(',') : String(v));
+  const timeout = AbortSignal.timeout(opts.timeoutMs);
+  const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]);
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(url, { headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' }, signal });
+    text = await res.text();
+  } catch (err) {
+    if (opts.signal?.aborted === true) throw err;
+    throw new BatonError('unavailable', timeout.aborted ? `no answer from ${base.origin} within ${Math.round(opts.timeoutMs / 1000)} s` : `the hub at ${base.origin} cannot be reached`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new BatonError('unavailable', `the hub answered ${res.status} without JSON`);
+  }
+  if (res.ok) return body;
+  const e = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  const code = (ERROR_CODES as readonly unknown[]).includes(e?.code) ? (e!.code as ErrorCode) : 'unavailable';
+  const details = typeof e?.details === 'object' && e.details !== null ? (e.details as Record<string, unknown>) : undefined;
+  throw new BatonError(code, typeof e?.message === 'string' ? e.message.slice(0, 500) : `HTTP ${res.status}`, details);
 }

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { CallMeta, Principal } from '../auth/principal.js';
 import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
-import { cliLogLevel, locateConfig, requireDataDir, tokenFromEnv } from './common.js';
+import { cliLogLevel, hubUrl, locateConfig, requireDataDir, restGet, tokenFromEnv } from './common.js';
 import { printable, terminalJson } from './escape.js';
 
 interface PrimeFlags {
@@ -73,24 +73,7 @@ async function onDataDir(opts: PrimeFlags, token: string | undefined): Promise<P
 
 async function overHttp(url: string, token: string | undefined): Promise<PrimeOut> {
   if (token === undefined) throw new BatonError('unauthenticated', 'with --url (or BATON_URL), set BATON_TOKEN to the agent\'s key');
-  let base: URL;
-  try {
-    base = new URL(url);
-  } catch {
-    throw new BatonError('invalid_input', '--url is not a URL (e.g. http://127.0.0.1:7410)');
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new BatonError('invalid_input', '--url must be http: or https:');
-  let res: Response;
-  try {
-    res = await fetch(new URL('/api/v1/prime', base), { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
-  } catch {
-    throw new BatonError('unavailable', `no answer from ${base.origin}`);
-  }
-  const body = (await res.json().catch(() => null)) as (PrimeOut & { error?: { code?: string; message?: string } }) | null;
-  if (!res.ok || body === null || typeof body.brief !== 'string') {
-    const e = body?.error;
-    const code = e?.code === 'unauthenticated' || e?.code === 'forbidden' || e?.code === 'rate_limited' ? e.code : 'unavailable';
-    throw new BatonError(code, `the hub answered ${res.status}${typeof e?.message === 'string' ? `: ${e.message.slice(0, 200)}` : ''}`);
-  }
+  const body = (await restGet(hubUrl(url), token, '/prime', {}, { timeoutMs: 10_000 })) as Partial<PrimeOut> | null;
+  if (typeof body?.brief !== 'string') throw new BatonError('unavailable', 'the hub answered without a brief');
   return { brief: body.brief, truncated: body.truncated === true };
 }

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { BatonError, isBatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
-import { cliLogLevel, locateConfig, readTokenFile, requireDataDir, tokenFromEnv } from './common.js';
+import { cliLogLevel, hubUrl, locateConfig, readTokenFile, requireDataDir, restGet, tokenFromEnv } from './common.js';
 import { printable, terminalJson } from './escape.js';
 import { tokenFileOf } from './setup/index.js';
 
@@ -61,39 +61,15 @@ interface Source {
   close(): Promise<void>;
 }
 
-/** A BatonError from a REST error body, or a transport failure (retried) as `unavailable`. */
-async function restCall(base: URL, key: string, path: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
-  const url = new URL(`/api/v1${path}`, base);
-  for (const [k, v] of Object.entries(input)) url.searchParams.set(k, Array.isArray(v) ? v.join(',') : String(v));
-  let res: Response;
-  try {
-    res = await fetch(url, { headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' }, signal });
-  } catch (err) {
-    if (signal?.aborted === true) throw err;
-    throw new BatonError('unavailable', 'the hub cannot be reached');
-  }
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new BatonError('unavailable', `the hub answered ${res.status} without JSON`);
-  }
-  if (res.ok) return body;
-  const e = (body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
-  throw new BatonError((e?.code ?? 'unavailable') as ConstructorParameters<typeof BatonError>[0], e?.message ?? `HTTP ${res.status}`, e?.details);
-}
-
 function httpSource(raw: string, key: string): Source {
-  let base: URL;
-  try {
-    base = new URL(raw);
-  } catch {
-    throw new BatonError('invalid_input', '--url: expected the hub URL, e.g. http://127.0.0.1:7410');
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new BatonError('invalid_input', '--url: expected an http(s) URL');
+  const base = hubUrl(raw);
   return {
-    call: (op, input, signal) => restCall(base, key, op === 'whoami' ? '/whoami' : '/events', input, signal),
+    // A round waits up to its wait_ms on the hub: no answer well after it is a dead connection.
+    call: (op, input, signal) =>
+      restGet(base, key, op === 'whoami' ? '/whoami' : '/events', input, {
+        timeoutMs: (typeof input.wait_ms === 'number' ? input.wait_ms : 0) + 15_000,
+        signal,
+      }),
     close: async () => undefined,
   };
 }
@@ -214,7 +190,7 @@ async function watch(flags: WatchFlags): Promise<void> {
           throw new BatonError('unauthenticated', 'the key is not valid (revoked, expired or mistyped): run `baton setup <client>` again');
         }
         if (!isBatonError(err) || err.code !== 'unavailable' || stop.signal.aborted) throw err;
-        process.stderr.write(`baton watch: the hub is unavailable; retrying in ${Math.round(backoff / 1000)} s\n`);
+        process.stderr.write(printable(`baton watch: the hub is unavailable (${err.message}); retrying in ${Math.round(backoff / 1000)} s`) + '\n');
         await sleep(backoff, stop.signal);
         if (stop.signal.aborted) return;
       }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, runBaton, tempDir, woken } from '../helpers.js';
@@ -145,6 +146,27 @@ describe('baton watch', () => {
     second.child.kill('SIGTERM');
     await woken(second.exit);
   });
+
+  it('--url: a hub that accepts the connection and never answers is unavailable after the round\'s bound (retried), not a hang', async () => {
+    const p = await project();
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket)); // reads nothing, answers nothing
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    });
+    const w = startWatch(p.data, ['--url', `http://127.0.0.1:${(silent.address() as AddressInfo).port}`]);
+    await woken(
+      (async () => {
+        while (!w.stderr().includes('the hub is unavailable')) await new Promise((r) => setTimeout(r, 50));
+      })(),
+      25_000,
+    );
+    expect(w.stderr()).toMatch(/no answer from http:\/\/127\.0\.0\.1:\d+ within 15 s/);
+    w.child.kill('SIGTERM');
+    expect(await woken(w.exit)).toBe(0);
+  }, 40_000);
 
   it('warns once before a held lease expires', async () => {
     const p = await project();
