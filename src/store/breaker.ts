@@ -1,6 +1,6 @@
-import { BatonError, isBatonError } from '../core/errors.js';
+import { isBatonError, type BatonError } from '../core/errors.js';
 import type { Db, WriteMode, Executor, IntegrityReport, Migration, StoreFault } from './db.js';
-import { busyError } from './faults.js';
+import { storeFailure, storeFailureKind } from './faults.js';
 import { sql } from './sql.js';
 
 /**
@@ -32,11 +32,12 @@ export interface CircuitState {
   readonly failures: number;
 }
 
-const BUSY = busyError().message;
-
-/** A refusal that says the store itself is gone (not: busy, a fault code, an op's own error). */
+/**
+ * A refusal that says the store itself is gone (not: busy, a fault code, an op's own error such
+ * as its client having left, nor the breaker's own refusal).
+ */
 export function isOutage(err: unknown): boolean {
-  return isBatonError(err) && err.code === 'unavailable' && err.message !== BUSY && err.details?.circuit === undefined;
+  return storeFailureKind(err) === 'outage' && (err as BatonError).details?.circuit === undefined;
 }
 
 export class BreakerDb implements Db {
@@ -101,7 +102,7 @@ export class BreakerDb implements Db {
 
   private refusal(): BatonError {
     const retry = Math.max(1, Math.ceil(this.options.cooldownMs / 1000));
-    return new BatonError('unavailable', `the store is unavailable (${this.reason ?? 'not answering'}); retry in ${retry} s`, { retry_after_s: retry, circuit: 'open' });
+    return storeFailure('outage', 'unavailable', `the store is unavailable (${this.reason ?? 'not answering'}); retry in ${retry} s`, { retry_after_s: retry, circuit: 'open' });
   }
 
   private async guard<T>(call: () => Promise<T>): Promise<T> {

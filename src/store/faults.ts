@@ -1,5 +1,5 @@
 import { statfsSync } from 'node:fs';
-import { BatonError } from '../core/errors.js';
+import { BatonError, type ErrorCode } from '../core/errors.js';
 import type { StoreFault } from './db.js';
 
 /**
@@ -71,10 +71,11 @@ function tableIn(message: string): string | null {
 export function faultError(code: FaultCode, err: unknown): BatonError {
   switch (code) {
     case 'storage_full':
-      return new BatonError('storage_full', "the hub's disk is full; retry later", { retry_after_s: FULL_RETRY_AFTER_S });
+      return storeFailure('fault', 'storage_full', "the hub's disk is full; retry later", { retry_after_s: FULL_RETRY_AFTER_S });
     case 'storage_corrupt': {
       const table = tableIn(String((err as Error | null)?.message ?? ''));
-      return new BatonError(
+      return storeFailure(
+        'fault',
         'storage_corrupt',
         table === null
           ? "the hub's database is damaged; an operator must repair it"
@@ -83,7 +84,7 @@ export function faultError(code: FaultCode, err: unknown): BatonError {
       );
     }
     case 'storage_readonly':
-      return new BatonError('storage_readonly', "the hub cannot write to its database; an operator must check the disk and permissions");
+      return storeFailure('fault', 'storage_readonly', "the hub cannot write to its database; an operator must check the disk and permissions");
   }
 }
 
@@ -95,18 +96,40 @@ export function faultRecord(code: FaultCode, err: unknown, at: number): StoreFau
 }
 
 /**
- * Another connection holds the lock (any SQLITE_BUSY variant, incl. BUSY_RECOVERY and
- * BUSY_SNAPSHOT, or SQLITE_LOCKED): retryable, never a fault. One definition for the store's
- * retries and the runner's `unavailable` answer.
+ * What a store failure was, for metrics and the circuit breaker (never told apart by message
+ * text, nor mixed up with an op's own `unavailable`, e.g. its client having left):
+ * `busy` (contention past the retries), `outage` (the server cannot be reached, lost, too slow),
+ * `fault` (disk full, damage, read-only: the store answered and refused).
  */
+export type StoreFailureKind = 'busy' | 'outage' | 'fault';
+
+const KINDS = new WeakMap<BatonError, StoreFailureKind>();
+
+/** A BatonError the store raised itself, marked with its kind. */
+export function storeFailure(kind: StoreFailureKind, code: ErrorCode, message: string, details?: Record<string, unknown>): BatonError {
+  const err = new BatonError(code, message, details);
+  KINDS.set(err, kind);
+  return err;
+}
+
+/** The kind of a failure the store raised, or null for anything else (an op's own error). */
+export function storeFailureKind(err: unknown): StoreFailureKind | null {
+  return err instanceof BatonError ? (KINDS.get(err) ?? null) : null;
+}
+
 /**
  * What a caller gets when contention outlasted the store's own retries (SQLite busy past the
  * busy timeout; PostgreSQL serialization failures or deadlocks past the retry budget).
  */
 export function busyError(): BatonError {
-  return new BatonError('unavailable', 'the store is busy; retry shortly');
+  return storeFailure('busy', 'unavailable', 'the store is busy; retry shortly');
 }
 
+/**
+ * Another connection holds the lock (any SQLITE_BUSY variant, incl. BUSY_RECOVERY and
+ * BUSY_SNAPSHOT, or SQLITE_LOCKED): retryable, never a fault. One definition for the store's
+ * retries and the runner's `unavailable` answer.
+ */
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED');

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { BatonError } from '../core/errors.js';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteLock, WriteMode } from './db.js';
 import { POSTGRES } from './dialect.js';
-import { busyError } from './faults.js';
+import { busyError, storeFailure } from './faults.js';
 import { render, sql, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'postgres', eventsInCommitOrder: false };
@@ -299,14 +299,14 @@ export class PostgresDb implements Db {
     if (error instanceof BatonError) return error;
     if (error instanceof CommitUnknown) {
       this.report(error.lost, { code: 'storage_readonly', message: 'connection lost during COMMIT', at: Date.now() }, false);
-      return new BatonError('unavailable', 'the store connection was lost while committing: the write may or may not have been applied; check before retrying');
+      return storeFailure('outage', 'unavailable', 'the store connection was lost while committing: the write may or may not have been applied; check before retrying');
     }
     if (isRetryable(error)) return busyError();
     if (isConnectionLoss(error)) {
       this.report(error, { code: 'storage_readonly', message: `connection: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() }, false);
-      return new BatonError('unavailable', 'the store cannot be reached; retry shortly');
+      return storeFailure('outage', 'unavailable', 'the store cannot be reached; retry shortly');
     }
-    if (pgCode(error) === '57014') return new BatonError('unavailable', 'the store took too long; retry shortly'); // statement_timeout
+    if (pgCode(error) === '57014') return storeFailure('outage', 'unavailable', 'the store took too long; retry shortly'); // statement_timeout
     if (pgCode(error) === '55P03') return busyError(); // lock_timeout: another instance held a lock past busyTimeoutMs
     // unique_violation: a concurrent request created the same row (retried first where that can help).
     if (pgCode(error) === '23505') return new BatonError('conflict', 'a concurrent request created the same thing; retry');
@@ -319,7 +319,7 @@ export class PostgresDb implements Db {
       storage_corrupt: "the hub's database is damaged; an operator must repair it",
       storage_readonly: 'the hub cannot write to its database; an operator must check the database server',
     } as const;
-    return new BatonError(code, messages[code], code === 'storage_full' ? { retry_after_s: 30 } : undefined);
+    return storeFailure('fault', code, messages[code], code === 'storage_full' ? { retry_after_s: 30 } : undefined);
   }
 
   /** Tells the operator (at most every FAULT_REPORT_MS per fault); `record`: it is a fault fault() reports. */
@@ -393,7 +393,7 @@ export class PostgresDb implements Db {
   }
 
   write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string): Promise<T> {
-    if (this.blocked !== null) return Promise.reject(new BatonError(this.blocked.code, this.blocked.message));
+    if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, mode, project: mode === 'declared' ? project : undefined, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();

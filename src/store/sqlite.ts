@@ -2,9 +2,8 @@ import { chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
-import { BatonError } from '../core/errors.js';
 import { SQLITE } from './dialect.js';
-import { busyError, faultCodeOf, faultError, faultRecord, isBusy } from './faults.js';
+import { busyError, faultCodeOf, faultError, faultRecord, isBusy, storeFailure } from './faults.js';
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Sql } from './sql.js';
@@ -273,7 +272,7 @@ export class SqliteDb implements Db {
    * once per op.
    */
   write<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
-    if (this.blocked !== null) return Promise.reject(new BatonError(this.blocked.code, this.blocked.message));
+    if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       // The first write of a batch waits for the rest of this I/O turn, so requests that arrived

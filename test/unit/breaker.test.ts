@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { BreakerDb, circuitOf } from '../../src/store/breaker.js';
 import type { Db } from '../../src/store/db.js';
-import { busyError } from '../../src/store/faults.js';
+import { clientGone } from '../../src/ops/runner.js';
+import { busyError, storeFailure } from '../../src/store/faults.js';
 
 function standIn(): { db: Db; calls: () => number; failWith: (e: Error | null) => void } {
   let calls = 0;
@@ -18,7 +19,7 @@ function standIn(): { db: Db; calls: () => number; failWith: (e: Error | null) =
     return undefined as T;
   };
   const db = {
-    profile: { name: 'postgres', crossProcessPoll: true },
+    profile: { name: 'postgres', eventsInCommitOrder: false },
     read: run,
     write: run,
     subscribe: () => () => undefined,
@@ -32,7 +33,7 @@ function standIn(): { db: Db; calls: () => number; failWith: (e: Error | null) =
   return { db, calls: () => calls, failWith: (e) => (failure = e) };
 }
 
-const outage = new BatonError('unavailable', 'the store cannot be reached; retry shortly');
+const outage = storeFailure('outage', 'unavailable', 'the store cannot be reached; retry shortly');
 
 async function until(cond: () => boolean): Promise<boolean> {
   for (let i = 0; i < 200; i++) {
@@ -49,6 +50,13 @@ describe('store circuit breaker (rules)', () => {
     try {
       s.failWith(busyError());
       for (let i = 0; i < 10; i++) await expect(b.write(async () => 1)).rejects.toThrow(/busy/);
+      expect(b.circuit().state).toBe('closed');
+      s.failWith(outage);
+      await expect(b.read(async () => 1)).rejects.toBe(outage);
+      await expect(b.read(async () => 1)).rejects.toBe(outage);
+      // An op's own `unavailable` (its client left mid-wait) is no outage either: the count starts again.
+      s.failWith(clientGone());
+      for (let i = 0; i < 5; i++) await expect(b.read(async () => 1)).rejects.toThrow(/client went away/);
       expect(b.circuit().state).toBe('closed');
       s.failWith(outage);
       await expect(b.read(async () => 1)).rejects.toBe(outage);

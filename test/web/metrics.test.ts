@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { ManualClock } from '../../src/core/clock.js';
+import { BatonError } from '../../src/core/errors.js';
+import { clientGone } from '../../src/ops/runner.js';
 import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
 import { errorCode, http } from './http.js';
 import { SseClient } from './sse.js';
@@ -110,7 +112,7 @@ describe('GET /metrics', () => {
     expect(value(m, 'baton_auth_failures_total')).toBe(failures0 + 2);
     expect(value(m, 'baton_stream_subscribers')).toBe(1);
     // The long poll and the stream loop each wait on the doorbell.
-    expect(value(m, 'baton_waiters')).toBeGreaterThanOrEqual(2);
+    expect(value(m, 'baton_waiters')).toBe(2);
     expect(value(m, 'baton_store_transaction_seconds_count{kind="write"}')).toBeGreaterThan(0);
     expect(value(m, 'baton_store_transaction_seconds_count{kind="read"}')).toBeGreaterThan(0);
     expect(value(m, 'baton_store_errors_total{kind="write"}') ?? 0).toBe(0);
@@ -125,5 +127,25 @@ describe('GET /metrics', () => {
     await call(t.hub, lead, 'plan_update', { goal: 'wake the long poll' });
     await wait;
     clock.advance(61_000);
+  });
+  it('store errors count what the store raised (a refused write), not an op\'s own refusal nor a caller that left', async () => {
+    const errors = async (): Promise<number> => {
+      const m = await scrape();
+      return (value(m, 'baton_store_errors_total{kind="read"}') ?? 0) + (value(m, 'baton_store_errors_total{kind="write"}') ?? 0);
+    };
+    const before = await errors();
+    // Thrown inside a transaction of the hub's (metered) store: the caller leaving, an op's refusal.
+    await expect(t.hub.db.read(async () => Promise.reject(clientGone()))).rejects.toThrow(/client went away/);
+    await expect(t.hub.db.write(async () => Promise.reject(new BatonError('not_found', 'no such task')))).rejects.toThrow(/no such task/);
+    expect(await errors()).toBe(before);
+    // The store refuses a write (its disk is full): one store error.
+    t.hub.db.block({ code: 'storage_full', message: 'test: disk full', at: Date.now() });
+    try {
+      const r = await http(h.url, 'POST', '/api/v1/tasks', { headers: { authorization: `Bearer ${t.adminKey}` }, body: { tasks: [{ title: 'x' }] } });
+      expect(r.status).toBe(503);
+    } finally {
+      t.hub.db.block(null);
+    }
+    expect(await errors()).toBe(before + 1);
   });
 });

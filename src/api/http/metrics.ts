@@ -7,6 +7,7 @@ import type { Hub } from '../../hub.js';
 import type { Executor, WriteMode } from '../../store/db.js';
 import { eventsHead } from '../../store/journal.js';
 import { countEventsAfter, readyByPriority, tasksByState } from '../../store/metrics.js';
+import { storeFailureKind } from '../../store/faults.js';
 import { clientAddress, credentialOf } from './auth-routes.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import { looksLikeJwt } from '../../auth/jwt.js';
@@ -161,8 +162,9 @@ export class HubMetrics {
         },
         (err: unknown) => {
           this.storeSeconds.observe({ kind }, (performance.now() - started) / 1000);
-          // An op's own refusal (not_found, conflict …) thrown inside its transaction is not a store error.
-          if (!isBatonError(err) || err.code.startsWith('storage_') || err.code === 'unavailable' || err.code === 'internal') this.storeErrors.inc({ kind });
+          // What the store raised (busy, outage, fault), or a driver's own error it did not map: not
+          // an op's refusal (not_found, conflict …), nor its caller leaving mid-wait, nor a bug.
+          if (storeFailureKind(err) !== null || driverError(err)) this.storeErrors.inc({ kind });
           throw err;
         },
       );
@@ -217,4 +219,11 @@ export async function handleMetrics(hub: Hub, metrics: HubMetrics, req: Incoming
   res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store', 'x-request-id': requestId });
   res.end(req.method === 'HEAD' ? undefined : text);
   return true;
+}
+
+/** An error a database driver raised (SQLite's `SQLITE_*` code, a PostgreSQL SQLSTATE). */
+function driverError(err: unknown): boolean {
+  if (isBatonError(err)) return false;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_') || /^[0-9A-Z]{5}$/.test(code));
 }
