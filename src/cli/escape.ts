@@ -1,3 +1,4 @@
+import { CONTROL_CHARS } from '../core/text.js';
 /**
  * What the CLI prints of stored text, made inert for a terminal. Agents write task titles,
  * approval actions, messages; a human reads them in a terminal, where an ESC sequence can
@@ -9,8 +10,7 @@
  * - the invisible direction and line controls (bidi embeddings, overrides and isolates, LRM/RLM,
  *   U+2028/U+2029), which reorder what a reader sees ("trojan source").
  */
-// eslint-disable-next-line no-control-regex
-const LINE_CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const LINE_CONTROL = new RegExp(`[${CONTROL_CHARS}]`, 'g');
 /** What JSON.stringify leaves raw (it escapes U+0000–U+001F itself). */
 const JSON_CONTROL = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { iso } from '../core/time.js';
+import { CONTROL_CHARS } from '../core/text.js';
 import { agentById, getPlan } from '../store/directory.js';
 import { liveLocks } from '../store/locks.js';
 import { unreadCount } from '../store/messages.js';
@@ -35,10 +36,11 @@ export const PRIME_RULES = [
   'After a restart or a compaction, run prime again; record decisions and hand off before you stop.',
 ] as const;
 
+const CONTROLS = new RegExp(`[${CONTROL_CHARS}]+`, 'g');
+
 /** Agents' text in a one-line, terminal-safe form: controls, bidi overrides and line breaks become spaces. */
 function clean(text: string, max = LINE_MAX): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const flat = text.replace(CONTROLS, ' ').replace(/\s+/g, ' ').trim();
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
 }
 

@@ -5,13 +5,12 @@ import { looksLikeKey } from '../../auth/keys.js';
 import type { Principal } from '../../auth/principal.js';
 import { authServices } from '../../auth/service.js';
 import { BatonError } from '../../core/errors.js';
-import { normalizeAddress } from '../../core/net.js';
 import type { Hub } from '../../hub.js';
 import type { OpClass } from '../../ops/ratelimit.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import type { Executor } from '../../store/db.js';
 import { deleteWebSession, insertWebSession, sweepWebSessions, touchWebSession, trimWebSessions, webSessionByHash, type SessionWithKey } from '../../store/web-sessions.js';
-import { credentialOf } from './auth-routes.js';
+import { clientAddress, credentialOf } from './auth-routes.js';
 import { parseJson, readBody } from './body.js';
 
 /**
@@ -72,11 +71,6 @@ export interface SessionView {
 
 function hashId(id: string): string {
   return createHash('sha256').update(id).digest('hex');
-}
-
-function addressOf(req: IncomingMessage): string | undefined {
-  const a = req.socket.remoteAddress;
-  return a === undefined ? undefined : normalizeAddress(a);
 }
 
 function isTls(req: IncomingMessage): boolean {
@@ -227,10 +221,10 @@ export class CookieAuth {
       s !== undefined &&
       s.session_expires_at > now &&
       s.last_seen_at > now - hub.config.sessionIdleMs &&
-      authServices(hub).keyIsLive(s, addressOf(this.req), now);
+      authServices(hub).keyIsLive(s, clientAddress(this.req), now);
     if (!live) {
       deadSessions.add(this.req);
-      authServices(hub).failed(addressOf(this.req), this.raw, now, hub.newRequestId(), 'http');
+      authServices(hub).failed(clientAddress(this.req), this.raw, now, hub.newRequestId(), 'http');
       throw refused();
     }
     if (!tokenMatches(this.token, s)) throw csrfRefused();
@@ -341,7 +335,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, requestId:
 /** POST: an API key → a new session. */
 async function login(hub: Hub, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const auth = authServices(hub);
-  const address = addressOf(req);
+  const address = clientAddress(req);
   const now = hub.clock.now();
   // A login from another site would sign the victim's browser in as the attacker (login CSRF).
   if (crossSite(req)) {
@@ -461,7 +455,7 @@ export async function handleSessionRoute(hub: Hub, req: IncomingMessage, res: Se
     outcome: 'ok',
     code: null,
     transport: 'rest',
-    address: addressOf(req) ?? null,
+    address: clientAddress(req) ?? null,
   });
   sendJson(res, 204, null, requestId, { 'set-cookie': cookieHeader(req, '', 0) });
   return true;

@@ -139,7 +139,12 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
   const handle = serveStdio(factory);
   // stdin ending is the client leaving; SIGTERM/SIGINT is a launcher stopping us: both drain.
   await new Promise<void>((resolve) => {
-    const done = (): void => resolve();
+    const done = (): void => {
+      // Signals are ours only until the drain begins: a second one then stops the process as usual.
+      process.off('SIGTERM', done);
+      process.off('SIGINT', done);
+      resolve();
+    };
     process.stdin.once('end', done);
     process.stdin.once('close', done);
     process.once('SIGTERM', done);
