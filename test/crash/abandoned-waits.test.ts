@@ -27,6 +27,12 @@ import {
 } from './harness.js';
 
 const GHOST = resolve(import.meta.dirname, 'ghost.mjs');
+/**
+ * No periodic re-check anywhere: a live waiter gets its task only through the doorbell (in the
+ * hub, or across processes for the stdio one), so "the doorbell rang" is what its claim shows.
+ */
+const NO_RECHECK = { BATON_WAIT_RECHECK_MS: '0' };
+const METRICS_TOKEN = 'abandoned-waits-metrics-token-0123456789';
 const WAIT_MS = 30_000;
 /** Ghost modes, each twice; a batch carries two claims. */
 const MODES = ['rest', 'mcp', 'batch', 'stdio'] as const;
@@ -45,7 +51,7 @@ interface Ghost {
 
 function startGhost(name: string, mode: Ghost['mode'], where: string, key: string): Promise<Ghost> {
   const child = spawn(process.execPath, [GHOST, mode, where, key, String(WAIT_MS)], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...CRASH_ENV },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...CRASH_ENV, ...NO_RECHECK },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -86,7 +92,7 @@ describe('abandoned waits', () => {
     const ghostSpecs: { name: string; mode: Ghost['mode'] }[] = [...claimers, ...readers];
     const p = await prepare(r, [...ghostSpecs.map((g) => g.name), ...LIVE, 'live-inbox'], 0);
     cleanups.push(() => p.cleanup());
-    const served: Served = await startServe(p.data);
+    const served: Served = await startServe(p.data, { ...NO_RECHECK, BATON_METRICS_TOKEN: METRICS_TOKEN });
     cleanups.push(() => kill9(served.child));
 
     const ghosts = await Promise.all(
@@ -103,13 +109,22 @@ describe('abandoned waits', () => {
     const url = () => served.url;
     const liveRest = httpClient('rest', url, p.keys.get('live-rest')!);
     const liveMcp = httpClient('mcp', url, p.keys.get('live-mcp')!);
-    const liveStdio = await stdioMcp(p.data, p.keys.get('live-stdio')!);
+    const liveStdio = await stdioMcp(p.data, p.keys.get('live-stdio')!, NO_RECHECK);
     cleanups.push(() => kill9(liveStdio.child));
     const lives: Promise<Answer>[] = [liveRest, liveMcp, liveStdio].map((c) => c.tool('task_claim', { wait_ms: WAIT_MS }));
     const liveInbox = httpClient('rest', url, p.keys.get('live-inbox')!);
     const liveMail = liveInbox.tool('message_inbox', { wait_ms: WAIT_MS });
 
-    // The waits are on their way; give the hub a moment to start them, then kill every ghost.
+    // The waits have started before any ghost dies: the hub's own (REST, MCP, batch, inbox ghosts
+    // and the three live HTTP waiters, at least 11) are counted by its metrics; the stdio ones run
+    // in their own `baton mcp` and get a moment more.
+    const waiters = async (): Promise<number> => {
+      const text = await (await fetch(`${served.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+      return Number(/^baton_waiters (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    let started = 0;
+    for (let i = 0; i < 300 && (started = await waiters()) < 11; i++) await sleep(50);
+    expect(started).toBeGreaterThanOrEqual(11);
     await sleep(500);
     const killer = r.fork(0);
     for (const g of [...ghosts].sort(() => killer() - 0.5)) {

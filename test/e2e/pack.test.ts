@@ -73,8 +73,8 @@ beforeAll(async () => {
 afterAll(() => tmp?.cleanup());
 
 describe('the published package (npm pack → install → baton mcp)', () => {
-  it('ships bin and dist, not the sources or the tests', async () => {
-    if (skipped !== null) return;
+  it('ships bin and dist, not the sources or the tests', async (ctx) => {
+    if (skipped !== null) return ctx.skip(skipped);
     const installed = join(tmp.dir, 'prefix/node_modules/baton-hub');
     expect(existsSync(join(installed, 'bin/baton.js'))).toBe(true);
     expect(existsSync(join(installed, 'dist/cli/main.js'))).toBe(true);
@@ -82,8 +82,8 @@ describe('the published package (npm pack → install → baton mcp)', () => {
     expect(existsSync(join(installed, 'test'))).toBe(false);
   });
 
-  it('its `baton` bin answers tools/list and whoami over stdio from another directory', async () => {
-    if (skipped !== null) return;
+  it('its `baton` bin answers tools/list and whoami over stdio from another directory', async (ctx) => {
+    if (skipped !== null) return ctx.skip(skipped);
     const data = join(tmp.dir, 'data');
     const cwd = join(tmp.dir, 'elsewhere');
     mkdirSync(cwd);
@@ -107,8 +107,8 @@ describe('the published package (npm pack → install → baton mcp)', () => {
     }
   });
 
-  it('`npx baton-hub` and `npx -p baton-hub baton` resolve to its bin (the names the README gives)', async () => {
-    if (skipped !== null) return;
+  it('`npx baton-hub` and `npx -p baton-hub baton` resolve to its bin (the names the README gives)', async (ctx) => {
+    if (skipped !== null) return ctx.skip(skipped);
     const cwd = join(tmp.dir, 'prefix');
     const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     const direct = await run(NPX, ['--offline', 'baton-hub', '--version'], { cwd, timeout: 60_000 });
@@ -117,8 +117,8 @@ describe('the published package (npm pack → install → baton mcp)', () => {
     expect(named.stdout.trim()).toBe(version);
   });
 
-  it('its `baton serve` starts from another directory and answers /healthz', async () => {
-    if (skipped !== null) return;
+  it('its `baton serve` starts from another directory and answers /healthz', async (ctx) => {
+    if (skipped !== null) return ctx.skip(skipped);
     const cwd = join(tmp.dir, 'elsewhere');
     mkdirSync(cwd, { recursive: true });
     const child = spawn(bin, ['serve', '--port', '0', '--data', join(tmp.dir, 'served')], {

@@ -78,7 +78,24 @@ describe('two hub instances on one PostgreSQL database', () => {
     const w = await other.authenticate(await createKey(t, 'w', 'worker'));
     // Far longer than woken()'s bound: only the cross-instance doorbell can end this wait in time.
     const waiting = call<{ task: { title: string } | null }>(other, w, 'task_claim', { wait_ms: 60_000 });
-    await new Promise((r) => setTimeout(r, 200));
+    // The claim waits on the doorbell and the other instance LISTENs before the task exists (it
+    // rings once when the LISTEN comes up, so a task created before then would be found without NOTIFY).
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      const ready = async (): Promise<boolean> =>
+        other.bus.waiting === 1 &&
+        (await admin.query({ text: "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'", values: [`baton:${other.config.databaseSchema}:listen`] }))
+          .rowCount! > 0;
+      let ok = false;
+      for (let i = 0; i < 400 && !(ok = await ready()); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(ok).toBe(true);
+    } finally {
+      await admin.end();
+    }
+    // The ring of the LISTEN coming up has been answered (the claim is waiting again).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(other.bus.waiting).toBe(1);
     await call(t.hub, lead, 'task_create', { tasks: [{ title: 'from the other instance' }] });
     const got = await woken(waiting);
     expect(got.task?.title).toBe('from the other instance');
