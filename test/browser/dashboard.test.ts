@@ -297,8 +297,18 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in Chromium', () => {
       expect((await lead.ok<{ locks: unknown[] }>('lock_list')).locks).toEqual([]);
       await go('Sessions');
       await b.page.locator('.history li', { hasText: 'checkpoint' }).waitFor(WAIT);
+      const verifies: string[] = [];
+      b.page.on('request', (r) => {
+        if (new URL(r.url()).pathname === '/api/v1/audit/verify') verifies.push(r.url());
+      });
       await go('Audit');
       await b.page.locator('[data-testid="chain"]', { hasText: 'Chain intact' }).waitFor(WAIT);
+      // Live events refresh the rows, not the chain walk (every audit row): that runs on opening and on request.
+      const tasks = await lead.ok<{ tasks: { id: string }[] }>('task_create', { tasks: [{ title: 'audited while the view is open' }] });
+      await b.page.locator('tr', { hasText: tasks.tasks[0]!.id }).first().waitFor(WAIT);
+      expect(verifies).toHaveLength(1);
+      await b.page.getByRole('button', { name: 'Verify again' }).click();
+      await expect.poll(() => verifies.length).toBe(2);
       await shot(b.page, 'audit');
       await go('Plan');
       await b.page.locator('pre.plan', { hasText: 'exporter' }).waitFor(WAIT);
