@@ -72,6 +72,16 @@ async function git(repo: string, args: readonly string[]): Promise<string> {
   }
 }
 
+/** Whether the repository has this commit (exit status of `git cat-file -e`). */
+async function hasCommit(repo: string, sha: string): Promise<boolean> {
+  try {
+    await run('git', ['cat-file', '-e', `${sha}^{commit}`], { cwd: repo, encoding: 'utf8' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** POSIX sh single quoting: the value can hold nothing the shell interprets. */
 const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -159,7 +169,10 @@ async function pushedPaths(repo: string, stdin: string): Promise<string[]> {
     const [, local, , remote] = line.trim().split(/\s+/);
     if (local === undefined || remote === undefined || !/^[0-9a-f]{40,64}$/.test(local) || !/^[0-9a-f]{40,64}$/.test(remote)) continue;
     if (ZEROS.test(local)) continue;
-    const range = ZEROS.test(remote) ? [local, '--not', '--remotes'] : [`${remote}..${local}`];
+    // A remote sha this clone has never seen (someone pushed since the last fetch; a force push):
+    // `remote..local` cannot be computed, so the push is taken as what no remote-tracking ref has.
+    const known = !ZEROS.test(remote) && (await hasCommit(repo, remote));
+    const range = known ? [`${remote}..${local}`] : [local, '--not', '--remotes'];
     const out = await git(repo, ['log', '--no-renames', '--name-only', '--format=', '-z', ...range, '--']);
     for (const p of out.split('\0')) {
       const path = p.replace(/^\n+/, '');

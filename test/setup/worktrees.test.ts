@@ -153,6 +153,31 @@ describe('git worktrees', () => {
     expect(commit.stderr).toContain('warn mode, commit allowed');
   });
 
+  it('pre-push over a remote commit this clone has not fetched (a force push) still checks the pushed paths', async () => {
+    const r = await repo();
+    const B = { BATON_AGENT: 'agent-b' };
+    expect((await r.baton(r.main, ['guard', 'install'])).code).toBe(0);
+    // Someone else pushes to main from another clone: origin/main here is now behind the remote.
+    const other = join(r.root, 'other');
+    expect((await r.git(r.root, ['clone', '-q', '-b', 'main', r.remote, other])).code).toBe(0);
+    for (const [k, v] of [['user.name', 'Other'], ['user.email', 'o@example.invalid'], ['commit.gpgsign', 'false']]) await r.git(other, ['config', k!, v!]);
+    writeFileSync(join(other, 'README.md'), 'theirs\n');
+    await r.git(other, ['add', 'README.md']);
+    expect((await r.git(other, ['commit', '-q', '-m', 'theirs'])).code).toBe(0);
+    const theirs = await r.git(other, ['push', '-q', 'origin', 'main']);
+    expect(theirs.code, theirs.stderr).toBe(0);
+    // Here: a commit touching a locked path, force-pushed over the commit this clone never saw.
+    expect((await r.baton(r.main, ['lock', 'acquire', '--paths', 'src/c.ts', '--as', 'agent-a', '--as-role', 'worker'])).code).toBe(0);
+    writeFileSync(join(r.main, 'src', 'c.ts'), '// b edits c\n');
+    await r.git(r.main, ['add', 'src/c.ts']);
+    expect((await r.git(r.main, ['commit', '-q', '--no-verify', '-m', 'b edits c'], B)).code).toBe(0);
+    const push = await r.git(r.main, ['push', '-q', '--force', 'origin', 'main'], B);
+    expect(push.code).not.toBe(0);
+    // Refused for the lock, not because git could not compute what is pushed.
+    expect(push.stderr).toContain('src/c.ts — locked by agent-a');
+    expect(push.stderr).not.toContain('git log failed');
+  });
+
   it('the holder pushes its own locked paths', async () => {
     const r = await repo();
     expect((await r.baton(r.wt, ['guard', 'install'])).code).toBe(0);
