@@ -16,22 +16,21 @@ export interface KeyForAuth {
   agent_id: string | null;
 }
 
+/** The columns of KeyForAuth, from `t` (tokens) joined by KEY_JOINS: one list for every way a key is read. */
+export const KEY_COLUMNS = sql`t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at,
+      t.revoked_at, t.allowed_addresses, p.name AS project_name, a.id AS agent_id`;
+/** The project and the agent of a key `t`. */
+export const KEY_JOINS = sql`JOIN projects p ON p.id = t.project_id
+    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name`;
+
 /** The one statement behind a request with an API key: token, project, agent, address binding. */
 export function keyByHash(ex: Executor, hash: string): Promise<KeyForAuth | undefined> {
-  return ex.get<KeyForAuth>(sql`SELECT t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at,
-      t.revoked_at, t.allowed_addresses, p.name AS project_name, a.id AS agent_id
-    FROM tokens t JOIN projects p ON p.id = t.project_id
-    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name
-    WHERE t.key_hash = ${hash}`);
+  return ex.get<KeyForAuth>(sql`SELECT ${KEY_COLUMNS} FROM tokens t ${KEY_JOINS} WHERE t.key_hash = ${hash}`);
 }
 
 /** The same, by key id: every use of an access token checks that its key is still live. */
 export function keyById(ex: Executor, id: string): Promise<KeyForAuth | undefined> {
-  return ex.get<KeyForAuth>(sql`SELECT t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at,
-      t.revoked_at, t.allowed_addresses, p.name AS project_name, a.id AS agent_id
-    FROM tokens t JOIN projects p ON p.id = t.project_id
-    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name
-    WHERE t.id = ${id}`);
+  return ex.get<KeyForAuth>(sql`SELECT ${KEY_COLUMNS} FROM tokens t ${KEY_JOINS} WHERE t.id = ${id}`);
 }
 
 export async function setAllowedAddresses(ex: Executor, tokenId: string, json: string | null): Promise<void> {

@@ -39,8 +39,8 @@ interface Table {
   readonly from: Sql;
   /** A column referring to another row of the same table: parents are inserted first. */
   readonly parent?: string;
-  /** PostgreSQL identity column whose sequence must continue after the restored rows. */
-  readonly identity?: Sql;
+  /** The generated-id column whose ids must continue after the restored rows (Dialect.continueIds). */
+  readonly identity?: 'id' | 'seq';
 }
 
 /**
@@ -74,14 +74,14 @@ export const TABLES: readonly Table[] = [
     name: 'events',
     cols: trusted('id, project_id, type, subject, actor, data, created_at, audience'),
     from: trusted('events'),
-    identity: sql`SELECT setval(pg_get_serial_sequence('events', 'id'), coalesce((SELECT max(id) FROM events), 0) + 1, false)`,
+    identity: 'id',
   },
   { name: 'event_horizon', cols: trusted('project_id, pruned_through'), from: trusted('event_horizon') },
   {
     name: 'audit',
     cols: trusted('id, at, request_id, project_id, principal, role, op, target, outcome, code, params, transport, address, severity, event, hash'),
     from: trusted('audit'),
-    identity: sql`SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)`,
+    identity: 'id',
   },
   { name: 'audit_anchor', cols: trusted('id, last_id, hash, swept_at, mac'), from: trusted('audit_anchor') },
   { name: 'audit_head', cols: trusted('id, last_id, hash, mac'), from: trusted('audit_head') },
@@ -91,7 +91,7 @@ export const TABLES: readonly Table[] = [
       'seq, id, project_id, thread_id, reply_to, sender_id, sender_name, to_kind, to_names, to_role, visibility, subject, body, importance, ack_required, created_at',
     ),
     from: trusted('messages'),
-    identity: sql`SELECT setval(pg_get_serial_sequence('messages', 'seq'), coalesce((SELECT max(seq) FROM messages), 0) + 1, false)`,
+    identity: 'seq',
   },
   { name: 'message_recipients', cols: trusted('agent_id, seq, read_at, acked_at'), from: trusted('message_recipients') },
   { name: 'memory', cols: trusted('project_id, owner, key, version, size, updated_by, updated_at, expires_at, value'), from: trusted('memory') },
@@ -352,8 +352,8 @@ export async function restoreTables(db: Db, contents: BackupContents, force: boo
       for (let i = 0; i < list.length; i += per) {
         await ex.run(sql`INSERT INTO ${t.from} (${t.cols}) VALUES ${rows(list.slice(i, i + per))}`);
       }
-      // Identity sequences exist on PostgreSQL only; SQLite's rowids continue from max(id) by themselves.
-      if (t.identity !== undefined && ex.dialect.name === 'postgres') await ex.get(t.identity);
+      const next = t.identity === undefined ? null : ex.dialect.continueIds(t.from, t.name, t.identity);
+      if (next !== null) await ex.get(next);
       total += list.length;
     }
     return total;

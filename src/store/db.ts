@@ -90,7 +90,7 @@ export interface Db {
   read<T>(fn: (ex: Executor) => Promise<T>): Promise<T>;
   /**
    * A writing transaction: all or nothing. SQLite serializes it against every other writer;
-   * PostgreSQL runs it at READ COMMITTED with row locks. Contention (SQLite busy past the busy
+   * PostgreSQL runs it at READ COMMITTED, its writers taking the advisory locks `lock()` names. Contention (SQLite busy past the busy
    * timeout, a PostgreSQL serialization failure or deadlock) is retried inside the store; what
    * is left reaches the caller as `unavailable`, never as a driver error.
    * `mode`: see WriteMode; `project`: the project whose lock a `declared` write will take, when

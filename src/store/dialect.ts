@@ -32,6 +32,11 @@ export interface Dialect {
   /** A column that addresses a row of any table within one transaction, and a test against it. */
   readonly rowId: Sql;
   rowIdIs(rid: unknown): Sql;
+  /**
+   * After rows were inserted with explicit ids (a restore): the statement that makes the table's
+   * generated ids continue past them, or null where they do so by themselves (SQLite's rowids).
+   */
+  continueIds(table: Sql, name: string, column: 'id' | 'seq'): Sql | null;
 }
 
 export const SQLITE: Dialect = {
@@ -46,6 +51,7 @@ export const SQLITE: Dialect = {
   skipLocked: trusted(''),
   rowId: trusted('rowid'),
   rowIdIs: (rid) => sql`rowid = ${rid}`,
+  continueIds: () => null,
 };
 
 export const POSTGRES: Dialect = {
@@ -60,6 +66,10 @@ export const POSTGRES: Dialect = {
   skipLocked: trusted(' FOR UPDATE SKIP LOCKED'),
   rowId: trusted('ctid'),
   rowIdIs: (rid) => sql`ctid = ${rid}::tid`,
+  continueIds: (table, name, column) => {
+    const col = column === 'id' ? trusted('id') : trusted('seq');
+    return sql`SELECT setval(pg_get_serial_sequence(${name}::text, ${column}::text), coalesce((SELECT max(${col}) FROM ${table}), 0) + 1, false)`;
+  },
 };
 
 /** `k1, v1, k2, v2`: keys are fixed strings of the caller's, bound. */

@@ -614,7 +614,7 @@ export async function sweepAudit(
   ex: Executor,
   now: number,
   retentionMs: number,
-  key: Buffer | null = null,
+  key: Buffer,
   batch = 5_000,
 ): Promise<number> {
   if (retentionMs <= 0) return 0;

@@ -152,12 +152,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * PostgreSQL via `pg` (node-postgres): a pool of connections, every one with the schema on its
  * search_path and a statement_timeout.
  *
- * Writes keep SQLite's contract ("serialized against every other writer"): every write
- * transaction first takes a transaction-level advisory lock per schema, so writers on every
- * instance take turns, and within an instance writes queued together commit together (group
- * commit, each op in its own SAVEPOINT, as in sqlite.ts). Ops written for one writer at a time
- * (check-then-insert quotas, lock overlap, the audit chain's head) stay correct across instances;
- * per-project locks in place of the one lock are the next step (issue 9).
+ * Writers take transaction-level advisory locks in one order (server, then their project, then
+ * the audit chain's head; take() and docs/ARCHITECTURE.md "Writers on PostgreSQL"): a project's
+ * writes take turns on every instance, other projects' run beside them, and within an instance
+ * writes of one project queued together commit together (group commit, each op in its own
+ * SAVEPOINT, as in sqlite.ts). So ops written for one writer at a time (check-then-insert
+ * quotas, lock overlap, the audit chain's head) stay correct across instances.
  *
  * Reads run at REPEATABLE READ (one snapshot per read, as a SQLite read transaction), in
  * parallel on the pool.

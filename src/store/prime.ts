@@ -1,38 +1,18 @@
 import type { ApprovalRow } from './oversight.js';
 import type { Executor } from './db.js';
 import type { InboxRow } from './messages.js';
-import { list, sql, trusted } from './sql.js';
-import type { TaskRow } from './tasks.js';
+import { list, sql } from './sql.js';
+import { claimableBy, type Claimant, type TaskRow } from './tasks.js';
 
 /**
  * The statements behind `prime` (an agent's brief) that no other op needs. Each is bounded by
  * `limit` and paired with a count, so the brief can say "+N more" instead of listing everything.
  */
 
-export interface ReadyFor {
-  projectId: string;
-  agentName: string;
-  role: string;
-  capabilities: readonly string[];
-  now: number;
-}
-
-/** The claim's own eligibility rule (store/tasks.ts claimTask), without claiming. */
-function eligible(r: ReadyFor) {
-  const capsOk =
-    r.capabilities.length === 0
-      ? trusted('t.caps_count = 0')
-      : sql`(t.caps_count = 0 OR NOT EXISTS (SELECT 1 FROM task_caps c WHERE c.task_id = t.id AND c.cap NOT IN ${list(r.capabilities)}))`;
-  return sql`t.project_id = ${r.projectId} AND t.status = 'ready' AND t.available_at <= ${r.now}
-    AND (t.assignee_agent IS NULL OR t.assignee_agent = ${r.agentName})
-    AND (t.assignee_role IS NULL OR t.assignee_role = ${r.role})
-    AND ${capsOk}`;
-}
-
 /** The ready tasks this agent may claim now, most urgent first (the order a claim takes them), and how many there are. */
-export async function readyFor(ex: Executor, r: ReadyFor, limit: number): Promise<{ rows: TaskRow[]; count: number }> {
-  const rows = await ex.all<TaskRow>(sql`SELECT t.* FROM tasks t WHERE ${eligible(r)} ORDER BY t.priority, t.created_at, t.id LIMIT ${limit}`);
-  const count = rows.length < limit ? rows.length : ((await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM tasks t WHERE ${eligible(r)}`))?.n ?? 0);
+export async function readyFor(ex: Executor, r: Claimant, limit: number): Promise<{ rows: TaskRow[]; count: number }> {
+  const rows = await ex.all<TaskRow>(sql`SELECT t.* FROM tasks t WHERE ${claimableBy(r)} ORDER BY t.priority, t.created_at, t.id LIMIT ${limit}`);
+  const count = rows.length < limit ? rows.length : ((await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM tasks t WHERE ${claimableBy(r)}`))?.n ?? 0);
   return { rows, count };
 }
 

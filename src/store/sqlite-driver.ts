@@ -35,7 +35,6 @@ export interface SqliteStatement {
   run(params?: readonly unknown[]): { changes: number };
   get(params?: readonly unknown[]): Row | undefined;
   all(params?: readonly unknown[]): Row[];
-  iterate(params?: readonly unknown[]): IterableIterator<Row>;
   /** The first column of the first row (undefined when there is no row). */
   value(params?: readonly unknown[]): unknown;
   /** The first column of every row. */
@@ -124,7 +123,6 @@ interface NodeStatement {
   run(...params: unknown[]): { changes: number | bigint };
   get(...params: unknown[]): Row | undefined;
   all(...params: unknown[]): Row[];
-  iterate(...params: unknown[]): IterableIterator<Row>;
 }
 interface NodeDatabase {
   readonly isTransaction: boolean;
@@ -262,24 +260,6 @@ class NodeStmt implements SqliteStatement {
       throw normalized(error);
     }
   }
-  *iterate(params: readonly unknown[] = NONE): IterableIterator<Row> {
-    let it: IterableIterator<Row>;
-    try {
-      it = this.s.iterate(...params);
-    } catch (error) {
-      throw normalized(error);
-    }
-    for (;;) {
-      let r: IteratorResult<Row>;
-      try {
-        r = it.next();
-      } catch (error) {
-        throw normalized(error);
-      }
-      if (r.done === true) return;
-      yield r.value;
-    }
-  }
   value(params: readonly unknown[] = NONE): unknown {
     return firstValue(this.get(params));
   }
@@ -330,9 +310,6 @@ class BetterStmt implements SqliteStatement {
   }
   all(params: readonly unknown[] = NONE): Row[] {
     return this.s.all(...params) as Row[];
-  }
-  iterate(params: readonly unknown[] = NONE): IterableIterator<Row> {
-    return this.s.iterate(...params) as IterableIterator<Row>;
   }
   value(params: readonly unknown[] = NONE): unknown {
     return firstValue(this.get(params));

@@ -130,13 +130,8 @@ export async function dependencyClosure(ex: Executor, start: readonly string[]):
   return graph;
 }
 
-export interface ClaimRequest {
-  projectId: string;
+export interface ClaimRequest extends Claimant {
   agentId: string;
-  agentName: string;
-  role: string;
-  capabilities: readonly string[];
-  now: number;
   leaseMs: number;
   /** Claim this task only. */
   taskId?: string;
@@ -147,11 +142,28 @@ export interface ClaimRequest {
  * Two claimers can never both get a task: the row changes from `ready` in one statement, under
  * SQLite's write lock (and `FOR UPDATE SKIP LOCKED` on PostgreSQL).
  */
-export function claimTask(ex: Executor, r: ClaimRequest): Promise<TaskRow | undefined> {
+/** Who may claim: a task `t` of the project, ready and past its backoff, for this agent (assignee, role, capabilities). */
+export interface Claimant {
+  projectId: string;
+  agentName: string;
+  role: string;
+  capabilities: readonly string[];
+  now: number;
+}
+
+/** The claim's eligibility rule, as a condition on `t` (the claim below, and the brief's "ready for you"). */
+export function claimableBy(r: Claimant): Sql {
   const capsOk =
     r.capabilities.length === 0
       ? sql`t.caps_count = 0`
       : sql`(t.caps_count = 0 OR NOT EXISTS (SELECT 1 FROM task_caps c WHERE c.task_id = t.id AND c.cap NOT IN ${list(r.capabilities)}))`;
+  return sql`t.project_id = ${r.projectId} AND t.status = 'ready' AND t.available_at <= ${r.now}
+        AND (t.assignee_agent IS NULL OR t.assignee_agent = ${r.agentName})
+        AND (t.assignee_role IS NULL OR t.assignee_role = ${r.role})
+        AND ${capsOk}`;
+}
+
+export function claimTask(ex: Executor, r: ClaimRequest): Promise<TaskRow | undefined> {
   const only = r.taskId === undefined ? trusted('') : sql` AND t.id = ${r.taskId}`;
   return ex.get<TaskRow>(sql`
     UPDATE tasks SET status = 'claimed', lease_owner = ${r.agentName}, lease_token = lease_token + 1,
@@ -159,10 +171,7 @@ export function claimTask(ex: Executor, r: ClaimRequest): Promise<TaskRow | unde
       started_at = NULL, updated_at = ${r.now}, version = version + 1
     WHERE status = 'ready' AND id = (
       SELECT t.id FROM tasks t
-      WHERE t.project_id = ${r.projectId} AND t.status = 'ready' AND t.available_at <= ${r.now}${only}
-        AND (t.assignee_agent IS NULL OR t.assignee_agent = ${r.agentName})
-        AND (t.assignee_role IS NULL OR t.assignee_role = ${r.role})
-        AND ${capsOk}
+      WHERE ${claimableBy(r)}${only}
       ORDER BY t.priority, t.created_at, t.id
       LIMIT 1${ex.dialect.skipLocked})
     RETURNING *`);

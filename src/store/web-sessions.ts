@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import type { KeyForAuth } from './auth.js';
+import { KEY_COLUMNS, KEY_JOINS, type KeyForAuth } from './auth.js';
 import { list, sql } from './sql.js';
 
 /** Statements of browser sessions (schema/v12-web-sessions.ts). */
@@ -29,11 +29,8 @@ export async function insertWebSession(ex: Executor, s: WebSessionRow): Promise<
 }
 
 export function webSessionByHash(ex: Executor, idHash: string): Promise<SessionWithKey | undefined> {
-  return ex.get<SessionWithKey>(sql`SELECT s.id_hash, s.csrf, s.created_at, s.last_seen_at, s.expires_at AS session_expires_at,
-      t.id, t.project_id, t.name, t.role, t.server_admin, t.expires_at, t.revoked_at, t.allowed_addresses,
-      p.name AS project_name, a.id AS agent_id
-    FROM web_sessions s JOIN tokens t ON t.id = s.token_id JOIN projects p ON p.id = t.project_id
-    LEFT JOIN agents a ON a.project_id = t.project_id AND a.name = t.name
+  return ex.get<SessionWithKey>(sql`SELECT s.id_hash, s.csrf, s.created_at, s.last_seen_at, s.expires_at AS session_expires_at, ${KEY_COLUMNS}
+    FROM web_sessions s JOIN tokens t ON t.id = s.token_id ${KEY_JOINS}
     WHERE s.id_hash = ${idHash}`);
 }
 

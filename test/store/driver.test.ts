@@ -133,7 +133,6 @@ for (const driver of SQLITE_DRIVERS) {
       ]);
       expect(c.prepare('SELECT name FROM t WHERE id = ?').get([99])).toBeUndefined();
       expect(c.prepare('SELECT name FROM t ORDER BY id').column()).toEqual(['a', 'b']);
-      expect([...c.prepare('SELECT id FROM t ORDER BY id').iterate()].map((r) => r.id)).toEqual([1, 2]);
       expect(c.prepare('SELECT count(*) FROM t').value()).toBe(2);
       expect(c.prepare('UPDATE t SET n = n + 1').run()).toEqual({ changes: 2 });
       // 2^53 - 1 round-trips exactly on both.
