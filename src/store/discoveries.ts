@@ -1,5 +1,6 @@
 import type { Executor } from './db.js';
 import { join, sql, trusted, type Sql } from './sql.js';
+import { scanMatching } from './scan.js';
 
 /**
  * Discoveries are immutable: this module has an insert and reads, and no statement that changes
@@ -68,7 +69,6 @@ export interface DiscoverySearch {
   scannedTo?: Before;
 }
 
-const SCAN_BATCH = 200;
 
 /** Newest first. Text is a case-insensitive substring match on the content. */
 export async function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promise<DiscoverySearch> {
@@ -87,22 +87,5 @@ export async function searchDiscoveries(ex: Executor, f: DiscoveryFilter): Promi
       ORDER BY created_at DESC, id DESC LIMIT ${limit}`);
   };
   if (match === undefined) return { rows: await select(f.before, f.limit) };
-  const scanMax = f.scanMax ?? 1000;
-  const rows: DiscoveryRow[] = [];
-  let before = f.before;
-  let scanned = 0;
-  while (scanned < scanMax) {
-    const want = Math.min(SCAN_BATCH, scanMax - scanned);
-    const batch = await select(before, want);
-    for (const r of batch) {
-      scanned++;
-      before = { createdAt: r.created_at, id: r.id };
-      if (match(r)) {
-        rows.push(r);
-        if (rows.length >= f.limit) return { rows };
-      }
-    }
-    if (batch.length < want) return { rows };
-  }
-  return before === undefined ? { rows } : { rows, scannedTo: before };
+  return scanMatching(select, (r) => ({ createdAt: r.created_at, id: r.id }), match, { limit: f.limit, scanMax: f.scanMax ?? 1000, start: f.before });
 }

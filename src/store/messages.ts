@@ -1,6 +1,7 @@
 import type { Executor } from './db.js';
 import type { Dialect } from './dialect.js';
 import { join, list, sql, trusted, type Sql } from './sql.js';
+import { scanMatching } from './scan.js';
 
 export interface MessageRow {
   seq: number;
@@ -67,7 +68,7 @@ export interface InboxFilter {
   limit: number;
   /**
    * Encrypted content (S32): instead of `query` in SQL, rows are tested by this predicate after
-   * the caller decrypts them, scanning at most `scanMax` candidate rows (see `scanMatching`).
+   * the caller decrypts them, scanning at most `scanMax` candidate rows (see store/scan.ts `scanMatching`).
    */
   match?: (m: MessageRow) => boolean;
   scanMax?: number;
@@ -103,7 +104,6 @@ export async function inbox(ex: Executor, f: InboxFilter): Promise<InboxRow[]> {
 
 /** How many candidate rows an encrypted text search decrypts per call, unless told otherwise. */
 export const DEFAULT_SCAN_MAX = 1000;
-const SCAN_BATCH = 200;
 
 export async function unreadCount(ex: Executor, projectId: string, agentId: string): Promise<number> {
   const row = await ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM message_recipients r JOIN messages m ON m.seq = r.seq
@@ -165,26 +165,7 @@ export async function search(ex: Executor, f: SearchFilter): Promise<SearchResul
     ORDER BY m.seq DESC LIMIT ${limit}`);
   };
   if (match === undefined) return { rows: await select(f.before, f.limit) };
-  // Encrypted text search: newest first in batches, decrypted and tested by the caller's
-  // predicate, until enough matches or `scanMax` rows were scanned.
-  const scanMax = f.scanMax ?? DEFAULT_SCAN_MAX;
-  const rows: MessageRow[] = [];
-  let before = f.before;
-  let scanned = 0;
-  while (rows.length < f.limit && scanned < scanMax) {
-    const want = Math.min(SCAN_BATCH, scanMax - scanned);
-    const batch = await select(before, want);
-    for (const m of batch) {
-      scanned++;
-      before = m.seq;
-      if (match(m)) {
-        rows.push(m);
-        if (rows.length >= f.limit) return { rows };
-      }
-    }
-    if (batch.length < want) return { rows }; // nothing older left
-  }
-  return rows.length < f.limit && before !== undefined ? { rows, scannedTo: before } : { rows };
+  return scanMatching(select, (m) => m.seq, match, { limit: f.limit, scanMax: f.scanMax ?? DEFAULT_SCAN_MAX, start: f.before });
 }
 
 /** Per-recipient state of one message, for its sender. */
