@@ -113,12 +113,13 @@ export class Bus {
     if (this.unsubscribe !== null || !this.crossProcess) return;
     // From the newest head read (a waiter's mark was just compared with it), then once more
     // right away: a new event committed between that read and the subscription still rings.
+    // (Unordered: the store itself reports once when it starts hearing; see Db.subscribe.)
     this.lastHead = this.known.head;
     this.unsubscribe = this.db!.subscribe(() => {
       this.heard++;
       void this.check();
     });
-    void this.check();
+    if (this.ordered) void this.check();
   }
 
   /**
@@ -149,8 +150,8 @@ export class Bus {
       do {
         this.recheck = false;
         if (!this.ordered) {
-          // Every commit heard of appended an event (or the subscription just began and one may
-          // have been missed): ring.
+          // Every commit heard of appended an event (or the store's LISTEN just came up and one
+          // may have been missed): ring.
           this.ring();
           continue;
         }

@@ -101,9 +101,10 @@ export interface Db {
   /**
    * Calls `onCommit` after other connections (other processes, other hub instances) commit,
    * until the returned function is called. May call it for commits that changed nothing a
-   * listener cares about, and may coalesce several commits into one call; never misses a commit
-   * made after subscribe returned (SQLite polls its change counter every `pollMs` while anyone
-   * is subscribed; PostgreSQL listens for the NOTIFY every write sends).
+   * listener cares about, and may coalesce several commits into one call. SQLite: every other
+   * connection's commit after subscribe returned (it polls its change counter every `pollMs`
+   * while anyone is subscribed). PostgreSQL: commits that appended events (their NOTIFY), and
+   * once when its LISTEN is up, for what may have committed while it was being set up.
    */
   subscribe(onCommit: () => void): () => void;
   migrate(migrations: readonly Migration[], now: number): Promise<number>;

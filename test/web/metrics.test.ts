@@ -108,6 +108,9 @@ describe('GET /metrics', () => {
     const s = await SseClient.open(h.url, '/api/v1/events/stream', { authorization: `Bearer ${worker}` });
     expect(s.status).toBe(200);
     const wait = call(t.hub, workerP, 'events_wait', { wait_ms: 60_000, types: ['plan.updated'] });
+    // Both are waiting once their first rounds are done (and, on PostgreSQL, the ring of its
+    // LISTEN coming up has been answered).
+    for (let i = 0; i < 200 && t.hub.bus.waiting !== 2; i++) await new Promise((r) => setTimeout(r, 25));
     const m = await scrape();
     expect(value(m, 'baton_auth_failures_total')).toBe(failures0 + 2);
     expect(value(m, 'baton_stream_subscribers')).toBe(1);

@@ -181,6 +181,9 @@ class HttpSurface {
     };
     try {
       const out = await this.rest.handle(req, path.slice('/api/v1'.length), url.slice(path.length), who, requestId, signal);
+      // The session's refresh commits before the answer: a client's next request must find it
+      // (on PostgreSQL it otherwise lost the race, and a session in use ran out as idle).
+      await cookie?.settle();
       this.send(res, 200, out, { 'x-request-id': requestId });
     } catch (err) {
       // Refused before the credential was looked at (no such route, wrong method, a bad body): a
