@@ -109,11 +109,18 @@ export function projectLockKey(schema: string, projectId: string): string {
   return createHash('sha256').update(`${schema}\0${projectId}`).digest().readBigInt64BE(0).toString();
 }
 
-/** The advisory locks one write transaction holds (until it ends). */
+/** The advisory locks one write transaction holds (until it ends), and what its COMMIT must also do. */
 interface Held {
   server: 'none' | 'shared' | 'exclusive';
   project: string | null;
   audit: boolean;
+  /** An op kept in the transaction appended events: its COMMIT sends the one NOTIFY (commitWrite). */
+  announce: boolean;
+}
+
+/** What one op did that only counts if its SAVEPOINT is kept. */
+interface OpState {
+  announced: boolean;
 }
 
 /**
@@ -137,10 +144,14 @@ class CommitUnknown extends Error {
   }
 }
 
-/** COMMIT, telling a lost connection during it (outcome unknown) from any other failure. */
-async function commit(client: pg.PoolClient): Promise<void> {
+/**
+ * COMMIT, telling a lost connection during it (outcome unknown) from any other failure. `notify`:
+ * the NOTIFY other instances' waiters hear, sent in the same round trip (a simple query of two
+ * statements: the payload is a checked identifier and hex, see PostgresDb.payload).
+ */
+async function commit(client: pg.PoolClient, notify: string | null): Promise<void> {
   try {
-    await client.query('COMMIT');
+    await client.query(notify === null ? 'COMMIT' : `SELECT pg_notify('${CHANNEL}', '${notify}'); COMMIT`);
   } catch (error) {
     throw isConnectionLoss(error) ? new CommitUnknown(error) : error;
   }
@@ -173,6 +184,8 @@ export class PostgresDb implements Db {
   private readonly drainers = new Set<Promise<void>>();
   private kickScheduled = false;
   private readonly instance = randomBytes(8).toString('hex');
+  /** The NOTIFY payload of this instance's commits: `schema:instance` (subscribe filters its own out). */
+  private readonly payload: string;
   private readonly key: number;
   private readonly listeners = new Set<() => void>();
   private listener: pg.Client | null = null;
@@ -189,6 +202,9 @@ export class PostgresDb implements Db {
     private readonly schema: string,
   ) {
     this.key = lockKey(schema);
+    this.payload = `${schema}:${this.instance}`;
+    // commit() sends it inside a literal: it must never be anything but an identifier and hex.
+    if (!/^[a-z_][a-z0-9_]{0,62}:[0-9a-f]{16}$/.test(this.payload)) throw new Error('unexpected NOTIFY payload');
   }
 
   static async open(options: PostgresOptions): Promise<PostgresDb> {
@@ -231,7 +247,7 @@ export class PostgresDb implements Db {
    * nothing: a read runs on its own snapshot, and the one write a read may make (an external
    * identity's first use) is guarded by its primary key.
    */
-  private executor(client: pg.PoolClient | pg.Client, held?: Held, known = true): Executor {
+  private executor(client: pg.PoolClient | pg.Client, held?: Held, known = true, op?: OpState): Executor {
     const query = async (q: Sql): Promise<pg.QueryResult> => client.query({ text: render(q, POSTGRES.placeholder), values: bind(q.values) });
     return {
       dialect: POSTGRES,
@@ -241,9 +257,11 @@ export class PostgresDb implements Db {
       lock: async (what: WriteLock) => {
         if (held !== undefined) await this.take(client, held, what, known);
       },
-      // Identical notifications of one transaction arrive once; one of a rolled-back op is dropped.
+      // In a write, remembered and sent once with its COMMIT (commitWrite), and only when the op
+      // that appended is kept: one round trip per transaction instead of one per event.
       announce: async () => {
-        await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
+        if (op !== undefined) op.announced = true;
+        else await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, this.payload] });
       },
     };
   }
@@ -269,7 +287,10 @@ export class PostgresDb implements Db {
       held.server = 'exclusive';
       return;
     }
-    if (held.server === 'none') {
+    // The server lock (shared) comes first; with a project's lock, in the same statement (a
+    // SELECT evaluates its target list in order).
+    const needShared = held.server === 'none';
+    if (needShared && (what === 'shared' || what === 'audit')) {
       await advisory('pg_advisory_xact_lock_shared', [SERVER_LOCK, this.key]);
       held.server = 'shared';
     }
@@ -282,11 +303,15 @@ export class PostgresDb implements Db {
     if (held.project === what.project) return;
     if (held.project !== null || held.audit) throw new Requeue(what.project);
     const key = projectLockKey(this.schema, what.project);
-    if (known) await advisory('pg_advisory_xact_lock', [key]);
+    const shared = needShared ? 'pg_advisory_xact_lock_shared($2, $3), ' : '';
+    const values = needShared ? [key, SERVER_LOCK, this.key] : [key];
+    if (known) await client.query({ text: `SELECT ${shared}pg_advisory_xact_lock($1)`, values });
     else {
-      const got = await client.query<{ ok: boolean }>({ text: 'SELECT pg_try_advisory_xact_lock($1) AS ok', values: [key] });
+      const got = await client.query<{ ok: boolean }>({ text: `SELECT ${shared}pg_try_advisory_xact_lock($1) AS ok`, values });
+      if (needShared) held.server = 'shared';
       if (got.rows[0]?.ok !== true) throw new Requeue(what.project);
     }
+    if (needShared) held.server = 'shared';
     held.project = what.project;
   }
 
@@ -458,18 +483,24 @@ export class PostgresDb implements Db {
    * SQLite's busy timeout bounds its wait for another process's write lock; past it the write
    * answers `unavailable`.
    */
-  private async beginWrite(client: pg.PoolClient): Promise<Held> {
-    await client.query('BEGIN');
-    await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
-    return { server: 'none', project: null, audit: false };
+  private async beginWrite(client: pg.PoolClient, savepoint: boolean): Promise<Held> {
+    // One round trip: BEGIN, the transaction's lock_timeout (an integer) and the first op's savepoint.
+    const timeout = Math.max(1, Math.floor(this.budgetMs));
+    await client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}${savepoint ? '; SAVEPOINT op' : ''}`);
+    return { server: 'none', project: null, audit: false, announce: false };
+  }
+
+  /** COMMIT, with the transaction's one NOTIFY when a kept op appended events. */
+  private commitWrite(client: pg.PoolClient, held: Held): Promise<void> {
+    return commit(client, held.announce ? this.payload : null);
   }
 
   /**
    * One op in the write transaction: its mode's lock first, then the op itself. `alone`: the op
    * has the transaction to itself, so it may wait for its project's lock (nobody queues behind it).
    */
-  private async runOp(client: pg.PoolClient, held: Held, w: Pending, alone = false): Promise<unknown> {
-    const ex = this.executor(client, held, alone || w.project !== undefined);
+  private async runOp(client: pg.PoolClient, held: Held, w: Pending, op: OpState, alone = false): Promise<unknown> {
+    const ex = this.executor(client, held, alone || w.project !== undefined, op);
     if (w.mode === 'server') await ex.lock('server');
     return w.fn(ex);
   }
@@ -509,22 +540,41 @@ export class PostgresDb implements Db {
     await this.settleBatch([...batch, ...unreached], outcomes, lost);
   }
 
-  /** `ran`: the ops the transaction ran, in order, with `outcomes`; `later`: those it handed back (Requeue). */
+  /**
+   * `ran`: the ops the transaction ran, in order, with `outcomes`; `later`: those it handed back
+   * (Requeue). Round trips between ops are few: an op that failed is undone with ROLLBACK TO
+   * SAVEPOINT, which keeps the savepoint for the next op; one that succeeded is kept with RELEASE
+   * and the next savepoint in one simple query; the last needs neither (COMMIT keeps it). A batch
+   * of one op has no savepoint: when it fails, the transaction is rolled back instead.
+   */
   private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[]): Promise<void> {
     await this.withClient(async (client) => {
-      const held = await this.beginWrite(client);
+      const savepoints = all.length > 1;
+      const held = await this.beginWrite(client, savepoints);
+      let kept = false;
       try {
-        for (const w of all) {
-          await client.query('SAVEPOINT op');
+        for (let i = 0; i < all.length; i++) {
+          const w = all[i]!;
+          const op: OpState = { announced: false };
+          // Locks taken inside a savepoint are released when it is rolled back (PostgreSQL's rule
+          // for every lock, advisory ones too): a failed op's locks must not count as held.
+          const before: Held = { ...held };
           let outcome: Outcome;
           try {
-            outcome = { ok: true, value: await this.runOp(client, held, w) };
+            outcome = { ok: true, value: await this.runOp(client, held, w, op) };
           } catch (error) {
             outcome = { ok: false, error };
           }
           if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
-          if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
-          await client.query('RELEASE SAVEPOINT op');
+          const last = i === all.length - 1;
+          if (!outcome.ok) {
+            if (savepoints) await client.query('ROLLBACK TO SAVEPOINT op');
+            Object.assign(held, before);
+          } else {
+            kept = true;
+            if (op.announced) held.announce = true;
+            if (!last) await client.query('RELEASE SAVEPOINT op; SAVEPOINT op');
+          }
           if (!outcome.ok && outcome.error instanceof Requeue) {
             w.project = outcome.error.project ?? w.project;
             later.push(w);
@@ -533,7 +583,9 @@ export class PostgresDb implements Db {
           ran.push(w);
           outcomes.push(outcome);
         }
-        await commit(client);
+        // Nothing to keep (a lone op failed, or every op did): its writes are undone.
+        if (kept) await this.commitWrite(client, held);
+        else await client.query('ROLLBACK');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
@@ -579,11 +631,13 @@ export class PostgresDb implements Db {
     try {
       const value = await this.retrying(() =>
         this.withClient(async (client) => {
-          const held = await this.beginWrite(client);
+          const held = await this.beginWrite(client, false);
           try {
+            const op: OpState = { announced: false };
             // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
-            const v = await this.runOp(client, held, w, true);
-            await commit(client);
+            const v = await this.runOp(client, held, w, op, true);
+            if (op.announced) held.announce = true;
+            await this.commitWrite(client, held);
             return v;
           } catch (error) {
             await client.query('ROLLBACK').catch(() => undefined);

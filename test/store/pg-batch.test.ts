@@ -1,0 +1,105 @@
+/**
+ * Group commit on PostgreSQL (src/store/postgres.ts runBatch): the round trips a batch saves
+ * must not cost correctness. A lock taken inside an op's SAVEPOINT is released when that op
+ * fails and its savepoint is rolled back (PostgreSQL's rule, advisory locks too), so the next op
+ * of the batch must take it again; a NOTIFY goes out with COMMIT only for ops that were kept.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatonError } from '../../src/core/errors.js';
+import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
+import { pgSchema } from '../helpers.js';
+
+describe('PostgreSQL group commit', () => {
+  const s = pgSchema();
+  let db: PostgresDb;
+  let outside: pg.Client;
+
+  beforeAll(async () => {
+    db = await PostgresDb.open({ url: s.url, schema: s.schema, poolSize: 4 });
+    outside = new pg.Client({ connectionString: s.url });
+    await outside.connect();
+  });
+  afterAll(async () => {
+    await outside.end();
+    await db.close();
+    await s.drop();
+  });
+
+  const tryLock = async (key: string): Promise<boolean> => {
+    const got = await outside.query<{ ok: boolean }>({ text: 'SELECT pg_try_advisory_lock($1) AS ok', values: [key] });
+    if (got.rows[0]?.ok === true) await outside.query({ text: 'SELECT pg_advisory_unlock($1)', values: [key] });
+    return got.rows[0]?.ok === true;
+  };
+
+  it("an op after a failed one in the same batch holds its project's lock again", async () => {
+    const key = projectLockKey(s.schema, 'p1');
+    let inside!: () => void;
+    const entered = new Promise<void>((resolve) => (inside = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // Queued in one turn for one project: one batch, one transaction, an op per savepoint.
+    const failing = db.write(
+      async (ex) => {
+        await ex.lock({ project: 'p1' });
+        throw new BatonError('not_found', 'no such thing');
+      },
+      'declared',
+      'p1',
+    );
+    const holding = db.write(
+      async (ex) => {
+        await ex.lock({ project: 'p1' });
+        inside();
+        await gate;
+        return 'ok';
+      },
+      'declared',
+      'p1',
+    );
+    // Nobody is answered before the batch's COMMIT, so the failed op settles after the gate opens.
+    await entered;
+    // The second op runs: another session must not be able to take the project's lock.
+    expect(await tryLock(key)).toBe(false);
+    release();
+    await expect(failing).rejects.toMatchObject({ code: 'not_found' });
+    await expect(holding).resolves.toBe('ok');
+    expect(await tryLock(key)).toBe(true);
+  });
+
+  it('a NOTIFY goes out with COMMIT for a kept op that appended, never for a rolled-back one', async () => {
+    const heard: string[] = [];
+    const listener = new pg.Client({ connectionString: s.url });
+    await listener.connect();
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query('LISTEN baton_commit');
+    try {
+      const rolledBack = db.write(
+        async (ex) => {
+          await ex.announce();
+          throw new BatonError('conflict', 'changed');
+        },
+        'declared',
+        'p2',
+      );
+      await expect(rolledBack).rejects.toMatchObject({ code: 'conflict' });
+      // In one batch: an op that appended and failed (its savepoint rolled back), one that
+      // appended nothing and was kept. Then a lone op that appended: the one NOTIFY of the three.
+      const batch = await Promise.all([
+        db.write(async (ex) => {
+          await ex.announce();
+          throw new BatonError('conflict', 'changed');
+        }, 'declared', 'p2').catch(() => 'failed'),
+        db.write(async () => 'kept', 'declared', 'p2'),
+      ]);
+      expect(batch).toEqual(['failed', 'kept']);
+      await db.write(async (ex) => ex.announce().then(() => 'announced'), 'declared', 'p2');
+      // Delivery is asynchronous: a round trip on the listener flushes what the server sent.
+      await listener.query('SELECT 1');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(heard.filter((p) => p.startsWith(`${s.schema}:`))).toHaveLength(1);
+    } finally {
+      await listener.end();
+    }
+  });
+});
