@@ -182,6 +182,8 @@ export class PostgresDb implements Db {
   private readonly writes: Pending[] = [];
   /** Batches in flight (each on its own connection); at most maxDrainers. */
   private readonly drainers = new Set<Promise<void>>();
+  /** The projects (undefined: not known, or `server` writes) with a batch in flight here (nextBatch). */
+  private readonly inFlight = new Set<string | undefined>();
   private kickScheduled = false;
   private readonly instance = randomBytes(8).toString('hex');
   /** The NOTIFY payload of this instance's commits: `schema:instance` (subscribe filters its own out). */
@@ -436,8 +438,10 @@ export class PostgresDb implements Db {
     this.kickScheduled = true;
     setImmediate(() => {
       this.kickScheduled = false;
-      while (this.writes.length > 0 && this.drainers.size < this.maxDrainers) {
-        const d: Promise<void> = this.drain().finally(() => {
+      while (this.drainers.size < this.maxDrainers) {
+        const batch = this.nextBatch();
+        if (batch === null) break;
+        const d: Promise<void> = this.drain(batch).finally(() => {
           this.drainers.delete(d);
           this.schedule();
         });
@@ -447,12 +451,18 @@ export class PostgresDb implements Db {
   }
 
   /**
-   * The next batch: the first queued write and up to MAX_BATCH - 1 more for the same project
-   * (or, when the first one's project is not known, others not known either), in queue order;
-   * the rest stay queued for the next drainer.
+   * The next batch: the first queued write whose project has no batch in flight here, and up to
+   * MAX_BATCH - 1 more for the same project (or, when its project is not known, others not known
+   * either), in queue order; the rest stay queued. Null when every queued write waits for its
+   * project's batch in flight.
+   *
+   * One batch per project at a time on an instance: a second would only wait for the project's
+   * lock on a connection of its own, and the writes queued meanwhile would be split into small
+   * batches; held back, they make the next batch, one transaction for all of them.
    */
-  private nextBatch(): Pending[] {
-    const first = this.writes[0]!;
+  private nextBatch(): Pending[] | null {
+    const first = this.writes.find((w) => !this.inFlight.has(w.project));
+    if (first === undefined) return null;
     const batch: Pending[] = [];
     const rest: Pending[] = [];
     for (const w of this.writes) {
@@ -461,19 +471,25 @@ export class PostgresDb implements Db {
     }
     this.writes.length = 0;
     this.writes.push(...rest);
+    this.inFlight.add(first.project);
     return batch;
   }
 
-  private async drain(): Promise<void> {
-    while (this.writes.length > 0) {
-      const batch = this.nextBatch();
+  /** Runs `batch`, then the next batch this drainer may take, until none is left for it. */
+  private async drain(batch: Pending[] | null): Promise<void> {
+    while (batch !== null) {
+      // Taken now: a Requeue changes an op's project while its batch runs.
+      const key = batch[0]!.project;
       try {
         await this.writeBatch(batch);
       } catch (error) {
         // Last resort: writeBatch settles every caller itself.
         const e = this.failed(error);
         for (const w of batch) w.reject(e);
+      } finally {
+        this.inFlight.delete(key);
       }
+      batch = this.writes.length > 0 ? this.nextBatch() : null;
     }
   }
 

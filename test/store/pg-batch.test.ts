@@ -102,4 +102,44 @@ describe('PostgreSQL group commit', () => {
       await listener.end();
     }
   });
+
+  it("writes queued while their project's batch runs wait for it and commit together in one transaction", async () => {
+    const heard: string[] = [];
+    const listener = new pg.Client({ connectionString: s.url });
+    await listener.connect();
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query('LISTEN baton_commit');
+    try {
+      let inside!: () => void;
+      const entered = new Promise<void>((resolve) => (inside = resolve));
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const first = db.write(
+        async (ex) => {
+          await ex.lock({ project: 'p3' });
+          await ex.announce();
+          inside();
+          await gate;
+        },
+        'declared',
+        'p3',
+      );
+      await entered;
+      // Five writes of the same project, each in a turn of its own, while the first batch runs.
+      const queued: Promise<void>[] = [];
+      for (let i = 0; i < 5; i++) {
+        queued.push(db.write(async (ex) => { await ex.lock({ project: 'p3' }); await ex.announce(); }, 'declared', 'p3'));
+        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      release();
+      await Promise.all([first, ...queued]);
+      await listener.query('SELECT 1');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // One NOTIFY per transaction: the first batch's and the one batch of the five.
+      expect(heard.filter((p) => p.startsWith(`${s.schema}:`))).toHaveLength(2);
+    } finally {
+      await listener.end();
+    }
+  });
 });
