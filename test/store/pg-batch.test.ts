@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
+import { sql } from '../../src/store/sql.js';
 import { pgSchema } from '../helpers.js';
 
 describe('PostgreSQL group commit', () => {
@@ -140,6 +141,25 @@ describe('PostgreSQL group commit', () => {
       expect(heard.filter((p) => p.startsWith(`${s.schema}:`))).toHaveLength(2);
     } finally {
       await listener.end();
+    }
+  });
+
+  it("a statement prepared before another instance's migration changed its table runs again on a fresh connection", async () => {
+    const one = await PostgresDb.open({ url: s.url, schema: s.schema, poolSize: 1 });
+    try {
+      await outside.query(`CREATE TABLE "${s.schema}".widened (id INT PRIMARY KEY)`);
+      await outside.query(`INSERT INTO "${s.schema}".widened VALUES (1)`);
+      const readAll = (): Promise<Record<string, unknown>[]> => one.read((ex) => ex.all(sql`SELECT * FROM widened`));
+      const writeAll = (): Promise<Record<string, unknown>[]> => one.write((ex) => ex.all(sql`SELECT * FROM widened`), 'declared', 'p4');
+      expect(await readAll()).toEqual([{ id: 1 }]);
+      expect(await writeAll()).toEqual([{ id: 1 }]);
+      // Prepared on the one connection; a migration elsewhere adds a column to what `*` returns.
+      await outside.query(`ALTER TABLE "${s.schema}".widened ADD COLUMN note TEXT`);
+      expect(await readAll()).toEqual([{ id: 1, note: null }]);
+      await outside.query(`ALTER TABLE "${s.schema}".widened ADD COLUMN more TEXT`);
+      expect(await writeAll()).toEqual([{ id: 1, note: null, more: null }]);
+    } finally {
+      await one.close();
     }
   });
 });
