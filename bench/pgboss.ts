@@ -3,7 +3,9 @@
  * claim+complete over MCP HTTP (the lean JSON-RPC path, bearer keys, audit) on the same
  * PostgreSQL, same machine, same run: one Baton instance, then two instances on one schema with
  * the agents spread over both. Usage:
- * `node --import tsx bench/pgboss.ts` (BENCH_TASKS, default 2000; BATON_TEST_DATABASE_URL).
+ * `node --import tsx bench/pgboss.ts` (BENCH_TASKS, default 2000; BATON_TEST_DATABASE_URL;
+ * BENCH_PROJECTS, default 1: the agents and tasks spread over that many projects, each with a
+ * lead; one project is the queue case, several show per-project writers side by side).
  * Throughput only (cycles/s); each run gets a fresh schema, dropped afterwards.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { rpcClient } from './lib.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 16;
+const PROJECTS = Math.max(1, Math.min(WORKERS, Number(process.env.BENCH_PROJECTS ?? 1)));
 const URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 async function dropSchema(schema: string): Promise<void> {
@@ -76,14 +79,22 @@ async function baton(instances: number): Promise<number> {
     const first = hubs[0]!;
     const meta = { requestId: 'bench', transport: 'internal' as const };
     const admin = await first.authenticate(first.firstStartKey!);
-    const key = async (name: string, role: string): Promise<string> =>
-      ((await first.call('token_create', { name, role }, admin, meta)) as { key: string }).key;
-    const lead = await first.authenticate(await key('lead', 'lead'));
-    for (let i = 0; i < TASKS; i += 500) {
-      const n = Math.min(500, TASKS - i);
-      await first.call('task_create', { tasks: Array.from({ length: n }, (_, j) => ({ title: `t${i + j}` })) }, lead, meta);
+    const projectOf = (i: number): string | undefined => (PROJECTS === 1 ? undefined : `p${i % PROJECTS}`);
+    const key = async (name: string, role: string, project: string | undefined): Promise<string> =>
+      ((await first.call('token_create', { name, role, project }, admin, meta)) as { key: string }).key;
+    for (let p = 0; p < PROJECTS; p++) {
+      const lead = await first.authenticate(await key(`lead${p}`, 'lead', projectOf(p)));
+      const share = Math.floor(TASKS / PROJECTS) + (p < TASKS % PROJECTS ? 1 : 0);
+      for (let i = 0; i < share; i += 500) {
+        const n = Math.min(500, share - i);
+        await first.call('task_create', { tasks: Array.from({ length: n }, (_, j) => ({ title: `t${i + j}` })) }, lead, meta);
+      }
     }
-    const workers = await Promise.all(Array.from({ length: WORKERS }, async (_, i) => ({ key: await key(`w${i}`, 'worker'), url: servers[i % instances]!.url })));
+    // Worker i is in project i % PROJECTS and on instance i % instances: with two instances and an
+    // even number of projects, each project's agents are on both.
+    const workers = await Promise.all(
+      Array.from({ length: WORKERS }, async (_, i) => ({ key: await key(`w${i}`, 'worker', projectOf(i)), url: servers[Math.floor(i / PROJECTS) % instances]!.url })),
+    );
     const start = performance.now();
     let done = 0;
     await Promise.all(
@@ -116,7 +127,7 @@ const boss = await pgBoss();
 const one = await baton(1);
 const two = await baton(2);
 process.stdout.write(
-  `${TASKS} tasks, ${WORKERS} workers, PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}\n` +
+  `${TASKS} tasks, ${WORKERS} workers, ${PROJECTS} project(s), PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}\n` +
     `pg-boss 10.4.2 fetch+complete (in process): ${boss.toFixed(0)} cycles/s\n` +
     `Baton claim+complete over MCP HTTP, one instance: ${one.toFixed(0)} cycles/s (${(one / boss).toFixed(2)}x pg-boss)\n` +
     `Baton, two instances on one schema: ${two.toFixed(0)} cycles/s (${(two / one).toFixed(2)}x one instance)\n`,
