@@ -10,7 +10,7 @@ import { isTier, tierError, type Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { buildMcpServer } from '../mcp/server.js';
-import { credentialOf } from './auth-routes.js';
+import { clientAddress, credentialOf } from './auth-routes.js';
 import { parseJson, readBody } from './body.js';
 import { leanAnswer } from './lean.js';
 import type { Send } from './respond.js';
@@ -91,7 +91,7 @@ export class McpRoute {
     }
     if (this.lean) {
       this.proven(req.socket);
-      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, req.socket.remoteAddress, signal, tier.tools);
+      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, clientAddress(req), signal, tier.tools);
       if (answer !== null) {
         this.stats.lean++;
         this.send(res, 200, answer);
