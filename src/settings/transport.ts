@@ -48,7 +48,10 @@ export const TRANSPORT_SETTINGS = {
      * Load balancers and reverse proxies (IPs or CIDR blocks, v4/v6) whose `X-Forwarded-For` and
      * `X-Forwarded-Proto` are believed (src/api/http/proxy.ts); empty: no proxy, both headers ignored.
      */
-    trustedProxies: list(cidr, 100).default([]),
+    trustedProxies: list(
+      cidr.refine((v) => !/\/0+$/.test(v), 'a /0 block would trust every client to name its own address: list the proxies'),
+      100,
+    ).default([]),
     /** Rate limits on or off (all of them). */
     rateLimit: bool().default(true),
     /** HTTP requests per client address per minute (token bucket: the whole minute may come as a burst). */

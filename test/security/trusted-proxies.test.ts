@@ -193,5 +193,7 @@ describe('trusted proxies: configuration', () => {
       expect(() => loadConfig({ env: { BATON_TRUSTED_PROXIES: bad } })).toThrow(/trustedProxies\.0 \(environment BATON_TRUSTED_PROXIES\): expected an IP address or CIDR block/);
     }
     expect(() => loadConfig({ flags: { trustedProxies: 'nope' } })).toThrow(/trustedProxies\.0 \(command-line flag\)/);
+    expect(() => loadConfig({ env: { BATON_TRUSTED_PROXIES: '10.0.0.1, 0.0.0.0/0' } })).toThrow(/trustedProxies\.1 .*a \/0 block would trust every client/);
+    expect(() => loadConfig({ env: { BATON_TRUSTED_PROXIES: '::/0' } })).toThrow(/a \/0 block/);
   });
 });
