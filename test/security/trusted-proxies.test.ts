@@ -1,9 +1,10 @@
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { call, createKey, openHub, runBaton, serve, tempDir, type TestHub } from '../helpers.js';
 
 /**
  * Issue 9: N instances behind a load balancer. `X-Forwarded-For` / `X-Forwarded-Proto` are
@@ -195,5 +196,17 @@ describe('trusted proxies: configuration', () => {
     expect(() => loadConfig({ flags: { trustedProxies: 'nope' } })).toThrow(/trustedProxies\.0 \(command-line flag\)/);
     expect(() => loadConfig({ env: { BATON_TRUSTED_PROXIES: '10.0.0.1, 0.0.0.0/0' } })).toThrow(/trustedProxies\.1 .*a \/0 block would trust every client/);
     expect(() => loadConfig({ env: { BATON_TRUSTED_PROXIES: '::/0' } })).toThrow(/a \/0 block/);
+  });
+
+  it('baton serve --trusted-proxies: a bad entry stops the start before anything listens', async () => {
+    const tmp = tempDir();
+    try {
+      const r = await runBaton(['serve', '--data', join(tmp.dir, 'data'), '--port', '0', '--trusted-proxies', '10.0.0.0/8,lb.internal']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/trustedProxies\.1 \(command-line flag\): expected an IP address or CIDR block/);
+      expect(r.stderr).not.toMatch(/listening on/);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
