@@ -592,7 +592,7 @@ async function syncClock(db: Db, clock: SyncedClock, log: Logger, first: boolean
   const before = clock.status();
   const s = clock.adopt(samples);
   const offset = Math.round(s.offsetMs);
-  if (first) log.info({ offset_ms: offset, rtt_ms: Math.round(s.rttMs * 10) / 10 }, 'hub clock: the database server\'s');
+  if (first) log.info({ offset_ms: offset, rtt_ms: Math.round(s.rttMs * 10) / 10 }, 'hub clock set from the database server');
   const wasOff = before !== null && Math.abs(before.offsetMs) > CLOCK_OFFSET_WARN_MS;
   if (Math.abs(s.offsetMs) > CLOCK_OFFSET_WARN_MS && (first || !wasOff)) {
     log.warn({ offset_ms: offset }, "this host's clock differs from the database server's; the hub keeps the database's time (check NTP)");
