@@ -11,7 +11,8 @@
  *     `baton serve` until the board is empty; the claim's round trip, p50/p99, on SQLite and on
  *     PostgreSQL in the same run. Goal: PostgreSQL p99 <= 1.5x SQLite's.
  *
- * Env: BENCH_WAKE_SAMPLES (default 300), BENCH_TASKS (default 3200), BATON_TEST_DATABASE_URL.
+ * Env: BENCH_WAKE_SAMPLES (default 300), BENCH_TASKS (default 3200), BATON_TEST_DATABASE_URL;
+ * BENCH_ONLY=wake or BENCH_ONLY=claims runs one part.
  * Each PostgreSQL run gets a fresh schema, dropped afterwards. Prints `uptime` first: other work
  * on the machine shows in the tails.
  */
@@ -178,22 +179,30 @@ async function claims(backend: 'sqlite' | 'postgres'): Promise<{ lat: number[]; 
 const load = execFileSync('uptime', { encoding: 'utf8' }).trim();
 process.stdout.write(`uptime before: ${load}\nPostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}\n`);
 
-const wake = await wakeUp();
-process.stdout.write(
-  `(a) cross-instance wake-up, two baton serve on one schema, ${wake.lat.length} samples: write ack -> wake answer ` +
-    `p50 ${fmt(percentile(wake.lat, 50))} ms, p99 ${fmt(percentile(wake.lat, 99))} ms, max ${fmt(Math.max(...wake.lat))} ms ` +
-    `(from the write's send: p50 ${fmt(percentile(wake.sinceSend, 50))} ms, p99 ${fmt(percentile(wake.sinceSend, 99))} ms) [goal p99 <= 50 ms]\n`,
-);
+async function reportWake(): Promise<void> {
+  const wake = await wakeUp();
+  process.stdout.write(
+    `(a) cross-instance wake-up, two baton serve on one schema, ${wake.lat.length} samples: write ack -> wake answer ` +
+      `p50 ${fmt(percentile(wake.lat, 50))} ms, p99 ${fmt(percentile(wake.lat, 99))} ms, max ${fmt(Math.max(...wake.lat))} ms ` +
+      `(from the write's send: p50 ${fmt(percentile(wake.sinceSend, 50))} ms, p99 ${fmt(percentile(wake.sinceSend, 99))} ms) [goal p99 <= 50 ms]\n`,
+  );
+}
 
-const sqlite = await claims('sqlite');
-const postgres = await claims('postgres');
-const line = (name: string, r: { lat: number[]; seconds: number }): string =>
-  `    ${name}: claim p50 ${fmt(percentile(r.lat, 50))} ms, p99 ${fmt(percentile(r.lat, 99))} ms, max ${fmt(Math.max(...r.lat))} ms; ${(TASKS / r.seconds).toFixed(0)} cycles/s\n`;
-const ratio = percentile(postgres.lat, 99) / percentile(sqlite.lat, 99);
-process.stdout.write(
-  `(b) ${AGENTS} agents over MCP HTTP, claim -> complete until ${TASKS} tasks are done, one baton serve:\n` +
-    line('SQLite    ', sqlite) +
-    line('PostgreSQL', postgres) +
-    `    PostgreSQL p99 / SQLite p99 = ${ratio.toFixed(2)} [goal <= 1.5]\n`,
-);
+async function reportClaims(): Promise<void> {
+  const sqlite = await claims('sqlite');
+  const postgres = await claims('postgres');
+  const line = (name: string, r: { lat: number[]; seconds: number }): string =>
+    `    ${name}: claim p50 ${fmt(percentile(r.lat, 50))} ms, p99 ${fmt(percentile(r.lat, 99))} ms, max ${fmt(Math.max(...r.lat))} ms; ${(TASKS / r.seconds).toFixed(0)} cycles/s\n`;
+  const ratio = percentile(postgres.lat, 99) / percentile(sqlite.lat, 99);
+  process.stdout.write(
+    `(b) ${AGENTS} agents over MCP HTTP, claim -> complete until ${TASKS} tasks are done, one baton serve:\n` +
+      line('SQLite    ', sqlite) +
+      line('PostgreSQL', postgres) +
+      `    PostgreSQL p99 / SQLite p99 = ${ratio.toFixed(2)} [goal <= 1.5]\n`,
+  );
+}
+
+const only = process.env.BENCH_ONLY;
+if (only !== 'claims') await reportWake();
+if (only !== 'wake') await reportClaims();
 process.stdout.write(`uptime after: ${execFileSync('uptime', { encoding: 'utf8' }).trim()}\n`);
