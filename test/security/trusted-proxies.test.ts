@@ -161,6 +161,38 @@ describe('trusted proxies: X-Forwarded-Proto and the session cookie', () => {
   });
 });
 
+describe('trusted proxies: MCP tool calls are audited with the forwarded client', () => {
+  let t: TestHub;
+  const servers: HttpHandle[] = [];
+
+  beforeAll(async () => {
+    t = await openHub({ config: { trustedProxies: [PROXY] } });
+    servers.push(await serve(t.hub, true), await serve(t.hub, false));
+  });
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+    await t.close();
+  });
+
+  it('on the lean path and through the SDK', async () => {
+    const key = await createKey(t, 'mcp', 'worker');
+    const body = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } };
+    const headers = {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2025-11-25',
+    };
+    const [lean, sdk] = servers;
+    expect((await send(lean!.url, 'POST', '/mcp', { ...headers, 'x-forwarded-for': '198.51.100.31' }, PROXY, body)).status).toBe(200);
+    expect((await send(sdk!.url, 'POST', '/mcp', { ...headers, 'x-forwarded-for': '198.51.100.32' }, PROXY, body)).status).toBe(200);
+    expect(servers.map((s) => s.stats)).toEqual([{ lean: 1, sdk: 0 }, { lean: 0, sdk: 1 }]);
+    const addresses = await auditAddresses(t, 'whoami');
+    expect(addresses).toContain('198.51.100.31');
+    expect(addresses).toContain('198.51.100.32');
+  });
+});
+
 describe('trusted proxies: the per-address request budget', () => {
   let t: TestHub;
   let h: HttpHandle;

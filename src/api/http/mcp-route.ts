@@ -25,6 +25,8 @@ interface SdkCaller {
   signal: AbortSignal;
   /** The connection's tool tier (`?tools=` or X-Baton-Tools); undefined: the key's. */
   tools: Tier | undefined;
+  /** The client's address (proxy.ts), for the audit of each tool call. */
+  address: string | undefined;
 }
 
 /**
@@ -62,7 +64,7 @@ export class McpRoute {
         const caller = authInfo?.extra as unknown as SdkCaller;
         return buildMcpServer(
           hub,
-          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal, tools: caller.tools },
+          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal, tools: caller.tools, address: caller.address },
           'mcp-http',
         );
       },
@@ -116,7 +118,7 @@ export class McpRoute {
     // authenticate again inside each of their attempts.
     const principal = await this.hub.authenticate(key);
     this.proven(req.socket);
-    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal, tools };
+    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal, tools, address: clientAddress(req) };
     const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: caller as unknown as Record<string, unknown> };
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
