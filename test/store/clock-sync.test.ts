@@ -2,6 +2,7 @@
  * One clock for several instances on PostgreSQL (issue 9, core/synced-clock.ts): two hubs on one
  * schema whose hosts' clocks are 30 s apart (an injected local clock, as a host with a wrong clock
  * would have) read the same time, the database server's, and so agree on when a lease expires.
+ * Tolerances (250 ms) are for a loaded machine's round trips; the effect tested is 30 s.
  */
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -49,7 +50,7 @@ describe('two instances whose hosts disagree by 30 s, on one PostgreSQL', () => 
     expect(Math.abs((a as { offsetMs: number }).offsetMs)).toBeLessThan(1_000);
     expect((bs as { offsetMs: number }).offsetMs).toBeGreaterThan(-31_000);
     expect((bs as { offsetMs: number }).offsetMs).toBeLessThan(-29_000);
-    expect(Math.abs(t.hub.clock.now() - b.clock.now())).toBeLessThan(100);
+    expect(Math.abs(t.hub.clock.now() - b.clock.now())).toBeLessThan(250);
   });
 
   it('agree on expiry: a lease taken on either instance is live on the other, and expires at the same time for both', async () => {
@@ -81,9 +82,9 @@ describe('two instances whose hosts disagree by 30 s, on one PostgreSQL', () => 
     const s = b.clockStatus() as { offsetMs: number; correctionMs: number; syncs: number };
     expect(s.syncs).toBeGreaterThanOrEqual(4);
     expect(s.offsetMs).toBeLessThan(-629_000);
-    expect(Math.abs(s.correctionMs)).toBeLessThan(100);
+    expect(Math.abs(s.correctionMs)).toBeLessThan(250);
     expect(steps.observe()).toEqual([]);
-    expect(Math.abs(t.hub.clock.now() - b.clock.now())).toBeLessThan(100);
+    expect(Math.abs(t.hub.clock.now() - b.clock.now())).toBeLessThan(250);
   });
 
   it('says the offset in /readyz, /metrics and baton doctor', async () => {
