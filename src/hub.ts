@@ -12,6 +12,8 @@ import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './core/clock.js';
+import { SyncedClock, type ClockSyncStatus } from './core/synced-clock.js';
+import { sampleServerClock } from './store/clock-sync.js';
 import type { Seal } from './core/cursor.js';
 import { BatonError } from './core/errors.js';
 import { newId } from './core/ids.js';
@@ -51,7 +53,17 @@ export interface HubOptions {
   sweeper?: boolean;
   /** Write deferred audit rows on a worker thread (`baton serve`). */
   deferredWorker?: boolean;
+  /**
+   * On PostgreSQL, use the database server's clock (core/synced-clock.ts). Default: on when no
+   * clock is given (tests that move a ManualClock by hand keep theirs).
+   */
+  clockSync?: boolean;
 }
+
+/** How often an instance on PostgreSQL re-reads the database server's clock (ms). */
+export const CLOCK_SYNC_INTERVAL_MS = 30_000;
+/** An offset to the database server's clock beyond this is worth a warning in the log (ms). */
+const CLOCK_OFFSET_WARN_MS = 1_000;
 
 /**
  * The composition root: config → data dir and secrets → store → events → ops. Surfaces
@@ -71,6 +83,9 @@ export class Hub {
   /** Keys the audit hash chain. */
   private auditKey: Buffer = Buffer.alloc(0);
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** The database server's clock, when the hub runs on it (PostgreSQL), and its resync timer. */
+  private synced: SyncedClock | null = null;
+  private clockTimer: NodeJS.Timeout | null = null;
   /** The retention run in progress, if any; `closing` stops it between chunks. */
   private pruning: Promise<void> | null = null;
   private closing = false;
@@ -98,7 +113,7 @@ export class Hub {
 
   static async open(config: Config, options: HubOptions = {}): Promise<Hub> {
     const log = options.log ?? createLogger(config.logLevel);
-    const clock = options.clock ?? systemClock;
+    const local = options.clock ?? systemClock;
     const dataDir = resolve(config.dataDir);
     // Before anything is created: a foreign or empty database file, a read-only dir (datadir.ts).
     await checkDataDir(dataDir);
@@ -115,11 +130,15 @@ export class Hub {
         c.state === 'open' ? log.error({ reason: c.reason, failures: c.failures }, 'store circuit open: refusing calls until the store answers') : log.warn('store circuit closed: the store answers again'),
     });
     try {
-      await db.migrate(MIGRATIONS, clock.now());
+      await db.migrate(MIGRATIONS, local.now());
     } catch (err) {
       await db.close().catch(() => undefined);
       throw err;
     }
+    // Several instances on one PostgreSQL compare each other's lease times: one clock for all.
+    const synced = db.profile.name === 'postgres' && (options.clockSync ?? options.clock === undefined) ? new SyncedClock(local) : null;
+    if (synced !== null) await syncClock(db, synced, log, true);
+    const clock: Clock = synced ?? local;
     const bus = new Bus(db);
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
@@ -145,6 +164,7 @@ export class Hub {
     const hub = new Hub(config, db, bus, runner, deferred, roles, clock, log, secrets);
     hub.workerSink = sink;
     hub.auditKey = auditKey;
+    if (synced !== null) hub.startClockSync(synced);
     // The watch guards the SQLite file in the data dir; a PostgreSQL store lives elsewhere.
     if (db.profile.name === 'sqlite') hub.watchDataDir(dataDir, sink);
     // --- authentication area: signing secret (secrets.jwtSecret), external issuer, throttle ---
@@ -493,6 +513,23 @@ export class Hub {
     return out;
   }
 
+  /** Where the hub's wall clock comes from, and on PostgreSQL how far this host is off it (readyz, doctor, metrics). */
+  clockStatus(): { source: 'local' } | ({ source: 'database' } & Partial<ClockSyncStatus>) {
+    if (this.synced === null) return { source: 'local' };
+    return { source: 'database', ...(this.synced.status() ?? {}) };
+  }
+
+  /** Re-reads the database server's clock now (tests; the timer does it every CLOCK_SYNC_INTERVAL_MS). */
+  async resyncClock(): Promise<void> {
+    if (this.synced !== null) await syncClock(this.db, this.synced, this.log, false);
+  }
+
+  private startClockSync(synced: SyncedClock): void {
+    this.synced = synced;
+    this.clockTimer = setInterval(() => void syncClock(this.db, synced, this.log, false), CLOCK_SYNC_INTERVAL_MS);
+    this.clockTimer.unref();
+  }
+
   startSweeper(): void {
     if (this.sweepTimer !== null) return;
     clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
@@ -524,6 +561,8 @@ export class Hub {
   async close(): Promise<void> {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.clockTimer !== null) clearInterval(this.clockTimer);
+    this.clockTimer = null;
     // A retention run in progress stops after its current chunk instead of writing to a closed store.
     this.closing = true;
     await this.pruning;
@@ -533,6 +572,32 @@ export class Hub {
     await this.workerSink?.close();
     await this.db.close();
   }
+}
+
+/**
+ * One sync of the hub's clock with the database server's (core/synced-clock.ts). A failure keeps
+ * the clock running from the last good sync (it never falls back to this host's wall clock,
+ * which would be a step); the store's own errors are reported elsewhere.
+ */
+async function syncClock(db: Db, clock: SyncedClock, log: Logger, first: boolean): Promise<void> {
+  let samples: Awaited<ReturnType<typeof sampleServerClock>>;
+  try {
+    samples = await sampleServerClock(db, clock.local);
+  } catch (err) {
+    clock.failed();
+    log.warn({ code: (err as { code?: unknown }).code, failures: clock.status()?.failures }, 'could not read the database server clock');
+    return;
+  }
+  if (samples === null || samples.length === 0) return;
+  const before = clock.status();
+  const s = clock.adopt(samples);
+  const offset = Math.round(s.offsetMs);
+  if (first) log.info({ offset_ms: offset, rtt_ms: Math.round(s.rttMs * 10) / 10 }, 'hub clock set from the database server');
+  const wasOff = before !== null && Math.abs(before.offsetMs) > CLOCK_OFFSET_WARN_MS;
+  if (Math.abs(s.offsetMs) > CLOCK_OFFSET_WARN_MS && (first || !wasOff)) {
+    log.warn({ offset_ms: offset }, "this host's clock differs from the database server's; the hub keeps the database's time (check NTP)");
+  }
+  if (!first && Math.abs(s.correctionMs) > CLOCK_OFFSET_WARN_MS) log.warn({ step_ms: Math.round(s.correctionMs) }, "the database server's clock stepped");
 }
 
 /** The data dir is private to the server's user (0700); files created in it default to 0600. */

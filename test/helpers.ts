@@ -91,13 +91,14 @@ export function storeEnvOf(dataDir: string | undefined): Record<string, string> 
 }
 
 export async function openHub(
-  options: { clock?: Clock; config?: Partial<Config>; dir?: string; backend?: Backend } = {},
+  options: { clock?: Clock; config?: Partial<Config>; dir?: string; backend?: Backend; clockSync?: boolean } = {},
 ): Promise<TestHub> {
   const tmp = options.dir === undefined ? tempDir() : { dir: options.dir, cleanup: () => undefined };
   const store = storeFor(options.backend ?? TEST_BACKEND);
   const dataDir = resolve(tmp.dir, 'data');
   const hub = await Hub.open(testConfig(dataDir, { ...store.config, ...options.config }), {
     clock: options.clock,
+    clockSync: options.clockSync,
     checkOutputs: true,
     log: pino({ level: 'silent' }),
   });

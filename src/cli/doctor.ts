@@ -8,6 +8,9 @@ import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
 import type { Db } from '../store/db.js';
 import { openStore, storeConfigOf } from '../store/open.js';
 import { sqliteDriver } from '../store/sqlite-driver.js';
+import { sampleServerClock } from '../store/clock-sync.js';
+import { systemClock } from '../core/clock.js';
+import { SyncedClock } from '../core/synced-clock.js';
 
 interface DoctorFlags {
   data?: string;
@@ -122,6 +125,7 @@ async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks']
     });
     const r = await db.checkIntegrity(false);
     checks.push({ name: 'database', ok: r.ok, detail: r.ok ? 'answers; schema readable' : r.problems.slice(0, 3).join('; ') });
+    checks.push(await clockCheck(db));
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     checks.push({ name: 'database', ok: false, detail: `PostgreSQL (databaseUrl) cannot be read: ${why}` });
@@ -129,6 +133,19 @@ async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks']
     await db?.close().catch(() => undefined);
   }
   return done();
+}
+
+/**
+ * How far this host's clock is off the database server's. The hub runs on the database's clock
+ * (core/synced-clock.ts), so an offset harms nothing; a large one is worth a note (NTP).
+ */
+async function clockCheck(db: Db): Promise<StoreReport['checks'][number]> {
+  const samples = await sampleServerClock(db, systemClock);
+  if (samples === null || samples.length === 0) return { name: 'clock', ok: true, advisory: true, detail: 'the database returned no clock reading' };
+  const s = new SyncedClock(systemClock).adopt(samples);
+  const offset = Math.round(s.offsetMs);
+  const detail = `this host is ${offset >= 0 ? offset : -offset} ms ${offset >= 0 ? 'behind' : 'ahead of'} the database server (round trip ${s.rttMs.toFixed(1)} ms); the hub keeps the database's time`;
+  return Math.abs(s.offsetMs) > 1000 ? { name: 'clock', ok: true, advisory: true, detail: `${detail}: check NTP on this host or the database server` } : { name: 'clock', ok: true, detail };
 }
 
 function render(r: DoctorReport, store: StoreReport): string {

@@ -33,7 +33,7 @@ interface GlobalFlags {
  * `create`: `serve`, `mcp` and `init` may create a data dir (and say where); every other command
  * needs an existing one and fails naming the paths it tried.
  */
-function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp' | 'databaseUrl', unknown>>, create?: 'say always' | 'say when new'): Config {
+function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp' | 'trustedProxies' | 'databaseUrl', unknown>>, create?: 'say always' | 'say when new'): Config {
   const { data, config, ...extra } = flags;
   const loc = locateConfig({ data, config }, extra);
   if (create === undefined) return requireDataDir(loc).config;
@@ -220,6 +220,7 @@ export function buildProgram(command?: string): Command {
     .option('--tls-cert <file>', 'PEM certificate file: serve HTTPS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key file of --tls-cert')
     .option('--allow-insecure-http', 'allow plain HTTP on a non-loopback address (behind a TLS proxy only)')
+    .option('--trusted-proxies <list>', 'comma-separated proxy addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed')
     .action(
       async (opts: {
         host?: string;
@@ -231,6 +232,7 @@ export function buildProgram(command?: string): Command {
         tlsCert?: string;
         tlsKey?: string;
         allowInsecureHttp?: boolean;
+        trustedProxies?: string;
       }) => {
         const config = configFrom(
           {
@@ -242,6 +244,7 @@ export function buildProgram(command?: string): Command {
             tlsCert: opts.tlsCert,
             tlsKey: opts.tlsKey,
             allowInsecureHttp: opts.allowInsecureHttp === true ? true : undefined,
+            trustedProxies: opts.trustedProxies,
           },
           'say always',
         );

@@ -49,3 +49,36 @@ export function inList(list: BlockList, address: string): boolean {
   const family = isIP(a);
   return family !== 0 && list.check(a, family === 6 ? 'ipv6' : 'ipv4');
 }
+
+/**
+ * One `X-Forwarded-For` entry as an address: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]`,
+ * `[::1]:5678` (normalised); null when it is not one (a name, `unknown`, garbage).
+ */
+export function forwardedEntry(entry: string): string | null {
+  let e = entry.trim();
+  const bracket = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(e);
+  if (bracket !== null) e = bracket[1]!;
+  else if (/^\d+\.\d+\.\d+\.\d+:\d{1,5}$/.test(e)) e = e.slice(0, e.lastIndexOf(':'));
+  return isIP(e) === 0 ? null : normalizeAddress(e);
+}
+
+/**
+ * The client's address behind trusted proxies: the TCP peer when it is not trusted (then the
+ * header is whatever the client wrote and is ignored); else `X-Forwarded-For` read from the right
+ * (each proxy appends the address it got the request from), skipping trusted hops, and the first
+ * address that is not trusted is the client. Entries left of it were written by that client and
+ * can say anything. A malformed entry stops the walk at the hop that passed it on. Several
+ * header lines count as one list, in order (RFC 9110 field combination).
+ */
+export function forwardedClient(peer: string, forwardedFor: string | readonly string[] | undefined, trusted: BlockList): string {
+  let current = normalizeAddress(peer);
+  if (forwardedFor === undefined || !inList(trusted, current)) return current;
+  const entries = (typeof forwardedFor === 'string' ? [forwardedFor] : forwardedFor).flatMap((v) => v.split(','));
+  for (let i = entries.length - 1; i >= 0; i--) {
+    if (!inList(trusted, current)) break;
+    const next = forwardedEntry(entries[i]!);
+    if (next === null) break;
+    current = next;
+  }
+  return current;
+}

@@ -44,6 +44,14 @@ export const TRANSPORT_SETTINGS = {
     ipAllow: list(cidr, 1000).default([]),
     /** Client addresses refused (IPs or CIDR blocks); wins over ipAllow. */
     ipDeny: list(cidr, 1000).default([]),
+    /**
+     * Load balancers and reverse proxies (IPs or CIDR blocks, v4/v6) whose `X-Forwarded-For` and
+     * `X-Forwarded-Proto` are believed (src/api/http/proxy.ts); empty: no proxy, both headers ignored.
+     */
+    trustedProxies: list(
+      cidr.refine((v) => !/\/0+$/.test(v), 'a /0 block would trust every client to name its own address: list the proxies'),
+      100,
+    ).default([]),
     /** Rate limits on or off (all of them). */
     rateLimit: bool().default(true),
     /** HTTP requests per client address per minute (token bucket: the whole minute may come as a burst). */
@@ -72,6 +80,7 @@ export const TRANSPORT_SETTINGS = {
     corsOrigins: 'BATON_CORS_ORIGINS',
     ipAllow: 'BATON_IP_ALLOW',
     ipDeny: 'BATON_IP_DENY',
+    trustedProxies: 'BATON_TRUSTED_PROXIES',
     rateLimit: 'BATON_RATE_LIMIT',
     rateLimitAddressPerMin: 'BATON_RATE_LIMIT_ADDRESS_PER_MIN',
     rateLimitReadPerMin: 'BATON_RATE_LIMIT_READ_PER_MIN',

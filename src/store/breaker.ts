@@ -1,5 +1,5 @@
 import { isBatonError, type BatonError } from '../core/errors.js';
-import type { Db, WriteMode, Executor, IntegrityReport, Migration, StoreFault } from './db.js';
+import type { Db, WriteMode, Executor, IntegrityReport, Migration, StoreFault, WriteFault } from './db.js';
 import { storeFailure, storeFailureKind } from './faults.js';
 import { sql } from './sql.js';
 
@@ -81,7 +81,7 @@ export class BreakerDb implements Db {
     return this.inner.fault();
   }
 
-  block(fault: StoreFault | null): void {
+  block(fault: WriteFault | null): void {
     this.inner.block(fault);
   }
 

@@ -65,12 +65,21 @@ export interface Migration {
   readonly postgres: string;
 }
 
+/** The faults that refuse writes (503 with this code) until an operator acts: see faults.ts. */
+export type WriteFaultCode = 'storage_full' | 'storage_corrupt' | 'storage_readonly';
+
+/** A fault writes are refused with (`Db.block`). */
+export type WriteFault = StoreFault & { readonly code: WriteFaultCode };
+
 /**
  * A storage fault the store is in: set when a write (or a read that met a damaged page) fails
- * with one, cleared by the next commit without one.
+ * with one, cleared by the next commit without one. `storage_unreachable` (PostgreSQL only: the
+ * server cannot be reached, or the connection was lost, a COMMIT's included) is reported to
+ * onFault for the operator but never kept by fault(): it passes by itself (the client is told
+ * `unavailable`, and the circuit breaker counts it), whereas the other three need an operator.
  */
 export interface StoreFault {
-  readonly code: 'storage_full' | 'storage_corrupt' | 'storage_readonly';
+  readonly code: WriteFaultCode | 'storage_unreachable';
   /** For operators (readyz, doctor, the log): what the store said, with the table when known. */
   readonly message: string;
   readonly at: number;
@@ -114,7 +123,7 @@ export interface Db {
    * Refuse every write with this fault until called with null (e.g. the data dir was removed
    * under the running hub: acknowledging writes into an unlinked file would lose them).
    */
-  block(fault: StoreFault | null): void;
+  block(fault: WriteFault | null): void;
   /** Runs the store's own consistency check (SQLite: quick_check, or integrity_check when deep); reports, never throws for damage. */
   checkIntegrity(deep: boolean): Promise<IntegrityReport>;
   /** The last report of checkIntegrity in this process, if any ran. */

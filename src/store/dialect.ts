@@ -37,6 +37,12 @@ export interface Dialect {
    * generated ids continue past them, or null where they do so by themselves (SQLite's rowids).
    */
   continueIds(table: Sql, name: string, column: 'id' | 'seq'): Sql | null;
+  /**
+   * The database server's clock now, as `ms` (ms since epoch, read when the statement runs, not
+   * when its transaction began); null when the store is a file on this machine, whose clock is
+   * ours (see core/synced-clock.ts).
+   */
+  serverClock: Sql | null;
 }
 
 export const SQLITE: Dialect = {
@@ -52,6 +58,7 @@ export const SQLITE: Dialect = {
   rowId: trusted('rowid'),
   rowIdIs: (rid) => sql`rowid = ${rid}`,
   continueIds: () => null,
+  serverClock: null,
 };
 
 export const POSTGRES: Dialect = {
@@ -70,6 +77,8 @@ export const POSTGRES: Dialect = {
     const col = column === 'id' ? trusted('id') : trusted('seq');
     return sql`SELECT setval(pg_get_serial_sequence(${name}::text, ${column}::text), coalesce((SELECT max(${col}) FROM ${table}), 0) + 1, false)`;
   },
+  // clock_timestamp(), not now(): now() is the transaction's start.
+  serverClock: sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`,
 };
 
 /** `k1, v1, k2, v2`: keys are fixed strings of the caller's, bound. */

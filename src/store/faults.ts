@@ -1,6 +1,6 @@
 import { statfsSync } from 'node:fs';
 import { BatonError, type ErrorCode } from '../core/errors.js';
-import type { StoreFault } from './db.js';
+import type { StoreFault, WriteFaultCode } from './db.js';
 
 /**
  * Storage faults at the store boundary: a driver error that means the disk is full, the file is
@@ -16,7 +16,8 @@ const FULL_RETRY_AFTER_S = 30;
 /** Below this much free space an I/O error is taken for a full disk (SQLite's write may have needed a page or two). */
 const NEARLY_FULL_BYTES = 1024 * 1024;
 
-export type FaultCode = StoreFault['code'];
+/** The faults a store refuses a write with (a lost connection is not one: the client gets `unavailable`). */
+export type FaultCode = WriteFaultCode;
 
 function sqliteCode(err: unknown): string | null {
   const code = (err as { code?: unknown } | null)?.code;

@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { BatonError } from '../core/errors.js';
-import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteLock, WriteMode } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault, WriteLock, WriteMode } from './db.js';
 import { POSTGRES } from './dialect.js';
-import { busyError, storeFailure } from './faults.js';
+import { busyError, storeFailure, type FaultCode } from './faults.js';
 import { render, sql, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'postgres', eventsInCommitOrder: false };
@@ -122,7 +122,7 @@ export function isConnectionLoss(err: unknown): boolean {
   );
 }
 
-function faultCodeOf(err: unknown): StoreFault['code'] | null {
+function faultCodeOf(err: unknown): FaultCode | null {
   const code = pgCode(err);
   if (code === null) return null;
   if (code === '53100') return 'storage_full'; // disk_full
@@ -226,7 +226,7 @@ export class PostgresDb implements Db {
   private listening: Promise<void> | null = null;
   private currentFault: StoreFault | null = null;
   private reportedAt = -Infinity;
-  private blocked: StoreFault | null = null;
+  private blocked: WriteFault | null = null;
   private integrity: IntegrityReport | null = null;
   private closed = false;
 
@@ -360,12 +360,12 @@ export class PostgresDb implements Db {
   private failed(error: unknown): unknown {
     if (error instanceof BatonError) return error;
     if (error instanceof CommitUnknown) {
-      this.report(error.lost, { code: 'storage_readonly', message: 'connection lost during COMMIT', at: Date.now() }, false);
+      this.report(error.lost, { code: 'storage_unreachable', message: 'connection lost during COMMIT', at: Date.now() }, false);
       return storeFailure('outage', 'unavailable', 'the store connection was lost while committing: the write may or may not have been applied; check before retrying');
     }
     if (isRetryable(error)) return busyError();
     if (isConnectionLoss(error)) {
-      this.report(error, { code: 'storage_readonly', message: `connection: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() }, false);
+      this.report(error, { code: 'storage_unreachable', message: `connection: ${String((error as Error).message ?? '')}`.slice(0, 500), at: Date.now() }, false);
       return storeFailure('outage', 'unavailable', 'the store cannot be reached; retry shortly');
     }
     if (pgCode(error) === '57014') return storeFailure('outage', 'unavailable', 'the store took too long; retry shortly'); // statement_timeout
@@ -827,7 +827,7 @@ export class PostgresDb implements Db {
     return this.blocked ?? this.currentFault;
   }
 
-  block(fault: StoreFault | null): void {
+  block(fault: WriteFault | null): void {
     this.blocked = fault;
   }
 

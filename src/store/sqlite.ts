@@ -1,7 +1,7 @@
 import { chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault } from './db.js';
 import { SQLITE } from './dialect.js';
 import { busyError, faultCodeOf, faultError, faultRecord, isBusy, storeFailure } from './faults.js';
 import { Mutex } from './mutex.js';
@@ -102,7 +102,7 @@ export class SqliteDb implements Db {
   private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
   private currentFault: StoreFault | null = null;
   private reportedAt = -Infinity;
-  private blocked: StoreFault | null = null;
+  private blocked: WriteFault | null = null;
   private integrity: IntegrityReport | null = null;
   private readonly pollMs: number;
   private readonly listeners = new Set<() => void>();
@@ -521,7 +521,7 @@ export class SqliteDb implements Db {
     return this.blocked ?? this.currentFault;
   }
 
-  block(fault: StoreFault | null): void {
+  block(fault: WriteFault | null): void {
     this.blocked = fault;
   }
 

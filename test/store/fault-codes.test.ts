@@ -8,7 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { faultCodeOf, faultError, faultRecord } from '../../src/store/faults.js';
-import { tempDir } from '../helpers.js';
+import type { StoreFault } from '../../src/store/db.js';
+import { pgSchema, tempDir } from '../helpers.js';
 
 const err = (code: string, message = 'x') => Object.assign(new Error(message), { code });
 
@@ -77,5 +78,54 @@ describe('storage fault codes', () => {
       execFileSync('umount', ['-l', mnt]);
       tmp.cleanup();
     }
+  });
+});
+
+/**
+ * PostgreSQL: a lost or refused connection is `storage_unreachable` to the operator (onFault: the
+ * log), never `storage_readonly` (that one says an operator must fix the disk or permissions), and
+ * it is not kept as the store's fault (readyz, doctor): it passes by itself. The client is told
+ * `unavailable`.
+ */
+describe('PostgreSQL: a lost connection is storage_unreachable', () => {
+  it('a connection the server ends mid-query, and a server that refuses connections', async () => {
+    const { PostgresDb } = await import('../../src/store/postgres.js');
+    const { sql } = await import('../../src/store/sql.js');
+    const { default: pg } = await import('pg');
+    const s = pgSchema();
+    const faults: StoreFault[] = [];
+    const db = await PostgresDb.open({ url: s.url, schema: s.schema, busyTimeoutMs: 0, onFault: (_e, f) => faults.push(f) });
+    const admin = new pg.Client({ connectionString: s.url });
+    await admin.connect();
+    try {
+      const slow = db.read((ex) => ex.get(sql`SELECT pg_sleep(5) AS slept`));
+      const outcome = slow.then(() => null, (e: unknown) => e);
+      // Ended by the server (an operator, a failover): the pool's backends of this schema, once the sleep runs.
+      for (let i = 0; i < 100; i++) {
+        const r = await admin.query({
+          text: "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+          values: [`baton:${s.schema}`],
+        });
+        if ((r.rows[0] as { n: number }).n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const e = await outcome;
+      expect((e as { code?: string } | null)?.code).toBe('unavailable');
+      expect(faults.map((f) => f.code)).toEqual(['storage_unreachable']);
+      expect(faults[0]!.message).toMatch(/^connection: /);
+      expect(db.fault()).toBeNull();
+    } finally {
+      await admin.end();
+      await db.close();
+      await s.drop();
+    }
+    // Nothing listens on port 1: refused at once.
+    const refused: StoreFault[] = [];
+    const e = await PostgresDb.open({ url: 'postgres://postgres@127.0.0.1:1/none', busyTimeoutMs: 0, onFault: (_e, f) => refused.push(f) }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect((e as { code?: string } | null)?.code).toBe('unavailable');
+    expect(refused.map((f) => f.code)).toEqual(['storage_unreachable']);
   });
 });

@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { looksLikeJwt, MAX_CREDENTIAL_LENGTH, type Credential } from '../../auth/jwt.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import { generateRefreshToken, looksLikeRefreshToken, newFamilyId } from '../../auth/refresh.js';
 import { authServices, type AuthServices } from '../../auth/service.js';
-import { normalizeAddress } from '../../core/net.js';
+import { clientOf } from './proxy.js';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
 import { insertRefresh, keyById, refreshByHash, revokeFamily, spendRefresh, type KeyForAuth } from '../../store/auth.js';
@@ -28,9 +27,10 @@ const unauthenticated = (): BatonError => new BatonError('unauthenticated', 'mis
 const keyRequired = (): BatonError =>
   new BatonError('unauthenticated', 'missing or invalid credentials: a Baton API key is required (Authorization: Bearer bat_…, or X-API-Key)');
 
+/** The request's client address: the TCP peer, or what a trusted proxy forwarded (proxy.ts). */
 export function clientAddress(req: IncomingMessage): string | undefined {
-  const a = req.socket.remoteAddress;
-  return a === undefined ? undefined : normalizeAddress(a);
+  const a = clientOf(req).address;
+  return a === '' ? undefined : a;
 }
 
 /** The raw credential presented, if any (not validated). */
@@ -76,7 +76,7 @@ export function credentialOf(hub: Hub, req: IncomingMessage, requestId = 'auth')
 function resourceUrl(hub: Hub, req: IncomingMessage): string {
   const configured = hub.config.oauthResourceUrl;
   if (configured !== '') return configured.replace(/\/+$/, '');
-  const tls = (req.socket as Partial<TLSSocket>).encrypted === true;
+  const tls = clientOf(req).https;
   const host = (req.headers.host ?? 'localhost').replace(/[^A-Za-z0-9.:[\]-]/g, '');
   return `${tls ? 'https' : 'http'}://${host}`;
 }

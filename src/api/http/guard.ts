@@ -6,6 +6,7 @@ import { createSecureContext } from 'node:tls';
 import { ConfigError, type Config } from '../../config.js';
 import { BatonError } from '../../core/errors.js';
 import { TokenBuckets } from '../../ops/ratelimit.js';
+import { clientOf } from './proxy.js';
 
 /**
  * The HTTP transport's guards (S19–S26), compiled once at start so a request pays set lookups
@@ -124,8 +125,13 @@ export class RequestGuard {
   private readonly cors: ReadonlySet<string>;
   private readonly headers: readonly (readonly [string, string])[];
   private readonly rate: TokenBuckets | null;
+  /** The address lists again, for a client a trusted proxy forwarded (its TCP peer is the proxy, checked per connection). */
+  private readonly allow: BlockList | null;
+  private readonly deny: BlockList | null;
 
   constructor(config: Config, bindHost: string, tls: boolean) {
+    this.allow = config.ipAllow.length === 0 ? null : toBlockList(config.ipAllow);
+    this.deny = config.ipDeny.length === 0 ? null : toBlockList(config.ipDeny);
     const hosts = new Set(['localhost', '127.0.0.1', '[::1]']);
     const bind = bindHost.toLowerCase();
     if (bind !== '0.0.0.0' && bind !== '::' && bind !== '[::]') hosts.add(isIP(bind) === 6 ? `[${bind}]` : bind);
@@ -206,13 +212,19 @@ export class RequestGuard {
       return true;
     }
     if (req.headers.upgrade !== undefined) throw new BatonError('invalid_input', 'protocol upgrade (WebSocket) is not supported');
+    // Behind a trusted proxy (proxy.ts) the client is the forwarded address: the lists and the
+    // budget below apply to it, not to the proxy every client shares.
+    const client = clientOf(req);
+    if (client.forwarded && ((this.deny !== null && inList(this.deny, client.address)) || (this.allow !== null && !inList(this.allow, client.address)))) {
+      throw new BatonError('forbidden', 'address not allowed');
+    }
     // The per-address budget is for unauthenticated traffic only (S25): all local agents share
     // 127.0.0.1, so counting their authenticated calls here let a burst of unauthenticated
     // requests (100 health checks) rate-limit the admin. A request that presents a credential is
     // limited per principal by the runner when it is valid, and by the failure throttle (S6) when
     // it is not.
     if (this.rate !== null && !presentsCredential(req)) {
-      const wait = this.rate.take(clientAddress(req.socket.remoteAddress), now);
+      const wait = this.rate.take(client.address, now);
       if (wait > 0) throw new BatonError('rate_limited', 'too many requests; retry later', { retry_after_s: wait });
     }
     return false;

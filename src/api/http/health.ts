@@ -87,6 +87,19 @@ export async function readiness(hub: Hub): Promise<Readiness> {
     integrity === null
       ? { ok: true, status: 'not_run' }
       : { ok: integrity.ok, status: integrity.ok ? 'ok' : 'damaged', mode: integrity.mode, at: new Date(integrity.at).toISOString() };
+  // PostgreSQL: the hub's clock is the database server's (core/synced-clock.ts). Informational:
+  // a failed sync leaves the clock running from the last good one, so it never fails readiness.
+  const clock = hub.clockStatus();
+  if (clock.source === 'database') {
+    checks.clock = {
+      ok: true,
+      status: clock.syncs === undefined ? 'not_synced' : (clock.failures ?? 0) > 0 ? 'sync_failing' : 'synced',
+      source: 'database',
+      offset_ms: clock.offsetMs === undefined ? null : Math.round(clock.offsetMs),
+      rtt_ms: clock.rttMs === undefined ? null : Math.round(clock.rttMs * 10) / 10,
+      synced_at: clock.at === undefined ? null : new Date(clock.at).toISOString(),
+    };
+  }
   const ready = Object.values(checks).every((c) => c.ok);
   const degraded = circuit !== null && circuit.state !== 'closed';
   return { status: ready ? 'ready' : degraded ? 'degraded' : 'not_ready', version: VERSION, checks };

@@ -10,7 +10,7 @@ import { isTier, tierError, type Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { buildMcpServer } from '../mcp/server.js';
-import { credentialOf } from './auth-routes.js';
+import { clientAddress, credentialOf } from './auth-routes.js';
 import { parseJson, readBody } from './body.js';
 import { leanAnswer } from './lean.js';
 import type { Send } from './respond.js';
@@ -25,6 +25,8 @@ interface SdkCaller {
   signal: AbortSignal;
   /** The connection's tool tier (`?tools=` or X-Baton-Tools); undefined: the key's. */
   tools: Tier | undefined;
+  /** The client's address (proxy.ts), for the audit of each tool call. */
+  address: string | undefined;
 }
 
 /**
@@ -62,7 +64,7 @@ export class McpRoute {
         const caller = authInfo?.extra as unknown as SdkCaller;
         return buildMcpServer(
           hub,
-          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal, tools: caller.tools },
+          { principal: async () => caller.principal, who: () => caller.who(), signal: () => caller.signal, tools: caller.tools, address: caller.address },
           'mcp-http',
         );
       },
@@ -91,7 +93,7 @@ export class McpRoute {
     }
     if (this.lean) {
       this.proven(req.socket);
-      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, req.socket.remoteAddress, signal, tier.tools);
+      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, clientAddress(req), signal, tier.tools);
       if (answer !== null) {
         this.stats.lean++;
         this.send(res, 200, answer);
@@ -116,7 +118,7 @@ export class McpRoute {
     // authenticate again inside each of their attempts.
     const principal = await this.hub.authenticate(key);
     this.proven(req.socket);
-    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal, tools };
+    const caller: SdkCaller = { principal, who: () => this.hub.resolver(key), signal, tools, address: clientAddress(req) };
     const authInfo: AuthInfo = { token: 'verified', clientId: principal.agentName, scopes: [principal.role], extra: caller as unknown as Record<string, unknown> };
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {

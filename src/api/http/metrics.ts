@@ -33,6 +33,8 @@ import type { EventStreams } from './stream.js';
  *   `auth`: the failed-authentication throttle; `address`: the per-address HTTP budget).
  * - `store_transaction_seconds{kind}` and `store_errors_total{kind}`: every read and write
  *   transaction of this process (an error is a failure of the store, not an op's refusal).
+ * - `clock_offset_seconds`, `clock_sync_rtt_seconds` (PostgreSQL): this host's clock against the
+ *   database server's, which the hub uses (core/synced-clock.ts).
  * - prom-client's default process metrics (`baton_process_resident_memory_bytes`, event loop lag, …).
  */
 export class HubMetrics {
@@ -118,6 +120,28 @@ export class HubMetrics {
         this.set(streams());
       },
     });
+    // PostgreSQL: the hub runs on the database server's clock (core/synced-clock.ts); how far this
+    // host's own clock is off it. Absent on SQLite (no series: the local clock is the clock).
+    if (hub.clockStatus().source === 'database') {
+      new Gauge({
+        name: 'baton_clock_offset_seconds',
+        help: "The database server's clock minus this host's wall clock, at the last sync (the hub uses the database's).",
+        registers: [r],
+        collect(this: Gauge) {
+          const c = hub.clockStatus();
+          if ('offsetMs' in c && c.offsetMs !== undefined) this.set(c.offsetMs / 1000);
+        },
+      });
+      new Gauge({
+        name: 'baton_clock_sync_rtt_seconds',
+        help: "Round trip of the last clock sync's best sample; the hub's clock is good to about half of it.",
+        registers: [r],
+        collect(this: Gauge) {
+          const c = hub.clockStatus();
+          if ('rttMs' in c && c.rttMs !== undefined) this.set(c.rttMs / 1000);
+        },
+      });
+    }
     this.leaseCursor = hub.db.read(eventsHead);
     this.leaseCursor.catch(() => undefined);
   }

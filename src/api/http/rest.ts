@@ -5,6 +5,7 @@ import type { OpDef } from '../../ops/catalog.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { inputJsonSchema } from '../mcp/tools.js';
 import { parseJson, readBody } from './body.js';
+import { clientAddress } from './auth-routes.js';
 import { schemaRoute } from './schemas.js';
 
 interface Route {
@@ -79,7 +80,7 @@ export class RestRouter {
     return this.hub.call(route.op.name, input, who, {
       requestId,
       transport: 'rest',
-      address: req.socket.remoteAddress,
+      address: clientAddress(req),
       signal,
     });
   }

@@ -14,6 +14,7 @@ import { InFlight } from './inflight.js';
 import { HubMetrics, handleMetrics } from './metrics.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
+import { ProxyTrust } from './proxy.js';
 import { SecureResponse, jsonSender, type Send } from './respond.js';
 import { RestRouter } from './rest.js';
 import { clearDeadCookie, cookieAuthOf, handleSessionRoute } from './session.js';
@@ -87,6 +88,7 @@ class HttpSurface {
   private readonly inflight: InFlight;
   private readonly pending: PendingConnections;
   private readonly web = new StaticFiles();
+  private readonly proxy: ProxyTrust;
 
   constructor(
     private readonly hub: Hub,
@@ -95,6 +97,7 @@ class HttpSurface {
   ) {
     const config = hub.config;
     this.guard = new RequestGuard(config, options.host, tls !== null);
+    this.proxy = new ProxyTrust(config);
     this.rest = new RestRouter(hub);
     this.send = jsonSender(this.guard);
     this.mcp = new McpRoute(hub, options.lean ?? true, this.send, (socket) => this.pending.authenticated(socket));
@@ -119,6 +122,8 @@ class HttpSurface {
   readonly onRequest: RequestListener<typeof IncomingMessage, typeof SecureResponse> = (req, res) => {
     const requestId = this.hub.newRequestId();
     res.guard = this.guard;
+    // Who the client is, once, before anything reads it (guard, throttle, audit, cookies).
+    this.proxy.bind(req);
     const signal = this.inflight.track(res);
     if (this.inflight.isDraining) {
       res.shouldKeepAlive = false;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import { clientOf } from './proxy.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import type { Principal } from '../../auth/principal.js';
 import { authServices } from '../../auth/service.js';
@@ -73,8 +73,9 @@ function hashId(id: string): string {
   return createHash('sha256').update(id).digest('hex');
 }
 
+/** TLS to this hub, or https at a trusted proxy in front of it (proxy.ts): the cookie is then `__Host-` and Secure. */
 function isTls(req: IncomingMessage): boolean {
-  return (req.socket as Partial<TLSSocket>).encrypted === true;
+  return clientOf(req).https;
 }
 
 /** Does the request present a bearer credential (which wins over any cookie)? */

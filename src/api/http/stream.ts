@@ -10,7 +10,7 @@ import type { ResolvePrincipal } from '../../ops/runner.js';
 import { eventsAfter, lastEventId, type EventRow } from '../../store/journal.js';
 import { eventHorizon } from '../../store/retention.js';
 import { keysById, liveFamilies, touchWebSession, webSessionsByHash } from '../../store/web-sessions.js';
-import { credentialOf } from './auth-routes.js';
+import { clientAddress, credentialOf } from './auth-routes.js';
 import { cookieAuthOf, refuseAfterCookie, touchIntervalMs } from './session.js';
 
 /**
@@ -150,7 +150,7 @@ export class EventStreams {
       await hub.call('events_wait', { ...(after === undefined ? {} : { after }), ...(types === undefined ? {} : { types }), limit: 1 }, who, {
         requestId,
         transport: 'rest',
-        address: req.socket.remoteAddress,
+        address: clientAddress(req),
       });
     } catch (err) {
       if (!(isBatonError(err) && err.code === 'cursor_expired' && typeof err.details?.cursor === 'string')) throw err;

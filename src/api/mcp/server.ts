@@ -31,6 +31,8 @@ export interface Caller {
   signal?(ctx: ServerContext): AbortSignal;
   /** The connection's own tool tier (stdio BATON_TOOLS, HTTP ?tools= / X-Baton-Tools); undefined: the key's. */
   tools?: Tier;
+  /** HTTP: the client's address, recorded in the audit of each call (stdio has none). */
+  address?: string | undefined;
 }
 
 /** The progress sink of a tool call whose request carries a progressToken (else undefined). */
@@ -58,7 +60,7 @@ export function buildMcpServer(hub: Hub, caller: Caller, transport: Transport): 
       caller.who(ctx),
       name,
       req.params.arguments,
-      { requestId: hub.newRequestId(), transport, signal: caller.signal?.(ctx) ?? ctx.mcpReq.signal },
+      { requestId: hub.newRequestId(), transport, signal: caller.signal?.(ctx) ?? ctx.mcpReq.signal, address: caller.address },
       progressOf(ctx),
     );
   });
