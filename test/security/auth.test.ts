@@ -46,7 +46,7 @@ async function jwksServer(keys: JWK[]): Promise<{ server: Server; url: string; h
 async function auditRows(t: TestHub, op: string): Promise<{ op: string; outcome: string; code: string | null; address: string | null; params: string | null }[]> {
   await t.hub.deferred.flush();
   return t.hub.db.read((ex) =>
-    ex.all(sql`SELECT op, outcome, code, address, params FROM audit WHERE op = ${op} ORDER BY rowid`),
+    ex.all(sql`SELECT op, outcome, code, address, params FROM audit WHERE op = ${op} ORDER BY id`),
   );
 }
 
