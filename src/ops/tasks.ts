@@ -465,7 +465,8 @@ export const taskClaim = defineOp({
     }
     ctx.target(row.id);
     await ctx.emit('task.claimed', row.id, { owner: name, attempt: row.attempts });
-    return { task: await full(ctx, row) };
+    const { deps, ...claimed } = row;
+    return { task: toTaskOut(ctx.services.cipher, claimed, deps) };
   },
 });
 

@@ -228,6 +228,9 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
     const r2 = await complete(w1, b, cb.lease!.token);
     expect(r2).toMatchObject({ unblocked: [c] });
     expect((await get(c)).status).toBe('ready');
+    // The claim's answer lists its dependencies, ordered, as task_get does; none is an empty list.
+    expect((await claim(w1, { id: c })).task!.depends_on).toEqual([a, b].sort());
+    expect(ca.depends_on).toEqual([]);
     // A task depending on an already-done task starts ready.
     const later = await create(lead, [{ title: 'D', depends_on: [a] }]);
     expect(later.tasks[0]!.status).toBe('ready');
