@@ -4,6 +4,7 @@ import pg from 'pg';
 import { BatonError } from '../core/errors.js';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteLock, WriteMode } from './db.js';
 import { POSTGRES } from './dialect.js';
+import { WriteMemo } from './memo.js';
 import { busyError, storeFailure } from './faults.js';
 import { render, sql, type Sql } from './sql.js';
 
@@ -18,7 +19,8 @@ const CHANNEL = 'baton_commit';
 /**
  * Advisory lock classes (the first key of the two-key form); the second key is the schema's.
  * SERVER_LOCK is taken shared by every write and exclusive by a `server` write; AUDIT_LOCK
- * guards the audit chain's head. A project's lock is the one-key (bigint) form: a hash of the
+ * guards the head of the server-level audit chain (rows of no project; a project's chain is
+ * guarded by the project's own lock, migration 14). A project's lock is the one-key (bigint) form: a hash of the
  * schema and the project id (a collision only makes two projects take turns).
  */
 const SERVER_LOCK = 0x6261_7401; // "bat" 01
@@ -114,6 +116,8 @@ interface Held {
   server: 'none' | 'shared' | 'exclusive';
   project: string | null;
   audit: boolean;
+  /** The transaction's memo (db.ts TxMemo): marked at each op's SAVEPOINT, flushed before COMMIT. */
+  memo: WriteMemo;
 }
 
 /**
@@ -153,11 +157,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * search_path and a statement_timeout.
  *
  * Writers take transaction-level advisory locks in one order (server, then their project, then
- * the audit chain's head; take() and docs/ARCHITECTURE.md "Writers on PostgreSQL"): a project's
+ * the server-level audit chain's head; take() and docs/ARCHITECTURE.md "Writers on PostgreSQL"): a project's
  * writes take turns on every instance, other projects' run beside them, and within an instance
  * writes of one project queued together commit together (group commit, each op in its own
  * SAVEPOINT, as in sqlite.ts). So ops written for one writer at a time (check-then-insert
- * quotas, lock overlap, the audit chain's head) stay correct across instances.
+ * quotas, lock overlap, the project's audit chain head) stay correct across instances.
  *
  * Reads run at REPEATABLE READ (one snapshot per read, as a SQLite read transaction), in
  * parallel on the pool.
@@ -245,13 +249,15 @@ export class PostgresDb implements Db {
       announce: async () => {
         await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, `${this.schema}:${this.instance}`] });
       },
+      memo: held?.memo ?? null,
     };
   }
 
   /**
    * Takes `what` in the one order every transaction follows (server, then a project, then the
-   * audit head), so no two writers wait for each other in a cycle; a lock that would break the
-   * order (a second project, a project after the audit head, `server` after a shared one) is
+   * server-level audit chain's head), so no two writers wait for each other in a cycle; a lock
+   * that would break the order (a second project, a project after the server chain's head,
+   * `server` after a shared one) is
    * refused with Requeue: its op runs in a transaction of its own.
    *
    * `known`: the batch was formed for this project. An op whose project was not known (its
@@ -461,7 +467,7 @@ export class PostgresDb implements Db {
   private async beginWrite(client: pg.PoolClient): Promise<Held> {
     await client.query('BEGIN');
     await client.query({ text: 'SELECT set_config($1, $2, true)', values: ['lock_timeout', `${Math.max(1, this.budgetMs)}ms`] });
-    return { server: 'none', project: null, audit: false };
+    return { server: 'none', project: null, audit: false, memo: new WriteMemo() };
   }
 
   /**
@@ -516,6 +522,7 @@ export class PostgresDb implements Db {
       try {
         for (const w of all) {
           await client.query('SAVEPOINT op');
+          const mark = held.memo.mark();
           let outcome: Outcome;
           try {
             outcome = { ok: true, value: await this.runOp(client, held, w) };
@@ -523,7 +530,10 @@ export class PostgresDb implements Db {
             outcome = { ok: false, error };
           }
           if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
-          if (!outcome.ok) await client.query('ROLLBACK TO SAVEPOINT op');
+          if (!outcome.ok) {
+            await client.query('ROLLBACK TO SAVEPOINT op');
+            held.memo.restore(mark);
+          }
           await client.query('RELEASE SAVEPOINT op');
           if (!outcome.ok && outcome.error instanceof Requeue) {
             w.project = outcome.error.project ?? w.project;
@@ -533,6 +543,7 @@ export class PostgresDb implements Db {
           ran.push(w);
           outcomes.push(outcome);
         }
+        await held.memo.flush(this.executor(client, held));
         await commit(client);
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -583,6 +594,7 @@ export class PostgresDb implements Db {
           try {
             // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
             const v = await this.runOp(client, held, w, true);
+            await held.memo.flush(this.executor(client, held));
             await commit(client);
             return v;
           } catch (error) {
