@@ -20,6 +20,8 @@ interface Verdict {
   ok: boolean;
   rows: number;
   first_bad_id: number | null;
+  chain: string | null;
+  first_bad_seq: number | null;
   scope: string;
   reason: string | null;
   anchor: string | null;
@@ -75,6 +77,18 @@ function tamper(t: TestHub, ...statements: [string, ...unknown[]][]): void {
   }
 }
 
+/** A project's chain (migration 14: its id) and its length. */
+function chainOf(t: TestHub, project = 'default'): { chain: string; n: number } {
+  const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
+  try {
+    const chain = (db.prepare('SELECT id FROM projects WHERE name = ?').get(project) as { id: string }).id;
+    const n = (db.prepare('SELECT max(seq) AS n FROM audit WHERE chain = ?').get(chain) as { n: number }).n;
+    return { chain, n };
+  } finally {
+    db.close();
+  }
+}
+
 function lastId(t: TestHub): number {
   const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
   try {
@@ -85,46 +99,62 @@ function lastId(t: TestHub): number {
 }
 
 describe('audit truncation is caught (issue 8 item 7)', () => {
-  it('deleting the newest rows breaks the verification at the first missing row', async () => {
+  it("deleting a chain's newest rows breaks that chain's verification at the first missing position; the other chain still holds", async () => {
     const { t, h } = await started();
     await workload(t);
     const before = await verifyRest(h, t.adminKey);
     expect(before.body).toMatchObject({ ok: true, scope: 'server' });
     await t.hub.deferred.flush();
-    const last = lastId(t);
-    tamper(t, ['DELETE FROM audit WHERE id > ?', last - 3]);
+    const { chain, n } = chainOf(t);
+    expect(n).toBeGreaterThan(4);
+    tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 3]);
     const v = await verifyRest(h, t.adminKey);
-    expect(v.body).toMatchObject({ ok: false, reason: 'head', first_bad_id: last - 2 });
-    // Later writes do not bless the shortened trail: the head stays tainted.
+    expect(v.body).toMatchObject({ ok: false, reason: 'head', chain, first_bad_seq: n - 2, first_bad_id: null });
+    // The other project's chain is its own: its admin's verify still holds.
+    const otherAdmin = await createKey(t, 'oadmin', 'admin', 'other');
+    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: true, scope: 'project' });
+    // Later writes do not bless the shortened chain: its head stays tainted.
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
   });
 
-  it('an unkeyed head (as migration 10 leaves it) is reported, not taken as ok; the next write keys it', async () => {
+  it("a chain head whose MAC is removed or forged is caught, and stays caught after more writes", async () => {
     const { t, h } = await started();
     await workload(t);
-    tamper(t, ['UPDATE audit_head SET mac = NULL WHERE id = 1']);
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head_unkeyed', first_bad_id: null });
-    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'keys the head' }] });
+    const { chain } = chainOf(t, 'other');
+    tamper(t, ["UPDATE audit_chains SET mac = 'forged' WHERE chain = ?", chain]);
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+    const x = await t.hub.authenticate(await createKey(t, 'x9', 'worker', 'other'));
+    await call(t.hub, x, 'task_create', { tasks: [{ title: 'after the forgery' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: true });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
   });
 
-  it('deleting the newest rows and moving the head to the new end (keeping its MAC) is caught, also after more writes', async () => {
+  it("deleting a chain's newest rows and moving its head to the new end (keeping its MAC) is caught, also after more writes", async () => {
     const { t, h } = await started();
     await workload(t);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'last write' }] });
-    const last = lastId(t);
+    await t.hub.deferred.flush();
+    const { chain, n } = chainOf(t);
     tamper(
       t,
-      ['DELETE FROM audit WHERE id > ?', last - 2],
-      ['UPDATE audit_head SET last_id = ?, hash = (SELECT hash FROM audit WHERE id = ?) WHERE id = 1', last - 2, last - 2],
+      ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 2],
+      ['UPDATE audit_chains SET seq = ?, hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?) WHERE chain = ?', n - 2, chain, n - 2, chain],
     );
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+  });
+
+  it("removing a whole chain (its rows and its head) is caught by an exported anchor", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const anchor = (await verifyRest(h, t.adminKey)).body.anchor!;
+    const { chain } = chainOf(t, 'other');
+    tamper(t, ['DELETE FROM audit WHERE chain = ?', chain], ['DELETE FROM audit_chains WHERE chain = ?', chain]);
+    expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: false, reason: 'exported_anchor', chain });
   });
 
   it('deleting every row is caught', async () => {
@@ -133,6 +163,19 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     tamper(t, ['DELETE FROM audit']);
     const v = await verifyRest(h, t.adminKey);
     expect(v.body).toMatchObject({ ok: false, reason: 'head' });
+  });
+
+  it("a chain's retention anchor copied from a row, with the rows before it deleted, is caught", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const { chain, n } = chainOf(t);
+    const cut = Math.floor(n / 2);
+    tamper(
+      t,
+      ['UPDATE audit_chains SET anchor_seq = ?, anchor_hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?), swept_at = 1 WHERE chain = ?', cut, chain, cut, chain],
+      ['DELETE FROM audit WHERE chain = ? AND seq <= ?', chain, cut],
+    );
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'anchor', chain });
   });
 
   it('an anchor copied from a row, with the rows before it deleted, is caught', async () => {
@@ -153,12 +196,13 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     await workload(t);
     const good = await verifyRest(h, t.adminKey);
     const anchor = good.body.anchor!;
-    expect(anchor).toMatch(/^baton-audit-anchor:v1:\d+:\d+:[0-9a-f]{64}:[0-9a-f]{64}$/);
+    expect(anchor).toMatch(/^baton-audit-anchor:v2:[A-Za-z0-9_-]+:[0-9a-f]{64}$/);
     expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: true });
     // Someone with write access resets the trail to look brand new: no rows, unkeyed head, genesis anchor.
     tamper(
       t,
       ['DELETE FROM audit'],
+      ['DELETE FROM audit_chains'],
       ["UPDATE audit_anchor SET last_id = 0, hash = '" + '0'.repeat(64) + "', mac = NULL WHERE id = 1"],
       ["UPDATE audit_head SET last_id = 0, hash = '" + '0'.repeat(64) + "', mac = NULL WHERE id = 1"],
     );
@@ -189,9 +233,16 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect(inc.rows).toBeLessThan((await verifyRest(h, t.adminKey)).body.rows);
     expect(inc.rows).toBeGreaterThan(0);
     // An edit after the anchor is caught by the incremental check.
-    const after = Number(anchor.split(':')[3]) + 2;
+    const after = lastId(t);
     tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
     expect(await since()).toMatchObject({ ok: false, first_bad_id: after });
+    // A row before the anchor edited: the rows after it no longer link to the anchored position.
+    tamper(t, ["UPDATE audit SET outcome = 'ok' WHERE id = ?", after]);
+    expect(await since()).toMatchObject({ ok: true });
+    const { chain } = chainOf(t);
+    tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq = 2', chain]);
+    expect((await since()).ok).toBe(true); // not walked: below the anchor (the full verify finds it)
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, chain, first_bad_seq: 2 });
   });
 
   it('baton audit anchor prints an anchor; verify --anchor FILE passes, then fails after truncation', async () => {
@@ -212,13 +263,13 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     };
     const a = await baton(['audit', 'anchor', '--data', data]);
     expect(a.code, a.stderr).toBe(0);
-    const printed = JSON.parse(a.stdout) as { anchor: string; count: number; last_id: number; hash: string; mac: string };
-    expect(printed.count).toBe(printed.last_id);
+    const printed = JSON.parse(a.stdout) as { anchor: string; rows: number };
+    expect(printed.rows).toBeGreaterThan(0);
     const file = join(t.dir, 'anchor.json');
     writeFileSync(file, a.stdout);
     const ok = await baton(['audit', 'verify', '--data', data, '--anchor', file]);
     expect(ok.code, ok.stderr).toBe(0);
-    tamper(t, ['DELETE FROM audit WHERE id >= ?', printed.last_id - 1]);
+    tamper(t, ['DELETE FROM audit WHERE id >= ?', lastId(t) - 1]);
     const broken = await baton(['audit', 'verify', '--data', data, '--anchor', file, '--json']);
     expect(broken.code).toBe(1);
     expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false });
@@ -243,12 +294,12 @@ describe('audit verification and queries by scope (issue 8 item 10)', () => {
     const row = (db.prepare('SELECT id FROM audit WHERE project_id = ? ORDER BY id LIMIT 1 OFFSET 2').get(project) as { id: number }).id;
     db.close();
     tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", row]);
-    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: false, first_bad_id: row });
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, first_bad_id: row });
-    // The default project's rows sit next to the edited one (the workload interleaves projects):
-    // their links no longer hold, but its admin is never told another project's row id.
+    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project, first_bad_seq: 3 });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project });
+    // The default project's rows were written between the edited one's (the workload interleaves
+    // projects), but its chain is its own (migration 14): it still holds.
     const defaultAdmin = await createKey(t, 'dadmin', 'admin');
-    expect((await verifyRest(h, defaultAdmin)).body).toMatchObject({ ok: false, scope: 'project', first_bad_id: null });
+    expect((await verifyRest(h, defaultAdmin)).body).toMatchObject({ ok: true, scope: 'project', first_bad_id: null });
   });
 
   it('auth-failure rows (no project) are queryable by server admins only', async () => {

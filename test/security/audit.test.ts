@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Hub } from '../../src/hub.js';
-import { auditHash, auditKeyFrom, sweepAudit, type AuditRow } from '../../src/store/journal.js';
+import { auditKeyFrom, chainRowHash, GENESIS_HASH, sweepAudit, type AuditRow } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
 import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub, runBaton, type CliResult } from '../helpers.js';
 
@@ -56,6 +56,21 @@ async function verify(t: TestHub): Promise<{ ok: boolean; rows: number; first_ba
 function auditKeyOf(t: TestHub): Buffer {
   const file = JSON.parse(readFileSync(join(t.dir, 'data', 'secrets.json'), 'utf8')) as { key_pepper: string };
   return auditKeyFrom(Buffer.from(file.key_pepper, 'base64url'));
+}
+
+/**
+ * The row after `id` in its chain (migration 14: a chain per project), as a deletion of `id` is
+ * reported: the row that follows the gap. Read on the data dir's file.
+ */
+function nextInChain(t: TestHub, id: number): number {
+  const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
+  try {
+    const r = db.prepare('SELECT b.id FROM audit a JOIN audit b ON b.chain = a.chain AND b.seq = a.seq + 1 WHERE a.id = ?').get(id) as { id: number } | undefined;
+    if (r === undefined) throw new Error(`row ${id} is the end of its chain`);
+    return r.id;
+  } finally {
+    db.close();
+  }
 }
 
 async function refusal(p: Promise<unknown>): Promise<string> {
@@ -210,11 +225,19 @@ describe('hash chain (S29)', () => {
     }
   }
 
+  /** A row in the middle of the busiest chain (not its end: a deletion there is the head's to find). */
   async function middleId(t: TestHub): Promise<number> {
     const v = await verify(t);
     expect(v).toMatchObject({ ok: true, rows: v.rows, first_bad_id: null });
     expect(v.rows).toBeGreaterThan(10);
-    return Math.floor(v.rows / 2);
+    const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
+    try {
+      const c = db.prepare('SELECT chain, max(seq) AS n FROM audit GROUP BY chain ORDER BY n DESC LIMIT 1').get() as { chain: string; n: number };
+      expect(c.n).toBeGreaterThan(4);
+      return (db.prepare('SELECT id FROM audit WHERE chain = ? AND seq = ?').get(c.chain, Math.floor(c.n / 2)) as { id: number }).id;
+    } finally {
+      db.close();
+    }
   }
 
   it('finds an edited outcome and names the row', async () => {
@@ -241,33 +264,37 @@ describe('hash chain (S29)', () => {
     // onward, exactly as Baton computes them but under a key of its own.
     const forgerKey = auditKeyFrom(Buffer.from('not the server secret'));
     const db = new Database(join(t.dir, 'data', 'baton.db'));
+    let chain = '';
     try {
       db.prepare("UPDATE audit SET outcome = 'denied' WHERE id = ?").run(id);
-      let prev = (db.prepare('SELECT hash FROM audit WHERE id = ?').get(id - 1) as { hash: string }).hash;
-      for (const row of db.prepare('SELECT * FROM audit WHERE id >= ? ORDER BY id').all(id) as AuditRow[]) {
-        const { hash: _old, ...rest } = row;
-        const hash = auditHash({ ...rest, prev_hash: prev }, forgerKey);
+      const at = db.prepare('SELECT chain, seq FROM audit WHERE id = ?').get(id) as { chain: string; seq: number };
+      chain = at.chain;
+      let prev = at.seq === 1 ? GENESIS_HASH : (db.prepare('SELECT hash FROM audit WHERE chain = ? AND seq = ?').get(at.chain, at.seq - 1) as { hash: string }).hash;
+      for (const row of db.prepare('SELECT * FROM audit WHERE chain = ? AND seq >= ? ORDER BY seq').all(at.chain, at.seq) as AuditRow[]) {
+        const hash = chainRowHash({ ...row, chain: at.chain, seq: row.seq!, prev_hash: prev }, forgerKey);
         db.prepare('UPDATE audit SET hash = ? WHERE id = ?').run(hash, row.id);
         prev = hash;
       }
     } finally {
       db.close();
     }
-    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id });
+    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id, chain: chain === '' ? 'server' : chain });
   });
 
   it('finds a deleted row (the row after the gap) and a deleted first row', async () => {
     const t = await hub();
     await workload(t);
     const id = await middleId(t);
+    const after = nextInChain(t, id);
     tamper(t, 'DELETE FROM audit WHERE id = ?', id);
-    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id + 1 });
+    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: after });
 
     const u = await hub();
     await workload(u);
     await middleId(u);
+    const second = nextInChain(u, 1);
     tamper(u, 'DELETE FROM audit WHERE id = 1');
-    expect(await verify(u)).toMatchObject({ ok: false, first_bad_id: 2 });
+    expect(await verify(u)).toMatchObject({ ok: false, first_bad_id: second, first_bad_seq: 1 });
   });
 
   it('stays one chain when two connections (processes) write to the same store', async () => {
@@ -313,18 +340,21 @@ describe('baton audit verify (CLI)', () => {
     db.close();
     const edited = await baton(['audit', 'verify', '--data', data]);
     expect(edited.code).toBe(1);
-    expect(edited.stdout).toContain('BROKEN at row 5');
+    expect(edited.stdout).toMatch(/BROKEN: chain \S+ at position \d+ \(row 5\)/);
     const json = await baton(['audit', 'verify', '--data', data, '--json']);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, first_bad_id: 5 });
 
     const db2 = new Database(join(data, 'baton.db'));
     db2.prepare("UPDATE audit SET outcome = 'ok' WHERE id = 5").run(); // put back: intact again
-    db2.prepare('DELETE FROM audit WHERE id = 8').run();
     db2.close();
+    const after = nextInChain(t, 8);
+    const db3 = new Database(join(data, 'baton.db'));
+    db3.prepare('DELETE FROM audit WHERE id = 8').run();
+    db3.close();
     const deleted = await baton(['audit', 'verify', '--data', data, '--json']);
     expect(deleted.code).toBe(1);
-    expect(JSON.parse(deleted.stdout)).toMatchObject({ ok: false, first_bad_id: 9 });
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ ok: false, first_bad_id: after });
 
     const q = await baton(['audit', 'query', '--data', data, '--op', 'token_revoke', '--json']);
     expect(q.code, q.stderr).toBe(0);
@@ -357,8 +387,15 @@ describe('audit retention (S30)', () => {
 
     // Retention 0 keeps everything.
     expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 0, key))).toBe(0);
+    // Every old row goes, but each chain's newest (its head) stays.
+    const cutoff = clock.now() - 5 * 86_400_000;
+    const old = await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit WHERE at < ${cutoff}`));
+    const heads = await t.hub.db.read((ex) =>
+      ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit_chains c JOIN audit a ON a.chain = c.chain AND a.seq = c.seq WHERE a.at < ${cutoff}`),
+    );
+    expect(old!.n).toBeGreaterThanOrEqual(before);
     const removed = await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000, key));
-    expect(removed).toBeGreaterThanOrEqual(before);
+    expect(removed).toBe(old!.n - heads!.n);
     const after = await verify(t);
     expect(after.ok).toBe(true);
     expect(after.rows).toBeLessThan(5);
@@ -387,8 +424,11 @@ describe('audit retention (S30)', () => {
     const key = auditKeyOf(t);
     clock.advance(100 * 86_400_000);
     await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 86_400_000, key));
-    const left = await t.hub.db.read((ex) => ex.all<{ id: number }>(sql`SELECT id FROM audit`));
-    expect(left).toEqual([{ id: last }]);
+    // Each chain's newest row stays (its head), the table's newest among them.
+    const left = await t.hub.db.read((ex) => ex.all<{ id: number }>(sql`SELECT id FROM audit ORDER BY id`));
+    const chains = await t.hub.db.read((ex) => ex.all<{ chain: string }>(sql`SELECT chain FROM audit_chains`));
+    expect(left).toHaveLength(chains.length);
+    expect(left[left.length - 1]).toEqual({ id: last });
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'later' }] });
     await t.hub.deferred.flush(); // audit row ids are opaque in audit_query (S9): read them here
     const newest = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
