@@ -167,16 +167,17 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
         }),
       ).toMatchObject({ ok: true });
       // The newest rows deleted behind Baton's back during a walk are caught.
-      const last = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
+      const last = (await t.hub.db.read((ex) => ex.get<{ id: number; seq: number }>(sql`SELECT id, seq FROM audit ORDER BY id DESC LIMIT 1`)))!;
       const v = await walk(async () => {
         const db = new Database(join(t.dir, 'data', 'baton.db'));
         try {
-          db.prepare('DELETE FROM audit WHERE id > ?').run(last - 5);
+          db.prepare('DELETE FROM audit WHERE id > ?').run(last.id - 5);
         } finally {
           db.close();
         }
       });
-      expect(v).toMatchObject({ ok: false, firstBadId: last - 4, reason: 'head' });
+      // The rows of no project are the server chain's: its first missing position is named.
+      expect(v).toMatchObject({ ok: false, chain: 'server', firstBadSeq: last.seq - 4, firstBadId: null, reason: 'head' });
     } finally {
       await t.close();
     }
