@@ -106,6 +106,11 @@ function lockKey(schema: string): number {
   return createHash('sha256').update(schema).digest().readInt32BE(0);
 }
 
+/** The two keys of the server chain's head lock (the `audit` WriteLock): for operators and tests that look at pg_locks. */
+export function serverChainLockKeys(schema: string): [number, number] {
+  return [AUDIT_LOCK, lockKey(schema)];
+}
+
 /** The one bigint key of a project's writer lock (as a string: pg binds it exactly). */
 export function projectLockKey(schema: string, projectId: string): string {
   return createHash('sha256').update(`${schema}\0${projectId}`).digest().readBigInt64BE(0).toString();
