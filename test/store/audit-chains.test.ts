@@ -12,7 +12,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
-import { auditHash, auditKeyFrom, GENESIS_HASH, type AuditRow } from '../../src/store/journal.js';
+import { appendAudits, auditHash, auditKeyFrom, GENESIS_HASH, type AuditRow } from '../../src/store/journal.js';
 import { projectLockKey, serverChainLockKeys } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
 import { readFileSync } from 'node:fs';
@@ -80,6 +80,42 @@ describe.each(['sqlite', 'postgres'] as const)('audit chain per project (%s)', (
     // Alpha's chain is not touched by it (its rows were written between beta's).
     await t.hub.deferred.flush(); // the verify above is audited too (a read: by the deferred writer)
     expect(await call<Verdict>(t.hub, adminA, 'audit_verify', {})).toMatchObject({ ok: true, rows: 6 });
+  });
+
+  it("in one group commit, an op rolled back to its savepoint takes its chain positions with it (the head cached per transaction is rolled back too)", async () => {
+    const t = await hub(backend);
+    const key = auditKeyOf(t);
+    const entry = (i: number) => ({
+      at: 1_700_000_000_000 + i,
+      requestId: `req_grp${i}`,
+      projectId: null,
+      principal: null,
+      role: null,
+      op: 'whoami',
+      target: null,
+      outcome: 'ok' as const,
+      code: null,
+      params: '{}',
+      transport: 'internal',
+      address: null,
+    });
+    const before = (await t.hub.db.read((ex) => ex.get<{ seq: number }>(sql`SELECT seq FROM audit_chains WHERE chain = ''`)))?.seq ?? 0;
+    // Queued in one turn: one transaction, each write in its savepoint; the middle one fails after appending.
+    const results = await Promise.allSettled([
+      t.hub.db.write((ex) => appendAudits(ex, [entry(1)], key)),
+      t.hub.db.write(async (ex) => {
+        await appendAudits(ex, [entry(2), entry(3)], key);
+        throw new Error('rolled back');
+      }),
+      t.hub.db.write((ex) => appendAudits(ex, [entry(4)], key)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const rows = await t.hub.db.read((ex) => ex.all<{ seq: number; request_id: string }>(sql`SELECT seq, request_id FROM audit WHERE chain = '' AND seq > ${before} ORDER BY seq`));
+    expect(rows).toEqual([
+      { seq: before + 1, request_id: 'req_grp1' },
+      { seq: before + 2, request_id: 'req_grp4' },
+    ]);
+    expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
   });
 
   it('a database at version 13 with audit rows migrates to 14: its rows verify as the legacy segment, new rows go to the chains', async () => {
