@@ -8,11 +8,13 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { RawDb as Database } from '../raw-db.js';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { BIN, call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { Hub } from '../../src/hub.js';
+import { sql, type Sql } from '../../src/store/sql.js';
+import { BIN, call, createKey, openHub, serve, storeEnvOf, testConfig, type TestHub } from '../helpers.js';
 
 const run = promisify(execFile);
 
@@ -68,34 +70,29 @@ async function verifyRest(h: HttpHandle, key: string, anchor?: string): Promise<
   return { status: r.status, body: (await r.json()) as Verdict & { error?: { code: string } } };
 }
 
-function tamper(t: TestHub, ...statements: [string, ...unknown[]][]): void {
-  const db = new Database(join(t.dir, 'data', 'baton.db'));
-  try {
-    for (const [text, ...args] of statements) db.prepare(text).run(...args);
-  } finally {
-    db.close();
-  }
+/** SQL with `?` placeholders, run as given: tampering behind Baton's back, through the hub's own store (either backend). */
+function raw(text: string, values: readonly unknown[]): Sql {
+  const parts = text.split('?');
+  return sql(Object.assign([...parts], { raw: parts }) as unknown as TemplateStringsArray, ...values);
+}
+
+async function tamper(t: TestHub, ...statements: [string, ...unknown[]][]): Promise<void> {
+  await t.hub.db.write(async (ex) => {
+    for (const [text, ...args] of statements) await ex.run(raw(text, args));
+  });
 }
 
 /** A project's chain (migration 14: its id) and its length. */
-function chainOf(t: TestHub, project = 'default'): { chain: string; n: number } {
-  const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
-  try {
-    const chain = (db.prepare('SELECT id FROM projects WHERE name = ?').get(project) as { id: string }).id;
-    const n = (db.prepare('SELECT max(seq) AS n FROM audit WHERE chain = ?').get(chain) as { n: number }).n;
+async function chainOf(t: TestHub, project = 'default'): Promise<{ chain: string; n: number }> {
+  return t.hub.db.read(async (ex) => {
+    const chain = (await ex.get<{ id: string }>(sql`SELECT id FROM projects WHERE name = ${project}`))!.id;
+    const n = (await ex.get<{ n: number }>(sql`SELECT max(seq) AS n FROM audit WHERE chain = ${chain}`))!.n;
     return { chain, n };
-  } finally {
-    db.close();
-  }
+  });
 }
 
-function lastId(t: TestHub): number {
-  const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT max(id) AS id FROM audit').get() as { id: number }).id;
-  } finally {
-    db.close();
-  }
+async function lastId(t: TestHub): Promise<number> {
+  return (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
 }
 
 describe('audit truncation is caught (issue 8 item 7)', () => {
@@ -105,9 +102,9 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     const before = await verifyRest(h, t.adminKey);
     expect(before.body).toMatchObject({ ok: true, scope: 'server' });
     await t.hub.deferred.flush();
-    const { chain, n } = chainOf(t);
+    const { chain, n } = await chainOf(t);
     expect(n).toBeGreaterThan(4);
-    tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 3]);
+    await tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 3]);
     const v = await verifyRest(h, t.adminKey);
     expect(v.body).toMatchObject({ ok: false, reason: 'head', chain, first_bad_seq: n - 2, first_bad_id: null });
     // The other project's chain is its own: its admin's verify still holds.
@@ -122,8 +119,8 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
   it("a chain head whose MAC is removed or forged is caught, and stays caught after more writes", async () => {
     const { t, h } = await started();
     await workload(t);
-    const { chain } = chainOf(t, 'other');
-    tamper(t, ["UPDATE audit_chains SET mac = 'forged' WHERE chain = ?", chain]);
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ["UPDATE audit_chains SET mac = 'forged' WHERE chain = ?", chain]);
     expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
     const x = await t.hub.authenticate(await createKey(t, 'x9', 'worker', 'other'));
     await call(t.hub, x, 'task_create', { tasks: [{ title: 'after the forgery' }] });
@@ -136,8 +133,8 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     await workload(t);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'last write' }] });
     await t.hub.deferred.flush();
-    const { chain, n } = chainOf(t);
-    tamper(
+    const { chain, n } = await chainOf(t);
+    await tamper(
       t,
       ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 2],
       ['UPDATE audit_chains SET seq = ?, hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?) WHERE chain = ?', n - 2, chain, n - 2, chain],
@@ -152,15 +149,15 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     const { t, h } = await started();
     await workload(t);
     const anchor = (await verifyRest(h, t.adminKey)).body.anchor!;
-    const { chain } = chainOf(t, 'other');
-    tamper(t, ['DELETE FROM audit WHERE chain = ?', chain], ['DELETE FROM audit_chains WHERE chain = ?', chain]);
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ['DELETE FROM audit WHERE chain = ?', chain], ['DELETE FROM audit_chains WHERE chain = ?', chain]);
     expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: false, reason: 'exported_anchor', chain });
   });
 
   it('deleting every row is caught', async () => {
     const { t, h } = await started();
     await workload(t);
-    tamper(t, ['DELETE FROM audit']);
+    await tamper(t, ['DELETE FROM audit']);
     const v = await verifyRest(h, t.adminKey);
     expect(v.body).toMatchObject({ ok: false, reason: 'head' });
   });
@@ -168,9 +165,9 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
   it("a chain's retention anchor copied from a row, with the rows before it deleted, is caught", async () => {
     const { t, h } = await started();
     await workload(t);
-    const { chain, n } = chainOf(t);
+    const { chain, n } = await chainOf(t);
     const cut = Math.floor(n / 2);
-    tamper(
+    await tamper(
       t,
       ['UPDATE audit_chains SET anchor_seq = ?, anchor_hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?), swept_at = 1 WHERE chain = ?', cut, chain, cut, chain],
       ['DELETE FROM audit WHERE chain = ? AND seq <= ?', chain, cut],
@@ -181,8 +178,8 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
   it('an anchor copied from a row, with the rows before it deleted, is caught', async () => {
     const { t, h } = await started();
     await workload(t);
-    const cut = Math.floor(lastId(t) / 2);
-    tamper(
+    const cut = Math.floor((await lastId(t)) / 2);
+    await tamper(
       t,
       ['UPDATE audit_anchor SET last_id = ?, hash = (SELECT hash FROM audit WHERE id = ?), swept_at = 1 WHERE id = 1', cut, cut],
       ['DELETE FROM audit WHERE id <= ?', cut],
@@ -199,7 +196,7 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect(anchor).toMatch(/^baton-audit-anchor:v2:[A-Za-z0-9_-]+:[0-9a-f]{64}$/);
     expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: true });
     // Someone with write access resets the trail to look brand new: no rows, unkeyed head, genesis anchor.
-    tamper(
+    await tamper(
       t,
       ['DELETE FROM audit'],
       ['DELETE FROM audit_chains'],
@@ -233,14 +230,14 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect(inc.rows).toBeLessThan((await verifyRest(h, t.adminKey)).body.rows);
     expect(inc.rows).toBeGreaterThan(0);
     // An edit after the anchor is caught by the incremental check.
-    const after = lastId(t);
-    tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
+    const after = (await lastId(t));
+    await tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
     expect(await since()).toMatchObject({ ok: false, first_bad_id: after });
     // A row before the anchor edited: the rows after it no longer link to the anchored position.
-    tamper(t, ["UPDATE audit SET outcome = 'ok' WHERE id = ?", after]);
+    await tamper(t, ["UPDATE audit SET outcome = 'ok' WHERE id = ?", after]);
     expect(await since()).toMatchObject({ ok: true });
-    const { chain } = chainOf(t);
-    tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq = 2', chain]);
+    const { chain } = await chainOf(t);
+    await tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq = 2', chain]);
     expect((await since()).ok).toBe(true); // not walked: below the anchor (the full verify finds it)
     expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, chain, first_bad_seq: 2 });
   });
@@ -253,7 +250,8 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     await t.hub.close();
     const baton = async (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
       try {
-        const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+        const env = { ...process.env, ...storeEnvOf(data) };
+        const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env });
         return { code: 0, stdout, stderr };
       } catch (err) {
         const e = err as { code?: unknown; stdout?: string; stderr?: string };
@@ -269,7 +267,13 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     writeFileSync(file, a.stdout);
     const ok = await baton(['audit', 'verify', '--data', data, '--anchor', file]);
     expect(ok.code, ok.stderr).toBe(0);
-    tamper(t, ['DELETE FROM audit WHERE id >= ?', lastId(t) - 1]);
+    // The hub is closed (the CLI opens the store itself): tamper through a store of its own.
+    const again = await Hub.open(testConfig(data), { log: pino({ level: 'silent' }) });
+    try {
+      await tamper({ ...t, hub: again }, ['DELETE FROM audit WHERE id >= ?', (await lastId({ ...t, hub: again })) - 1]);
+    } finally {
+      await again.close();
+    }
     const broken = await baton(['audit', 'verify', '--data', data, '--anchor', file, '--json']);
     expect(broken.code).toBe(1);
     expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false });
@@ -289,11 +293,9 @@ describe('audit verification and queries by scope (issue 8 item 10)', () => {
     expect((await verifyRest(h, otherAdmin, all.body.anchor!)).status).toBe(403);
 
     // An edit to a row of the other project's admin: found there and by the server admin.
-    const db = new Database(join(t.dir, 'data', 'baton.db'));
-    const project = (db.prepare("SELECT id FROM projects WHERE name = 'other'").get() as { id: string }).id;
-    const row = (db.prepare('SELECT id FROM audit WHERE project_id = ? ORDER BY id LIMIT 1 OFFSET 2').get(project) as { id: number }).id;
-    db.close();
-    tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", row]);
+    const project = (await chainOf(t, 'other')).chain;
+    const row = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT id FROM audit WHERE project_id = ${project} ORDER BY id LIMIT 1 OFFSET 2`)))!.id;
+    await tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", row]);
     expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project, first_bad_seq: 3 });
     expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project });
     // The default project's rows were written between the edited one's (the workload interleaves
