@@ -13,7 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { Hub } from '../../src/hub.js';
-import { sql, type Sql } from '../../src/store/sql.js';
+import { sql } from '../../src/store/sql.js';
+import { tamperWith } from './tamper.js';
 import { BIN, call, createKey, openHub, serve, storeEnvOf, testConfig, type TestHub } from '../helpers.js';
 
 const run = promisify(execFile);
@@ -70,17 +71,8 @@ async function verifyRest(h: HttpHandle, key: string, anchor?: string): Promise<
   return { status: r.status, body: (await r.json()) as Verdict & { error?: { code: string } } };
 }
 
-/** SQL with `?` placeholders, run as given: tampering behind Baton's back, through the hub's own store (either backend). */
-function raw(text: string, values: readonly unknown[]): Sql {
-  const parts = text.split('?');
-  return sql(Object.assign([...parts], { raw: parts }) as unknown as TemplateStringsArray, ...values);
-}
-
-async function tamper(t: TestHub, ...statements: [string, ...unknown[]][]): Promise<void> {
-  await t.hub.db.write(async (ex) => {
-    for (const [text, ...args] of statements) await ex.run(raw(text, args));
-  });
-}
+/** Behind Baton's back, through the hub's own store (either backend). */
+const tamper = (t: TestHub, ...statements: [string, ...unknown[]][]): Promise<void> => tamperWith(t.hub, ...statements);
 
 /** A project's chain (migration 14: its id) and its length. */
 async function chainOf(t: TestHub, project = 'default'): Promise<{ chain: string; n: number }> {
