@@ -956,7 +956,11 @@ export async function sweepAudit(
   if (retentionMs <= 0) return 0;
   const cutoff = now - retentionMs;
   let deleted = await sweepLegacy(ex, now, cutoff, key, batch);
-  const chains = await ex.all<ChainRow>(sql`SELECT chain, seq, hash, mac, anchor_seq, anchor_hash, anchor_mac FROM audit_chains ORDER BY chain`);
+  // The chains with something to sweep (their oldest row past retention, and not their newest):
+  // one statement per call whatever the number of projects (the sweeper runs every second).
+  const chains = await ex.all<ChainRow>(sql`SELECT c.chain, c.seq, c.hash, c.mac, c.anchor_seq, c.anchor_hash, c.anchor_mac
+    FROM audit_chains c JOIN audit a ON a.chain = c.chain AND a.seq = c.anchor_seq + 1
+    WHERE a.at < ${cutoff} AND c.seq > c.anchor_seq + 1 ORDER BY c.chain`);
   for (const c of chains) {
     if (deleted >= batch) break;
     deleted += await sweepChain(ex, c, now, cutoff, key, batch - deleted);
@@ -965,9 +969,6 @@ export async function sweepAudit(
 }
 
 async function sweepChain(ex: Executor, c: ChainRow, now: number, cutoff: number, key: Buffer, batch: number): Promise<number> {
-  // One lookup when the chain has nothing to sweep.
-  const oldest = await ex.get<{ at: number }>(sql`SELECT at FROM audit WHERE chain = ${c.chain} AND seq = ${c.anchor_seq + 1}`);
-  if (oldest === undefined || oldest.at >= cutoff) return 0;
   const rows = await ex.all<{ seq: number; at: number; hash: string }>(
     sql`SELECT seq, at, hash FROM audit WHERE chain = ${c.chain} AND seq > ${c.anchor_seq} ORDER BY seq LIMIT ${batch + 1}`,
   );
