@@ -810,13 +810,14 @@ export async function endChainWalk(ex: Executor, key: Buffer, w: ChainWalk): Pro
   return { ok: true, rows: w.rows, firstBadId: null, ends: [{ chain, seq: end.seq, hash: end.hash }] };
 }
 
-/** Every chain there is (those with rows but no head too: their head was removed). */
+/** Every chain with a head. */
 async function allChains(ex: Executor): Promise<string[]> {
-  const rows = await ex.all<{ chain: string }>(
-    sql`SELECT chain FROM audit_chains UNION SELECT DISTINCT chain FROM audit WHERE chain IS NOT NULL ORDER BY 1`,
-  );
+  const rows = await ex.all<{ chain: string }>(sql`SELECT chain FROM audit_chains ORDER BY chain`);
   return rows.map((r) => r.chain);
 }
+
+/** Index seeks per step when looking for chains with rows but no head (a skip scan of (chain, seq)). */
+const SEEKS_PER_STEP = 200;
 
 /**
  * A walk of the whole trail (a server admin's): the legacy segment, then every chain, each in
@@ -826,7 +827,10 @@ async function allChains(ex: Executor): Promise<string[]> {
 export interface AuditWalk {
   readonly legacy: LegacyWalk;
   legacyDone: boolean;
-  readonly chains: readonly string[];
+  /** The chains to walk: those with a head, then any found with rows but no head (its head was removed). */
+  readonly chains: string[];
+  /** The skip scan for headless chains, after the chains with a head: where it is (undefined: not started), or done. */
+  scan: { after: string | undefined } | 'done';
   next: number;
   current: ChainWalk | null;
   readonly marks: ReadonlyMap<string, ChainMark>;
@@ -853,6 +857,7 @@ export async function beginAuditWalk(
     legacy,
     legacyDone: false,
     chains,
+    scan: { after: undefined },
     next: 0,
     current: null,
     marks,
@@ -886,9 +891,10 @@ export async function stepAuditWalk(ex: Executor, key: Buffer, w: AuditWalk, pag
       return true;
     }
     w.legacyEnd = v.end;
-    return w.chains.length === 0;
+    return false;
   }
   if (w.current === null) {
+    if (w.next >= w.chains.length) return scanHeadless(ex, w);
     const chain = w.chains[w.next++]!;
     w.current = await beginChainWalk(ex, key, chain, w.marks.get(chain), w.fromMarks);
   }
@@ -901,7 +907,36 @@ export async function stepAuditWalk(ex: Executor, key: Buffer, w: AuditWalk, pag
     return true;
   }
   w.ends.push(...(v.ends ?? []));
-  return w.next >= w.chains.length;
+  return false;
+}
+
+/**
+ * Rows of a chain whose head is gone (removed behind Baton's back, rows left): found by a skip
+ * scan of the (chain, seq) index, one seek per chain (a DISTINCT would read every row in one
+ * step), and walked like any chain, which reports the missing head. True when the scan is over.
+ */
+async function scanHeadless(ex: Executor, w: AuditWalk): Promise<boolean> {
+  if (w.scan === 'done') return true;
+  const known = new Set(w.chains);
+  let after: string | undefined = w.scan.after;
+  for (let i = 0; i < SEEKS_PER_STEP; i++) {
+    const next: { chain: string } | undefined = await ex.get<{ chain: string }>(
+      after === undefined
+        ? sql`SELECT chain FROM audit WHERE chain IS NOT NULL ORDER BY chain LIMIT 1`
+        : sql`SELECT chain FROM audit WHERE chain > ${after} ORDER BY chain LIMIT 1`,
+    );
+    if (next === undefined) {
+      w.scan = 'done';
+      return true;
+    }
+    after = next.chain;
+    w.scan = { after };
+    if (!known.has(next.chain)) {
+      w.chains.push(next.chain);
+      return false;
+    }
+  }
+  return false;
 }
 
 export async function endAuditWalk(_ex: Executor, _key: Buffer, w: AuditWalk): Promise<AuditVerdict> {

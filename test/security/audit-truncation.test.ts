@@ -137,6 +137,14 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
   });
 
+  it("a chain's head removed (its rows left) is caught, naming that chain", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ['DELETE FROM audit_chains WHERE chain = ?', chain]);
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+  });
+
   it("removing a whole chain (its rows and its head) is caught by an exported anchor", async () => {
     const { t, h } = await started();
     await workload(t);
