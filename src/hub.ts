@@ -27,7 +27,7 @@ import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
 import type { Db, Executor, WriteMode } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
-import { appendEvent, auditKeyFrom, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
+import { appendEvent, auditKeyFrom, legacyHeadUnkeyed, sealLegacyHead, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
 import { LATEST_MIGRATION, schemaVersion } from './store/health.js';
 import { circuitOf, type CircuitState } from './store/breaker.js';
@@ -129,8 +129,13 @@ export class Hub {
       onCircuit: (c) =>
         c.state === 'open' ? log.error({ reason: c.reason, failures: c.failures }, 'store circuit open: refusing calls until the store answers') : log.warn('store circuit closed: the store answers again'),
     });
+    const auditKey = auditKeyFrom(secrets.keyPepper);
     try {
       await db.migrate(MIGRATIONS, local.now());
+      // Since migration 14 nothing appends to the legacy audit segment, so its head, unkeyed when
+      // nothing was appended after migration 10, is keyed here (journal.ts sealLegacyHead). One
+      // read when there is nothing to do.
+      if (await db.read((ex) => legacyHeadUnkeyed(ex))) await db.write((ex) => sealLegacyHead(ex, auditKey));
     } catch (err) {
       await db.close().catch(() => undefined);
       throw err;
@@ -142,7 +147,6 @@ export class Hub {
     const bus = new Bus(db);
     const roles = new Roles(config.roles);
     // Servers write deferred audit rows on a worker thread (runs from the built package only).
-    const auditKey = auditKeyFrom(secrets.keyPepper);
     // The worker has its own SQLite connection (a second writer beside the hub's, in WAL). On
     // PostgreSQL the pool already writes concurrently: audit batches go inline.
     const sink =

@@ -34,8 +34,18 @@ interface Verdict {
   ok: boolean;
   rows: number;
   first_bad_id: number | null;
+  chain: string | null;
+  first_bad_seq: number | null;
   reason: string | null;
   anchor: string | null;
+}
+
+/** How a message names the place: the chain and the position in it (and the row id when there is a row). */
+function where(v: Verdict): string {
+  const chain = v.chain === null ? 'the trail' : v.chain === 'legacy' ? 'the legacy chain' : v.chain === 'server' ? 'the server chain' : `chain ${v.chain}`;
+  if (v.first_bad_seq === null) return chain;
+  const row = v.first_bad_id !== null && v.chain !== 'legacy' ? ` (row ${String(v.first_bad_id)})` : '';
+  return `${chain} at position ${String(v.first_bad_seq)}${row}`;
 }
 
 /** `--anchor`: the anchor text itself, a JSON object holding it (as `anchor` prints), or a file with either. */
@@ -108,13 +118,13 @@ export function registerAuditCommands(program: Command): void {
       else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
       else if (v.reason === 'head_unkeyed') {
         process.stdout.write(`audit chain head not keyed yet (${v.rows} rows checked)\n`);
-        process.stderr.write('baton: after an upgrade the head is keyed by the first audited write (e.g. any op call); verify again after one. Seen at any other time, the head was tampered with.\n');
-      } else if (v.first_bad_id === null) process.stdout.write(`audit chain BROKEN: its ${v.reason ?? 'end'} does not hold (${v.rows} rows checked)\n`);
-      else process.stdout.write(`audit chain BROKEN at row ${String(v.first_bad_id)} (${v.rows} rows checked)\n`);
+        process.stderr.write('baton: after an upgrade the legacy head is keyed when the hub next starts (any baton command); verify again. Seen at any other time, the head was tampered with.\n');
+      } else if (v.first_bad_seq === null) process.stdout.write(`audit chain BROKEN: ${where(v)}: its ${v.reason ?? 'end'} does not hold (${v.rows} rows checked)\n`);
+      else process.stdout.write(`audit chain BROKEN: ${where(v)} (${v.rows} rows checked)\n`);
       if (!v.ok) {
         if (opts.json !== true && v.reason !== 'head_unkeyed') {
-          const what = v.reason === 'head' || v.reason === 'exported_anchor' ? 'rows were removed from the end (or the trail was rolled back)' : 'was altered, removed or forged';
-          process.stderr.write(`baton: audit row ${String(v.first_bad_id)} ${what}\n`);
+          const what = v.reason === 'head' || v.reason === 'exported_anchor' ? 'rows were removed from the end (or the trail was rolled back)' : 'a row was altered, removed or forged';
+          process.stderr.write(`baton: audit ${where(v)}: ${what}\n`);
         }
         process.exitCode = 1;
       }
@@ -122,7 +132,7 @@ export function registerAuditCommands(program: Command): void {
 
   audit
     .command('anchor')
-    .description('Verify the chain and print an anchor of its end (count, last id, hash, HMAC) to store elsewhere')
+    .description("Verify the chains and print an anchor of their ends (each chain's position and hash, with an HMAC) to store elsewhere")
     .option('--data <dir>', 'data directory (default .baton, or BATON_DATA)')
     .option('--config <file>', 'JSON config file')
     .action(async (opts: CommonFlags) => {
@@ -131,13 +141,12 @@ export function registerAuditCommands(program: Command): void {
         return (await hub.call('audit_verify', {}, principal, meta)) as Verdict;
       });
       if (!v.ok || v.anchor === null) {
-        process.stderr.write(`baton: the audit chain does not verify (row ${String(v.first_bad_id)}); no anchor printed\n`);
+        process.stderr.write(`baton: the audit trail does not verify (${where(v)}); no anchor printed\n`);
         process.exitCode = 1;
         return;
       }
-      const [, , count, lastId, hash, mac] = v.anchor.split(':');
       process.stdout.write(
-        JSON.stringify({ anchor: v.anchor, count: Number(count), last_id: Number(lastId), hash, mac, at: new Date().toISOString() }) + '\n',
+        JSON.stringify({ anchor: v.anchor, rows: v.rows, at: new Date().toISOString() }) + '\n',
       );
     });
 

@@ -6,17 +6,20 @@ import { agentByName, projectByName } from '../store/directory.js';
 import {
   anchorIsAuthentic,
   beginAuditWalk,
+  beginChainWalk,
+  chainsAnchorIsAuthentic,
   endAuditWalk,
-  exportAnchor,
+  endChainWalk,
+  exportChainsAnchor,
   queryAudit,
   stepAuditWalk,
-  beginProjectWalk,
-  stepProjectWalk,
-  auditRowProject,
+  stepChainWalk,
   type AuditAnchor,
   type AuditRow,
   type AuditWalk,
-  type ProjectWalk,
+  type ChainMark,
+  type ChainsAnchor,
+  type ChainWalk,
 } from '../store/journal.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { agentName, projectName } from './schemas.js';
@@ -24,8 +27,9 @@ import { agentName, projectName } from './schemas.js';
 /**
  * The audit trail (S29): read by admins of a project (their project's rows only; a server admin
  * may name another project, or read the rows of no project: failed authentications and
- * throttling), and verified: a project admin verifies its project's rows, a server admin the whole
- * chain, its authenticated head and any anchors it kept (`baton audit anchor`). Both ops are reads.
+ * throttling), and verified: a project admin verifies its project's chain, a server admin every
+ * chain (and the legacy segment of before migration 14), their authenticated heads and any anchor
+ * it kept (`baton audit anchor`). Both ops are reads.
  * Audit rows never hold content: op inputs are kept as a summary (ids, numbers, sizes and short
  * hashes; see runner.ts `summarize`).
  */
@@ -79,10 +83,10 @@ function toAuditOut(r: AuditRow, id: string): z.infer<typeof auditOut> {
 }
 
 /**
- * Audit row ids count every project's rows (one global chain): row ids and the cursor are sealed
+ * Audit row ids count every project's rows (the table's): row ids and the cursor are sealed
  * positions (core/cursor.ts), bound to the rows' project (or to "no project"), so a project admin
- * sees no global count and cannot use a cursor elsewhere (S9). `audit_verify` for a server admin
- * still names rows by their global id, as anchors do: the whole chain is theirs.
+ * sees no global count and cannot use a cursor elsewhere (S9). `audit_verify` names a bad row by
+ * its chain and its position there (and, for a server admin, by its id).
  */
 const sealFor = (ctx: OpContext, projectId: string | null): { secret: Buffer; scope: string } => ({
   secret: ctx.services.keyPepper,
@@ -165,17 +169,38 @@ export const auditQuery = defineOp({
   },
 });
 
-/** An exported anchor as one string (fits a query parameter and a shell argument). */
-const ANCHOR = /^baton-audit-anchor:v1:(\d{1,15}):(\d{1,15}):([0-9a-f]{64}):([0-9a-f]{64})$/;
+/**
+ * An exported anchor as one string (fits a query parameter and a shell argument). v1: the legacy
+ * chain's end (before migration 14); v2: every chain's end, as base64url JSON `[[chain, seq,
+ * hash prefix], …]`, about 60 characters per chain.
+ */
+const ANCHOR_V1 = /^baton-audit-anchor:v1:(\d{1,15}):(\d{1,15}):([0-9a-f]{64}):([0-9a-f]{64})$/;
+const ANCHOR_V2 = /^baton-audit-anchor:v2:([A-Za-z0-9_-]*):([0-9a-f]{64})$/;
+const MAX_ANCHOR = 60_000;
 
-function anchorText(a: AuditAnchor): string {
-  return `baton-audit-anchor:v1:${a.count}:${a.last_id}:${a.hash}:${a.mac}`;
+function anchorText(a: ChainsAnchor): string {
+  const marks = Buffer.from(JSON.stringify(a.marks.map((m) => [m.chain, m.seq, m.hash]))).toString('base64url');
+  return `baton-audit-anchor:v2:${marks}:${a.mac}`;
 }
 
-function parseAnchor(text: string): AuditAnchor {
-  const m = ANCHOR.exec(text);
-  if (m === null) throw new BatonError('invalid_input', 'anchor: expected the text printed by `baton audit anchor`');
-  return { v: 1, count: Number(m[1]), last_id: Number(m[2]), hash: m[3]!, mac: m[4]! };
+function parseAnchor(text: string): AuditAnchor | ChainsAnchor {
+  const bad = (): BatonError => new BatonError('invalid_input', 'anchor: expected the text printed by `baton audit anchor`');
+  const m1 = ANCHOR_V1.exec(text);
+  if (m1 !== null) return { v: 1, count: Number(m1[1]), last_id: Number(m1[2]), hash: m1[3]!, mac: m1[4]! };
+  const m2 = ANCHOR_V2.exec(text);
+  if (m2 === null) throw bad();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(m2[1]!, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  const marks = z
+    .array(z.tuple([z.string().max(200), z.number().int().min(0), z.string().regex(/^[0-9a-f]{1,64}$/)]))
+    .max(10_000)
+    .safeParse(raw);
+  if (!marks.success) throw bad();
+  return { v: 2, marks: marks.data.map(([chain, seq, hash]): ChainMark => ({ chain, seq, hash })), mac: m2[2]! };
 }
 
 /**
@@ -194,19 +219,19 @@ const PROJECT_PAGE = 100;
  * stopped.
  */
 const walks = new WeakMap<object, AuditWalk>();
-const projectWalks = new WeakMap<object, ProjectWalk>();
+const projectWalks = new WeakMap<object, ChainWalk>();
 
 /** Settles on a later turn of the event loop: the runner's next attempt comes then (ctx.outside). */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export const auditVerify = defineOp({
   name: 'audit_verify',
-  summary: "Check the audit trail's hash chain (yours: your project's rows); names the first bad row.",
+  summary: "Check the audit trail's hash chains (yours: your project's chain); names the chain and its first bad row.",
   input: z
     .object({
       anchor: z
         .string()
-        .max(200)
+        .max(MAX_ANCHOR)
         .optional()
         .describe('server admins: an anchor from `baton audit anchor` the trail must still reach'),
       since_anchor: z
@@ -219,6 +244,10 @@ export const auditVerify = defineOp({
     ok: z.boolean(),
     rows: z.number(),
     first_bad_id: z.number().nullable(),
+    /** The chain that does not hold: a project id, `server` (rows of no project) or `legacy` (rows from before the per-project chains). */
+    chain: z.string().nullable(),
+    /** Its first position that does not hold (legacy: the row id). */
+    first_bad_seq: z.number().nullable(),
     scope: z.enum(['server', 'project']),
     reason: z.string().nullable(),
     /** Server admins, when the chain holds: an anchor of its end to keep elsewhere. */
@@ -234,36 +263,41 @@ export const auditVerify = defineOp({
     const key = ctx.services.auditKey;
     if (!p.serverAdmin) {
       if (input.anchor !== undefined || input.since_anchor !== undefined) throw new BatonError('forbidden', 'only a server admin may verify anchors');
-      // A project admin learns about its own rows only, and a bad row's id only when it is its own.
-      // In steps too, each its own short read (see the server admin's walk below).
+      // A project admin's chain holds its project's rows only (migration 14): every row and
+      // position it names is its own. In steps too, each its own short read (see below).
       let pw = projectWalks.get(input);
       if (pw === undefined) {
-        pw = await beginProjectWalk(ctx.tx, key, p.projectId);
+        pw = await beginChainWalk(ctx.tx, key, p.projectId);
         projectWalks.set(input, pw);
       }
-      if (!(await stepProjectWalk(ctx.tx, key, pw, PROJECT_PAGE))) {
+      if (!(await stepChainWalk(ctx.tx, key, pw, PROJECT_PAGE))) {
         ctx.outside(nextTurn());
         return RETRY;
       }
-      const v = pw.verdict!;
-      let bad = v.firstBadId;
-      if (bad !== null) {
-        if ((await auditRowProject(ctx.tx, bad)) !== p.projectId) bad = null;
-      }
-      return { ok: v.ok, rows: v.rows, first_bad_id: bad, scope: 'project' as const, reason: v.reason ?? null, anchor: null };
+      const v = await endChainWalk(ctx.tx, key, pw);
+      return {
+        ok: v.ok,
+        rows: v.rows,
+        first_bad_id: v.firstBadId,
+        chain: v.ok ? null : (v.chain ?? null),
+        first_bad_seq: v.firstBadSeq ?? null,
+        scope: 'project' as const,
+        reason: v.reason ?? null,
+        anchor: null,
+      };
     }
-    const anchors = input.anchor === undefined ? [] : [parseAnchor(input.anchor)];
-    if (anchors.some((a) => !anchorIsAuthentic(key, a))) {
+    const anchor = input.anchor === undefined ? undefined : parseAnchor(input.anchor);
+    if (anchor !== undefined && !(anchor.v === 1 ? anchorIsAuthentic(key, anchor) : chainsAnchorIsAuthentic(key, anchor))) {
       throw new BatonError('invalid_input', 'anchors: not an anchor of this server (its MAC does not hold)');
     }
-    if (input.since_anchor === true && anchors.length === 0) {
+    if (input.since_anchor === true && anchor === undefined) {
       throw new BatonError('invalid_input', 'since_anchor: needs anchor');
     }
-    // The whole chain, in steps: each attempt is its own short read of WALK_PAGE rows, and the
+    // The whole trail, in steps: each attempt is its own short read of WALK_PAGE rows, and the
     // store (on SQLite, the process's one connection) is free for every other call in between.
     let w = walks.get(input);
     if (w === undefined) {
-      w = await beginAuditWalk(ctx.tx, key, anchors, input.since_anchor === true ? anchors[0] : undefined);
+      w = await beginAuditWalk(ctx.tx, key, anchor, input.since_anchor === true);
       walks.set(input, w);
     }
     if (!(await stepAuditWalk(ctx.tx, key, w, WALK_PAGE))) {
@@ -275,9 +309,11 @@ export const auditVerify = defineOp({
       ok: v.ok,
       rows: v.rows,
       first_bad_id: v.firstBadId,
+      chain: v.ok ? null : (v.chain ?? null),
+      first_bad_seq: v.firstBadSeq ?? null,
       scope: 'server' as const,
       reason: v.reason ?? null,
-      anchor: v.ok && v.end !== undefined ? anchorText(exportAnchor(key, v.end)) : null,
+      anchor: v.ok && v.ends !== undefined ? anchorText(exportChainsAnchor(key, v.ends)) : null,
     };
   },
 });

@@ -2,14 +2,14 @@
  * The deferred writer's worker thread (see deferred.ts `WorkerSink`): its own SQLite connection
  * to the same file, writing batches of audit rows and touches in write transactions. Hashing and
  * inserting a read's audit row cost about a tenth of the read; here they run beside the request
- * path instead of on it. The chain stays one chain: every writer of audit rows, on any
- * connection, reads the head inside its own BEGIN IMMEDIATE transaction.
+ * path instead of on it. No chain forks: every writer of audit rows, on any connection, reads a
+ * chain's head inside its own BEGIN IMMEDIATE transaction.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { touchAgents, touchTokens } from '../store/directory.js';
-import { appendAudits, type AuditEntry } from '../store/journal.js';
+import type { AuditEntry } from '../store/journal.js';
 import { openStore } from '../store/open.js';
 import type { Durability } from '../store/sqlite.js';
+import { PartialFlush, writeDeferred } from './deferred.js';
 
 interface Batch {
   id: number;
@@ -29,14 +29,15 @@ const key = Buffer.from(auditKey);
 const db = await openStore({ file, busyTimeoutMs, durability: durability ?? 'full' });
 
 parentPort!.on('message', (batch: Batch) => {
-  db.write(async (ex) => {
-    // As inlineSink (deferred.ts): touches, then the audit rows.
-    await ex.lock('shared');
-    await touchAgents(ex, batch.agents);
-    await touchTokens(ex, batch.tokens);
-    await appendAudits(ex, batch.audit, key);
-  }, 'declared').then(
+  // As inlineSink (deferred.ts): touches, and the audit rows per chain, committed together.
+  writeDeferred(db, key, batch.audit, batch.agents, batch.tokens).then(
     () => parentPort!.postMessage({ id: batch.id, ok: true }),
-    (err: unknown) => parentPort!.postMessage({ id: batch.id, ok: false, code: (err as { code?: string }).code ?? 'internal' }),
+    (err: unknown) => {
+      const code = (err as { code?: string }).code ?? 'internal';
+      if (!(err instanceof PartialFlush)) return parentPort!.postMessage({ id: batch.id, ok: false, code });
+      // Rows are named by their index in the batch (the parent holds them).
+      const unwritten = err.audit.map((a) => batch.audit.indexOf(a));
+      parentPort!.postMessage({ id: batch.id, ok: false, code, unwritten, touches: err.touches });
+    },
   );
 });

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
-import { appendAudits, type AuditEntry } from '../store/journal.js';
+import { appendAudits, chainOf, SERVER_CHAIN, type AuditEntry } from '../store/journal.js';
 
 /**
  * Writes that need not share the caller's transaction, batched into one transaction every
@@ -17,18 +17,79 @@ export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, to
  * Hands batches to a worker thread with its own connection to the same database file
  * (`deferred-worker.ts`); each batch's promise settles when the worker has committed it.
  */
-/** Writes batches on the given connection, in one write transaction each. */
+/** Writes batches on the given connection (writeDeferred). */
 export function inlineSink(db: Db, auditKey: Buffer): DeferredSink {
-  return (audit, agents, tokens) =>
-    db.write(async (ex) => {
-      // No project's lock: touches only move last-seen times forward (row by row), and the audit
-      // rows take the chain's head. Touches before the head, as every op's own write orders its
-      // row locks before the audit head: no two writers wait for each other in a cycle.
-      await ex.lock('shared');
-      await touchAgents(ex, agents);
-      await touchTokens(ex, tokens);
-      await appendAudits(ex, audit, auditKey);
-    }, 'declared');
+  return (audit, agents, tokens) => writeDeferred(db, auditKey, audit, agents, tokens);
+}
+
+/**
+ * Some of a batch's writes failed: the rows (and touches) that were not written, for the writer
+ * to queue again instead of the whole batch (which would duplicate the chains that committed).
+ */
+export class PartialFlush extends Error {
+  constructor(
+    readonly failure: unknown,
+    readonly audit: AuditEntry[],
+    readonly touches: boolean,
+  ) {
+    super('some deferred writes failed');
+  }
+  get code(): string | undefined {
+    return (this.failure as { code?: string } | null)?.code;
+  }
+}
+
+/**
+ * One batch of deferred writes: the touches in one write, and the audit rows in one write per
+ * chain (ops audit into their project's chain under its lock: on PostgreSQL a transaction may hold
+ * one project's lock only, and the deferred rows of many projects would otherwise need them all).
+ * Issued together, so SQLite commits them as one group (one transaction, each write in its
+ * savepoint) and PostgreSQL runs each in a batch of its project's writes. Touches take no project's
+ * lock (they only move last-seen times forward, row by row); the server chain's rows take the
+ * server chain's head last (journal.ts). Settles when every write has; a failure names what was
+ * not written (PartialFlush).
+ */
+export async function writeDeferred(
+  db: Db,
+  auditKey: Buffer,
+  audit: readonly AuditEntry[],
+  agents: Map<string, number>,
+  tokens: Map<string, number>,
+): Promise<void> {
+  const byChain = new Map<string, AuditEntry[]>();
+  for (const a of audit) {
+    const chain = chainOf(a.projectId);
+    let list = byChain.get(chain);
+    if (list === undefined) byChain.set(chain, (list = []));
+    list.push(a);
+  }
+  const touches = agents.size > 0 || tokens.size > 0;
+  const writes: Promise<void>[] = [];
+  if (touches) {
+    writes.push(
+      db.write(async (ex) => {
+        await ex.lock('shared');
+        await touchAgents(ex, agents);
+        await touchTokens(ex, tokens);
+      }, 'declared'),
+    );
+  }
+  const chains = [...byChain];
+  for (const [chain, rows] of chains) {
+    const project = chain === SERVER_CHAIN ? undefined : chain;
+    writes.push(
+      db.write(async (ex) => {
+        await ex.lock(project === undefined ? 'shared' : { project });
+        await appendAudits(ex, rows, auditKey);
+      }, 'declared', project),
+    );
+  }
+  const results = await Promise.allSettled(writes);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed === undefined) return;
+  const offset = touches ? 1 : 0;
+  const unwritten = chains.flatMap(([, rows], i) => (results[i + offset]!.status === 'rejected' ? rows : []));
+  throw new PartialFlush(failed.reason, unwritten, touches && results[0]!.status === 'rejected');
 }
 
 /** How the deferred sink is doing: its worker's state and how many batches await a reply. */
@@ -103,7 +164,7 @@ export class WorkerSink {
     });
     this.worker = worker;
     this.state = 'alive';
-    worker.on('message', (m: { id: number; ok: boolean; code?: string }) => {
+    worker.on('message', (m: { id: number; ok: boolean; code?: string; unwritten?: number[]; touches?: boolean }) => {
       const p = this.pending.get(m.id);
       if (p === undefined) return;
       this.pending.delete(m.id);
@@ -112,6 +173,10 @@ export class WorkerSink {
       if (m.ok) {
         this.streak = 0;
         p.resolve();
+      } else if (m.unwritten !== undefined) {
+        // Some chains committed: only the rest go back to the queue.
+        const cause = Object.assign(new Error('deferred write failed in the worker'), { code: m.code });
+        p.reject(new PartialFlush(cause, m.unwritten.map((i) => p.audit[i]!), m.touches === true));
       } else p.reject(Object.assign(new Error('deferred write failed in the worker'), { code: m.code }));
     });
     worker.on('error', (err) => this.failed(worker, err));
@@ -357,7 +422,10 @@ export class DeferredWriter {
           this.failures = 0;
           if (this.audit.length > 0) this.schedule(0);
         },
-        (err: unknown) => this.requeue(err, audit, agents, tokens),
+        (err: unknown) =>
+          err instanceof PartialFlush
+            ? this.requeue(err, err.audit, err.touches ? agents : new Map(), err.touches ? tokens : new Map())
+            : this.requeue(err, audit, agents, tokens),
       )
       .finally(() => {
         this.flushing = null;

@@ -79,10 +79,11 @@ export const TABLES: readonly Table[] = [
   { name: 'event_horizon', cols: trusted('project_id, pruned_through'), from: trusted('event_horizon') },
   {
     name: 'audit',
-    cols: trusted('id, at, request_id, project_id, principal, role, op, target, outcome, code, params, transport, address, severity, event, hash'),
+    cols: trusted('id, at, request_id, project_id, principal, role, op, target, outcome, code, params, transport, address, severity, event, hash, chain, seq'),
     from: trusted('audit'),
     identity: 'id',
   },
+  { name: 'audit_chains', cols: trusted('chain, seq, hash, mac, anchor_seq, anchor_hash, anchor_mac, swept_at'), from: trusted('audit_chains') },
   { name: 'audit_anchor', cols: trusted('id, last_id, hash, swept_at, mac'), from: trusted('audit_anchor') },
   { name: 'audit_head', cols: trusted('id, last_id, hash, mac'), from: trusted('audit_head') },
   {

@@ -15,7 +15,7 @@ export interface Executor {
   /**
    * Takes what a write must hold before it reads what it will change, until its transaction
    * ends. SQLite: nothing (its one writer excludes every other). PostgreSQL: transaction-level
-   * advisory locks (postgres.ts), always in the order server → project → audit, so two writers
+   * advisory locks (postgres.ts), always in the order server → project → server chain, so two writers
    * never wait for each other in a cycle. Calling it again for what is already held costs nothing.
    */
   lock(what: WriteLock): Promise<void>;
@@ -26,6 +26,24 @@ export interface Executor {
    * appended events wake other instances' waiters.
    */
   announce(): Promise<void>;
+  /**
+   * The write transaction's scratch (memo.ts), shared by the ops of one group commit; null in a
+   * read, and in executors outside a store's write (migrations, tools). journal.ts keeps each
+   * audit chain's head here: read once per transaction and chain, written once before COMMIT.
+   */
+  readonly memo: TxMemo | null;
+}
+
+/**
+ * What a write transaction remembers between its ops. Values must be replaced, never mutated:
+ * the store takes a shallow copy before each op's SAVEPOINT and puts it back when the op is
+ * rolled back to it, so nothing a rolled-back op remembered survives it.
+ */
+export interface TxMemo {
+  get<T>(key: string): T | undefined;
+  set(key: string, value: unknown): void;
+  /** Runs `fn` once, just before COMMIT, after every op of the transaction (once per key). */
+  beforeCommit(key: string, fn: (ex: Executor) => Promise<void>): void;
 }
 
 /**
@@ -35,7 +53,9 @@ export interface Executor {
  * - `shared`: no project's lock, only protection from a `server` write (row-level-safe writes:
  *   touches, the deferred audit rows);
  * - `server`: every writer of every project waits (sweeps across projects, tokens, sessions);
- * - `audit`: the audit chain's head (appendAudits), the one point every audited write passes.
+ * - `audit`: the head of the server-level audit chain (rows of no project; journal.ts), taken
+ *   last. A project's audit rows go to its own chain under its `{ project }` lock (migration 14):
+ *   no lock is common to every audited write any more.
  */
 export type WriteLock = { readonly project: string } | 'shared' | 'server' | 'audit';
 

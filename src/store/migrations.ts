@@ -11,6 +11,7 @@ import { V10_IDENTITY_AUDIT_HEAD } from './schema/v10-identity-audit-head.js';
 import { V11_TASK_PARENT_INDEX } from './schema/v11-task-parent-index.js';
 import { V12_WEB_SESSIONS } from './schema/v12-web-sessions.js';
 import { V13_TOKEN_TOOLS } from './schema/v13-token-tools.js';
+import { V14_AUDIT_CHAINS } from './schema/v14-audit-chains.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -281,4 +282,5 @@ CREATE TABLE audit (
   V11_TASK_PARENT_INDEX,
   V12_WEB_SESSIONS,
   V13_TOKEN_TOOLS,
+  V14_AUDIT_CHAINS,
 ];

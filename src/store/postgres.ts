@@ -5,6 +5,7 @@ import { BatonError } from '../core/errors.js';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault, WriteLock, WriteMode } from './db.js';
 import { POSTGRES } from './dialect.js';
 import { busyError, storeFailure, type FaultCode } from './faults.js';
+import { WriteMemo } from './memo.js';
 import { render, sql, type Sql } from './sql.js';
 
 const PROFILE: Profile = { name: 'postgres', eventsInCommitOrder: false };
@@ -18,7 +19,8 @@ const CHANNEL = 'baton_commit';
 /**
  * Advisory lock classes (the first key of the two-key form); the second key is the schema's.
  * SERVER_LOCK is taken shared by every write and exclusive by a `server` write; AUDIT_LOCK
- * guards the audit chain's head. A project's lock is the one-key (bigint) form: a hash of the
+ * guards the head of the server-level audit chain (rows of no project; a project's chain is
+ * guarded by the project's own lock, migration 14). A project's lock is the one-key (bigint) form: a hash of the
  * schema and the project id (a collision only makes two projects take turns).
  */
 const SERVER_LOCK = 0x6261_7401; // "bat" 01
@@ -136,6 +138,11 @@ function lockKey(schema: string): number {
   return createHash('sha256').update(schema).digest().readInt32BE(0);
 }
 
+/** The two keys of the server chain's head lock (the `audit` WriteLock): for operators and tests that look at pg_locks. */
+export function serverChainLockKeys(schema: string): [number, number] {
+  return [AUDIT_LOCK, lockKey(schema)];
+}
+
 /** The one bigint key of a project's writer lock (as a string: pg binds it exactly). */
 export function projectLockKey(schema: string, projectId: string): string {
   return createHash('sha256').update(`${schema}\0${projectId}`).digest().readBigInt64BE(0).toString();
@@ -148,6 +155,8 @@ interface Held {
   audit: boolean;
   /** An op kept in the transaction appended events: its COMMIT sends the one NOTIFY (commitWrite). */
   announce: boolean;
+  /** The transaction's memo (db.ts TxMemo): marked at each op's SAVEPOINT, flushed before COMMIT. */
+  memo: WriteMemo;
 }
 
 /** What one op did that only counts if its SAVEPOINT is kept. */
@@ -196,11 +205,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * search_path and a statement_timeout.
  *
  * Writers take transaction-level advisory locks in one order (server, then their project, then
- * the audit chain's head; take() and docs/ARCHITECTURE.md "Writers on PostgreSQL"): a project's
+ * the server-level audit chain's head; take() and docs/ARCHITECTURE.md "Writers on PostgreSQL"): a project's
  * writes take turns on every instance, other projects' run beside them, and within an instance
  * writes of one project queued together commit together (group commit, each op in its own
  * SAVEPOINT, as in sqlite.ts). So ops written for one writer at a time (check-then-insert
- * quotas, lock overlap, the audit chain's head) stay correct across instances.
+ * quotas, lock overlap, the project's audit chain head) stay correct across instances.
  *
  * Reads run at REPEATABLE READ (one snapshot per read, as a SQLite read transaction), in
  * parallel on the pool.
@@ -300,13 +309,15 @@ export class PostgresDb implements Db {
         if (op !== undefined) op.announced = true;
         else await client.query({ text: 'SELECT pg_notify($1, $2)', values: [CHANNEL, this.payload] });
       },
+      memo: held?.memo ?? null,
     };
   }
 
   /**
    * Takes `what` in the one order every transaction follows (server, then a project, then the
-   * audit head), so no two writers wait for each other in a cycle; a lock that would break the
-   * order (a second project, a project after the audit head, `server` after a shared one) is
+   * server-level audit chain's head), so no two writers wait for each other in a cycle; a lock
+   * that would break the order (a second project, a project after the server chain's head,
+   * `server` after a shared one) is
    * refused with Requeue: its op runs in a transaction of its own.
    *
    * `known`: the batch was formed for this project. An op whose project was not known (its
@@ -539,7 +550,7 @@ export class PostgresDb implements Db {
     // One round trip: BEGIN, the transaction's lock_timeout (an integer) and the first op's savepoint.
     const timeout = Math.max(1, Math.floor(this.budgetMs));
     await client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}${savepoint ? '; SAVEPOINT op' : ''}`);
-    return { server: 'none', project: null, audit: false, announce: false };
+    return { server: 'none', project: null, audit: false, announce: false, memo: new WriteMemo() };
   }
 
   /** COMMIT, with the transaction's one NOTIFY when a kept op appended events. */
@@ -611,6 +622,7 @@ export class PostgresDb implements Db {
           // Locks taken inside a savepoint are released when it is rolled back (PostgreSQL's rule
           // for every lock, advisory ones too): a failed op's locks must not count as held.
           const before: Held = { ...held };
+          const mark = held.memo.mark();
           let outcome: Outcome;
           try {
             outcome = { ok: true, value: await this.runOp(client, held, w, op) };
@@ -622,6 +634,7 @@ export class PostgresDb implements Db {
           if (!outcome.ok) {
             if (savepoints) await client.query('ROLLBACK TO SAVEPOINT op');
             Object.assign(held, before);
+            held.memo.restore(mark);
           } else {
             kept = true;
             if (op.announced) held.announce = true;
@@ -636,8 +649,10 @@ export class PostgresDb implements Db {
           outcomes.push(outcome);
         }
         // Nothing to keep (a lone op failed, or every op did): its writes are undone.
-        if (kept) await this.commitWrite(client, held);
-        else await client.query('ROLLBACK');
+        if (kept) {
+          await held.memo.flush(this.executor(client, held));
+          await this.commitWrite(client, held);
+        } else await client.query('ROLLBACK');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
@@ -689,6 +704,7 @@ export class PostgresDb implements Db {
             // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
             const v = await this.runOp(client, held, w, op, true);
             if (op.announced) held.announce = true;
+            await held.memo.flush(this.executor(client, held));
             await this.commitWrite(client, held);
             return v;
           } catch (error) {

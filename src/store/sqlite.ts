@@ -1,9 +1,10 @@
 import { chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, TxMemo, WriteFault } from './db.js';
 import { SQLITE } from './dialect.js';
 import { busyError, faultCodeOf, faultError, faultRecord, isBusy, storeFailure } from './faults.js';
+import { WriteMemo } from './memo.js';
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Sql } from './sql.js';
@@ -86,6 +87,8 @@ export class SqliteDb implements Db {
   private readonly conn: SqliteConnection;
   private readonly dir: string | null;
   private readonly mutex = new Mutex();
+  /** The memo of the write transaction in progress (db.ts TxMemo); null outside one. */
+  private txMemo: WriteMemo | null = null;
   private readonly cache = new Map<string, SqliteStatement>();
   private readonly ex: Executor;
   private readonly begin: SqliteStatement;
@@ -150,6 +153,7 @@ export class SqliteDb implements Db {
     this.release = this.conn.prepare('RELEASE op');
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
     this.dataVersion = this.conn.prepare('PRAGMA data_version');
+    const memo = (): TxMemo | null => this.txMemo;
     this.ex = {
       dialect: SQLITE,
       all: async <T>(q: Sql) => this.stmt(q).all(bind(q.values)) as T[],
@@ -159,6 +163,9 @@ export class SqliteDb implements Db {
       lock: async () => undefined,
       // Another connection's commit moves data_version (subscribe polls it).
       announce: async () => undefined,
+      get memo() {
+        return memo();
+      },
     };
   }
 
@@ -296,7 +303,16 @@ export class SqliteDb implements Db {
     }
   }
 
+  /** The batch's transaction has a memo (db.ts TxMemo) while it runs; runAlone's have their own. */
   private async writeBatch(batch: Pending[]): Promise<void> {
+    try {
+      await this.batchIn(batch);
+    } finally {
+      this.txMemo = null;
+    }
+  }
+
+  private async batchIn(batch: Pending[]): Promise<void> {
     // Once per batch: a transaction a failed ROLLBACK left open would refuse every BEGIN after it.
     this.abandon();
     try {
@@ -306,6 +322,8 @@ export class SqliteDb implements Db {
       for (const w of batch) w.reject(e);
       return;
     }
+    const memo = new WriteMemo();
+    this.txMemo = memo;
     const outcomes: Outcome[] = [];
     let faulted = false;
     // Set when the batch's transaction is lost part-way: callers from this index on were not
@@ -319,6 +337,7 @@ export class SqliteDb implements Db {
         lostAt = i;
         break;
       }
+      const mark = memo.mark();
       let outcome: Outcome;
       try {
         outcome = { ok: true, value: await w.fn(this.ex) };
@@ -327,7 +346,10 @@ export class SqliteDb implements Db {
       }
       if (!outcome.ok && faultCodeOf(outcome.error, this.dir) !== null) faulted = true;
       try {
-        if (!outcome.ok) this.rollbackTo.run();
+        if (!outcome.ok) {
+          this.rollbackTo.run();
+          memo.restore(mark);
+        }
         this.release.run();
       } catch {
         // "no such savepoint": SQLite rolled the whole transaction back itself (SQLITE_FULL,
@@ -345,6 +367,7 @@ export class SqliteDb implements Db {
     }
     if (lostAt < 0) {
       try {
+        await memo.flush(this.ex);
         this.commit.run();
       } catch (error) {
         // The batch did not commit: failed ops keep their own errors, the others retry one by
@@ -395,13 +418,18 @@ export class SqliteDb implements Db {
       return;
     }
     let value: unknown;
+    const memo = new WriteMemo();
+    this.txMemo = memo;
     try {
       value = await w.fn(this.ex);
+      await memo.flush(this.ex);
       this.commit.run();
     } catch (error) {
       this.abandon();
       w.reject(this.failed(error));
       return;
+    } finally {
+      this.txMemo = null;
     }
     this.currentFault = null;
     w.resolve(value);

@@ -8,11 +8,14 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { RawDb as Database } from '../raw-db.js';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { BIN, call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { Hub } from '../../src/hub.js';
+import { sql } from '../../src/store/sql.js';
+import { tamperWith } from './tamper.js';
+import { BIN, call, createKey, openHub, serve, storeEnvOf, testConfig, type TestHub } from '../helpers.js';
 
 const run = promisify(execFile);
 
@@ -20,6 +23,8 @@ interface Verdict {
   ok: boolean;
   rows: number;
   first_bad_id: number | null;
+  chain: string | null;
+  first_bad_seq: number | null;
   scope: string;
   reason: string | null;
   anchor: string | null;
@@ -66,80 +71,115 @@ async function verifyRest(h: HttpHandle, key: string, anchor?: string): Promise<
   return { status: r.status, body: (await r.json()) as Verdict & { error?: { code: string } } };
 }
 
-function tamper(t: TestHub, ...statements: [string, ...unknown[]][]): void {
-  const db = new Database(join(t.dir, 'data', 'baton.db'));
-  try {
-    for (const [text, ...args] of statements) db.prepare(text).run(...args);
-  } finally {
-    db.close();
-  }
+/** Behind Baton's back, through the hub's own store (either backend). */
+const tamper = (t: TestHub, ...statements: [string, ...unknown[]][]): Promise<void> => tamperWith(t.hub, ...statements);
+
+/** A project's chain (migration 14: its id) and its length. */
+async function chainOf(t: TestHub, project = 'default'): Promise<{ chain: string; n: number }> {
+  return t.hub.db.read(async (ex) => {
+    const chain = (await ex.get<{ id: string }>(sql`SELECT id FROM projects WHERE name = ${project}`))!.id;
+    const n = (await ex.get<{ n: number }>(sql`SELECT max(seq) AS n FROM audit WHERE chain = ${chain}`))!.n;
+    return { chain, n };
+  });
 }
 
-function lastId(t: TestHub): number {
-  const db = new Database(join(t.dir, 'data', 'baton.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT max(id) AS id FROM audit').get() as { id: number }).id;
-  } finally {
-    db.close();
-  }
+async function lastId(t: TestHub): Promise<number> {
+  return (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
 }
 
 describe('audit truncation is caught (issue 8 item 7)', () => {
-  it('deleting the newest rows breaks the verification at the first missing row', async () => {
+  it("deleting a chain's newest rows breaks that chain's verification at the first missing position; the other chain still holds", async () => {
     const { t, h } = await started();
     await workload(t);
     const before = await verifyRest(h, t.adminKey);
     expect(before.body).toMatchObject({ ok: true, scope: 'server' });
     await t.hub.deferred.flush();
-    const last = lastId(t);
-    tamper(t, ['DELETE FROM audit WHERE id > ?', last - 3]);
+    const { chain, n } = await chainOf(t);
+    expect(n).toBeGreaterThan(4);
+    await tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 3]);
     const v = await verifyRest(h, t.adminKey);
-    expect(v.body).toMatchObject({ ok: false, reason: 'head', first_bad_id: last - 2 });
-    // Later writes do not bless the shortened trail: the head stays tainted.
+    expect(v.body).toMatchObject({ ok: false, reason: 'head', chain, first_bad_seq: n - 2, first_bad_id: null });
+    // The other project's chain is its own: its admin's verify still holds.
+    const otherAdmin = await createKey(t, 'oadmin', 'admin', 'other');
+    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: true, scope: 'project' });
+    // Later writes do not bless the shortened chain: its head stays tainted.
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
   });
 
-  it('an unkeyed head (as migration 10 leaves it) is reported, not taken as ok; the next write keys it', async () => {
+  it("a chain head whose MAC is removed or forged is caught, and stays caught after more writes", async () => {
     const { t, h } = await started();
     await workload(t);
-    tamper(t, ['UPDATE audit_head SET mac = NULL WHERE id = 1']);
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head_unkeyed', first_bad_id: null });
-    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'keys the head' }] });
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ["UPDATE audit_chains SET mac = 'forged' WHERE chain = ?", chain]);
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+    const x = await t.hub.authenticate(await createKey(t, 'x9', 'worker', 'other'));
+    await call(t.hub, x, 'task_create', { tasks: [{ title: 'after the forgery' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: true });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
   });
 
-  it('deleting the newest rows and moving the head to the new end (keeping its MAC) is caught, also after more writes', async () => {
+  it("deleting a chain's newest rows and moving its head to the new end (keeping its MAC) is caught, also after more writes", async () => {
     const { t, h } = await started();
     await workload(t);
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'last write' }] });
-    const last = lastId(t);
-    tamper(
+    await t.hub.deferred.flush();
+    const { chain, n } = await chainOf(t);
+    await tamper(
       t,
-      ['DELETE FROM audit WHERE id > ?', last - 2],
-      ['UPDATE audit_head SET last_id = ?, hash = (SELECT hash FROM audit WHERE id = ?) WHERE id = 1', last - 2, last - 2],
+      ['DELETE FROM audit WHERE chain = ? AND seq > ?', chain, n - 2],
+      ['UPDATE audit_chains SET seq = ?, hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?) WHERE chain = ?', n - 2, chain, n - 2, chain],
     );
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cut' }] });
     await t.hub.deferred.flush();
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head' });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+  });
+
+  it("a chain's head removed (its rows left) is caught, naming that chain", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ['DELETE FROM audit_chains WHERE chain = ?', chain]);
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'head', chain });
+  });
+
+  it("removing a whole chain (its rows and its head) is caught by an exported anchor", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const anchor = (await verifyRest(h, t.adminKey)).body.anchor!;
+    const { chain } = await chainOf(t, 'other');
+    await tamper(t, ['DELETE FROM audit WHERE chain = ?', chain], ['DELETE FROM audit_chains WHERE chain = ?', chain]);
+    expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: false, reason: 'exported_anchor', chain });
   });
 
   it('deleting every row is caught', async () => {
     const { t, h } = await started();
     await workload(t);
-    tamper(t, ['DELETE FROM audit']);
+    await tamper(t, ['DELETE FROM audit']);
     const v = await verifyRest(h, t.adminKey);
     expect(v.body).toMatchObject({ ok: false, reason: 'head' });
+  });
+
+  it("a chain's retention anchor copied from a row, with the rows before it deleted, is caught", async () => {
+    const { t, h } = await started();
+    await workload(t);
+    const { chain, n } = await chainOf(t);
+    const cut = Math.floor(n / 2);
+    await tamper(
+      t,
+      ['UPDATE audit_chains SET anchor_seq = ?, anchor_hash = (SELECT hash FROM audit WHERE chain = ? AND seq = ?), swept_at = 1 WHERE chain = ?', cut, chain, cut, chain],
+      ['DELETE FROM audit WHERE chain = ? AND seq <= ?', chain, cut],
+    );
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, reason: 'anchor', chain });
   });
 
   it('an anchor copied from a row, with the rows before it deleted, is caught', async () => {
     const { t, h } = await started();
     await workload(t);
-    const cut = Math.floor(lastId(t) / 2);
-    tamper(
+    const cut = Math.floor((await lastId(t)) / 2);
+    await tamper(
       t,
       ['UPDATE audit_anchor SET last_id = ?, hash = (SELECT hash FROM audit WHERE id = ?), swept_at = 1 WHERE id = 1', cut, cut],
       ['DELETE FROM audit WHERE id <= ?', cut],
@@ -153,12 +193,13 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     await workload(t);
     const good = await verifyRest(h, t.adminKey);
     const anchor = good.body.anchor!;
-    expect(anchor).toMatch(/^baton-audit-anchor:v1:\d+:\d+:[0-9a-f]{64}:[0-9a-f]{64}$/);
+    expect(anchor).toMatch(/^baton-audit-anchor:v2:[A-Za-z0-9_-]+:[0-9a-f]{64}$/);
     expect((await verifyRest(h, t.adminKey, anchor)).body).toMatchObject({ ok: true });
     // Someone with write access resets the trail to look brand new: no rows, unkeyed head, genesis anchor.
-    tamper(
+    await tamper(
       t,
       ['DELETE FROM audit'],
+      ['DELETE FROM audit_chains'],
       ["UPDATE audit_anchor SET last_id = 0, hash = '" + '0'.repeat(64) + "', mac = NULL WHERE id = 1"],
       ["UPDATE audit_head SET last_id = 0, hash = '" + '0'.repeat(64) + "', mac = NULL WHERE id = 1"],
     );
@@ -189,9 +230,16 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     expect(inc.rows).toBeLessThan((await verifyRest(h, t.adminKey)).body.rows);
     expect(inc.rows).toBeGreaterThan(0);
     // An edit after the anchor is caught by the incremental check.
-    const after = Number(anchor.split(':')[3]) + 2;
-    tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
+    const after = (await lastId(t));
+    await tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", after]);
     expect(await since()).toMatchObject({ ok: false, first_bad_id: after });
+    // A row before the anchor edited: the rows after it no longer link to the anchored position.
+    await tamper(t, ["UPDATE audit SET outcome = 'ok' WHERE id = ?", after]);
+    expect(await since()).toMatchObject({ ok: true });
+    const { chain } = await chainOf(t);
+    await tamper(t, ['DELETE FROM audit WHERE chain = ? AND seq = 2', chain]);
+    expect((await since()).ok).toBe(true); // not walked: below the anchor (the full verify finds it)
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, chain, first_bad_seq: 2 });
   });
 
   it('baton audit anchor prints an anchor; verify --anchor FILE passes, then fails after truncation', async () => {
@@ -202,7 +250,8 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     await t.hub.close();
     const baton = async (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
       try {
-        const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+        const env = { ...process.env, ...storeEnvOf(data) };
+        const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env });
         return { code: 0, stdout, stderr };
       } catch (err) {
         const e = err as { code?: unknown; stdout?: string; stderr?: string };
@@ -212,13 +261,19 @@ describe('audit truncation is caught (issue 8 item 7)', () => {
     };
     const a = await baton(['audit', 'anchor', '--data', data]);
     expect(a.code, a.stderr).toBe(0);
-    const printed = JSON.parse(a.stdout) as { anchor: string; count: number; last_id: number; hash: string; mac: string };
-    expect(printed.count).toBe(printed.last_id);
+    const printed = JSON.parse(a.stdout) as { anchor: string; rows: number };
+    expect(printed.rows).toBeGreaterThan(0);
     const file = join(t.dir, 'anchor.json');
     writeFileSync(file, a.stdout);
     const ok = await baton(['audit', 'verify', '--data', data, '--anchor', file]);
     expect(ok.code, ok.stderr).toBe(0);
-    tamper(t, ['DELETE FROM audit WHERE id >= ?', printed.last_id - 1]);
+    // The hub is closed (the CLI opens the store itself): tamper through a store of its own.
+    const again = await Hub.open(testConfig(data), { log: pino({ level: 'silent' }) });
+    try {
+      await tamper({ ...t, hub: again }, ['DELETE FROM audit WHERE id >= ?', (await lastId({ ...t, hub: again })) - 1]);
+    } finally {
+      await again.close();
+    }
     const broken = await baton(['audit', 'verify', '--data', data, '--anchor', file, '--json']);
     expect(broken.code).toBe(1);
     expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false });
@@ -238,17 +293,15 @@ describe('audit verification and queries by scope (issue 8 item 10)', () => {
     expect((await verifyRest(h, otherAdmin, all.body.anchor!)).status).toBe(403);
 
     // An edit to a row of the other project's admin: found there and by the server admin.
-    const db = new Database(join(t.dir, 'data', 'baton.db'));
-    const project = (db.prepare("SELECT id FROM projects WHERE name = 'other'").get() as { id: string }).id;
-    const row = (db.prepare('SELECT id FROM audit WHERE project_id = ? ORDER BY id LIMIT 1 OFFSET 2').get(project) as { id: number }).id;
-    db.close();
-    tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", row]);
-    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: false, first_bad_id: row });
-    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, first_bad_id: row });
-    // The default project's rows sit next to the edited one (the workload interleaves projects):
-    // their links no longer hold, but its admin is never told another project's row id.
+    const project = (await chainOf(t, 'other')).chain;
+    const row = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT id FROM audit WHERE project_id = ${project} ORDER BY id LIMIT 1 OFFSET 2`)))!.id;
+    await tamper(t, ["UPDATE audit SET outcome = 'denied' WHERE id = ?", row]);
+    expect((await verifyRest(h, otherAdmin)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project, first_bad_seq: 3 });
+    expect((await verifyRest(h, t.adminKey)).body).toMatchObject({ ok: false, first_bad_id: row, chain: project });
+    // The default project's rows were written between the edited one's (the workload interleaves
+    // projects), but its chain is its own (migration 14): it still holds.
     const defaultAdmin = await createKey(t, 'dadmin', 'admin');
-    expect((await verifyRest(h, defaultAdmin)).body).toMatchObject({ ok: false, scope: 'project', first_bad_id: null });
+    expect((await verifyRest(h, defaultAdmin)).body).toMatchObject({ ok: true, scope: 'project', first_bad_id: null });
   });
 
   it('auth-failure rows (no project) are queryable by server admins only', async () => {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawDb as Database } from '../raw-db.js';
+import { tamperWith } from './tamper.js';
 import { describe, expect, it } from 'vitest';
 import { appendAudits, auditKeyFrom, beginAuditWalk, endAuditWalk, stepAuditWalk, sweepAudit, type AuditEntry } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
@@ -79,12 +79,7 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
 
       // An edited row in the middle of the chain is still named.
       await t.hub.deferred.flush();
-      const db = new Database(join(t.dir, 'data', 'baton.db'));
-      try {
-        db.prepare("UPDATE audit SET outcome = 'error' WHERE id = ?").run(25_000);
-      } finally {
-        db.close();
-      }
+      await tamperWith(t.hub, ["UPDATE audit SET outcome = 'error' WHERE id = ?", 25_000]);
       expect(await verifyRest()).toMatchObject({ ok: false, first_bad_id: 25_000, scope: 'server' });
     } finally {
       await http.close();
@@ -123,12 +118,7 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
       const middle = (await t.hub.db.read((ex) =>
         ex.get<{ id: number }>(sql`SELECT id FROM audit WHERE project_id = ${admin.projectId} AND op = 'whoami' ORDER BY id LIMIT 1 OFFSET 2500`),
       ))!.id;
-      const db = new Database(join(t.dir, 'data', 'baton.db'));
-      try {
-        db.prepare("UPDATE audit SET outcome = 'error' WHERE id = ?").run(middle);
-      } finally {
-        db.close();
-      }
+      await tamperWith(t.hub, ["UPDATE audit SET outcome = 'error' WHERE id = ?", middle]);
       expect(await call(t.hub, admin, 'audit_verify', {})).toMatchObject({ ok: false, first_bad_id: middle, scope: 'project' });
     } finally {
       await t.close();
@@ -167,16 +157,12 @@ describe('security: audit_verify walks the chain in steps, never holding the sto
         }),
       ).toMatchObject({ ok: true });
       // The newest rows deleted behind Baton's back during a walk are caught.
-      const last = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;
+      const last = (await t.hub.db.read((ex) => ex.get<{ id: number; seq: number }>(sql`SELECT id, seq FROM audit ORDER BY id DESC LIMIT 1`)))!;
       const v = await walk(async () => {
-        const db = new Database(join(t.dir, 'data', 'baton.db'));
-        try {
-          db.prepare('DELETE FROM audit WHERE id > ?').run(last - 5);
-        } finally {
-          db.close();
-        }
+        await tamperWith(t.hub, ['DELETE FROM audit WHERE id > ?', last.id - 5]);
       });
-      expect(v).toMatchObject({ ok: false, firstBadId: last - 4, reason: 'head' });
+      // The rows of no project are the server chain's: its first missing position is named.
+      expect(v).toMatchObject({ ok: false, chain: 'server', firstBadSeq: last.seq - 4, firstBadId: null, reason: 'head' });
     } finally {
       await t.close();
     }

@@ -1,14 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawDb as Database } from '../raw-db.js';
+import { tamperWith } from './tamper.js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Hub } from '../../src/hub.js';
-import { auditHash, auditKeyFrom, sweepAudit, type AuditRow } from '../../src/store/journal.js';
+import { auditKeyFrom, chainRowHash, GENESIS_HASH, sweepAudit, type AuditRow } from '../../src/store/journal.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub, runBaton, type CliResult } from '../helpers.js';
+import { call, createKey, httpAgent, openHub, serve, tempDir, testConfig, type TestHub, runBaton, storeEnvOf, type CliResult } from '../helpers.js';
 
 /**
  * S29: every call is audited with its outcome, security events carry a severity and an event
@@ -57,6 +57,21 @@ function auditKeyOf(t: TestHub): Buffer {
   const file = JSON.parse(readFileSync(join(t.dir, 'data', 'secrets.json'), 'utf8')) as { key_pepper: string };
   return auditKeyFrom(Buffer.from(file.key_pepper, 'base64url'));
 }
+
+/**
+ * The row after `id` in its chain (migration 14: a chain per project), as a deletion of `id` is
+ * reported: the row that follows the gap. Read on the data dir's file.
+ */
+async function nextInChain(t: TestHub, id: number): Promise<number> {
+  const r = await t.hub.db.read((ex) =>
+    ex.get<{ id: number }>(sql`SELECT b.id FROM audit a JOIN audit b ON b.chain = a.chain AND b.seq = a.seq + 1 WHERE a.id = ${id}`),
+  );
+  if (r === undefined) throw new Error(`row ${id} is the end of its chain`);
+  return r.id;
+}
+
+/** Behind Baton's back, through the hub's own store (either backend). */
+const tamper = (t: TestHub, statement: string, ...params: unknown[]): Promise<void> => tamperWith(t.hub, [statement, ...params]);
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   try {
@@ -201,27 +216,23 @@ describe('audit_query and audit_verify (admin)', () => {
 });
 
 describe('hash chain (S29)', () => {
-  function tamper(t: TestHub, statement: string, ...params: unknown[]): void {
-    const db = new Database(join(t.dir, 'data', 'baton.db'));
-    try {
-      db.prepare(statement).run(...params);
-    } finally {
-      db.close();
-    }
-  }
-
+  /** A row in the middle of the busiest chain (not its end: a deletion there is the head's to find). */
   async function middleId(t: TestHub): Promise<number> {
     const v = await verify(t);
     expect(v).toMatchObject({ ok: true, rows: v.rows, first_bad_id: null });
     expect(v.rows).toBeGreaterThan(10);
-    return Math.floor(v.rows / 2);
+    return t.hub.db.read(async (ex) => {
+      const c = (await ex.get<{ chain: string; n: number }>(sql`SELECT chain, max(seq) AS n FROM audit GROUP BY chain ORDER BY n DESC LIMIT 1`))!;
+      expect(c.n).toBeGreaterThan(4);
+      return (await ex.get<{ id: number }>(sql`SELECT id FROM audit WHERE chain = ${c.chain} AND seq = ${Math.floor(c.n / 2)}`))!.id;
+    });
   }
 
   it('finds an edited outcome and names the row', async () => {
     const t = await hub();
     await workload(t);
     const id = await middleId(t);
-    tamper(t, "UPDATE audit SET outcome = CASE outcome WHEN 'ok' THEN 'denied' ELSE 'ok' END WHERE id = ?", id);
+    await tamper(t, "UPDATE audit SET outcome = CASE outcome WHEN 'ok' THEN 'denied' ELSE 'ok' END WHERE id = ?", id);
     expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id });
   });
 
@@ -229,7 +240,7 @@ describe('hash chain (S29)', () => {
     const t = await hub();
     await workload(t);
     const id = await middleId(t);
-    tamper(t, `UPDATE audit SET params = '{"forged":true}' WHERE id = ?`, id);
+    await tamper(t, `UPDATE audit SET params = '{"forged":true}' WHERE id = ?`, id);
     expect((await verify(t)).first_bad_id).toBe(id);
   });
 
@@ -240,34 +251,35 @@ describe('hash chain (S29)', () => {
     // A forger with write access to the database: edits a row, then rewrites every hash from it
     // onward, exactly as Baton computes them but under a key of its own.
     const forgerKey = auditKeyFrom(Buffer.from('not the server secret'));
-    const db = new Database(join(t.dir, 'data', 'baton.db'));
-    try {
-      db.prepare("UPDATE audit SET outcome = 'denied' WHERE id = ?").run(id);
-      let prev = (db.prepare('SELECT hash FROM audit WHERE id = ?').get(id - 1) as { hash: string }).hash;
-      for (const row of db.prepare('SELECT * FROM audit WHERE id >= ? ORDER BY id').all(id) as AuditRow[]) {
-        const { hash: _old, ...rest } = row;
-        const hash = auditHash({ ...rest, prev_hash: prev }, forgerKey);
-        db.prepare('UPDATE audit SET hash = ? WHERE id = ?').run(hash, row.id);
+    const chain = await t.hub.db.write(async (ex) => {
+      await ex.run(sql`UPDATE audit SET outcome = 'denied' WHERE id = ${id}`);
+      const at = (await ex.get<{ chain: string; seq: number }>(sql`SELECT chain, seq FROM audit WHERE id = ${id}`))!;
+      let prev =
+        at.seq === 1 ? GENESIS_HASH : (await ex.get<{ hash: string }>(sql`SELECT hash FROM audit WHERE chain = ${at.chain} AND seq = ${at.seq - 1}`))!.hash;
+      for (const row of await ex.all<AuditRow>(sql`SELECT * FROM audit WHERE chain = ${at.chain} AND seq >= ${at.seq} ORDER BY seq`)) {
+        const hash = chainRowHash({ ...row, chain: at.chain, seq: row.seq!, prev_hash: prev }, forgerKey);
+        await ex.run(sql`UPDATE audit SET hash = ${hash} WHERE id = ${row.id}`);
         prev = hash;
       }
-    } finally {
-      db.close();
-    }
-    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id });
+      return at.chain;
+    });
+    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id, chain: chain === '' ? 'server' : chain });
   });
 
   it('finds a deleted row (the row after the gap) and a deleted first row', async () => {
     const t = await hub();
     await workload(t);
     const id = await middleId(t);
-    tamper(t, 'DELETE FROM audit WHERE id = ?', id);
-    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: id + 1 });
+    const after = await nextInChain(t, id);
+    await tamper(t, 'DELETE FROM audit WHERE id = ?', id);
+    expect(await verify(t)).toMatchObject({ ok: false, first_bad_id: after });
 
     const u = await hub();
     await workload(u);
     await middleId(u);
-    tamper(u, 'DELETE FROM audit WHERE id = 1');
-    expect(await verify(u)).toMatchObject({ ok: false, first_bad_id: 2 });
+    const second = await nextInChain(u, 1);
+    await tamper(u, 'DELETE FROM audit WHERE id = 1');
+    expect(await verify(u)).toMatchObject({ ok: false, first_bad_id: second, first_bad_seq: 1 });
   });
 
   it('stays one chain when two connections (processes) write to the same store', async () => {
@@ -296,7 +308,7 @@ describe('hash chain (S29)', () => {
 });
 
 describe('baton audit verify (CLI)', () => {
-  const baton = (args: string[]): Promise<CliResult> => runBaton(args, { env: process.env });
+  const baton = (args: string[], data?: string): Promise<CliResult> => runBaton(args, { env: { ...process.env, ...storeEnvOf(data) } });
 
   it('exits 0 on an intact chain and 1 naming the row after an edit or a deletion', async () => {
     const t = await hub();
@@ -304,29 +316,26 @@ describe('baton audit verify (CLI)', () => {
     await t.hub.deferred.flush();
     const data = join(t.dir, 'data');
 
-    const ok = await baton(['audit', 'verify', '--data', data]);
+    const ok = await baton(['audit', 'verify', '--data', data], data);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/^audit chain ok \(\d+ rows\)/);
 
-    const db = new Database(join(data, 'baton.db'));
-    db.prepare("UPDATE audit SET outcome = 'error' WHERE id = 5").run();
-    db.close();
-    const edited = await baton(['audit', 'verify', '--data', data]);
+    await tamper(t, "UPDATE audit SET outcome = 'error' WHERE id = 5");
+    const edited = await baton(['audit', 'verify', '--data', data], data);
     expect(edited.code).toBe(1);
-    expect(edited.stdout).toContain('BROKEN at row 5');
-    const json = await baton(['audit', 'verify', '--data', data, '--json']);
+    expect(edited.stdout).toMatch(/BROKEN: chain \S+ at position \d+ \(row 5\)/);
+    const json = await baton(['audit', 'verify', '--data', data, '--json'], data);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, first_bad_id: 5 });
 
-    const db2 = new Database(join(data, 'baton.db'));
-    db2.prepare("UPDATE audit SET outcome = 'ok' WHERE id = 5").run(); // put back: intact again
-    db2.prepare('DELETE FROM audit WHERE id = 8').run();
-    db2.close();
-    const deleted = await baton(['audit', 'verify', '--data', data, '--json']);
+    await tamper(t, "UPDATE audit SET outcome = 'ok' WHERE id = 5"); // put back: intact again
+    const after = await nextInChain(t, 8);
+    await tamper(t, 'DELETE FROM audit WHERE id = 8');
+    const deleted = await baton(['audit', 'verify', '--data', data, '--json'], data);
     expect(deleted.code).toBe(1);
-    expect(JSON.parse(deleted.stdout)).toMatchObject({ ok: false, first_bad_id: 9 });
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ ok: false, first_bad_id: after });
 
-    const q = await baton(['audit', 'query', '--data', data, '--op', 'token_revoke', '--json']);
+    const q = await baton(['audit', 'query', '--data', data, '--op', 'token_revoke', '--json'], data);
     expect(q.code, q.stderr).toBe(0);
     expect((JSON.parse(q.stdout) as { rows: Row[] }).rows).toHaveLength(1);
   });
@@ -357,8 +366,15 @@ describe('audit retention (S30)', () => {
 
     // Retention 0 keeps everything.
     expect(await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 0, key))).toBe(0);
+    // Every old row goes, but each chain's newest (its head) stays.
+    const cutoff = clock.now() - 5 * 86_400_000;
+    const old = await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit WHERE at < ${cutoff}`));
+    const heads = await t.hub.db.read((ex) =>
+      ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit_chains c JOIN audit a ON a.chain = c.chain AND a.seq = c.seq WHERE a.at < ${cutoff}`),
+    );
+    expect(old!.n).toBeGreaterThanOrEqual(before);
     const removed = await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 5 * 86_400_000, key));
-    expect(removed).toBeGreaterThanOrEqual(before);
+    expect(removed).toBe(old!.n - heads!.n);
     const after = await verify(t);
     expect(after.ok).toBe(true);
     expect(after.rows).toBeLessThan(5);
@@ -370,11 +386,7 @@ describe('audit retention (S30)', () => {
     expect((await verify(t)).ok).toBe(true);
 
     // A removed row put back (forged) is not part of the chain.
-    const db = new Database(join(t.dir, 'data', 'baton.db'));
-    db.prepare(
-      "INSERT INTO audit (id, at, request_id, op, outcome, transport, hash) VALUES (1, 0, 'r', 'task_list', 'ok', 'http', 'x')",
-    ).run();
-    db.close();
+    await tamper(t, "INSERT INTO audit (id, at, request_id, op, outcome, transport, hash) VALUES (1, 0, 'r', 'task_list', 'ok', 'http', 'x')");
     expect((await verify(t)).first_bad_id).toBe(1);
   });
 
@@ -387,8 +399,11 @@ describe('audit retention (S30)', () => {
     const key = auditKeyOf(t);
     clock.advance(100 * 86_400_000);
     await t.hub.db.write((ex) => sweepAudit(ex, clock.now(), 86_400_000, key));
-    const left = await t.hub.db.read((ex) => ex.all<{ id: number }>(sql`SELECT id FROM audit`));
-    expect(left).toEqual([{ id: last }]);
+    // Each chain's newest row stays (its head), the table's newest among them.
+    const left = await t.hub.db.read((ex) => ex.all<{ id: number }>(sql`SELECT id FROM audit ORDER BY id`));
+    const chains = await t.hub.db.read((ex) => ex.all<{ chain: string }>(sql`SELECT chain FROM audit_chains`));
+    expect(left).toHaveLength(chains.length);
+    expect(left[left.length - 1]).toEqual({ id: last });
     await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'later' }] });
     await t.hub.deferred.flush(); // audit row ids are opaque in audit_query (S9): read them here
     const newest = (await t.hub.db.read((ex) => ex.get<{ id: number }>(sql`SELECT max(id) AS id FROM audit`)))!.id;

@@ -508,7 +508,7 @@ export function AuditView({ version, can }: ViewProps) {
   // view opens and when asked, never per event.
   const { data, error } = useLoad(async () => (await get<{ rows: AuditRow[] }>('/audit', { limit: 100 })).rows, [], version);
   const chain = useLoad(
-    () => (can('audit_verify') ? get<{ ok: boolean; rows: number; reason: string | null; first_bad_id: number | null }>('/audit/verify') : Promise.resolve(null)),
+    () => (can('audit_verify') ? get<{ ok: boolean; rows: number; reason: string | null; first_bad_id: number | null; chain: string | null; first_bad_seq: number | null }>('/audit/verify') : Promise.resolve(null)),
     [],
     0,
   );
@@ -520,7 +520,13 @@ export function AuditView({ version, can }: ViewProps) {
       {verify && (
         <p class={verify.ok ? 'chain-ok' : 'chain-bad'} data-testid="chain">
           Chain {verify.ok ? 'intact' : 'BROKEN'} · {verify.rows} rows checked
-          {!verify.ok && <> · first bad row {verify.first_bad_id ?? '?'} · {line(verify.reason ?? '')}</>}{' '}
+          {!verify.ok && (
+            <>
+              {' '}
+              · chain {line(verify.chain ?? '?')} · first bad position {verify.first_bad_seq ?? '?'}
+              {verify.first_bad_id !== null && <> (row {verify.first_bad_id})</>} · {line(verify.reason ?? '')}
+            </>
+          )}{' '}
           <button type="button" onClick={chain.reload}>
             Verify again
           </button>
