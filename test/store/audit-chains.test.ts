@@ -234,7 +234,7 @@ describe('PostgreSQL: no lock common to every audited write', () => {
       await call(t.hub, a, 'task_list', {});
       await call(t.hub, b, 'task_list', {});
       const flushed = t.hub.deferred.flush();
-      const deadline = Date.now() + 8_000;
+      const deadline = Date.now() + 30_000;
       while ((await count(beta)) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(await count(beta)).toBe(1);
       expect(await count(alpha)).toBe(0);
