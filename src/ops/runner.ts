@@ -7,7 +7,7 @@ import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus, Mark } from '../events/bus.js';
 import type { Config } from '../config.js';
 import type { Db, Executor } from '../store/db.js';
-import { appendAudit, appendEvent, type AuditEntry } from '../store/journal.js';
+import { appendAudits, appendEvents, type AuditEntry, type NewEvent } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
 import { OpRateLimiter, type OpClass } from './ratelimit.js';
@@ -287,6 +287,9 @@ export class Runner {
     if (op.kind === 'write') await tx.lock(op.permission === 'token.admin' ? 'server' : { project: p.projectId });
     s.final = this.draining || this.services.clock.monotonic() >= s.deadline;
     const waits = op.waitMs !== undefined;
+    // Appended when the handler returns, with the op's audit row (one statement on PostgreSQL);
+    // nothing the handler reads needs them in the table before then.
+    const events: NewEvent[] = [];
     // Checked again under the lock: a claim (or read mark) is committed only for a caller still there.
     if (waits && meta.signal?.aborted === true) throw clientGone();
     const ctx: OpContext = {
@@ -300,7 +303,7 @@ export class Runner {
         s.emitted++;
         const body = data === undefined ? null : JSON.stringify(data);
         const to = audience === undefined ? 'project' : audienceKey(audience);
-        await appendEvent(tx, p.projectId, type, subject, p.agentId, body, started, to);
+        events.push({ projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: to });
       },
       target: (id) => {
         s.target = id;
@@ -316,8 +319,9 @@ export class Runner {
     // The caller left while the handler ran: throwing rolls its claim back.
     if (waits && meta.signal?.aborted === true) throw clientGone();
     if (out !== RETRY && op.kind === 'write') {
-      await appendAudit(tx, { ...s.base(), at: started, target: s.target, outcome: 'ok', code: null, params: s.params }, this.services.auditKey);
-    }
+      const entry: AuditEntry = { ...s.base(), at: started, target: s.target, outcome: 'ok', code: null, params: s.params };
+      await appendAudits(tx, [entry], this.services.auditKey, events);
+    } else await appendEvents(tx, events);
     return out;
   }
 

@@ -43,6 +43,11 @@ export interface Dialect {
    * ours (see core/synced-clock.ts).
    */
   serverClock: Sql | null;
+  /**
+   * Whether an INSERT can run inside a WITH of another statement (PostgreSQL's data-modifying
+   * CTE): an op's events then go in the same statement as its audit row (journal.ts appendAudits).
+   */
+  readonly insertInWith: boolean;
 }
 
 export const SQLITE: Dialect = {
@@ -59,6 +64,7 @@ export const SQLITE: Dialect = {
   rowIdIs: (rid) => sql`rowid = ${rid}`,
   continueIds: () => null,
   serverClock: null,
+  insertInWith: false,
 };
 
 export const POSTGRES: Dialect = {
@@ -79,6 +85,7 @@ export const POSTGRES: Dialect = {
   },
   // clock_timestamp(), not now(): now() is the transaction's start.
   serverClock: sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`,
+  insertInWith: true,
 };
 
 /** `k1, v1, k2, v2`: keys are fixed strings of the caller's, bound. */

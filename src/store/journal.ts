@@ -24,8 +24,34 @@ export async function appendEvent(
   now: number,
   audience = 'project',
 ): Promise<void> {
-  await ex.run(sql`INSERT INTO events (project_id, type, subject, actor, data, created_at, audience)
-    VALUES (${projectId}, ${type}, ${subject}, ${actor}, ${data}, ${now}, ${audience})`);
+  await appendEvents(ex, [{ projectId, type, subject, actor, data, createdAt: now, audience }]);
+}
+
+/** An event an op emitted, appended when the op ends (with its audit row: appendAudits). */
+export interface NewEvent {
+  projectId: string;
+  type: string;
+  subject: string | null;
+  actor: string | null;
+  data: string | null;
+  createdAt: number;
+  audience: string;
+}
+
+/** Most events per INSERT: bounds the statement's parameters (7 per event). */
+const EVENT_CHUNK = 64;
+
+/** The INSERT of up to EVENT_CHUNK events, in order (their ids follow it). */
+function insertEvents(events: readonly NewEvent[]): Sql {
+  return sql`INSERT INTO events (project_id, type, subject, actor, data, created_at, audience) VALUES ${rows(
+    events.map((e) => [e.projectId, e.type, e.subject, e.actor, e.data, e.createdAt, e.audience]),
+  )}`;
+}
+
+/** Appends events in order, several per statement, and tells other processes' waiters (announce). */
+export async function appendEvents(ex: Executor, events: readonly NewEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  for (let i = 0; i < events.length; i += EVENT_CHUNK) await ex.run(insertEvents(events.slice(i, i + EVENT_CHUNK)));
   await ex.announce();
 }
 
@@ -275,8 +301,15 @@ async function writeTip(ex: Executor, chain: string, tip: Tip, key: Buffer): Pro
  * once, before COMMIT: the ops of one group commit each pay one INSERT. An op rolled back to its
  * savepoint takes its rows' positions with it (the store restores the memo).
  */
-export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
-  if (entries.length === 0) return;
+export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer, events: readonly NewEvent[] = []): Promise<void> {
+  if (entries.length === 0) return appendEvents(ex, events);
+  // An op's events and its audit row in one statement where the backend runs an INSERT inside a
+  // WITH (PostgreSQL: one round trip fewer under the project's lock); else the events first.
+  let withEvents: Sql | null = null;
+  if (events.length > 0 && events.length <= EVENT_CHUNK && ex.dialect.insertInWith) {
+    withEvents = insertEvents(events);
+    await ex.announce();
+  } else await appendEvents(ex, events);
   const byChain = new Map<string, AuditEntry[]>();
   for (const a of entries) {
     const chain = chainOf(a.projectId);
@@ -286,10 +319,13 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
   }
   // Project chains before the server chain: the lock order (db.ts WriteLock).
   const chains = [...byChain.keys()].sort((a, b) => Number(a === SERVER_CHAIN) - Number(b === SERVER_CHAIN));
-  for (const chain of chains) await appendChain(ex, chain, byChain.get(chain)!, key);
+  for (const chain of chains) {
+    await appendChain(ex, chain, byChain.get(chain)!, key, withEvents);
+    withEvents = null;
+  }
 }
 
-async function appendChain(ex: Executor, chain: string, entries: readonly AuditEntry[], key: Buffer): Promise<void> {
+async function appendChain(ex: Executor, chain: string, entries: readonly AuditEntry[], key: Buffer, withEvents: Sql | null): Promise<void> {
   await ex.lock(chain === SERVER_CHAIN ? 'audit' : { project: chain });
   const memo = ex.memo;
   const memoKey = `audit:${chain}`;
@@ -343,7 +379,8 @@ async function appendChain(ex: Executor, chain: string, entries: readonly AuditE
   // cache small. The id is the store's (rowid, identity): chain order is (chain, seq).
   for (let i = 0; i < values.length; ) {
     const n = values.length - i >= AUDIT_CHUNK ? AUDIT_CHUNK : 1;
-    await ex.run(sql`INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
+    const prefix = i === 0 && withEvents !== null ? sql`WITH appended_events AS (${withEvents}) ` : trusted('');
+    await ex.run(sql`${prefix}INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
         transport, address, severity, event, chain, seq, hash) VALUES ${rows(values.slice(i, i + n))}`);
     i += n;
   }

@@ -64,7 +64,7 @@ interface RpcMessage {
 export function codexAppServer(bin: string, cwd: string, env: Record<string, string>): {
   request<T = unknown>(method: string, params: unknown): Promise<T>;
   notify(method: string): void;
-  close(): void;
+  close(): Promise<void>;
   stderr(): string;
 } {
   const child = spawn(bin, ['app-server'], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -99,8 +99,14 @@ export function codexAppServer(bin: string, cwd: string, env: Record<string, str
     notify(method: string) {
       child.stdin.write(JSON.stringify({ jsonrpc: '2.0', method }) + '\n');
     },
-    close() {
+    /** Ends the server and waits until it has exited: it writes into its home while shutting down, and the test removes that home next. */
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGTERM');
+      const forced = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(forced);
     },
     stderr: () => err,
   };

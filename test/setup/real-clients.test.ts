@@ -158,7 +158,7 @@ describe('real clients', () => {
       expect(who.isError ?? false).toBe(false);
       expect(who.structuredContent?.agent).toMatchObject({ name: 'codex-1', role: 'worker' });
     } finally {
-      server.close();
+      await server.close();
     }
   });
 });
