@@ -7,6 +7,7 @@ import { busyError, faultCodeOf, faultError, faultRecord, isBusy, storeFailure }
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Sql } from './sql.js';
+import { WalSync } from './wal-sync.js';
 
 const PROFILE: Profile = { name: 'sqlite', eventsInCommitOrder: true };
 const placeholder = SQLITE.placeholder;
@@ -50,11 +51,17 @@ export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
   /**
-   * `full` (default): a commit is on disk before anyone is told (synchronous = FULL: the WAL is
-   * fsynced at every commit; group commit shares one fsync among a batch). `normal`: WAL
-   * fsynced only at checkpoints; survives a crash of the process, not of the OS or the power.
+   * `full` (default): a commit is on disk before anyone is told: the WAL is fsynced after every
+   * group commit, off the event loop (wal-sync.ts), and every answer waits for the fsync that
+   * covers what it saw. `normal`: WAL fsynced only at checkpoints; survives a crash of the
+   * process, not of the OS or the power.
    */
   durability?: Durability;
+  /**
+   * Internal (bench, tests): with `full`, let SQLite fsync inside COMMIT (`synchronous = FULL`,
+   * blocking the event loop for the fsync) instead of WalSync. Same guarantee; default false.
+   */
+  syncInCommit?: boolean;
   /**
    * Called on a storage fault (disk full, damage, read-only) with the driver's error, for the
    * operator's log: when a fault starts or changes, and every 10 s while the same one persists.
@@ -108,6 +115,10 @@ export class SqliteDb implements Db {
   private readonly listeners = new Set<() => void>();
   private pollTimer: NodeJS.Timeout | null = null;
   private seenVersion = -1;
+  /** The durable default's fsync off the event loop; null for `normal`, `:memory:` or syncInCommit. */
+  private readonly walSync: WalSync | null;
+  /** data_version when a read last checked for other connections' commits (they may await a sync). */
+  private syncSeenVersion = -1;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
@@ -137,7 +148,12 @@ export class SqliteDb implements Db {
       }
     };
     setup('journal_mode = WAL');
-    setup(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    // The durable default syncs through WalSync: SQLite itself runs NORMAL (same file format and
+    // recovery; it still syncs the WAL header and checkpoints), the WAL's fsync after each commit
+    // is ours, on the thread pool.
+    const durable = options.durability !== 'normal';
+    this.walSync = durable && file !== ':memory:' && options.syncInCommit !== true ? new WalSync(`${file}-wal`) : null;
+    setup(`synchronous = ${durable && this.walSync === null ? 'FULL' : 'NORMAL'}`);
     setup('foreign_keys = ON');
     // Reads through a memory map instead of a read() per page (measured: a few % per read).
     setup('mmap_size = 268435456');
@@ -150,6 +166,12 @@ export class SqliteDb implements Db {
     this.release = this.conn.prepare('RELEASE op');
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
     this.dataVersion = this.conn.prepare('PRAGMA data_version');
+    if (this.walSync !== null) {
+      // Another process's commit made before this open may still be in its fsync: the first
+      // answer here waits for one sync; after that, data_version tells of others' commits.
+      this.syncSeenVersion = this.dataVersion.value() as number;
+      this.walSync.noteCommit();
+    }
     this.ex = {
       dialect: SQLITE,
       all: async <T>(q: Sql) => this.stmt(q).all(bind(q.values)) as T[],
@@ -211,6 +233,29 @@ export class SqliteDb implements Db {
   }
 
   /**
+   * Hands an answer (a result or a refusal) to its caller once everything this connection has
+   * committed or seen is on disk (WalSync): at once when nothing is pending, which is the common
+   * case for a read between batches. Answers keep their order.
+   */
+  private deliver(settle: () => void, reject: (error: unknown) => void): void {
+    const sync = this.walSync;
+    if (sync === null || !sync.behind) {
+      settle();
+      return;
+    }
+    sync.durable().then(settle, (error: unknown) => reject(this.failed(error)));
+  }
+
+  /** Another connection's commit now visible here must be on disk before an answer shows it. */
+  private noteOtherCommits(): void {
+    if (this.walSync === null) return;
+    const version = this.dataVersion.value() as number;
+    if (version === this.syncSeenVersion) return;
+    this.syncSeenVersion = version;
+    this.walSync.noteCommit();
+  }
+
+  /**
    * Reads run inside a read transaction, so all statements of one read share one snapshot and
    * one WAL read lock; reads that arrive in the same I/O turn share one transaction. (Outside a
    * transaction every statement takes and drops the lock, which measured here costs about as
@@ -240,18 +285,30 @@ export class SqliteDb implements Db {
   private async readBatch(batch: Pending[]): Promise<void> {
     for (const r of batch) {
       try {
-        if (!this.conn.inTransaction) this.beginRead.run();
-        r.resolve(await r.fn(this.ex));
+        if (!this.conn.inTransaction) {
+          this.beginRead.run();
+          this.noteOtherCommits();
+        }
+        const value = await r.fn(this.ex);
+        this.deliver(() => r.resolve(value), r.reject);
       } catch (error) {
         if (isBusy(error)) {
           // Rare for a WAL reader (recovery, a truncating checkpoint elsewhere): retry alone.
           this.abandon();
           try {
-            await this.lockFor(this.beginRead, () => r.fn(this.ex).then(r.resolve));
+            await this.lockFor(this.beginRead, async () => {
+              this.noteOtherCommits();
+              const value = await r.fn(this.ex);
+              this.deliver(() => r.resolve(value), r.reject);
+            });
           } catch (again) {
-            r.reject(this.failed(again));
+            const e = this.failed(again);
+            this.deliver(() => r.reject(e), r.reject);
           }
-        } else r.reject(this.failed(error));
+        } else {
+          const e = this.failed(error);
+          this.deliver(() => r.reject(e), r.reject);
+        }
       }
     }
     if (this.conn.inTransaction) {
@@ -357,10 +414,14 @@ export class SqliteDb implements Db {
         return;
       }
       if (!faulted) this.currentFault = null;
+      this.walSync?.noteCommit();
       batch.forEach((w, i) => {
         const o = outcomes[i]!;
-        if (o.ok) w.resolve(o.value);
-        else w.reject(this.failed(o.error));
+        if (o.ok) this.deliver(() => w.resolve(o.value), w.reject);
+        else {
+          const e = this.failed(o.error);
+          this.deliver(() => w.reject(e), w.reject);
+        }
       });
       return;
     }
@@ -383,7 +444,10 @@ export class SqliteDb implements Db {
     }
     // Refused last, so a storage fault of this batch stays in force (fault()) even though its
     // neighbours committed afterwards, as when the batch itself commits around a faulted op.
-    for (const [w, error] of failures) w.reject(this.failed(error));
+    for (const [w, error] of failures) {
+      const e = this.failed(error);
+      this.deliver(() => w.reject(e), w.reject);
+    }
   }
 
   /** One caller in its own transaction; settles it whatever happens, never throws. */
@@ -404,7 +468,8 @@ export class SqliteDb implements Db {
       return;
     }
     this.currentFault = null;
-    w.resolve(value);
+    this.walSync?.noteCommit();
+    this.deliver(() => w.resolve(value), w.reject);
   }
 
   /**
@@ -494,6 +559,8 @@ export class SqliteDb implements Db {
           count++;
         }
         this.commit.run();
+        this.walSync?.noteCommit();
+        if (this.walSync !== null) await this.walSync.durable();
         return count;
       } catch (error) {
         this.abandon();
@@ -551,5 +618,6 @@ export class SqliteDb implements Db {
       this.cache.clear();
       this.conn.close();
     });
+    await this.walSync?.close();
   }
 }
