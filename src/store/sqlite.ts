@@ -104,6 +104,8 @@ export class SqliteDb implements Db {
   private readonly rollbackTo: SqliteStatement;
   private readonly dataVersion: SqliteStatement;
   private readonly writes: Pending[] = [];
+  /** A drain of `writes` is scheduled and has not yet taken its batch. */
+  private writesScheduled = false;
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
   private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
@@ -332,24 +334,49 @@ export class SqliteDb implements Db {
     if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      // The first write of a batch waits for the rest of this I/O turn, so requests that arrived
-      // together commit together.
-      if (this.writes.length === 1) setImmediate(() => void this.mutex.run(() => this.drain()));
+      if (!this.writesScheduled) {
+        this.writesScheduled = true;
+        this.scheduleWrites(false);
+      }
     });
   }
 
-  private async drain(): Promise<void> {
-    while (this.writes.length > 0) {
-      const batch = this.writes.splice(0, MAX_BATCH);
-      try {
-        await this.writeBatch(batch);
-      } catch (error) {
-        // Last resort (writeBatch settles every caller itself): a promise settles once, so
-        // callers already answered keep their answer and nobody is left pending.
-        this.abandon();
-        const e = this.failed(error);
-        for (const w of batch) w.reject(e);
+  /**
+   * The first write of a batch waits for the rest of this I/O turn, so requests that arrived
+   * together commit together; under the durable default it also waits for the WAL fsync in
+   * flight, once. Its answers could not go out before the next fsync anyway, and meanwhile the
+   * batch gathers every write that arrives: measured with 16 HTTP agents, committing at once
+   * made batches of ~4.5 writes where the blocking fsync of synchronous=FULL had made ~8, and
+   * each write of a small batch costs more CPU (its share of BEGIN, COMMIT and the pages written).
+   */
+  private scheduleWrites(waited: boolean): void {
+    setImmediate(() => {
+      const syncing = waited ? null : (this.walSync?.inFlight ?? null);
+      if (syncing !== null) {
+        void syncing.then(() => this.scheduleWrites(true));
+        return;
       }
+      void this.mutex.run(() => this.drain());
+    });
+  }
+
+  /** One batch; writes that arrive meanwhile schedule the next (scheduleWrites). */
+  private async drain(): Promise<void> {
+    this.writesScheduled = false;
+    const batch = this.writes.splice(0, MAX_BATCH);
+    if (this.writes.length > 0) {
+      this.writesScheduled = true;
+      this.scheduleWrites(false);
+    }
+    if (batch.length === 0) return;
+    try {
+      await this.writeBatch(batch);
+    } catch (error) {
+      // Last resort (writeBatch settles every caller itself): a promise settles once, so
+      // callers already answered keep their answer and nobody is left pending.
+      this.abandon();
+      const e = this.failed(error);
+      for (const w of batch) w.reject(e);
     }
   }
 

@@ -35,6 +35,11 @@ export class WalSync {
     return this.synced < this.committed;
   }
 
+  /** The fsync running, if any (the store's next batch waits for it: SqliteDb.scheduleWrites). */
+  get inFlight(): Promise<void> | null {
+    return this.running;
+  }
+
   /** Resolves once everything committed or seen so far is on disk; rejects when the fsync fails. */
   durable(): Promise<void> {
     const upTo = this.committed;
