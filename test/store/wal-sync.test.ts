@@ -28,6 +28,7 @@ const { sql } = await import('../../src/store/sql.js');
 const { SqliteDb } = await import('../../src/store/sqlite.js');
 const { BatonError } = await import('../../src/core/errors.js');
 const { tempDir } = await import('../helpers.js');
+const { RawDb } = await import('../raw-db.js');
 
 /** Lets every pending callback and immediate run (a store batch starts on setImmediate). */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
@@ -117,6 +118,32 @@ describe('durable commits with the fsync off the event loop', () => {
     expect(syncs.held).toHaveLength(1); // one fsync for the three commits behind it
     syncs.held.shift()!(null);
     await Promise.all(later);
+  });
+
+  it('a write batch waits for the fsync in flight before it commits, and gathers the writes that arrive meanwhile', async () => {
+    const raw = new RawDb(join(tmp.dir, 'baton.db'));
+    try {
+      const committed = (): number[] => (raw.prepare('SELECT x FROM t ORDER BY x').all() as { x: number }[]).map((o) => o.x);
+      syncs.hold = true;
+      const first = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (10)`));
+      await settle();
+      expect(committed()).toEqual([10]); // committed, its fsync held
+      const later = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (11)`));
+      await settle();
+      const more = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (12)`));
+      await settle();
+      // Not committed while the fsync runs: their answers would wait for the next fsync anyway.
+      expect(committed()).toEqual([10]);
+      syncs.held.shift()!(null);
+      await first;
+      await settle();
+      expect(committed()).toEqual([10, 11, 12]); // one batch, one fsync
+      expect(syncs.held).toHaveLength(1);
+      syncs.held.shift()!(null);
+      await Promise.all([later, more]);
+    } finally {
+      raw.close();
+    }
   });
 
   it('a failed fsync refuses the write as a storage fault instead of acknowledging it', async () => {
