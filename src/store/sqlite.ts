@@ -58,11 +58,6 @@ export interface SqliteOptions {
    */
   durability?: Durability;
   /**
-   * Internal (bench, tests): with `full`, let SQLite fsync inside COMMIT (`synchronous = FULL`,
-   * blocking the event loop for the fsync) instead of WalSync. Same guarantee; default false.
-   */
-  syncInCommit?: boolean;
-  /**
    * Called on a storage fault (disk full, damage, read-only) with the driver's error, for the
    * operator's log: when a fault starts or changes, and every 10 s while the same one persists.
    */
@@ -117,7 +112,7 @@ export class SqliteDb implements Db {
   private readonly listeners = new Set<() => void>();
   private pollTimer: NodeJS.Timeout | null = null;
   private seenVersion = -1;
-  /** The durable default's fsync off the event loop; null for `normal`, `:memory:` or syncInCommit. */
+  /** The durable default's fsync off the event loop; null for `normal` and `:memory:`. */
   private readonly walSync: WalSync | null;
   /** data_version when a read last checked for other connections' commits (they may await a sync). */
   private syncSeenVersion = -1;
@@ -154,7 +149,7 @@ export class SqliteDb implements Db {
     // recovery; it still syncs the WAL header and checkpoints), the WAL's fsync after each commit
     // is ours, on the thread pool.
     const durable = options.durability !== 'normal';
-    this.walSync = durable && file !== ':memory:' && options.syncInCommit !== true ? new WalSync(`${file}-wal`) : null;
+    this.walSync = durable && file !== ':memory:' ? new WalSync(`${file}-wal`) : null;
     setup(`synchronous = ${durable && this.walSync === null ? 'FULL' : 'NORMAL'}`);
     setup('foreign_keys = ON');
     // Reads through a memory map instead of a read() per page (measured: a few % per read).
