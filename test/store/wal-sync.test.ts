@@ -120,27 +120,43 @@ describe('durable commits with the fsync off the event loop', () => {
     await Promise.all(later);
   });
 
-  it('a write batch waits for the fsync in flight before it commits, and gathers the writes that arrive meanwhile', async () => {
+  it('while an fsync runs, a smaller batch waits for it, and starts early once as many writes as the last batch are queued', async () => {
     const raw = new RawDb(join(tmp.dir, 'baton.db'));
     try {
       const committed = (): number[] => (raw.prepare('SELECT x FROM t ORDER BY x').all() as { x: number }[]).map((o) => o.x);
+      const insert = (x: number): Promise<unknown> => db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (${x})`));
       syncs.hold = true;
-      const first = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (10)`));
+      const first = [10, 11, 12].map(insert); // one batch of three
       await settle();
-      expect(committed()).toEqual([10]); // committed, its fsync held
-      const later = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (11)`));
+      expect(committed()).toEqual([10, 11, 12]); // committed, its fsync held
+      // Fewer than three queued: held while the fsync runs (their answers would wait for the next fsync anyway).
+      const held = [insert(13)];
       await settle();
-      const more = db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (12)`));
+      held.push(insert(14));
       await settle();
-      // Not committed while the fsync runs: their answers would wait for the next fsync anyway.
-      expect(committed()).toEqual([10]);
-      syncs.held.shift()!(null);
-      await first;
+      expect(committed()).toEqual([10, 11, 12]);
+      // The third makes a batch as large as the last: it starts without waiting for the fsync.
+      held.push(insert(15));
       await settle();
-      expect(committed()).toEqual([10, 11, 12]); // one batch, one fsync
+      expect(committed()).toEqual([10, 11, 12, 13, 14, 15]);
       expect(syncs.held).toHaveLength(1);
       syncs.held.shift()!(null);
-      await Promise.all([later, more]);
+      await Promise.all(first);
+      await settle();
+      syncs.held.shift()!(null); // one fsync for the three behind it
+      await Promise.all(held);
+      // A smaller batch that never fills up starts when the fsync in flight finishes.
+      const big = [20, 21, 22, 23].map(insert);
+      await settle();
+      const small = insert(24);
+      await settle();
+      expect(committed()).not.toContain(24);
+      syncs.held.shift()!(null);
+      await Promise.all(big);
+      await settle();
+      expect(committed()).toContain(24);
+      syncs.held.shift()!(null);
+      await small;
     } finally {
       raw.close();
     }
