@@ -8,6 +8,7 @@ import { WriteMemo } from './memo.js';
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
 import { render, type Sql } from './sql.js';
+import { WalSync } from './wal-sync.js';
 
 const PROFILE: Profile = { name: 'sqlite', eventsInCommitOrder: true };
 const placeholder = SQLITE.placeholder;
@@ -51,9 +52,10 @@ export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
   /**
-   * `full` (default): a commit is on disk before anyone is told (synchronous = FULL: the WAL is
-   * fsynced at every commit; group commit shares one fsync among a batch). `normal`: WAL
-   * fsynced only at checkpoints; survives a crash of the process, not of the OS or the power.
+   * `full` (default): a commit is on disk before anyone is told: the WAL is fsynced after every
+   * group commit, off the event loop (wal-sync.ts), and every answer waits for the fsync that
+   * covers what it saw. `normal`: WAL fsynced only at checkpoints; survives a crash of the
+   * process, not of the OS or the power.
    */
   durability?: Durability;
   /**
@@ -100,6 +102,12 @@ export class SqliteDb implements Db {
   private readonly rollbackTo: SqliteStatement;
   private readonly dataVersion: SqliteStatement;
   private readonly writes: Pending[] = [];
+  /** A drain of `writes` is scheduled and has not yet taken its batch. */
+  private writesScheduled = false;
+  /** How many writes the last batch took (scheduleWrites holds a batch until as many are queued). */
+  private lastBatch = 0;
+  /** Starts a batch held for the fsync in flight (scheduleWrites) once enough writes are queued. */
+  private releaseHeld: (() => void) | null = null;
   private readonly reads: Pending[] = [];
   private readonly busyTimeoutMs: number;
   private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
@@ -111,6 +119,10 @@ export class SqliteDb implements Db {
   private readonly listeners = new Set<() => void>();
   private pollTimer: NodeJS.Timeout | null = null;
   private seenVersion = -1;
+  /** The durable default's fsync off the event loop; null for `normal` and `:memory:`. */
+  private readonly walSync: WalSync | null;
+  /** data_version when a read last checked for other connections' commits (they may await a sync). */
+  private syncSeenVersion = -1;
 
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
@@ -140,7 +152,12 @@ export class SqliteDb implements Db {
       }
     };
     setup('journal_mode = WAL');
-    setup(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    // The durable default syncs through WalSync: SQLite itself runs NORMAL (same file format and
+    // recovery; it still syncs the WAL header and checkpoints), the WAL's fsync after each commit
+    // is ours, on the thread pool.
+    const durable = options.durability !== 'normal';
+    this.walSync = durable && file !== ':memory:' ? new WalSync(`${file}-wal`) : null;
+    setup(`synchronous = ${durable && this.walSync === null ? 'FULL' : 'NORMAL'}`);
     setup('foreign_keys = ON');
     // Reads through a memory map instead of a read() per page (measured: a few % per read).
     setup('mmap_size = 268435456');
@@ -153,6 +170,12 @@ export class SqliteDb implements Db {
     this.release = this.conn.prepare('RELEASE op');
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
     this.dataVersion = this.conn.prepare('PRAGMA data_version');
+    if (this.walSync !== null) {
+      // Another process's commit made before this open may still be in its fsync: the first
+      // answer here waits for one sync; after that, data_version tells of others' commits.
+      this.syncSeenVersion = this.dataVersion.value() as number;
+      this.walSync.noteCommit();
+    }
     const memo = (): TxMemo | null => this.txMemo;
     this.ex = {
       dialect: SQLITE,
@@ -218,6 +241,29 @@ export class SqliteDb implements Db {
   }
 
   /**
+   * Hands an answer (a result or a refusal) to its caller once everything this connection has
+   * committed or seen is on disk (WalSync): at once when nothing is pending, which is the common
+   * case for a read between batches. Answers keep their order.
+   */
+  private deliver(settle: () => void, reject: (error: unknown) => void): void {
+    const sync = this.walSync;
+    if (sync === null || !sync.behind) {
+      settle();
+      return;
+    }
+    sync.durable().then(settle, (error: unknown) => reject(this.failed(error)));
+  }
+
+  /** Another connection's commit now visible here must be on disk before an answer shows it. */
+  private noteOtherCommits(): void {
+    if (this.walSync === null) return;
+    const version = this.dataVersion.value() as number;
+    if (version === this.syncSeenVersion) return;
+    this.syncSeenVersion = version;
+    this.walSync.noteCommit();
+  }
+
+  /**
    * Reads run inside a read transaction, so all statements of one read share one snapshot and
    * one WAL read lock; reads that arrive in the same I/O turn share one transaction. (Outside a
    * transaction every statement takes and drops the lock, which measured here costs about as
@@ -247,18 +293,30 @@ export class SqliteDb implements Db {
   private async readBatch(batch: Pending[]): Promise<void> {
     for (const r of batch) {
       try {
-        if (!this.conn.inTransaction) this.beginRead.run();
-        r.resolve(await r.fn(this.ex));
+        if (!this.conn.inTransaction) {
+          this.beginRead.run();
+          this.noteOtherCommits();
+        }
+        const value = await r.fn(this.ex);
+        this.deliver(() => r.resolve(value), r.reject);
       } catch (error) {
         if (isBusy(error)) {
           // Rare for a WAL reader (recovery, a truncating checkpoint elsewhere): retry alone.
           this.abandon();
           try {
-            await this.lockFor(this.beginRead, () => r.fn(this.ex).then(r.resolve));
+            await this.lockFor(this.beginRead, async () => {
+              this.noteOtherCommits();
+              const value = await r.fn(this.ex);
+              this.deliver(() => r.resolve(value), r.reject);
+            });
           } catch (again) {
-            r.reject(this.failed(again));
+            const e = this.failed(again);
+            this.deliver(() => r.reject(e), r.reject);
           }
-        } else r.reject(this.failed(error));
+        } else {
+          const e = this.failed(error);
+          this.deliver(() => r.reject(e), r.reject);
+        }
       }
     }
     if (this.conn.inTransaction) {
@@ -282,24 +340,61 @@ export class SqliteDb implements Db {
     if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      // The first write of a batch waits for the rest of this I/O turn, so requests that arrived
-      // together commit together.
-      if (this.writes.length === 1) setImmediate(() => void this.mutex.run(() => this.drain()));
+      if (!this.writesScheduled) {
+        this.writesScheduled = true;
+        this.scheduleWrites(false);
+      } else if (this.releaseHeld !== null && this.writes.length >= this.lastBatch) this.releaseHeld();
     });
   }
 
-  private async drain(): Promise<void> {
-    while (this.writes.length > 0) {
-      const batch = this.writes.splice(0, MAX_BATCH);
-      try {
-        await this.writeBatch(batch);
-      } catch (error) {
-        // Last resort (writeBatch settles every caller itself): a promise settles once, so
-        // callers already answered keep their answer and nobody is left pending.
-        this.abandon();
-        const e = this.failed(error);
-        for (const w of batch) w.reject(e);
+  /**
+   * The first write of a batch waits for the rest of this I/O turn, so requests that arrived
+   * together commit together. Under the durable default, while a WAL fsync runs, a batch smaller
+   * than the last one also waits (once) for that fsync to finish or for as many writes as the
+   * last batch had, whichever comes first: its answers could not go out before the next fsync
+   * anyway, and meanwhile it gathers what arrives. Measured with 16 HTTP agents: committing at
+   * once made batches of ~4.5 writes where the blocking fsync of synchronous=FULL had made ~8,
+   * and each write of a small batch costs more CPU (its share of BEGIN, COMMIT and the pages
+   * written); always waiting for the fsync made ~7.5 but left the event loop idle during each
+   * fsync. A full batch starts at once and runs while the fsync of the one before is on disk.
+   */
+  private scheduleWrites(waited: boolean): void {
+    setImmediate(() => {
+      const syncing = waited ? null : (this.walSync?.inFlight ?? null);
+      if (syncing !== null && this.writes.length < this.lastBatch) {
+        let released = false;
+        const release = (): void => {
+          if (released) return;
+          released = true;
+          this.releaseHeld = null;
+          this.scheduleWrites(true);
+        };
+        this.releaseHeld = release;
+        void syncing.then(release);
+        return;
       }
+      void this.mutex.run(() => this.drain());
+    });
+  }
+
+  /** One batch; writes that arrive meanwhile schedule the next (scheduleWrites). */
+  private async drain(): Promise<void> {
+    this.writesScheduled = false;
+    const batch = this.writes.splice(0, MAX_BATCH);
+    if (batch.length > 0) this.lastBatch = batch.length;
+    if (this.writes.length > 0) {
+      this.writesScheduled = true;
+      this.scheduleWrites(false);
+    }
+    if (batch.length === 0) return;
+    try {
+      await this.writeBatch(batch);
+    } catch (error) {
+      // Last resort (writeBatch settles every caller itself): a promise settles once, so
+      // callers already answered keep their answer and nobody is left pending.
+      this.abandon();
+      const e = this.failed(error);
+      for (const w of batch) w.reject(e);
     }
   }
 
@@ -380,10 +475,14 @@ export class SqliteDb implements Db {
         return;
       }
       if (!faulted) this.currentFault = null;
+      this.walSync?.noteCommit();
       batch.forEach((w, i) => {
         const o = outcomes[i]!;
-        if (o.ok) w.resolve(o.value);
-        else w.reject(this.failed(o.error));
+        if (o.ok) this.deliver(() => w.resolve(o.value), w.reject);
+        else {
+          const e = this.failed(o.error);
+          this.deliver(() => w.reject(e), w.reject);
+        }
       });
       return;
     }
@@ -406,7 +505,10 @@ export class SqliteDb implements Db {
     }
     // Refused last, so a storage fault of this batch stays in force (fault()) even though its
     // neighbours committed afterwards, as when the batch itself commits around a faulted op.
-    for (const [w, error] of failures) w.reject(this.failed(error));
+    for (const [w, error] of failures) {
+      const e = this.failed(error);
+      this.deliver(() => w.reject(e), w.reject);
+    }
   }
 
   /** One caller in its own transaction; settles it whatever happens, never throws. */
@@ -432,7 +534,8 @@ export class SqliteDb implements Db {
       this.txMemo = null;
     }
     this.currentFault = null;
-    w.resolve(value);
+    this.walSync?.noteCommit();
+    this.deliver(() => w.resolve(value), w.reject);
   }
 
   /**
@@ -522,6 +625,8 @@ export class SqliteDb implements Db {
           count++;
         }
         this.commit.run();
+        this.walSync?.noteCommit();
+        if (this.walSync !== null) await this.walSync.durable();
         return count;
       } catch (error) {
         this.abandon();
@@ -579,5 +684,6 @@ export class SqliteDb implements Db {
       this.cache.clear();
       this.conn.close();
     });
+    await this.walSync?.close();
   }
 }

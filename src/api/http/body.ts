@@ -33,6 +33,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 
 /** JSON.parse with a nesting limit checked first, so hostile deep JSON never reaches the parser. */
 export function parseJson(text: string, maxDepth = 32): unknown {
+  if (openersAtMost(text, maxDepth)) return parseOrRefuse(text);
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
@@ -45,9 +46,25 @@ export function parseJson(text: string, maxDepth = 32): unknown {
       if (++depth > maxDepth) throw new BatonError('invalid_input', `JSON nested deeper than ${maxDepth} levels`);
     } else if (c === 125 || c === 93) depth--;
   }
+  return parseOrRefuse(text);
+}
+
+function parseOrRefuse(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new BatonError('invalid_input', 'body is not valid JSON');
   }
+}
+
+/**
+ * No more than `max` `{` and `[` in the whole text (strings included), so no nesting can exceed
+ * `max`: a typical request body (a handful of brackets) skips the character-by-character scan.
+ */
+function openersAtMost(text: string, max: number): boolean {
+  let n = 0;
+  for (const opener of ['{', '[']) {
+    for (let i = text.indexOf(opener); i !== -1; i = text.indexOf(opener, i + 1)) if (++n > max) return false;
+  }
+  return true;
 }
