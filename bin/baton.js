@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import module, { createRequire } from 'node:module';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { URL, fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { Script } from 'node:vm';
+'use strict';
+// CommonJS (bin/package.json): an ES-module entry costs a start the ES-module loader, ~5 ms more
+// (`baton mcp` cold start, issue 11).
+const { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } = require('node:fs');
+const module_ = require('node:module');
+const { homedir } = require('node:os');
+const { dirname, join } = require('node:path');
+const { setFlagsFromString } = require('node:v8');
+const { Script } = require('node:vm');
 
 // A start allocates ~15 MB that lives on (the bundle's code, module state, zod schemas). V8 grows
 // its young generation ×2 per scavenge, so that data was copied by 6-8 scavenges, 20-50 ms of a
@@ -48,10 +50,10 @@ function cacheDir() {
  * exit (then the functions this run used are compiled too), atomically, readable by the user only.
  */
 function loadBundle(dir) {
-  const file = fileURLToPath(new URL('../dist/bundle/baton.cjs', import.meta.url));
+  const file = join(__dirname, '../dist/bundle/baton.cjs');
   // No cache, or source maps wanted (NODE_OPTIONS=--enable-source-maps; Node maps traces only for
   // code its own loader loaded): Node's plain require.
-  if (dir === null || process.sourceMapsEnabled === true) return createRequire(import.meta.url)(file);
+  if (dir === null || process.sourceMapsEnabled === true) return require(file);
   // ASCII only (scripts/bundle.mjs makes it so): latin1 is a plain copy, UTF-8 decoding is not.
   const source = readFileSync(file, 'latin1');
   const st = statSync(file);
@@ -72,7 +74,7 @@ function loadBundle(dir) {
   } catch {
     cachedData = undefined;
   }
-  const script = new Script(module.wrap(source), { filename: file, cachedData });
+  const script = new Script(module_.wrap(source), { filename: file, cachedData });
   if (cachedData === undefined || script.cachedDataRejected === true) {
     process.once('exit', () => {
       try {
@@ -94,9 +96,14 @@ function loadBundle(dir) {
     });
   }
   const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
+  script.runInThisContext()(mod.exports, module_.createRequire(file), mod, file, dirname(file));
   return mod.exports;
 }
 
 const { main } = loadBundle(cacheDir());
-await main(process.argv);
+// main() reports its own failures; anything else ends the process as an uncaught error would.
+main(process.argv).catch((err) => {
+  process.nextTick(() => {
+    throw err;
+  });
+});
