@@ -10,11 +10,13 @@ const { setFlagsFromString } = require('node:v8');
 const { Script } = require('node:vm');
 
 // A start allocates ~15 MB that lives on (the bundle's code, module state, zod schemas). V8 grows
-// its young generation ×2 per scavenge, so that data was copied by 6-8 scavenges, 20-50 ms of a
-// `baton mcp` start on Node 20 and 24 (--trace-gc); growing ×32 leaves 2-3. Only the growth rate
-// changes: the young generation's cap stays V8's. Set before the bundle is compiled, so its code
-// cache is made and checked under the same flags; left alone when the operator sets young-
-// generation flags (NODE_OPTIONS, node's own arguments).
+// its young generation x2 per scavenge, so that data was copied by 6-8 scavenges, 20-50 ms of a
+// `baton mcp` start on Node 20 and 24 (--trace-gc); growing x32 leaves 1-3. Only the growth rate
+// changes, the young generation's cap stays V8's; the cost is memory: a process busy with calls
+// keeps a larger young generation (+15-20 MB RSS after 300 calls, docs/BENCHMARKS.md). Set
+// before the bundle is compiled, so its code cache is made and checked under the same flags;
+// left alone when the operator sets a young-generation flag (NODE_OPTIONS=--max-semi-space-size=N,
+// or node's own arguments).
 if (!/semi-space/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) setFlagsFromString('--semi-space-growth-factor=32');
 
 // Runs the bundled CLI (dist/bundle/baton.cjs, `npm run build`) with V8's compiled code for it
