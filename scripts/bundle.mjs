@@ -1,4 +1,4 @@
-// Bundles the CLI (src/cli/main.ts and everything it imports, dependencies included) into
+// Bundles the CLI (src/cli/entry.ts and everything it imports, dependencies included) into
 // dist/bundle/baton.cjs. `baton mcp` then loads one file instead of ~600 (issue 11: module
 // resolution and loading were most of its cold start; see docs/BENCHMARKS.md).
 // bin/baton.js runs the bundle; tsc's per-file dist/ stays beside it (the deferred audit worker
@@ -74,7 +74,8 @@ const result = await build({
   legalComments: 'inline',
   define: { BATON_PREBUILT_INPUT_SCHEMAS: JSON.stringify(schemas) },
   logLevel: 'warning',
-  entryPoints: [join(src, 'cli', 'main.ts')],
+  // entry.ts, not main.ts: a plain `baton mcp` never loads the command line (src/cli/entry.ts).
+  entryPoints: [join(src, 'cli', 'entry.ts')],
   format: 'cjs',
   outfile: join(outdir, 'baton.cjs'),
   plugins: [ownUrl('__batonFileUrl'), englishOnly],

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { inputJsonSchema, toolOf } from '../src/api/mcp/tools.js';
 import { PERMISSIONS } from '../src/core/roles.js';
 import { CATALOG } from '../src/ops/index.js';
-import { buildProgram } from '../src/cli/program.js';
+import { buildProgram } from '../src/cli/main.js';
 
 /** The catalog is the contract every surface is generated from; these are its invariants. */
 describe('op catalog', () => {

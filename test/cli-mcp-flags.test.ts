@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { plainMcpFlags } from '../src/cli/main.js';
-import { buildProgram } from '../src/cli/program.js';
+import { plainMcpFlags } from '../src/cli/entry.js';
+import { buildProgram } from '../src/cli/main.js';
 
 /**
- * main.ts reads a plain `baton mcp` command line itself, without building the command line
+ * entry.ts reads a plain `baton mcp` command line itself, without building the command line
  * (cold start, issue 11). What it takes must be exactly what the command line makes of the same
  * arguments; anything it is not sure of goes to the command line.
  */

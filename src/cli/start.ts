@@ -4,8 +4,8 @@ import type { Config } from '../config.js';
 import { Hub } from '../hub.js';
 import { announceDataDir, locateConfig, requireDataDir, tokenFromEnv } from './common.js';
 
-// What starting a hub from the command line takes, shared by every command (program.ts) and the
-// plain `baton mcp` that main.ts runs without building the command line.
+// What starting a hub from the command line takes, shared by every command (main.ts) and the
+// plain `baton mcp` that entry.ts runs without building the command line.
 
 export interface GlobalFlags {
   data?: string;

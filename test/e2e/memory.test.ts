@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
-import { buildProgram } from '../../src/cli/program.js';
+import { buildProgram } from '../../src/cli/main.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
 import { MEMORY_LIMITS } from '../../src/ops/memory.js';
