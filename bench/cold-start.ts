@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { percentile } from './lib.js';
@@ -67,6 +67,8 @@ try {
   const key = (await run(process.execPath, [bins[0]!, 'token', 'create', '--data', dataDir, '--name', 'w1', '--role', 'worker'])).stdout.trim();
   const env = { ...process.env, BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' };
 
+  // The machine is shared: its load goes beside the figures (1-minute load average, before and after).
+  const loadBefore = loadavg()[0]!;
   const series = new Map<string, number[]>();
   const add = (label: string, t: number): void => void (series.get(label) ?? series.set(label, []).get(label)!).push(t);
   for (let i = 0; i < N; i++) {
@@ -76,6 +78,7 @@ try {
     }
   }
   const fmt = (n: number): string => n.toFixed(1);
+  process.stdout.write(`load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after (${cpus().length} CPUs)\n`);
   for (const node of nodes) {
     const version = (await run(node, ['--version'])).stdout.trim();
     const bare = series.get(`${node}\tbare`)!;

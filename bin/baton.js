@@ -1,10 +1,23 @@
 #!/usr/bin/env node
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import module, { createRequire } from 'node:module';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { URL, fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
+'use strict';
+// CommonJS (bin/package.json): an ES-module entry costs a start the ES-module loader, ~5 ms more
+// (`baton mcp` cold start, issue 11).
+const { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } = require('node:fs');
+const module_ = require('node:module');
+const { homedir } = require('node:os');
+const { dirname, join } = require('node:path');
+const { setFlagsFromString } = require('node:v8');
+const { Script } = require('node:vm');
+
+// A start allocates ~15 MB that lives on (the bundle's code, module state, zod schemas). V8 grows
+// its young generation x2 per scavenge, so that data was copied by 6-8 scavenges, 20-50 ms of a
+// `baton mcp` start on Node 20 and 24 (--trace-gc); growing x32 leaves 1-3. Only the growth rate
+// changes, the young generation's cap stays V8's; the cost is memory: a process busy with calls
+// keeps a larger young generation (+15-20 MB RSS after 300 calls, docs/BENCHMARKS.md). Set
+// before the bundle is compiled, so its code cache is made and checked under the same flags;
+// left alone when the operator sets a young-generation flag (NODE_OPTIONS=--max-semi-space-size=N,
+// or node's own arguments).
+if (!/semi-space/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) setFlagsFromString('--semi-space-growth-factor=32');
 
 // Runs the bundled CLI (dist/bundle/baton.cjs, `npm run build`) with V8's compiled code for it
 // cached on disk, so a start skips parsing and compiling it (`baton mcp` cold start, issue 11:
@@ -39,11 +52,12 @@ function cacheDir() {
  * exit (then the functions this run used are compiled too), atomically, readable by the user only.
  */
 function loadBundle(dir) {
-  const file = fileURLToPath(new URL('../dist/bundle/baton.cjs', import.meta.url));
+  const file = join(__dirname, '../dist/bundle/baton.cjs');
   // No cache, or source maps wanted (NODE_OPTIONS=--enable-source-maps; Node maps traces only for
   // code its own loader loaded): Node's plain require.
-  if (dir === null || process.sourceMapsEnabled === true) return createRequire(import.meta.url)(file);
-  const source = readFileSync(file, 'utf8');
+  if (dir === null || process.sourceMapsEnabled === true) return require(file);
+  // ASCII only (scripts/bundle.mjs makes it so): latin1 is a plain copy, UTF-8 decoding is not.
+  const source = readFileSync(file, 'latin1');
   const st = statSync(file);
   const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';
   const entry = join(dir, `baton-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${command}.v8`);
@@ -62,7 +76,7 @@ function loadBundle(dir) {
   } catch {
     cachedData = undefined;
   }
-  const script = new Script(module.wrap(source), { filename: file, cachedData });
+  const script = new Script(module_.wrap(source), { filename: file, cachedData });
   if (cachedData === undefined || script.cachedDataRejected === true) {
     process.once('exit', () => {
       try {
@@ -84,9 +98,14 @@ function loadBundle(dir) {
     });
   }
   const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
+  script.runInThisContext()(mod.exports, module_.createRequire(file), mod, file, dirname(file));
   return mod.exports;
 }
 
 const { main } = loadBundle(cacheDir());
-await main(process.argv);
+// main() reports its own failures; anything else ends the process as an uncaught error would.
+main(process.argv).catch((err) => {
+  process.nextTick(() => {
+    throw err;
+  });
+});

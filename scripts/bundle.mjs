@@ -1,4 +1,4 @@
-// Bundles the CLI (src/cli/main.ts and everything it imports, dependencies included) into
+// Bundles the CLI (src/cli/entry.ts and everything it imports, dependencies included) into
 // dist/bundle/baton.cjs. `baton mcp` then loads one file instead of ~600 (issue 11: module
 // resolution and loading were most of its cold start; see docs/BENCHMARKS.md).
 // bin/baton.js runs the bundle; tsc's per-file dist/ stays beside it (the deferred audit worker
@@ -74,13 +74,23 @@ const result = await build({
   legalComments: 'inline',
   define: { BATON_PREBUILT_INPUT_SCHEMAS: JSON.stringify(schemas) },
   logLevel: 'warning',
-  entryPoints: [join(src, 'cli', 'main.ts')],
+  // entry.ts, not main.ts: a plain `baton mcp` never loads the command line (src/cli/entry.ts).
+  entryPoints: [join(src, 'cli', 'entry.ts')],
   format: 'cjs',
   outfile: join(outdir, 'baton.cjs'),
   plugins: [ownUrl('__batonFileUrl'), englishOnly],
   // The bundle's own URL, taken before any module can shadow `require` (sqlite-driver.ts does).
   banner: { js: "var __batonFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// esbuild escapes non-ASCII characters in code (its default charset), but comments it keeps may
+// still hold some (—, →, ≤). One such character makes the file UTF-8 to decode and V8's source a
+// two-byte string: reading it cost a `baton mcp` start ~7 ms against ~3 ms for ASCII, which
+// bin/baton.js reads as latin1 (a copy). Inside a comment an escape is only text.
+const bundleFile = join(outdir, 'baton.cjs');
+const text = await readFile(bundleFile, 'utf8');
+const ascii = text.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+if (ascii !== text) await writeFile(bundleFile, ascii);
 
 // The bundle holds copies of its dependencies' code: their licenses go beside it, one section per
 // package (name, version, license text), for a package that ships the bundle.

@@ -214,7 +214,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     }
   }
 
-  const result = ConfigSchema.safeParse(merged);
+  // Parsed once per process: zod's compiled fast path (generated with new Function, so never in
+  // the code cache) cost a `baton mcp` start ~3 ms more than the interpreted parse (issue 11).
+  const result = ConfigSchema.safeParse(merged, { jitless: true });
   if (!result.success) {
     const sourceOf = (key: string): string => origin.get(key) ?? origin.get(key.split('.')[0]!) ?? 'default';
     const lines = result.error.issues.flatMap((issue) => {

@@ -1,9 +1,6 @@
-import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
-import { ConfigError, type Config } from '../config.js';
-import { BatonError, isBatonError } from '../core/errors.js';
+import { BatonError } from '../core/errors.js';
 import { Hub } from '../hub.js';
 import { CATALOG } from '../ops/index.js';
 import type { OpDef } from '../ops/catalog.js';
@@ -11,8 +8,12 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { announceDataDir, cliLogLevel, hubExists, locateConfig, requireDataDir, tokenFromEnv, storeFlag } from './common.js';
-import { DATA_DIR_NAME, DataDirError } from '../os/datadir.js';
+import { cliLogLevel, hubExists, locateConfig, storeFlag } from './common.js';
+import { announceFirstStart, configFrom, runMcp } from './start.js';
+
+// The CLI's entry lives in entry.ts (it loads this module only when the command line is needed).
+export { main } from './entry.js';
+import { DATA_DIR_NAME } from '../os/datadir.js';
 import { registerAuditCommands } from './audit.js';
 import { registerBackupCommands } from './backup.js';
 import { registerKeysCommands } from './keys.js';
@@ -22,61 +23,6 @@ import { registerWatchCommand } from './watch.js';
 import { registerPrimeCommand } from './prime.js';
 import { registerMigrateCommand } from './migrate.js';
 import { printable, terminalJson } from './escape.js';
-
-interface GlobalFlags {
-  data?: string;
-  config?: string;
-}
-
-/**
- * The config of a command, its data dir resolved like git's (see common.ts `locateConfig`).
- * `create`: `serve`, `mcp` and `init` may create a data dir (and say where); every other command
- * needs an existing one and fails naming the paths it tried.
- */
-function configFrom(flags: GlobalFlags & Partial<Record<'host' | 'port' | 'logLevel' | 'tlsCert' | 'tlsKey' | 'allowInsecureHttp' | 'trustedProxies' | 'databaseUrl', unknown>>, create?: 'say always' | 'say when new'): Config {
-  const { data, config, ...extra } = flags;
-  const loc = locateConfig({ data, config }, extra);
-  if (create === undefined) return requireDataDir(loc).config;
-  announceDataDir(loc, create === 'say always');
-  return loc.config;
-}
-
-/** Where a first start off a terminal leaves the server-admin key (in the data dir, mode 0600). */
-export const ADMIN_KEY_FILE = 'admin-key.txt';
-
-/**
- * The first-start server-admin key is shown once. stderr is also the log stream (captured by
- * service managers, CI and log shippers), so the key goes there only when a person is watching
- * it (a TTY). Otherwise it is written to a file only the hub's user can read, created exclusively
- * (never through a planted symlink or into an existing file), and stderr says only where it is.
- */
-function announceFirstStart(hub: Hub, dataDir: string): void {
-  const key = hub.firstStartKey;
-  if (key === null) return;
-  if (process.stderr.isTTY) {
-    process.stderr.write(
-      `\nBaton created a new data dir with a server-admin key. It is shown only this once; store it now:\n\n` +
-        `  ${key}\n\n`,
-    );
-    return;
-  }
-  const file = join(resolve(dataDir), ADMIN_KEY_FILE);
-  try {
-    writeFileSync(file, `${key}\n`, { flag: 'wx', mode: 0o600 });
-  } catch (err) {
-    // Never print the key off a terminal; without the file it is lost: say how to get another.
-    const why = (err as NodeJS.ErrnoException).code ?? 'error';
-    process.stderr.write(
-      `baton: created a new data dir with a server-admin key, but could not write it to ${file} (${why}); ` +
-        `issue another with \`baton token create --role admin --name NAME\` on this machine\n`,
-    );
-    return;
-  }
-  process.stderr.write(
-    `baton: created a new data dir; its server-admin key is in ${file} (mode 0600, shown nowhere else). ` +
-      `Store it elsewhere, then delete the file.\n`,
-  );
-}
 
 type JsonSchema = { type?: string; properties?: Record<string, JsonSchema>; items?: JsonSchema; description?: string; enum?: unknown[] };
 
@@ -296,20 +242,7 @@ export function buildProgram(command?: string): Command {
     .option('--config <file>', 'JSON config file')
     .option('--store <url>', 'a postgres:// URL (default BATON_DATABASE_URL; unset: SQLite in the data dir)', storeFlag)
     .action(async (opts: { data?: string; config?: string; store?: string }) => {
-      const config = configFrom({ data: opts.data, config: opts.config, databaseUrl: opts.store }, 'say when new');
-      const { runStdio } = await import('../api/mcp/stdio.js');
-      const hub = await Hub.open(config, { sweeper: true });
-      announceFirstStart(hub, config.dataDir);
-      try {
-        await runStdio(hub, {
-          token: tokenFromEnv(),
-          agent: process.env.BATON_AGENT,
-          role: process.env.BATON_ROLE,
-          tools: process.env.BATON_TOOLS,
-        });
-      } finally {
-        await hub.close();
-      }
+      await runMcp(opts);
     });
 
   program
@@ -362,7 +295,8 @@ export function buildProgram(command?: string): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** Runs the command line (every command; entry.ts runs a plain `baton mcp` itself). */
+export async function runProgram(argv: string[]): Promise<void> {
   const program = buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
@@ -371,53 +305,6 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    if (err instanceof DataDirError) {
-      // Its paths come from the working directory, the environment and client configs.
-      process.stderr.write(`baton: ${err.message.split('\n').map(printable).join('\n')}\n`);
-      process.exitCode = 1;
-      return;
-    }
-    if (err instanceof ConfigError) {
-      process.stderr.write(`baton: ${printable(err.message)}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    if (isBatonError(err)) {
-      process.stderr.write(`baton: ${err.code}: ${printable(err.message)}\n`);
-      process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
-      return;
-    }
-    process.stderr.write(`baton: ${printable(describeFailure(err))}\n`);
-    process.exitCode = 1;
-  }
-}
-
-/**
- * What the user is told about an unexpected failure (S27): the kind of problem, never a message
- * that could carry a path, SQL or a stack. BATON_LOG_LEVEL=debug shows the details.
- */
-function describeFailure(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  switch (code) {
-    case 'EADDRINUSE':
-      return 'cannot listen: the address is already in use (EADDRINUSE)';
-    case 'EADDRNOTAVAIL':
-      return 'cannot listen: that address is not available on this machine (EADDRNOTAVAIL)';
-    case 'EACCES':
-    case 'EPERM':
-      return `permission denied (${code}): check the data dir, the port and file modes`;
-    case 'ENOTDIR':
-    case 'EEXIST':
-      return `the data dir path is not a usable directory (${code})`;
-    case 'ENOENT':
-      return 'a file or directory the command needs does not exist (ENOENT)';
-    case 'SQLITE_CORRUPT':
-    case 'SQLITE_NOTADB':
-      return `the database file is damaged or not a Baton database (${code})`;
-    default:
-      if (process.env.BATON_LOG_LEVEL === 'debug' || process.env.BATON_LOG_LEVEL === 'trace') {
-        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      }
-      return 'unexpected error (set BATON_LOG_LEVEL=debug to see details)';
+    throw err;
   }
 }

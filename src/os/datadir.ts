@@ -1,6 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+
+/**
+ * child_process, loaded on first use: git runs only when walking up found no data dir, and
+ * loading the module cost every `baton mcp` start ~1 ms (issue 11, docs/BENCHMARKS.md).
+ */
+const childProcess = (): typeof ChildProcess => process.getBuiltinModule('node:child_process');
 
 /**
  * The data dir's files, checked before anything opens them, and watched while a hub runs.
@@ -61,7 +67,7 @@ export function findDataDir(cwd: string): { found: string | null; tried: string[
 export function sharedDataDir(cwd: string): string | null {
   let out: string;
   try {
-    out = execFileSync('git', ['rev-parse', '--git-common-dir'], {
+    out = childProcess().execFileSync('git', ['rev-parse', '--git-common-dir'], {
       cwd,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],

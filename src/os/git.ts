@@ -1,7 +1,10 @@
-import { execFile } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { BatonError } from '../core/errors.js';
+
+/** child_process, loaded on first use (a `baton mcp` start need not pay for it; issue 11). */
+const childProcess = (): typeof ChildProcess => process.getBuiltinModule('node:child_process');
 
 /**
  * The git commit a checkpoint may make for an agent (S34). Rules, each load-bearing:
@@ -78,7 +81,7 @@ function git(cwd: string, args: readonly string[], deadline: number): Promise<Ru
   const timeout = Math.max(1, deadline - Date.now());
   const config = SAFE_CONFIG.flatMap((c) => ['-c', c]);
   return new Promise((done, fail) => {
-    execFile(
+    childProcess().execFile(
       'git',
       [...config, '-C', cwd, '--literal-pathspecs', ...args],
       {

@@ -12,6 +12,7 @@ import { BIN, createKey, openHub, runBaton, stdioAgent, tempDir } from '../helpe
  *   must equal what the sources compute now, for every op (a stale or wrong prebuilt schema fails);
  * - code that finds files beside itself still finds them from inside the bundle: the version
  *   (package.json), the dashboard (dist/web) and the deferred audit worker (dist/ops);
+ * - the bundle is ASCII (bin/baton.js reads it as latin1);
  * - the compiled-code cache goes to a per-user directory (XDG_CACHE_HOME), never tmp, one entry
  *   per command, and a second start uses it.
  */
@@ -28,6 +29,10 @@ describe('the bundled CLI (bin/baton.js → dist/bundle/baton.cjs)', () => {
     // The bundled dependencies' licenses ship beside it.
     const licenses = readFileSync(join(ROOT, 'dist/bundle/THIRD-PARTY-LICENSES.txt'), 'utf8');
     for (const dep of ['zod@', '@modelcontextprotocol/server@', 'commander@', 'pino@']) expect(licenses).toContain(dep);
+    // bin/baton.js reads it as latin1 (a copy; UTF-8 decoding cost the start ~5 ms): any
+    // non-ASCII byte would turn into other characters (scripts/bundle.mjs escapes them).
+    const bytes = readFileSync(join(ROOT, 'dist/bundle/baton.cjs'));
+    expect(bytes.findIndex((b) => b > 0x7f)).toBe(-1);
   });
 
   it('answers tools/list over stdio with exactly the schemas the sources compute, for every op', async () => {

@@ -1,13 +1,13 @@
-import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
-import { serveStdio } from '@modelcontextprotocol/server/stdio';
+import type { Readable, Writable } from 'node:stream';
 import type { Principal } from '../../auth/principal.js';
 import { looksLikeKey } from '../../auth/keys.js';
-import { BatonError, isBatonError } from '../../core/errors.js';
+import { isBatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
-import { errorBody } from '../errors.js';
 import { isTier, tierError, type Tier } from '../../core/tiers.js';
-import { INSTRUCTIONS, SERVER_INFO, buildMcpServer, progressOf, type Caller } from './server.js';
-import { callTool, isKnownTool } from './tools.js';
+import type { Caller } from './server.js';
+import type { SdkStdio, SdkStdioOptions, serveSdkStdio } from './stdio-sdk.js';
+import { FastStdio } from './stdio-fast.js';
+import { listTools } from './tools.js';
 
 /**
  * MCP over stdio, one agent per process. With `BATON_TOKEN` the key is checked on every call
@@ -23,12 +23,13 @@ import { callTool, isKnownTool } from './tools.js';
  * calls still running finish (bounded by DRAIN_MS), and only then does the caller close the hub
  * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate or
  * read its store (which it says, after answering the handshake, instead of dying before it).
+ *
+ * The plain handshake (initialize, initialized, tools/list) is answered without loading the MCP
+ * SDK (stdio-fast.ts); the SDK (stdio-sdk.ts) is loaded for everything else and then serves the
+ * session.
  */
 const DRAIN_MS = 10_000;
-const CREATE_KEY_SHORT = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN';
 const CREATE_KEY = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN to the key it prints';
-
-const REVOKED = `BATON_TOKEN is no longer a valid Baton key (revoked or expired): ${CREATE_KEY_SHORT}, then restart this server`;
 
 /** Why this process cannot authenticate, with the fix; null when it can. */
 async function refusalOf(hub: Hub, opts: { token?: string; agent?: string }): Promise<string | null> {
@@ -61,20 +62,23 @@ function storeRefusal(err: unknown): string {
   return `the hub's store could not be read (${code}): run \`baton doctor\` on this data dir, then restart this server`;
 }
 
-/** A server that answers the handshake and refuses everything else with `message`. */
-function refusingServer(message: string): Server {
-  const server = new Server(SERVER_INFO, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
-  server.setRequestHandler('tools/list', () => {
-    throw new ProtocolError(ProtocolErrorCode.InvalidRequest, message);
-  });
-  server.setRequestHandler('tools/call', () => {
-    const data = errorBody(new BatonError('unauthenticated', message), 'stdio') as unknown as Record<string, unknown>;
-    return { content: [{ type: 'text' as const, text: message }], structuredContent: data, isError: true };
-  });
-  return server;
+export interface StdioOptions {
+  token?: string;
+  agent?: string;
+  role?: string;
+  tools?: string;
+  /** The streams served (tests); default the process's stdin and stdout. */
+  stdin?: Readable;
+  stdout?: Writable;
+  /** false: the SDK answers the handshake too (tests compare both paths). */
+  fast?: boolean;
+  /** Told when the SDK takes the session over from the fast handshake (tests). */
+  onTakeOver?: () => void;
 }
 
-export async function runStdio(hub: Hub, opts: { token?: string; agent?: string; role?: string; tools?: string }): Promise<void> {
+export async function runStdio(hub: Hub, opts: StdioOptions): Promise<void> {
+  const stdin = opts.stdin ?? process.stdin;
+  const stdout = opts.stdout ?? process.stdout;
   // BATON_TOOLS: this connection's tool tier (core, standard, all); unset: the key's, else the server default.
   let tools: Tier | undefined;
   let refusal: string | null = null;
@@ -92,51 +96,65 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
     }
   }
   const inFlight = new Set<Promise<unknown>>();
-  let toldRevoked = false;
-  let factory: () => Server;
+  const keyed = opts.token !== undefined && opts.token !== '';
+  let handle: SdkStdio | FastStdio;
+  const sdk = async (): Promise<{ serveSdkStdio: typeof serveSdkStdio }> => import('./stdio-sdk.js');
   if (refusal !== null) {
     process.stderr.write(`baton mcp: ${refusal}\n`);
-    factory = () => refusingServer(refusal);
+    handle = (await sdk()).serveSdkStdio(hub, { refusal, caller: null, keyed, inFlight, stdin, stdout });
   } else {
+    // A tools/list that failed on the fast path: the SDK answers it with this same outcome.
+    let failed: Promise<Principal> | null = null;
+    let last: Promise<Principal> | null = null;
+    let principal: () => Promise<Principal>;
     let caller: Caller;
-    if (opts.token !== undefined && opts.token !== '') {
-      const token = opts.token;
+    if (keyed) {
+      const token = opts.token!;
       const resolve = hub.resolver(token);
-      caller = { principal: () => hub.authenticate(token), who: () => resolve, tools };
+      principal = () => (last = hub.authenticate(token));
+      caller = {
+        principal: () => {
+          const f = failed;
+          failed = null;
+          return f ?? principal();
+        },
+        who: () => resolve,
+        tools,
+      };
     } else {
       const p = local!;
-      caller = { principal: async () => p, who: () => p, tools };
+      principal = async () => p;
+      caller = { principal, who: () => p, tools };
     }
-    factory = () => {
-      const server = buildMcpServer(hub, caller, 'mcp-stdio');
-      // The same tools/call as buildMcpServer's, with each call tracked for the drain.
-      server.setRequestHandler('tools/call', (req, ctx) => {
-        const { name } = req.params;
-        if (!isKnownTool(hub, name)) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool: ${name}`);
-        const call = callTool(
-          hub,
-          caller.who(ctx),
-          name,
-          req.params.arguments,
-          { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: ctx.mcpReq.signal },
-          progressOf(ctx),
-        );
-        inFlight.add(call);
-        void call.finally(() => inFlight.delete(call)).catch(() => undefined);
-        return call.catch((err: unknown) => {
-          // A key revoked or expired while the process runs: say so, and how to fix it.
-          if (isBatonError(err) && err.code === 'unauthenticated' && opts.token !== undefined) {
-            if (!toldRevoked) process.stderr.write(`baton mcp: ${REVOKED}\n`);
-            toldRevoked = true;
-            throw new BatonError('unauthenticated', `missing or invalid credentials: ${REVOKED}`);
-          }
-          throw err;
-        });
+    const serve = (more: Partial<SdkStdioOptions>): Promise<SdkStdio> =>
+      sdk().then((m) => m.serveSdkStdio(hub, { refusal: null, caller, keyed, inFlight, stdin, stdout, ...more }));
+    if (opts.fast === false) {
+      handle = await serve({});
+    } else {
+      const fast = new FastStdio({
+        stdin,
+        stdout,
+        listTools: async () => {
+          const p = await principal();
+          return { tools: listTools(hub, p, await hub.toolTier(p, tools)) };
+        },
+        takeOver: (input, answered, listFailed) => {
+          opts.onTakeOver?.();
+          if (listFailed) failed = last;
+          const started = serve({
+            takeover: {
+              input,
+              answered,
+              onMismatch: (id) => process.stderr.write(`baton mcp: internal: the fast handshake's answer to request ${JSON.stringify(id)} differs from the SDK's\n`),
+            },
+          });
+          return { close: async () => (await started).close() };
+        },
       });
-      return server;
-    };
+      fast.start();
+      handle = fast;
+    }
   }
-  const handle = serveStdio(factory);
   // stdin ending is the client leaving; SIGTERM/SIGINT is a launcher stopping us: both drain.
   await new Promise<void>((resolve) => {
     const done = (): void => {
@@ -145,8 +163,8 @@ export async function runStdio(hub: Hub, opts: { token?: string; agent?: string;
       process.off('SIGINT', done);
       resolve();
     };
-    process.stdin.once('end', done);
-    process.stdin.once('close', done);
+    stdin.once('end', done);
+    stdin.once('close', done);
     process.once('SIGTERM', done);
     process.once('SIGINT', done);
   });
