@@ -440,11 +440,17 @@ export const taskClaim = defineOp({
   async handler(ctx, input) {
     const { projectId, agentId, agentName: name, role } = ctx.principal;
     const lease = leaseMsFor(ctx, input.lease_ms);
-    if (await store.hasExpiredLease(ctx.tx, projectId, ctx.now)) {
+    // Expired leases first, so their tasks are claimable now; once per write transaction and
+    // project (the claims of one group commit run within milliseconds: the first one's probe
+    // and sweep serve them all, one statement fewer for the others; the hub's sweep catches a
+    // lease that runs out in between). A rolled-back claim takes its mark with it (TxMemo).
+    const probed = `claim-expiry:${projectId}`;
+    if (ctx.tx.memo?.get(probed) === undefined && (await store.hasExpiredLease(ctx.tx, projectId, ctx.now))) {
       await absorbClockSteps(ctx);
       const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
       await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));
     }
+    ctx.tx.memo?.set(probed, ctx.now);
     if (input.capabilities !== undefined) await setAgentProfile(ctx.tx, agentId, null, input.capabilities);
     const row = await store.claimTask(ctx.tx, {
       projectId,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
-import { pgSchema } from '../helpers.js';
+import { call, createKey, openHub, pgSchema } from '../helpers.js';
 
 describe('PostgreSQL group commit', () => {
   const s = pgSchema();
@@ -160,6 +160,36 @@ describe('PostgreSQL group commit', () => {
       expect(await writeAll()).toEqual([{ id: 1, note: null, more: null }]);
     } finally {
       await one.close();
+    }
+  });
+
+  it("claims of one group commit probe their project's expired leases once, and a claim still sweeps an expired lease first", async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
+    const probes: string[] = [];
+    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
+    const proto = pg.Client.prototype as unknown as { query: Query };
+    const original = proto.query;
+    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
+      const text = typeof q === 'string' ? q : (q as { text: string }).text;
+      if (/^SELECT 1 AS one FROM tasks WHERE lease_expires_at/.test(text.trim())) probes.push(text);
+      return original.call(this, q, ...rest);
+    };
+    try {
+      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+      await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
+      const workers = await Promise.all(Array.from({ length: 8 }, async (_, i) => t.hub.authenticate(await createKey(t, `w${i}`, 'worker'))));
+      probes.length = 0;
+      // Eight claims in one turn: one batch, one transaction (the principals' project is known).
+      const got = await Promise.all(workers.map((w) => call<{ task: { id: string } | null }>(t.hub, w, 'task_claim', { lease_ms: 1000 })));
+      expect(new Set(got.map((g) => g.task?.id)).size).toBe(8);
+      expect(probes).toHaveLength(1);
+      // A lease that ran out is swept by the next claim, whose task it then hands out.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const again = await call<{ task: { id: string } | null }>(t.hub, workers[0]!, 'task_claim', {});
+      expect(got.map((g) => g.task?.id)).toContain(again.task?.id);
+    } finally {
+      proto.query = original;
+      await t.close();
     }
   });
 });
