@@ -12,7 +12,10 @@ function raw(url: string, text: string): Promise<{ status: number; text: string 
     s.on('data', (d: Buffer) => (out += d.toString()));
     s.on('error', reject);
     s.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0), text: out }));
-    s.end(text);
+    // Not half-closed after the request: Node's HTTP server ends a connection at the client's FIN
+    // and drops an answer still to come (a durable read waits for the WAL's fsync); the request
+    // says Connection: close, so the server closes once it has answered.
+    s.write(text);
   });
 }
 

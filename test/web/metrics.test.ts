@@ -141,7 +141,7 @@ describe('GET /metrics', () => {
     await expect(t.hub.db.read(async () => Promise.reject(clientGone()))).rejects.toThrow(/client went away/);
     await expect(t.hub.db.write(async () => Promise.reject(new BatonError('not_found', 'no such task')))).rejects.toThrow(/no such task/);
     expect(await errors()).toBe(before);
-    // The store refuses a write (its disk is full): one store error.
+    // The store refuses a write (its disk is full): a store error.
     t.hub.db.block({ code: 'storage_full', message: 'test: disk full', at: Date.now() });
     try {
       const r = await http(h.url, 'POST', '/api/v1/tasks', { headers: { authorization: `Bearer ${t.adminKey}` }, body: { tasks: [{ title: 'x' }] } });
@@ -149,6 +149,8 @@ describe('GET /metrics', () => {
     } finally {
       t.hub.db.block(null);
     }
-    expect(await errors()).toBe(before + 1);
+    // At least the refused write; the deferred sink's flush (the request's audit row, last-seen
+    // touches) may meet the block too when its timer fires meanwhile, and counts as well.
+    expect(await errors()).toBeGreaterThanOrEqual(before + 1);
   });
 });
