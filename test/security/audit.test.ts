@@ -329,8 +329,13 @@ describe('baton audit verify (CLI)', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, first_bad_id: 5 });
 
     await tamper(t, "UPDATE audit SET outcome = 'ok' WHERE id = 5"); // put back: intact again
-    const after = await nextInChain(t, 8);
-    await tamper(t, 'DELETE FROM audit WHERE id = 8');
+    // A row with a successor in its chain (which rows end a chain depends on how the deferred
+    // sink's flushes interleaved with the ops: on PostgreSQL ids come from one sequence).
+    const victim = (await t.hub.db.read((ex) =>
+      ex.get<{ id: number }>(sql`SELECT a.id FROM audit a JOIN audit b ON b.chain = a.chain AND b.seq = a.seq + 1 WHERE a.id > 5 ORDER BY a.id LIMIT 1`),
+    ))!.id;
+    const after = await nextInChain(t, victim);
+    await tamper(t, 'DELETE FROM audit WHERE id = ?', victim);
     const deleted = await baton(['audit', 'verify', '--data', data, '--json'], data);
     expect(deleted.code).toBe(1);
     expect(JSON.parse(deleted.stdout)).toMatchObject({ ok: false, first_bad_id: after });
