@@ -96,7 +96,7 @@ const sealFor = (ctx: OpContext, projectId: string | null): { secret: Buffer; sc
 export const auditQuery = defineOp({
   name: 'audit_query',
   summary: "Read your project's audit trail, newest first (admin).",
-  input: z
+  input: () => z
     .object({
       since: z.iso.datetime().optional(),
       until: z.iso.datetime().optional(),
@@ -117,7 +117,7 @@ export const auditQuery = defineOp({
       cursor: z.string().max(22).optional(),
     })
     .strict(),
-  output: z.object({ rows: z.array(auditOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ rows: z.array(auditOut), next_cursor: z.string().nullable() }),
   permission: 'token.admin',
   kind: 'read',
   tier: 'all',
@@ -227,7 +227,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export const auditVerify = defineOp({
   name: 'audit_verify',
   summary: "Check the audit trail's hash chains (yours: your project's chain); names the chain and its first bad row.",
-  input: z
+  input: () => z
     .object({
       anchor: z
         .string()
@@ -240,7 +240,7 @@ export const auditVerify = defineOp({
         .describe('with anchor: verify only the rows written after it (incremental)'),
     })
     .strict(),
-  output: z.object({
+  output: () => z.object({
     ok: z.boolean(),
     rows: z.number(),
     first_bad_id: z.number().nullable(),

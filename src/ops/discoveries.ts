@@ -85,7 +85,7 @@ function toDiscoveryOut(c: Cipher | undefined, r: DiscoveryRow): z.infer<typeof 
 export const discoveryAdd = defineOp({
   name: 'discovery_add',
   summary: 'Share a finding with tags, tasks and files.',
-  input: z
+  input: () => z
     .object({
       content: z.string().min(1).max(10_000),
       tags: z.array(label).max(LIMITS.labels).optional(),
@@ -93,7 +93,7 @@ export const discoveryAdd = defineOp({
       files: z.array(projectPath).max(LIMITS.files).optional(),
     })
     .strict(),
-  output: z.object({ id: z.string(), created_at: z.string() }),
+  output: () => z.object({ id: z.string(), created_at: z.string() }),
   permission: 'discovery.write',
   kind: 'write',
   tier: 'standard',
@@ -126,7 +126,7 @@ export const discoveryAdd = defineOp({
 export const discoverySearch = defineOp({
   name: 'discovery_search',
   summary: 'Search discoveries by text, tag, author, time.',
-  input: z
+  input: () => z
     .object({
       text: z.string().min(1).max(200).optional(),
       tag: label.optional(),
@@ -137,7 +137,7 @@ export const discoverySearch = defineOp({
       cursor: cursor.optional(),
     })
     .strict(),
-  output: z.object({ discoveries: z.array(discoveryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ discoveries: z.array(discoveryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

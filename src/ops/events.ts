@@ -77,7 +77,7 @@ export async function viewEvents(
 export const eventsWait = defineOp({
   name: 'events_wait',
   summary: 'Wait (bounded) for events for you; resume from the cursor.',
-  input: z
+  input: () => z
     .object({
       after: positionInput
         .optional()
@@ -87,7 +87,7 @@ export const eventsWait = defineOp({
       limit: z.number().int().min(1).max(200).optional(),
     })
     .strict(),
-  output: z.object({ events: z.array(eventOut), cursor: z.string() }),
+  output: () => z.object({ events: z.array(eventOut), cursor: z.string() }),
   permission: 'self',
   kind: 'read',
   tier: 'standard',

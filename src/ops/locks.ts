@@ -268,7 +268,7 @@ async function sweepExpired(ctx: OpContext): Promise<void> {
 export const lockAcquire = defineOp({
   name: 'lock_acquire',
   summary: 'Lock paths/globs (exclusive|shared, TTL; again renews); conflicts name the holder or wait.',
-  input: z
+  input: () => z
     .object({
       paths: z.array(lockPath).min(1).max(LOCK_LIMITS.paths),
       mode: lockMode.optional().describe('default exclusive'),
@@ -278,7 +278,7 @@ export const lockAcquire = defineOp({
       wait_ms: waitMs.optional().describe('ms to wait for conflicts to clear'),
     })
     .strict(),
-  output: z.object({ lock: lockOut }),
+  output: () => z.object({ lock: lockOut }),
   permission: 'lock.write',
   kind: 'write',
   tier: 'core',
@@ -351,8 +351,8 @@ export const lockAcquire = defineOp({
 export const lockRelease = defineOp({
   name: 'lock_release',
   summary: 'Release a lock you hold.',
-  input: z.object({ id: lockId }).strict(),
-  output: z.object({ released: z.boolean() }),
+  input: () => z.object({ id: lockId }).strict(),
+  output: () => z.object({ released: z.boolean() }),
   permission: 'lock.write',
   kind: 'write',
   tier: 'standard',
@@ -373,8 +373,8 @@ export const lockRelease = defineOp({
 export const lockForceRelease = defineOp({
   name: 'lock_force_release',
   summary: "Release another agent's lock (leads and admins).",
-  input: z.object({ id: lockId, reason: z.string().max(LOCK_LIMITS.reason).optional() }).strict(),
-  output: z.object({ released: z.boolean(), lock: lockOut }),
+  input: () => z.object({ id: lockId, reason: z.string().max(LOCK_LIMITS.reason).optional() }).strict(),
+  output: () => z.object({ released: z.boolean(), lock: lockOut }),
   permission: 'lock.manage',
   kind: 'write',
   tier: 'all',
@@ -403,7 +403,7 @@ function decodeLockCursor(c: string): { createdAt: number; id: string } {
 export const lockList = defineOp({
   name: 'lock_list',
   summary: 'Live locks; with path: who holds it.',
-  input: z
+  input: () => z
     .object({
       path: lockPath.optional().describe('a path or glob'),
       agent: agentName.optional(),
@@ -411,7 +411,7 @@ export const lockList = defineOp({
       cursor: cursor.optional(),
     })
     .strict(),
-  output: z.object({ locks: z.array(lockOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ locks: z.array(lockOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

@@ -63,7 +63,7 @@ function conflictIf(expected: number | undefined, current: number): void {
 export const memorySet = defineOp({
   name: 'memory_set',
   summary: 'Set a memory key (scope agent: yours only, default; project: shared); ttl_s; if_version CAS.',
-  input: z
+  input: () => z
     .object({
       scope: scope.optional(),
       key,
@@ -72,7 +72,7 @@ export const memorySet = defineOp({
       if_version: ifVersion.optional().describe('0: must not exist'),
     })
     .strict(),
-  output: z.object({
+  output: () => z.object({
     key: z.string(),
     scope,
     version: z.number(),
@@ -110,8 +110,8 @@ export const memorySet = defineOp({
 export const memoryGet = defineOp({
   name: 'memory_get',
   summary: 'Read a memory key and its version.',
-  input: z.object({ scope: scope.optional(), key }).strict(),
-  output: z.object({
+  input: () => z.object({ scope: scope.optional(), key }).strict(),
+  output: () => z.object({
     key: z.string(),
     scope,
     value: z.string(),
@@ -153,7 +153,7 @@ const entryOut = z.object({
 export const memoryList = defineOp({
   name: 'memory_list',
   summary: 'List memory keys (no values) by prefix.',
-  input: z
+  input: () => z
     .object({
       scope: scope.optional(),
       prefix: z
@@ -165,7 +165,7 @@ export const memoryList = defineOp({
       cursor: cursor.optional(),
     })
     .strict(),
-  output: z.object({ scope, keys: z.array(entryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ scope, keys: z.array(entryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -211,8 +211,8 @@ function decodeMemoryCursor(c: string): string {
 export const memoryDelete = defineOp({
   name: 'memory_delete',
   summary: 'Delete a memory key; if_version CAS.',
-  input: z.object({ scope: scope.optional(), key, if_version: ifVersion.optional() }).strict(),
-  output: z.object({ deleted: z.boolean() }),
+  input: () => z.object({ scope: scope.optional(), key, if_version: ifVersion.optional() }).strict(),
+  output: () => z.object({ deleted: z.boolean() }),
   permission: 'memory.write',
   kind: 'write',
   tier: 'standard',

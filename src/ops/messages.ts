@@ -94,7 +94,7 @@ function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.in
 export const messageSend = defineOp({
   name: 'message_send',
   summary: 'Message agents, a role or everyone; visibility public|private|role|admin.',
-  input: z
+  input: () => z
     .object({
       to_agents: z.array(agentName).min(1).max(50).optional(),
       to_role: roleName.optional(),
@@ -110,7 +110,7 @@ export const messageSend = defineOp({
     .refine((v) => [v.to_agents, v.to_role, v.to_all].filter((x) => x !== undefined).length === 1, {
       message: 'give exactly one of to_agents, to_role, to_all',
     }),
-  output: z.object({ id: z.string(), thread_id: z.string(), recipients: z.number() }),
+  output: () => z.object({ id: z.string(), thread_id: z.string(), recipients: z.number() }),
   permission: 'message.send',
   kind: 'write',
   tier: 'core',
@@ -185,7 +185,7 @@ export const messageSend = defineOp({
 export const messageInbox = defineOp({
   name: 'message_inbox',
   summary: 'Your messages: unread first, or after a cursor; filters, query, optional wait.',
-  input: z
+  input: () => z
     .object({
       after: positionInput.optional().describe("cursor: newer only ('start': from the first)"),
       unread_only: z.boolean().optional(),
@@ -198,7 +198,7 @@ export const messageInbox = defineOp({
       wait_ms: waitMs.optional().describe('ms to wait for mail'),
     })
     .strict(),
-  output: z.object({ messages: z.array(inboxOut), cursor: z.string(), unread: z.number() }),
+  output: () => z.object({ messages: z.array(inboxOut), cursor: z.string(), unread: z.number() }),
   permission: 'self',
   kind: 'write',
   tier: 'core',
@@ -244,8 +244,8 @@ export const messageInbox = defineOp({
 export const messageAck = defineOp({
   name: 'message_ack',
   summary: 'Acknowledge received messages (marks them read).',
-  input: z.object({ ids: z.array(messageId).min(1).max(100) }).strict(),
-  output: z.object({ acked: z.array(z.string()) }),
+  input: () => z.object({ ids: z.array(messageId).min(1).max(100) }).strict(),
+  output: () => z.object({ acked: z.array(z.string()) }),
   permission: 'self',
   kind: 'write',
   tier: 'standard',
@@ -269,7 +269,7 @@ export const messageAck = defineOp({
 export const messageSearch = defineOp({
   name: 'message_search',
   summary: 'Messages you may see, by thread, text, sender, time.',
-  input: z
+  input: () => z
     .object({
       thread_id: messageId.optional(),
       query: z.string().min(1).max(200).optional(),
@@ -279,7 +279,7 @@ export const messageSearch = defineOp({
       cursor: cursor.optional(),
     })
     .strict(),
-  output: z.object({
+  output: () => z.object({
     messages: z.array(messageOut.extend({ receipts: z.array(z.object({ agent: z.string(), read_at: z.string().nullable(), acked_at: z.string().nullable() })).optional() })),
     next_cursor: z.string().nullable(),
   }),

@@ -19,8 +19,8 @@ import { iso } from '../core/time.js';
 export const whoami = defineOp({
   name: 'whoami',
   summary: 'Your role, tasks, session, locks, handoffs, unread mail. Call first and on reconnect.',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     agent: z.object({ id: z.string(), name: z.string(), role: z.string() }),
     project: z.object({ id: z.string(), name: z.string() }),
     server_admin: z.boolean(),
@@ -66,8 +66,8 @@ export const whoami = defineOp({
 export const agentList = defineOp({
   name: 'agent_list',
   summary: 'Agents here: role, capabilities, presence.',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     agents: z.array(
       z.object({
         id: z.string(),
@@ -112,8 +112,8 @@ const planOut = z.object({
 export const planGet = defineOp({
   name: 'plan_get',
   summary: "The project's goal and master plan (markdown), with its version.",
-  input: z.object({}).strict(),
-  output: z.object({ plan: planOut }),
+  input: () => z.object({}).strict(),
+  output: () => z.object({ plan: planOut }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -135,7 +135,7 @@ export const planGet = defineOp({
 export const planUpdate = defineOp({
   name: 'plan_update',
   summary: 'Replace the goal and/or plan; if_version makes it compare-and-set.',
-  input: z
+  input: () => z
     .object({
       goal: z.string().max(LIMITS.title * 10).optional(),
       body: z.string().max(LIMITS.plan).optional(),
@@ -143,7 +143,7 @@ export const planUpdate = defineOp({
     })
     .strict()
     .refine((v) => v.goal !== undefined || v.body !== undefined, { message: 'give goal, body or both' }),
-  output: z.object({ plan: planOut }),
+  output: () => z.object({ plan: planOut }),
   permission: 'plan.write',
   kind: 'write',
   tier: 'all',
@@ -173,8 +173,8 @@ export const planUpdate = defineOp({
 export const serverStatus = defineOp({
   name: 'server_status',
   summary: 'Diagnostics: version, uptime, schema version, runtime (debug tier).',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     version: z.string(),
     node: z.string(),
     uptime_s: z.number(),

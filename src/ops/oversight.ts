@@ -45,7 +45,7 @@ function toDecisionOut(c: Cipher | undefined, r: DecisionRow): z.infer<typeof de
 export const decisionRecord = defineOp({
   name: 'decision_record',
   summary: 'Record a decision: what, why, alternatives.',
-  input: z
+  input: () => z
     .object({
       what: z.string().min(1).max(2_000),
       why: z.string().min(1).max(10_000),
@@ -53,7 +53,7 @@ export const decisionRecord = defineOp({
       task_id: taskId.optional(),
     })
     .strict(),
-  output: z.object({ id: z.string(), created_at: z.string() }),
+  output: () => z.object({ id: z.string(), created_at: z.string() }),
   permission: 'decision.write',
   kind: 'write',
   tier: 'standard',
@@ -83,8 +83,8 @@ export const decisionRecord = defineOp({
 export const decisionList = defineOp({
   name: 'decision_list',
   summary: 'List recorded decisions, newest first.',
-  input: z.object({ task_id: taskId.optional(), limit: limit.optional(), cursor: cursor.optional() }).strict(),
-  output: z.object({ decisions: z.array(decisionOut), next_cursor: z.string().nullable() }),
+  input: () => z.object({ task_id: taskId.optional(), limit: limit.optional(), cursor: cursor.optional() }).strict(),
+  output: () => z.object({ decisions: z.array(decisionOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'all',
@@ -138,7 +138,7 @@ function toApprovalOut(c: Cipher | undefined, r: ApprovalRow): z.infer<typeof ap
 export const approvalRequest = defineOp({
   name: 'approval_request',
   summary: 'Ask a human to approve a critical action.',
-  input: z
+  input: () => z
     .object({
       action: z.string().min(1).max(500),
       details: z.string().max(10_000).optional(),
@@ -146,7 +146,7 @@ export const approvalRequest = defineOp({
       task_id: taskId.optional().describe('unlocks this needs_approval task when granted'),
     })
     .strict(),
-  output: z.object({ id: z.string(), status: z.literal('pending') }),
+  output: () => z.object({ id: z.string(), status: z.literal('pending') }),
   permission: 'approval.request',
   kind: 'write',
   tier: 'standard',
@@ -177,9 +177,9 @@ export const approvalRequest = defineOp({
 export const approvalGet = defineOp({
   name: 'approval_get',
   summary: 'An approval; wait_ms waits (bounded) for the decision.',
-  input: z.object({ id: approvalId, wait_ms: waitMs.optional() }).strict(),
+  input: () => z.object({ id: approvalId, wait_ms: waitMs.optional() }).strict(),
   // A wait that ends with the approval still pending answers it as pending (ctx.final).
-  output: z.object({ approval: approvalOut }),
+  output: () => z.object({ approval: approvalOut }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -198,10 +198,10 @@ export const approvalGet = defineOp({
 export const approvalDecide = defineOp({
   name: 'approval_decide',
   summary: 'Grant or deny a pending approval (humans).',
-  input: z
+  input: () => z
     .object({ id: approvalId, decision: z.enum(['grant', 'deny']), reason: z.string().max(2_000).optional() })
     .strict(),
-  output: z.object({ approval: approvalOut }),
+  output: () => z.object({ approval: approvalOut }),
   permission: 'approval.decide',
   kind: 'write',
   tier: 'all',
@@ -235,10 +235,10 @@ export const approvalDecide = defineOp({
 export const approvalList = defineOp({
   name: 'approval_list',
   summary: 'List approvals, newest first; optionally by status (humans).',
-  input: z
+  input: () => z
     .object({ status: z.enum(APPROVAL_STATES).optional(), limit: limit.optional(), cursor: cursor.optional() })
     .strict(),
-  output: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
   permission: 'approval.decide',
   kind: 'read',
   tier: 'all',

@@ -212,8 +212,8 @@ export async function resumeInfo(
 export const sessionStart = defineOp({
   name: 'session_start',
   summary: 'Start a work session (ends your open one as abandoned).',
-  input: z.object({ goal: z.string().min(1).max(2_000).optional() }).strict(),
-  output: z.object({ session: sessionOut, abandoned: z.string().nullable() }),
+  input: () => z.object({ goal: z.string().min(1).max(2_000).optional() }).strict(),
+  output: () => z.object({ session: sessionOut, abandoned: z.string().nullable() }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -293,7 +293,7 @@ const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
 export const sessionCheckpoint = defineOp({
   name: 'session_checkpoint',
   summary: 'Record progress in your session; optionally git-commit as the user.',
-  input: z
+  input: () => z
     .object({
       summary: z.string().min(1).max(LIMITS.summary),
       completed: z.array(item).max(100).optional(),
@@ -308,7 +308,7 @@ export const sessionCheckpoint = defineOp({
         .optional(),
     })
     .strict(),
-  output: z.object({ checkpoint: z.object({ id: z.number(), at: z.string(), commit_sha: z.string().nullable() }) }),
+  output: () => z.object({ checkpoint: z.object({ id: z.number(), at: z.string(), commit_sha: z.string().nullable() }) }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -425,8 +425,8 @@ const handoffIn = z
 export const sessionEnd = defineOp({
   name: 'session_end',
   summary: 'End your session, optionally handing off to an agent, a role or anyone.',
-  input: z.object({ summary: z.string().min(1).max(LIMITS.summary).optional(), handoff: handoffIn.optional() }).strict(),
-  output: z.object({ session: sessionOut, handoff: handoffOut.nullable() }),
+  input: () => z.object({ summary: z.string().min(1).max(LIMITS.summary).optional(), handoff: handoffIn.optional() }).strict(),
+  output: () => z.object({ session: sessionOut, handoff: handoffOut.nullable() }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -521,8 +521,8 @@ export const sessionEnd = defineOp({
 export const handoffAccept = defineOp({
   name: 'handoff_accept',
   summary: "Accept a handoff to you; its tasks' leases become yours.",
-  input: z.object({ id: handoffId }).strict(),
-  output: z.object({
+  input: () => z.object({ id: handoffId }).strict(),
+  output: () => z.object({
     handoff: handoffOut,
     tasks: z.array(z.object({ id: z.string(), lease: leaseOut })),
     not_transferred: z.array(z.object({ id: z.string(), status: z.string() })),
@@ -583,8 +583,8 @@ export const handoffAccept = defineOp({
 export const handoffList = defineOp({
   name: 'handoff_list',
   summary: 'Handoffs for you or your role, and yours.',
-  input: z.object({ status: z.enum(['pending', 'accepted']).optional(), limit: limit.optional() }).strict(),
-  output: z.object({ handoffs: z.array(handoffOut) }),
+  input: () => z.object({ status: z.enum(['pending', 'accepted']).optional(), limit: limit.optional() }).strict(),
+  output: () => z.object({ handoffs: z.array(handoffOut) }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

@@ -241,8 +241,8 @@ const createdOut = z.object({
 export const taskCreate = defineOp({
   name: 'task_create',
   summary: 'Create tasks (a batch); depends_on: task ids or refs in the batch.',
-  input: z.object({ tasks: taskBatch(taskSpec) }).strict(),
-  output: z.object({ tasks: z.array(createdOut) }),
+  input: () => z.object({ tasks: taskBatch(taskSpec) }).strict(),
+  output: () => z.object({ tasks: z.array(createdOut) }),
   permission: 'task.create',
   kind: 'write',
   tier: 'standard',
@@ -352,7 +352,7 @@ export const taskCreate = defineOp({
 export const taskList = defineOp({
   name: 'task_list',
   summary: 'List tasks by priority, with filters and paging.',
-  input: z
+  input: () => z
     .object({
       status: z.array(taskState).max(7).optional(),
       assignee: agentName.optional(),
@@ -363,7 +363,7 @@ export const taskList = defineOp({
       cursor: cursor.optional(),
     })
     .strict(),
-  output: z.object({ tasks: z.array(taskSummaryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ tasks: z.array(taskSummaryOut), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -402,8 +402,8 @@ function decodeTaskCursor(c: string): store.TaskFilter['after'] {
 export const taskGet = defineOp({
   name: 'task_get',
   summary: 'One task in full, with its dependencies, lease and result.',
-  input: z.object({ id: taskId }).strict(),
-  output: z.object({ task: taskOut }),
+  input: () => z.object({ id: taskId }).strict(),
+  output: () => z.object({ task: taskOut }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -422,7 +422,7 @@ const fenceInput = { id: taskId, lease_token: leaseToken };
 export const taskClaim = defineOp({
   name: 'task_claim',
   summary: 'Claim the most urgent ready task you may take (or one by id); may wait.',
-  input: z
+  input: () => z
     .object({
       id: taskId.optional(),
       capabilities: z.array(capability).max(LIMITS.labels).optional(),
@@ -430,7 +430,7 @@ export const taskClaim = defineOp({
       wait_ms: waitMs.optional().describe('ms to wait for a task'),
     })
     .strict(),
-  output: z.object({ task: taskOut.nullable() }),
+  output: () => z.object({ task: taskOut.nullable() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -473,8 +473,8 @@ export const taskClaim = defineOp({
 export const taskStart = defineOp({
   name: 'task_start',
   summary: 'Mark a claimed task as running.',
-  input: z.object(fenceInput).strict(),
-  output: leased,
+  input: () => z.object(fenceInput).strict(),
+  output: () => leased,
   permission: 'task.work',
   kind: 'write',
   tier: 'standard',
@@ -492,8 +492,8 @@ export const taskStart = defineOp({
 export const taskHeartbeat = defineOp({
   name: 'task_heartbeat',
   summary: 'Extend your lease on a task.',
-  input: z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
-  output: z.object({ id: z.string(), lease_expires_at: z.string() }),
+  input: () => z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  output: () => z.object({ id: z.string(), lease_expires_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -511,8 +511,8 @@ export const taskHeartbeat = defineOp({
 export const taskComplete = defineOp({
   name: 'task_complete',
   summary: 'Finish a task you hold with a result; unblocks dependents.',
-  input: z.object({ ...fenceInput, result: taskResult }).strict(),
-  output: z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
+  input: () => z.object({ ...fenceInput, result: taskResult }).strict(),
+  output: () => z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -546,14 +546,14 @@ export const taskComplete = defineOp({
 export const taskFail = defineOp({
   name: 'task_fail',
   summary: 'Fail a task you hold; retried with backoff until max_attempts.',
-  input: z
+  input: () => z
     .object({
       ...fenceInput,
       error: z.string().min(1).max(LIMITS.error),
       retry: z.boolean().optional().describe('false: dead-letter now'),
     })
     .strict(),
-  output: z.object({ id: z.string(), status: taskState, attempts: z.number(), available_at: z.string() }),
+  output: () => z.object({ id: z.string(), status: taskState, attempts: z.number(), available_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -587,8 +587,8 @@ export const taskFail = defineOp({
 export const taskRelease = defineOp({
   name: 'task_release',
   summary: 'Give back a task you hold (not counted as an attempt).',
-  input: z.object(fenceInput).strict(),
-  output: z.object({ id: z.string(), status: taskState }),
+  input: () => z.object(fenceInput).strict(),
+  output: () => z.object({ id: z.string(), status: taskState }),
   permission: 'task.work',
   kind: 'write',
   tier: 'standard',
@@ -614,8 +614,8 @@ export const taskRelease = defineOp({
 export const taskCancel = defineOp({
   name: 'task_cancel',
   summary: 'Cancel a task (ends any lease). Its dependents stay blocked.',
-  input: z.object({ id: taskId, reason: z.string().max(LIMITS.error).optional() }).strict(),
-  output: z.object({ id: z.string(), status: taskState }),
+  input: () => z.object({ id: taskId, reason: z.string().max(LIMITS.error).optional() }).strict(),
+  output: () => z.object({ id: z.string(), status: taskState }),
   permission: 'task.manage',
   kind: 'write',
   tier: 'all',
@@ -635,7 +635,7 @@ export const taskCancel = defineOp({
 export const taskUpdate = defineOp({
   name: 'task_update',
   summary: 'Edit a task, replace depends_on, or requeue a failed/cancelled one.',
-  input: z
+  input: () => z
     .object({
       id: taskId,
       if_version: z.number().int().min(1).optional(),
@@ -652,7 +652,7 @@ export const taskUpdate = defineOp({
       requeue: z.boolean().optional(),
     })
     .strict(),
-  output: z.object({ task: taskOut }),
+  output: () => z.object({ task: taskOut }),
   permission: 'task.manage',
   kind: 'write',
   tier: 'all',

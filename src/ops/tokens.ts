@@ -68,7 +68,7 @@ function bindingOf(json: string | null | undefined): string[] | null {
 export const tokenCreate = defineOp({
   name: 'token_create',
   summary: 'Issue an API key for an agent name and role; the key is shown once.',
-  input: z
+  input: () => z
     .object({
       name: agentName,
       role: roleName,
@@ -87,7 +87,7 @@ export const tokenCreate = defineOp({
       tools: z.enum(TIERS).optional().describe("tool tier its MCP tools/list shows: core (the daily loop), standard, all (default: the server's)"),
     })
     .strict(),
-  output: z.object({ token: tokenOut, key: z.string() }),
+  output: () => z.object({ token: tokenOut, key: z.string() }),
   permission: 'token.admin',
   kind: 'write',
   tier: 'all',
@@ -144,8 +144,8 @@ export const tokenCreate = defineOp({
 export const tokenList = defineOp({
   name: 'token_list',
   summary: 'List API keys (never the keys) of your project, or another (server admin).',
-  input: z.object({ project: projectName.optional(), all: z.boolean().optional() }).strict(),
-  output: z.object({ tokens: z.array(tokenOut) }),
+  input: () => z.object({ project: projectName.optional(), all: z.boolean().optional() }).strict(),
+  output: () => z.object({ tokens: z.array(tokenOut) }),
   permission: 'token.admin',
   kind: 'read',
   tier: 'all',
@@ -170,8 +170,8 @@ export const tokenList = defineOp({
 export const tokenRevoke = defineOp({
   name: 'token_revoke',
   summary: 'Revoke an API key; it is refused from its very next request.',
-  input: z.object({ id: tokenId }).strict(),
-  output: z.object({ id: z.string(), revoked: z.boolean() }),
+  input: () => z.object({ id: tokenId }).strict(),
+  output: () => z.object({ id: z.string(), revoked: z.boolean() }),
   permission: 'token.admin',
   kind: 'write',
   tier: 'all',
