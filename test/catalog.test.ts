@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { inputJsonSchema, toolOf } from '../src/api/mcp/tools.js';
 import { PERMISSIONS } from '../src/core/roles.js';
+import { z } from 'zod';
+import { defineOp } from '../src/ops/catalog.js';
 import { CATALOG } from '../src/ops/index.js';
+import { lazy } from '../src/ops/schemas.js';
 import { buildProgram } from '../src/cli/main.js';
 
 /** The catalog is the contract every surface is generated from; these are its invariants. */
@@ -105,5 +108,47 @@ describe('op catalog', () => {
       const group = program.commands.find((c) => c.name() === op.cli.group);
       expect(group?.commands.some((c) => c.name() === op.cli.command), op.name).toBe(true);
     }
+  });
+
+  // A `baton mcp` start evaluates the catalog but calls no op: its schemas must not be built at
+  // import (issue 11 cold start, docs/BENCHMARKS.md), and every reader must see one schema per op.
+  it('builds an op\'s schemas on first use, once', () => {
+    const built = { input: 0, output: 0 };
+    const op = defineOp({
+      name: 'probe_op',
+      summary: 'a probe for schema laziness',
+      input: () => (built.input++, z.object({ n: z.number() }).strict()),
+      output: () => (built.output++, z.object({ ok: z.boolean() })),
+      permission: 'self',
+      kind: 'read',
+      tier: 'all',
+      rest: { method: 'GET', path: '/probe' },
+      cli: { group: 'probe', command: 'run' },
+      handler: async (_ctx, input) => ({ ok: input.n > 0 }),
+    });
+    expect(built).toEqual({ input: 0, output: 0 });
+    const first = op.input;
+    expect(built).toEqual({ input: 1, output: 0 });
+    expect(op.input).toBe(first);
+    expect(op.output).toBe(op.output);
+    expect(built).toEqual({ input: 1, output: 1 });
+    expect(first.safeParse({ n: 1, extra: 1 }).success).toBe(false);
+  });
+
+  it('defines every catalog op through defineOp: input and output are built on first read', () => {
+    for (const op of CATALOG) {
+      for (const key of ['input', 'output'] as const) {
+        const d = Object.getOwnPropertyDescriptor(op, key);
+        expect(typeof d?.get, `${op.name}.${key}`).toBe('function');
+      }
+    }
+  });
+
+  it('lazy pieces are built once, on the first call', () => {
+    let calls = 0;
+    const piece = lazy(() => (calls++, z.string()));
+    expect(calls).toBe(0);
+    expect(piece()).toBe(piece());
+    expect(calls).toBe(1);
   });
 });

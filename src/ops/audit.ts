@@ -22,7 +22,7 @@ import {
   type ChainWalk,
 } from '../store/journal.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
-import { agentName, projectName } from './schemas.js';
+import { lazy, agentName, projectName } from './schemas.js';
 
 /**
  * The audit trail (S29): read by admins of a project (their project's rows only; a server admin
@@ -38,7 +38,7 @@ const OUTCOMES = ['ok', 'denied', 'invalid', 'limited', 'error'] as const;
 const EVENTS = ['AUTH_FAILURE', 'PERMISSION_DENIED', 'RATE_LIMIT_EXCEEDED', 'INVALID_INPUT', 'SUSPICIOUS_ACTIVITY'] as const;
 const MAX_PAGE = 500;
 
-const auditOut = z.object({
+const auditOut = lazy(() => z.object({
   id: z.string().describe('opaque'),
   at: z.string(),
   request_id: z.string(),
@@ -53,9 +53,9 @@ const auditOut = z.object({
   address: z.string().nullable(),
   severity: z.string().nullable(),
   event: z.string().nullable(),
-});
+}));
 
-function toAuditOut(r: AuditRow, id: string): z.infer<typeof auditOut> {
+function toAuditOut(r: AuditRow, id: string): z.infer<ReturnType<typeof auditOut>> {
   let params: unknown = null;
   if (r.params !== null) {
     try {
@@ -96,19 +96,19 @@ const sealFor = (ctx: OpContext, projectId: string | null): { secret: Buffer; sc
 export const auditQuery = defineOp({
   name: 'audit_query',
   summary: "Read your project's audit trail, newest first (admin).",
-  input: z
+  input: () => z
     .object({
       since: z.iso.datetime().optional(),
       until: z.iso.datetime().optional(),
       op: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'expected an op name').optional(),
       outcome: z.enum(OUTCOMES).optional(),
       principal: z
-        .union([z.string().regex(ID_PATTERN('agt')), agentName])
+        .union([z.string().regex(ID_PATTERN('agt')), agentName()])
         .optional()
         .describe('agent id or name'),
       severity: z.enum(SEVERITIES).optional(),
       event: z.enum(EVENTS).optional(),
-      project: projectName.optional().describe('server admins: another project'),
+      project: projectName().optional().describe('server admins: another project'),
       no_project: z
         .boolean()
         .optional()
@@ -117,7 +117,7 @@ export const auditQuery = defineOp({
       cursor: z.string().max(22).optional(),
     })
     .strict(),
-  output: z.object({ rows: z.array(auditOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ rows: z.array(auditOut()), next_cursor: z.string().nullable() }),
   permission: 'token.admin',
   kind: 'read',
   tier: 'all',
@@ -227,7 +227,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export const auditVerify = defineOp({
   name: 'audit_verify',
   summary: "Check the audit trail's hash chains (yours: your project's chain); names the chain and its first bad row.",
-  input: z
+  input: () => z
     .object({
       anchor: z
         .string()
@@ -240,7 +240,7 @@ export const auditVerify = defineOp({
         .describe('with anchor: verify only the rows written after it (incremental)'),
     })
     .strict(),
-  output: z.object({
+  output: () => z.object({
     ok: z.boolean(),
     rows: z.number(),
     first_bad_id: z.number().nullable(),

@@ -89,7 +89,35 @@ export interface OpDef<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.
   handler(ctx: OpContext, input: z.infer<I>): Promise<z.infer<O> | typeof RETRY>;
 }
 
-/** Keeps each op's handler typed against its own schemas while the catalog holds them uniformly. */
-export function defineOp<I extends z.ZodType, O extends z.ZodType>(def: OpDef<I, O>): OpDef {
+/**
+ * How an op module writes an op: as its OpDef, but with the input and output schemas as functions
+ * that build them. Building the 48 ops' zod schemas at import was ~10-12 ms of a `baton mcp` cold
+ * start on Node 24 (docs/BENCHMARKS.md), and a session needs an op's schemas only when that op is
+ * first called (tools/list answers from JSON Schemas prebuilt at build time).
+ */
+export interface OpSpec<I extends z.ZodType, O extends z.ZodType> extends Omit<OpDef<I, O>, 'input' | 'output'> {
+  /** Builds the input schema; called once, on the op's first use (parse, JSON Schema). */
+  readonly input: () => I;
+  /** Builds the output schema; called once, on its first use (output check, empty answer). */
+  readonly output: () => O;
+}
+
+/**
+ * Keeps each op's handler typed against its own schemas while the catalog holds them uniformly.
+ * `input` and `output` become getters that build their schema on first read and keep it: every
+ * reader sees one schema object per op, as when they were built at import.
+ */
+export function defineOp<I extends z.ZodType, O extends z.ZodType>(spec: OpSpec<I, O>): OpDef {
+  let input: I | undefined;
+  let output: O | undefined;
+  const def: OpDef<I, O> = {
+    ...spec,
+    get input(): I {
+      return (input ??= spec.input());
+    },
+    get output(): O {
+      return (output ??= spec.output());
+    },
+  };
   return def as unknown as OpDef;
 }

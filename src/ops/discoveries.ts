@@ -8,7 +8,7 @@ import type { Before, DiscoveryRow } from '../store/discoveries.js';
 import { statusesOf } from '../store/tasks.js';
 import { defineOp, type OpDef } from './catalog.js';
 import { AAD, openWith, sealWith, type Cipher } from '../security/crypto.js';
-import { agentName, cursor, label, LIMITS, projectPath, taskId } from './schemas.js';
+import { lazy, agentName, cursor, label, LIMITS, projectPath, taskId } from './schemas.js';
 
 import { iso } from '../core/time.js';
 
@@ -18,7 +18,7 @@ const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d
  * An ISO 8601 time with a zone (`Z` or an offset), as milliseconds. Checked in a transform rather
  * than with `z.iso.datetime()`, whose 600-byte pattern would be listed in tools/list for every agent.
  */
-export const isoTime = z
+export const isoTime = lazy(() => z
   .string()
   .max(40)
   .transform((s, ctx) => {
@@ -28,7 +28,7 @@ export const isoTime = z
       return z.NEVER;
     }
     return ms;
-  });
+  }));
 
 /** Cursors of newest-first listings: the (created_at, id) of the last row served. */
 export function encodeBefore(row: { created_at: number; id: string }): string {
@@ -54,7 +54,7 @@ export async function mustHaveTasks(ex: Executor, projectId: string, ids: readon
   for (const id of ids) if (!found.has(id)) throw new BatonError('not_found', `task ${id} not found`);
 }
 
-const discoveryOut = z.object({
+const discoveryOut = lazy(() => z.object({
   id: z.string(),
   content: z.string(),
   tags: z.array(z.string()),
@@ -62,7 +62,7 @@ const discoveryOut = z.object({
   files: z.array(z.string()),
   author: z.string(),
   created_at: z.string(),
-});
+}));
 
 /**
  * Encryption at rest (S32): content and files are sealed, bound to project, id and column. Tags,
@@ -70,7 +70,7 @@ const discoveryOut = z.object({
  */
 const openContent = (c: Cipher | undefined, r: DiscoveryRow): string => openWith(c, r.content, AAD.discovery(r.project_id, r.id, 'content'));
 
-function toDiscoveryOut(c: Cipher | undefined, r: DiscoveryRow): z.infer<typeof discoveryOut> {
+function toDiscoveryOut(c: Cipher | undefined, r: DiscoveryRow): z.infer<ReturnType<typeof discoveryOut>> {
   return {
     id: r.id,
     content: openContent(c, r),
@@ -85,15 +85,15 @@ function toDiscoveryOut(c: Cipher | undefined, r: DiscoveryRow): z.infer<typeof 
 export const discoveryAdd = defineOp({
   name: 'discovery_add',
   summary: 'Share a finding with tags, tasks and files.',
-  input: z
+  input: () => z
     .object({
       content: z.string().min(1).max(10_000),
-      tags: z.array(label).max(LIMITS.labels).optional(),
-      task_ids: z.array(taskId).max(20).optional(),
-      files: z.array(projectPath).max(LIMITS.files).optional(),
+      tags: z.array(label()).max(LIMITS.labels).optional(),
+      task_ids: z.array(taskId()).max(20).optional(),
+      files: z.array(projectPath()).max(LIMITS.files).optional(),
     })
     .strict(),
-  output: z.object({ id: z.string(), created_at: z.string() }),
+  output: () => z.object({ id: z.string(), created_at: z.string() }),
   permission: 'discovery.write',
   kind: 'write',
   tier: 'standard',
@@ -126,18 +126,18 @@ export const discoveryAdd = defineOp({
 export const discoverySearch = defineOp({
   name: 'discovery_search',
   summary: 'Search discoveries by text, tag, author, time.',
-  input: z
+  input: () => z
     .object({
       text: z.string().min(1).max(200).optional(),
-      tag: label.optional(),
-      author: agentName.optional(),
-      since: isoTime.optional().describe('ISO time'),
-      until: isoTime.optional().describe('ISO time'),
+      tag: label().optional(),
+      author: agentName().optional(),
+      since: isoTime().optional().describe('ISO time'),
+      until: isoTime().optional().describe('ISO time'),
       limit: z.number().int().min(1).max(100).optional(),
-      cursor: cursor.optional(),
+      cursor: cursor().optional(),
     })
     .strict(),
-  output: z.object({ discoveries: z.array(discoveryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ discoveries: z.array(discoveryOut()), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

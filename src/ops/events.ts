@@ -8,7 +8,7 @@ import { eventHorizon } from '../store/retention.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { encodePosition, encodePositions, type Seal } from '../core/cursor.js';
 import { openPosition, positionInput, sealOf, sealPosition, START } from './positions.js';
-import { waitMs } from './schemas.js';
+import { lazy, waitMs } from './schemas.js';
 
 /**
  * events_wait: block (bounded) until something relevant to the caller happens, then return the
@@ -25,14 +25,14 @@ import { waitMs } from './schemas.js';
  */
 const DEFAULT_PROJECT_TYPES = ['task.ready', 'task.created', 'lock.released', 'plan.updated'];
 
-const eventOut = z.object({
+const eventOut = lazy(() => z.object({
   id: z.string().describe('opaque; also a cursor: `after` it resumes right after this event'),
   type: z.string(),
   subject: z.string().nullable(),
   actor: z.string().nullable(),
   data: z.record(z.string(), z.unknown()).nullable(),
   at: z.string(),
-});
+}));
 
 async function actorNames(ex: Executor, rows: readonly EventRow[]): Promise<Map<string, string>> {
   const ids = [...new Set(rows.flatMap((r) => (r.actor === null ? [] : [r.actor])))];
@@ -46,7 +46,7 @@ function legacyData(seal: Seal, data: Record<string, unknown>): Record<string, u
 }
 
 /** An event as `events_wait` returns it (and the event stream sends it). */
-export type EventView = z.infer<typeof eventOut>;
+export type EventView = z.infer<ReturnType<typeof eventOut>>;
 
 /**
  * Rows → the events a client sees: sealed ids, actor names, legacy data converted. Shared by
@@ -77,17 +77,17 @@ export async function viewEvents(
 export const eventsWait = defineOp({
   name: 'events_wait',
   summary: 'Wait (bounded) for events for you; resume from the cursor.',
-  input: z
+  input: () => z
     .object({
-      after: positionInput
+      after: positionInput()
         .optional()
         .describe("cursor from the last call, or an event's id; 'start': the oldest kept (default: now)"),
       types: z.array(z.string().regex(/^[a-z_]+\.[a-z_]+$/)).min(1).max(20).optional(),
-      wait_ms: waitMs.optional(),
+      wait_ms: waitMs().optional(),
       limit: z.number().int().min(1).max(200).optional(),
     })
     .strict(),
-  output: z.object({ events: z.array(eventOut), cursor: z.string() }),
+  output: () => z.object({ events: z.array(eventOut()), cursor: z.string() }),
   permission: 'self',
   kind: 'read',
   tier: 'standard',

@@ -8,7 +8,7 @@ import type { Lock } from '../store/locks.js';
 import { AAD, openNullable, sealNullable, type Cipher } from '../security/crypto.js';
 import { statusesOf } from '../store/tasks.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
-import { agentName, cursor, limit, taskId, waitMs } from './schemas.js';
+import { lazy, agentName, cursor, limit, taskId, waitMs } from './schemas.js';
 
 /**
  * File locks: project-relative path patterns (core/globs.ts) held by an agent, exclusive or
@@ -29,10 +29,10 @@ export const LOCK_LIMITS = {
 
 import { iso } from '../core/time.js';
 
-export const lockId = z.string().regex(ID_PATTERN('lck'), 'expected a lock id (lck_…)');
+export const lockId = lazy(() => z.string().regex(ID_PATTERN('lck'), 'expected a lock id (lck_…)'));
 
 /** A lock pattern: normalised, project-relative (no `..` escape, absolute path or NUL). */
-export const lockPath = z
+export const lockPath = lazy(() => z
   .string()
   .max(LOCK_LIMITS.path, `expected at most ${LOCK_LIMITS.path} characters per lock pattern`)
   .transform((p, ctx) => {
@@ -42,21 +42,21 @@ export const lockPath = z
       return z.NEVER;
     }
     return r.glob;
-  });
+  }));
 
-const lockMode = z.enum(['exclusive', 'shared']);
+const lockMode = lazy(() => z.enum(['exclusive', 'shared']));
 
-export const lockOut = z.object({
+export const lockOut = lazy(() => z.object({
   id: z.string(),
   agent: z.string(),
-  mode: lockMode,
+  mode: lockMode(),
   paths: z.array(z.string()),
   reason: z.string().nullable(),
   task_id: z.string().nullable(),
   created_at: z.string(),
   expires_at: z.string(),
-});
-export type LockOut = z.infer<typeof lockOut>;
+}));
+export type LockOut = z.infer<ReturnType<typeof lockOut>>;
 
 /** The reason is content, sealed at rest (S32); the paths stay clear (the overlap check reads them). */
 export function toLockOut(l: Lock, c: Cipher | undefined): LockOut {
@@ -268,17 +268,17 @@ async function sweepExpired(ctx: OpContext): Promise<void> {
 export const lockAcquire = defineOp({
   name: 'lock_acquire',
   summary: 'Lock paths/globs (exclusive|shared, TTL; again renews); conflicts name the holder or wait.',
-  input: z
+  input: () => z
     .object({
-      paths: z.array(lockPath).min(1).max(LOCK_LIMITS.paths),
-      mode: lockMode.optional().describe('default exclusive'),
+      paths: z.array(lockPath()).min(1).max(LOCK_LIMITS.paths),
+      mode: lockMode().optional().describe('default exclusive'),
       ttl_s: z.number().int().min(1).max(LOCK_LIMITS.ttlMaxS).optional(),
       reason: z.string().max(LOCK_LIMITS.reason).optional(),
-      task_id: taskId.optional().describe('released when this task ends'),
-      wait_ms: waitMs.optional().describe('ms to wait for conflicts to clear'),
+      task_id: taskId().optional().describe('released when this task ends'),
+      wait_ms: waitMs().optional().describe('ms to wait for conflicts to clear'),
     })
     .strict(),
-  output: z.object({ lock: lockOut }),
+  output: () => z.object({ lock: lockOut() }),
   permission: 'lock.write',
   kind: 'write',
   tier: 'core',
@@ -351,8 +351,8 @@ export const lockAcquire = defineOp({
 export const lockRelease = defineOp({
   name: 'lock_release',
   summary: 'Release a lock you hold.',
-  input: z.object({ id: lockId }).strict(),
-  output: z.object({ released: z.boolean() }),
+  input: () => z.object({ id: lockId() }).strict(),
+  output: () => z.object({ released: z.boolean() }),
   permission: 'lock.write',
   kind: 'write',
   tier: 'standard',
@@ -373,8 +373,8 @@ export const lockRelease = defineOp({
 export const lockForceRelease = defineOp({
   name: 'lock_force_release',
   summary: "Release another agent's lock (leads and admins).",
-  input: z.object({ id: lockId, reason: z.string().max(LOCK_LIMITS.reason).optional() }).strict(),
-  output: z.object({ released: z.boolean(), lock: lockOut }),
+  input: () => z.object({ id: lockId(), reason: z.string().max(LOCK_LIMITS.reason).optional() }).strict(),
+  output: () => z.object({ released: z.boolean(), lock: lockOut() }),
   permission: 'lock.manage',
   kind: 'write',
   tier: 'all',
@@ -403,15 +403,15 @@ function decodeLockCursor(c: string): { createdAt: number; id: string } {
 export const lockList = defineOp({
   name: 'lock_list',
   summary: 'Live locks; with path: who holds it.',
-  input: z
+  input: () => z
     .object({
-      path: lockPath.optional().describe('a path or glob'),
-      agent: agentName.optional(),
-      limit: limit.optional(),
-      cursor: cursor.optional(),
+      path: lockPath().optional().describe('a path or glob'),
+      agent: agentName().optional(),
+      limit: limit().optional(),
+      cursor: cursor().optional(),
     })
     .strict(),
-  output: z.object({ locks: z.array(lockOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ locks: z.array(lockOut()), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

@@ -5,7 +5,7 @@ import { BatonError, notFound } from '../core/errors.js';
 import { AAD, openWith, sealWith } from '../security/crypto.js';
 import * as store from '../store/memory.js';
 import { defineOp, type OpContext, type OpDef } from './catalog.js';
-import { cursor, LIMITS } from './schemas.js';
+import { lazy, cursor, LIMITS } from './schemas.js';
 
 /**
  * Memory: key → value, in the caller's private agent scope or the shared project scope.
@@ -22,12 +22,12 @@ export const MEMORY_LIMITS = {
 
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/;
 
-const scope = z.enum(['agent', 'project']);
-const key = z.string().min(1).max(MEMORY_LIMITS.key).regex(KEY, 'expected a key: letters, digits and ._:/@- (first a letter or digit)');
-const ifVersion = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const scope = lazy(() => z.enum(['agent', 'project']));
+const key = lazy(() => z.string().min(1).max(MEMORY_LIMITS.key).regex(KEY, 'expected a key: letters, digits and ._:/@- (first a letter or digit)'));
+const ifVersion = lazy(() => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER));
 import { iso } from '../core/time.js';
 
-type Scope = z.infer<typeof scope>;
+type Scope = z.infer<ReturnType<typeof scope>>;
 
 function address(ctx: OpContext, s: Scope, k: string): store.MemoryAddress {
   const { projectId, agentId } = ctx.principal;
@@ -63,18 +63,18 @@ function conflictIf(expected: number | undefined, current: number): void {
 export const memorySet = defineOp({
   name: 'memory_set',
   summary: 'Set a memory key (scope agent: yours only, default; project: shared); ttl_s; if_version CAS.',
-  input: z
+  input: () => z
     .object({
-      scope: scope.optional(),
-      key,
+      scope: scope().optional(),
+      key: key(),
       value: z.string().max(MEMORY_LIMITS.value).describe('text (JSON as a string)'),
       ttl_s: z.number().int().min(1).max(MEMORY_LIMITS.ttlS).optional(),
-      if_version: ifVersion.optional().describe('0: must not exist'),
+      if_version: ifVersion().optional().describe('0: must not exist'),
     })
     .strict(),
-  output: z.object({
+  output: () => z.object({
     key: z.string(),
-    scope,
+    scope: scope(),
     version: z.number(),
     expires_at: z.string().nullable(),
   }),
@@ -110,10 +110,10 @@ export const memorySet = defineOp({
 export const memoryGet = defineOp({
   name: 'memory_get',
   summary: 'Read a memory key and its version.',
-  input: z.object({ scope: scope.optional(), key }).strict(),
-  output: z.object({
+  input: () => z.object({ scope: scope().optional(), key: key() }).strict(),
+  output: () => z.object({
     key: z.string(),
-    scope,
+    scope: scope(),
     value: z.string(),
     version: z.number(),
     updated_at: z.string(),
@@ -141,31 +141,31 @@ export const memoryGet = defineOp({
   },
 });
 
-const entryOut = z.object({
+const entryOut = lazy(() => z.object({
   key: z.string(),
   version: z.number(),
   size: z.number(),
   updated_at: z.string(),
   expires_at: z.string().nullable(),
   updated_by: z.string(),
-});
+}));
 
 export const memoryList = defineOp({
   name: 'memory_list',
   summary: 'List memory keys (no values) by prefix.',
-  input: z
+  input: () => z
     .object({
-      scope: scope.optional(),
+      scope: scope().optional(),
       prefix: z
         .string()
         .max(MEMORY_LIMITS.key)
         .regex(/^[A-Za-z0-9._:/@-]*$/, 'expected a key prefix')
         .optional(),
       limit: z.number().int().min(1).max(LIMITS.page).optional(),
-      cursor: cursor.optional(),
+      cursor: cursor().optional(),
     })
     .strict(),
-  output: z.object({ scope, keys: z.array(entryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ scope: scope(), keys: z.array(entryOut()), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -211,8 +211,8 @@ function decodeMemoryCursor(c: string): string {
 export const memoryDelete = defineOp({
   name: 'memory_delete',
   summary: 'Delete a memory key; if_version CAS.',
-  input: z.object({ scope: scope.optional(), key, if_version: ifVersion.optional() }).strict(),
-  output: z.object({ deleted: z.boolean() }),
+  input: () => z.object({ scope: scope().optional(), key: key(), if_version: ifVersion().optional() }).strict(),
+  output: () => z.object({ deleted: z.boolean() }),
   permission: 'memory.write',
   kind: 'write',
   tier: 'standard',

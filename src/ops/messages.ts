@@ -7,7 +7,7 @@ import { listAgents, type AgentRow } from '../store/directory.js';
 import * as store from '../store/messages.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { openPosition, positionInput, sealOf, sealPosition, sealPositions } from './positions.js';
-import { agentName, cursor, roleName, waitMs } from './schemas.js';
+import { lazy, agentName, cursor, roleName, waitMs } from './schemas.js';
 
 /**
  * Messages. Visibility tiers (S12) hold on every read path:
@@ -22,10 +22,10 @@ import { agentName, cursor, roleName, waitMs } from './schemas.js';
  */
 const IMPORTANCE = ['low', 'normal', 'high', 'urgent'] as const;
 const VISIBILITY = ['public', 'private', 'role', 'admin'] as const;
-const messageId = z.string().regex(ID_PATTERN('msg'), 'expected a message id (msg_…)');
+const messageId = lazy(() => z.string().regex(ID_PATTERN('msg'), 'expected a message id (msg_…)'));
 import { iso } from '../core/time.js';
 
-const messageOut = z.object({
+const messageOut = lazy(() => z.object({
   id: z.string(),
   thread_id: z.string(),
   reply_to: z.string().nullable(),
@@ -38,9 +38,9 @@ const messageOut = z.object({
   ack_required: z.boolean(),
   created_at: z.string(),
   cursor: z.string().describe('opaque position: message_inbox `after` it, message_search `cursor` before it'),
-});
+}));
 
-const inboxOut = messageOut.extend({ read_at: z.string().nullable(), acked_at: z.string().nullable() });
+const inboxOut = lazy(() => messageOut().extend({ read_at: z.string().nullable(), acked_at: z.string().nullable() }));
 
 /**
  * Encryption at rest (S32): subject and body are sealed when written and opened here, bound to
@@ -67,7 +67,7 @@ function textSearch(ctx: OpContext, query: string | undefined): { match?: (m: st
   };
 }
 
-function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.infer<typeof messageOut> {
+function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.infer<ReturnType<typeof messageOut>> {
   const { subject, body } = opened(c, m);
   const to =
     m.to_kind === 'agents'
@@ -94,23 +94,23 @@ function toOut(c: Cipher | undefined, m: store.MessageRow, cursor: string): z.in
 export const messageSend = defineOp({
   name: 'message_send',
   summary: 'Message agents, a role or everyone; visibility public|private|role|admin.',
-  input: z
+  input: () => z
     .object({
-      to_agents: z.array(agentName).min(1).max(50).optional(),
-      to_role: roleName.optional(),
+      to_agents: z.array(agentName()).min(1).max(50).optional(),
+      to_role: roleName().optional(),
       to_all: z.literal(true).optional(),
       subject: z.string().max(200).optional(),
       body: z.string().min(1).max(20_000),
       importance: z.enum(IMPORTANCE).optional(),
       ack_required: z.boolean().optional(),
       visibility: z.enum(VISIBILITY).optional().describe('default private'),
-      reply_to: messageId.optional(),
+      reply_to: messageId().optional(),
     })
     .strict()
     .refine((v) => [v.to_agents, v.to_role, v.to_all].filter((x) => x !== undefined).length === 1, {
       message: 'give exactly one of to_agents, to_role, to_all',
     }),
-  output: z.object({ id: z.string(), thread_id: z.string(), recipients: z.number() }),
+  output: () => z.object({ id: z.string(), thread_id: z.string(), recipients: z.number() }),
   permission: 'message.send',
   kind: 'write',
   tier: 'core',
@@ -185,20 +185,20 @@ export const messageSend = defineOp({
 export const messageInbox = defineOp({
   name: 'message_inbox',
   summary: 'Your messages: unread first, or after a cursor; filters, query, optional wait.',
-  input: z
+  input: () => z
     .object({
-      after: positionInput.optional().describe("cursor: newer only ('start': from the first)"),
+      after: positionInput().optional().describe("cursor: newer only ('start': from the first)"),
       unread_only: z.boolean().optional(),
-      from: agentName.optional(),
+      from: agentName().optional(),
       importance: z.array(z.enum(IMPORTANCE)).max(4).optional(),
-      thread_id: messageId.optional(),
+      thread_id: messageId().optional(),
       query: z.string().min(1).max(200).optional(),
       limit: z.number().int().min(1).max(100).optional(),
       mark_read: z.boolean().optional(),
-      wait_ms: waitMs.optional().describe('ms to wait for mail'),
+      wait_ms: waitMs().optional().describe('ms to wait for mail'),
     })
     .strict(),
-  output: z.object({ messages: z.array(inboxOut), cursor: z.string(), unread: z.number() }),
+  output: () => z.object({ messages: z.array(inboxOut()), cursor: z.string(), unread: z.number() }),
   permission: 'self',
   kind: 'write',
   tier: 'core',
@@ -244,8 +244,8 @@ export const messageInbox = defineOp({
 export const messageAck = defineOp({
   name: 'message_ack',
   summary: 'Acknowledge received messages (marks them read).',
-  input: z.object({ ids: z.array(messageId).min(1).max(100) }).strict(),
-  output: z.object({ acked: z.array(z.string()) }),
+  input: () => z.object({ ids: z.array(messageId()).min(1).max(100) }).strict(),
+  output: () => z.object({ acked: z.array(z.string()) }),
   permission: 'self',
   kind: 'write',
   tier: 'standard',
@@ -269,18 +269,18 @@ export const messageAck = defineOp({
 export const messageSearch = defineOp({
   name: 'message_search',
   summary: 'Messages you may see, by thread, text, sender, time.',
-  input: z
+  input: () => z
     .object({
-      thread_id: messageId.optional(),
+      thread_id: messageId().optional(),
       query: z.string().min(1).max(200).optional(),
-      from: agentName.optional(),
+      from: agentName().optional(),
       since: z.iso.datetime().optional(),
       limit: z.number().int().min(1).max(100).optional(),
-      cursor: cursor.optional(),
+      cursor: cursor().optional(),
     })
     .strict(),
-  output: z.object({
-    messages: z.array(messageOut.extend({ receipts: z.array(z.object({ agent: z.string(), read_at: z.string().nullable(), acked_at: z.string().nullable() })).optional() })),
+  output: () => z.object({
+    messages: z.array(messageOut().extend({ receipts: z.array(z.object({ agent: z.string(), read_at: z.string().nullable(), acked_at: z.string().nullable() })).optional() })),
     next_cursor: z.string().nullable(),
   }),
   permission: 'read',
@@ -309,7 +309,7 @@ export const messageSearch = defineOp({
     const cursors = sealPositions(ctx, 'messages', page.map((m) => m.seq));
     const messages = [];
     for (const [i, m] of page.entries()) {
-      const out: z.infer<typeof messageOut> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m, cursors[i]!);
+      const out: z.infer<ReturnType<typeof messageOut>> & { receipts?: { agent: string; read_at: string | null; acked_at: string | null }[] } = toOut(ctx.services.cipher, m, cursors[i]!);
       if (m.sender_id === p.agentId) {
         out.receipts = (await store.receipts(ctx.tx, m.seq)).map((r) => ({ agent: r.name, read_at: iso(r.read_at), acked_at: iso(r.acked_at) }));
       }

@@ -7,7 +7,7 @@ import { unreadCount } from '../store/messages.js';
 import { countByStatus, listTasks } from '../store/tasks.js';
 import { schemaVersion } from '../store/health.js';
 import { defineOp, type OpDef } from './catalog.js';
-import { LIMITS, taskSummaryOut } from './schemas.js';
+import { lazy, LIMITS, taskSummaryOut } from './schemas.js';
 import { lockOut, toLockOut } from './locks.js';
 import { pendingHandoffsOut, resumeInfo, resumeSessionOut } from './sessions.js';
 import { toTaskSummary } from './tasks.js';
@@ -19,19 +19,19 @@ import { iso } from '../core/time.js';
 export const whoami = defineOp({
   name: 'whoami',
   summary: 'Your role, tasks, session, locks, handoffs, unread mail. Call first and on reconnect.',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     agent: z.object({ id: z.string(), name: z.string(), role: z.string() }),
     project: z.object({ id: z.string(), name: z.string() }),
     server_admin: z.boolean(),
-    held_tasks: z.array(taskSummaryOut),
+    held_tasks: z.array(taskSummaryOut()),
     board: z.record(z.string(), z.number()),
     server: z.object({ name: z.string(), version: z.string() }),
     /** Your open session (with its last checkpoint) and handoffs waiting for you: resume from here. */
-    session: resumeSessionOut,
-    pending_handoffs: pendingHandoffsOut,
+    session: resumeSessionOut(),
+    pending_handoffs: pendingHandoffsOut(),
     /** File locks you hold, and how many of your messages are unread. */
-    locks: z.array(lockOut),
+    locks: z.array(lockOut()),
     unread: z.number(),
   }),
   permission: 'self',
@@ -66,8 +66,8 @@ export const whoami = defineOp({
 export const agentList = defineOp({
   name: 'agent_list',
   summary: 'Agents here: role, capabilities, presence.',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     agents: z.array(
       z.object({
         id: z.string(),
@@ -101,19 +101,19 @@ export const agentList = defineOp({
   },
 });
 
-const planOut = z.object({
+const planOut = lazy(() => z.object({
   goal: z.string(),
   body: z.string(),
   version: z.number(),
   updated_by: z.string().nullable(),
   updated_at: z.string().nullable(),
-});
+}));
 
 export const planGet = defineOp({
   name: 'plan_get',
   summary: "The project's goal and master plan (markdown), with its version.",
-  input: z.object({}).strict(),
-  output: z.object({ plan: planOut }),
+  input: () => z.object({}).strict(),
+  output: () => z.object({ plan: planOut() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -135,7 +135,7 @@ export const planGet = defineOp({
 export const planUpdate = defineOp({
   name: 'plan_update',
   summary: 'Replace the goal and/or plan; if_version makes it compare-and-set.',
-  input: z
+  input: () => z
     .object({
       goal: z.string().max(LIMITS.title * 10).optional(),
       body: z.string().max(LIMITS.plan).optional(),
@@ -143,7 +143,7 @@ export const planUpdate = defineOp({
     })
     .strict()
     .refine((v) => v.goal !== undefined || v.body !== undefined, { message: 'give goal, body or both' }),
-  output: z.object({ plan: planOut }),
+  output: () => z.object({ plan: planOut() }),
   permission: 'plan.write',
   kind: 'write',
   tier: 'all',
@@ -173,8 +173,8 @@ export const planUpdate = defineOp({
 export const serverStatus = defineOp({
   name: 'server_status',
   summary: 'Diagnostics: version, uptime, schema version, runtime (debug tier).',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     version: z.string(),
     node: z.string(),
     uptime_s: z.number(),

@@ -6,17 +6,17 @@ import type { ApprovalRow, DecisionRow } from '../store/oversight.js';
 import { defineOp, RETRY, type OpDef } from './catalog.js';
 import { AAD, openNullable, openWith, sealNullable, sealWith, type Cipher } from '../security/crypto.js';
 import { decodeBefore, mustHaveTasks, page } from './discoveries.js';
-import { cursor, limit, taskId, waitMs } from './schemas.js';
+import { lazy, cursor, limit, taskId, waitMs } from './schemas.js';
 
 import { iso } from '../core/time.js';
 
-const approvalId = z.string().regex(ID_PATTERN('apr'), 'expected an approval id (apr_…)');
+const approvalId = lazy(() => z.string().regex(ID_PATTERN('apr'), 'expected an approval id (apr_…)'));
 const RISKS = ['low', 'medium', 'high', 'critical'] as const;
 const APPROVAL_STATES = ['pending', 'granted', 'denied'] as const;
 
 // ---------------------------------------------------------------- decisions
 
-const decisionOut = z.object({
+const decisionOut = lazy(() => z.object({
   id: z.string(),
   what: z.string(),
   why: z.string(),
@@ -24,13 +24,13 @@ const decisionOut = z.object({
   task_id: z.string().nullable(),
   author: z.string(),
   created_at: z.string(),
-});
+}));
 
 /**
  * Encryption at rest (S32): a decision's what, why and alternatives, and an approval's action,
  * details and decision reason are sealed when written, bound to project, id and column.
  */
-function toDecisionOut(c: Cipher | undefined, r: DecisionRow): z.infer<typeof decisionOut> {
+function toDecisionOut(c: Cipher | undefined, r: DecisionRow): z.infer<ReturnType<typeof decisionOut>> {
   return {
     id: r.id,
     what: openWith(c, r.what, AAD.decision(r.project_id, r.id, 'what')),
@@ -45,15 +45,15 @@ function toDecisionOut(c: Cipher | undefined, r: DecisionRow): z.infer<typeof de
 export const decisionRecord = defineOp({
   name: 'decision_record',
   summary: 'Record a decision: what, why, alternatives.',
-  input: z
+  input: () => z
     .object({
       what: z.string().min(1).max(2_000),
       why: z.string().min(1).max(10_000),
       alternatives: z.array(z.string().min(1).max(2_000)).max(20).optional(),
-      task_id: taskId.optional(),
+      task_id: taskId().optional(),
     })
     .strict(),
-  output: z.object({ id: z.string(), created_at: z.string() }),
+  output: () => z.object({ id: z.string(), created_at: z.string() }),
   permission: 'decision.write',
   kind: 'write',
   tier: 'standard',
@@ -83,8 +83,8 @@ export const decisionRecord = defineOp({
 export const decisionList = defineOp({
   name: 'decision_list',
   summary: 'List recorded decisions, newest first.',
-  input: z.object({ task_id: taskId.optional(), limit: limit.optional(), cursor: cursor.optional() }).strict(),
-  output: z.object({ decisions: z.array(decisionOut), next_cursor: z.string().nullable() }),
+  input: () => z.object({ task_id: taskId().optional(), limit: limit().optional(), cursor: cursor().optional() }).strict(),
+  output: () => z.object({ decisions: z.array(decisionOut()), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'all',
@@ -105,7 +105,7 @@ export const decisionList = defineOp({
 
 // ---------------------------------------------------------------- approvals
 
-const approvalOut = z.object({
+const approvalOut = lazy(() => z.object({
   id: z.string(),
   action: z.string(),
   details: z.string(),
@@ -117,9 +117,9 @@ const approvalOut = z.object({
   decided_at: z.string().nullable(),
   reason: z.string().nullable(),
   created_at: z.string(),
-});
+}));
 
-function toApprovalOut(c: Cipher | undefined, r: ApprovalRow): z.infer<typeof approvalOut> {
+function toApprovalOut(c: Cipher | undefined, r: ApprovalRow): z.infer<ReturnType<typeof approvalOut>> {
   return {
     id: r.id,
     action: openWith(c, r.action, AAD.approval(r.project_id, r.id, 'action')),
@@ -138,15 +138,15 @@ function toApprovalOut(c: Cipher | undefined, r: ApprovalRow): z.infer<typeof ap
 export const approvalRequest = defineOp({
   name: 'approval_request',
   summary: 'Ask a human to approve a critical action.',
-  input: z
+  input: () => z
     .object({
       action: z.string().min(1).max(500),
       details: z.string().max(10_000).optional(),
       risk: z.enum(RISKS),
-      task_id: taskId.optional().describe('unlocks this needs_approval task when granted'),
+      task_id: taskId().optional().describe('unlocks this needs_approval task when granted'),
     })
     .strict(),
-  output: z.object({ id: z.string(), status: z.literal('pending') }),
+  output: () => z.object({ id: z.string(), status: z.literal('pending') }),
   permission: 'approval.request',
   kind: 'write',
   tier: 'standard',
@@ -177,9 +177,9 @@ export const approvalRequest = defineOp({
 export const approvalGet = defineOp({
   name: 'approval_get',
   summary: 'An approval; wait_ms waits (bounded) for the decision.',
-  input: z.object({ id: approvalId, wait_ms: waitMs.optional() }).strict(),
+  input: () => z.object({ id: approvalId(), wait_ms: waitMs().optional() }).strict(),
   // A wait that ends with the approval still pending answers it as pending (ctx.final).
-  output: z.object({ approval: approvalOut }),
+  output: () => z.object({ approval: approvalOut() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -198,10 +198,10 @@ export const approvalGet = defineOp({
 export const approvalDecide = defineOp({
   name: 'approval_decide',
   summary: 'Grant or deny a pending approval (humans).',
-  input: z
-    .object({ id: approvalId, decision: z.enum(['grant', 'deny']), reason: z.string().max(2_000).optional() })
+  input: () => z
+    .object({ id: approvalId(), decision: z.enum(['grant', 'deny']), reason: z.string().max(2_000).optional() })
     .strict(),
-  output: z.object({ approval: approvalOut }),
+  output: () => z.object({ approval: approvalOut() }),
   permission: 'approval.decide',
   kind: 'write',
   tier: 'all',
@@ -235,10 +235,10 @@ export const approvalDecide = defineOp({
 export const approvalList = defineOp({
   name: 'approval_list',
   summary: 'List approvals, newest first; optionally by status (humans).',
-  input: z
-    .object({ status: z.enum(APPROVAL_STATES).optional(), limit: limit.optional(), cursor: cursor.optional() })
+  input: () => z
+    .object({ status: z.enum(APPROVAL_STATES).optional(), limit: limit().optional(), cursor: cursor().optional() })
     .strict(),
-  output: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ approvals: z.array(approvalOut()), next_cursor: z.string().nullable() }),
   permission: 'approval.decide',
   kind: 'read',
   tier: 'all',

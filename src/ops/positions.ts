@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { decodePosition, encodePosition, encodePositions, type Seal } from '../core/cursor.js';
 import type { OpContext } from './catalog.js';
+import { lazy } from './schemas.js';
 
 /**
  * Positions in the hub's global sequences (event row ids, message seqs) as agents see them: sealed
@@ -11,9 +12,9 @@ export type Sequence = 'events' | 'messages';
 
 export const START = 'start';
 
-export const positionInput = z
+export const positionInput = lazy(() => z
   .string()
-  .regex(/^(start|[A-Za-z0-9_-]{22})$/, "expected 'start' or a cursor from an earlier answer");
+  .regex(/^(start|[A-Za-z0-9_-]{22})$/, "expected 'start' or a cursor from an earlier answer"));
 
 export function sealOf(ctx: OpContext): Seal {
   return { secret: ctx.services.keyPepper, scope: ctx.principal.projectId };

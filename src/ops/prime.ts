@@ -184,8 +184,8 @@ async function build(ctx: OpContext): Promise<{ text: string; truncated: boolean
 export const prime = defineOp({
   name: 'prime',
   summary: 'Your brief: what you hold, ready work, urgent mail, handoffs, rules. Call first.',
-  input: z.object({}).strict(),
-  output: z.object({
+  input: () => z.object({}).strict(),
+  output: () => z.object({
     brief: z.string().describe('plain text, at most 6,000 bytes (≤ 2,000 tokens)'),
     truncated: z.boolean().describe('some lists show only their first items ("+N more")'),
   }),

@@ -4,6 +4,16 @@ import { normalizeProjectPath } from '../core/paths.js';
 import { ROLE_NAME } from '../core/roles.js';
 import { TASK_STATES } from '../core/tasks.js';
 
+/**
+ * A schema built on its first call, then kept: every caller gets the same object. An op's schemas
+ * are built when it is first used, not at import (`OpSpec` in src/ops/catalog.ts), and so are the
+ * pieces they share: built at import, these were ~5 ms of a `baton mcp` cold start on Node 24.
+ */
+export function lazy<T>(build: () => T): () => T {
+  let built: T | undefined;
+  return () => (built ??= build());
+}
+
 /** Shared input and output pieces. Limits follow S15; every object is strict (unknown fields refused). */
 export const LIMITS = {
   title: 200,
@@ -22,17 +32,17 @@ export const LIMITS = {
   plan: 100_000,
 } as const;
 
-export const taskId = z.string().regex(ID_PATTERN('tsk'), 'expected a task id (tsk_…)');
-export const tokenId = z.string().regex(ID_PATTERN('tok'), 'expected a token id (tok_…)');
-export const agentName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected an agent name');
-export const roleName = z.string().regex(ROLE_NAME, 'expected a role name');
-export const projectName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected a project name');
-export const capability = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,63}$/, 'expected a capability name');
-export const label = z.string().min(1).max(LIMITS.label);
-export const leaseToken = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-export const waitMs = z.number().int().min(0).max(300_000);
-export const limit = z.number().int().min(1).max(LIMITS.page);
-export const cursor = z.string().max(200);
+export const taskId = lazy(() => z.string().regex(ID_PATTERN('tsk'), 'expected a task id (tsk_…)'));
+export const tokenId = lazy(() => z.string().regex(ID_PATTERN('tok'), 'expected a token id (tok_…)'));
+export const agentName = lazy(() => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected an agent name'));
+export const roleName = lazy(() => z.string().regex(ROLE_NAME, 'expected a role name'));
+export const projectName = lazy(() => z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected a project name'));
+export const capability = lazy(() => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,63}$/, 'expected a capability name'));
+export const label = lazy(() => z.string().min(1).max(LIMITS.label));
+export const leaseToken = lazy(() => z.number().int().min(1).max(Number.MAX_SAFE_INTEGER));
+export const waitMs = lazy(() => z.number().int().min(0).max(300_000));
+export const limit = lazy(() => z.number().int().min(1).max(LIMITS.page));
+export const cursor = lazy(() => z.string().max(200));
 
 /** Dependencies named in a raw (unparsed) batch: counted before any element is validated. */
 function rawEdges(raw: unknown): number {
@@ -70,7 +80,7 @@ export function taskBatch<S extends z.ZodType<{ depends_on?: string[] | undefine
   }, batch);
 }
 
-export const projectPath = z
+export const projectPath = lazy(() => z
   .string()
   .max(1024)
   .transform((p, ctx) => {
@@ -80,58 +90,58 @@ export const projectPath = z
       return z.NEVER;
     }
     return norm;
-  });
+  }));
 
-export const taskState = z.enum(TASK_STATES);
+export const taskState = lazy(() => z.enum(TASK_STATES));
 
-export const taskResult = z
+export const taskResult = lazy(() => z
   .object({
     summary: z.string().max(LIMITS.summary),
-    files_modified: z.array(projectPath).max(LIMITS.files).optional(),
-    files_created: z.array(projectPath).max(LIMITS.files).optional(),
+    files_modified: z.array(projectPath()).max(LIMITS.files).optional(),
+    files_created: z.array(projectPath()).max(LIMITS.files).optional(),
   })
-  .strict();
+  .strict());
 
-export const taskContext = z
+export const taskContext = lazy(() => z
   .object({
-    files: z.array(projectPath).max(LIMITS.files).optional(),
+    files: z.array(projectPath()).max(LIMITS.files).optional(),
     hints: z.string().max(LIMITS.hints).optional(),
   })
-  .strict();
+  .strict());
 
-const iso = z.string();
+const iso = lazy(() => z.string());
 
-export const leaseOut = z.object({ owner: z.string(), token: z.number(), expires_at: iso });
+export const leaseOut = lazy(() => z.object({ owner: z.string(), token: z.number(), expires_at: iso() }));
 
-export const taskOut = z.object({
+export const taskOut = lazy(() => z.object({
   id: z.string(),
   title: z.string(),
   description: z.string(),
-  status: taskState,
+  status: taskState(),
   priority: z.number(),
   labels: z.array(z.string()),
   capabilities: z.array(z.string()),
   depends_on: z.array(z.string()),
   parent_id: z.string().nullable(),
-  context: taskContext.nullable(),
+  context: taskContext().nullable(),
   assignee: z.string().nullable(),
   assignee_role: z.string().nullable(),
   attempts: z.number(),
   max_attempts: z.number(),
-  available_at: iso,
-  lease: leaseOut.nullable(),
-  result: taskResult.nullable(),
+  available_at: iso(),
+  lease: leaseOut().nullable(),
+  result: taskResult().nullable(),
   last_error: z.string().nullable(),
   needs_approval: z.boolean(),
   idempotency_key: z.string().nullable(),
   created_by: z.string(),
-  created_at: iso,
-  updated_at: iso,
+  created_at: iso(),
+  updated_at: iso(),
   version: z.number(),
-});
-export type TaskOut = z.infer<typeof taskOut>;
+}));
+export type TaskOut = z.infer<ReturnType<typeof taskOut>>;
 
-export const taskSummaryOut = taskOut.pick({
+export const taskSummaryOut = lazy(() => taskOut().pick({
   id: true,
   title: true,
   status: true,
@@ -141,4 +151,4 @@ export const taskSummaryOut = taskOut.pick({
   attempts: true,
   lease: true,
   updated_at: true,
-});
+}));

@@ -12,16 +12,16 @@ import { agentByName } from '../store/directory.js';
 import * as store from '../store/sessions.js';
 import type { CheckpointRow, HandoffRow, SessionRow } from '../store/sessions.js';
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
-import { agentName, leaseOut, limit, LIMITS, projectPath, roleName, taskId } from './schemas.js';
+import { lazy, agentName, leaseOut, limit, LIMITS, projectPath, roleName, taskId } from './schemas.js';
 import { releaseAgentLocks } from '../store/locks.js';
 import { lockReleasedEvent } from './locks.js';
 
 import { iso } from '../core/time.js';
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
-const handoffId = z.string().regex(ID_PATTERN('hof'), 'expected a handoff id (hof_…)');
-const item = z.string().min(1).max(500);
-const memoryKey = z.string().min(1).max(200);
+const handoffId = lazy(() => z.string().regex(ID_PATTERN('hof'), 'expected a handoff id (hof_…)'));
+const item = lazy(() => z.string().min(1).max(500));
+const memoryKey = lazy(() => z.string().min(1).max(200));
 
 /** How many pending handoffs whoami lists (the count says how many there are in all). */
 const WHOAMI_HANDOFFS = 5;
@@ -29,7 +29,7 @@ const PREVIEW = 200;
 
 // ---------------------------------------------------------------- output shapes
 
-const sessionOut = z.object({
+const sessionOut = lazy(() => z.object({
   id: z.string(),
   agent: z.string(),
   status: z.enum(['open', 'ended', 'abandoned']),
@@ -38,28 +38,28 @@ const sessionOut = z.object({
   checkpoints: z.number(),
   started_at: z.string(),
   ended_at: z.string().nullable(),
-});
+}));
 
-const checkpointOut = z.object({
+const checkpointOut = lazy(() => z.object({
   id: z.number().describe('checkpoint number within its session'),
   at: z.string(),
   summary: z.string(),
   completed: z.array(z.string()),
   metrics: z.record(z.string(), z.number()),
   commit_sha: z.string().nullable(),
-});
+}));
 
-const toOut = z.union([
+const toOut = lazy(() => z.union([
   z.object({ kind: z.literal('agent'), agent: z.string() }),
   z.object({ kind: z.literal('role'), role: z.string() }),
   z.object({ kind: z.literal('anyone') }),
-]);
+]));
 
-const handoffOut = z.object({
+const handoffOut = lazy(() => z.object({
   id: z.string(),
   session_id: z.string(),
   from: z.string(),
-  to: toOut,
+  to: toOut(),
   summary: z.string(),
   next_goals: z.array(z.string()),
   task_ids: z.array(z.string()),
@@ -69,23 +69,23 @@ const handoffOut = z.object({
   created_at: z.string(),
   accepted_by: z.string().nullable(),
   accepted_at: z.string().nullable(),
-});
+}));
 
 /** What whoami adds so an agent can resume after a crash or a compacted context. */
-export const resumeSessionOut = sessionOut.extend({ last_checkpoint: checkpointOut.nullable() }).nullable();
-export const pendingHandoffsOut = z.object({
+export const resumeSessionOut = lazy(() => sessionOut().extend({ last_checkpoint: checkpointOut().nullable() }).nullable());
+export const pendingHandoffsOut = lazy(() => z.object({
   count: z.number(),
   first: z.array(
-    z.object({ id: z.string(), from: z.string(), to: toOut, summary: z.string(), tasks: z.number(), created_at: z.string() }),
+    z.object({ id: z.string(), from: z.string(), to: toOut(), summary: z.string(), tasks: z.number(), created_at: z.string() }),
   ),
-});
+}));
 
 /**
  * Encryption at rest (S32): a session's goal and summary, and a checkpoint's summary and completed
  * items, are sealed when written (bound to project and session id, or session id and checkpoint
  * number, and column); the metrics (numbers under short keys) and commit sha stay clear.
  */
-function toSession(c: Cipher | undefined, row: SessionRow, agent: string): z.infer<typeof sessionOut> {
+function toSession(c: Cipher | undefined, row: SessionRow, agent: string): z.infer<ReturnType<typeof sessionOut>> {
   return {
     id: row.id,
     agent,
@@ -98,7 +98,7 @@ function toSession(c: Cipher | undefined, row: SessionRow, agent: string): z.inf
   };
 }
 
-function toCheckpoint(c: Cipher | undefined, row: CheckpointRow): z.infer<typeof checkpointOut> {
+function toCheckpoint(c: Cipher | undefined, row: CheckpointRow): z.infer<ReturnType<typeof checkpointOut>> {
   return {
     id: row.seq,
     at: iso(row.at),
@@ -114,7 +114,7 @@ interface Lease {
   token: number;
 }
 
-function toTo(row: HandoffRow): z.infer<typeof toOut> {
+function toTo(row: HandoffRow): z.infer<ReturnType<typeof toOut>> {
   if (row.to_kind === 'agent') return { kind: 'agent', agent: row.to_name ?? '' };
   if (row.to_kind === 'role') return { kind: 'role', role: row.to_role ?? '' };
   return { kind: 'anyone' };
@@ -130,7 +130,7 @@ function openPackage(c: Cipher | undefined, row: HandoffRow, field: PackageField
   return openWith(c, row[field], AAD.handoff(row.project_id, row.id, field));
 }
 
-function toHandoff(c: Cipher | undefined, row: HandoffRow): z.infer<typeof handoffOut> {
+function toHandoff(c: Cipher | undefined, row: HandoffRow): z.infer<ReturnType<typeof handoffOut>> {
   return {
     id: row.id,
     session_id: row.session_id,
@@ -183,9 +183,9 @@ export async function resumeInfo(
   ex: Executor,
   p: Principal,
   cipher?: Cipher,
-): Promise<{ session: z.infer<typeof resumeSessionOut>; pending_handoffs: z.infer<typeof pendingHandoffsOut> }> {
+): Promise<{ session: z.infer<ReturnType<typeof resumeSessionOut>>; pending_handoffs: z.infer<ReturnType<typeof pendingHandoffsOut>> }> {
   const open = await store.openSessionOf(ex, p.projectId, p.agentId);
-  let session: z.infer<typeof resumeSessionOut> = null;
+  let session: z.infer<ReturnType<typeof resumeSessionOut>> = null;
   if (open !== undefined) {
     const last = open.checkpoints > 0 ? await store.lastCheckpoint(ex, open.id) : undefined;
     session = { ...toSession(cipher, open, p.agentName), last_checkpoint: last === undefined ? null : toCheckpoint(cipher, last) };
@@ -212,8 +212,8 @@ export async function resumeInfo(
 export const sessionStart = defineOp({
   name: 'session_start',
   summary: 'Start a work session (ends your open one as abandoned).',
-  input: z.object({ goal: z.string().min(1).max(2_000).optional() }).strict(),
-  output: z.object({ session: sessionOut, abandoned: z.string().nullable() }),
+  input: () => z.object({ goal: z.string().min(1).max(2_000).optional() }).strict(),
+  output: () => z.object({ session: sessionOut(), abandoned: z.string().nullable() }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -245,13 +245,13 @@ export const sessionStart = defineOp({
 
 // Key length is checked here rather than in the key schema: zod reports a bad record key as
 // `invalid_key`, which would hide that a limit (too_large) was exceeded.
-const metrics = z.record(z.string().min(1), z.number().finite()).superRefine((m, ctx) => {
+const metrics = lazy(() => z.record(z.string().min(1), z.number().finite()).superRefine((m, ctx) => {
   const keys = Object.keys(m);
   const tooBig = (origin: 'object' | 'string', maximum: number, message: string): void =>
     ctx.addIssue({ code: 'too_big', origin, maximum, inclusive: true, input: m, message });
   if (keys.length > 50) tooBig('object', 50, 'at most 50 metrics');
   if (keys.some((k) => k.length > 64)) tooBig('string', 64, 'metric names are at most 64 characters');
-});
+}));
 
 /**
  * A checkpoint's git work, outside every transaction (see session_checkpoint): first `stage`
@@ -293,22 +293,22 @@ const CHECKPOINT_GIT_MS = GIT_TIMEOUT_MS;
 export const sessionCheckpoint = defineOp({
   name: 'session_checkpoint',
   summary: 'Record progress in your session; optionally git-commit as the user.',
-  input: z
+  input: () => z
     .object({
       summary: z.string().min(1).max(LIMITS.summary),
-      completed: z.array(item).max(100).optional(),
-      metrics: metrics.optional(),
+      completed: z.array(item()).max(100).optional(),
+      metrics: metrics().optional(),
       commit: z
         .object({
           repo: z.string().min(1).max(1024).describe("absolute path on the server, or '.'"),
           message: z.string().min(1).max(500),
-          paths: z.array(projectPath).max(LIMITS.files).optional().describe('to git add first'),
+          paths: z.array(projectPath()).max(LIMITS.files).optional().describe('to git add first'),
         })
         .strict()
         .optional(),
     })
     .strict(),
-  output: z.object({ checkpoint: z.object({ id: z.number(), at: z.string(), commit_sha: z.string().nullable() }) }),
+  output: () => z.object({ checkpoint: z.object({ id: z.number(), at: z.string(), commit_sha: z.string().nullable() }) }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -406,27 +406,27 @@ export const sessionCheckpoint = defineOp({
 
 // ---------------------------------------------------------------- session_end
 
-const handoffIn = z
+const handoffIn = lazy(() => z
   .object({
     summary: z.string().min(1).max(LIMITS.summary),
-    next_goals: z.array(item).max(50).optional(),
-    task_ids: z.array(taskId).max(100).optional().describe('tasks you hold'),
-    memory_keys: z.array(memoryKey).max(100).optional(),
-    files: z.array(projectPath).max(LIMITS.files).optional(),
+    next_goals: z.array(item()).max(50).optional(),
+    task_ids: z.array(taskId()).max(100).optional().describe('tasks you hold'),
+    memory_keys: z.array(memoryKey()).max(100).optional(),
+    files: z.array(projectPath()).max(LIMITS.files).optional(),
     to: z
-      .object({ agent: agentName.optional(), role: roleName.optional() })
+      .object({ agent: agentName().optional(), role: roleName().optional() })
       .strict()
       .refine((v) => (v.agent === undefined) !== (v.role === undefined), { message: 'give agent or role (omit to for anyone)' })
       .optional()
       .describe('one agent or one role; omit for anyone'),
   })
-  .strict();
+  .strict());
 
 export const sessionEnd = defineOp({
   name: 'session_end',
   summary: 'End your session, optionally handing off to an agent, a role or anyone.',
-  input: z.object({ summary: z.string().min(1).max(LIMITS.summary).optional(), handoff: handoffIn.optional() }).strict(),
-  output: z.object({ session: sessionOut, handoff: handoffOut.nullable() }),
+  input: () => z.object({ summary: z.string().min(1).max(LIMITS.summary).optional(), handoff: handoffIn().optional() }).strict(),
+  output: () => z.object({ session: sessionOut(), handoff: handoffOut().nullable() }),
   permission: 'session.write',
   kind: 'write',
   tier: 'standard',
@@ -521,10 +521,10 @@ export const sessionEnd = defineOp({
 export const handoffAccept = defineOp({
   name: 'handoff_accept',
   summary: "Accept a handoff to you; its tasks' leases become yours.",
-  input: z.object({ id: handoffId }).strict(),
-  output: z.object({
-    handoff: handoffOut,
-    tasks: z.array(z.object({ id: z.string(), lease: leaseOut })),
+  input: () => z.object({ id: handoffId() }).strict(),
+  output: () => z.object({
+    handoff: handoffOut(),
+    tasks: z.array(z.object({ id: z.string(), lease: leaseOut() })),
     not_transferred: z.array(z.object({ id: z.string(), status: z.string() })),
   }),
   permission: 'session.write',
@@ -546,7 +546,7 @@ export const handoffAccept = defineOp({
     const accepted = await store.markAccepted(ctx.tx, id, { agentId: p.agentId, name: p.agentName }, ctx.now);
     if (accepted === undefined) throw conflict('handoff was already accepted');
 
-    const tasks: { id: string; lease: z.infer<typeof leaseOut> }[] = [];
+    const tasks: { id: string; lease: z.infer<ReturnType<typeof leaseOut>> }[] = [];
     const moved = new Set<string>();
     for (const lease of leases) {
       const out = await store.transferLease(ctx.tx, {
@@ -583,8 +583,8 @@ export const handoffAccept = defineOp({
 export const handoffList = defineOp({
   name: 'handoff_list',
   summary: 'Handoffs for you or your role, and yours.',
-  input: z.object({ status: z.enum(['pending', 'accepted']).optional(), limit: limit.optional() }).strict(),
-  output: z.object({ handoffs: z.array(handoffOut) }),
+  input: () => z.object({ status: z.enum(['pending', 'accepted']).optional(), limit: limit().optional() }).strict(),
+  output: () => z.object({ handoffs: z.array(handoffOut()) }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',

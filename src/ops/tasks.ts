@@ -16,6 +16,7 @@ import { AAD, openNullable, openWith, sealNullable, sealWith, type Cipher, type 
 import { defineOp, RETRY, type OpContext, type OpDef } from './catalog.js';
 import { lockReleasedEvent } from './locks.js';
 import {
+  lazy,
   agentName,
   capability,
   cursor,
@@ -85,7 +86,7 @@ export function toTaskOut(c: Cipher | undefined, row: TaskRow, dependsOn: readon
 }
 
 /** The short form lists use (only the title is opened). */
-export function toTaskSummary(c: Cipher | undefined, row: TaskRow): z.infer<typeof taskSummaryOut> {
+export function toTaskSummary(c: Cipher | undefined, row: TaskRow): z.infer<ReturnType<typeof taskSummaryOut>> {
   return {
     id: row.id,
     title: openWith(c, row.title, AAD.task(row.project_id, row.id, 'title')),
@@ -212,37 +213,37 @@ function leaseMsFor(ctx: OpContext, requested: number | undefined): number {
 
 // ---------------------------------------------------------------- task_create
 
-const taskSpec = z
+const taskSpec = lazy(() => z
   .object({
     ref: z.string().min(1).max(64).optional(),
     title: z.string().min(1).max(LIMITS.title),
     description: z.string().max(LIMITS.description).optional(),
     priority: z.number().int().min(1).max(10).optional().describe('1 most urgent; default 5'),
-    labels: z.array(label).max(LIMITS.labels).optional(),
-    capabilities: z.array(capability).max(LIMITS.labels).optional().describe('required of the claimer'),
+    labels: z.array(label()).max(LIMITS.labels).optional(),
+    capabilities: z.array(capability()).max(LIMITS.labels).optional().describe('required of the claimer'),
     depends_on: z.array(z.string().min(1).max(64)).max(LIMITS.deps).optional(),
-    parent_id: taskId.optional(),
-    context: taskContext.optional(),
-    assignee: agentName.optional(),
-    assignee_role: roleName.optional(),
+    parent_id: taskId().optional(),
+    context: taskContext().optional(),
+    assignee: agentName().optional(),
+    assignee_role: roleName().optional(),
     max_attempts: z.number().int().min(1).max(100).optional(),
     idempotency_key: z.string().min(1).max(128).optional(),
     needs_approval: z.boolean().optional(),
   })
-  .strict();
+  .strict());
 
-const createdOut = z.object({
+const createdOut = lazy(() => z.object({
   id: z.string(),
   ref: z.string().nullable(),
-  status: taskState,
+  status: taskState(),
   created: z.boolean(),
-});
+}));
 
 export const taskCreate = defineOp({
   name: 'task_create',
   summary: 'Create tasks (a batch); depends_on: task ids or refs in the batch.',
-  input: z.object({ tasks: taskBatch(taskSpec) }).strict(),
-  output: z.object({ tasks: z.array(createdOut) }),
+  input: () => z.object({ tasks: taskBatch(taskSpec()) }).strict(),
+  output: () => z.object({ tasks: z.array(createdOut()) }),
   permission: 'task.create',
   kind: 'write',
   tier: 'standard',
@@ -294,7 +295,7 @@ export const taskCreate = defineOp({
     const parentStatuses = await store.statusesOf(ctx.tx, projectId, parents);
     for (const p of parents) if (!parentStatuses.has(p)) throw new BatonError('not_found', `parent ${p} not found`);
 
-    const out: z.infer<typeof createdOut>[] = new Array(tasks.length);
+    const out: z.infer<ReturnType<typeof createdOut>>[] = new Array(tasks.length);
     const position = new Map(ids.map((id, k) => [id, k]));
     for (const i of topoOrder(tasks.length, inBatch)) {
       const t = tasks[i]!;
@@ -352,18 +353,18 @@ export const taskCreate = defineOp({
 export const taskList = defineOp({
   name: 'task_list',
   summary: 'List tasks by priority, with filters and paging.',
-  input: z
+  input: () => z
     .object({
-      status: z.array(taskState).max(7).optional(),
-      assignee: agentName.optional(),
-      label: label.optional(),
+      status: z.array(taskState()).max(7).optional(),
+      assignee: agentName().optional(),
+      label: label().optional(),
       mine: z.boolean().optional().describe('only tasks I hold'),
-      parent_id: taskId.optional(),
-      limit: limit.optional(),
-      cursor: cursor.optional(),
+      parent_id: taskId().optional(),
+      limit: limit().optional(),
+      cursor: cursor().optional(),
     })
     .strict(),
-  output: z.object({ tasks: z.array(taskSummaryOut), next_cursor: z.string().nullable() }),
+  output: () => z.object({ tasks: z.array(taskSummaryOut()), next_cursor: z.string().nullable() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -402,8 +403,8 @@ function decodeTaskCursor(c: string): store.TaskFilter['after'] {
 export const taskGet = defineOp({
   name: 'task_get',
   summary: 'One task in full, with its dependencies, lease and result.',
-  input: z.object({ id: taskId }).strict(),
-  output: z.object({ task: taskOut }),
+  input: () => z.object({ id: taskId() }).strict(),
+  output: () => z.object({ task: taskOut() }),
   permission: 'read',
   kind: 'read',
   tier: 'standard',
@@ -416,21 +417,21 @@ export const taskGet = defineOp({
 
 // ---------------------------------------------------------------- the work cycle
 
-const leased = z.object({ task: taskOut });
-const fenceInput = { id: taskId, lease_token: leaseToken };
+const leased = lazy(() => z.object({ task: taskOut() }));
+const fenceInput = { id: taskId(), lease_token: leaseToken() };
 
 export const taskClaim = defineOp({
   name: 'task_claim',
   summary: 'Claim the most urgent ready task you may take (or one by id); may wait.',
-  input: z
+  input: () => z
     .object({
-      id: taskId.optional(),
-      capabilities: z.array(capability).max(LIMITS.labels).optional(),
+      id: taskId().optional(),
+      capabilities: z.array(capability()).max(LIMITS.labels).optional(),
       lease_ms: z.number().int().min(1000).max(86_400_000).optional(),
-      wait_ms: waitMs.optional().describe('ms to wait for a task'),
+      wait_ms: waitMs().optional().describe('ms to wait for a task'),
     })
     .strict(),
-  output: z.object({ task: taskOut.nullable() }),
+  output: () => z.object({ task: taskOut().nullable() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -479,8 +480,8 @@ export const taskClaim = defineOp({
 export const taskStart = defineOp({
   name: 'task_start',
   summary: 'Mark a claimed task as running.',
-  input: z.object(fenceInput).strict(),
-  output: leased,
+  input: () => z.object(fenceInput).strict(),
+  output: () => leased(),
   permission: 'task.work',
   kind: 'write',
   tier: 'standard',
@@ -498,8 +499,8 @@ export const taskStart = defineOp({
 export const taskHeartbeat = defineOp({
   name: 'task_heartbeat',
   summary: 'Extend your lease on a task.',
-  input: z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
-  output: z.object({ id: z.string(), lease_expires_at: z.string() }),
+  input: () => z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  output: () => z.object({ id: z.string(), lease_expires_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -517,8 +518,8 @@ export const taskHeartbeat = defineOp({
 export const taskComplete = defineOp({
   name: 'task_complete',
   summary: 'Finish a task you hold with a result; unblocks dependents.',
-  input: z.object({ ...fenceInput, result: taskResult }).strict(),
-  output: z.object({ id: z.string(), status: taskState, unblocked: z.array(z.string()) }),
+  input: () => z.object({ ...fenceInput, result: taskResult() }).strict(),
+  output: () => z.object({ id: z.string(), status: taskState(), unblocked: z.array(z.string()) }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -552,14 +553,14 @@ export const taskComplete = defineOp({
 export const taskFail = defineOp({
   name: 'task_fail',
   summary: 'Fail a task you hold; retried with backoff until max_attempts.',
-  input: z
+  input: () => z
     .object({
       ...fenceInput,
       error: z.string().min(1).max(LIMITS.error),
       retry: z.boolean().optional().describe('false: dead-letter now'),
     })
     .strict(),
-  output: z.object({ id: z.string(), status: taskState, attempts: z.number(), available_at: z.string() }),
+  output: () => z.object({ id: z.string(), status: taskState(), attempts: z.number(), available_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'core',
@@ -593,8 +594,8 @@ export const taskFail = defineOp({
 export const taskRelease = defineOp({
   name: 'task_release',
   summary: 'Give back a task you hold (not counted as an attempt).',
-  input: z.object(fenceInput).strict(),
-  output: z.object({ id: z.string(), status: taskState }),
+  input: () => z.object(fenceInput).strict(),
+  output: () => z.object({ id: z.string(), status: taskState() }),
   permission: 'task.work',
   kind: 'write',
   tier: 'standard',
@@ -620,8 +621,8 @@ export const taskRelease = defineOp({
 export const taskCancel = defineOp({
   name: 'task_cancel',
   summary: 'Cancel a task (ends any lease). Its dependents stay blocked.',
-  input: z.object({ id: taskId, reason: z.string().max(LIMITS.error).optional() }).strict(),
-  output: z.object({ id: z.string(), status: taskState }),
+  input: () => z.object({ id: taskId(), reason: z.string().max(LIMITS.error).optional() }).strict(),
+  output: () => z.object({ id: z.string(), status: taskState() }),
   permission: 'task.manage',
   kind: 'write',
   tier: 'all',
@@ -641,24 +642,24 @@ export const taskCancel = defineOp({
 export const taskUpdate = defineOp({
   name: 'task_update',
   summary: 'Edit a task, replace depends_on, or requeue a failed/cancelled one.',
-  input: z
+  input: () => z
     .object({
-      id: taskId,
+      id: taskId(),
       if_version: z.number().int().min(1).optional(),
       title: z.string().min(1).max(LIMITS.title).optional(),
       description: z.string().max(LIMITS.description).optional(),
       priority: z.number().int().min(1).max(10).optional(),
-      labels: z.array(label).max(LIMITS.labels).optional(),
-      capabilities: z.array(capability).max(LIMITS.labels).optional(),
-      depends_on: z.array(taskId).max(LIMITS.deps).optional(),
-      context: taskContext.nullable().optional(),
-      assignee: agentName.nullable().optional(),
-      assignee_role: roleName.nullable().optional(),
+      labels: z.array(label()).max(LIMITS.labels).optional(),
+      capabilities: z.array(capability()).max(LIMITS.labels).optional(),
+      depends_on: z.array(taskId()).max(LIMITS.deps).optional(),
+      context: taskContext().nullable().optional(),
+      assignee: agentName().nullable().optional(),
+      assignee_role: roleName().nullable().optional(),
       max_attempts: z.number().int().min(1).max(100).optional(),
       requeue: z.boolean().optional(),
     })
     .strict(),
-  output: z.object({ task: taskOut }),
+  output: () => z.object({ task: taskOut() }),
   permission: 'task.manage',
   kind: 'write',
   tier: 'all',

@@ -10,12 +10,12 @@ import { newId } from '../core/ids.js';
 import { agentByName, createAgent, ensureProject, insertToken, listTokens, projectByName, revokeToken, tokenById } from '../store/directory.js';
 import type { TokenWithProject } from '../store/directory.js';
 import { defineOp, type OpDef } from './catalog.js';
-import { agentName, projectName, roleName, tokenId } from './schemas.js';
+import { lazy, agentName, projectName, roleName, tokenId } from './schemas.js';
 
 const ADMINS: Audience = { kind: 'admin' };
 const selfOnly = (agentId: string): Audience => ({ kind: 'agent', agentId });
 
-const tokenOut = z.object({
+const tokenOut = lazy(() => z.object({
   id: z.string(),
   name: z.string(),
   role: z.string(),
@@ -30,11 +30,11 @@ const tokenOut = z.object({
   allowed_addresses: z.array(z.string()).nullable(),
   /** The tool tier its MCP tools/list shows; null: the server default (toolsDefault). */
   tools: z.enum(TIERS).nullable(),
-});
+}));
 
 import { iso } from '../core/time.js';
 
-function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
+function toTokenOut(t: TokenWithProject): z.infer<ReturnType<typeof tokenOut>> {
   return {
     id: t.id,
     name: t.name,
@@ -51,7 +51,7 @@ function toTokenOut(t: TokenWithProject): z.infer<typeof tokenOut> {
   };
 }
 
-function tierOf(v: string | null | undefined): z.infer<typeof tokenOut>['tools'] {
+function tierOf(v: string | null | undefined): z.infer<ReturnType<typeof tokenOut>>['tools'] {
   return isTier(v) ? v : null;
 }
 
@@ -68,11 +68,11 @@ function bindingOf(json: string | null | undefined): string[] | null {
 export const tokenCreate = defineOp({
   name: 'token_create',
   summary: 'Issue an API key for an agent name and role; the key is shown once.',
-  input: z
+  input: () => z
     .object({
-      name: agentName,
-      role: roleName,
-      project: projectName.optional().describe("default: your project; others need a server admin"),
+      name: agentName(),
+      role: roleName(),
+      project: projectName().optional().describe("default: your project; others need a server admin"),
       expires_in_s: z.number().int().min(60).max(10 * 365 * 86_400).optional(),
       server_admin: z.boolean().optional(),
       for_existing_agent: z
@@ -87,7 +87,7 @@ export const tokenCreate = defineOp({
       tools: z.enum(TIERS).optional().describe("tool tier its MCP tools/list shows: core (the daily loop), standard, all (default: the server's)"),
     })
     .strict(),
-  output: z.object({ token: tokenOut, key: z.string() }),
+  output: () => z.object({ token: tokenOut(), key: z.string() }),
   permission: 'token.admin',
   kind: 'write',
   tier: 'all',
@@ -144,8 +144,8 @@ export const tokenCreate = defineOp({
 export const tokenList = defineOp({
   name: 'token_list',
   summary: 'List API keys (never the keys) of your project, or another (server admin).',
-  input: z.object({ project: projectName.optional(), all: z.boolean().optional() }).strict(),
-  output: z.object({ tokens: z.array(tokenOut) }),
+  input: () => z.object({ project: projectName().optional(), all: z.boolean().optional() }).strict(),
+  output: () => z.object({ tokens: z.array(tokenOut()) }),
   permission: 'token.admin',
   kind: 'read',
   tier: 'all',
@@ -170,8 +170,8 @@ export const tokenList = defineOp({
 export const tokenRevoke = defineOp({
   name: 'token_revoke',
   summary: 'Revoke an API key; it is refused from its very next request.',
-  input: z.object({ id: tokenId }).strict(),
-  output: z.object({ id: z.string(), revoked: z.boolean() }),
+  input: () => z.object({ id: tokenId() }).strict(),
+  output: () => z.object({ id: z.string(), revoked: z.boolean() }),
   permission: 'token.admin',
   kind: 'write',
   tier: 'all',
