@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../../core/gone.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest, isJSONRPCRequest, isJsonContentType, isSpecType } from '@modelcontextprotocol/server';
 import type { Credential } from '../../auth/jwt.js';
@@ -81,7 +82,7 @@ export async function leanAnswer(
   body: unknown,
   requestId: string,
   address?: string,
-  signal?: AbortSignal,
+  signal?: GoneSignal,
   tools?: Tier,
 ): Promise<string | null> {
   if (!isObject(body) || body.jsonrpc !== '2.0' || typeof body.method !== 'string') return null;
