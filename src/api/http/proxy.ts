@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { BlockList, Socket } from 'node:net';
+import type { BlockList } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../../config.js';
 import { forwardedClient, inList, normalizeAddress, toBlockList } from '../../core/net.js';
@@ -25,8 +25,6 @@ export interface Client {
 }
 
 const clients = new WeakMap<IncomingMessage, Client>();
-/** The client of each connection, when no proxy is trusted (a connection's peer does not change). */
-const peers = new WeakMap<Socket, Client>();
 
 function tlsSocket(req: IncomingMessage): boolean {
   return (req.socket as Partial<TLSSocket>).encrypted === true;
@@ -41,18 +39,10 @@ export class ProxyTrust {
 
   /** Works out the request's client and remembers it for `clientOf`. */
   bind(req: IncomingMessage): Client {
+    const peer = normalizeAddress(req.socket.remoteAddress ?? '');
     let client: Client;
-    if (this.trusted === null) {
-      // Without a trusted proxy the client is the socket's peer: worked out once per connection
-      // (a keep-alive agent sends thousands of requests on one).
-      let peer = peers.get(req.socket);
-      if (peer === undefined) {
-        peer = { address: normalizeAddress(req.socket.remoteAddress ?? ''), https: tlsSocket(req), forwarded: false };
-        peers.set(req.socket, peer);
-      }
-      client = peer;
-    } else {
-      const peer = normalizeAddress(req.socket.remoteAddress ?? '');
+    if (this.trusted === null) client = { address: peer, https: tlsSocket(req), forwarded: false };
+    else {
       const address = forwardedClient(peer, req.headers['x-forwarded-for'], this.trusted);
       const viaProxy = inList(this.trusted, peer);
       // The first value is the scheme the client itself used (a proxy after the first appends the
