@@ -1,3 +1,5 @@
+import type { GoneSignal } from '../core/gone.js';
+
 /** Who calls. Identity comes only from the credential (S10), never from op arguments. */
 export interface Principal {
   /** The token behind this principal; null for the local operator (CLI on the data dir) and keyless stdio. */
@@ -18,7 +20,7 @@ export interface CallMeta {
   readonly transport: Transport;
   readonly address?: string;
   /** Aborted when the caller goes away: waits end early. */
-  readonly signal?: AbortSignal;
+  readonly signal?: GoneSignal;
   /**
    * The longest this call may wait (ms), below what was asked: a surface whose clients cut long
    * calls (MCP: mcpWaitCapMs) sets it; the wait then answers its empty result at the cap.

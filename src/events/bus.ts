@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../core/gone.js';
 import type { Db } from '../store/db.js';
 import { eventsHead } from '../store/journal.js';
 
@@ -80,7 +81,7 @@ export class Bus {
   }
 
   /** Resolves at the next ring, after `timeoutMs`, or when `signal` aborts, whichever is first. */
-  async wait(timeoutMs: number, signal?: AbortSignal, since?: Mark): Promise<void> {
+  async wait(timeoutMs: number, signal?: GoneSignal, since?: Mark): Promise<void> {
     if (timeoutMs <= 0 || aborted(signal)) return;
     if (since !== undefined) {
       if (since.rings !== this.rings) return;
@@ -179,6 +180,6 @@ export class Bus {
 }
 
 /** A function, so a check after an await is not narrowed away by the one before it. */
-function aborted(signal: AbortSignal | undefined): boolean {
+function aborted(signal: GoneSignal | undefined): boolean {
   return signal?.aborted === true;
 }

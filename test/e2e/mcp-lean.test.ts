@@ -125,6 +125,10 @@ describe('lean HTTP path ≡ SDK path', () => {
     ['no accept header', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { accept: '' }],
     ['jsonrpc 1.0', 'legacy', { jsonrpc: '1.0', id: 1, method: 'tools/list' }],
     ['a null id', 'legacy', { jsonrpc: '2.0', id: null, method: 'tools/list' }],
+    // tools/call's usual shape is checked by hand (lean.ts plainToolCall); these are just outside it.
+    ['a fractional id on tools/call', 'legacy', { jsonrpc: '2.0', id: 1.5, method: 'tools/call', params: { name: 'whoami' } }],
+    ['a key JSON-RPC does not define, on tools/call', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami' }, extra: 1 }],
+    ['a malformed task on tools/call', 'legacy', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', task: 'soon' } }],
   ];
   for (const [what, shape, raw, extra] of rejections) {
     it(`rejection: ${what} is answered as the SDK answers it`, async () => {

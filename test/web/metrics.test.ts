@@ -77,6 +77,15 @@ describe('GET /metrics', () => {
     expect(value(after, 'baton_op_calls_total{op="unknown",outcome="not_found"}')).toBe(1);
     expect(value(after, 'baton_op_duration_seconds_count{op="task_create"}')).toBe(ok0 + 7);
     expect(value(after, 'baton_op_duration_seconds_bucket{le="+Inf",op="task_create"}')).toBe(ok0 + 7);
+    // Cumulative buckets, as Prometheus reads them: never decreasing, the last finite one holding every call under 60 s.
+    const buckets = after
+      .split('\n')
+      .filter((l) => l.startsWith('baton_op_duration_seconds_bucket{') && l.includes('op="task_create"'))
+      .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+    expect(buckets).toHaveLength(16);
+    for (let i = 1; i < buckets.length; i++) expect(buckets[i]).toBeGreaterThanOrEqual(buckets[i - 1]!);
+    expect(value(after, 'baton_op_duration_seconds_bucket{le="60",op="task_create"}')).toBe(ok0 + 7);
+    expect(value(after, 'baton_op_duration_seconds_sum{op="task_create"}')).toBeGreaterThan(0);
     expect(value(after, 'baton_rate_limited_total{layer="op"}')).toBe(2);
     clock.advance(61_000);
   });

@@ -1,7 +1,47 @@
 import type { ServerResponse } from 'node:http';
+import type { GoneSignal } from '../../core/gone.js';
 
 /**
- * Requests in flight, for a graceful stop. Each request gets an AbortSignal that fires when its
+ * A request's client-gone signal. Most calls only ask whether the client has left (a flag); only
+ * a call that pauses to wait listens for it, and only then is an AbortController made: creating
+ * one per request was ~2 % of `baton serve`'s CPU under claim+complete load (docs/BENCHMARKS.md).
+ */
+export class ClientSignal implements GoneSignal {
+  private gone = false;
+  private controller: AbortController | null = null;
+
+  get aborted(): boolean {
+    return this.gone;
+  }
+
+  /** The client left before its answer was complete. */
+  abort(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.controller?.abort();
+  }
+
+  /** A real AbortSignal, for an API that needs one (made on first use; aborted if the client already left). */
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.gone) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void {
+    this.signal.addEventListener(type, listener, options);
+  }
+
+  removeEventListener(type: 'abort', listener: () => void): void {
+    this.controller?.signal.removeEventListener(type, listener);
+  }
+}
+
+
+/**
+ * Requests in flight, for a graceful stop. Each request gets a signal (ClientSignal) that fires when its
  * client goes away before the answer is complete (the socket closed under it): the runner then
  * ends its wait without committing anything for it. A drain marks every open response
  * `Connection: close` and ends when none is left (or its time is up).
@@ -12,15 +52,15 @@ export class InFlight {
   private idle: (() => void) | null = null;
 
   /** Tracks one request; the returned signal aborts if its client leaves before the answer is complete. */
-  track(res: ServerResponse): AbortSignal {
-    const gone = new AbortController();
+  track(res: ServerResponse): ClientSignal {
+    const gone = new ClientSignal();
     this.open.add(res);
     res.once('close', () => {
       if (!res.writableFinished) gone.abort();
       this.open.delete(res);
       if (this.draining && this.open.size === 0) this.idle?.();
     });
-    return gone.signal;
+    return gone;
   }
 
   get isDraining(): boolean {

@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../../core/gone.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -22,7 +23,7 @@ interface SdkCaller {
   principal: Principal;
   /** A fresh resolver per tool call: every attempt of a wait authenticates again (revocation stops it). */
   who: () => ResolvePrincipal;
-  signal: AbortSignal;
+  signal: GoneSignal;
   /** The connection's tool tier (`?tools=` or X-Baton-Tools); undefined: the key's. */
   tools: Tier | undefined;
   /** The client's address (proxy.ts), for the audit of each tool call. */
@@ -74,7 +75,7 @@ export class McpRoute {
     );
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: GoneSignal): Promise<void> {
     if (req.method !== 'POST') {
       res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
       return;
@@ -113,7 +114,7 @@ export class McpRoute {
     key: Credential,
     text: string,
     body: unknown,
-    signal: AbortSignal,
+    signal: GoneSignal,
     tools: Tier | undefined,
   ): Promise<void> {
     // Authenticated here so a bad key is an HTTP 401 before any protocol work; tool calls

@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../../core/gone.js';
 import type { IncomingMessage } from 'node:http';
 import { BatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
@@ -43,7 +44,7 @@ export class RestRouter {
     query: string,
     who: ResolvePrincipal,
     requestId: string,
-    signal?: AbortSignal,
+    signal?: GoneSignal,
   ): Promise<unknown> {
     const parts = path.split('/').filter(Boolean);
     if (parts[0] === 'schemas' && req.method === 'GET') return schemaRoute(this.hub, parts, who);

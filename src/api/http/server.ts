@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../../core/gone.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES, createServer, type RequestListener, type Server as NodeServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -134,7 +135,7 @@ class HttpSurface {
   };
 
   /** guard → route; a request answered with a success authenticates its connection. */
-  private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: AbortSignal): Promise<void> {
+  private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: GoneSignal): Promise<void> {
     try {
       if (this.guard.check(req, res, this.hub.clock.now())) return;
     } catch (err) {
@@ -146,7 +147,7 @@ class HttpSurface {
     if (res.statusCode < 400 && !isDashboardPath((req.url ?? '/').split('?', 1)[0]!)) this.pending.authenticated(req.socket);
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: AbortSignal): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: GoneSignal): Promise<void> {
     const { hub, send } = this;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -165,7 +166,7 @@ class HttpSurface {
     throw new BatonError('not_found', 'no such route');
   }
 
-  private async restRoute(req: IncomingMessage, res: ServerResponse, path: string, url: string, requestId: string, signal: AbortSignal): Promise<void> {
+  private async restRoute(req: IncomingMessage, res: ServerResponse, path: string, url: string, requestId: string, signal: GoneSignal): Promise<void> {
     // A browser session (session.ts) when there is no bearer credential: CSRF-checked on writes.
     const cookie = cookieAuthOf(this.hub, req);
     const write = req.method !== 'GET' && req.method !== 'HEAD';

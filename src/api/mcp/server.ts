@@ -1,3 +1,4 @@
+import type { GoneSignal } from '../../core/gone.js';
 import { ProtocolError, ProtocolErrorCode, Server, type ServerContext } from '@modelcontextprotocol/server';
 import type { Principal, Transport } from '../../auth/principal.js';
 import type { Tier } from '../../core/tiers.js';
@@ -15,7 +16,7 @@ export interface Caller {
   /** Usually a resolver that authenticates inside the call's own transaction. */
   who(ctx: ServerContext): Principal | ResolvePrincipal;
   /** Fires when the caller goes away (HTTP: the client's socket closed); else the SDK's request signal. */
-  signal?(ctx: ServerContext): AbortSignal;
+  signal?(ctx: ServerContext): GoneSignal;
   /** The connection's own tool tier (stdio BATON_TOOLS, HTTP ?tools= / X-Baton-Tools); undefined: the key's. */
   tools?: Tier;
   /** HTTP: the client's address, recorded in the audit of each call (stdio has none). */
