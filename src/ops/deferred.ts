@@ -1,3 +1,4 @@
+import type { Durability } from '../store/sqlite.js';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
@@ -116,7 +117,7 @@ export interface WorkerSinkOptions {
   busyTimeoutMs: number;
   auditKey: Buffer;
   /** The worker's connection syncs like the main one (the `durability` setting). */
-  durability?: 'full' | 'normal';
+  durability?: Durability;
   /** Where batches go once the worker has failed `maxRestarts` times in a row (the main connection). */
   fallback: DeferredSink;
   log: Logger;

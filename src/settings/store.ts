@@ -6,10 +6,12 @@ export const STORE_SETTINGS = {
   shape: {
     /**
      * `full` (default): an acknowledged write is on disk (SQLite synchronous = FULL; group commit
-     * shares one fsync per batch). `normal`: faster, survives a crash of the process but not a
-     * power loss or an OS crash (the last commits before it may roll back).
+     * shares one fsync per batch, inside its COMMIT). `full-threaded`: as durable, the fsync runs
+     * on the thread pool while the process serves other requests (answers wait for it): for disks
+     * whose fsync is slow. `normal`: faster, survives a crash of the process but not a power loss
+     * or an OS crash (the last commits before it may roll back).
      */
-    durability: z.enum(['full', 'normal']).default('full'),
+    durability: z.enum(['full', 'full-threaded', 'normal']).default('full'),
     /**
      * A PostgreSQL URL (`postgres://user:pass@host:5432/db`): the hub keeps its data there instead
      * of the SQLite file in the data dir (which still holds secrets and keys). Unset: SQLite.

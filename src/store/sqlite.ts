@@ -46,7 +46,12 @@ function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-export type Durability = 'full' | 'normal';
+/**
+ * `full`: SQLite's synchronous = FULL, the WAL fsynced inside COMMIT. `full-threaded`: as durable,
+ * the fsync on the thread pool (WalSync) while the event loop goes on, answers waiting for it.
+ * `normal`: synchronous = NORMAL, no fsync per commit.
+ */
+export type Durability = 'full' | 'full-threaded' | 'normal';
 
 export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
@@ -152,11 +157,12 @@ export class SqliteDb implements Db {
       }
     };
     setup('journal_mode = WAL');
-    // The durable default syncs through WalSync: SQLite itself runs NORMAL (same file format and
+    // `full-threaded` syncs through WalSync: SQLite itself runs NORMAL (same file format and
     // recovery; it still syncs the WAL header and checkpoints), the WAL's fsync after each commit
-    // is ours, on the thread pool.
+    // is ours, on the thread pool. The default `full` leaves it to SQLite, inside COMMIT: measured
+    // faster on a quiet machine with a fast fsync (docs/BENCHMARKS.md, issue 7).
     const durable = options.durability !== 'normal';
-    this.walSync = durable && file !== ':memory:' ? new WalSync(`${file}-wal`) : null;
+    this.walSync = options.durability === 'full-threaded' && file !== ':memory:' ? new WalSync(`${file}-wal`) : null;
     setup(`synchronous = ${durable && this.walSync === null ? 'FULL' : 'NORMAL'}`);
     setup('foreign_keys = ON');
     // Reads through a memory map instead of a read() per page (measured: a few % per read).

@@ -1,5 +1,5 @@
 /**
- * The durable default (issue 7): SQLite runs synchronous=NORMAL and the store fsyncs the WAL off
+ * `durability: full-threaded` (issue 7): SQLite runs synchronous=NORMAL and the store fsyncs the WAL off
  * the event loop (store/wal-sync.ts). Acknowledged must still mean on disk: no write is answered,
  * and no read answers with what it saw, before an fdatasync of the WAL that began after the commit
  * has finished; a failed fsync is a storage fault, not an acknowledgement. fdatasync is held here
@@ -42,7 +42,7 @@ describe('durable commits with the fsync off the event loop', () => {
     syncs.hold = false;
     syncs.fail = false;
     tmp = tempDir('baton-walsync-');
-    db = new SqliteDb(join(tmp.dir, 'baton.db'));
+    db = new SqliteDb(join(tmp.dir, 'baton.db'), { durability: 'full-threaded' });
     await db.write((ex) => ex.run(sql`CREATE TABLE t (x INTEGER PRIMARY KEY)`));
   });
   afterEach(async () => {
@@ -82,7 +82,7 @@ describe('durable commits with the fsync off the event loop', () => {
   });
 
   it("holds a read that saw another connection's unsynced commit until its own fsync of the WAL finishes", async () => {
-    const other = new SqliteDb(join(tmp.dir, 'baton.db'));
+    const other = new SqliteDb(join(tmp.dir, 'baton.db'), { durability: 'full-threaded' });
     try {
       await other.read((ex) => ex.get(sql`SELECT 1`)); // its first-answer sync, before holding
       syncs.hold = true;
@@ -170,5 +170,24 @@ describe('durable commits with the fsync off the event loop', () => {
     );
     expect(err).toBeInstanceOf(BatonError);
     expect((err as InstanceType<typeof BatonError>).code).toBe('storage_readonly');
+  });
+});
+
+describe('what each durability setting asks of SQLite', () => {
+  it.each([
+    [undefined, 2, 'the default: FULL, the fsync inside COMMIT'],
+    ['full', 2, 'FULL'],
+    ['full-threaded', 1, 'NORMAL, the fsync ours (WalSync)'],
+    ['normal', 1, 'NORMAL, no fsync per commit'],
+  ] as const)('durability %s → synchronous = %i (%s)', async (durability, level) => {
+    const tmp = tempDir();
+    const db = new SqliteDb(join(tmp.dir, 'baton.db'), durability === undefined ? {} : { durability });
+    try {
+      const row = await db.read((ex) => ex.get<{ synchronous: number }>(sql`PRAGMA synchronous`));
+      expect(row?.synchronous).toBe(level);
+    } finally {
+      await db.close();
+      tmp.cleanup();
+    }
   });
 });
