@@ -476,10 +476,6 @@ export function chainsAnchorIsAuthentic(key: Buffer, a: ChainsAnchor): boolean {
 
 const AUDIT_CHUNK = 32;
 
-export function appendAudit(ex: Executor, a: AuditEntry, key: Buffer): Promise<void> {
-  return appendAudits(ex, [a], key);
-}
-
 export interface AuditFilter {
   /** null: rows of no project (failed authentication, throttling), for server admins. */
   projectId: string | null;
@@ -1090,10 +1086,4 @@ async function sweepLegacy(ex: Executor, now: number, cutoff: number, key: Buffe
 export async function eventsHead(ex: Executor): Promise<number> {
   const row = await ex.get<{ head: number | null }>(sql`SELECT max(id) AS head FROM events`);
   return row?.head ?? 0;
-}
-
-/** The project an audit row belongs to (null: a server-wide row, or no such row). */
-export async function auditRowProject(ex: Executor, id: number): Promise<string | null> {
-  const row = await ex.get<{ project_id: string | null }>(sql`SELECT project_id FROM audit WHERE id = ${id}`);
-  return row?.project_id ?? null;
 }

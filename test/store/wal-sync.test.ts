@@ -179,7 +179,7 @@ describe('what each durability setting asks of SQLite', () => {
     ['full', 2, 'FULL'],
     ['full-threaded', 1, 'NORMAL, the fsync ours (WalSync)'],
     ['normal', 1, 'NORMAL, no fsync per commit'],
-  ] as const)('durability %s → synchronous = %i (%s)', async (durability, level) => {
+  ] as const)('durability %s → synchronous = %i (%s)', async (durability, level, _why) => {
     const tmp = tempDir();
     const db = new SqliteDb(join(tmp.dir, 'baton.db'), durability === undefined ? {} : { durability });
     try {
