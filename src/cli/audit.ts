@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { CallMeta } from '../auth/principal.js';
 import { Hub } from '../hub.js';
 import { printable, terminalJson } from './escape.js';
+import type { VerifyAnswer } from '../ops/audit.js';
 
 interface CommonFlags {
   data?: string;
@@ -30,15 +31,7 @@ interface QueryFlags extends CommonFlags {
   cursor?: string;
 }
 
-interface Verdict {
-  ok: boolean;
-  rows: number;
-  first_bad_id: number | null;
-  chain: string | null;
-  first_bad_seq: number | null;
-  reason: string | null;
-  anchor: string | null;
-}
+type Verdict = VerifyAnswer;
 
 /** How a message names the place: the chain and the position in it (and the row id when there is a row). */
 function where(v: Verdict): string {

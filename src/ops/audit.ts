@@ -16,6 +16,7 @@ import {
   stepChainWalk,
   type AuditAnchor,
   type AuditRow,
+  type AuditVerdict,
   type AuditWalk,
   type ChainMark,
   type ChainsAnchor,
@@ -274,17 +275,7 @@ export const auditVerify = defineOp({
         ctx.outside(nextTurn());
         return RETRY;
       }
-      const v = await endChainWalk(ctx.tx, key, pw);
-      return {
-        ok: v.ok,
-        rows: v.rows,
-        first_bad_id: v.firstBadId,
-        chain: v.ok ? null : (v.chain ?? null),
-        first_bad_seq: v.firstBadSeq ?? null,
-        scope: 'project' as const,
-        reason: v.reason ?? null,
-        anchor: null,
-      };
+      return verdictOut(await endChainWalk(ctx.tx, key, pw), 'project', null);
     }
     const anchor = input.anchor === undefined ? undefined : parseAnchor(input.anchor);
     if (anchor !== undefined && !(anchor.v === 1 ? anchorIsAuthentic(key, anchor) : chainsAnchorIsAuthentic(key, anchor))) {
@@ -305,17 +296,25 @@ export const auditVerify = defineOp({
       return RETRY;
     }
     const v = await endAuditWalk(ctx.tx, key, w);
-    return {
-      ok: v.ok,
-      rows: v.rows,
-      first_bad_id: v.firstBadId,
-      chain: v.ok ? null : (v.chain ?? null),
-      first_bad_seq: v.firstBadSeq ?? null,
-      scope: 'server' as const,
-      reason: v.reason ?? null,
-      anchor: v.ok && v.ends !== undefined ? anchorText(exportChainsAnchor(key, v.ends)) : null,
-    };
+    return verdictOut(v, 'server', v.ok && v.ends !== undefined ? anchorText(exportChainsAnchor(key, v.ends)) : null);
   },
 });
+
+/** audit_verify's answer (the CLI and tests read it as this). */
+export type VerifyAnswer = ReturnType<typeof verdictOut>;
+
+/** A walk's verdict as audit_verify answers it (a project admin's or a server admin's). */
+function verdictOut(v: AuditVerdict, scope: 'project' | 'server', anchor: string | null) {
+  return {
+    ok: v.ok,
+    rows: v.rows,
+    first_bad_id: v.firstBadId,
+    chain: v.ok ? null : (v.chain ?? null),
+    first_bad_seq: v.firstBadSeq ?? null,
+    scope,
+    reason: v.reason ?? null,
+    anchor,
+  };
+}
 
 export const AUDIT_OPS: readonly OpDef[] = [auditQuery, auditVerify];

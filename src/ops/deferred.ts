@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
-import { appendAudits, chainOf, SERVER_CHAIN, type AuditEntry } from '../store/journal.js';
+import { appendAudits, groupByChain, SERVER_CHAIN, type AuditEntry } from '../store/journal.js';
 
 /**
  * Writes that need not share the caller's transaction, batched into one transaction every
@@ -57,13 +57,7 @@ export async function writeDeferred(
   agents: Map<string, number>,
   tokens: Map<string, number>,
 ): Promise<void> {
-  const byChain = new Map<string, AuditEntry[]>();
-  for (const a of audit) {
-    const chain = chainOf(a.projectId);
-    let list = byChain.get(chain);
-    if (list === undefined) byChain.set(chain, (list = []));
-    list.push(a);
-  }
+  const byChain = groupByChain(audit);
   const touches = agents.size > 0 || tokens.size > 0;
   const writes: Promise<void>[] = [];
   if (touches) {

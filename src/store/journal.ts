@@ -157,25 +157,12 @@ export function auditKeyFrom(secret: Buffer): Buffer {
 }
 
 export function auditHash(r: HashedRow, key: Buffer): string {
-  const canonical = JSON.stringify([
-    r.id,
-    r.at,
-    r.request_id,
-    r.project_id,
-    r.principal,
-    r.role,
-    r.op,
-    r.target,
-    r.outcome,
-    r.code,
-    r.params,
-    r.transport,
-    r.address,
-    r.severity,
-    r.event,
-    r.prev_hash,
-  ]);
-  return createHmac('sha256', key).update(canonical).digest('hex');
+  return createHmac('sha256', key).update(JSON.stringify([r.id, ...hashedFields(r), r.prev_hash])).digest('hex');
+}
+
+/** The fields of a row both hash encodings cover, in their fixed order (between position and predecessor). */
+function hashedFields(r: Omit<AuditRow, 'hash' | 'id' | 'chain' | 'seq'>): unknown[] {
+  return [r.at, r.request_id, r.project_id, r.principal, r.role, r.op, r.target, r.outcome, r.code, r.params, r.transport, r.address, r.severity, r.event];
 }
 
 /** The chain of the rows of no project (failed authentication, throttling): the server chain. */
@@ -183,6 +170,18 @@ export const SERVER_CHAIN = '';
 
 /** The chain a row of this project goes to (migration 14): the project's own, or the server's. */
 export const chainOf = (projectId: string | null): string => projectId ?? SERVER_CHAIN;
+
+/** Audit entries by the chain each goes to, each chain's in the order given. */
+export function groupByChain(entries: readonly AuditEntry[]): Map<string, AuditEntry[]> {
+  const byChain = new Map<string, AuditEntry[]>();
+  for (const a of entries) {
+    const chain = chainOf(a.projectId);
+    let list = byChain.get(chain);
+    if (list === undefined) byChain.set(chain, (list = []));
+    list.push(a);
+  }
+  return byChain;
+}
 
 /** How verdicts name a chain: its project id, `server`, or `legacy` (the rows from before migration 14). */
 export const chainLabel = (chain: string): string => (chain === SERVER_CHAIN ? 'server' : chain);
@@ -197,27 +196,7 @@ type ChainHashed = Omit<AuditRow, 'hash' | 'id' | 'chain' | 'seq'> & { chain: st
  * (whose `chain` differs) verifies in its place.
  */
 export function chainRowHash(r: ChainHashed, key: Buffer): string {
-  const canonical = JSON.stringify([
-    'c1',
-    r.chain,
-    r.seq,
-    r.at,
-    r.request_id,
-    r.project_id,
-    r.principal,
-    r.role,
-    r.op,
-    r.target,
-    r.outcome,
-    r.code,
-    r.params,
-    r.transport,
-    r.address,
-    r.severity,
-    r.event,
-    r.prev_hash,
-  ]);
-  return createHmac('sha256', key).update(canonical).digest('hex');
+  return createHmac('sha256', key).update(JSON.stringify(['c1', r.chain, r.seq, ...hashedFields(r), r.prev_hash])).digest('hex');
 }
 
 /** The HMAC that makes a position of one chain authentic: its head or its retention anchor. */
@@ -310,13 +289,7 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
     withEvents = insertEvents(events);
     await ex.announce();
   } else await appendEvents(ex, events);
-  const byChain = new Map<string, AuditEntry[]>();
-  for (const a of entries) {
-    const chain = chainOf(a.projectId);
-    let list = byChain.get(chain);
-    if (list === undefined) byChain.set(chain, (list = []));
-    list.push(a);
-  }
+  const byChain = groupByChain(entries);
   // Project chains before the server chain: the lock order (db.ts WriteLock).
   const chains = [...byChain.keys()].sort((a, b) => Number(a === SERVER_CHAIN) - Number(b === SERVER_CHAIN));
   for (const chain of chains) {

@@ -16,19 +16,11 @@ import { Hub } from '../../src/hub.js';
 import { sql } from '../../src/store/sql.js';
 import { tamperWith } from './tamper.js';
 import { BIN, call, createKey, openHub, serve, storeEnvOf, testConfig, type TestHub } from '../helpers.js';
+import type { VerifyAnswer } from '../../src/ops/audit.js';
 
 const run = promisify(execFile);
 
-interface Verdict {
-  ok: boolean;
-  rows: number;
-  first_bad_id: number | null;
-  chain: string | null;
-  first_bad_seq: number | null;
-  scope: string;
-  reason: string | null;
-  anchor: string | null;
-}
+type Verdict = VerifyAnswer;
 
 let open: { t: TestHub; h: HttpHandle }[] = [];
 afterEach(async () => {

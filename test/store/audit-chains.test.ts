@@ -17,6 +17,7 @@ import { projectLockKey, serverChainLockKeys } from '../../src/store/postgres.js
 import { sql } from '../../src/store/sql.js';
 import { readFileSync } from 'node:fs';
 import { call, createKey, openHub, testConfig, TEST_DATABASE_URL, type Backend, type TestHub } from '../helpers.js';
+import type { VerifyAnswer } from '../../src/ops/audit.js';
 
 let open: TestHub[] = [];
 afterEach(async () => {
@@ -39,14 +40,7 @@ async function projectId(h: Hub, name: string): Promise<string> {
   return (await h.db.read((ex) => ex.get<{ id: string }>(sql`SELECT id FROM projects WHERE name = ${name}`)))!.id;
 }
 
-interface Verdict {
-  ok: boolean;
-  rows: number;
-  first_bad_id: number | null;
-  chain: string | null;
-  first_bad_seq: number | null;
-  scope: string;
-}
+type Verdict = VerifyAnswer;
 
 describe.each(['sqlite', 'postgres'] as const)('audit chain per project (%s)', (backend) => {
   it('two projects: each chain verifies on its own; an edit in one is reported for that chain, the other still holds', async () => {

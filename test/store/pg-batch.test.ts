@@ -33,6 +33,24 @@ describe('PostgreSQL group commit', () => {
     return got.rows[0]?.ok === true;
   };
 
+  /** A session LISTENing on the store's channel; heard(): this schema's notifications so far. */
+  const listen = async (): Promise<{ client: pg.Client; heard: () => Promise<string[]> }> => {
+    const got: string[] = [];
+    const client = new pg.Client({ connectionString: s.url });
+    await client.connect();
+    client.on('notification', (n) => got.push(n.payload ?? ''));
+    await client.query('LISTEN baton_commit');
+    return {
+      client,
+      heard: async () => {
+        // Delivery is asynchronous: a round trip on the listener flushes what the server sent.
+        await client.query('SELECT 1');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return got.filter((p) => p.startsWith(`${s.schema}:`));
+      },
+    };
+  };
+
   it("an op after a failed one in the same batch holds its project's lock again", async () => {
     const key = projectLockKey(s.schema, 'p1');
     let inside!: () => void;
@@ -69,11 +87,7 @@ describe('PostgreSQL group commit', () => {
   });
 
   it('a NOTIFY goes out with COMMIT for a kept op that appended, never for a rolled-back one', async () => {
-    const heard: string[] = [];
-    const listener = new pg.Client({ connectionString: s.url });
-    await listener.connect();
-    listener.on('notification', (n) => heard.push(n.payload ?? ''));
-    await listener.query('LISTEN baton_commit');
+    const listener = await listen();
     try {
       const rolledBack = db.write(
         async (ex) => {
@@ -95,21 +109,14 @@ describe('PostgreSQL group commit', () => {
       ]);
       expect(batch).toEqual(['failed', 'kept']);
       await db.write(async (ex) => ex.announce().then(() => 'announced'), 'declared', 'p2');
-      // Delivery is asynchronous: a round trip on the listener flushes what the server sent.
-      await listener.query('SELECT 1');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(heard.filter((p) => p.startsWith(`${s.schema}:`))).toHaveLength(1);
+      expect(await listener.heard()).toHaveLength(1);
     } finally {
-      await listener.end();
+      await listener.client.end();
     }
   });
 
   it("writes queued while their project's batch runs wait for it and commit together in one transaction", async () => {
-    const heard: string[] = [];
-    const listener = new pg.Client({ connectionString: s.url });
-    await listener.connect();
-    listener.on('notification', (n) => heard.push(n.payload ?? ''));
-    await listener.query('LISTEN baton_commit');
+    const listener = await listen();
     try {
       let inside!: () => void;
       const entered = new Promise<void>((resolve) => (inside = resolve));
@@ -135,12 +142,10 @@ describe('PostgreSQL group commit', () => {
       }
       release();
       await Promise.all([first, ...queued]);
-      await listener.query('SELECT 1');
-      await new Promise((resolve) => setTimeout(resolve, 100));
       // One NOTIFY per transaction: the first batch's and the one batch of the five.
-      expect(heard.filter((p) => p.startsWith(`${s.schema}:`))).toHaveLength(2);
+      expect(await listener.heard()).toHaveLength(2);
     } finally {
-      await listener.end();
+      await listener.client.end();
     }
   });
 
