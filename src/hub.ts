@@ -25,7 +25,7 @@ import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
-import type { Db, Executor, WriteMode } from './store/db.js';
+import type { Db, Executor, TxMemo, WriteMode } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, legacyHeadUnkeyed, sealLegacyHead, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
@@ -43,6 +43,12 @@ import { isTier, type Tier } from './core/tiers.js';
 import { lockReleasedEvent } from './ops/locks.js';
 
 export const DEFAULT_PROJECT = 'default';
+
+/** A key's row read ahead in a write transaction (Hub.resolver lookAhead), and which transaction: its memo. */
+interface EarlyKey {
+  readonly memo: TxMemo;
+  readonly row: Promise<KeyForAuth | undefined>;
+}
 
 export interface HubOptions {
   clock?: Clock;
@@ -200,7 +206,7 @@ export class Hub {
     // Two stat calls, about 5 µs, per turn that writes.
     const write = db.write.bind(db);
     let checked = false;
-    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> => {
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> => {
       if (!checked) {
         checked = true;
         setImmediate(() => {
@@ -208,7 +214,7 @@ export class Hub {
         });
         watch.check();
       }
-      return write(fn, mode, project);
+      return write(fn, mode, project, ahead);
     };
   }
 
@@ -256,12 +262,17 @@ export class Hub {
     const auth = this.auth;
     let pending = credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null;
     pending?.catch(() => undefined); // observed when the resolver runs
+    // An API key's row read ahead in the op's own transaction (lookAhead), used once by that transaction.
+    let early: EarlyKey | null = null;
     const resolve = async (ex: Executor): Promise<Principal> => {
       try {
         // A wait re-resolves every round: the first uses the verification begun above, later ones verify again.
         const verified = pending ?? (credential !== undefined && looksLikeJwt(credential) ? this.verifyJwt(credential) : null);
         pending = null;
-        const p = await this.resolveIn(ex, credential, address, verified);
+        // Only the transaction that read it ahead may use it (its memo is that transaction's own).
+        const ahead = early !== null && early.memo === ex.memo ? early.row : null;
+        early = null;
+        const p = await this.resolveIn(ex, credential, address, verified, ahead);
         if (credential !== undefined && this.projectHints.get(credential) !== p.projectId) {
           if (this.projectHints.size >= 10_000) this.projectHints.clear();
           this.projectHints.set(credential, p.projectId);
@@ -274,7 +285,30 @@ export class Hub {
         throw err;
       }
     };
-    return Object.assign(resolve, { projectHint: credential === undefined ? undefined : this.projectHints.get(credential) });
+    /**
+     * Starts the key's lookup in the write transaction `ex` before its op runs (db.ts Db.write
+     * `ahead`: on PostgreSQL it goes out with BEGIN, and the op does not wait for it in turn).
+     * Still read inside the op's transaction, as every credential is; a key whose row read ahead
+     * refuses it is looked up again when the op runs.
+     */
+    const lookAhead = (ex: Executor): void => {
+      if (credential === undefined || !looksLikeKey(credential) || ex.memo === null) return;
+      const row = keyByHash(ex, this.keyHash(credential));
+      row.catch(() => undefined); // observed when the resolver runs, or dropped with its transaction
+      early = { memo: ex.memo, row };
+    };
+    return Object.assign(resolve, { projectHint: credential === undefined ? undefined : this.projectHints.get(credential), lookAhead });
+  }
+
+  /** A key's keyed hash (the pepper's HMAC), memoised per key: never whether the key is valid. */
+  private keyHash(credential: string): string {
+    let hash = this.keyHashes.get(credential);
+    if (hash === undefined) {
+      hash = hashKey(this.secrets.keyPepper, credential);
+      if (this.keyHashes.size >= 10_000) this.keyHashes.clear();
+      this.keyHashes.set(credential, hash);
+    }
+    return hash;
   }
 
   private verifyJwt(token: string): Promise<{ local: AccessClaims } | { external: ExternalIdentity }> {
@@ -289,18 +323,18 @@ export class Hub {
     credential: string | undefined,
     address: string | undefined,
     verified: Promise<{ local: AccessClaims } | { external: ExternalIdentity }> | null,
+    ahead: Promise<KeyForAuth | undefined> | null = null,
   ): Promise<Principal> {
     const refuse = (): BatonError => new BatonError('unauthenticated', 'missing or invalid credentials');
     if (credential === undefined) throw refuse();
     const now = this.clock.now();
     if (looksLikeKey(credential)) {
-      let hash = this.keyHashes.get(credential);
-      if (hash === undefined) {
-        hash = hashKey(this.secrets.keyPepper, credential);
-        if (this.keyHashes.size >= 10_000) this.keyHashes.clear();
-        this.keyHashes.set(credential, hash);
+      if (ahead !== null) {
+        const row = await ahead;
+        // Read ahead and live: the principal. Anything else is settled by reading it again now.
+        if (row !== undefined && row.agent_id !== null && this.auth.keyIsLive(row, address, now)) return this.keyPrincipal(row, address, now);
       }
-      return this.keyPrincipal(await keyByHash(ex, hash), address, now);
+      return this.keyPrincipal(await keyByHash(ex, this.keyHash(credential)), address, now);
     }
     if (verified === null) throw refuse();
     const v = await verified;

@@ -25,6 +25,8 @@ export type ResolvePrincipal = ((tx: Executor) => Promise<Principal>) & {
    * (store `write(…, project)`); the lock taken is always the resolved principal's project.
    */
   readonly projectHint?: string | undefined;
+  /** Starts the credential's lookup in the write transaction the op will run in (Db.write `ahead`). */
+  readonly lookAhead?: ((tx: Executor) => void) | undefined;
 };
 
 type AuditBase = Omit<AuditEntry, 'at' | 'outcome' | 'code' | 'params' | 'target'>;
@@ -252,7 +254,12 @@ export class Runner {
       // A write declares its lock itself (run(): its project's, once the caller is known).
       const result =
         op.kind === 'write'
-          ? await this.db.write((tx) => this.run(s, tx, started), 'declared', op.permission === 'token.admin' ? undefined : projectHint(s))
+          ? await this.db.write(
+              (tx) => this.run(s, tx, started),
+              'declared',
+              op.permission === 'token.admin' ? undefined : projectHint(s),
+              typeof s.who === 'function' ? s.who.lookAhead : undefined,
+            )
           : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
       if (s.emitted > 0) this.bus.ring();

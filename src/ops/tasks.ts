@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
 import type { Executor } from '../store/db.js';
 import { setAgentProfile } from '../store/directory.js';
-import { releaseTaskLocks } from '../store/locks.js';
+import { releaseTaskLocks, type Lock } from '../store/locks.js';
 import { approvalGranted } from '../store/oversight.js';
 import * as store from '../store/tasks.js';
 import type { TaskRow } from '../store/tasks.js';
@@ -119,7 +119,12 @@ type Emit = (projectId: string, type: string, subject: string, data: Record<stri
 
 /** A task's attempt ended (done, failed, released, cancelled, lease expired): its file locks go. */
 async function releaseLocksOfTask(ex: Executor, projectId: string, taskId: string, now: number, emit: Emit): Promise<void> {
-  for (const l of await releaseTaskLocks(ex, projectId, taskId, now)) {
+  await emitReleased(await releaseTaskLocks(ex, projectId, taskId, now), emit);
+}
+
+/** The events of a task's locks released because its attempt ended. */
+async function emitReleased(released: readonly Lock[], emit: Emit): Promise<void> {
+  for (const l of released) {
     const e = lockReleasedEvent(l, 'task_ended');
     await emit(e.projectId, e.type, e.subject, e.data);
   }
@@ -543,8 +548,12 @@ export const taskComplete = defineOp({
       if (row === undefined) throw failure;
     }
     await ctx.emit('task.done', id);
-    await releaseLocksOfTask(ctx.tx, ctx.principal.projectId, id, ctx.now, emitOf(ctx));
-    const unblocked = await store.resolveDependency(ctx.tx, id, ctx.now);
+    // Neither waits for the other's answer: sent together (one round trip on PostgreSQL).
+    const [released, unblocked] = await Promise.all([
+      releaseTaskLocks(ctx.tx, ctx.principal.projectId, id, ctx.now),
+      store.resolveDependency(ctx.tx, id, ctx.now),
+    ]);
+    await emitReleased(released, emitOf(ctx));
     for (const u of unblocked) await ctx.emit('task.ready', u);
     return { id, status: row.status, unblocked };
   },

@@ -65,8 +65,8 @@ export class BreakerDb implements Db {
     return this.guard(() => this.inner.read(fn));
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> {
-    return this.guard(() => this.inner.write(fn, mode, project));
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> {
+    return this.guard(() => this.inner.write(fn, mode, project, ahead));
   }
 
   subscribe(onCommit: () => void): () => void {

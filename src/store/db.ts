@@ -13,6 +13,15 @@ export interface Executor {
   get<T>(query: Sql): Promise<T | undefined>;
   run(query: Sql): Promise<{ changes: number }>;
   /**
+   * A write whose answer its caller does not need (no rows, no count) and whose failure it would
+   * not handle itself. In a PostgreSQL write transaction it is sent at once and not waited for:
+   * it travels pipelined with the statements after it, and if it fails, the whole transaction
+   * fails (the store finds out at the latest at COMMIT, rolls back, and runs each caller of the
+   * batch again alone, so each hears its own error). Elsewhere (SQLite, reads, migrations) it
+   * runs as `run` does.
+   */
+  send(query: Sql): Promise<void>;
+  /**
    * Takes what a write must hold before it reads what it will change, until its transaction
    * ends. SQLite: nothing (its one writer excludes every other). PostgreSQL: transaction-level
    * advisory locks (postgres.ts), always in the order server → project → server chain, so two writers
@@ -125,8 +134,13 @@ export interface Db {
    * `mode`: see WriteMode; `project`: the project whose lock a `declared` write will take, when
    * the caller knows it before the transaction (writes of one project commit together, apart
    * from other projects'). SQLite ignores both.
+   * `ahead`: where reading ahead saves waiting (PostgreSQL, in a batch formed for `project`), the
+   * store calls it in the write's transaction before the batch's first op runs, so the reads it
+   * starts go out pipelined with BEGIN and no op of the batch waits for them in turn. It may only
+   * start reads that the write's `fn` then uses in the same transaction (tell it by `ex.memo`, one
+   * object per transaction); the store may not call it at all.
    */
-  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T>;
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T>;
   /**
    * Calls `onCommit` after other connections (other processes, other hub instances) commit,
    * until the returned function is called. May call it for commits that changed nothing a

@@ -51,7 +51,7 @@ function insertEvents(events: readonly NewEvent[]): Sql {
 /** Appends events in order, several per statement, and tells other processes' waiters (announce). */
 export async function appendEvents(ex: Executor, events: readonly NewEvent[]): Promise<void> {
   if (events.length === 0) return;
-  for (let i = 0; i < events.length; i += EVENT_CHUNK) await ex.run(insertEvents(events.slice(i, i + EVENT_CHUNK)));
+  for (let i = 0; i < events.length; i += EVENT_CHUNK) await ex.send(insertEvents(events.slice(i, i + EVENT_CHUNK)));
   await ex.announce();
 }
 
@@ -263,7 +263,7 @@ async function writeTip(ex: Executor, chain: string, tip: Tip, key: Buffer): Pro
   const mac = tip.sealed ? chainMac(key, 'head', chain, tip) : TAINTED;
   // This writer's last MAC: the next transaction (usually this process's) checks against it for free.
   if (tip.sealed) remember(key, chain, { seq: tip.seq, hash: tip.hash, mac });
-  await ex.run(sql`INSERT INTO audit_chains (chain, seq, hash, mac, anchor_seq, anchor_hash) VALUES (${chain}, ${tip.seq}, ${tip.hash}, ${mac}, 0, ${GENESIS_HASH})
+  await ex.send(sql`INSERT INTO audit_chains (chain, seq, hash, mac, anchor_seq, anchor_hash) VALUES (${chain}, ${tip.seq}, ${tip.hash}, ${mac}, 0, ${GENESIS_HASH})
     ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac`);
 }
 
@@ -353,7 +353,7 @@ async function appendChain(ex: Executor, chain: string, entries: readonly AuditE
   for (let i = 0; i < values.length; ) {
     const n = values.length - i >= AUDIT_CHUNK ? AUDIT_CHUNK : 1;
     const prefix = i === 0 && withEvents !== null ? sql`WITH appended_events AS (${withEvents}) ` : trusted('');
-    await ex.run(sql`${prefix}INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
+    await ex.send(sql`${prefix}INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
         transport, address, severity, event, chain, seq, hash) VALUES ${rows(values.slice(i, i + n))}`);
     i += n;
   }

@@ -45,6 +45,8 @@ interface Pending {
   mode: WriteMode;
   /** The project whose lock the op takes, when known (from the caller, or learned at a Requeue). */
   project: string | undefined;
+  /** Reads to start ahead, in a batch formed for `project` (db.ts Db.write). */
+  ahead: ((ex: Executor) => void) | undefined;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -157,6 +159,13 @@ interface Held {
   announce: boolean;
   /** The transaction's memo (db.ts TxMemo): marked at each op's SAVEPOINT, flushed before COMMIT. */
   memo: WriteMemo;
+  /**
+   * The first failure of a statement sent without waiting (Executor.send, and the store's own
+   * BEGIN, SAVEPOINTs and lock): PostgreSQL then refuses every later statement of the
+   * transaction, and COMMIT rolls it back. Checked after every answer the store waits for
+   * (pipelined answers come in order, so by then it has heard of every statement sent before).
+   */
+  failure: { error: unknown } | null;
 }
 
 /** What one op did that only counts if its SAVEPOINT is kept. */
@@ -199,6 +208,25 @@ async function commit(client: pg.PoolClient, notify: string | null): Promise<voi
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A statement of a write transaction sent without waiting for its answer (the pool's connections
+ * pipeline: it goes out at once, ahead of the statements after it). Its failure is kept in
+ * `held.failure` for the store to find (checkSent).
+ */
+function sendAhead(held: Held, sent: Promise<unknown>): void {
+  sent.then(undefined, (error: unknown) => {
+    held.failure ??= { error };
+  });
+}
+
+/**
+ * After an answer the store waited for: a statement sent before it failed, so the transaction is
+ * lost (PostgreSQL refused everything after it, and its COMMIT was a rollback).
+ */
+function checkSent(held: Held): void {
+  if (held.failure !== null) throw held.failure.error;
+}
 
 /**
  * PostgreSQL via `pg` (node-postgres): a pool of connections, every one with the schema on its
@@ -260,6 +288,9 @@ export class PostgresDb implements Db {
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
       types: TYPES,
+      // Statements sent without waiting (Executor.send, BEGIN, SAVEPOINTs) go out at once, ahead
+      // of the next: a write transaction waits for fewer round trips than it sends.
+      pipeline: true,
       // Set at connection startup (no statement per connection); the name is checked above.
       options: `-c search_path=${schema}`,
       // Operators (pg_stat_activity) and tests see whose connections these are.
@@ -291,7 +322,7 @@ export class PostgresDb implements Db {
    * identity's first use) is guarded by its primary key.
    */
   private executor(client: pg.PoolClient | pg.Client, held?: Held, known = true, op?: OpState): Executor {
-    const query = async (q: Sql): Promise<pg.QueryResult> => {
+    const query = (q: Sql): Promise<pg.QueryResult> => {
       const text = render(q, POSTGRES.placeholder);
       return client.query({ name: statementName(text), text, values: bind(q.values) });
     };
@@ -300,6 +331,11 @@ export class PostgresDb implements Db {
       all: async <T>(q: Sql) => (await query(q)).rows as T[],
       get: async <T>(q: Sql) => (await query(q)).rows[0] as T | undefined,
       run: async (q: Sql) => ({ changes: (await query(q)).rowCount ?? 0 }),
+      // In a write transaction: sent now, its answer heard with the next one the store waits for.
+      send: async (q: Sql) => {
+        if (held === undefined) await query(q);
+        else sendAhead(held, query(q));
+      },
       lock: async (what: WriteLock) => {
         if (held !== undefined) await this.take(client, held, what, known);
       },
@@ -353,7 +389,9 @@ export class PostgresDb implements Db {
     const key = projectLockKey(this.schema, what.project);
     const shared = needShared ? 'pg_advisory_xact_lock_shared($2, $3), ' : '';
     const values = needShared ? [key, SERVER_LOCK, this.key] : [key];
-    if (known) await client.query({ text: `SELECT ${shared}pg_advisory_xact_lock($1)`, values });
+    // A blocking lock has no answer to wait for: the op's statements queue behind it on the server
+    // (a lock_timeout fails the transaction, found like any statement sent ahead).
+    if (known) sendAhead(held, client.query({ text: `SELECT ${shared}pg_advisory_xact_lock($1)`, values }));
     else {
       const got = await client.query<{ ok: boolean }>({ text: `SELECT ${shared}pg_try_advisory_xact_lock($1) AS ok`, values });
       if (needShared) held.server = 'shared';
@@ -466,10 +504,10 @@ export class PostgresDb implements Db {
     });
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string): Promise<T> {
+  write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string, ahead?: (ex: Executor) => void): Promise<T> {
     if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
-      this.writes.push({ fn, mode, project: mode === 'declared' ? project : undefined, resolve: resolve as (v: unknown) => void, reject });
+      this.writes.push({ fn, mode, project: mode === 'declared' ? project : undefined, ahead, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
     });
   }
@@ -546,16 +584,23 @@ export class PostgresDb implements Db {
    * SQLite's busy timeout bounds its wait for another process's write lock; past it the write
    * answers `unavailable`.
    */
-  private async beginWrite(client: pg.PoolClient, savepoint: boolean): Promise<Held> {
-    // One round trip: BEGIN, the transaction's lock_timeout (an integer) and the first op's savepoint.
+  private beginWrite(client: pg.PoolClient, savepoint: boolean): Held {
+    // One statement, sent ahead of the first op's (not waited for): BEGIN, the transaction's
+    // lock_timeout (an integer) and the first op's savepoint.
     const timeout = Math.max(1, Math.floor(this.budgetMs));
-    await client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}${savepoint ? '; SAVEPOINT op' : ''}`);
-    return { server: 'none', project: null, audit: false, announce: false, memo: new WriteMemo() };
+    const held: Held = { server: 'none', project: null, audit: false, announce: false, memo: new WriteMemo(), failure: null };
+    sendAhead(held, client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}${savepoint ? '; SAVEPOINT op' : ''}`));
+    return held;
   }
 
-  /** COMMIT, with the transaction's one NOTIFY when a kept op appended events. */
-  private commitWrite(client: pg.PoolClient, held: Held): Promise<void> {
-    return commit(client, held.announce ? this.payload : null);
+  /**
+   * The memo's last writes, then COMMIT (with the transaction's one NOTIFY when a kept op appended
+   * events). A statement sent ahead that failed made the COMMIT a rollback: the transaction is lost.
+   */
+  private async commitWrite(client: pg.PoolClient, held: Held): Promise<void> {
+    await held.memo.flush(this.executor(client, held));
+    await commit(client, held.announce ? this.payload : null);
+    checkSent(held);
   }
 
   /**
@@ -613,9 +658,16 @@ export class PostgresDb implements Db {
   private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[]): Promise<void> {
     await this.withClient(async (client) => {
       const savepoints = all.length > 1;
-      const held = await this.beginWrite(client, savepoints);
+      const held = this.beginWrite(client, savepoints);
       let kept = false;
       try {
+        // A batch formed for one project (its ops all declared it, none a `server` write): every
+        // op's reads ahead go out now, pipelined behind BEGIN. Not in a batch of unknown projects,
+        // where a `server` op (a key's revocation) may run before the ops that read ahead.
+        if (all[0]!.project !== undefined) {
+          const ex = this.executor(client, held);
+          for (const w of all) w.ahead?.(ex);
+        }
         for (let i = 0; i < all.length; i++) {
           const w = all[i]!;
           const op: OpState = { announced: false };
@@ -629,16 +681,23 @@ export class PostgresDb implements Db {
           } catch (error) {
             outcome = { ok: false, error };
           }
+          // A statement sent ahead failed (this op's, or one before it): the transaction is lost,
+          // and this op's own failure may only be PostgreSQL refusing what came after it.
+          checkSent(held);
           if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
           const last = i === all.length - 1;
           if (!outcome.ok) {
-            if (savepoints) await client.query('ROLLBACK TO SAVEPOINT op');
+            if (savepoints) {
+              await client.query('ROLLBACK TO SAVEPOINT op');
+              // Heard after every statement before it: one of the op's sent ahead may have failed.
+              checkSent(held);
+            }
             Object.assign(held, before);
             held.memo.restore(mark);
           } else {
             kept = true;
             if (op.announced) held.announce = true;
-            if (!last) await client.query('RELEASE SAVEPOINT op; SAVEPOINT op');
+            if (!last) sendAhead(held, client.query('RELEASE SAVEPOINT op; SAVEPOINT op'));
           }
           if (!outcome.ok && outcome.error instanceof Requeue) {
             w.project = outcome.error.project ?? w.project;
@@ -649,10 +708,8 @@ export class PostgresDb implements Db {
           outcomes.push(outcome);
         }
         // Nothing to keep (a lone op failed, or every op did): its writes are undone.
-        if (kept) {
-          await held.memo.flush(this.executor(client, held));
-          await this.commitWrite(client, held);
-        } else await client.query('ROLLBACK');
+        if (kept) await this.commitWrite(client, held);
+        else await client.query('ROLLBACK');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
@@ -698,13 +755,18 @@ export class PostgresDb implements Db {
     try {
       const value = await this.retrying(() =>
         this.withClient(async (client) => {
-          const held = await this.beginWrite(client, false);
+          const held = this.beginWrite(client, false);
           try {
             const op: OpState = { announced: false };
             // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
-            const v = await this.runOp(client, held, w, op, true);
+            let v: unknown;
+            try {
+              v = await this.runOp(client, held, w, op, true);
+            } finally {
+              // PostgreSQL's refusal of what came after a failed statement sent ahead is not the op's error.
+              checkSent(held);
+            }
             if (op.announced) held.announce = true;
-            await held.memo.flush(this.executor(client, held));
             await this.commitWrite(client, held);
             return v;
           } catch (error) {

@@ -188,6 +188,9 @@ export class SqliteDb implements Db {
       all: async <T>(q: Sql) => this.stmt(q).all(bind(q.values)) as T[],
       get: async <T>(q: Sql) => this.stmt(q).get(bind(q.values)) as T | undefined,
       run: async (q: Sql) => this.stmt(q).run(bind(q.values)),
+      send: async (q: Sql) => {
+        this.stmt(q).run(bind(q.values));
+      },
       // One writer at a time (BEGIN IMMEDIATE) already excludes every other writer.
       lock: async () => undefined,
       // Another connection's commit moves data_version (subscribe polls it).

@@ -7,6 +7,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/core/errors.js';
+import type { Executor } from '../../src/store/db.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
 import { call, createKey, openHub, pgSchema } from '../helpers.js';
@@ -20,6 +21,7 @@ describe('PostgreSQL group commit', () => {
     db = await PostgresDb.open({ url: s.url, schema: s.schema, poolSize: 4 });
     outside = new pg.Client({ connectionString: s.url });
     await outside.connect();
+    await outside.query(`CREATE TABLE "${s.schema}".sent (id INT PRIMARY KEY, who TEXT NOT NULL)`);
   });
   afterAll(async () => {
     await outside.end();
@@ -146,6 +148,83 @@ describe('PostgreSQL group commit', () => {
       expect(await listener.heard()).toHaveLength(2);
     } finally {
       await listener.client.end();
+    }
+  });
+
+  /** The rows of the test's own table `sent`, by id. */
+  const sentRows = async (): Promise<string[]> =>
+    (await outside.query<{ who: string }>(`SELECT who FROM "${s.schema}".sent ORDER BY id`)).rows.map((r) => r.who);
+
+  it('a statement sent ahead that fails loses the transaction: every other op of the batch commits alone, the failing one hears its own error', async () => {
+    await outside.query(`INSERT INTO "${s.schema}".sent VALUES (1, 'before')`);
+    const put = (id: number, who: string) => (ex: Executor) => ex.send(sql`INSERT INTO sent (id, who) VALUES (${id}, ${who})`).then(() => who);
+    // One batch (one turn, one project): the middle op's INSERT is refused after its op returned.
+    const results = await Promise.allSettled([
+      db.write(put(2, 'first'), 'declared', 'p5'),
+      db.write(put(1, 'duplicate'), 'declared', 'p5'),
+      // This one waits for its answer: PostgreSQL refuses it (the transaction is aborted), which is not its error.
+      db.write((ex) => ex.run(sql`INSERT INTO sent (id, who) VALUES (3, 'third')`).then(() => 'third'), 'declared', 'p5'),
+    ]);
+    expect(results[0]).toEqual({ status: 'fulfilled', value: 'first' });
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { code: 'conflict' } });
+    expect(results[2]).toEqual({ status: 'fulfilled', value: 'third' });
+    expect(await sentRows()).toEqual(['before', 'first', 'third']);
+    // The last op's failure is heard only with COMMIT (which PostgreSQL then turns into a rollback).
+    const last = await Promise.allSettled([db.write(put(4, 'fourth'), 'declared', 'p5'), db.write(put(1, 'again'), 'declared', 'p5')]);
+    expect(last[0]).toEqual({ status: 'fulfilled', value: 'fourth' });
+    expect(last[1]).toMatchObject({ status: 'rejected', reason: { code: 'conflict' } });
+    // Alone: its own transaction, no savepoint.
+    await expect(db.write(put(1, 'alone'), 'declared', 'p5')).rejects.toMatchObject({ code: 'conflict' });
+    expect(await sentRows()).toEqual(['before', 'first', 'third', 'fourth']);
+  });
+
+  it('reads ahead start in the transaction their write runs in, only in a batch formed for its project', async () => {
+    const seen: { ahead: unknown; op: unknown }[] = [];
+    const write = (project: string | undefined) => {
+      const one = { ahead: undefined as unknown, op: undefined as unknown };
+      seen.push(one);
+      return db.write(
+        async (ex) => {
+          one.op = ex.memo;
+          return (await ex.get<{ n: number }>(sql`SELECT 1 AS n`))?.n;
+        },
+        'declared',
+        project,
+        (ex) => {
+          one.ahead = ex.memo;
+        },
+      );
+    };
+    expect(await Promise.all([write('p6'), write('p6')])).toEqual([1, 1]);
+    expect(seen[0]!.ahead).toBeDefined();
+    expect(seen[0]!.ahead).toBe(seen[0]!.op);
+    expect(seen[1]!.ahead).toBe(seen[0]!.op);
+    // Project not known: the batch may hold a `server` write (a revocation) ahead of it.
+    expect(await write(undefined)).toBe(1);
+    expect(seen[2]!.ahead).toBeUndefined();
+  });
+
+  it("a key's row read ahead serves only the transaction that read it: revoked since, the next one refuses the key", async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false } });
+    try {
+      const key = await createKey(t, 'w', 'worker');
+      const resolve = t.hub.resolver(key);
+      // Read ahead in one write transaction, not used there (its op went elsewhere) …
+      await t.hub.db.write(async (ex) => resolve.lookAhead!(ex), 'declared', 'p7');
+      const { tokens } = await call<{ tokens: { id: string; name: string }[] }>(t.hub, t.admin, 'token_list', {});
+      await call(t.hub, t.admin, 'token_revoke', { id: tokens.find((k) => k.name === 'w')!.id });
+      // … a later transaction looks the key up itself.
+      await expect(t.hub.db.write(async (ex) => resolve(ex), 'declared', 'p7')).rejects.toMatchObject({ code: 'unauthenticated' });
+      // In its own transaction, a read ahead is what the op uses (a live key: one statement fewer in turn).
+      const live = await createKey(t, 'w2', 'worker');
+      const again = t.hub.resolver(live);
+      const p = await t.hub.db.write(async (ex) => {
+        again.lookAhead!(ex);
+        return again(ex);
+      }, 'declared', 'p7');
+      expect(p.agentName).toBe('w2');
+    } finally {
+      await t.close();
     }
   });
 

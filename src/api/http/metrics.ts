@@ -205,9 +205,9 @@ export class HubMetrics {
     const read = db.read.bind(db);
     const write = db.write.bind(db);
     db.read = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => timed('read', performance.now(), read(fn));
-    // A write's mode and project pass through: they decide its PostgreSQL locks.
-    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string): Promise<T> =>
-      timed('write', performance.now(), write(fn, mode, project));
+    // A write's mode, project and read-ahead pass through: they decide its PostgreSQL locks and batch.
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> =>
+      timed('write', performance.now(), write(fn, mode, project, ahead));
   }
 
   /** Lease expiries since the last scrape, from the events table. */
