@@ -8,6 +8,7 @@
  * BATON_TEST_DATABASE_URL).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +35,17 @@ proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
     kinds.set(text, (kinds.get(text) ?? 0) + 1);
   }
   return original.call(this, q, ...rest);
+};
+
+/** Socket writes (syscalls) to PostgreSQL while counting: node-postgres writes each statement on its own unless corked. */
+let pgWrites = 0;
+const pgPort = Number(new globalThis.URL(URL).port || 5432);
+type WriteGeneric = (this: net.Socket, ...args: unknown[]) => unknown;
+const socketProto = net.Socket.prototype as unknown as { _writeGeneric: WriteGeneric };
+const writeGeneric = socketProto._writeGeneric;
+socketProto._writeGeneric = function (this: net.Socket, ...args: unknown[]) {
+  if (counting && this.remotePort === pgPort) pgWrites++;
+  return writeGeneric.apply(this, args);
 };
 
 /** CPU ms (user + system) a process has used, from /proc. */
@@ -97,7 +109,7 @@ try {
   const pgMs = (await backends(schema)).reduce((t, p) => t + cpuOf(p) - (before.get(p) ?? 0), 0);
   process.stdout.write(
     `${done} claim+complete cycles, 16 agents, one project: ${(done / seconds).toFixed(0)} cycles/s; ` +
-      `${(statements / done).toFixed(1)} statements/cycle; CPU per cycle: this process ${((cpu.user + cpu.system) / 1000 / done).toFixed(2)} ms ` +
+      `${(statements / done).toFixed(1)} statements/cycle in ${(pgWrites / done).toFixed(1)} socket writes; CPU per cycle: this process ${((cpu.user + cpu.system) / 1000 / done).toFixed(2)} ms ` +
       `(hub and load generator), PostgreSQL backends ${(pgMs / done).toFixed(2)} ms\n`,
   );
   for (const [k, v] of [...kinds].sort((a, b) => b[1] - a[1])) process.stdout.write(`  ${(v / done).toFixed(2)}  ${k}\n`);

@@ -5,12 +5,15 @@
  * the agents spread over both. Usage:
  * `node --import tsx bench/pgboss.ts` (BENCH_TASKS, default 2000; BATON_TEST_DATABASE_URL;
  * BENCH_PROJECTS, default 1: the agents and tasks spread over that many projects, each with a
- * lead; one project is the queue case, several show per-project writers side by side).
+ * lead; one project is the queue case, several show per-project writers side by side;
+ * BENCH_SERVE, default `process`: each Baton instance is a `baton serve` process of the built
+ * bundle, run `npm run build` first; `inline`: the hubs run in this process, beside the load;
+ * SERVE_NODE_ARGS: node flags for those processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  * Throughput only (cycles/s); each run gets a fresh schema, dropped afterwards.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
@@ -18,12 +21,18 @@ import { pino } from 'pino';
 import { startHttp } from '../src/api/http/server.js';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';
-import { rpcClient } from './lib.js';
+import { processCpuMs } from './cycles.js';
+import { rpcClient, startProcess, type Proc } from './lib.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 16;
 const PROJECTS = Math.max(1, Math.min(WORKERS, Number(process.env.BENCH_PROJECTS ?? 1)));
 const URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** `process` (default): each instance a `baton serve` (the built bundle), as deployed; `inline`: hubs in this process. */
+const SERVE = process.env.BENCH_SERVE === 'inline' ? 'inline' : 'process';
+const BIN = resolve(import.meta.dirname, '../bin/baton.js');
+/** Node flags for the `baton serve` processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+const NODE_ARGS = (process.env.SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 async function dropSchema(schema: string): Promise<void> {
   const c = new pg.Client({ connectionString: URL });
@@ -64,19 +73,19 @@ async function pgBoss(): Promise<number> {
 }
 
 /** Baton over MCP HTTP on PostgreSQL with `instances` hubs (each its own pool and HTTP server) on one schema. */
-async function baton(instances: number): Promise<number> {
+async function baton(instances: number): Promise<{ rate: number; serverCpuMs: number | null }> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-'));
+  const data = join(dir, 'data');
   const schema = `bench_baton_${process.pid}_${instances}`;
-  const config = ConfigSchema.parse({ dataDir: join(dir, 'data'), logLevel: 'silent', rateLimit: false, databaseUrl: URL, databaseSchema: schema });
+  const config = ConfigSchema.parse({ dataDir: data, logLevel: 'silent', rateLimit: false, databaseUrl: URL, databaseSchema: schema });
   const hubs: Hub[] = [];
   const servers: { url: string; close(): Promise<void> }[] = [];
+  const procs: Proc[] = [];
   try {
-    for (let i = 0; i < instances; i++) {
-      const hub = await Hub.open(config, { log: pino({ level: 'silent' }) });
-      hubs.push(hub);
-      servers.push(await startHttp(hub, { host: '127.0.0.1', port: 0, lean: true }));
-    }
-    const first = hubs[0]!;
+    // The board and the keys are made in process; in SERVE=process mode that hub is closed before
+    // the `baton serve` processes start (they share its data dir for the secrets).
+    const first = await Hub.open(config, { log: pino({ level: 'silent' }) });
+    hubs.push(first);
     const meta = { requestId: 'bench', transport: 'internal' as const };
     const admin = await first.authenticate(first.firstStartKey!);
     const projectOf = (i: number): string | undefined => (PROJECTS === 1 ? undefined : `p${i % PROJECTS}`);
@@ -90,11 +99,23 @@ async function baton(instances: number): Promise<number> {
         await first.call('task_create', { tasks: Array.from({ length: n }, (_, j) => ({ title: `t${i + j}` })) }, lead, meta);
       }
     }
+    const keys = await Promise.all(Array.from({ length: WORKERS }, (_, i) => key(`w${i}`, 'worker', projectOf(i))));
+    if (SERVE === 'process') {
+      await first.close();
+      hubs.length = 0;
+      const env = { BATON_DATABASE_URL: URL, BATON_DATABASE_SCHEMA: schema, BATON_RATE_LIMIT: 'false', BATON_LOG_LEVEL: 'warn' };
+      for (let i = 0; i < instances; i++) {
+        procs.push(await startProcess([...NODE_ARGS, BIN, 'serve', '--data', data, '--port', '0'], env, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr'));
+      }
+    } else {
+      for (let i = 1; i < instances; i++) hubs.push(await Hub.open(config, { log: pino({ level: 'silent' }) }));
+      for (const hub of hubs) servers.push(await startHttp(hub, { host: '127.0.0.1', port: 0, lean: true }));
+    }
+    const urls = SERVE === 'process' ? procs.map((p) => p.url) : servers.map((s) => s.url);
     // Worker i is in project i % PROJECTS and on instance i % instances: with two instances and an
     // even number of projects, each project's agents are on both.
-    const workers = await Promise.all(
-      Array.from({ length: WORKERS }, async (_, i) => ({ key: await key(`w${i}`, 'worker', projectOf(i)), url: servers[Math.floor(i / PROJECTS) % instances]!.url })),
-    );
+    const workers = keys.map((k, i) => ({ key: k, url: urls[Math.floor(i / PROJECTS) % instances]! }));
+    const cpuBefore = procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0);
     const start = performance.now();
     let done = 0;
     await Promise.all(
@@ -114,8 +135,10 @@ async function baton(instances: number): Promise<number> {
     );
     const seconds = (performance.now() - start) / 1000;
     if (done !== TASKS) throw new Error(`baton completed ${done} of ${TASKS}`);
-    return done / seconds;
+    const cpu = procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0) - cpuBefore;
+    return { rate: done / seconds, serverCpuMs: SERVE === 'process' ? cpu / done : null };
   } finally {
+    for (const p of procs) await p.stop();
     for (const s of servers) await s.close();
     for (const h of hubs) await h.close();
     rmSync(dir, { recursive: true, force: true });
@@ -126,9 +149,10 @@ async function baton(instances: number): Promise<number> {
 const boss = await pgBoss();
 const one = await baton(1);
 const two = await baton(2);
+const cpu = (r: { serverCpuMs: number | null }): string => (r.serverCpuMs === null ? '' : `; baton serve CPU ${r.serverCpuMs.toFixed(2)} ms per cycle`);
 process.stdout.write(
-  `${TASKS} tasks, ${WORKERS} workers, ${PROJECTS} project(s), PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}\n` +
+  `${TASKS} tasks, ${WORKERS} workers, ${PROJECTS} project(s), PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}, Baton ${SERVE === 'process' ? 'as baton serve processes' : 'in this process'}\n` +
     `pg-boss 10.4.2 fetch+complete (in process): ${boss.toFixed(0)} cycles/s\n` +
-    `Baton claim+complete over MCP HTTP, one instance: ${one.toFixed(0)} cycles/s (${(one / boss).toFixed(2)}x pg-boss)\n` +
-    `Baton, two instances on one schema: ${two.toFixed(0)} cycles/s (${(two / one).toFixed(2)}x one instance)\n`,
+    `Baton claim+complete over MCP HTTP, one instance: ${one.rate.toFixed(0)} cycles/s (${(one.rate / boss).toFixed(2)}x pg-boss)${cpu(one)}\n` +
+    `Baton, two instances on one schema: ${two.rate.toFixed(0)} cycles/s (${(two.rate / one.rate).toFixed(2)}x one instance)${cpu(two)}\n`,
 );
