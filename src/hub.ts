@@ -264,6 +264,7 @@ export class Hub {
     pending?.catch(() => undefined); // observed when the resolver runs
     // An API key's row read ahead in the op's own transaction (lookAhead), used once by that transaction.
     let early: EarlyKey | null = null;
+    let counted = false;
     const resolve = async (ex: Executor): Promise<Principal> => {
       try {
         // A wait re-resolves every round: the first uses the verification begun above, later ones verify again.
@@ -279,7 +280,10 @@ export class Hub {
         }
         return p;
       } catch (err) {
-        if (err instanceof BatonError && err.code === 'unauthenticated') {
+        // Once per request: a transaction the store runs again (a batch run once more with
+        // savepoints) resolves the credential again, and must not count its failure twice.
+        if (err instanceof BatonError && err.code === 'unauthenticated' && !counted) {
+          counted = true;
           auth.failed(address, credential, this.clock.now(), this.newRequestId(), address === undefined ? 'internal' : 'http');
         }
         throw err;

@@ -53,6 +53,11 @@ class CallState {
   admitted = false;
   /** A refusal found in admit() was audited there. */
   audited = false;
+  /**
+   * The refusal admit() found: a transaction the store runs again (a batch run once more with
+   * savepoints, or after a lost connection) must refuse the call the same way, not run its handler.
+   */
+  refusal: BatonError | null = null;
   /** The attempt running (or last run) is the final one: the handler answers instead of RETRY. */
   final = false;
   /** Work the last attempt started outside the transaction (ctx.outside); the next pause awaits it. */
@@ -284,8 +289,9 @@ export class Runner {
     if (typeof who === 'function') {
       // A credential is checked again on every round of a wait: a key revoked meanwhile stops it.
       const p = await who(tx);
-      if (s.admitted) s.principal = p;
-      else this.admit(s, p);
+      if (!s.admitted) this.admit(s, p);
+      else if (s.refusal !== null) throw s.refusal;
+      else s.principal = p;
     }
     const p = s.principal!;
     // Before the handler reads what it will change: the caller's project's writer lock (on
@@ -380,6 +386,7 @@ export class Runner {
   private refusal(s: CallState, outcome: AuditEntry['outcome'], err: BatonError, params: string | null = null): BatonError {
     this.refused(s, s.now, outcome, err.code, params);
     s.audited = true;
+    s.refusal = err;
     return err;
   }
 

@@ -184,6 +184,21 @@ class Requeue extends Error {
 }
 
 /**
+ * An op of a batch run without savepoints failed (or needs another transaction): its changes
+ * cannot be undone alone, so the whole transaction is rolled back and the batch runs again, each
+ * op in a SAVEPOINT (runBatch).
+ */
+class Unguarded extends Error {
+  /** `requeued`: the op only needs another transaction (a project's lock); no op failed. */
+  constructor(readonly requeued: boolean) {
+    super('an op failed in a batch without savepoints');
+  }
+}
+
+/** After a batch had to run again with savepoints, this many batches take them from the start. */
+const GUARDED_BATCHES = 32;
+
+/**
  * The connection was lost while COMMIT was in flight: the transaction may or may not have
  * committed. Never run again (that could apply it twice); the caller hears `unavailable` and
  * that the outcome is unknown.
@@ -254,6 +269,8 @@ export class PostgresDb implements Db {
   /** The projects (undefined: not known, or `server` writes) with a batch in flight here (nextBatch). */
   private readonly inFlight = new Set<string | undefined>();
   private kickScheduled = false;
+  /** Batches left that take a savepoint per op from the start (writeBatch, after one had to run again). */
+  private guardedBatches = 0;
   private readonly instance = randomBytes(8).toString('hex');
   /** The NOTIFY payload of this instance's commits: `schema:instance` (subscribe filters its own out). */
   private readonly payload: string;
@@ -623,6 +640,11 @@ export class PostgresDb implements Db {
     let later: Pending[] = [];
     const outcomes: Outcome[] = [];
     let lost: unknown = null;
+    // Savepoints only where an op failed lately: most batches fail nowhere, and a SAVEPOINT per op
+    // is a statement per op, and a subtransaction (past 64 in one transaction PostgreSQL's
+    // snapshots slow down for every session).
+    let guarded = all.length > 1 && this.guardedBatches > 0;
+    if (this.guardedBatches > 0) this.guardedBatches--;
     // A connection lost before COMMIT undid the whole transaction: the batch runs once more on a
     // fresh connection (a pooled one the server dropped, e.g. after its restart, is the usual case).
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -631,9 +653,18 @@ export class PostgresDb implements Db {
       outcomes.length = 0;
       lost = null;
       try {
-        await this.runBatch(all, batch, outcomes, later);
+        await this.runBatch(all, batch, outcomes, later, guarded);
       } catch (error) {
         lost = error;
+      }
+      if (lost instanceof Unguarded) {
+        // Rolled back, nothing answered: again, with a savepoint per op (not a connection's retry).
+        // A failing op makes the next batches guarded from the start too (failures come in runs,
+        // e.g. an agent retrying a lost lease); an op handed to another transaction does not.
+        guarded = true;
+        if (!lost.requeued) this.guardedBatches = GUARDED_BATCHES;
+        attempt--;
+        continue;
       }
       if (lost === null || !isConnectionLoss(lost) || this.closed) break;
     }
@@ -650,14 +681,16 @@ export class PostgresDb implements Db {
 
   /**
    * `ran`: the ops the transaction ran, in order, with `outcomes`; `later`: those it handed back
-   * (Requeue). Round trips between ops are few: an op that failed is undone with ROLLBACK TO
-   * SAVEPOINT, which keeps the savepoint for the next op; one that succeeded is kept with RELEASE
-   * and the next savepoint in one simple query; the last needs neither (COMMIT keeps it). A batch
-   * of one op has no savepoint: when it fails, the transaction is rolled back instead.
+   * (Requeue). `guarded`: each op runs in a SAVEPOINT. An op that failed is then undone with
+   * ROLLBACK TO SAVEPOINT, which keeps the savepoint for the next op; one that succeeded is kept
+   * with RELEASE and the next savepoint in one simple query (sent ahead); the last needs neither
+   * (COMMIT keeps it). Unguarded (the usual case), the first op that fails or is handed back ends
+   * the transaction (Unguarded: writeBatch runs the batch again, guarded). A batch of one op has
+   * no savepoint: when it fails, the transaction is rolled back instead.
    */
-  private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[]): Promise<void> {
+  private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[], guarded: boolean): Promise<void> {
     await this.withClient(async (client) => {
-      const savepoints = all.length > 1;
+      const savepoints = guarded && all.length > 1;
       const held = this.beginWrite(client, savepoints);
       let kept = false;
       try {
@@ -685,6 +718,7 @@ export class PostgresDb implements Db {
           // and this op's own failure may only be PostgreSQL refusing what came after it.
           checkSent(held);
           if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
+          if (!outcome.ok && !savepoints && all.length > 1) throw new Unguarded(outcome.error instanceof Requeue);
           const last = i === all.length - 1;
           if (!outcome.ok) {
             if (savepoints) {
@@ -697,7 +731,7 @@ export class PostgresDb implements Db {
           } else {
             kept = true;
             if (op.announced) held.announce = true;
-            if (!last) sendAhead(held, client.query('RELEASE SAVEPOINT op; SAVEPOINT op'));
+            if (!last && savepoints) sendAhead(held, client.query('RELEASE SAVEPOINT op; SAVEPOINT op'));
           }
           if (!outcome.ok && outcome.error instanceof Requeue) {
             w.project = outcome.error.project ?? w.project;

@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKey } from '../../src/auth/keys.js';
 import { BatonError } from '../../src/core/errors.js';
 import type { Executor } from '../../src/store/db.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
@@ -176,6 +177,96 @@ describe('PostgreSQL group commit', () => {
     // Alone: its own transaction, no savepoint.
     await expect(db.write(put(1, 'alone'), 'declared', 'p5')).rejects.toMatchObject({ code: 'conflict' });
     expect(await sentRows()).toEqual(['before', 'first', 'third', 'fourth']);
+  });
+
+  it('a batch takes no savepoint until an op fails: then it runs again with one per op, and the failed op leaves nothing', async () => {
+    const fresh = await PostgresDb.open({ url: s.url, schema: s.schema, poolSize: 2 });
+    const savepoints: string[] = [];
+    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
+    const proto = pg.Client.prototype as unknown as { query: Query };
+    const original = proto.query;
+    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
+      const text = typeof q === 'string' ? q : (q as { text: string }).text;
+      if (/SAVEPOINT/.test(text)) savepoints.push(text);
+      return original.call(this, q, ...rest);
+    };
+    try {
+      const runs = { a: 0, b: 0, c: 0 };
+      const put = (id: number, who: 'a' | 'b' | 'c', fail = false) => async (ex: Executor) => {
+        runs[who]++;
+        await ex.run(sql`INSERT INTO sent (id, who) VALUES (${id}, ${who})`);
+        if (fail) throw new BatonError('conflict', 'changed after writing');
+        return who;
+      };
+      // Every op succeeds: one transaction, no savepoint.
+      expect(await Promise.all([fresh.write(put(10, 'a'), 'declared', 'p8'), fresh.write(put(11, 'c'), 'declared', 'p8')])).toEqual(['a', 'c']);
+      expect(savepoints).toEqual([]);
+      // The middle op fails after its INSERT: rolled back with the batch, which runs again guarded.
+      runs.a = runs.c = 0;
+      const results = await Promise.allSettled([
+        fresh.write(put(12, 'a'), 'declared', 'p8'),
+        fresh.write(put(13, 'b', true), 'declared', 'p8'),
+        fresh.write(put(14, 'c'), 'declared', 'p8'),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect(results[1]).toMatchObject({ reason: { code: 'conflict' } });
+      expect(runs).toEqual({ a: 2, b: 2, c: 1 });
+      expect(savepoints.length).toBeGreaterThan(0);
+      const rows = (await outside.query<{ id: number; who: string }>(`SELECT id, who FROM "${s.schema}".sent WHERE id >= 10 ORDER BY id`)).rows;
+      expect(rows).toEqual([
+        { id: 10, who: 'a' },
+        { id: 11, who: 'c' },
+        { id: 12, who: 'a' },
+        { id: 14, who: 'c' },
+      ]);
+    } finally {
+      proto.query = original;
+      await fresh.close();
+    }
+  });
+
+  it('a call refused inside the transaction (invalid input, found once its caller is known) is refused again when its batch runs again', async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false } });
+    try {
+      const key = await createKey(t, 'lead', 'lead');
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
+      const run = (input: unknown): Promise<string> =>
+        t.hub.call('task_create', input, t.hub.resolver(key), meta).then(
+          () => 'ok',
+          (err: { code?: string }) => err.code ?? 'thrown',
+        );
+      // One turn: one batch. The invalid call fails inside it, so the batch runs again with
+      // savepoints, and every call's handler runs again: the refused one must not.
+      for (let round = 0; round < 2; round++) {
+        const got = await Promise.all([run({ tasks: [{ title: 'a' }] }), run({ tasks: [{ title: 'x', owner: 'me' }] }), run({ tasks: [{ title: 'b' }] })]);
+        expect(got).toEqual(['ok', 'invalid_input', 'ok']);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("a wrong key in a batch that runs again counts once against its address's failure limit", async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, authFailuresPerMinute: 2 } });
+    try {
+      const key = await createKey(t, 'lead', 'lead');
+      const wrong = generateKey();
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
+      const run = (k: string): Promise<string> =>
+        t.hub.call('task_create', { tasks: [{ title: 'a' }] }, t.hub.resolver({ token: k, address: '192.0.2.7' }), meta).then(
+          () => 'ok',
+          (err: { code?: string }) => err.code ?? 'thrown',
+        );
+      // Two failures in two batches that each run again: two failures, not four (over 2 blocks).
+      for (let round = 0; round < 2; round++) {
+        expect(await Promise.all([run(key), run(wrong), run(key)])).toEqual(['ok', 'unauthenticated', 'ok']);
+      }
+      // The third failure starts the block (still answered 401), the fourth is refused.
+      expect(await run(wrong)).toBe('unauthenticated');
+      expect(await run(wrong)).toBe('rate_limited');
+    } finally {
+      await t.close();
+    }
   });
 
   it('reads ahead start in the transaction their write runs in, only in a batch formed for its project', async () => {
