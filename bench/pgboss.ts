@@ -8,7 +8,8 @@
  * lead; one project is the queue case, several show per-project writers side by side;
  * BENCH_SERVE, default `process`: each Baton instance is a `baton serve` process of the built
  * bundle, run `npm run build` first; `inline`: the hubs run in this process, beside the load;
- * SERVE_NODE_ARGS: node flags for those processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * SERVE_NODE_ARGS: node flags for those processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`;
+ * SERVE_ENTRY: the bin/baton.js to run, e.g. another build's for an A/B; BENCH_SKIP_BOSS=1 skips pg-boss).
  * Throughput only (cycles/s); each run gets a fresh schema, dropped afterwards.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,7 +31,8 @@ const PROJECTS = Math.max(1, Math.min(WORKERS, Number(process.env.BENCH_PROJECTS
 const URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** `process` (default): each instance a `baton serve` (the built bundle), as deployed; `inline`: hubs in this process. */
 const SERVE = process.env.BENCH_SERVE === 'inline' ? 'inline' : 'process';
-const BIN = resolve(import.meta.dirname, '../bin/baton.js');
+/** The `baton serve` entry (SERVE_ENTRY: another build's bin/baton.js, for an A/B). */
+const BIN = resolve(process.env.SERVE_ENTRY ?? resolve(import.meta.dirname, '../bin/baton.js'));
 /** Node flags for the `baton serve` processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
 const NODE_ARGS = (process.env.SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -146,7 +148,7 @@ async function baton(instances: number): Promise<{ rate: number; serverCpuMs: nu
   }
 }
 
-const boss = await pgBoss();
+const boss = process.env.BENCH_SKIP_BOSS === '1' ? NaN : await pgBoss();
 const one = await baton(1);
 const two = await baton(2);
 const cpu = (r: { serverCpuMs: number | null }): string => (r.serverCpuMs === null ? '' : `; baton serve CPU ${r.serverCpuMs.toFixed(2)} ms per cycle`);

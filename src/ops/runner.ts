@@ -7,7 +7,7 @@ import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus, Mark } from '../events/bus.js';
 import type { Config } from '../config.js';
 import type { Db, Executor } from '../store/db.js';
-import { appendAudits, appendEvents, type AuditEntry, type NewEvent } from '../store/journal.js';
+import { appendAudits, appendEvents, readChainAhead, type AuditEntry, type NewEvent } from '../store/journal.js';
 import { RETRY, type OpContext, type OpDef, type OpServices } from './catalog.js';
 import type { DeferredWriter } from './deferred.js';
 import { OpRateLimiter, type OpClass } from './ratelimit.js';
@@ -263,7 +263,7 @@ export class Runner {
               (tx) => this.run(s, tx, started),
               'declared',
               op.permission === 'token.admin' ? undefined : projectHint(s),
-              typeof s.who === 'function' ? s.who.lookAhead : undefined,
+              (tx) => this.ahead(s, tx),
             )
           : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
@@ -281,6 +281,17 @@ export class Runner {
     } catch (err) {
       throw this.failure(s, err, started);
     }
+  }
+
+  /**
+   * Reads a write starts ahead in its transaction (db.ts Db.write `ahead`; only in a batch formed
+   * for the project it hinted): the caller's key, and the head of that project's audit chain
+   * (after its lock), which the op's audit row will follow.
+   */
+  private ahead(s: CallState, tx: Executor): void {
+    if (typeof s.who === 'function') s.who.lookAhead?.(tx);
+    const project = projectHint(s);
+    if (project !== undefined) readChainAhead(tx, project, this.services.auditKey);
   }
 
   /** Inside the attempt's transaction: authenticate (again, on every round), admit, run the handler, audit. */

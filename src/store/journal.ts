@@ -298,11 +298,28 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
   }
 }
 
+/**
+ * Reads a project chain's head ahead, at the start of a write transaction for that project (the
+ * store's `ahead`, db.ts Db.write): its lock is sent first (a blocking lock, pipelined), then the
+ * head read, and the transaction's first append finds the answer waiting instead of asking in
+ * turn. A rolled-back op does not move the head, so the answer holds for the whole transaction.
+ */
+export function readChainAhead(ex: Executor, chain: string, key: Buffer): void {
+  const memo = ex.memo;
+  if (memo === null || chain === SERVER_CHAIN || memo.get(`audit:${chain}`) !== undefined || memo.get(`audit-ahead:${chain}`) !== undefined) return;
+  // The lock's statement goes out before this returns (lock() waits for nothing before sending
+  // it); taken at a transaction's start, it is never refused (nothing else is held yet).
+  ex.lock({ project: chain }).catch(() => undefined);
+  const tip = readTip(ex, chain, key);
+  tip.catch(() => undefined); // observed by the append, or dropped with the transaction
+  memo.set(`audit-ahead:${chain}`, tip);
+}
+
 async function appendChain(ex: Executor, chain: string, entries: readonly AuditEntry[], key: Buffer, withEvents: Sql | null): Promise<void> {
   await ex.lock(chain === SERVER_CHAIN ? 'audit' : { project: chain });
   const memo = ex.memo;
   const memoKey = `audit:${chain}`;
-  let tip = memo?.get<Tip>(memoKey) ?? (await readTip(ex, chain, key));
+  let tip = memo?.get<Tip>(memoKey) ?? (await (memo?.get<Promise<Tip>>(`audit-ahead:${chain}`) ?? readTip(ex, chain, key)));
   const values: unknown[][] = [];
   for (const a of entries) {
     const c = classify(a.outcome, a.code);

@@ -691,7 +691,7 @@ export class PostgresDb implements Db {
   private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[], guarded: boolean): Promise<void> {
     await this.withClient(async (client) => {
       const savepoints = guarded && all.length > 1;
-      const held = this.beginWrite(client, savepoints);
+      const held = this.beginWrite(client, false);
       let kept = false;
       try {
         // A batch formed for one project (its ops all declared it, none a `server` write): every
@@ -701,6 +701,9 @@ export class PostgresDb implements Db {
           const ex = this.executor(client, held);
           for (const w of all) w.ahead?.(ex);
         }
+        // After the reads ahead: a lock they took is the transaction's, not the first op's (a
+        // lock taken inside a savepoint goes when the savepoint is rolled back).
+        if (savepoints) sendAhead(held, client.query('SAVEPOINT op'));
         for (let i = 0; i < all.length; i++) {
           const w = all[i]!;
           const op: OpState = { announced: false };

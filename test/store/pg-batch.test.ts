@@ -269,6 +269,34 @@ describe('PostgreSQL group commit', () => {
     }
   });
 
+  it("a lock taken ahead belongs to the transaction: a failed op's rollback to its savepoint does not release it", async () => {
+    const key = projectLockKey(s.schema, 'p9');
+    const lockAhead = (ex: Executor): void => void ex.lock({ project: 'p9' }).catch(() => undefined);
+    let inside!: () => void;
+    const entered = new Promise<void>((resolve) => (inside = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // One batch; the first op fails, so the batch runs again guarded: the reads ahead (the lock)
+    // come before the first SAVEPOINT, and the second op runs after the first is rolled back.
+    const failing = db.write(async () => Promise.reject(new BatonError('not_found', 'no such thing')), 'declared', 'p9', lockAhead);
+    const holding = db.write(
+      async () => {
+        inside();
+        await gate;
+        return 'ok';
+      },
+      'declared',
+      'p9',
+      lockAhead,
+    );
+    await entered;
+    expect(await tryLock(key)).toBe(false);
+    release();
+    await expect(failing).rejects.toMatchObject({ code: 'not_found' });
+    await expect(holding).resolves.toBe('ok');
+    expect(await tryLock(key)).toBe(true);
+  });
+
   it('reads ahead start in the transaction their write runs in, only in a batch formed for its project', async () => {
     const seen: { ahead: unknown; op: unknown }[] = [];
     const write = (project: string | undefined) => {
