@@ -48,11 +48,73 @@ function insertEvents(events: readonly NewEvent[]): Sql {
   )}`;
 }
 
-/** Appends events in order, several per statement, and tells other processes' waiters (announce). */
+/**
+ * Appends events in order and tells other processes' waiters (announce). In a store's write they
+ * are inserted with the transaction's other appended rows just before COMMIT (queueRows).
+ */
 export async function appendEvents(ex: Executor, events: readonly NewEvent[]): Promise<void> {
   if (events.length === 0) return;
-  for (let i = 0; i < events.length; i += EVENT_CHUNK) await ex.send(insertEvents(events.slice(i, i + EVENT_CHUNK)));
+  if (!queueRows(ex, events, [])) await insertRows(ex, { events, audit: [] });
   await ex.announce();
+}
+
+/** The rows a write transaction appended and has not inserted yet (its memo's `journal:rows`). */
+interface Unwritten {
+  readonly events: readonly NewEvent[];
+  /** Audit rows, as insertAudit's VALUES. */
+  readonly audit: readonly (readonly unknown[])[];
+}
+
+const UNWRITTEN = 'journal:rows';
+
+/**
+ * Keeps appended rows in the write transaction's memo, inserted together just before COMMIT:
+ * a batch of ops then costs a few multi-row INSERTs instead of one per op (on PostgreSQL, a
+ * statement each, run one after the other under the project's lock). Nothing reads the events
+ * or audit rows a transaction appends before it commits (readers are other transactions; the
+ * chain's head is in the memo). An op rolled back to its savepoint takes its rows with it (the
+ * memo is restored). False where there is no memo: the caller inserts at once.
+ */
+function queueRows(ex: Executor, events: readonly NewEvent[], audit: readonly (readonly unknown[])[]): boolean {
+  const memo = ex.memo;
+  if (memo === null) return false;
+  const old = memo.get<Unwritten>(UNWRITTEN);
+  memo.set(UNWRITTEN, old === undefined ? { events, audit } : { events: [...old.events, ...events], audit: [...old.audit, ...audit] });
+  memo.beforeCommit(UNWRITTEN, (tx) => insertRows(tx, memo.get<Unwritten>(UNWRITTEN)!));
+  return true;
+}
+
+/** The largest power of two at most `left` and `max`: few distinct statements for the statement caches. */
+function chunkOf(left: number, max: number): number {
+  let n = 1;
+  while (n * 2 <= Math.min(left, max)) n *= 2;
+  return n;
+}
+
+/**
+ * Inserts events and audit rows, in order, several per statement (sent ahead: nothing waits for
+ * their answers, db.ts Executor.send); where the dialect runs an INSERT inside a WITH
+ * (PostgreSQL), a chunk of events goes in the same statement as a chunk of audit rows. The ids
+ * are the store's (rowid, identity): event ids follow the order given; chain order is (chain, seq).
+ */
+async function insertRows(ex: Executor, u: Unwritten): Promise<void> {
+  let e = 0;
+  let a = 0;
+  while (e < u.events.length || a < u.audit.length) {
+    const ne = e < u.events.length ? chunkOf(u.events.length - e, EVENT_CHUNK) : 0;
+    const na = a < u.audit.length ? chunkOf(u.audit.length - a, AUDIT_CHUNK) : 0;
+    const events = ne > 0 ? insertEvents(u.events.slice(e, e + ne)) : null;
+    if (na === 0 || (events !== null && !ex.dialect.insertInWith)) {
+      await ex.send(events!);
+      e += ne;
+      continue;
+    }
+    const prefix = events !== null ? sql`WITH appended_events AS (${events}) ` : trusted('');
+    await ex.send(sql`${prefix}INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
+        transport, address, severity, event, chain, seq, hash) VALUES ${rows(u.audit.slice(a, a + na))}`);
+    e += ne;
+    a += na;
+  }
 }
 
 /** Events after a cursor that one of `audiences` may see (see core/audience.ts), oldest first. */
@@ -282,20 +344,21 @@ async function writeTip(ex: Executor, chain: string, tip: Tip, key: Buffer): Pro
  */
 export async function appendAudits(ex: Executor, entries: readonly AuditEntry[], key: Buffer, events: readonly NewEvent[] = []): Promise<void> {
   if (entries.length === 0) return appendEvents(ex, events);
-  // An op's events and its audit row in one statement where the backend runs an INSERT inside a
-  // WITH (PostgreSQL: one round trip fewer under the project's lock); else the events first.
-  let withEvents: Sql | null = null;
-  if (events.length > 0 && events.length <= EVENT_CHUNK && ex.dialect.insertInWith) {
-    withEvents = insertEvents(events);
-    await ex.announce();
-  } else await appendEvents(ex, events);
   const byChain = groupByChain(entries);
   // Project chains before the server chain: the lock order (db.ts WriteLock).
   const chains = [...byChain.keys()].sort((a, b) => Number(a === SERVER_CHAIN) - Number(b === SERVER_CHAIN));
+  const audit: (readonly unknown[])[] = [];
+  const heads: [string, Tip][] = [];
   for (const chain of chains) {
-    await appendChain(ex, chain, byChain.get(chain)!, key, withEvents);
-    withEvents = null;
+    const { rows: chainRows, tip } = await appendChain(ex, chain, byChain.get(chain)!, key);
+    audit.push(...chainRows);
+    heads.push([chain, tip]);
   }
+  if (!queueRows(ex, events, audit)) {
+    await insertRows(ex, { events, audit });
+    for (const [chain, tip] of heads) await writeTip(ex, chain, tip, key);
+  }
+  if (events.length > 0) await ex.announce();
 }
 
 /**
@@ -315,7 +378,12 @@ export function readChainAhead(ex: Executor, chain: string, key: Buffer): void {
   memo.set(`audit-ahead:${chain}`, tip);
 }
 
-async function appendChain(ex: Executor, chain: string, entries: readonly AuditEntry[], key: Buffer, withEvents: Sql | null): Promise<void> {
+/**
+ * The audit rows of `entries` on `chain`, each hashed onto the one before (the chain's head, under
+ * its lock), and the new head. In a store's write the head is remembered in the memo and written
+ * once before COMMIT; elsewhere the caller writes it (writeTip) after inserting the rows.
+ */
+async function appendChain(ex: Executor, chain: string, entries: readonly AuditEntry[], key: Buffer): Promise<{ rows: unknown[][]; tip: Tip }> {
   await ex.lock(chain === SERVER_CHAIN ? 'audit' : { project: chain });
   const memo = ex.memo;
   const memoKey = `audit:${chain}`;
@@ -364,22 +432,11 @@ async function appendChain(ex: Executor, chain: string, entries: readonly AuditE
     ]);
     tip = { seq: row.seq, hash, sealed: tip.sealed };
   }
-  // Several rows per statement: the deferred writer appends hundreds per flush, and a statement
-  // per row cost a quarter of a cheap read's throughput. Fixed chunk sizes keep the statement
-  // cache small. The id is the store's (rowid, identity): chain order is (chain, seq).
-  for (let i = 0; i < values.length; ) {
-    const n = values.length - i >= AUDIT_CHUNK ? AUDIT_CHUNK : 1;
-    const prefix = i === 0 && withEvents !== null ? sql`WITH appended_events AS (${withEvents}) ` : trusted('');
-    await ex.send(sql`${prefix}INSERT INTO audit (at, request_id, project_id, principal, role, op, target, outcome, code, params,
-        transport, address, severity, event, chain, seq, hash) VALUES ${rows(values.slice(i, i + n))}`);
-    i += n;
+  if (memo !== null) {
+    memo.set(memoKey, tip);
+    memo.beforeCommit(memoKey, (tx) => writeTip(tx, chain, memo.get<Tip>(memoKey)!, key));
   }
-  if (memo === null) {
-    await writeTip(ex, chain, tip, key);
-    return;
-  }
-  memo.set(memoKey, tip);
-  memo.beforeCommit(memoKey, (tx) => writeTip(tx, chain, memo.get<Tip>(memoKey)!, key));
+  return { rows: values, tip };
 }
 
 /** The HMAC that makes a legacy chain position (id, hash) authentic: the head, the retention anchor, an exported anchor. */
