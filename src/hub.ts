@@ -7,7 +7,7 @@ import { looksLikeJwt, type AccessClaims, type Credential } from './auth/jwt.js'
 import { namespacedName, type ExternalIdentity } from './auth/external.js';
 import { AuthServices, registerAuthServices } from './auth/service.js';
 import { accessFamilyLive } from './auth/refresh.js';
-import { keyByHash, keyById, type KeyForAuth } from './store/auth.js';
+import { keyByHash, keyById, keysByHashes, type KeyForAuth } from './store/auth.js';
 import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
@@ -48,6 +48,46 @@ export const DEFAULT_PROJECT = 'default';
 interface EarlyKey {
   readonly memo: TxMemo;
   readonly row: Promise<KeyForAuth | undefined>;
+}
+
+/**
+ * The keys one write transaction reads ahead (Hub.resolver lookAhead): every key asked for in
+ * the same turn (the store starts a batch's reads ahead one op after the other) is read by one
+ * statement, sent once that turn's synchronous part is done.
+ */
+class KeysAhead {
+  private readonly rows = new Map<string, Promise<KeyForAuth | undefined>>();
+  private readonly settle = new Map<string, (row: Promise<KeyForAuth | undefined>) => void>();
+
+  constructor(ex: Executor, done: () => void) {
+    queueMicrotask(() => {
+      done();
+      const found = keysByHashes(ex, [...this.settle.keys()]);
+      for (const [hash, settle] of this.settle) settle(found.then((rows) => rows.find((r) => r.key_hash === hash)));
+    });
+  }
+
+  row(hash: string): Promise<KeyForAuth | undefined> {
+    let row = this.rows.get(hash);
+    if (row === undefined) {
+      row = new Promise((resolve) => this.settle.set(hash, resolve));
+      row.catch(() => undefined); // observed when the resolver runs, or dropped with its transaction
+      this.rows.set(hash, row);
+    }
+    return row;
+  }
+}
+
+const keysAhead = new WeakMap<TxMemo, KeysAhead>();
+
+/** The row of the key with this hash, read ahead in the transaction whose memo this is. */
+function keyAhead(ex: Executor, memo: TxMemo, hash: string): Promise<KeyForAuth | undefined> {
+  let ahead = keysAhead.get(memo);
+  if (ahead === undefined) {
+    ahead = new KeysAhead(ex, () => keysAhead.delete(memo));
+    keysAhead.set(memo, ahead);
+  }
+  return ahead.row(hash);
 }
 
 export interface HubOptions {
@@ -297,9 +337,7 @@ export class Hub {
      */
     const lookAhead = (ex: Executor): void => {
       if (credential === undefined || !looksLikeKey(credential) || ex.memo === null) return;
-      const row = keyByHash(ex, this.keyHash(credential));
-      row.catch(() => undefined); // observed when the resolver runs, or dropped with its transaction
-      early = { memo: ex.memo, row };
+      early = { memo: ex.memo, row: keyAhead(ex, ex.memo, this.keyHash(credential)) };
     };
     return Object.assign(resolve, { projectHint: credential === undefined ? undefined : this.projectHints.get(credential), lookAhead });
   }

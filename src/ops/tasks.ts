@@ -534,8 +534,9 @@ export const taskComplete = defineOp({
     ctx.target(id);
     const fence = fenceOf(ctx, id, lease_token);
     const sealed = sealTask(ctx.services.cipher, ctx.principal.projectId, id, 'result', JSON.stringify(result));
-    let row = await fencedWrite(ctx, () => store.completeTask(ctx.tx, fence, sealed));
-    if (row === undefined) {
+    // The completion, its locks' release and its dependents' resolution (one statement on PostgreSQL).
+    let done = await fencedWrite(ctx, () => store.completeReleasing(ctx.tx, fence, sealed));
+    if (done === undefined) {
       const replay = await replayedFinish(ctx, id, lease_token, 'task_complete');
       if (replay !== undefined) return replay as { id: string; status: TaskState; unblocked: string[] };
       const failure = await fenceFailure(ctx, id, lease_token);
@@ -544,18 +545,19 @@ export const taskComplete = defineOp({
       if (!(await approvalGranted(ctx.tx, ctx.principal.projectId, id))) {
         throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
       }
-      row = await store.completeTask(ctx.tx, fence, sealed, true);
+      const row = await store.completeTask(ctx.tx, fence, sealed, true);
       if (row === undefined) throw failure;
+      // Neither waits for the other's answer.
+      const [released, unblocked] = await Promise.all([
+        releaseTaskLocks(ctx.tx, ctx.principal.projectId, id, ctx.now),
+        store.resolveDependency(ctx.tx, id, ctx.now),
+      ]);
+      done = { status: row.status, released, unblocked };
     }
     await ctx.emit('task.done', id);
-    // Neither waits for the other's answer: sent together (one round trip on PostgreSQL).
-    const [released, unblocked] = await Promise.all([
-      releaseTaskLocks(ctx.tx, ctx.principal.projectId, id, ctx.now),
-      store.resolveDependency(ctx.tx, id, ctx.now),
-    ]);
-    await emitReleased(released, emitOf(ctx));
-    for (const u of unblocked) await ctx.emit('task.ready', u);
-    return { id, status: row.status, unblocked };
+    await emitReleased(done.released, emitOf(ctx));
+    for (const u of done.unblocked) await ctx.emit('task.ready', u);
+    return { id, status: done.status, unblocked: done.unblocked };
   },
 });
 

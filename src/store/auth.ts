@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import { sql } from './sql.js';
+import { list, sql } from './sql.js';
 
 /** Statements of authentication: keys with their address binding, refresh token families. */
 
@@ -26,6 +26,11 @@ export const KEY_JOINS = sql`JOIN projects p ON p.id = t.project_id
 /** The one statement behind a request with an API key: token, project, agent, address binding. */
 export function keyByHash(ex: Executor, hash: string): Promise<KeyForAuth | undefined> {
   return ex.get<KeyForAuth>(sql`SELECT ${KEY_COLUMNS} FROM tokens t ${KEY_JOINS} WHERE t.key_hash = ${hash}`);
+}
+
+/** The keys of several hashes in one statement (a write batch's keys read ahead), with each one's hash. */
+export function keysByHashes(ex: Executor, hashes: readonly string[]): Promise<(KeyForAuth & { key_hash: string })[]> {
+  return ex.all<KeyForAuth & { key_hash: string }>(sql`SELECT ${KEY_COLUMNS}, t.key_hash FROM tokens t ${KEY_JOINS} WHERE t.key_hash IN ${list(hashes)}`);
 }
 
 /** The same, by key id: every use of an access token checks that its key is still live. */

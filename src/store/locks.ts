@@ -1,5 +1,5 @@
 import type { Executor } from './db.js';
-import { sql } from './sql.js';
+import { sql, trusted, type Sql } from './sql.js';
 
 /**
  * Lock statements. A lock row exists while the lock does; every way a lock ends deletes it and
@@ -9,7 +9,7 @@ import { sql } from './sql.js';
  */
 export type LockMode = 'exclusive' | 'shared';
 
-interface LockRow {
+export interface LockRow {
   id: string;
   project_id: string;
   agent_id: string;
@@ -35,7 +35,7 @@ export interface Lock {
   expiresAt: number;
 }
 
-function toLock(r: LockRow): Lock {
+export function toLock(r: LockRow): Lock {
   return {
     id: r.id,
     projectId: r.project_id,
@@ -116,10 +116,12 @@ export async function sweepProjectLocks(ex: Executor, projectId: string, now: nu
  * ops/locks.ts).
  */
 export async function releaseTaskLocks(ex: Executor, projectId: string, taskId: string, _now: number): Promise<Lock[]> {
-  const rows = await ex.all<LockRow>(
-    sql`DELETE FROM locks WHERE task_id = ${taskId} AND project_id = ${projectId} RETURNING *`,
-  );
-  return rows.map(toLock);
+  return (await ex.all<LockRow>(releaseLocksSql(projectId, taskId))).map(toLock);
+}
+
+/** The DELETE of a task's locks, returning them (`also`: a further condition, tasks.ts completeReleasing). */
+export function releaseLocksSql(projectId: string, taskId: string, also: Sql = trusted('')): Sql {
+  return sql`DELETE FROM locks WHERE task_id = ${taskId} AND project_id = ${projectId}${also} RETURNING *`;
 }
 
 /** Releases every lock an agent holds in a project (call when its session ends). Returns them. */

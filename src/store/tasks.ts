@@ -1,5 +1,6 @@
 import type { TaskState } from '../core/tasks.js';
 import type { Executor } from './db.js';
+import { releaseLocksSql, toLock, type Lock, type LockRow } from './locks.js';
 import { join, list, sql, trusted, type Sql } from './sql.js';
 
 /**
@@ -233,6 +234,11 @@ export function completeTask(
   result: string,
   approved = false,
 ): Promise<{ status: TaskState } | undefined> {
+  return ex.get<{ status: TaskState }>(completeUpdate(ex, f, result, approved));
+}
+
+/** The fenced UPDATE of a completion (completeTask), `RETURNING status`. */
+function completeUpdate(ex: Executor, f: Fence, result: string, approved: boolean): Sql {
   const gate = approved ? trusted('') : trusted(' AND needs_approval = 0');
   const d = ex.dialect;
   const answer = d.jsonObject([
@@ -244,10 +250,41 @@ export function completeTask(
             WHERE d.depends_on = ${f.id} AND x.deps_open = 1 AND x.status = 'blocked' ORDER BY d.task_id`),
     ],
   ]);
-  return ex.get<{ status: TaskState }>(sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
+  return sql`UPDATE tasks SET status = 'done', result = ${result}, lease_owner = NULL,
       lease_expires_at = NULL, finished_at = ${f.now}, updated_at = ${f.now}, version = version + 1,
       ${finishOf(f, 'task_complete', answer)}
-      WHERE ${fenced(f)}${gate} RETURNING status`);
+      WHERE ${fenced(f)}${gate} RETURNING status`;
+}
+
+/** What a completion did besides finishing its task: the locks it released, the dependents it freed. */
+export interface Completed {
+  status: TaskState;
+  released: Lock[];
+  unblocked: string[];
+}
+
+/**
+ * A completion (no approval needed) with what follows it: the task's locks released and its
+ * dependents resolved. Where the dialect runs UPDATE and DELETE inside a WITH (PostgreSQL) it is
+ * one statement (the three run under the project's lock one after the other otherwise; each a
+ * round trip there): the release and the resolution only happen when the fenced UPDATE matched.
+ * Undefined when it did not (the caller explains, or replays a finish).
+ */
+export async function completeReleasing(ex: Executor, f: Fence, result: string): Promise<Completed | undefined> {
+  if (!ex.dialect.insertInWith) {
+    const row = await completeTask(ex, f, result);
+    if (row === undefined) return undefined;
+    // Neither waits for the other's answer.
+    const [released, freed] = await Promise.all([ex.all<LockRow>(releaseLocksSql(f.projectId, f.id)), ex.all<Freed>(resolveSql(f.id, f.now))]);
+    return { status: row.status, released: released.map(toLock), unblocked: freedOf(freed) };
+  }
+  const r = await ex.get<{ status: TaskState | null; released: LockRow[] | null; freed: Freed[] | null }>(sql`WITH done AS (${completeUpdate(ex, f, result, false)}),
+      released AS (${releaseLocksSql(f.projectId, f.id, sql` AND EXISTS (SELECT 1 FROM done)`)}),
+      freed AS (${resolveSql(f.id, f.now, sql` AND EXISTS (SELECT 1 FROM done)`)})
+    SELECT (SELECT status FROM done) AS status, (SELECT json_agg(released) FROM released) AS released,
+      (SELECT json_agg(freed) FROM freed) AS freed`);
+  if (r === undefined || r.status === null) return undefined;
+  return { status: r.status, released: (r.released ?? []).map(toLock), unblocked: freedOf(r.freed ?? []) };
 }
 
 /** Back to `ready` at `availableAt` (retry with backoff) or `failed` (dead-lettered). */
@@ -324,19 +361,38 @@ export function expireLease(
       RETURNING *`);
 }
 
+/** A dependent a finished dependency touched (resolveSql): its new status and open dependencies. */
+interface Freed {
+  id: string;
+  status: TaskState;
+  deps_open: number;
+}
+
+/**
+ * One statement: the dependents of `doneId` have one open dependency fewer, and those that
+ * reach zero while blocked become ready (every SET expression reads the row as it was).
+ */
+function resolveSql(doneId: string, now: number, also: Sql = trusted('')): Sql {
+  const freed = trusted(`deps_open = 1 AND status = 'blocked'`);
+  return sql`UPDATE tasks SET deps_open = deps_open - 1, updated_at = ${now},
+      status = CASE WHEN ${freed} THEN 'ready' ELSE status END,
+      available_at = CASE WHEN ${freed} THEN ${now} ELSE available_at END,
+      version = CASE WHEN ${freed} THEN version + 1 ELSE version END
+    WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId}) AND deps_open > 0${also}
+    RETURNING id, status, deps_open`;
+}
+
+/** The dependents that became ready, by id. */
+function freedOf(rows: readonly Freed[]): string[] {
+  return rows
+    .filter((t) => t.deps_open === 0 && t.status === 'ready')
+    .map((t) => t.id)
+    .sort();
+}
+
 /** A dependency finished: its dependents have one open dependency fewer; those at zero become ready. */
 export async function resolveDependency(ex: Executor, doneId: string, now: number): Promise<string[]> {
-  const touched = await ex.all<{ id: string; deps_open: number }>(sql`UPDATE tasks
-      SET deps_open = deps_open - 1, updated_at = ${now}
-      WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = ${doneId}) AND deps_open > 0
-      RETURNING id, deps_open`);
-  const free = touched.filter((t) => t.deps_open === 0).map((t) => t.id);
-  if (free.length === 0) return [];
-  const ready = await ex.all<{ id: string }>(sql`UPDATE tasks SET status = 'ready', available_at = ${now},
-      version = version + 1
-      WHERE status = 'blocked' AND id IN ${list(free)}
-      RETURNING id`);
-  return ready.map((r) => r.id).sort();
+  return freedOf(await ex.all<Freed>(resolveSql(doneId, now)));
 }
 
 export interface TaskFilter {

@@ -236,6 +236,51 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
     expect(later.tasks[0]!.status).toBe('ready');
   });
 
+  it("a completion refused by its fence leaves the task's locks and its dependents as they were", async () => {
+    const { tasks } = await create(lead, [
+      { ref: 'c', title: 'C', depends_on: ['a'] },
+      { ref: 'a', title: 'A' },
+    ]);
+    const [c, a] = tasks.map((x) => x.id) as [string, string];
+    const held = (await claim(w1, { id: a })).task!;
+    await call(t.hub, w1, 'lock_acquire', { paths: ['src/a/**'], task_id: a });
+    const locksOf = async (): Promise<number> =>
+      (await t.hub.db.read((ex) => ex.all<{ id: string }>(sql`SELECT id FROM locks WHERE task_id = ${a}`))).length;
+    const depsOpen = async (): Promise<number> =>
+      (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT deps_open AS n FROM tasks WHERE id = ${c}`)))!.n;
+    // A stale token, and another agent with the right one: both refused, nothing released.
+    await expect(complete(w1, a, held.lease!.token + 1)).rejects.toMatchObject({ code: 'lease_lost' });
+    await expect(complete(w2, a, held.lease!.token)).rejects.toMatchObject({ code: 'lease_lost' });
+    expect(await locksOf()).toBe(1);
+    expect(await depsOpen()).toBe(1);
+    expect((await get(c)).status).toBe('blocked');
+    // The holder's completion releases both.
+    expect(await complete(w1, a, held.lease!.token)).toMatchObject({ unblocked: [c] });
+    expect(await locksOf()).toBe(0);
+    expect(await depsOpen()).toBe(0);
+    expect((await get(c)).status).toBe('ready');
+  });
+
+  it('a completion repeated after it succeeded replays its answer and resolves no dependent twice', async () => {
+    const { tasks } = await create(lead, [
+      { ref: 'c', title: 'C', depends_on: ['a', 'b'] },
+      { ref: 'a', title: 'A' },
+      { ref: 'b', title: 'B' },
+    ]);
+    const [c, a, b] = tasks.map((x) => x.id) as [string, string, string];
+    const held = (await claim(w1, { id: a })).task!;
+    const first = await complete(w1, a, held.lease!.token);
+    // The answer was lost; the agent sends the same completion again: the same answer, nothing more.
+    expect(await complete(w1, a, held.lease!.token)).toEqual(first);
+    const depsOpen = async (): Promise<number> =>
+      (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT deps_open AS n FROM tasks WHERE id = ${c}`)))!.n;
+    expect(await depsOpen()).toBe(1);
+    expect((await get(c)).status).toBe('blocked');
+    const hb = (await claim(w1, { id: b })).task!;
+    expect(await complete(w1, b, hb.lease!.token)).toMatchObject({ unblocked: [c] });
+    expect((await get(c)).status).toBe('ready');
+  });
+
   it('refuses dependency cycles and names them, in a batch and on update', async () => {
     const e1 = await refusal(
       create(lead, [
