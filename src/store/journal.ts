@@ -130,7 +130,8 @@ export function eventsAfter(
 }
 
 export async function lastEventId(ex: Executor, projectId: string): Promise<number> {
-  const row = await ex.get<{ id: number | null }>(sql`SELECT max(id) AS id FROM events WHERE project_id = ${projectId}`);
+  // One step down events_project (project_id, id), whatever the statistics say (see newestSeq).
+  const row = await ex.get<{ id: number | null }>(sql`SELECT (SELECT id FROM events WHERE project_id = ${projectId} ORDER BY id DESC LIMIT 1) AS id`);
   return row?.id ?? 0;
 }
 
@@ -290,6 +291,16 @@ interface ChainRow {
  * last append, and re-keying would hide it: a tainted head stays tainted, so `verify` keeps
  * reporting it. One statement when the chain is sound.
  */
+/**
+ * A chain's newest position, as one step down its (chain, seq) index whatever the planner
+ * believes of the table: `max(seq) … WHERE chain = ?` was planned (PostgreSQL, on a young table's
+ * statistics, and kept in the prepared statement's plan) as a walk over every row of the chain,
+ * a cost that grew with the trail at every write transaction's first append.
+ */
+export function newestSeq(chain: string): Sql {
+  return sql`(SELECT seq FROM audit WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1)`;
+}
+
 async function readTip(ex: Executor, chain: string, key: Buffer): Promise<Tip> {
   const r = await ex.get<{
     top: number | null;
@@ -299,9 +310,9 @@ async function readTip(ex: Executor, chain: string, key: Buffer): Promise<Tip> {
     anchor_seq: number | null;
     anchor_hash: string | null;
     row_hash: string | null;
-  }>(sql`SELECT (SELECT max(seq) FROM audit WHERE chain = ${chain}) AS top, c.seq, c.hash, c.mac, c.anchor_seq, c.anchor_hash,
-      a.hash AS row_hash
-    FROM (SELECT 1 AS one) o LEFT JOIN audit_chains c ON c.chain = ${chain} LEFT JOIN audit a ON a.chain = c.chain AND a.seq = c.seq`);
+  }>(sql`SELECT ${newestSeq(chain)} AS top, c.seq, c.hash, c.mac, c.anchor_seq, c.anchor_hash,
+      (SELECT a.hash FROM audit a WHERE a.chain = ${chain} AND a.seq = c.seq) AS row_hash
+    FROM (SELECT 1 AS one) o LEFT JOIN audit_chains c ON c.chain = ${chain}`);
   const top = r?.top ?? null;
   if (r === undefined || r.seq === null || r.hash === null) {
     if (top === null) return { seq: 0, hash: GENESIS_HASH, sealed: true };
@@ -780,7 +791,7 @@ export async function beginChainWalk(
   fromMark = false,
 ): Promise<ChainWalk> {
   const head = await ex.get<ChainRow>(sql`SELECT chain, seq, hash, mac, anchor_seq, anchor_hash, anchor_mac FROM audit_chains WHERE chain = ${chain}`);
-  const newest = await ex.get<{ seq: number | null }>(sql`SELECT max(seq) AS seq FROM audit WHERE chain = ${chain}`);
+  const newest = await ex.get<{ seq: number | null }>(sql`SELECT ${newestSeq(chain)} AS seq`);
   const w: ChainWalk = {
     chain,
     prevSeq: head?.anchor_seq ?? 0,

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub.js';
-import { appendAudits, auditHash, auditKeyFrom, GENESIS_HASH, type AuditRow } from '../../src/store/journal.js';
+import { appendAudits, auditHash, auditKeyFrom, GENESIS_HASH, newestSeq, type AuditRow } from '../../src/store/journal.js';
 import { projectLockKey, serverChainLockKeys } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
 import { readFileSync } from 'node:fs';
@@ -238,6 +238,29 @@ describe('PostgreSQL: no lock common to every audited write', () => {
       await holder.end();
     }
     expect(await count(alpha)).toBe(1);
+    expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
+  });
+});
+
+describe('PostgreSQL: the newest position of a chain is one index step', () => {
+  it("on a young table (no statistics yet) the chain's newest position reads one index entry, not the whole chain", async () => {
+    const t = await hub('postgres', { config: { rateLimit: false } });
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    // 400 audited writes: one chain of 400 rows and more; autovacuum has not analyzed the table.
+    for (let i = 0; i < 400; i++) await call(t.hub, lead, 'task_create', { tasks: [{ title: `t${i}` }] });
+    const chain = lead.projectId;
+    const plan = await t.hub.db.read((ex) =>
+      ex.all<{ 'QUERY PLAN': unknown }>(sql`EXPLAIN (ANALYZE, FORMAT JSON) SELECT ${newestSeq(chain)} AS top`),
+    );
+    // Every scan of `audit` in the plan returned one row.
+    const scans: { rows: number; type: string }[] = [];
+    const walk = (n: Record<string, unknown>): void => {
+      if (n['Relation Name'] === 'audit') scans.push({ rows: n['Actual Rows'] as number, type: n['Node Type'] as string });
+      for (const c of (n.Plans as Record<string, unknown>[] | undefined) ?? []) walk(c);
+    };
+    walk(((plan[0]!['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]!).Plan);
+    expect(scans.length).toBeGreaterThan(0);
+    expect(scans.every((s) => s.rows === 1)).toBe(true);
     expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
   });
 });
