@@ -3,7 +3,8 @@
  * claim+complete over MCP HTTP (the lean JSON-RPC path, bearer keys, audit) on the same
  * PostgreSQL, same machine, same run: one Baton instance, then two instances on one schema with
  * the agents spread over both. Usage:
- * `node --import tsx bench/pgboss.ts` (BENCH_TASKS, default 2000; BATON_TEST_DATABASE_URL;
+ * `node --import tsx bench/pgboss.ts` (BENCH_TASKS, default 2000, measured after BENCH_WARMUP
+ * cycles, default 400, on each side; BATON_TEST_DATABASE_URL;
  * BENCH_PROJECTS, default 1: the agents and tasks spread over that many projects, each with a
  * lead; one project is the queue case, several show per-project writers side by side;
  * BENCH_SERVE, default `process`: each Baton instance is a `baton serve` process of the built
@@ -26,6 +27,37 @@ import { processCpuMs } from './cycles.js';
 import { rpcClient, startProcess, type Proc } from './lib.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
+/** Cycles run before the clock starts, on each side (a fresh process's JIT, connections, prepared statements). */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 400);
+/** Tasks on each side's board: the warm-up's and the measured ones. */
+const BOARD = TASKS + WARMUP;
+
+/** Counts finished cycles; the rate is of those after the first WARMUP, from the moment the warm-up ended. */
+class Meter {
+  private done = 0;
+  private start = performance.now();
+
+  constructor(private readonly onStart: () => void = () => undefined) {
+    if (WARMUP === 0) this.onStart();
+  }
+
+  tick(): void {
+    this.done++;
+    if (this.done === WARMUP) {
+      this.start = performance.now();
+      this.onStart();
+    }
+  }
+
+  get cycles(): number {
+    return this.done;
+  }
+
+  /** Measured cycles per second. */
+  rate(): number {
+    return (this.done - WARMUP) / ((performance.now() - this.start) / 1000);
+  }
+}
 const WORKERS = 16;
 const PROJECTS = Math.max(1, Math.min(WORKERS, Number(process.env.BENCH_PROJECTS ?? 1)));
 const URL = process.env.BATON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -50,24 +82,22 @@ async function pgBoss(): Promise<number> {
   await boss.start();
   try {
     await boss.createQueue('work');
-    for (let i = 0; i < TASKS; i += 500) {
-      await boss.insert(Array.from({ length: Math.min(500, TASKS - i) }, (_, j) => ({ name: 'work', data: { title: `t${i + j}` } })));
+    for (let i = 0; i < BOARD; i += 500) {
+      await boss.insert(Array.from({ length: Math.min(500, BOARD - i) }, (_, j) => ({ name: 'work', data: { title: `t${i + j}` } })));
     }
-    const start = performance.now();
-    let done = 0;
+    const meter = new Meter();
     await Promise.all(
       Array.from({ length: WORKERS }, async () => {
         for (;;) {
           const [job] = await boss.fetch<{ title: string }>('work', { batchSize: 1 });
           if (job === undefined) return;
           await boss.complete('work', job.id);
-          done++;
+          meter.tick();
         }
       }),
     );
-    const seconds = (performance.now() - start) / 1000;
-    if (done !== TASKS) throw new Error(`pg-boss completed ${done} of ${TASKS}`);
-    return done / seconds;
+    if (meter.cycles !== BOARD) throw new Error(`pg-boss completed ${meter.cycles} of ${BOARD}`);
+    return meter.rate();
   } finally {
     await boss.stop({ graceful: false, wait: true });
     await dropSchema(schema);
@@ -95,7 +125,7 @@ async function baton(instances: number): Promise<{ rate: number; serverCpuMs: nu
       ((await first.call('token_create', { name, role, project }, admin, meta)) as { key: string }).key;
     for (let p = 0; p < PROJECTS; p++) {
       const lead = await first.authenticate(await key(`lead${p}`, 'lead', projectOf(p)));
-      const share = Math.floor(TASKS / PROJECTS) + (p < TASKS % PROJECTS ? 1 : 0);
+      const share = Math.floor(BOARD / PROJECTS) + (p < BOARD % PROJECTS ? 1 : 0);
       for (let i = 0; i < share; i += 500) {
         const n = Math.min(500, share - i);
         await first.call('task_create', { tasks: Array.from({ length: n }, (_, j) => ({ title: `t${i + j}` })) }, lead, meta);
@@ -117,9 +147,9 @@ async function baton(instances: number): Promise<{ rate: number; serverCpuMs: nu
     // Worker i is in project i % PROJECTS and on instance i % instances: with two instances and an
     // even number of projects, each project's agents are on both.
     const workers = keys.map((k, i) => ({ key: k, url: urls[Math.floor(i / PROJECTS) % instances]! }));
-    const cpuBefore = procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0);
-    const start = performance.now();
-    let done = 0;
+    const cpuOfServers = (): number => procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0);
+    let cpuBefore = cpuOfServers();
+    const meter = new Meter(() => (cpuBefore = cpuOfServers()));
     await Promise.all(
       workers.map(async (w) => {
         const client = rpcClient(w.url, w.key);
@@ -128,17 +158,16 @@ async function baton(instances: number): Promise<{ rate: number; serverCpuMs: nu
             const { task } = await client.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', {});
             if (task === null) return;
             await client.tool('task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
-            done++;
+            meter.tick();
           }
         } finally {
           client.close();
         }
       }),
     );
-    const seconds = (performance.now() - start) / 1000;
-    if (done !== TASKS) throw new Error(`baton completed ${done} of ${TASKS}`);
-    const cpu = procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0) - cpuBefore;
-    return { rate: done / seconds, serverCpuMs: SERVE === 'process' ? cpu / done : null };
+    if (meter.cycles !== BOARD) throw new Error(`baton completed ${meter.cycles} of ${BOARD}`);
+    const cpu = cpuOfServers() - cpuBefore;
+    return { rate: meter.rate(), serverCpuMs: SERVE === 'process' ? cpu / (BOARD - WARMUP) : null };
   } finally {
     for (const p of procs) await p.stop();
     for (const s of servers) await s.close();
@@ -153,7 +182,7 @@ const one = await baton(1);
 const two = await baton(2);
 const cpu = (r: { serverCpuMs: number | null }): string => (r.serverCpuMs === null ? '' : `; baton serve CPU ${r.serverCpuMs.toFixed(2)} ms per cycle`);
 process.stdout.write(
-  `${TASKS} tasks, ${WORKERS} workers, ${PROJECTS} project(s), PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}, Baton ${SERVE === 'process' ? 'as baton serve processes' : 'in this process'}\n` +
+  `${TASKS} cycles measured after ${WARMUP} of warm-up, ${WORKERS} workers, ${PROJECTS} project(s), PostgreSQL ${URL.replace(/\/\/[^@]*@/, '//')}, Baton ${SERVE === 'process' ? 'as baton serve processes' : 'in this process'}\n` +
     `pg-boss 10.4.2 fetch+complete (in process): ${boss.toFixed(0)} cycles/s\n` +
     `Baton claim+complete over MCP HTTP, one instance: ${one.rate.toFixed(0)} cycles/s (${(one.rate / boss).toFixed(2)}x pg-boss)${cpu(one)}\n` +
     `Baton, two instances on one schema: ${two.rate.toFixed(0)} cycles/s (${(two.rate / one.rate).toFixed(2)}x one instance)${cpu(two)}\n`,
