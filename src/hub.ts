@@ -25,7 +25,7 @@ import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases } from './ops/tasks.js';
-import type { Db, Executor, TxMemo, WriteMode } from './store/db.js';
+import type { Db, Executor, TxMemo, WriteMode, WriteOptions } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, legacyHeadUnkeyed, sealLegacyHead, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
 import { MIGRATIONS } from './store/migrations.js';
@@ -246,7 +246,7 @@ export class Hub {
     // Two stat calls, about 5 µs, per turn that writes.
     const write = db.write.bind(db);
     let checked = false;
-    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> => {
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, options?: WriteOptions): Promise<T> => {
       if (!checked) {
         checked = true;
         setImmediate(() => {
@@ -254,7 +254,7 @@ export class Hub {
         });
         watch.check();
       }
-      return write(fn, mode, project, ahead);
+      return write(fn, mode, project, options);
     };
   }
 

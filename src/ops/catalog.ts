@@ -41,6 +41,13 @@ export interface OpContext {
    * who may read it (default: the whole project); every read path of events filters by it.
    */
   emit(type: string, subject: string | null, data?: Record<string, unknown>, audience?: Audience): Promise<void>;
+  /**
+   * As `emit`, but the event takes its place in the transaction's events now, not when the
+   * handler returns: for work whose effects other ops of the batch may act on before this op
+   * ends (a claim's lease sweep, awaited by the batch's other claims: its `task.lease_expired`
+   * must come before another claim's `task.claimed` of the same task).
+   */
+  emitNow(type: string, subject: string | null, data?: Record<string, unknown>): Promise<void>;
   /** Sets the audit target (the id the op acted on). */
   target(id: string): void;
   /**
@@ -86,6 +93,14 @@ export interface OpDef<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.
   readonly cli: CliSpec;
   /** For waiting ops: how long to wait (ms) when the handler answers RETRY. */
   readonly waitMs?: (input: z.infer<I>) => number;
+  /**
+   * A write whose handler may run beside others of its kind in one group commit, their
+   * statements interleaved (db.ts WriteOptions.parallel): every statement it sends is right on
+   * its own, whatever another op of the batch sent between two of them (fenced updates, a claim's
+   * SKIP LOCKED update, the claim's expiry sweep guarded by each lease's token). The store runs
+   * the batch again one op at a time when any of them fails.
+   */
+  readonly parallel?: boolean;
   handler(ctx: OpContext, input: z.infer<I>): Promise<z.infer<O> | typeof RETRY>;
 }
 

@@ -263,7 +263,7 @@ export class Runner {
               (tx) => this.run(s, tx, started),
               'declared',
               op.permission === 'token.admin' ? undefined : projectHint(s),
-              (tx) => this.ahead(s, tx),
+              { ahead: (tx) => this.ahead(s, tx), parallel: op.parallel === true },
             )
           : await this.db.read((tx) => this.run(s, tx, started));
       s.round++;
@@ -328,6 +328,11 @@ export class Runner {
         const body = data === undefined ? null : JSON.stringify(data);
         const to = audience === undefined ? 'project' : audienceKey(audience);
         events.push({ projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: to });
+      },
+      emitNow: async (type, subject, data) => {
+        s.emitted++;
+        const body = data === undefined ? null : JSON.stringify(data);
+        await appendEvents(tx, [{ projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: 'project' }]);
       },
       target: (id) => {
         s.target = id;

@@ -439,6 +439,7 @@ export const taskClaim = defineOp({
   output: () => z.object({ task: taskOut().nullable() }),
   permission: 'task.work',
   kind: 'write',
+  parallel: true,
   tier: 'core',
   rest: { method: 'POST', path: '/tasks/claim' },
   cli: { group: 'task', command: 'claim' },
@@ -449,14 +450,20 @@ export const taskClaim = defineOp({
     // Expired leases first, so their tasks are claimable now; once per write transaction and
     // project (the claims of one group commit run within milliseconds: the first one's probe
     // and sweep serve them all, one statement fewer for the others; the hub's sweep catches a
-    // lease that runs out in between). A rolled-back claim takes its mark with it (TxMemo).
+    // lease that runs out in between). The others wait for it (claims of a batch run side by
+    // side: `parallel`). A rolled-back claim takes it with it (TxMemo).
     const probed = `claim-expiry:${projectId}`;
-    if (ctx.tx.memo?.get(probed) === undefined && (await store.hasExpiredLease(ctx.tx, projectId, ctx.now))) {
-      await absorbClockSteps(ctx);
-      const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
-      await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emit(type, subject, data));
+    let swept = ctx.tx.memo?.get<Promise<void>>(probed);
+    if (swept === undefined) {
+      swept = (async () => {
+        if (!(await store.hasExpiredLease(ctx.tx, projectId, ctx.now))) return;
+        await absorbClockSteps(ctx);
+        const rows = await store.expiredLeases(ctx.tx, ctx.now, projectId);
+        await sweepLeases(ctx.tx, ctx.now, rows, (_p, type, subject, data) => ctx.emitNow(type, subject, data));
+      })();
+      ctx.tx.memo?.set(probed, swept);
     }
-    ctx.tx.memo?.set(probed, ctx.now);
+    await swept;
     if (input.capabilities !== undefined) await setAgentProfile(ctx.tx, agentId, null, input.capabilities);
     const row = await store.claimTask(ctx.tx, {
       projectId,
@@ -489,6 +496,7 @@ export const taskStart = defineOp({
   output: () => leased(),
   permission: 'task.work',
   kind: 'write',
+  parallel: true,
   tier: 'standard',
   rest: { method: 'POST', path: '/tasks/:id/start' },
   cli: { group: 'task', command: 'start', positional: 'id' },
@@ -508,6 +516,7 @@ export const taskHeartbeat = defineOp({
   output: () => z.object({ id: z.string(), lease_expires_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
+  parallel: true,
   tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/heartbeat' },
   cli: { group: 'task', command: 'heartbeat', positional: 'id' },
@@ -527,6 +536,7 @@ export const taskComplete = defineOp({
   output: () => z.object({ id: z.string(), status: taskState(), unblocked: z.array(z.string()) }),
   permission: 'task.work',
   kind: 'write',
+  parallel: true,
   tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/complete' },
   cli: { group: 'task', command: 'complete', positional: 'id' },

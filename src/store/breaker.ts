@@ -1,5 +1,5 @@
 import { isBatonError, type BatonError } from '../core/errors.js';
-import type { Db, WriteMode, Executor, IntegrityReport, Migration, StoreFault, WriteFault } from './db.js';
+import type { Db, WriteMode, WriteOptions, Executor, IntegrityReport, Migration, StoreFault, WriteFault } from './db.js';
 import { storeFailure, storeFailureKind } from './faults.js';
 import { sql } from './sql.js';
 
@@ -65,8 +65,8 @@ export class BreakerDb implements Db {
     return this.guard(() => this.inner.read(fn));
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> {
-    return this.guard(() => this.inner.write(fn, mode, project, ahead));
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, options?: WriteOptions): Promise<T> {
+    return this.guard(() => this.inner.write(fn, mode, project, options));
   }
 
   subscribe(onCommit: () => void): () => void {

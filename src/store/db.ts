@@ -75,6 +75,26 @@ export type WriteLock = { readonly project: string } | 'shared' | 'server' | 'au
  */
 export type WriteMode = 'server' | 'declared';
 
+/** What a backend whose statements are round trips (PostgreSQL) may do with a write; SQLite ignores them. */
+export interface WriteOptions {
+  /**
+   * Called in the write's transaction before the batch's first op runs (only in a batch formed
+   * for the write's `project`), so the reads it starts go out pipelined with BEGIN and no op of
+   * the batch waits for them in turn. It may only start reads that the write's `fn` then uses in
+   * the same transaction (tell it by `ex.memo`, one object per transaction); the store may not
+   * call it at all.
+   */
+  readonly ahead?: ((ex: Executor) => void) | undefined;
+  /**
+   * The write may run beside the other `parallel` writes of its batch, their statements
+   * interleaved in one transaction (each sent as soon as its write asks, so the batch waits for
+   * one round trip where it waited for one per write): each of its statements must be right on
+   * its own (a fenced or SKIP LOCKED update, a read whose answer no other write of the batch
+   * could make wrong). When one of them fails, the batch runs again one write at a time.
+   */
+  readonly parallel?: boolean | undefined;
+}
+
 export interface Profile {
   readonly name: 'sqlite' | 'postgres';
   /**
@@ -134,13 +154,9 @@ export interface Db {
    * `mode`: see WriteMode; `project`: the project whose lock a `declared` write will take, when
    * the caller knows it before the transaction (writes of one project commit together, apart
    * from other projects'). SQLite ignores both.
-   * `ahead`: where reading ahead saves waiting (PostgreSQL, in a batch formed for `project`), the
-   * store calls it in the write's transaction before the batch's first op runs, so the reads it
-   * starts go out pipelined with BEGIN and no op of the batch waits for them in turn. It may only
-   * start reads that the write's `fn` then uses in the same transaction (tell it by `ex.memo`, one
-   * object per transaction); the store may not call it at all.
+   * `options`: what a backend whose statements are round trips may do with the write (WriteOptions).
    */
-  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T>;
+  write<T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, options?: WriteOptions): Promise<T>;
   /**
    * Calls `onCommit` after other connections (other processes, other hub instances) commit,
    * until the returned function is called. May call it for commits that changed nothing a

@@ -398,7 +398,13 @@ async function appendChain(ex: Executor, chain: string, entries: readonly AuditE
   await ex.lock(chain === SERVER_CHAIN ? 'audit' : { project: chain });
   const memo = ex.memo;
   const memoKey = `audit:${chain}`;
-  let tip = memo?.get<Tip>(memoKey) ?? (await (memo?.get<Promise<Tip>>(`audit-ahead:${chain}`) ?? readTip(ex, chain, key)));
+  let tip = memo?.get<Tip>(memoKey);
+  if (tip === undefined) {
+    const read = await (memo?.get<Promise<Tip>>(`audit-ahead:${chain}`) ?? readTip(ex, chain, key));
+    // Another op of the batch may have appended while this one waited (parallel writes, db.ts
+    // WriteOptions): from here to memo.set nothing waits, so no two appends take one position.
+    tip = memo?.get<Tip>(memoKey) ?? read;
+  }
   const values: unknown[][] = [];
   for (const a of entries) {
     const c = classify(a.outcome, a.code);

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { BatonError } from '../core/errors.js';
-import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault, WriteLock, WriteMode } from './db.js';
+import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, WriteFault, WriteLock, WriteMode, WriteOptions } from './db.js';
 import { POSTGRES } from './dialect.js';
 import { busyError, storeFailure, type FaultCode } from './faults.js';
 import { WriteMemo } from './memo.js';
@@ -45,8 +45,10 @@ interface Pending {
   mode: WriteMode;
   /** The project whose lock the op takes, when known (from the caller, or learned at a Requeue). */
   project: string | undefined;
-  /** Reads to start ahead, in a batch formed for `project` (db.ts Db.write). */
+  /** Reads to start ahead, in a batch formed for `project` (db.ts WriteOptions). */
   ahead: ((ex: Executor) => void) | undefined;
+  /** May run beside the batch's other parallel writes (db.ts WriteOptions). */
+  parallel: boolean;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -521,10 +523,18 @@ export class PostgresDb implements Db {
     });
   }
 
-  write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string, ahead?: (ex: Executor) => void): Promise<T> {
+  write<T>(fn: (ex: Executor) => Promise<T>, mode: WriteMode = 'server', project?: string, options: WriteOptions = {}): Promise<T> {
     if (this.blocked !== null) return Promise.reject(storeFailure('fault', this.blocked.code, this.blocked.message));
     return new Promise<T>((resolve, reject) => {
-      this.writes.push({ fn, mode, project: mode === 'declared' ? project : undefined, ahead, resolve: resolve as (v: unknown) => void, reject });
+      this.writes.push({
+        fn,
+        mode,
+        project: mode === 'declared' ? project : undefined,
+        ahead: options.ahead,
+        parallel: options.parallel === true,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
       this.schedule();
     });
   }
@@ -704,45 +714,58 @@ export class PostgresDb implements Db {
         // After the reads ahead: a lock they took is the transaction's, not the first op's (a
         // lock taken inside a savepoint goes when the savepoint is rolled back).
         if (savepoints) sendAhead(held, client.query('SAVEPOINT op'));
-        for (let i = 0; i < all.length; i++) {
-          const w = all[i]!;
-          const op: OpState = { announced: false };
+        const known = all[0]!.project !== undefined;
+        for (let i = 0; i < all.length; ) {
+          // Unguarded, in a batch formed for one project: a run of parallel writes goes together,
+          // their statements interleaved (db.ts WriteOptions.parallel); one at a time otherwise.
+          let n = 1;
+          if (!savepoints && known && all[i]!.parallel) while (i + n < all.length && all[i + n]!.parallel) n++;
+          const group = all.slice(i, i + n);
+          const states: OpState[] = group.map(() => ({ announced: false }));
           // Locks taken inside a savepoint are released when it is rolled back (PostgreSQL's rule
           // for every lock, advisory ones too): a failed op's locks must not count as held.
           const before: Held = { ...held };
           const mark = held.memo.mark();
-          let outcome: Outcome;
-          try {
-            outcome = { ok: true, value: await this.runOp(client, held, w, op) };
-          } catch (error) {
-            outcome = { ok: false, error };
-          }
-          // A statement sent ahead failed (this op's, or one before it): the transaction is lost,
-          // and this op's own failure may only be PostgreSQL refusing what came after it.
+          const results = await Promise.all(
+            group.map((w, k) =>
+              this.runOp(client, held, w, states[k]!).then(
+                (value): Outcome => ({ ok: true, value }),
+                (error: unknown): Outcome => ({ ok: false, error }),
+              ),
+            ),
+          );
+          // A statement sent ahead failed (these ops', or one before them): the transaction is
+          // lost, and an op's own failure may only be PostgreSQL refusing what came after it.
           checkSent(held);
-          if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
-          if (!outcome.ok && !savepoints && all.length > 1) throw new Unguarded(outcome.error instanceof Requeue);
-          const last = i === all.length - 1;
-          if (!outcome.ok) {
-            if (savepoints) {
-              await client.query('ROLLBACK TO SAVEPOINT op');
-              // Heard after every statement before it: one of the op's sent ahead may have failed.
-              checkSent(held);
+          for (let k = 0; k < n; k++) {
+            const w = group[k]!;
+            const outcome = results[k]!;
+            if (!outcome.ok && (isRetryable(outcome.error) || isConnectionLoss(outcome.error))) throw outcome.error;
+            // (A group of several is always unguarded: a failure in it ends here.)
+            if (!outcome.ok && !savepoints && all.length > 1) throw new Unguarded(outcome.error instanceof Requeue);
+            const last = i + k === all.length - 1;
+            if (!outcome.ok) {
+              if (savepoints) {
+                await client.query('ROLLBACK TO SAVEPOINT op');
+                // Heard after every statement before it: one of the op's sent ahead may have failed.
+                checkSent(held);
+              }
+              Object.assign(held, before);
+              held.memo.restore(mark);
+            } else {
+              kept = true;
+              if (states[k]!.announced) held.announce = true;
+              if (!last && savepoints) sendAhead(held, client.query('RELEASE SAVEPOINT op; SAVEPOINT op'));
             }
-            Object.assign(held, before);
-            held.memo.restore(mark);
-          } else {
-            kept = true;
-            if (op.announced) held.announce = true;
-            if (!last && savepoints) sendAhead(held, client.query('RELEASE SAVEPOINT op; SAVEPOINT op'));
+            if (!outcome.ok && outcome.error instanceof Requeue) {
+              w.project = outcome.error.project ?? w.project;
+              later.push(w);
+              continue;
+            }
+            ran.push(w);
+            outcomes.push(outcome);
           }
-          if (!outcome.ok && outcome.error instanceof Requeue) {
-            w.project = outcome.error.project ?? w.project;
-            later.push(w);
-            continue;
-          }
-          ran.push(w);
-          outcomes.push(outcome);
+          i += n;
         }
         // Nothing to keep (a lone op failed, or every op did): its writes are undone.
         if (kept) await this.commitWrite(client, held);

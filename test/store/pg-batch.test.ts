@@ -278,7 +278,7 @@ describe('PostgreSQL group commit', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     // One batch; the first op fails, so the batch runs again guarded: the reads ahead (the lock)
     // come before the first SAVEPOINT, and the second op runs after the first is rolled back.
-    const failing = db.write(async () => Promise.reject(new BatonError('not_found', 'no such thing')), 'declared', 'p9', lockAhead);
+    const failing = db.write(async () => Promise.reject(new BatonError('not_found', 'no such thing')), 'declared', 'p9', { ahead: lockAhead });
     const holding = db.write(
       async () => {
         inside();
@@ -287,7 +287,7 @@ describe('PostgreSQL group commit', () => {
       },
       'declared',
       'p9',
-      lockAhead,
+      { ahead: lockAhead },
     );
     await entered;
     expect(await tryLock(key)).toBe(false);
@@ -295,6 +295,76 @@ describe('PostgreSQL group commit', () => {
     await expect(failing).rejects.toMatchObject({ code: 'not_found' });
     await expect(holding).resolves.toBe('ok');
     expect(await tryLock(key)).toBe(true);
+  });
+
+  it('the claims and completions of one group commit run side by side: their statements go out before the first answer', async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
+    let inFlight = 0;
+    let most = 0;
+    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
+    const proto = pg.Client.prototype as unknown as { query: Query };
+    const original = proto.query;
+    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
+      const text = typeof q === 'string' ? q : (q as { text: string }).text;
+      const out = original.call(this, q, ...rest);
+      if (/^\s*(UPDATE tasks SET status = 'claimed'|WITH done AS)/.test(text) && out instanceof Promise) {
+        most = Math.max(most, ++inFlight);
+        void out.finally(() => inFlight--).catch(() => undefined);
+      }
+      return out;
+    };
+    try {
+      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+      await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
+      const keys = await Promise.all(Array.from({ length: 8 }, (_, i) => createKey(t, `w${i}`, 'worker')));
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
+      // Resolved in the transaction (as over HTTP): the project is known after a first call.
+      for (const k of keys) await t.hub.call('task_get', { id: 'tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa' }, t.hub.resolver(k), meta).catch(() => undefined);
+      most = 0;
+      const claimed = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<{ task: { id: string; lease: { token: number } } }>));
+      expect(new Set(claimed.map((c) => c.task.id)).size).toBe(8);
+      expect(most).toBeGreaterThan(1);
+      most = 0;
+      const done = await Promise.all(
+        keys.map((k, i) => t.hub.call('task_complete', { id: claimed[i]!.task.id, lease_token: claimed[i]!.task.lease.token, result: { summary: 'ok' } }, t.hub.resolver(k), meta)),
+      );
+      expect(done).toHaveLength(8);
+      expect(most).toBeGreaterThan(1);
+      expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
+    } finally {
+      proto.query = original;
+      await t.close();
+    }
+  });
+
+  it("a lease swept by one claim of a batch is announced before another claim of the batch takes its task", async () => {
+    // The hub's own sweep kept away: the batch's first claim is the one that sweeps.
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0, sweepIntervalMs: 600_000 } });
+    try {
+      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+      const { tasks } = await call<{ tasks: { id: string }[] }>(t.hub, lead, 'task_create', { tasks: [{ title: 'x' }, { title: 'y' }] });
+      const [x, y] = tasks.map((k) => k.id) as [string, string];
+      const w0 = await t.hub.authenticate(await createKey(t, 'w0', 'worker'));
+      await call(t.hub, w0, 'task_claim', { id: x, lease_ms: 1000 });
+      const k1 = await createKey(t, 'w1', 'worker');
+      const k2 = await createKey(t, 'w2', 'worker');
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
+      for (const k of [k1, k2]) await t.hub.call('task_get', { id: y }, t.hub.resolver(k), meta);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      // One batch: the first claim (by id, with a statement more before its own) sweeps x's
+      // lease; the second takes x and may finish first.
+      const [one, two] = await Promise.all([
+        t.hub.call('task_claim', { id: y, capabilities: ['go'] }, t.hub.resolver(k1), meta) as Promise<{ task: { id: string } }>,
+        t.hub.call('task_claim', {}, t.hub.resolver(k2), meta) as Promise<{ task: { id: string } }>,
+      ]);
+      expect([one.task.id, two.task.id]).toEqual([y, x]);
+      const events = await t.hub.db.read((ex) =>
+        ex.all<{ type: string; subject: string }>(sql`SELECT type, subject FROM events WHERE subject = ${x} ORDER BY id`),
+      );
+      expect(events.map((e) => e.type)).toEqual(['task.created', 'task.claimed', 'task.lease_expired', 'task.claimed']);
+    } finally {
+      await t.close();
+    }
   });
 
   it('reads ahead start in the transaction their write runs in, only in a batch formed for its project', async () => {
@@ -309,8 +379,10 @@ describe('PostgreSQL group commit', () => {
         },
         'declared',
         project,
-        (ex) => {
-          one.ahead = ex.memo;
+        {
+          ahead: (ex) => {
+            one.ahead = ex.memo;
+          },
         },
       );
     };

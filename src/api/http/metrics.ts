@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric
 import { authServices } from '../../auth/service.js';
 import { BatonError, isBatonError } from '../../core/errors.js';
 import type { Hub } from '../../hub.js';
-import type { Executor, WriteMode } from '../../store/db.js';
+import type { Executor, WriteMode, WriteOptions } from '../../store/db.js';
 import { eventsHead } from '../../store/journal.js';
 import { countEventsAfter, readyByPriority, tasksByState } from '../../store/metrics.js';
 import { storeFailureKind } from '../../store/faults.js';
@@ -206,8 +206,8 @@ export class HubMetrics {
     const write = db.write.bind(db);
     db.read = <T>(fn: (ex: Executor) => Promise<T>): Promise<T> => timed('read', performance.now(), read(fn));
     // A write's mode, project and read-ahead pass through: they decide its PostgreSQL locks and batch.
-    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, ahead?: (ex: Executor) => void): Promise<T> =>
-      timed('write', performance.now(), write(fn, mode, project, ahead));
+    db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, options?: WriteOptions): Promise<T> =>
+      timed('write', performance.now(), write(fn, mode, project, options));
   }
 
   /** Lease expiries since the last scrape, from the events table. */
