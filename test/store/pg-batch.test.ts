@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/auth/keys.js';
 import { BatonError } from '../../src/core/errors.js';
-import type { Executor } from '../../src/store/db.js';
+import type { Executor, WriteOptions } from '../../src/store/db.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
 import { call, createKey, openHub, pgSchema } from '../helpers.js';
@@ -54,30 +54,53 @@ describe('PostgreSQL group commit', () => {
     };
   };
 
-  it("an op after a failed one in the same batch holds its project's lock again", async () => {
-    const key = projectLockKey(s.schema, 'p1');
+  /**
+   * Watches every statement the pg clients of this process send (`seen`: its text and the
+   * client's promise of the answer) until the returned function is called.
+   */
+  const watchQueries = (seen: (text: string, answer: unknown) => void): (() => void) => {
+    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
+    const proto = pg.Client.prototype as unknown as { query: Query };
+    const original = proto.query;
+    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
+      const out = original.call(this, q, ...rest);
+      seen(typeof q === 'string' ? q : (q as { text: string }).text, out);
+      return out;
+    };
+    return () => {
+      proto.query = original;
+    };
+  };
+
+  /**
+   * One batch of project `project`: an op that fails, then one that waits at a gate. While the
+   * second runs, no other session may take the project's lock; afterwards it is free.
+   */
+  const lockHeldAfterFailure = async (project: string, lock: (ex: Executor) => Promise<void>, options: WriteOptions = {}): Promise<void> => {
+    const key = projectLockKey(s.schema, project);
     let inside!: () => void;
     const entered = new Promise<void>((resolve) => (inside = resolve));
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    // Queued in one turn for one project: one batch, one transaction, an op per savepoint.
     const failing = db.write(
       async (ex) => {
-        await ex.lock({ project: 'p1' });
+        await lock(ex);
         throw new BatonError('not_found', 'no such thing');
       },
       'declared',
-      'p1',
+      project,
+      options,
     );
     const holding = db.write(
       async (ex) => {
-        await ex.lock({ project: 'p1' });
+        await lock(ex);
         inside();
         await gate;
         return 'ok';
       },
       'declared',
-      'p1',
+      project,
+      options,
     );
     // Nobody is answered before the batch's COMMIT, so the failed op settles after the gate opens.
     await entered;
@@ -87,6 +110,12 @@ describe('PostgreSQL group commit', () => {
     await expect(failing).rejects.toMatchObject({ code: 'not_found' });
     await expect(holding).resolves.toBe('ok');
     expect(await tryLock(key)).toBe(true);
+  };
+
+  it("an op after a failed one in the same batch holds its project's lock again", async () => {
+    // Queued in one turn for one project: one batch, one transaction (run again with an op per
+    // savepoint once the first fails).
+    await lockHeldAfterFailure('p1', (ex) => ex.lock({ project: 'p1' }));
   });
 
   it('a NOTIFY goes out with COMMIT for a kept op that appended, never for a rolled-back one', async () => {
@@ -182,14 +211,9 @@ describe('PostgreSQL group commit', () => {
   it('a batch takes no savepoint until an op fails: then it runs again with one per op, and the failed op leaves nothing', async () => {
     const fresh = await PostgresDb.open({ url: s.url, schema: s.schema, poolSize: 2 });
     const savepoints: string[] = [];
-    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
-    const proto = pg.Client.prototype as unknown as { query: Query };
-    const original = proto.query;
-    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
-      const text = typeof q === 'string' ? q : (q as { text: string }).text;
+    const unwatch = watchQueries((text) => {
       if (/SAVEPOINT/.test(text)) savepoints.push(text);
-      return original.call(this, q, ...rest);
-    };
+    });
     try {
       const runs = { a: 0, b: 0, c: 0 };
       const put = (id: number, who: 'a' | 'b' | 'c', fail = false) => async (ex: Executor) => {
@@ -220,7 +244,7 @@ describe('PostgreSQL group commit', () => {
         { id: 14, who: 'c' },
       ]);
     } finally {
-      proto.query = original;
+      unwatch();
       await fresh.close();
     }
   });
@@ -270,49 +294,22 @@ describe('PostgreSQL group commit', () => {
   });
 
   it("a lock taken ahead belongs to the transaction: a failed op's rollback to its savepoint does not release it", async () => {
-    const key = projectLockKey(s.schema, 'p9');
-    const lockAhead = (ex: Executor): void => void ex.lock({ project: 'p9' }).catch(() => undefined);
-    let inside!: () => void;
-    const entered = new Promise<void>((resolve) => (inside = resolve));
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    // One batch; the first op fails, so the batch runs again guarded: the reads ahead (the lock)
-    // come before the first SAVEPOINT, and the second op runs after the first is rolled back.
-    const failing = db.write(async () => Promise.reject(new BatonError('not_found', 'no such thing')), 'declared', 'p9', { ahead: lockAhead });
-    const holding = db.write(
-      async () => {
-        inside();
-        await gate;
-        return 'ok';
-      },
-      'declared',
-      'p9',
-      { ahead: lockAhead },
-    );
-    await entered;
-    expect(await tryLock(key)).toBe(false);
-    release();
-    await expect(failing).rejects.toMatchObject({ code: 'not_found' });
-    await expect(holding).resolves.toBe('ok');
-    expect(await tryLock(key)).toBe(true);
+    // The first op fails, so the batch runs again guarded: the reads ahead (the lock) come before
+    // the first SAVEPOINT, and the second op runs after the first is rolled back.
+    const ahead = (ex: Executor): void => void ex.lock({ project: 'p9' }).catch(() => undefined);
+    await lockHeldAfterFailure('p9', async () => undefined, { ahead });
   });
 
   it('the claims and completions of one group commit run side by side: their statements go out before the first answer', async () => {
     const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
     let inFlight = 0;
     let most = 0;
-    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
-    const proto = pg.Client.prototype as unknown as { query: Query };
-    const original = proto.query;
-    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
-      const text = typeof q === 'string' ? q : (q as { text: string }).text;
-      const out = original.call(this, q, ...rest);
-      if (/^\s*(UPDATE tasks SET status = 'claimed'|WITH done AS)/.test(text) && out instanceof Promise) {
+    const unwatch = watchQueries((text, answer) => {
+      if (/^\s*(UPDATE tasks SET status = 'claimed'|WITH done AS)/.test(text) && answer instanceof Promise) {
         most = Math.max(most, ++inFlight);
-        void out.finally(() => inFlight--).catch(() => undefined);
+        void answer.finally(() => inFlight--).catch(() => undefined);
       }
-      return out;
-    };
+    });
     try {
       const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
       await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
@@ -332,7 +329,7 @@ describe('PostgreSQL group commit', () => {
       expect(most).toBeGreaterThan(1);
       expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
     } finally {
-      proto.query = original;
+      unwatch();
       await t.close();
     }
   });
@@ -441,14 +438,9 @@ describe('PostgreSQL group commit', () => {
   it("claims of one group commit probe their project's expired leases once, and a claim still sweeps an expired lease first", async () => {
     const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
     const probes: string[] = [];
-    type Query = (this: pg.Client, q: unknown, ...rest: unknown[]) => unknown;
-    const proto = pg.Client.prototype as unknown as { query: Query };
-    const original = proto.query;
-    proto.query = function (this: pg.Client, q: unknown, ...rest: unknown[]) {
-      const text = typeof q === 'string' ? q : (q as { text: string }).text;
+    const unwatch = watchQueries((text) => {
       if (/^SELECT 1 AS one FROM tasks WHERE lease_expires_at/.test(text.trim())) probes.push(text);
-      return original.call(this, q, ...rest);
-    };
+    });
     try {
       const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
       await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
@@ -463,7 +455,7 @@ describe('PostgreSQL group commit', () => {
       const again = await call<{ task: { id: string } | null }>(t.hub, workers[0]!, 'task_claim', {});
       expect(got.map((g) => g.task?.id)).toContain(again.task?.id);
     } finally {
-      proto.query = original;
+      unwatch();
       await t.close();
     }
   });
