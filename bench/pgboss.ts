@@ -10,7 +10,8 @@
  * BENCH_SERVE, default `process`: each Baton instance is a `baton serve` process of the built
  * bundle, run `npm run build` first; `inline`: the hubs run in this process, beside the load;
  * SERVE_NODE_ARGS: node flags for those processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`;
- * SERVE_ENTRY: the bin/baton.js to run, e.g. another build's for an A/B; BENCH_SKIP_BOSS=1 skips pg-boss).
+ * SERVE_ENTRY: the bin/baton.js to run, e.g. another build's for an A/B; BENCH_SKIP_BOSS=1 skips pg-boss;
+ * BENCH_AFFINITY=project puts each project's agents on one instance, projects spread over them).
  * Throughput only (cycles/s); each run gets a fresh schema, dropped afterwards.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +32,7 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 400);
 /** Tasks on each side's board: the warm-up's and the measured ones. */
 const BOARD = TASKS + WARMUP;
+const AFFINITY = process.env.BENCH_AFFINITY === 'project';
 
 /** Counts finished cycles; the rate is of those after the first WARMUP, from the moment the warm-up ended. */
 class Meter {
@@ -146,7 +148,10 @@ async function baton(instances: number): Promise<{ rate: number; serverCpuMs: nu
     const urls = SERVE === 'process' ? procs.map((p) => p.url) : servers.map((s) => s.url);
     // Worker i is in project i % PROJECTS and on instance i % instances: with two instances and an
     // even number of projects, each project's agents are on both.
-    const workers = keys.map((k, i) => ({ key: k, url: urls[Math.floor(i / PROJECTS) % instances]! }));
+    // BENCH_AFFINITY=project: a project's agents all on one instance (projects spread over the
+    // instances, as a balancer routing by project would), so no project's lock is contended.
+    const instanceOf = (i: number): number => (AFFINITY ? i % PROJECTS : Math.floor(i / PROJECTS)) % instances;
+    const workers = keys.map((k, i) => ({ key: k, url: urls[instanceOf(i)]! }));
     const cpuOfServers = (): number => procs.reduce((sum, p) => sum + processCpuMs(p.child.pid!), 0);
     let cpuBefore = cpuOfServers();
     const meter = new Meter(() => (cpuBefore = cpuOfServers()));
