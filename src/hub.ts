@@ -330,7 +330,7 @@ export class Hub {
       }
     };
     /**
-     * Starts the key's lookup in the write transaction `ex` before its op runs (db.ts Db.write
+     * Starts the key's lookup in the write transaction `ex` before its op runs (db.ts WriteOptions
      * `ahead`: on PostgreSQL it goes out with BEGIN, and the op does not wait for it in turn).
      * Still read inside the op's transaction, as every credential is; a key whose row read ahead
      * refuses it is looked up again when the op runs.

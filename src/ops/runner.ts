@@ -25,7 +25,7 @@ export type ResolvePrincipal = ((tx: Executor) => Promise<Principal>) & {
    * (store `write(…, project)`); the lock taken is always the resolved principal's project.
    */
   readonly projectHint?: string | undefined;
-  /** Starts the credential's lookup in the write transaction the op will run in (Db.write `ahead`). */
+  /** Starts the credential's lookup in the write transaction the op will run in (db.ts WriteOptions.ahead). */
   readonly lookAhead?: ((tx: Executor) => void) | undefined;
 };
 
@@ -284,7 +284,7 @@ export class Runner {
   }
 
   /**
-   * Reads a write starts ahead in its transaction (db.ts Db.write `ahead`; only in a batch formed
+   * Reads a write starts ahead in its transaction (db.ts WriteOptions.ahead; only in a batch formed
    * for the project it hinted): the caller's key, and the head of that project's audit chain
    * (after its lock), which the op's audit row will follow.
    */

@@ -374,7 +374,7 @@ export async function appendAudits(ex: Executor, entries: readonly AuditEntry[],
 
 /**
  * Reads a project chain's head ahead, at the start of a write transaction for that project (the
- * store's `ahead`, db.ts Db.write): its lock is sent first (a blocking lock, pipelined), then the
+ * store's `ahead`, db.ts WriteOptions): its lock is sent first (a blocking lock, pipelined), then the
  * head read, and the transaction's first append finds the answer waiting instead of asking in
  * turn. A rolled-back op does not move the head, so the answer holds for the whole transaction.
  */

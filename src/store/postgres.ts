@@ -611,12 +611,12 @@ export class PostgresDb implements Db {
    * SQLite's busy timeout bounds its wait for another process's write lock; past it the write
    * answers `unavailable`.
    */
-  private beginWrite(client: pg.PoolClient, savepoint: boolean): Held {
-    // One statement, sent ahead of the first op's (not waited for): BEGIN, the transaction's
-    // lock_timeout (an integer) and the first op's savepoint.
+  private beginWrite(client: pg.PoolClient): Held {
+    // One statement, sent ahead of the first op's (not waited for): BEGIN and the transaction's
+    // lock_timeout (an integer). A guarded batch's first SAVEPOINT follows its reads ahead (runBatch).
     const timeout = Math.max(1, Math.floor(this.budgetMs));
     const held: Held = { server: 'none', project: null, audit: false, announce: false, memo: new WriteMemo(), failure: null };
-    sendAhead(held, client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}${savepoint ? '; SAVEPOINT op' : ''}`));
+    sendAhead(held, client.query(`BEGIN; SET LOCAL lock_timeout = ${timeout}`));
     return held;
   }
 
@@ -701,7 +701,7 @@ export class PostgresDb implements Db {
   private async runBatch(all: Pending[], ran: Pending[], outcomes: Outcome[], later: Pending[], guarded: boolean): Promise<void> {
     await this.withClient(async (client) => {
       const savepoints = guarded && all.length > 1;
-      const held = this.beginWrite(client, false);
+      const held = this.beginWrite(client);
       let kept = false;
       try {
         // A batch formed for one project (its ops all declared it, none a `server` write): every
@@ -815,7 +815,7 @@ export class PostgresDb implements Db {
     try {
       const value = await this.retrying(() =>
         this.withClient(async (client) => {
-          const held = this.beginWrite(client, false);
+          const held = this.beginWrite(client);
           try {
             const op: OpState = { announced: false };
             // Waits for its project's lock: a try-lock refused here would have no batch to requeue into.
