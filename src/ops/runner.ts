@@ -291,7 +291,10 @@ export class Runner {
   private ahead(s: CallState, tx: Executor): void {
     if (typeof s.who === 'function') s.who.lookAhead?.(tx);
     const project = projectHint(s);
-    if (project !== undefined) readChainAhead(tx, project, this.services.auditKey);
+    // After the turn's keys statement (sent in a microtask queued before this one): the keys are
+    // read before the project's lock is waited for, and the batch holds the lock one round trip
+    // less (another instance's batch of the project waits for it meanwhile).
+    if (project !== undefined) queueMicrotask(() => readChainAhead(tx, project, this.services.auditKey));
   }
 
   /** Inside the attempt's transaction: authenticate (again, on every round), admit, run the handler, audit. */

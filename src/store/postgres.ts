@@ -710,6 +710,9 @@ export class PostgresDb implements Db {
         if (all[0]!.project !== undefined) {
           const ex = this.executor(client, held);
           for (const w of all) w.ahead?.(ex);
+          // Reads ahead may go out in this turn's microtasks (a batch's keys in one statement,
+          // then its lock and chain head): they run before this continuation.
+          await null;
         }
         // After the reads ahead: a lock they took is the transaction's, not the first op's (a
         // lock taken inside a savepoint goes when the savepoint is rolled back).
