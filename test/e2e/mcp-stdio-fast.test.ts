@@ -131,6 +131,29 @@ describe('baton mcp: the fast handshake answers as the SDK does', () => {
     expect(JSON.parse(fast[3]!).result.isError).toBeUndefined();
   });
 
+  it('a read error on stdin ends the session as the SDK does, during the handshake and after the SDK took over', async () => {
+    const whoami = { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'whoami', arguments: {} } };
+    for (const fast of [true, false]) {
+      for (const before of [[init('2025-06-18')], [init('2025-06-18'), INITIALIZED, list(2), whoami]]) {
+        const stdin = new PassThrough();
+        const stdout = new PassThrough();
+        let out = '';
+        stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+        const running = runStdio(t.hub, { token: keys.worker, stdin, stdout, fast });
+        for (const m of before) {
+          const lines = out.split('\n').length;
+          stdin.write(`${JSON.stringify(m)}\n`);
+          if (!('id' in m)) continue;
+          for (let i = 0; i < 400 && out.split('\n').length === lines; i++) await new Promise((r) => setTimeout(r, 5));
+        }
+        expect(out.split('\n').filter((l) => l !== '')).toHaveLength(before.filter((m) => 'id' in m).length);
+        // An EIO on the pipe: no uncaught error (it would fail this run), and the session ends.
+        stdin.destroy(new Error('EIO: read error'));
+        await running;
+      }
+    }
+  });
+
   it('a key revoked before tools/list: the SDK answers with the same refusal', async () => {
     const outs: string[][] = [];
     for (const fast of [true, false]) {

@@ -129,6 +129,8 @@ export class FastStdio {
     stdin.on('data', this.onData);
     stdin.once('end', this.onEnd);
     stdin.once('close', this.onEnd);
+    // A read error is the client gone (as the SDK's transport takes it), never a crash.
+    stdin.on('error', this.onEnd);
     // A client gone mid-answer (EPIPE) must not crash the process; the SDK's transport, once it
     // takes over, watches stdout itself.
     stdout.on('error', this.onEnd);
@@ -230,15 +232,24 @@ export class FastStdio {
     this.buffered = undefined;
     this.input = input;
     this.sdk = this.opts.takeOver(input, this.answered, listFailed);
+    // pipe() does not carry errors: a read error reaches the SDK's transport as it would had the
+    // transport read stdin itself (its onerror), never the process as an uncaught one.
+    stdin.on('error', this.forwardError);
     // pipe() resumes stdin; an stdin that has already ended ends `input` after what it holds.
     stdin.pipe(input);
   }
+
+  /** Left on stdin after close too: a late read error has a listener, and nobody to tell. */
+  private readonly forwardError = (error: Error): void => {
+    if (this.input !== null && this.input.listenerCount('error') > 0) this.input.emit('error', error);
+  };
 
   private detach(): void {
     const { stdin, stdout } = this.opts;
     stdin.off('data', this.onData);
     stdin.off('end', this.onEnd);
     stdin.off('close', this.onEnd);
+    stdin.off('error', this.onEnd);
     stdout.off('error', this.onEnd);
   }
 
