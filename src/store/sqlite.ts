@@ -57,10 +57,10 @@ export interface SqliteOptions {
   /** How long a writer waits for another process's write lock before giving up (ms). */
   busyTimeoutMs?: number;
   /**
-   * `full` (default): a commit is on disk before anyone is told: the WAL is fsynced after every
-   * group commit, off the event loop (wal-sync.ts), and every answer waits for the fsync that
-   * covers what it saw. `normal`: WAL fsynced only at checkpoints; survives a crash of the
-   * process, not of the OS or the power.
+   * `full` (default): a commit is on disk before anyone is told: SQLite fsyncs the WAL inside
+   * every group commit's COMMIT. `full-threaded`: as durable, the fsync on the thread pool after
+   * COMMIT (wal-sync.ts), every answer waiting for the fsync that covers what it saw. `normal`:
+   * WAL fsynced only at checkpoints; survives a crash of the process, not of the OS or the power.
    */
   durability?: Durability;
   /**
@@ -124,7 +124,7 @@ export class SqliteDb implements Db {
   private readonly listeners = new Set<() => void>();
   private pollTimer: NodeJS.Timeout | null = null;
   private seenVersion = -1;
-  /** The durable default's fsync off the event loop; null for `normal` and `:memory:`. */
+  /** `full-threaded`'s fsync off the event loop; null otherwise (and for `:memory:`). */
   private readonly walSync: WalSync | null;
   /** data_version when a read last checked for other connections' commits (they may await a sync). */
   private syncSeenVersion = -1;
@@ -260,7 +260,11 @@ export class SqliteDb implements Db {
       settle();
       return;
     }
-    sync.durable().then(settle, (error: unknown) => reject(this.failed(error)));
+    sync.durable().then(settle, (error: unknown) => {
+      // Final (wal-sync.ts): writes are refused up front too, and fault() keeps reporting it.
+      this.blocked ??= { ...faultRecord('storage_readonly', error, Date.now()), code: 'storage_readonly' };
+      reject(this.failed(error));
+    });
   }
 
   /** Another connection's commit now visible here must be on disk before an answer shows it. */
@@ -358,7 +362,7 @@ export class SqliteDb implements Db {
 
   /**
    * The first write of a batch waits for the rest of this I/O turn, so requests that arrived
-   * together commit together. Under the durable default, while a WAL fsync runs, a batch smaller
+   * together commit together. Under `full-threaded`, while a WAL fsync runs, a batch smaller
    * than the last one also waits (once) for that fsync to finish or for as many writes as the
    * last batch had, whichever comes first: its answers could not go out before the next fsync
    * anyway, and meanwhile it gathers what arrives. Measured with 16 HTTP agents: committing at

@@ -1,7 +1,8 @@
 import { close, fdatasync, openSync } from 'node:fs';
 
 /**
- * The durable default's fsync, off the event loop. SQLite's `synchronous = FULL` fsyncs the WAL
+ * `durability: full-threaded`'s fsync, off the event loop (the default `full` leaves it to
+ * SQLite, inside COMMIT). SQLite's `synchronous = FULL` fsyncs the WAL
  * inside COMMIT, and both drivers are synchronous: each group commit blocked the whole process
  * (every HTTP request with it) for the length of an fsync, 0.3–4 ms on this machine's disk. The
  * connection instead runs `synchronous = NORMAL` (identical on-disk format and crash recovery; the
@@ -13,6 +14,12 @@ import { close, fdatasync, openSync } from 'node:fs';
  * One fsync at a time: commits that land while one runs share the next (a second group commit,
  * at the fsync's level). The WAL is one file and fsync covers all of its data written before the
  * call, so a sync started after commit n covers commits 1..n, whoever wrote them.
+ *
+ * A failed fsync is final. Unlike SQLite's own sync inside COMMIT, this one runs after the commit
+ * is visible: later transactions may have read and built on pages the OS then dropped, and on
+ * Linux a later fsync may succeed without having written them. So from then on nothing is
+ * acknowledged (every `durable()` is refused) until the hub is restarted and SQLite recovers the
+ * WAL as it is on disk.
  */
 export class WalSync {
   private fd: number | null = null;
@@ -22,6 +29,8 @@ export class WalSync {
   private synced = 0;
   private running: Promise<void> | null = null;
   private waiters: { upTo: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** The first fsync failure: every answer from then on is refused with it. */
+  private broken: Error | null = null;
 
   constructor(private readonly path: string) {}
 
@@ -30,9 +39,9 @@ export class WalSync {
     this.committed++;
   }
 
-  /** Something committed or seen is not yet on disk. */
+  /** Something committed or seen is not yet on disk (or never will be: an fsync failed). */
   get behind(): boolean {
-    return this.synced < this.committed;
+    return this.broken !== null || this.synced < this.committed;
   }
 
   /** The fsync running, if any (the store's next batch waits for it: SqliteDb.scheduleWrites). */
@@ -42,6 +51,7 @@ export class WalSync {
 
   /** Resolves once everything committed or seen so far is on disk; rejects when the fsync fails. */
   durable(): Promise<void> {
+    if (this.broken !== null) return Promise.reject(this.broken);
     const upTo = this.committed;
     if (upTo <= this.synced) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -51,7 +61,7 @@ export class WalSync {
   }
 
   private kick(): void {
-    if (this.running !== null || this.waiters.length === 0) return;
+    if (this.running !== null || this.waiters.length === 0 || this.broken !== null) return;
     const upTo = this.committed;
     let fd: number;
     try {
@@ -73,15 +83,19 @@ export class WalSync {
   }
 
   private settle(upTo: number, err: Error | null): void {
-    if (err === null) this.synced = Math.max(this.synced, upTo);
+    if (err !== null) {
+      // SQLite's code for it (SQLITE_IOERR_FSYNC): the store's fault mapping turns it into
+      // storage_readonly, as for any write the disk could not keep. Every waiter, covered or not.
+      this.broken ??= Object.assign(new Error(`fsync of the WAL failed: ${err.message}`), { code: 'SQLITE_IOERR_FSYNC' });
+      const all = this.waiters;
+      this.waiters = [];
+      for (const w of all) w.reject(this.broken);
+      return;
+    }
+    this.synced = Math.max(this.synced, upTo);
     const covered = this.waiters.filter((w) => w.upTo <= upTo);
     this.waiters = this.waiters.filter((w) => w.upTo > upTo);
-    for (const w of covered) {
-      if (err === null) w.resolve();
-      // SQLite would have failed the COMMIT itself (SQLITE_IOERR_FSYNC): the store's fault
-      // mapping turns it into storage_readonly, as for any write the disk could not keep.
-      else w.reject(Object.assign(new Error(`fsync of the WAL failed: ${err.message}`), { code: 'SQLITE_IOERR_FSYNC' }));
-    }
+    for (const w of covered) w.resolve();
   }
 
   /** Waits for the sync in flight (answers wait on it), then closes the file. */

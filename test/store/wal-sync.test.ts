@@ -170,6 +170,12 @@ describe('durable commits with the fsync off the event loop', () => {
     );
     expect(err).toBeInstanceOf(BatonError);
     expect((err as InstanceType<typeof BatonError>).code).toBe('storage_readonly');
+    // Final: the failed commit is in the WAL and visible, the disk may have dropped it, and a
+    // later fsync can succeed without having written it. Nothing is acknowledged any more.
+    syncs.fail = false;
+    await expect(db.write((ex) => ex.run(sql`INSERT INTO t (x) VALUES (8)`))).rejects.toMatchObject({ code: 'storage_readonly' });
+    await expect(db.read((ex) => ex.all(sql`SELECT x FROM t`))).rejects.toMatchObject({ code: 'storage_readonly' });
+    expect(db.fault()).toMatchObject({ code: 'storage_readonly' });
   });
 });
 
