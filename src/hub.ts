@@ -371,11 +371,9 @@ export class Hub {
     if (credential === undefined) throw refuse();
     const now = this.clock.now();
     if (looksLikeKey(credential)) {
-      if (ahead !== null) {
-        const row = await ahead;
-        // Read ahead and live: the principal. Anything else is settled by reading it again now.
-        if (row !== undefined && row.agent_id !== null && this.auth.keyIsLive(row, address, now)) return this.keyPrincipal(row, address, now);
-      }
+      // Read ahead and usable: the principal. Anything else is settled by reading it again now.
+      const early = ahead === null ? undefined : await ahead;
+      if (this.usableKey(early, address, now)) return this.keyPrincipal(early, address, now);
       return this.keyPrincipal(await keyByHash(ex, this.keyHash(credential)), address, now);
     }
     if (verified === null) throw refuse();
@@ -387,11 +385,14 @@ export class Hub {
     return p;
   }
 
+  /** A key row of a live key, with its agent, presented from an address it is bound to. */
+  private usableKey(token: KeyForAuth | undefined, address: string | undefined, now: number): token is KeyForAuth & { agent_id: string } {
+    return token !== undefined && token.agent_id !== null && this.auth.keyIsLive(token, address, now);
+  }
+
   /** A key row → its principal, if the key is live and the address is one it is bound to. */
   private keyPrincipal(token: KeyForAuth | undefined, address: string | undefined, now: number): Principal {
-    if (token === undefined || token.agent_id === null || !this.auth.keyIsLive(token, address, now)) {
-      throw new BatonError('unauthenticated', 'missing or invalid credentials');
-    }
+    if (!this.usableKey(token, address, now)) throw new BatonError('unauthenticated', 'missing or invalid credentials');
     return {
       tokenId: token.id,
       projectId: token.project_id,

@@ -286,12 +286,6 @@ interface ChainRow {
 }
 
 /**
- * The chain's tip as stored, checked: the stored head must be where the chain's rows end, with
- * its MAC, for the next head to be keyed; else rows were removed (or the head forged) since the
- * last append, and re-keying would hide it: a tainted head stays tainted, so `verify` keeps
- * reporting it. One statement when the chain is sound.
- */
-/**
  * A chain's newest position, as one step down its (chain, seq) index whatever the planner
  * believes of the table: `max(seq) … WHERE chain = ?` was planned (PostgreSQL, on a young table's
  * statistics, and kept in the prepared statement's plan) as a walk over every row of the chain,
@@ -301,6 +295,12 @@ export function newestSeq(chain: string): Sql {
   return sql`(SELECT seq FROM audit WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1)`;
 }
 
+/**
+ * The chain's tip as stored, checked: the stored head must be where the chain's rows end, with
+ * its MAC, for the next head to be keyed; else rows were removed (or the head forged) since the
+ * last append, and re-keying would hide it: a tainted head stays tainted, so `verify` keeps
+ * reporting it. One statement when the chain is sound.
+ */
 async function readTip(ex: Executor, chain: string, key: Buffer): Promise<Tip> {
   const r = await ex.get<{
     top: number | null;

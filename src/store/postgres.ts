@@ -408,15 +408,15 @@ export class PostgresDb implements Db {
     const key = projectLockKey(this.schema, what.project);
     const shared = needShared ? 'pg_advisory_xact_lock_shared($2, $3), ' : '';
     const values = needShared ? [key, SERVER_LOCK, this.key] : [key];
+    // The shared server lock is taken by the statement below whatever becomes of the project's.
+    if (needShared) held.server = 'shared';
     // A blocking lock has no answer to wait for: the op's statements queue behind it on the server
     // (a lock_timeout fails the transaction, found like any statement sent ahead).
     if (known) sendAhead(held, client.query({ text: `SELECT ${shared}pg_advisory_xact_lock($1)`, values }));
     else {
       const got = await client.query<{ ok: boolean }>({ text: `SELECT ${shared}pg_try_advisory_xact_lock($1) AS ok`, values });
-      if (needShared) held.server = 'shared';
       if (got.rows[0]?.ok !== true) throw new Requeue(what.project);
     }
-    if (needShared) held.server = 'shared';
     held.project = what.project;
   }
 
