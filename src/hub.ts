@@ -12,7 +12,7 @@ import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './core/clock.js';
-import { SyncedClock, type ClockSyncStatus } from './core/synced-clock.js';
+import { CLOCK_OFFSET_WARN_MS, SyncedClock, type ClockSyncStatus } from './core/synced-clock.js';
 import { sampleServerClock } from './store/clock-sync.js';
 import type { Seal } from './core/cursor.js';
 import { BatonError } from './core/errors.js';
@@ -108,8 +108,6 @@ export interface HubOptions {
 
 /** How often an instance on PostgreSQL re-reads the database server's clock (ms). */
 export const CLOCK_SYNC_INTERVAL_MS = 30_000;
-/** An offset to the database server's clock beyond this is worth a warning in the log (ms). */
-const CLOCK_OFFSET_WARN_MS = 1_000;
 
 /**
  * The composition root: config → data dir and secrets → store → events → ops. Surfaces

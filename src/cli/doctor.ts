@@ -10,7 +10,7 @@ import { openStore, storeConfigOf } from '../store/open.js';
 import { sqliteDriver } from '../store/sqlite-driver.js';
 import { sampleServerClock } from '../store/clock-sync.js';
 import { systemClock } from '../core/clock.js';
-import { SyncedClock } from '../core/synced-clock.js';
+import { CLOCK_OFFSET_WARN_MS, SyncedClock } from '../core/synced-clock.js';
 
 interface DoctorFlags {
   data?: string;
@@ -140,12 +140,18 @@ async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks']
  * (core/synced-clock.ts), so an offset harms nothing; a large one is worth a note (NTP).
  */
 async function clockCheck(db: Db): Promise<StoreReport['checks'][number]> {
-  const samples = await sampleServerClock(db, systemClock);
+  let samples: Awaited<ReturnType<typeof sampleServerClock>>;
+  try {
+    samples = await sampleServerClock(db, systemClock);
+  } catch (err) {
+    // Advisory however it ends: a failed reading is no verdict on the database (checked above).
+    return { name: 'clock', ok: true, advisory: true, detail: `the database server's clock could not be read: ${err instanceof Error ? err.message : String(err)}` };
+  }
   if (samples === null || samples.length === 0) return { name: 'clock', ok: true, advisory: true, detail: 'the database returned no clock reading' };
   const s = new SyncedClock(systemClock).adopt(samples);
   const offset = Math.round(s.offsetMs);
   const detail = `this host is ${offset >= 0 ? offset : -offset} ms ${offset >= 0 ? 'behind' : 'ahead of'} the database server (round trip ${s.rttMs.toFixed(1)} ms); the hub keeps the database's time`;
-  return Math.abs(s.offsetMs) > 1000 ? { name: 'clock', ok: true, advisory: true, detail: `${detail}: check NTP on this host or the database server` } : { name: 'clock', ok: true, detail };
+  return Math.abs(s.offsetMs) > CLOCK_OFFSET_WARN_MS ? { name: 'clock', ok: true, advisory: true, detail: `${detail}: check NTP on this host or the database server` } : { name: 'clock', ok: true, detail };
 }
 
 function render(r: DoctorReport, store: StoreReport): string {

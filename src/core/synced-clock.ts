@@ -19,6 +19,10 @@ import type { Clock } from './clock.js';
  * disagree by up to the threshold, and refusing to start makes the hub's availability depend on
  * every host's NTP. Here the one clock that all instances already share, the database's, decides.
  */
+
+/** An offset to the database server's clock beyond this is worth a warning (the log, `baton doctor`), in ms. */
+export const CLOCK_OFFSET_WARN_MS = 1_000;
+
 export interface ClockSample {
   /** Local monotonic time when the query was sent and when its answer arrived. */
   readonly sentMono: number;

@@ -133,24 +133,21 @@ export class HubMetrics {
     // PostgreSQL: the hub runs on the database server's clock (core/synced-clock.ts); how far this
     // host's own clock is off it. Absent on SQLite (no series: the local clock is the clock).
     if (hub.clockStatus().source === 'database') {
-      new Gauge({
-        name: 'baton_clock_offset_seconds',
-        help: "The database server's clock minus this host's wall clock, at the last sync (the hub uses the database's).",
-        registers: [r],
-        collect(this: Gauge) {
-          const c = hub.clockStatus();
-          if ('offsetMs' in c && c.offsetMs !== undefined) this.set(c.offsetMs / 1000);
-        },
-      });
-      new Gauge({
-        name: 'baton_clock_sync_rtt_seconds',
-        help: "Round trip of the last clock sync's best sample; the hub's clock is good to about half of it.",
-        registers: [r],
-        collect(this: Gauge) {
-          const c = hub.clockStatus();
-          if ('rttMs' in c && c.rttMs !== undefined) this.set(c.rttMs / 1000);
-        },
-      });
+      const clockGauge = (name: string, help: string, field: 'offsetMs' | 'rttMs'): void => {
+        new Gauge({
+          name,
+          help,
+          registers: [r],
+          collect(this: Gauge) {
+            const c = hub.clockStatus();
+            // NaN until a sync succeeds: a 0 would read as a perfect one.
+            const ms = c.source === 'database' ? c[field] : undefined;
+            this.set(ms === undefined ? NaN : ms / 1000);
+          },
+        });
+      };
+      clockGauge('baton_clock_offset_seconds', "The database server's clock minus this host's wall clock, at the last sync (the hub uses the database's).", 'offsetMs');
+      clockGauge('baton_clock_sync_rtt_seconds', "Round trip of the last clock sync's best sample; the hub's clock is good to about half of it.", 'rttMs');
     }
     this.leaseCursor = hub.db.read(eventsHead);
     this.leaseCursor.catch(() => undefined);
