@@ -555,14 +555,8 @@ export const taskComplete = defineOp({
       if (!(await approvalGranted(ctx.tx, ctx.principal.projectId, id))) {
         throw new BatonError('approval_required', 'this task needs a granted approval before it can complete');
       }
-      const row = await store.completeTask(ctx.tx, fence, sealed, true);
-      if (row === undefined) throw failure;
-      // Neither waits for the other's answer.
-      const [released, unblocked] = await Promise.all([
-        releaseTaskLocks(ctx.tx, ctx.principal.projectId, id, ctx.now),
-        store.resolveDependency(ctx.tx, id, ctx.now),
-      ]);
-      done = { status: row.status, released, unblocked };
+      done = await store.completeReleasing(ctx.tx, fence, sealed, true);
+      if (done === undefined) throw failure;
     }
     await ctx.emit('task.done', id);
     await emitReleased(done.released, emitOf(ctx));

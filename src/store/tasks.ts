@@ -1,6 +1,6 @@
 import type { TaskState } from '../core/tasks.js';
 import type { Executor } from './db.js';
-import { releaseLocksSql, toLock, type Lock, type LockRow } from './locks.js';
+import { releaseLocksSql, releaseTaskLocks, toLock, type Lock, type LockRow } from './locks.js';
 import { join, list, sql, trusted, type Sql } from './sql.js';
 
 /**
@@ -228,7 +228,7 @@ const finishOf = (f: Fence, op: string, answer: Sql): Sql =>
  * The answer is recorded in the same statement: `unblocked` are the dependents for which this was
  * the last open dependency (exactly those `resolveDependency` then frees), by id.
  */
-export function completeTask(
+function completeTask(
   ex: Executor,
   f: Fence,
   result: string,
@@ -264,21 +264,21 @@ export interface Completed {
 }
 
 /**
- * A completion (no approval needed) with what follows it: the task's locks released and its
- * dependents resolved. Where the dialect runs UPDATE and DELETE inside a WITH (PostgreSQL) it is
+ * A completion (`approved`: the caller checked that its approval was granted; see completeTask)
+ * with what follows it: the task's locks released and its dependents resolved. Where the dialect runs UPDATE and DELETE inside a WITH (PostgreSQL) it is
  * one statement (the three run under the project's lock one after the other otherwise; each a
  * round trip there): the release and the resolution only happen when the fenced UPDATE matched.
  * Undefined when it did not (the caller explains, or replays a finish).
  */
-export async function completeReleasing(ex: Executor, f: Fence, result: string): Promise<Completed | undefined> {
+export async function completeReleasing(ex: Executor, f: Fence, result: string, approved = false): Promise<Completed | undefined> {
   if (!ex.dialect.insertInWith) {
-    const row = await completeTask(ex, f, result);
+    const row = await completeTask(ex, f, result, approved);
     if (row === undefined) return undefined;
     // Neither waits for the other's answer.
-    const [released, freed] = await Promise.all([ex.all<LockRow>(releaseLocksSql(f.projectId, f.id)), ex.all<Freed>(resolveSql(f.id, f.now))]);
-    return { status: row.status, released: released.map(toLock), unblocked: freedOf(freed) };
+    const [released, unblocked] = await Promise.all([releaseTaskLocks(ex, f.projectId, f.id, f.now), resolveDependency(ex, f.id, f.now)]);
+    return { status: row.status, released, unblocked };
   }
-  const r = await ex.get<{ status: TaskState | null; released: LockRow[] | null; freed: Freed[] | null }>(sql`WITH done AS (${completeUpdate(ex, f, result, false)}),
+  const r = await ex.get<{ status: TaskState | null; released: LockRow[] | null; freed: Freed[] | null }>(sql`WITH done AS (${completeUpdate(ex, f, result, approved)}),
       released AS (${releaseLocksSql(f.projectId, f.id, sql` AND EXISTS (SELECT 1 FROM done)`)}),
       freed AS (${resolveSql(f.id, f.now, sql` AND EXISTS (SELECT 1 FROM done)`)})
     SELECT (SELECT status FROM done) AS status, (SELECT json_agg(released) FROM released) AS released,
