@@ -19,7 +19,8 @@ describe('X-Forwarded-For behind trusted proxies (core/net.ts)', () => {
     expect(forwardedClient('10.1.1.1', undefined, trusted)).toBe('10.1.1.1');
     expect(forwardedClient('10.1.1.1', '6.6.6.6, 198.51.100.7, 10.9.9.9', trusted)).toBe('198.51.100.7');
     expect(forwardedClient('fd00::5', '2001:db8::7, fd00::9', trusted)).toBe('2001:db8::7');
-    expect(forwardedClient('10.1.1.1', ['6.6.6.6, 198.51.100.7', '10.9.9.9'], trusted)).toBe('198.51.100.7');
+    // Header lines in order (the first alone, or the lines reversed, would name 6.6.6.6).
+    expect(forwardedClient('10.1.1.1', ['6.6.6.6', '198.51.100.7, 10.9.9.9'], trusted)).toBe('198.51.100.7');
     // Every hop trusted: the leftmost is the client (an internal caller).
     expect(forwardedClient('10.1.1.1', '10.2.2.2, 192.0.2.1', trusted)).toBe('10.2.2.2');
     // A malformed entry: the hop that passed it on is what is known.
