@@ -260,7 +260,8 @@ describe('PostgreSQL group commit', () => {
           (err: { code?: string }) => err.code ?? 'thrown',
         );
       // One turn: one batch. The invalid call fails inside it, so the batch runs again with
-      // savepoints, and every call's handler runs again: the refused one must not.
+      // savepoints, and every call's handler runs again: the refused one must not. (Round 2 starts
+      // guarded, as the batches after a failure do: its refused call is rolled back alone.)
       for (let round = 0; round < 2; round++) {
         const got = await Promise.all([run({ tasks: [{ title: 'a' }] }), run({ tasks: [{ title: 'x', owner: 'me' }] }), run({ tasks: [{ title: 'b' }] })]);
         expect(got).toEqual(['ok', 'invalid_input', 'ok']);
@@ -281,7 +282,7 @@ describe('PostgreSQL group commit', () => {
           () => 'ok',
           (err: { code?: string }) => err.code ?? 'thrown',
         );
-      // Two failures in two batches that each run again: two failures, not four (over 2 blocks).
+      // Two failures, not three (round 1's batch runs again, round 2 starts guarded): over 2 blocks.
       for (let round = 0; round < 2; round++) {
         expect(await Promise.all([run(key), run(wrong), run(key)])).toEqual(['ok', 'unauthenticated', 'ok']);
       }
@@ -339,21 +340,23 @@ describe('PostgreSQL group commit', () => {
   });
 
   it("a lease swept by one claim of a batch is announced before another claim of the batch takes its task", async () => {
-    // The hub's own sweep kept away: the batch's first claim is the one that sweeps.
-    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0, sweepIntervalMs: 600_000 } });
+    // A test hub runs no periodic sweep: the batch's first claim is the one that sweeps.
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
     try {
       const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
       const { tasks } = await call<{ tasks: { id: string }[] }>(t.hub, lead, 'task_create', { tasks: [{ title: 'x' }, { title: 'y' }] });
       const [x, y] = tasks.map((k) => k.id) as [string, string];
       const w0 = await t.hub.authenticate(await createKey(t, 'w0', 'worker'));
       await call(t.hub, w0, 'task_claim', { id: x, lease_ms: 1000 });
       const k1 = await createKey(t, 'w1', 'worker');
       const k2 = await createKey(t, 'w2', 'worker');
-      const meta = { requestId: 'r', transport: 'mcp-http' as const };
       for (const k of [k1, k2]) await t.hub.call('task_get', { id: y }, t.hub.resolver(k), meta);
       await new Promise((resolve) => setTimeout(resolve, 1_100));
-      // One batch: the first claim (by id, with a statement more before its own) sweeps x's
-      // lease; the second takes x and may finish first.
+      // One batch: when the first claim (by id, with a statement more before its own) reaches the
+      // sweep first, it sweeps x's lease and the second takes x and finishes first. (Which claim
+      // reaches the sweep first is the event loop's: with events appended at the handler's end,
+      // this failed in two runs of three.)
       const [one, two] = await Promise.all([
         t.hub.call('task_claim', { id: y, capabilities: ['go'] }, t.hub.resolver(k1), meta) as Promise<{ task: { id: string } }>,
         t.hub.call('task_claim', {}, t.hub.resolver(k2), meta) as Promise<{ task: { id: string } }>,
@@ -407,14 +410,23 @@ describe('PostgreSQL group commit', () => {
       await call(t.hub, t.admin, 'token_revoke', { id: tokens.find((k) => k.name === 'w')!.id });
       // … a later transaction looks the key up itself.
       await expect(t.hub.db.write(async (ex) => resolve(ex), 'declared', 'p7')).rejects.toMatchObject({ code: 'unauthenticated' });
-      // In its own transaction, a read ahead is what the op uses (a live key: one statement fewer in turn).
+      // In its own transaction, a read ahead is what the op uses (a live key): no lookup of its own.
       const live = await createKey(t, 'w2', 'worker');
       const again = t.hub.resolver(live);
-      const p = await t.hub.db.write(async (ex) => {
-        again.lookAhead!(ex);
-        return again(ex);
-      }, 'declared', 'p7');
-      expect(p.agentName).toBe('w2');
+      const lookups: string[] = [];
+      const unwatch = watchQueries((text) => {
+        if (/t\.key_hash (IN|=)/.test(text)) lookups.push(/t\.key_hash IN/.test(text) ? 'ahead' : 'own');
+      });
+      try {
+        const p = await t.hub.db.write(async (ex) => {
+          again.lookAhead!(ex);
+          return again(ex);
+        }, 'declared', 'p7');
+        expect(p.agentName).toBe('w2');
+      } finally {
+        unwatch();
+      }
+      expect(lookups).toEqual(['ahead']);
     } finally {
       await t.close();
     }
