@@ -99,7 +99,7 @@ const prepared = new Map<string, string>();
 /**
  * The name a statement is prepared under on every connection (node-postgres parses a named
  * statement once per connection, then only binds and executes it): the server skips parsing
- * and planning each time, about 40 % of its CPU per claim+complete in bench/pgboss.ts.
+ * and planning each time, about 40 % of its CPU per claim+complete in bench/pg-statements.ts.
  */
 function statementName(text: string): string | undefined {
   let name = prepared.get(text);
