@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { pino } from 'pino';
 import { listTools } from '../src/api/mcp/tools.js';
-import { INSTRUCTIONS } from '../src/api/mcp/server.js';
+import { INSTRUCTIONS } from '../src/api/mcp/identity.js';
 import type { Principal } from '../src/auth/principal.js';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';

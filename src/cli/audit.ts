@@ -31,10 +31,9 @@ interface QueryFlags extends CommonFlags {
   cursor?: string;
 }
 
-type Verdict = VerifyAnswer;
 
 /** How a message names the place: the chain and the position in it (and the row id when there is a row). */
-function where(v: Verdict): string {
+function where(v: VerifyAnswer): string {
   const chain = v.chain === null ? 'the trail' : v.chain === 'legacy' ? 'the legacy chain' : v.chain === 'server' ? 'the server chain' : `chain ${v.chain}`;
   if (v.first_bad_seq === null) return chain;
   const row = v.first_bad_id !== null && v.chain !== 'legacy' ? ` (row ${String(v.first_bad_id)})` : '';
@@ -105,7 +104,7 @@ export function registerAuditCommands(program: Command): void {
       if (opts.sinceAnchor === true) input.since_anchor = true;
       const v = await asOperator(opts, async (hub, meta) => {
         const principal = await hub.localPrincipal('operator', 'admin');
-        return (await hub.call('audit_verify', input, principal, meta)) as Verdict;
+        return (await hub.call('audit_verify', input, principal, meta)) as VerifyAnswer;
       });
       if (opts.json === true) process.stdout.write(JSON.stringify(v) + '\n');
       else if (v.ok) process.stdout.write(`audit chain ok (${v.rows} rows)\n`);
@@ -131,7 +130,7 @@ export function registerAuditCommands(program: Command): void {
     .action(async (opts: CommonFlags) => {
       const v = await asOperator(opts, async (hub, meta) => {
         const principal = await hub.localPrincipal('operator', 'admin');
-        return (await hub.call('audit_verify', {}, principal, meta)) as Verdict;
+        return (await hub.call('audit_verify', {}, principal, meta)) as VerifyAnswer;
       });
       if (!v.ok || v.anchor === null) {
         process.stderr.write(`baton: the audit trail does not verify (${where(v)}); no anchor printed\n`);

@@ -11,8 +11,6 @@ import { registerGuardCommands } from './guard.js';
 import { cliLogLevel, hubExists, locateConfig, storeFlag } from './common.js';
 import { announceFirstStart, configFrom, runMcp } from './start.js';
 
-// The CLI's entry lives in entry.ts (it loads this module only when the command line is needed).
-export { main } from './entry.js';
 import { DATA_DIR_NAME } from '../os/datadir.js';
 import { registerAuditCommands } from './audit.js';
 import { registerBackupCommands } from './backup.js';

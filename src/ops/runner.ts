@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { CallMeta, Principal } from '../auth/principal.js';
-import { audienceKey } from '../core/audience.js';
+import { audienceKey, type Audience } from '../core/audience.js';
 import { BatonError, isBatonError } from '../core/errors.js';
 import type { Bus, Mark } from '../events/bus.js';
 import type { Config } from '../config.js';
@@ -317,6 +317,11 @@ export class Runner {
     // Appended when the handler returns, with the op's audit row (one statement on PostgreSQL);
     // nothing the handler reads needs them in the table before then.
     const events: NewEvent[] = [];
+    const eventOf = (type: string, subject: string | null, data?: Record<string, unknown>, audience?: Audience): NewEvent => {
+      s.emitted++;
+      const body = data === undefined ? null : JSON.stringify(data);
+      return { projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: audience === undefined ? 'project' : audienceKey(audience) };
+    };
     // Checked again under the lock: a claim (or read mark) is committed only for a caller still there.
     if (waits && meta.signal?.aborted === true) throw clientGone();
     const ctx: OpContext = {
@@ -327,15 +332,10 @@ export class Runner {
       services: this.services,
       final: s.final,
       emit: async (type, subject, data, audience) => {
-        s.emitted++;
-        const body = data === undefined ? null : JSON.stringify(data);
-        const to = audience === undefined ? 'project' : audienceKey(audience);
-        events.push({ projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: to });
+        events.push(eventOf(type, subject, data, audience));
       },
       emitNow: async (type, subject, data) => {
-        s.emitted++;
-        const body = data === undefined ? null : JSON.stringify(data);
-        await appendEvents(tx, [{ projectId: p.projectId, type, subject, actor: p.agentId, data: body, createdAt: started, audience: 'project' }]);
+        await appendEvents(tx, [eventOf(type, subject, data)]);
       },
       target: (id) => {
         s.target = id;

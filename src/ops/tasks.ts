@@ -423,7 +423,8 @@ export const taskGet = defineOp({
 // ---------------------------------------------------------------- the work cycle
 
 const leased = lazy(() => z.object({ task: taskOut() }));
-const fenceInput = { id: taskId(), lease_token: leaseToken() };
+/** The fence fields of a held task's ops, built with their schema (not at import: cold start). */
+const fenceInput = () => ({ id: taskId(), lease_token: leaseToken() });
 
 export const taskClaim = defineOp({
   name: 'task_claim',
@@ -492,7 +493,7 @@ export const taskClaim = defineOp({
 export const taskStart = defineOp({
   name: 'task_start',
   summary: 'Mark a claimed task as running.',
-  input: () => z.object(fenceInput).strict(),
+  input: () => z.object(fenceInput()).strict(),
   output: () => leased(),
   permission: 'task.work',
   kind: 'write',
@@ -512,7 +513,7 @@ export const taskStart = defineOp({
 export const taskHeartbeat = defineOp({
   name: 'task_heartbeat',
   summary: 'Extend your lease on a task.',
-  input: () => z.object({ ...fenceInput, lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  input: () => z.object({ ...fenceInput(), lease_ms: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
   output: () => z.object({ id: z.string(), lease_expires_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
@@ -532,7 +533,7 @@ export const taskHeartbeat = defineOp({
 export const taskComplete = defineOp({
   name: 'task_complete',
   summary: 'Finish a task you hold with a result; unblocks dependents.',
-  input: () => z.object({ ...fenceInput, result: taskResult() }).strict(),
+  input: () => z.object({ ...fenceInput(), result: taskResult() }).strict(),
   output: () => z.object({ id: z.string(), status: taskState(), unblocked: z.array(z.string()) }),
   permission: 'task.work',
   kind: 'write',
@@ -570,7 +571,7 @@ export const taskFail = defineOp({
   summary: 'Fail a task you hold; retried with backoff until max_attempts.',
   input: () => z
     .object({
-      ...fenceInput,
+      ...fenceInput(),
       error: z.string().min(1).max(LIMITS.error),
       retry: z.boolean().optional().describe('false: dead-letter now'),
     })
@@ -609,7 +610,7 @@ export const taskFail = defineOp({
 export const taskRelease = defineOp({
   name: 'task_release',
   summary: 'Give back a task you hold (not counted as an attempt).',
-  input: () => z.object(fenceInput).strict(),
+  input: () => z.object(fenceInput()).strict(),
   output: () => z.object({ id: z.string(), status: taskState() }),
   permission: 'task.work',
   kind: 'write',

@@ -3,7 +3,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { INSTRUCTIONS } from '../../src/api/mcp/server.js';
+import { INSTRUCTIONS } from '../../src/api/mcp/identity.js';
 import { TIERS, tierShows } from '../../src/core/tiers.js';
 import { CATALOG } from '../../src/ops/index.js';
 import { keyTools, setKeyTools } from '../../src/store/tiers.js';

@@ -4,7 +4,7 @@ import { RawDb as Database } from '../raw-db.js';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
-import { main } from '../../src/cli/main.js';
+import { main } from '../../src/cli/entry.js';
 import { Hub } from '../../src/hub.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { KEYRING_FILE, addKeyToFile } from '../../src/security/crypto.js';

@@ -4,7 +4,7 @@ import { SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest, isJSONRPCRequest, 
 import type { Credential } from '../../auth/jwt.js';
 import type { Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
-import { SERVER_INFO } from '../mcp/server.js';
+import { SERVER_INFO } from '../mcp/identity.js';
 import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
 
 /**

@@ -64,7 +64,7 @@ function isPlainClientInfo(v: unknown): boolean {
 }
 
 /** The 2025-era initialize the fast path answers; null for any other message. */
-export function plainInitialize(m: Json): { id: Id; protocolVersion: string } | null {
+function plainInitialize(m: Json): { id: Id; protocolVersion: string } | null {
   if (m.method !== 'initialize' || !hasShape(m, ['jsonrpc', 'id', 'method', 'params']) || m.jsonrpc !== '2.0' || !isId(m.id)) return null;
   const p = m.params;
   if (!isObject(p) || !hasShape(p, ['protocolVersion', 'capabilities', 'clientInfo'])) return null;
@@ -85,7 +85,7 @@ function plainToolsList(m: Json): Id | null {
 }
 
 /** The initialize answer, serialized as the SDK serializes it (result, then jsonrpc and id). */
-export function initializeAnswer(id: Id, protocolVersion: string): string {
+function initializeAnswer(id: Id, protocolVersion: string): string {
   const result = { protocolVersion, capabilities: { tools: {} }, serverInfo: SERVER_INFO, instructions: INSTRUCTIONS };
   return `${JSON.stringify({ result, jsonrpc: '2.0', id })}\n`;
 }

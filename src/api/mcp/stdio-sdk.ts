@@ -69,7 +69,7 @@ function refusingServer(message: string): Server {
 }
 
 const CREATE_KEY_SHORT = 'create one with `baton token create --name NAME --role worker` and set BATON_TOKEN';
-export const REVOKED = `BATON_TOKEN is no longer a valid Baton key (revoked or expired): ${CREATE_KEY_SHORT}, then restart this server`;
+const REVOKED = `BATON_TOKEN is no longer a valid Baton key (revoked or expired): ${CREATE_KEY_SHORT}, then restart this server`;
 
 export interface SdkStdioOptions {
   /** Why this process cannot authenticate; every request but the handshake is refused with it. */
