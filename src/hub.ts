@@ -655,16 +655,18 @@ export class Hub {
 
 /**
  * One sync of the hub's clock with the database server's (core/synced-clock.ts). A failure keeps
- * the clock running from the last good sync (it never falls back to this host's wall clock,
- * which would be a step); the store's own errors are reported elsewhere.
+ * the clock running from the last good sync (never back to this host's wall clock, which would
+ * be a step; before the first good sync, that wall clock is all there is, and the first good sync
+ * then moves the clock by the host's offset: warned of below); the store's own errors are
+ * reported elsewhere.
  */
 async function syncClock(db: Db, clock: SyncedClock, log: Logger, first: boolean): Promise<void> {
   let samples: Awaited<ReturnType<typeof sampleServerClock>>;
   try {
     samples = await sampleServerClock(db, clock.local);
   } catch (err) {
-    clock.failed();
-    log.warn({ code: (err as { code?: unknown }).code, failures: clock.status()?.failures }, 'could not read the database server clock');
+    const failures = clock.failed();
+    log.warn({ code: (err as { code?: unknown }).code, failures }, 'could not read the database server clock');
     return;
   }
   if (samples === null || samples.length === 0) return;

@@ -71,13 +71,14 @@ export class SyncedClock implements Clock {
     if (best === undefined) throw new Error('no clock sample');
     const rtt = Math.max(0, best.receivedMono - best.sentMono);
     const mid = best.sentMono + rtt / 2;
-    const before = this.anchor === null ? null : this.anchor.server + (mid - this.anchor.mono);
+    // Before the first good sync the clock was this host's own wall clock.
+    const before = this.anchor === null ? best.sentWall + rtt / 2 : this.anchor.server + (mid - this.anchor.mono);
     this.anchor = { server: best.serverMs, mono: mid };
     this.failures = 0;
     this.state = {
       offsetMs: best.serverMs - (best.sentWall + rtt / 2),
       rttMs: rtt,
-      correctionMs: before === null ? 0 : best.serverMs - before,
+      correctionMs: best.serverMs - before,
       at: this.now(),
       syncs: (this.state?.syncs ?? 0) + 1,
       failures: 0,
@@ -85,10 +86,12 @@ export class SyncedClock implements Clock {
     return this.state;
   }
 
-  /** A sync that could not read the server's clock: the clock runs on from the last good one. */
-  failed(): void {
-    this.failures++;
-    if (this.state !== null) this.state = { ...this.state, failures: this.failures };
+  /**
+   * A sync that could not read the server's clock: the clock runs on from the last good one (this
+   * host's wall clock before the first). Returns the consecutive failures so far.
+   */
+  failed(): number {
+    return ++this.failures;
   }
 
   /** Null until the first good sync. */

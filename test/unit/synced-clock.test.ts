@@ -14,8 +14,14 @@ describe('SyncedClock (core/synced-clock.ts)', () => {
     const c = new SyncedClock(local);
     expect(c.now()).toBe(1_000_000); // before any sync: the local clock
     // The server is 5 s ahead; the slow sample would read 40 ms off.
+    // Failures before the first good sync are counted (the clock is still this host's).
+    expect(c.failed()).toBe(1);
+    expect(c.failed()).toBe(2);
     const s = c.adopt([sample(local, 80, 1_005_000), sample(local, 2, 1_005_001)]);
     expect(s.offsetMs).toBe(5_000);
+    // The first good sync moves the clock off this host's by the offset: it says so.
+    expect(s.correctionMs).toBe(5_000);
+    expect(s.failures).toBe(0);
     expect(s.rttMs).toBe(2);
     expect(c.now()).toBe(1_005_000); // the reading, carried back from the midpoint (1 ms later)
     local.advance(10_000);
