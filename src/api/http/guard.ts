@@ -119,6 +119,22 @@ function presentsCredential(req: IncomingMessage): boolean {
   return url === '/mcp' || url.startsWith('/mcp?') || url.startsWith('/api/') || url === '/metrics';
 }
 
+/** The address allow and deny lists (compiled once: a check does not scale with them); deny wins. */
+class AddressLists {
+  private readonly allow: BlockList | null;
+  private readonly deny: BlockList | null;
+
+  constructor(config: Config) {
+    this.allow = config.ipAllow.length === 0 ? null : toBlockList(config.ipAllow);
+    this.deny = config.ipDeny.length === 0 ? null : toBlockList(config.ipDeny);
+  }
+
+  allowed(address: string): boolean {
+    if (this.deny !== null && inList(this.deny, address)) return false;
+    return this.allow === null || inList(this.allow, address);
+  }
+}
+
 /** Per-request checks: security headers, Host, Origin, CORS, WebSocket refusal, per-address rate. */
 export class RequestGuard {
   readonly hosts: ReadonlySet<string>;
@@ -126,12 +142,10 @@ export class RequestGuard {
   private readonly headers: readonly (readonly [string, string])[];
   private readonly rate: TokenBuckets | null;
   /** The address lists again, for a client a trusted proxy forwarded (its TCP peer is the proxy, checked per connection). */
-  private readonly allow: BlockList | null;
-  private readonly deny: BlockList | null;
+  private readonly lists: AddressLists;
 
   constructor(config: Config, bindHost: string, tls: boolean) {
-    this.allow = config.ipAllow.length === 0 ? null : toBlockList(config.ipAllow);
-    this.deny = config.ipDeny.length === 0 ? null : toBlockList(config.ipDeny);
+    this.lists = new AddressLists(config);
     const hosts = new Set(['localhost', '127.0.0.1', '[::1]']);
     const bind = bindHost.toLowerCase();
     if (bind !== '0.0.0.0' && bind !== '::' && bind !== '[::]') hosts.add(isIP(bind) === 6 ? `[${bind}]` : bind);
@@ -215,7 +229,7 @@ export class RequestGuard {
     // Behind a trusted proxy (proxy.ts) the client is the forwarded address: the lists and the
     // budget below apply to it, not to the proxy every client shares.
     const client = clientOf(req);
-    if (client.forwarded && ((this.deny !== null && inList(this.deny, client.address)) || (this.allow !== null && !inList(this.allow, client.address)))) {
+    if (client.forwarded && !this.lists.allowed(client.address)) {
       throw new BatonError('forbidden', 'address not allowed');
     }
     // The per-address budget is for unauthenticated traffic only (S25): all local agents share
@@ -237,8 +251,7 @@ export class RequestGuard {
  * minute. The total is enforced by node itself (`server.maxConnections`).
  */
 export class ConnectionGuard {
-  private readonly allow: BlockList | null;
-  private readonly deny: BlockList | null;
+  private readonly lists: AddressLists;
   private readonly open = new Map<string, number>();
   private readonly rate: TokenBuckets | null;
   /** Frees a slot of a full address by dropping one of its unauthenticated connections (pending.ts); true if it did. */
@@ -249,17 +262,13 @@ export class ConnectionGuard {
     private readonly now: () => number,
     private readonly onDrop: (reason: string, address: string) => void,
   ) {
-    // Compiled once: a check per connection does not scale with the lists.
-    this.allow = config.ipAllow.length === 0 ? null : toBlockList(config.ipAllow);
-    this.deny = config.ipDeny.length === 0 ? null : toBlockList(config.ipDeny);
+    this.lists = new AddressLists(config);
     this.rate = config.rateLimit ? new TokenBuckets(config.connectionRatePerMin) : null;
   }
 
   /** Is this client address allowed by the lists? */
   addressAllowed(address: string): boolean {
-    if (this.allow === null && this.deny === null) return true;
-    if (this.deny !== null && inList(this.deny, address)) return false;
-    return this.allow === null || inList(this.allow, address);
+    return this.lists.allowed(address);
   }
 
   attach(server: NetServer): void {
