@@ -39,7 +39,8 @@ import type { EventStreams } from './stream.js';
  */
 export class HubMetrics {
   readonly registry = new Registry();
-  private readonly opCalls = new Tallies<[op: string, outcome: string]>(['op', 'outcome']);
+  /** Op calls by op, then outcome (see OpCalls). */
+  private readonly opCalls: OpCalls = new Map();
   private readonly opDuration: FastHistogram;
   private readonly authFailures: Counter;
   readonly rateLimited: Counter<'layer'>;
@@ -61,7 +62,7 @@ export class HubMetrics {
       registers: [r],
       collect(this: Counter<'op' | 'outcome'>) {
         this.reset();
-        opCalls.forEach((n, [op, outcome]) => this.inc({ op, outcome }, n));
+        for (const [op, outcomes] of opCalls) for (const [outcome, n] of outcomes) this.inc({ op, outcome }, n);
       },
     });
     this.opDuration = new FastHistogram(
@@ -174,7 +175,9 @@ export class HubMetrics {
     const { hub } = this;
     hub.runner.onCall = (op, outcome, ms) => {
       const name = op ?? 'unknown';
-      this.opCalls.add(name, outcome);
+      let outcomes = this.opCalls.get(name);
+      if (outcomes === undefined) this.opCalls.set(name, (outcomes = new Map()));
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
       this.opDuration.observe(name, ms / 1000);
       if (outcome === 'rate_limited') this.rateLimited.inc({ layer: 'op' });
     };
@@ -224,27 +227,12 @@ export class HubMetrics {
 const registry = new WeakMap<Hub, HubMetrics>();
 
 /**
- * The series observed on every call (op calls, op and store durations) are counted here, per label
- * value, in plain objects made once per value, and handed to prom-client only when scraped:
+ * The series observed on every call (op calls, op and store durations) are counted in plain maps
+ * and objects made once per label value, and handed to prom-client only when scraped:
  * prom-client validates and hashes the labels of every observation, which was ~1-2 % of `baton
  * serve`'s CPU under claim+complete load (docs/BENCHMARKS.md).
  */
-class Tallies<L extends string[]> {
-  private readonly counts = new Map<string, { labels: L; n: number }>();
-
-  constructor(readonly labelNames: { [K in keyof L]: string }) {}
-
-  add(...labels: L): void {
-    const key = labels.join('\n');
-    const t = this.counts.get(key);
-    if (t !== undefined) t.n++;
-    else this.counts.set(key, { labels, n: 1 });
-  }
-
-  forEach(fn: (n: number, labels: L) => void): void {
-    for (const t of this.counts.values()) fn(t.n, t.labels);
-  }
-}
+type OpCalls = Map<string, Map<string, number>>;
 
 interface Sample {
   metricName: string;
@@ -258,7 +246,7 @@ interface Buckets {
   count: number;
 }
 
-/** A Prometheus histogram with one label, in prom-client's exposition (see Tallies for why). */
+/** A Prometheus histogram with one label, in prom-client's exposition (see OpCalls for why). */
 class FastHistogram {
   private readonly series = new Map<string, Buckets>();
 
