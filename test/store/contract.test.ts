@@ -61,6 +61,9 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
   const claim = (p: Principal, input: Record<string, unknown> = {}) =>
     call<{ task: Task | null }>(t.hub, p, 'task_claim', input);
   const get = async (id: string) => (await call<{ task: Task }>(t.hub, lead, 'task_get', { id })).task;
+  /** A task's count of dependencies not yet done, as stored. */
+  const depsOpenOf = async (id: string): Promise<number> =>
+    (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT deps_open AS n FROM tasks WHERE id = ${id}`)))!.n;
   const complete = (p: Principal, id: string, token: number) =>
     call(t.hub, p, 'task_complete', { id, lease_token: token, result: { summary: 'done' } });
 
@@ -246,18 +249,16 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
     await call(t.hub, w1, 'lock_acquire', { paths: ['src/a/**'], task_id: a });
     const locksOf = async (): Promise<number> =>
       (await t.hub.db.read((ex) => ex.all<{ id: string }>(sql`SELECT id FROM locks WHERE task_id = ${a}`))).length;
-    const depsOpen = async (): Promise<number> =>
-      (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT deps_open AS n FROM tasks WHERE id = ${c}`)))!.n;
     // A stale token, and another agent with the right one: both refused, nothing released.
     await expect(complete(w1, a, held.lease!.token + 1)).rejects.toMatchObject({ code: 'lease_lost' });
     await expect(complete(w2, a, held.lease!.token)).rejects.toMatchObject({ code: 'lease_lost' });
     expect(await locksOf()).toBe(1);
-    expect(await depsOpen()).toBe(1);
+    expect(await depsOpenOf(c)).toBe(1);
     expect((await get(c)).status).toBe('blocked');
     // The holder's completion releases both.
     expect(await complete(w1, a, held.lease!.token)).toMatchObject({ unblocked: [c] });
     expect(await locksOf()).toBe(0);
-    expect(await depsOpen()).toBe(0);
+    expect(await depsOpenOf(c)).toBe(0);
     expect((await get(c)).status).toBe('ready');
   });
 
@@ -272,9 +273,7 @@ describe.each(BACKENDS)('store contract (%s)', (backend) => {
     const first = await complete(w1, a, held.lease!.token);
     // The answer was lost; the agent sends the same completion again: the same answer, nothing more.
     expect(await complete(w1, a, held.lease!.token)).toEqual(first);
-    const depsOpen = async (): Promise<number> =>
-      (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT deps_open AS n FROM tasks WHERE id = ${c}`)))!.n;
-    expect(await depsOpen()).toBe(1);
+    expect(await depsOpenOf(c)).toBe(1);
     expect((await get(c)).status).toBe('blocked');
     const hb = (await claim(w1, { id: b })).task!;
     expect(await complete(w1, b, hb.lease!.token)).toMatchObject({ unblocked: [c] });
