@@ -345,7 +345,12 @@ describe('PostgreSQL group commit', () => {
     try {
       const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
       const meta = { requestId: 'r', transport: 'mcp-http' as const };
-      const { tasks } = await call<{ tasks: { id: string }[] }>(t.hub, lead, 'task_create', { tasks: [{ title: 'x' }, { title: 'y' }] });
+      // x the more urgent, so the claim without an id takes x, never y (ids are random: with equal
+      // priorities it took y in half the runs, the other claim failed, and the batch ran again one
+      // op at a time, where the order this guards is not at stake).
+      const { tasks } = await call<{ tasks: { id: string }[] }>(t.hub, lead, 'task_create', {
+        tasks: [{ title: 'x', priority: 1 }, { title: 'y', priority: 9 }],
+      });
       const [x, y] = tasks.map((k) => k.id) as [string, string];
       const w0 = await t.hub.authenticate(await createKey(t, 'w0', 'worker'));
       await call(t.hub, w0, 'task_claim', { id: x, lease_ms: 1000 });
@@ -353,19 +358,28 @@ describe('PostgreSQL group commit', () => {
       const k2 = await createKey(t, 'w2', 'worker');
       for (const k of [k1, k2]) await t.hub.call('task_get', { id: y }, t.hub.resolver(k), meta);
       await new Promise((resolve) => setTimeout(resolve, 1_100));
-      // One batch: when the first claim (by id, with a statement more before its own) reaches the
-      // sweep first, it sweeps x's lease and the second takes x and finishes first. (Which claim
-      // reaches the sweep first is the event loop's: with events appended at the handler's end,
-      // this failed in two runs of three.)
+      // One batch, its claims side by side: the first (by id, with a statement more before its
+      // own) reaches the sweep first and sweeps x's lease; the second waits for that sweep, takes
+      // x and finishes first.
+      type Claimed = { task: { id: string } };
       const [one, two] = await Promise.all([
-        t.hub.call('task_claim', { id: y, capabilities: ['go'] }, t.hub.resolver(k1), meta) as Promise<{ task: { id: string } }>,
-        t.hub.call('task_claim', {}, t.hub.resolver(k2), meta) as Promise<{ task: { id: string } }>,
+        t.hub.call('task_claim', { id: y, capabilities: ['go'] }, t.hub.resolver(k1), meta) as Promise<Claimed>,
+        t.hub.call('task_claim', {}, t.hub.resolver(k2), meta) as Promise<Claimed>,
       ]);
       expect([one.task.id, two.task.id]).toEqual([y, x]);
       const events = await t.hub.db.read((ex) =>
-        ex.all<{ type: string; subject: string }>(sql`SELECT type, subject FROM events WHERE subject = ${x} ORDER BY id`),
+        ex.all<{ type: string; subject: string; actor: string; tx: string }>(
+          sql`SELECT type, subject, actor, xmin::text AS tx FROM events WHERE subject IN (${x}, ${y}) AND type <> 'task.created' ORDER BY id`,
+        ),
       );
-      expect(events.map((e) => e.type)).toEqual(['task.created', 'task.claimed', 'task.lease_expired', 'task.claimed']);
+      // The scenario itself, so that this cannot pass without it: one transaction, swept by the
+      // claim of y, whose own claim came last.
+      const [claimX0, swept, ...rest] = events;
+      expect(claimX0).toMatchObject({ type: 'task.claimed', subject: x });
+      expect(swept).toMatchObject({ type: 'task.lease_expired', subject: x });
+      expect(rest.map((e) => [e.type, e.subject])).toEqual([['task.claimed', x], ['task.claimed', y]]);
+      expect(new Set([swept!.tx, ...rest.map((e) => e.tx)]).size).toBe(1);
+      expect(swept!.actor).toBe(rest[1]!.actor);
     } finally {
       await t.close();
     }
