@@ -19,7 +19,7 @@ export const RETENTION_SETTINGS = {
     messageRetentionMs: ms(0, 10 * 365 * DAY).default(0),
     /** How often the sweeper runs retention. */
     retentionIntervalMs: ms(1_000, DAY).default(60_000),
-    /** Rows removed per transaction (each chunk holds the write lock briefly; other writers run between chunks). */
+    /** Rows removed per transaction (finished tasks: a quarter of it). Each chunk holds the write lock briefly; retention then pauses as long as it took, and other writers run. */
     retentionChunk: int(100, 100_000).default(2_000),
   },
   env: {

@@ -86,6 +86,24 @@ describe('retention', () => {
     expect(await count('events')).toBe(3);
   });
 
+  it('purges finished tasks a quarter of retentionChunk at a time, and a whole run catches up', async () => {
+    const lead = await open({ taskRetentionMs: DAY, eventRetentionMax: 0, eventRetentionMs: 0 });
+    const w = await t.hub.authenticate(await createKey(t, 'w', 'worker'));
+    await createMany(lead, 60);
+    for (;;) {
+      const { task } = await call<{ task: { id: string; lease: { token: number } } | null }>(t.hub, w, 'task_claim', {});
+      if (task === null) break;
+      await call(t.hub, w, 'task_complete', { id: task.id, lease_token: task.lease.token, result: { summary: 'ok' } });
+    }
+    clock.advance(2 * DAY);
+    // retentionChunk is 100 here: a task chunk is 25 (each deleted task touches pages of its own).
+    expect((await t.hub.prune(1)).tasks).toBe(25);
+    expect(await count('tasks')).toBe(35);
+    // A run goes on (paced: it pauses after each chunk) until nothing is left.
+    expect((await t.hub.prune()).tasks).toBe(35);
+    expect(await count('tasks')).toBe(0);
+  });
+
   it('purges finished tasks past their age, never one a task still depends on', async () => {
     const lead = await open({ taskRetentionMs: DAY, eventRetentionMax: 0, eventRetentionMs: 0, backoffBaseMs: 0 });
     const w = await t.hub.authenticate(await createKey(t, 'w', 'worker'));
