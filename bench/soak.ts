@@ -5,7 +5,11 @@
  * Every 30 s it samples the server's RSS, the database size (main file + WAL) and the bytes in
  * use by the audit trail and by everything else. Memory and the data under retention should be
  * flat once warm: the last third's mean against the first third's (after a
- * warm-up of one sample interval) is printed as growth %. Bench only: never part of `npm test`.
+ * warm-up of one sample interval) is printed as growth %. Each retention run the server logs
+ * (removed, ms) is printed as it ends. SOAK_DBSTAT=0 leaves out the bytes in use (a dbstat scan
+ * of the whole file per sample, which itself slows the hub once the file is large): with a short
+ * SOAK_SAMPLE_MS the cycles per sample show what a prune does to the rate. Bench only: never
+ * part of `npm test`.
  */
 import { readFileSync, statSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +24,7 @@ const BIN = resolve(import.meta.dirname, '../bin/baton.js');
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const SAMPLE_MS = Number(process.env.SOAK_SAMPLE_MS ?? 30_000);
 const AGENTS = Number(process.env.SOAK_AGENTS ?? 64);
+const DBSTAT = process.env.SOAK_DBSTAT !== '0';
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -82,7 +87,7 @@ async function main(): Promise<void> {
 
   const server = await startProcess(
     [BIN, 'serve', '--port', '0', '--data', dataDir],
-    { BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false', ...retention },
+    { BATON_LOG_LEVEL: 'info', BATON_RATE_LIMIT: 'false', ...retention },
     /listening on http:\/\/127\.0\.0\.1:(\d+)/,
     'stderr',
   );
@@ -92,8 +97,14 @@ async function main(): Promise<void> {
   let empty = 0;
   let stop = false;
   const started = performance.now();
+  // The server's own log line for each retention run (info), as it ends.
+  server.child.stderr!.on('data', (d: Buffer) => {
+    for (const line of d.toString().split('\n')) {
+      if (line.includes('"msg":"retention"')) process.stderr.write(`  [${Math.round((performance.now() - started) / 1000)} s] ${line}\n`);
+    }
+  });
   const sampler = setInterval(() => {
-    const s = { t: Math.round((performance.now() - started) / 1000), rss: rssMiB(pid), db: dbMiB(dataDir), ...usedMiB(dataDir), cycles };
+    const s = { t: Math.round((performance.now() - started) / 1000), rss: rssMiB(pid), db: dbMiB(dataDir), ...(DBSTAT ? usedMiB(dataDir) : { audit: NaN, rest: NaN }), cycles };
     samples.push(s);
     process.stderr.write(
       `  t=${s.t}s rss=${s.rss.toFixed(1)} MiB file=${s.db.toFixed(1)} MiB used: audit ${s.audit.toFixed(1)} MiB, rest ${s.rest.toFixed(1)} MiB; cycles=${s.cycles} empty claims=${empty}\n`,
