@@ -5,6 +5,7 @@ import type { Credential } from '../../auth/jwt.js';
 import type { Tier } from '../../core/tiers.js';
 import type { Hub } from '../../hub.js';
 import { SERVER_INFO } from '../mcp/identity.js';
+import { hasShape, isId, isObject, type Json } from '../mcp/json-shape.js';
 import { isKnownTool, listTools, runTool } from '../mcp/tools.js';
 
 /**
@@ -32,19 +33,12 @@ const META_SERVER = 'io.modelcontextprotocol/serverInfo';
 /** Cache hint on the modern tools/list: the list depends on the caller's role, so private. */
 export const TOOLS_TTL_MS = 0;
 
-type Json = Record<string, unknown>;
-
 /** The SDK's request schema of each lean method. */
 const SCHEMA_OF = {
   'tools/call': isSpecType.CallToolRequest,
   'tools/list': isSpecType.ListToolsRequest,
   ping: isSpecType.PingRequest,
 } as const;
-
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * The usual tools/call, checked by hand: exactly `jsonrpc`, `id` (a string or a safe integer),
@@ -55,14 +49,13 @@ function isObject(v: unknown): v is Json {
  * against ~0.1 µs here. Any other shape (`_meta`, a task, extra keys, another id) is theirs to judge.
  */
 function plainToolCall(body: Json): boolean {
-  for (const k of Object.keys(body)) if (k !== 'jsonrpc' && k !== 'id' && k !== 'method' && k !== 'params') return false;
-  const id = body.id;
-  if (typeof id !== 'string' && !Number.isSafeInteger(id)) return false;
+  if (!hasShape(body, TOOL_CALL_KEYS) || !isId(body.id)) return false;
   const params = body.params;
-  if (!isObject(params) || typeof params.name !== 'string') return false;
-  for (const k of Object.keys(params)) if (k !== 'name' && k !== 'arguments') return false;
+  if (!isObject(params) || typeof params.name !== 'string' || !hasShape(params, ['name'], ['arguments'])) return false;
   return params.arguments === undefined || isObject(params.arguments);
 }
+
+const TOOL_CALL_KEYS = ['jsonrpc', 'id', 'method', 'params'] as const;
 
 /**
  * The SDK's inbound classifier admits this 2026-era request (envelope, log level, headers,

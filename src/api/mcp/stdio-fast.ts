@@ -1,5 +1,6 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { INSTRUCTIONS, SERVER_INFO } from './identity.js';
+import { hasShape, isEmptyObject, isId, isObject, type Id, type Json } from './json-shape.js';
 
 /**
  * The opening of a `baton mcp` session — initialize, notifications/initialized, tools/list — in
@@ -26,28 +27,6 @@ import { INSTRUCTIONS, SERVER_INFO } from './identity.js';
  * server; a test holds them equal). A requested one is answered as-is; any other goes to the SDK.
  */
 export const LEGACY_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05', '2024-10-07'];
-
-type Json = Record<string, unknown>;
-type Id = string | number;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** `o` has exactly the keys in `required` and some of `optional`. */
-function hasShape(o: Json, required: readonly string[], optional: readonly string[] = []): boolean {
-  const keys = Object.keys(o);
-  return required.every((k) => k in o) && keys.every((k) => required.includes(k) || optional.includes(k));
-}
-
-function isEmptyObject(v: unknown): boolean {
-  return isObject(v) && Object.keys(v).length === 0;
-}
-
-/** A JSON-RPC request id as the SDK accepts it: a string or an integer. */
-function isId(v: unknown): v is Id {
-  return typeof v === 'string' || (typeof v === 'number' && Number.isSafeInteger(v));
-}
 
 /**
  * Client capabilities of the shapes clients send at start (`{}`, `roots` with or without
