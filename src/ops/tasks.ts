@@ -579,6 +579,9 @@ export const taskFail = defineOp({
   output: () => z.object({ id: z.string(), status: taskState(), attempts: z.number(), available_at: z.string() }),
   permission: 'task.work',
   kind: 'write',
+  // Its read of the task (attempts) cannot go stale before its fenced UPDATE: only a claim moves
+  // attempts, and not while the caller's lease holds; the locks go in one DELETE.
+  parallel: true,
   tier: 'core',
   rest: { method: 'POST', path: '/tasks/:id/fail' },
   cli: { group: 'task', command: 'fail', positional: 'id' },
@@ -614,6 +617,7 @@ export const taskRelease = defineOp({
   output: () => z.object({ id: z.string(), status: taskState() }),
   permission: 'task.work',
   kind: 'write',
+  parallel: true,
   tier: 'standard',
   rest: { method: 'POST', path: '/tasks/:id/release' },
   cli: { group: 'task', command: 'release', positional: 'id' },

@@ -339,6 +339,59 @@ describe('PostgreSQL group commit', () => {
     }
   });
 
+  it('the fails and releases of one group commit run side by side too', async () => {
+    const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0, backoffBaseMs: 0 } });
+    let inFlight = 0;
+    let most = 0;
+    const unwatch = watchQueries((text, answer) => {
+      // The fenced UPDATEs of task_fail and task_release.
+      if (/^\s*UPDATE tasks SET status = (\$\d+, last_error|'ready', attempts = attempts - 1)/.test(text) && answer instanceof Promise) {
+        most = Math.max(most, ++inFlight);
+        void answer.finally(() => inFlight--).catch(() => undefined);
+      }
+    });
+    try {
+      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+      await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
+      const keys = await Promise.all(Array.from({ length: 8 }, (_, i) => createKey(t, `w${i}`, 'worker')));
+      const meta = { requestId: 'r', transport: 'mcp-http' as const };
+      for (const k of keys) await t.hub.call('task_get', { id: 'tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa' }, t.hub.resolver(k), meta).catch(() => undefined);
+      type Claimed = { task: { id: string; lease: { token: number } } };
+      const claimed = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<Claimed>));
+      most = 0;
+      // Half fail (one of them for good), half give their task back: none fails, so the batch
+      // commits as it ran, side by side (a failing op would run it again one op at a time).
+      const answers = await Promise.all(
+        keys.map((k, i) => {
+          const { id, lease } = claimed[i]!.task;
+          return (
+            i < 4
+              ? t.hub.call('task_fail', { id, lease_token: lease.token, error: 'boom', ...(i === 0 ? { retry: false } : {}) }, t.hub.resolver(k), meta)
+              : t.hub.call('task_release', { id, lease_token: lease.token }, t.hub.resolver(k), meta)
+          ) as Promise<{ status: string }>;
+        }),
+      );
+      expect(most).toBeGreaterThan(1);
+      expect(answers.map((a) => a.status)).toEqual(['failed', 'ready', 'ready', 'ready', 'ready', 'ready', 'ready', 'ready']);
+      const rows = await t.hub.db.read((ex) =>
+        ex.all<{ id: string; status: string; attempts: number; lease_owner: string | null }>(sql`SELECT id, status, attempts, lease_owner FROM tasks`),
+      );
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      const at = (i: number) => byId.get(claimed[i]!.task.id)!;
+      expect([0, 1, 2, 3, 4, 5, 6, 7].map((i) => [at(i).status, at(i).attempts, at(i).lease_owner === null])).toEqual([
+        ['failed', 1, true], ['ready', 1, true], ['ready', 1, true], ['ready', 1, true],
+        ['ready', 0, true], ['ready', 0, true], ['ready', 0, true], ['ready', 0, true],
+      ]);
+      // The next claims take them again (the failed one excepted), fences and all.
+      const again = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<{ task: { id: string } | null }>));
+      expect(again.filter((a) => a.task !== null)).toHaveLength(7);
+      expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
+    } finally {
+      unwatch();
+      await t.close();
+    }
+  });
+
   it("a lease swept by one claim of a batch is announced before another claim of the batch takes its task", async () => {
     // A test hub runs no periodic sweep: the batch's first claim is the one that sweeps.
     const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
