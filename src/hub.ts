@@ -608,8 +608,9 @@ export class Hub {
     return out;
   }
 
-  /** Waits `ms` (a timer, not the hub's clock), or until close() starts. */
+  /** Waits `ms` (a timer, not the hub's clock), or until close() starts (not at all once it has). */
   private pause(ms: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
