@@ -11,7 +11,7 @@ import { BatonError } from '../../src/core/errors.js';
 import type { Executor, WriteOptions } from '../../src/store/db.js';
 import { PostgresDb, projectLockKey } from '../../src/store/postgres.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, openHub, pgSchema } from '../helpers.js';
+import { call, createKey, openHub, pgSchema, type TestHub } from '../helpers.js';
 
 describe('PostgreSQL group commit', () => {
   const s = pgSchema();
@@ -70,6 +70,41 @@ describe('PostgreSQL group commit', () => {
     return () => {
       proto.query = original;
     };
+  };
+
+  /** The most statements matching `pattern` awaiting their answers at once (since `reset`). */
+  const inFlightOf = (pattern: RegExp): { most(): number; reset(): void; unwatch(): void } => {
+    let inFlight = 0;
+    let most = 0;
+    const unwatch = watchQueries((text, answer) => {
+      if (pattern.test(text) && answer instanceof Promise) {
+        most = Math.max(most, ++inFlight);
+        void answer.finally(() => inFlight--).catch(() => undefined);
+      }
+    });
+    return {
+      most: () => most,
+      reset: () => {
+        most = 0;
+      },
+      unwatch,
+    };
+  };
+
+  /**
+   * Eight ready tasks and eight workers, each key used once (resolved in its transaction, as over
+   * HTTP: the project is known ahead from then on), each worker holding one claimed task.
+   */
+  const eightClaimed = async (t: TestHub, claims: { reset(): void }) => {
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
+    const keys = await Promise.all(Array.from({ length: 8 }, (_, i) => createKey(t, `w${i}`, 'worker')));
+    const meta = { requestId: 'r', transport: 'mcp-http' as const };
+    for (const k of keys) await t.hub.call('task_get', { id: 'tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa' }, t.hub.resolver(k), meta).catch(() => undefined);
+    claims.reset();
+    type Claimed = { task: { id: string; lease: { token: number } } };
+    const claimed = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<Claimed>));
+    return { keys, meta, claimed };
   };
 
   /**
@@ -307,58 +342,31 @@ describe('PostgreSQL group commit', () => {
 
   it('the claims and completions of one group commit run side by side: their statements go out before the first answer', async () => {
     const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0 } });
-    let inFlight = 0;
-    let most = 0;
-    const unwatch = watchQueries((text, answer) => {
-      if (/^\s*(UPDATE tasks SET status = 'claimed'|WITH done AS)/.test(text) && answer instanceof Promise) {
-        most = Math.max(most, ++inFlight);
-        void answer.finally(() => inFlight--).catch(() => undefined);
-      }
-    });
+    const statements = inFlightOf(/^\s*(UPDATE tasks SET status = 'claimed'|WITH done AS)/);
     try {
-      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
-      await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
-      const keys = await Promise.all(Array.from({ length: 8 }, (_, i) => createKey(t, `w${i}`, 'worker')));
-      const meta = { requestId: 'r', transport: 'mcp-http' as const };
-      // Resolved in the transaction (as over HTTP): the project is known after a first call.
-      for (const k of keys) await t.hub.call('task_get', { id: 'tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa' }, t.hub.resolver(k), meta).catch(() => undefined);
-      most = 0;
-      const claimed = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<{ task: { id: string; lease: { token: number } } }>));
+      const { keys, meta, claimed } = await eightClaimed(t, statements);
       expect(new Set(claimed.map((c) => c.task.id)).size).toBe(8);
-      expect(most).toBeGreaterThan(1);
-      most = 0;
+      expect(statements.most()).toBeGreaterThan(1);
+      statements.reset();
       const done = await Promise.all(
         keys.map((k, i) => t.hub.call('task_complete', { id: claimed[i]!.task.id, lease_token: claimed[i]!.task.lease.token, result: { summary: 'ok' } }, t.hub.resolver(k), meta)),
       );
       expect(done).toHaveLength(8);
-      expect(most).toBeGreaterThan(1);
+      expect(statements.most()).toBeGreaterThan(1);
       expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
     } finally {
-      unwatch();
+      statements.unwatch();
       await t.close();
     }
   });
 
   it('the fails and releases of one group commit run side by side too', async () => {
     const t = await openHub({ backend: 'postgres', config: { rateLimit: false, waitRecheckMs: 0, backoffBaseMs: 0 } });
-    let inFlight = 0;
-    let most = 0;
-    const unwatch = watchQueries((text, answer) => {
-      // The fenced UPDATEs of task_fail and task_release.
-      if (/^\s*UPDATE tasks SET status = (\$\d+, last_error|'ready', attempts = attempts - 1)/.test(text) && answer instanceof Promise) {
-        most = Math.max(most, ++inFlight);
-        void answer.finally(() => inFlight--).catch(() => undefined);
-      }
-    });
+    // The fenced UPDATEs of task_fail and task_release.
+    const statements = inFlightOf(/^\s*UPDATE tasks SET status = (\$\d+, last_error|'ready', attempts = attempts - 1)/);
     try {
-      const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
-      await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 8 }, (_, i) => ({ title: `t${i}` })) });
-      const keys = await Promise.all(Array.from({ length: 8 }, (_, i) => createKey(t, `w${i}`, 'worker')));
-      const meta = { requestId: 'r', transport: 'mcp-http' as const };
-      for (const k of keys) await t.hub.call('task_get', { id: 'tsk_aaaaaaaaaaaaaaaaaaaaaaaaaa' }, t.hub.resolver(k), meta).catch(() => undefined);
-      type Claimed = { task: { id: string; lease: { token: number } } };
-      const claimed = await Promise.all(keys.map((k) => t.hub.call('task_claim', {}, t.hub.resolver(k), meta) as Promise<Claimed>));
-      most = 0;
+      const { keys, meta, claimed } = await eightClaimed(t, statements);
+      statements.reset();
       // Half fail (one of them for good), half give their task back: none fails, so the batch
       // commits as it ran, side by side (a failing op would run it again one op at a time).
       const answers = await Promise.all(
@@ -371,7 +379,7 @@ describe('PostgreSQL group commit', () => {
           ) as Promise<{ status: string }>;
         }),
       );
-      expect(most).toBeGreaterThan(1);
+      expect(statements.most()).toBeGreaterThan(1);
       expect(answers.map((a) => a.status)).toEqual(['failed', 'ready', 'ready', 'ready', 'ready', 'ready', 'ready', 'ready']);
       const rows = await t.hub.db.read((ex) =>
         ex.all<{ id: string; status: string; attempts: number; lease_owner: string | null }>(sql`SELECT id, status, attempts, lease_owner FROM tasks`),
@@ -387,7 +395,7 @@ describe('PostgreSQL group commit', () => {
       expect(again.filter((a) => a.task !== null)).toHaveLength(7);
       expect(await t.hub.verifyAudit()).toMatchObject({ ok: true });
     } finally {
-      unwatch();
+      statements.unwatch();
       await t.close();
     }
   });
