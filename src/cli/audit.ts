@@ -31,7 +31,6 @@ interface QueryFlags extends CommonFlags {
   cursor?: string;
 }
 
-
 /** How a message names the place: the chain and the position in it (and the row id when there is a row). */
 function where(v: VerifyAnswer): string {
   const chain = v.chain === null ? 'the trail' : v.chain === 'legacy' ? 'the legacy chain' : v.chain === 'server' ? 'the server chain' : `chain ${v.chain}`;

@@ -265,9 +265,10 @@ export interface Completed {
 
 /**
  * A completion (`approved`: the caller checked that its approval was granted; see completeTask)
- * with what follows it: the task's locks released and its dependents resolved. Where the dialect runs UPDATE and DELETE inside a WITH (PostgreSQL) it is
- * one statement (the three run under the project's lock one after the other otherwise; each a
- * round trip there): the release and the resolution only happen when the fenced UPDATE matched.
+ * with what follows it: the task's locks released and its dependents resolved. Where the dialect
+ * runs UPDATE and DELETE inside a WITH (PostgreSQL) it is one statement (the three run under the
+ * project's lock one after the other otherwise; each a round trip there): the release and the
+ * resolution only happen when the fenced UPDATE matched.
  * Undefined when it did not (the caller explains, or replays a finish).
  */
 export async function completeReleasing(ex: Executor, f: Fence, result: string, approved = false): Promise<Completed | undefined> {

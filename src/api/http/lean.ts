@@ -40,6 +40,8 @@ const SCHEMA_OF = {
   ping: isSpecType.PingRequest,
 } as const;
 
+const TOOL_CALL_KEYS = ['jsonrpc', 'id', 'method', 'params'] as const;
+
 /**
  * The usual tools/call, checked by hand: exactly `jsonrpc`, `id` (a string or a safe integer),
  * `method` and `params`, which holds exactly `name` (a string) and, if anything else, `arguments`
@@ -54,8 +56,6 @@ function plainToolCall(body: Json): boolean {
   if (!isObject(params) || typeof params.name !== 'string' || !hasShape(params, ['name'], ['arguments'])) return false;
   return params.arguments === undefined || isObject(params.arguments);
 }
-
-const TOOL_CALL_KEYS = ['jsonrpc', 'id', 'method', 'params'] as const;
 
 /**
  * The SDK's inbound classifier admits this 2026-era request (envelope, log level, headers,

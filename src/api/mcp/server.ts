@@ -8,7 +8,6 @@ import { callTool, isKnownTool, listTools, type Progress } from './tools.js';
 
 import { INSTRUCTIONS, SERVER_INFO } from './identity.js';
 
-
 /** Who is behind one request: the principal (for tools/list) and who a tool call runs as. */
 export interface Caller {
   principal(ctx: ServerContext): Promise<Principal>;
