@@ -20,7 +20,7 @@ import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
-import { DeferredWriter, WorkerSink, inlineSink, type SinkHealth } from './ops/deferred.js';
+import { DeferredWriter, WorkerSink, closeDeferred, inlineSink, type SinkHealth } from './ops/deferred.js';
 import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
@@ -679,8 +679,7 @@ export class Hub {
     await this.pruning;
     this.dataWatch?.stop();
     this.bus.close();
-    await this.deferred.close();
-    await this.workerSink?.close();
+    await closeDeferred(this.deferred, this.workerSink, this.log);
     await this.db.close();
   }
 }

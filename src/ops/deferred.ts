@@ -2,6 +2,7 @@ import type { Durability } from '../store/sqlite.js';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
+import { deferredKey, markDeferred } from '../store/deferred-marks.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
 import { appendAudits, groupByChain, SERVER_CHAIN, type AuditEntry } from '../store/journal.js';
 
@@ -11,8 +12,12 @@ import { appendAudits, groupByChain, SERVER_CHAIN, type AuditEntry } from '../st
  * A read then costs no write transaction of its own (measured: a write transaction per read
  * roughly halves read throughput). Writing ops audit inside their own transaction instead.
  */
-/** Where a batch goes: written on this connection, or handed to a worker thread (WorkerSink). */
-export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, tokens: Map<string, number>) => Promise<void>;
+/**
+ * Where a batch goes: written on this connection, or handed to a worker thread (WorkerSink).
+ * `key`: the batch's mark (store/deferred-marks.ts), given when the batch may be handed on after
+ * a writer that may have committed it already.
+ */
+export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, tokens: Map<string, number>, key?: string) => Promise<void>;
 
 /**
  * Hands batches to a worker thread with its own connection to the same database file
@@ -20,7 +25,7 @@ export type DeferredSink = (audit: AuditEntry[], agents: Map<string, number>, to
  */
 /** Writes batches on the given connection (writeDeferred). */
 export function inlineSink(db: Db, auditKey: Buffer): DeferredSink {
-  return (audit, agents, tokens) => writeDeferred(db, auditKey, audit, agents, tokens);
+  return (audit, agents, tokens, key) => writeDeferred(db, auditKey, audit, agents, tokens, key);
 }
 
 /**
@@ -49,6 +54,10 @@ export class PartialFlush extends Error {
  * lock (they only move last-seen times forward, row by row); the server chain's rows take the
  * server chain's head last (journal.ts). Settles when every write has; a failure names what was
  * not written (PartialFlush).
+ *
+ * With a `key`, each chain's write marks `<key>/<chain>` in its transaction and appends nothing
+ * when the mark is there already: a batch handed on after a worker that committed it and died
+ * before answering is written once. (Touches need no mark: writing one twice changes nothing.)
  */
 export async function writeDeferred(
   db: Db,
@@ -56,6 +65,7 @@ export async function writeDeferred(
   audit: readonly AuditEntry[],
   agents: Map<string, number>,
   tokens: Map<string, number>,
+  key?: string,
 ): Promise<void> {
   const byChain = groupByChain(audit);
   const touches = agents.size > 0 || tokens.size > 0;
@@ -75,6 +85,7 @@ export async function writeDeferred(
     writes.push(
       db.write(async (ex) => {
         await ex.lock(project === undefined ? 'shared' : { project });
+        if (key !== undefined && !(await markDeferred(ex, `${key}/${chain}`))) return;
         await appendAudits(ex, rows, auditKey);
       }, 'declared', project),
     );
@@ -98,6 +109,8 @@ export interface SinkHealth {
 }
 
 interface InFlight {
+  /** The batch's mark: the same for every writer it is handed to. */
+  key: string;
   audit: AuditEntry[];
   agents: Map<string, number>;
   tokens: Map<string, number>;
@@ -127,8 +140,9 @@ export interface WorkerSinkOptions {
  * (`deferred-worker.ts`); each batch's promise settles when the worker has committed it.
  * Supervised: when the worker errors, exits or stops answering, the batches it held are kept and
  * handed to a new worker (up to `maxRestarts` consecutive failures, with backoff), after that to
- * the fallback sink on the main connection. Every promise settles. A batch the worker committed
- * just before it died may be written twice (a duplicate audit row; never a lost one).
+ * the fallback sink on the main connection. Every promise settles. Each batch carries a key that
+ * its writes mark in the database (writeDeferred): a batch the worker committed just before it
+ * died or was terminated is not written again by the next writer it is handed to.
  */
 export class WorkerSink {
   private worker: Worker | null = null;
@@ -192,7 +206,7 @@ export class WorkerSink {
       void worker.terminate();
     }, this.replyTimeoutMs);
     p.timer.unref();
-    worker.postMessage({ id, audit: p.audit, agents: p.agents, tokens: p.tokens });
+    worker.postMessage({ id, key: p.key, audit: p.audit, agents: p.agents, tokens: p.tokens });
   }
 
   /** The worker errored, exited or hung: its batches go to a new worker, or inline. */
@@ -227,17 +241,17 @@ export class WorkerSink {
     this.pending.clear();
     for (const p of batches) {
       if (p.timer !== null) clearTimeout(p.timer);
-      this.options.fallback(p.audit, p.agents, p.tokens).then(p.resolve, p.reject);
+      this.options.fallback(p.audit, p.agents, p.tokens, p.key).then(p.resolve, p.reject);
     }
   }
 
   readonly write: DeferredSink = (audit, agents, tokens) => {
     if (this.blocked !== null) return Promise.reject(this.blocked);
-    if (this.state === 'inline') return this.options.fallback(audit, agents, tokens);
-    if (this.state === 'closed') return Promise.reject(new Error('the deferred-audit worker is closed'));
+    // After close, batches go on the main connection (until the store itself closes).
+    if (this.state === 'inline' || this.state === 'closed') return this.options.fallback(audit, agents, tokens);
     return new Promise<void>((resolve, reject) => {
       const id = ++this.seq;
-      const p: InFlight = { audit, agents, tokens, resolve, reject, timer: null };
+      const p: InFlight = { key: deferredKey(Date.now()), audit, agents, tokens, resolve, reject, timer: null };
       this.pending.set(id, p);
       if (this.state === 'alive') this.post(id, p);
       else this.restartTimer?.ref();
@@ -258,28 +272,68 @@ export class WorkerSink {
     await this.worker?.terminate();
   }
 
-  /** Stops the worker; batches still held are written inline. Bounded: a stuck worker is not awaited past 5 s. */
+  /**
+   * Test hook: the worker's next batch hangs it (a busy loop), before its writes or after they
+   * committed, as a worker stuck in a system call or a lock would: it answers nothing more.
+   */
+  hang(when: 'before-commit' | 'after-commit'): void {
+    this.worker?.postMessage({ fault: when });
+  }
+
+  /**
+   * Stops the worker, then writes the batches it still held on the main connection, under their
+   * keys (what it committed is not written again). Bounded: a worker that does not stop within
+   * 5 s is not awaited further. Batches written after close go on the main connection.
+   */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     if (this.restartTimer !== null) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     const worker = this.worker;
     this.worker = null;
-    this.state = 'inline';
-    this.drainInline();
     this.state = 'closed';
-    if (worker !== null) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        worker.terminate().catch(() => undefined),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, 5_000);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
-    }
+    // Stopped first: a batch it is writing commits or rolls back before the same batch goes inline.
+    if (worker !== null) await settlesWithin(worker.terminate().catch(() => undefined), 5_000);
+    this.drainInline();
   }
+}
+
+/** Whether `p` settled within `ms` (it is not awaited further). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+  return inTime;
+}
+
+/** How long closing lets the worker write what is queued before it is stopped and the rest goes on the main connection. */
+export const DEFERRED_CLOSE_MS = 5_000;
+
+/**
+ * Closing the deferred writes (Hub.close): the writer flushes what is queued through its sink.
+ * With a worker, that is bounded: past `budgetMs` (a worker that hangs would otherwise hold
+ * closing for its reply timeouts, minutes), the worker is stopped and the batches it held, and
+ * the rest of the queue, are written on the main connection. Rows that still cannot be written
+ * are counted in the log by the writer.
+ */
+export async function closeDeferred(writer: DeferredWriter, sink: WorkerSink | null, log: Logger, budgetMs = DEFERRED_CLOSE_MS): Promise<void> {
+  const closing = writer.close();
+  if (sink !== null) {
+    if (!(await settlesWithin(closing, budgetMs))) {
+      log.warn({ budgetMs, pending: sink.health().pending }, 'the deferred-audit worker did not finish in time; writing what it holds on the main connection');
+    }
+    await sink.close();
+  }
+  await closing;
 }
 
 export class DeferredWriter {

@@ -86,6 +86,7 @@ export const TABLES: readonly Table[] = [
   { name: 'audit_chains', cols: trusted('chain, seq, hash, mac, anchor_seq, anchor_hash, anchor_mac, swept_at'), from: trusted('audit_chains') },
   { name: 'audit_anchor', cols: trusted('id, last_id, hash, swept_at, mac'), from: trusted('audit_anchor') },
   { name: 'audit_head', cols: trusted('id, last_id, hash, mac'), from: trusted('audit_head') },
+  { name: 'deferred_marks', cols: trusted('key'), from: trusted('deferred_marks') },
   {
     name: 'messages',
     cols: trusted(

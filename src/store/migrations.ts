@@ -12,6 +12,7 @@ import { V11_TASK_PARENT_INDEX } from './schema/v11-task-parent-index.js';
 import { V12_WEB_SESSIONS } from './schema/v12-web-sessions.js';
 import { V13_TOKEN_TOOLS } from './schema/v13-token-tools.js';
 import { V14_AUDIT_CHAINS } from './schema/v14-audit-chains.js';
+import { V15_DEFERRED_MARKS } from './schema/v15-deferred-marks.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -283,4 +284,5 @@ CREATE TABLE audit (
   V12_WEB_SESSIONS,
   V13_TOKEN_TOOLS,
   V14_AUDIT_CHAINS,
+  V15_DEFERRED_MARKS,
 ];

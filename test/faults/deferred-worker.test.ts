@@ -2,8 +2,9 @@
  * The deferred-audit writer under faults. The worker thread runs from the built package only,
  * so these cases load dist/ (`npm run build` first). A worker killed while reads flow is
  * restarted and loses no audit row; one that keeps dying hands its batches to the main
- * connection; a store that refuses writes gets its batches retried, never dropped silently;
- * `close()` always returns.
+ * connection; one that hangs, before or after committing, is terminated and its batch written
+ * once; closing with a hung worker is bounded; a store that refuses writes gets its batches
+ * retried, never dropped silently; `close()` always returns.
  */
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -16,7 +17,7 @@ import { DeferredWriter, inlineSink } from '../../src/ops/deferred.js';
 import { SqliteDb } from '../../src/store/sqlite.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
-import type { AuditEntry } from '../../src/store/journal.js';
+import type { AuditEntry, verifyAudit as VerifyAuditT } from '../../src/store/journal.js';
 import { tempDir, testConfig } from '../helpers.js';
 
 const dist = join(import.meta.dirname, '../../dist');
@@ -25,6 +26,7 @@ const { startHttp } = (await import(join(dist, 'api/http/server.js'))) as { star
 const D = (await import(join(dist, 'ops/deferred.js'))) as typeof DeferredT;
 const S = (await import(join(dist, 'store/sqlite.js'))) as typeof SqliteT;
 const M = (await import(join(dist, 'store/migrations.js'))) as { MIGRATIONS: typeof MIGRATIONS };
+const J = (await import(join(dist, 'store/journal.js'))) as { verifyAudit: typeof VerifyAuditT };
 
 const silent = pino({ level: 'silent' });
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -122,6 +124,58 @@ describe('deferred-audit worker: supervised', () => {
     const n = await db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(DISTINCT request_id) AS n FROM audit`));
     expect(n!.n).toBe(150);
   });
+});
+
+/** A migrated database file, a worker sink on it (falling back to the main connection) and a writer. */
+async function workerSetup(options: Partial<DeferredT.WorkerSinkOptions> = {}) {
+  const tmp = tempDir();
+  cleanups.push(tmp.cleanup);
+  const file = join(tmp.dir, 'baton.db');
+  const db = new S.SqliteDb(file);
+  await db.migrate(M.MIGRATIONS, Date.now());
+  cleanups.push(() => db.close());
+  const auditKey = Buffer.alloc(32, 7);
+  const sink = new D.WorkerSink({ file, busyTimeoutMs: 5000, auditKey, fallback: D.inlineSink(db, auditKey), log: silent, backoffMs: 10, ...options });
+  cleanups.push(() => sink.close());
+  const writer = new D.DeferredWriter(sink.write, silent, { intervalMs: 5 });
+  /** Audit rows in the file, and how many distinct requests they are (a batch written twice: rows > requests). */
+  const counted = (): Promise<{ rows: number; requests: number }> =>
+    db.read(async (ex) => (await ex.get<{ rows: number; requests: number }>(sql`SELECT count(*) AS rows, count(DISTINCT request_id) AS requests FROM audit`))!);
+  const verified = (): Promise<{ ok: boolean }> => db.read((ex) => J.verifyAudit(ex, auditKey));
+  return { db, sink, writer, counted, verified };
+}
+
+describe('deferred-audit worker: hung', () => {
+  it('a worker that committed a batch and then hung is terminated; the batch handed on is not written twice', async () => {
+    const { sink, writer, counted, verified } = await workerSetup({ replyTimeoutMs: 300 });
+    sink.hang('after-commit');
+    for (let i = 0; i < 40; i++) writer.addAudit(entry());
+    await bounded(writer.flush(), 'flush'); // committed, no answer; terminated after 300 ms, handed to a new worker
+    expect(sink.health()).toMatchObject({ state: 'alive', restarts: 1, pending: 0 });
+    expect(await counted()).toEqual({ rows: 40, requests: 40 });
+    for (let i = 0; i < 10; i++) writer.addAudit(entry());
+    await bounded(writer.flush(), 'flush'); // the new worker writes as usual
+    expect(await counted()).toEqual({ rows: 50, requests: 50 });
+    expect(await verified()).toMatchObject({ ok: true });
+  });
+
+  for (const when of ['before-commit', 'after-commit'] as const) {
+    it(`closing with a worker hung ${when} is bounded: what it held and what is queued is written on the main connection, once`, async () => {
+      const { sink, writer, counted, verified } = await workerSetup({ replyTimeoutMs: 120_000 });
+      sink.hang(when);
+      for (let i = 0; i < 30; i++) writer.addAudit(entry());
+      const flushing = writer.flush(); // handed to the worker, which hangs
+      await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 20; i++) writer.addAudit(entry()); // queued behind it
+      // Without the bound, closing waits for the reply timeout (two minutes here) times the restarts.
+      await bounded(D.closeDeferred(writer, sink, silent, 300), 'closeDeferred', 15_000);
+      await bounded(flushing, 'the hung batch');
+      expect(sink.health()).toMatchObject({ state: 'closed', pending: 0 });
+      expect(writer.health()).toMatchObject({ queued: 0, dropped: 0 });
+      expect(await counted()).toEqual({ rows: 50, requests: 50 });
+      expect(await verified()).toMatchObject({ ok: true });
+    });
+  }
 });
 
 describe('deferred writer: a refused batch is retried, not dropped', () => {

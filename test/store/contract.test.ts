@@ -10,6 +10,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
+import { writeDeferred } from '../../src/ops/deferred.js';
+import { DEFERRED_MARK_TTL_MS, deferredKey, pruneDeferredMarks } from '../../src/store/deferred-marks.js';
+import { verifyChain, type AuditEntry } from '../../src/store/journal.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
 import { expireLease, expiredLeases } from '../../src/store/tasks.js';
@@ -490,6 +493,51 @@ describe.each(BACKENDS)('store contract under contention (%s)', (backend) => {
       await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after' }] });
       const list = await call<{ tasks: { title: string }[] }>(t.hub, t.admin, 'task_list', {});
       expect(list.tasks.map((x) => x.title)).toEqual(['after']);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe.each(BACKENDS)('deferred batch marks (%s)', (backend) => {
+  it('a batch written twice under one key appends its rows once; marks older than the TTL are removed by key range', async () => {
+    const t = await openHub({ backend });
+    try {
+      const auditKey = Buffer.alloc(32, 9);
+      const chain = 'prj_marks';
+      const rows: AuditEntry[] = Array.from({ length: 3 }, (_, i) => ({
+        at: Date.now(),
+        requestId: `req_mark${i}`,
+        projectId: chain,
+        principal: null,
+        role: null,
+        op: 'task_list',
+        target: null,
+        outcome: 'ok',
+        code: null,
+        params: null,
+        transport: 'internal',
+        address: null,
+      }));
+      const write = (key?: string): Promise<void> => writeDeferred(t.hub.db, auditKey, rows, new Map(), new Map(), key);
+      const count = async (): Promise<number> =>
+        (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit WHERE chain = ${chain}`)))!.n;
+      const marks = (): Promise<string[]> => t.hub.db.read(async (ex) => (await ex.all<{ key: string }>(sql`SELECT key FROM deferred_marks ORDER BY key`)).map((r) => r.key));
+
+      const key = deferredKey(Date.now());
+      await write(key);
+      await write(key); // handed on after a writer that committed it: nothing more
+      expect(await count()).toBe(3);
+      await write(); // no key: written again (a caller that cannot have written it before)
+      expect(await count()).toBe(6);
+      expect(await t.hub.db.read((ex) => verifyChain(ex, auditKey, chain))).toMatchObject({ ok: true });
+
+      const old = deferredKey(Date.now() - DEFERRED_MARK_TTL_MS - 60_000);
+      expect(old < key).toBe(true); // keys sort by creation time
+      await write(old);
+      expect(await marks()).toEqual([`${old}/${chain}`, `${key}/${chain}`]);
+      expect(await t.hub.db.write((ex) => pruneDeferredMarks(ex, Date.now() - DEFERRED_MARK_TTL_MS))).toBe(1);
+      expect(await marks()).toEqual([`${key}/${chain}`]);
     } finally {
       await t.close();
     }
