@@ -11,6 +11,7 @@ import { Hub } from '../src/hub.js';
 import { percentile, rpcClient, startProcess } from './lib.js';
 
 const BIN = resolve(import.meta.dirname, '../bin/baton.js');
+const SPLIT = resolve(import.meta.dirname, 'split-server.mjs');
 
 const silent = pino({ level: 'silent' });
 
@@ -110,8 +111,12 @@ export function median(values: number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** The three sides of the issue-7 ratios: MCP HTTP durable (the default), MCP HTTP fast, the in-process runner. */
-export type Side = 'durable' | 'fast' | 'inproc';
+/**
+ * The three sides of the issue-7 ratios: MCP HTTP durable (the default), MCP HTTP fast, the
+ * in-process runner; and `split`, an experiment (bench/split-server.mjs: HTTP on a worker thread,
+ * the hub on the main thread, durable), compared on request only.
+ */
+export type Side = 'durable' | 'fast' | 'inproc' | 'split';
 
 export interface Sample extends CycleResult {
   /** CPU ms per cycle of the side that serves: the `baton serve` process (all threads), or this process in process. */
@@ -123,9 +128,10 @@ export interface Sample extends CycleResult {
 /** Unmeasured run before each measured one, on every side: a fresh server's JIT warm-up is not what is compared. */
 const WARMUP_S = 1;
 
-async function httpRound(dataDir: string, keys: string[], durability: 'full' | 'normal', seconds: number): Promise<Sample> {
-  const env = { BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false', BATON_DURABILITY: durability };
-  const server = await startProcess([BIN, 'serve', '--port', '0', '--data', dataDir], env, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
+async function httpRound(dataDir: string, keys: string[], side: Exclude<Side, 'inproc'>, seconds: number): Promise<Sample> {
+  const env = { BATON_LOG_LEVEL: 'warn', BATON_RATE_LIMIT: 'false', BATON_DURABILITY: side === 'fast' ? 'normal' : 'full' };
+  const args = side === 'split' ? [SPLIT, resolve(import.meta.dirname, '../dist'), dataDir] : [BIN, 'serve', '--port', '0', '--data', dataDir];
+  const server = await startProcess(args, env, /listening on http:\/\/127\.0\.0\.1:(\d+)/, 'stderr');
   try {
     await cycleRun(server.url, keys, WARMUP_S);
     const pid = server.child.pid!;
@@ -179,7 +185,7 @@ export async function ratioRounds(
       const s =
         side === 'inproc'
           ? await inprocRound(dataDir, keys.length, options.seconds)
-          : await httpRound(dataDir, keys, side === 'durable' ? 'full' : 'normal', options.seconds);
+          : await httpRound(dataDir, keys, side, options.seconds);
       (samples[side] ??= []).push(s);
       options.log?.(
         `round ${round + 1} ${side.padEnd(7)} ${Math.round(s.cps)} cycles/s, CPU ${Math.round(s.cpu * 1000)} µs/cycle` +

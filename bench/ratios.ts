@@ -4,7 +4,8 @@
  * rotate the three sides (MCP HTTP durable, MCP HTTP fast, the in-process runner), medians and
  * their spread, and CPU time per cycle of the serving side — on a shared machine CPU per cycle
  * moves far less than rate. Env: BENCH_SECONDS (default 5), RATIO_ROUNDS (default 3),
- * RATIO_SIDES (default `durable,fast,inproc`), BENCH_TASKS.
+ * RATIO_SIDES (default `durable,fast,inproc`; `split` adds the HTTP-on-a-worker experiment,
+ * bench/split-server.mjs), BENCH_TASKS.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -14,6 +15,9 @@ import { makeKeys, ratioRounds, seedTasks, withHub, type Side } from './cycles.j
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.RATIO_ROUNDS ?? 3);
 const SIDES = (process.env.RATIO_SIDES ?? 'durable,fast,inproc').split(',') as Side[];
+for (const side of SIDES) {
+  if (!['durable', 'fast', 'inproc', 'split'].includes(side)) throw new Error(`RATIO_SIDES: unknown side '${side}' (durable, fast, inproc, split)`);
+}
 const fmt = (n: number, d = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 const work = mkdtempSync(join(tmpdir(), 'baton-ratios-'));
@@ -37,6 +41,11 @@ try {
   if (d !== undefined && f !== undefined) {
     const perRound = d.samples.map((x, i) => fmt((x.cps / f.samples[i]!.cps) * 100, 1));
     out.push(`durable ÷ fast: ${fmt((d.cps / f.cps) * 100, 1)} % (medians; per round ${perRound.join(', ')} %); CPU per cycle fast ÷ durable ${fmt((f.cpu / d.cpu) * 100, 1)} %`);
+  }
+  const sp = r.split;
+  if (sp !== undefined && p !== undefined) {
+    const perRound = sp.samples.map((x, i) => fmt((x.cps / p.samples[i]!.cps) * 100, 1));
+    out.push(`split (experiment) ÷ in-process: ${fmt((sp.cps / p.cps) * 100, 1)} % (medians; per round ${perRound.join(', ')} %)`);
   }
   if (d !== undefined && p !== undefined) {
     const perRound = d.samples.map((x, i) => fmt((x.cps / p.samples[i]!.cps) * 100, 1));
