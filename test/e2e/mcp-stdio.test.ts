@@ -23,11 +23,16 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
    * A raw `baton mcp` child (JSON-RPC lines on stdio) that has initialized and sent a task_claim
    * waiting 20 s for work that never comes; `lines` collects what it answers.
    */
-  async function waitingClaim(key: string): Promise<{ child: ChildProcessWithoutNullStreams; lines: string[] }> {
+  async function waitingClaim(
+    key: string,
+    options: { env?: Record<string, string>; capabilities?: string[] } = {},
+  ): Promise<{ child: ChildProcessWithoutNullStreams; lines: string[]; exited: Promise<number | null> }> {
     const child = spawn(process.execPath, [BIN, 'mcp', '--data', data], {
-      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn' },
+      env: { ...process.env, ...storeEnvOf(data), BATON_TOKEN: key, BATON_LOG_LEVEL: 'warn', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // Listened for from the start: a child that dies early is an exit code, not a hung test.
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const lines: string[] = [];
     let buf = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -40,9 +45,10 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
     send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
     for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities: ['never-posted'] } } });
+    const capabilities = options.capabilities ?? ['never-posted'];
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 20_000, capabilities } } });
     await new Promise((r) => setTimeout(r, 500)); // the claim is waiting
-    return { child, lines };
+    return { child, lines, exited };
   }
 
   it('8 worker processes (v1, v2, v2-modern clients) finish a 120-task graph exactly once, in dependency order', async () => {
@@ -149,24 +155,44 @@ describe('MCP over stdio, many processes on one SQLite file', () => {
   });
 
   it('drains when stdin closes: a call in flight finishes and is audited, then the process exits 0', async () => {
-    const { child } = await waitingClaim(await createKey(t, 'drainer', 'worker'));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, exited } = await waitingClaim(await createKey(t, 'drainer', 'worker'));
     child.stdin.end();
     expect(await exited).toBe(0);
     const agent = await t.hub.db.read((ex) => ex.get<{ id: string }>(sql`SELECT id FROM agents WHERE name = 'drainer'`));
     const rows = await t.hub.db.read((ex) =>
       ex.all<{ op: string; code: string | null }>(sql`SELECT op, code FROM audit WHERE principal = ${agent!.id} AND op = 'task_claim'`),
     );
-    // The wait ended before the process did, and was audited: as the client going away (stdin
-    // closed aborts the request), or as its empty answer if the drain got there first. Nothing
-    // was claimed either way.
+    // The wait ended before the process did, and was audited as the client going away (stdin
+    // closed: the call's signal fires before the drain's final attempt).
     expect(rows).toHaveLength(1);
-    expect(['unavailable', 'empty']).toContain(rows[0]!.code);
+    expect(rows[0]!.code).toBe('unavailable');
+  });
+
+  it('stdin closing right after work arrived: the departed client claims nothing (the drain does not make its final attempt for it)', async () => {
+    // The child hears of other processes' commits only by its poll, once a second here, and
+    // never re-checks on a timer: the task created below is still unseen when stdin closes, and
+    // a final attempt made for the departed client would claim it.
+    const label = 'after-stdin-close';
+    const { child, lines, exited } = await waitingClaim(await createKey(t, 'leaver', 'worker'), {
+      env: { BATON_POLL_MS: '1000', BATON_WAIT_RECHECK_MS: '0' },
+      capabilities: [label],
+    });
+    const lead = await t.hub.authenticate(await createKey(t, 'leaver-lead', 'lead'));
+    const created = (await t.hub.call('task_create', { tasks: [{ title: label, capabilities: [label] }] }, lead, { requestId: 'r-leave', transport: 'internal' })) as {
+      tasks: { id: string }[];
+    };
+    // Not yet answered (had the poll seen the task already, the claim would be the client's, answered).
+    const answeredBefore = lines.some((l) => (JSON.parse(l) as { id?: number }).id === 2);
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    expect(answeredBefore).toBe(false);
+    const id = created.tasks[0]!.id;
+    const row = await t.hub.db.read((ex) => ex.get<{ status: string; attempts: number }>(sql`SELECT status, attempts FROM tasks WHERE id = ${id}`));
+    expect(row).toEqual({ status: 'ready', attempts: 0 });
   });
 
   it('drains on SIGTERM too: a waiting claim is answered with its empty result, then the process exits 0', async () => {
-    const { child, lines } = await waitingClaim(await createKey(t, 'sigtermer', 'worker'));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, lines, exited } = await waitingClaim(await createKey(t, 'sigtermer', 'worker'));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     const answer = lines.map((l) => JSON.parse(l) as { id?: number; result?: { structuredContent?: unknown } }).find((m) => m.id === 2);

@@ -80,6 +80,8 @@ export interface SdkStdioOptions {
   keyed: boolean;
   /** Tool calls in flight, for the drain. */
   inFlight: Set<Promise<unknown>>;
+  /** Fires when the client has left (stdin ended): every call's waits end without effect. */
+  gone: AbortSignal;
   stdout: Writable;
   /** The stdin to read (when the fast handshake is not taking part). */
   stdin: Readable;
@@ -105,7 +107,7 @@ export function serveSdkStdio(hub: Hub, opts: SdkStdioOptions): SdkStdio {
           caller.who(ctx),
           name,
           req.params.arguments,
-          { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: ctx.mcpReq.signal },
+          { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: AbortSignal.any([ctx.mcpReq.signal, opts.gone]) },
           progressOf(ctx),
         );
         inFlight.add(call);

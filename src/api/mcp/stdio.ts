@@ -18,11 +18,14 @@ import { listTools } from './tools.js';
  * with a message that names the problem and the fix (and says it once on stderr). Exiting before
  * `initialize` left Claude Code, Codex and the AI SDK showing only "connection closed".
  *
- * When stdin ends, or on SIGTERM/SIGINT, the process drains: waits end early (the SDK aborts
- * requests when stdin ends; the runner's drain answers long polls with their empty result), the
- * calls still running finish (bounded by DRAIN_MS), and only then does the caller close the hub
+ * When stdin ends, or on SIGTERM/SIGINT, the process drains: waits end early, the calls still
+ * running finish (bounded by DRAIN_MS), and only then does the caller close the hub
  * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate or
  * read its store (which it says, after answering the handshake, instead of dying before it).
+ * stdin ending is the client leaving: every call's signal fires first (`gone`), so a wait ends
+ * without effect (nothing claimed or marked read for a client that cannot be answered). A signal
+ * is a launcher stopping a client that is still there: the runner's drain answers its long polls
+ * with their empty result.
  *
  * The plain handshake (initialize, initialized, tools/list) is answered without loading the MCP
  * SDK (stdio-fast.ts); the SDK (stdio-sdk.ts) is loaded for everything else and then serves the
@@ -96,12 +99,14 @@ export async function runStdio(hub: Hub, opts: StdioOptions): Promise<void> {
     }
   }
   const inFlight = new Set<Promise<unknown>>();
+  // Fires when stdin ends: the client has left (every call's signal follows it).
+  const left = new AbortController();
   const keyed = opts.token !== undefined && opts.token !== '';
   let handle: SdkStdio | FastStdio;
   const sdk = async (): Promise<{ serveSdkStdio: typeof serveSdkStdio }> => import('./stdio-sdk.js');
   if (refusal !== null) {
     process.stderr.write(`baton mcp: ${refusal}\n`);
-    handle = (await sdk()).serveSdkStdio(hub, { refusal, caller: null, keyed, inFlight, stdin, stdout });
+    handle = (await sdk()).serveSdkStdio(hub, { refusal, caller: null, keyed, inFlight, gone: left.signal, stdin, stdout });
   } else {
     // A tools/list that failed on the fast path: the SDK answers it with this same outcome.
     let failed: Promise<Principal> | null = null;
@@ -127,7 +132,7 @@ export async function runStdio(hub: Hub, opts: StdioOptions): Promise<void> {
       caller = { principal, who: () => p, tools };
     }
     const serve = (more: Partial<SdkStdioOptions>): Promise<SdkStdio> =>
-      sdk().then((m) => m.serveSdkStdio(hub, { refusal: null, caller, keyed, inFlight, stdin, stdout, ...more }));
+      sdk().then((m) => m.serveSdkStdio(hub, { refusal: null, caller, keyed, inFlight, gone: left.signal, stdin, stdout, ...more }));
     if (opts.fast === false) {
       handle = await serve({});
     } else {
@@ -163,8 +168,12 @@ export async function runStdio(hub: Hub, opts: StdioOptions): Promise<void> {
       process.off('SIGINT', done);
       resolve();
     };
-    stdin.once('end', done);
-    stdin.once('close', done);
+    const gone = (): void => {
+      left.abort(); // before the drain's final attempts: a departed client's waits claim nothing
+      done();
+    };
+    stdin.once('end', gone);
+    stdin.once('close', gone);
     process.once('SIGTERM', done);
     process.once('SIGINT', done);
   });
