@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from '../config.js';
+import { resolveSecrets } from '../auth/secrets.js';
 import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
 
 /**
@@ -83,6 +84,18 @@ function storeMarker(config: Config): string {
 /** Whether the data dir of `config` belongs to a hub that was started (its store exists). */
 export function hubExists(config: Config): boolean {
   return existsSync(join(resolve(config.dataDir), storeMarker(config)));
+}
+
+/**
+ * The secrets check `Hub.open` makes (openDataProtection → resolveSecrets), for `init` and
+ * `doctor`: a secrets.json missing beside an existing database, unreadable, not JSON or not a
+ * Baton secrets file throws the DataDirError that stops serve and mcp. Creates nothing: with no
+ * database and no secrets file there is nothing to check (a first start generates both).
+ */
+export function checkHubSecrets(config: Config, dbExists: boolean, env: NodeJS.ProcessEnv = process.env): void {
+  const dataDir = resolve(config.dataDir);
+  if (!dbExists && !existsSync(join(dataDir, 'secrets.json'))) return;
+  resolveSecrets(dataDir, { env, production: config.env === 'production', dbExists });
 }
 
 /** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */

@@ -1,9 +1,10 @@
-import { cliLogLevel, locateConfig, type LocatedConfig } from './common.js';
-import { existsSync } from 'node:fs';
+import { checkHubSecrets, cliLogLevel, locateConfig, type LocatedConfig } from './common.js';
+import { existsSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { inspectDataProtection, type DoctorReport } from '../security/production.js';
-import { DB_FILE, DataDirError, checkDataDir } from '../os/datadir.js';
+import { DB_FILE, DataDirError, checkDataDir, unwritableFiles } from '../os/datadir.js';
+import { NEARLY_FULL_BYTES } from '../store/faults.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
 import type { Db } from '../store/db.js';
 import { openStore, storeConfigOf } from '../store/open.js';
@@ -30,13 +31,62 @@ export interface StoreReport {
   ok: boolean;
 }
 
+type Check = StoreReport['checks'][number];
+
+/** Below this much free space (or DISK_WARN_FRACTION of the file system) doctor says so: advisory. */
+export const DISK_WARN_BYTES = 64 * 1024 * 1024;
+export const DISK_WARN_FRACTION = 0.05;
+
+function size(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${mib.toFixed(1)} MiB`;
+}
+
+/**
+ * The free-space line from the numbers `statfs` gives for the data dir's file system (`bavail`:
+ * what this user may still write). FAIL below NEARLY_FULL_BYTES, where the hub answers writes
+ * with storage_full (store/faults.ts); a note below DISK_WARN_BYTES or DISK_WARN_FRACTION.
+ */
+export function diskSpaceCheck(dir: string, s: { bavail: number; blocks: number; bsize: number }): Check {
+  const free = s.bavail * s.bsize;
+  const total = s.blocks * s.bsize;
+  const pct = total > 0 ? (100 * free) / total : 0;
+  const detail = `${size(free)} free of ${size(total)} (${pct.toFixed(1)} %) on the file system of ${dir}`;
+  if (free < NEARLY_FULL_BYTES) {
+    return { name: 'disk space', ok: false, detail: `${detail}: the hub refuses writes (storage_full) below ${size(NEARLY_FULL_BYTES)}; free space there, or move the data dir to a larger disk` };
+  }
+  if (free < DISK_WARN_BYTES || free < total * DISK_WARN_FRACTION) {
+    return { name: 'disk space', ok: true, advisory: true, detail: `${detail}: nearly full; the hub refuses writes (storage_full) below ${size(NEARLY_FULL_BYTES)}` };
+  }
+  return { name: 'disk space', ok: true, detail };
+}
+
+function diskSpace(dir: string): Check {
+  try {
+    return diskSpaceCheck(dir, statfsSync(dir));
+  } catch (err) {
+    return { name: 'disk space', ok: true, advisory: true, detail: `the free space of ${dir} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+}
+
+/** secrets.json as serve and mcp check it (common.ts checkHubSecrets): a FAIL line with their message. */
+function secretsCheck(loc: LocatedConfig, dbExists: boolean): Check | null {
+  try {
+    checkHubSecrets(loc.config, dbExists);
+  } catch (err) {
+    return { name: 'secrets', ok: false, detail: err instanceof Error ? err.message : String(err) };
+  }
+  return null;
+}
+
 function sqliteCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : 'error';
 }
 
 /**
- * Finds the data dir, checks its files (datadir.ts), opens the database read-mostly (no
+ * Finds the data dir, checks its files (datadir.ts: the dir writable, baton.db a SQLite file and
+ * writable with its WAL/SHM), the free space, secrets.json as serve checks it, opens the database read-mostly (no
  * migration, nothing created) and runs `PRAGMA quick_check` (`integrity_check` when deep). A
  * damaged file is a FAIL line with what to do, never a stack trace.
  */
@@ -56,6 +106,10 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
   try {
     const { dbExists } = await checkDataDir(loc.dataDir);
     checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (writable)` });
+    checks.push(diskSpace(loc.dataDir));
+    for (const problem of unwritableFiles(loc.dataDir)) checks.push({ name: 'database', ok: false, detail: problem });
+    const secrets = secretsCheck(loc, dbExists);
+    if (secrets !== null) checks.push(secrets);
     if (!dbExists) {
       checks.push({ name: 'database', ok: true, advisory: true, detail: `no ${DB_FILE} yet (\`baton init\` or the first \`baton serve\` creates it)` });
       return done();
@@ -114,6 +168,8 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
  */
 async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks'], done: () => StoreReport): Promise<StoreReport> {
   checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (secrets; the data is in PostgreSQL)` });
+  const secrets = secretsCheck(loc, false);
+  if (secrets !== null) checks.push(secrets);
   let db: Db | null = null;
   try {
     db = await openStore(storeConfigOf(loc.config, loc.dataDir));
@@ -139,7 +195,7 @@ async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks']
  * How far this host's clock is off the database server's. The hub runs on the database's clock
  * (core/synced-clock.ts), so an offset harms nothing; a large one is worth a note (NTP).
  */
-async function clockCheck(db: Db): Promise<StoreReport['checks'][number]> {
+async function clockCheck(db: Db): Promise<Check> {
   let samples: Awaited<ReturnType<typeof sampleServerClock>>;
   try {
     samples = await sampleServerClock(db, systemClock);

@@ -8,10 +8,10 @@ import { inputJsonSchema } from '../api/mcp/tools.js';
 import { VERSION } from '../version.js';
 import { registerApprovalCommands } from './approvals.js';
 import { registerGuardCommands } from './guard.js';
-import { cliLogLevel, hubExists, locateConfig, storeFlag } from './common.js';
+import { checkHubSecrets, cliLogLevel, hubExists, locateConfig, storeFlag } from './common.js';
 import { announceFirstStart, configFrom, runMcp } from './start.js';
 
-import { DATA_DIR_NAME } from '../os/datadir.js';
+import { DATA_DIR_NAME, checkDataDir } from '../os/datadir.js';
 import { registerAuditCommands } from './audit.js';
 import { registerBackupCommands } from './backup.js';
 import { registerKeysCommands } from './keys.js';
@@ -254,6 +254,11 @@ export function buildProgram(command?: string): Command {
       // Like `git init`: here, even if a parent directory has one (that one is then shadowed here).
       const here = loc.source === 'found' ? locateConfig({ data: DATA_DIR_NAME, config: file }, { logLevel: cliLogLevel() }) : loc;
       if (hubExists(here.config)) {
+        // Only a hub that serve and mcp would start is "nothing to do": a 0-byte or foreign
+        // baton.db, or secrets.json missing or damaged beside it, fails with their message
+        // (DataDirError: exit 1) and nothing is changed.
+        const { dbExists } = await checkDataDir(here.dataDir);
+        checkHubSecrets(here.config, dbExists);
         process.stderr.write(`baton: ${here.dataDir} already holds a Baton hub; nothing to do\n`);
         return;
       }

@@ -1,5 +1,5 @@
 import type * as ChildProcess from 'node:child_process';
-import { closeSync, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /**
@@ -158,6 +158,32 @@ export function checkWritable(dir: string): void {
     );
   }
   rmSync(probe, { force: true });
+}
+
+/**
+ * The database and its WAL/SHM files (those present) that this user cannot write, each with what
+ * to do: the hub would open them and refuse every write (storage_readonly). `access(W_OK)`, not
+ * the mode bits: it also says so for root on an immutable file (EPERM) or a read-only mount (EROFS).
+ */
+export function unwritableFiles(dir: string): string[] {
+  const problems: string[] = [];
+  for (const name of [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`]) {
+    const file = join(dir, name);
+    if (!existsSync(file)) continue;
+    try {
+      accessSync(file, constants.W_OK);
+    } catch (err) {
+      const code = errno(err);
+      const fix =
+        code === 'EROFS'
+          ? 'its file system is mounted read-only: remount it read-write, or move the data dir'
+          : code === 'EPERM'
+            ? 'it is marked immutable or append-only (`lsattr` shows it): clear that with `chattr -i -a`'
+            : 'it should belong to the user running baton, mode 0600: fix its owner (chown) or mode (chmod 600)';
+      problems.push(`${file} cannot be written (${code}): ${fix}. Until then the hub refuses every write (storage_readonly)`);
+    }
+  }
+  return problems;
 }
 
 interface Identity {

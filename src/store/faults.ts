@@ -14,7 +14,7 @@ import type { StoreFault, WriteFaultCode } from './db.js';
 const FULL_RETRY_AFTER_S = 30;
 
 /** Below this much free space an I/O error is taken for a full disk (SQLite's write may have needed a page or two). */
-const NEARLY_FULL_BYTES = 1024 * 1024;
+export const NEARLY_FULL_BYTES = 1024 * 1024;
 
 /** The faults a store refuses a write with (a lost connection is not one: the client gets `unavailable`). */
 export type FaultCode = WriteFaultCode;
