@@ -34,6 +34,12 @@ function freeBytes(dir: string | null): number | null {
   }
 }
 
+/** Whether the disk holding `dir` has room beyond NEARLY_FULL_BYTES (true when it cannot be asked). */
+export function hasRoom(dir: string | null): boolean {
+  const free = freeBytes(dir);
+  return free === null || free >= NEARLY_FULL_BYTES;
+}
+
 /** Which fault a driver error is, or null when it is none (busy, constraint, a bug). */
 export function faultCodeOf(err: unknown, dir: string | null): FaultCode | null {
   const code = sqliteCode(err);

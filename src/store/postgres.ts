@@ -782,7 +782,7 @@ export class PostgresDb implements Db {
 
   private async settleBatch(batch: Pending[], outcomes: Outcome[], lost: unknown): Promise<void> {
     if (lost === null) {
-      if (!outcomes.some((o) => !o.ok && faultCodeOf(o.error) !== null)) this.currentFault = null;
+      if (!outcomes.some((o) => !o.ok && faultCodeOf(o.error) !== null)) this.faultOver();
       batch.forEach((w, i) => {
         const o = outcomes[i]!;
         if (o.ok) w.resolve(o.value);
@@ -838,7 +838,7 @@ export class PostgresDb implements Db {
           }
         }),
       );
-      this.currentFault = null;
+      this.faultOver();
       w.resolve(value);
     } catch (error) {
       w.reject(this.failed(error));
@@ -962,6 +962,15 @@ export class PostgresDb implements Db {
     } catch (error) {
       throw this.failed(error);
     }
+  }
+
+  /**
+   * A commit without a fault: the fault in force is over, but for damage (`storage_corrupt`),
+   * which does not mend while the hub runs (as on SQLite, sqlite.ts faultOver). A full or
+   * read-only server is taken as over at the next commit: its disk cannot be asked from here.
+   */
+  private faultOver(): void {
+    if (this.currentFault?.code !== 'storage_corrupt') this.currentFault = null;
   }
 
   fault(): StoreFault | null {

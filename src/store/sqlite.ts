@@ -1,9 +1,9 @@
-import { chmodSync, existsSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, TxMemo, WriteFault } from './db.js';
 import { SQLITE } from './dialect.js';
-import { busyError, faultCodeOf, faultError, faultRecord, isBusy, storeFailure } from './faults.js';
+import { busyError, faultCodeOf, faultError, faultRecord, hasRoom, isBusy, storeFailure } from './faults.js';
 import { WriteMemo } from './memo.js';
 import { Mutex } from './mutex.js';
 import { openSqlite, type SqliteConnection, type SqliteDriverName, type SqliteStatement } from './sqlite-driver.js';
@@ -106,6 +106,9 @@ export class SqliteDb implements Db {
   private readonly release: SqliteStatement;
   private readonly rollbackTo: SqliteStatement;
   private readonly dataVersion: SqliteStatement;
+  /** Rows this connection has changed so far: read only while a fault is in force (faultOver). */
+  private readonly totalChanges: SqliteStatement;
+  private readonly file: string;
   private readonly writes: Pending[] = [];
   /** A drain of `writes` is scheduled and has not yet taken its batch. */
   private writesScheduled = false;
@@ -132,6 +135,7 @@ export class SqliteDb implements Db {
   constructor(file: string, options: SqliteOptions = {}) {
     const fresh = file !== ':memory:' && !existsSync(file);
     this.dir = file === ':memory:' ? null : dirname(file);
+    this.file = file;
     this.onFault = options.onFault;
     this.pollMs = Math.max(1, Math.floor(options.pollMs ?? 100));
     this.conn = openSqlite(file, options.driver === undefined ? {} : { driver: options.driver });
@@ -176,6 +180,7 @@ export class SqliteDb implements Db {
     this.release = this.conn.prepare('RELEASE op');
     this.rollbackTo = this.conn.prepare('ROLLBACK TO op');
     this.dataVersion = this.conn.prepare('PRAGMA data_version');
+    this.totalChanges = this.conn.prepare('SELECT total_changes()');
     if (this.walSync !== null) {
       // Another process's commit made before this open may still be in its fsync: the first
       // answer here waits for one sync; after that, data_version tells of others' commits.
@@ -236,6 +241,43 @@ export class SqliteDb implements Db {
       }
     }
     return faultError(code, error);
+  }
+
+  /** Rows changed by this connection so far, while a fault is in force (faultOver); else 0 (not read). */
+  private changesSoFar(): number {
+    return this.currentFault === null ? 0 : Number(this.totalChanges.value());
+  }
+
+  /**
+   * A write transaction committed without a fault: whether the fault in force (fault(), /readyz)
+   * is over. A commit alone does not say so: the sweeper's tick commits an empty transaction every
+   * second on a full or read-only disk, and a small write can fit in the WAL's old space when a
+   * larger one does not. So damage (`storage_corrupt`) stays until the hub is restarted (after a
+   * repair: it does not mend while the hub runs); a full disk is over once it has room again
+   * (hasRoom, the threshold below which an I/O error counts as full); a read-only file once a
+   * transaction that changed rows has committed, or once the files can be written again
+   * (`access`: mode, owner, immutable flag, read-only mount), so an idle hub recovers too.
+   */
+  private faultOver(changesBefore: number): void {
+    const f = this.currentFault;
+    if (f === null || f.code === 'storage_corrupt') return;
+    if (f.code === 'storage_full') {
+      if (hasRoom(this.dir)) this.currentFault = null;
+      return;
+    }
+    if (Number(this.totalChanges.value()) > changesBefore || this.filesWritable()) this.currentFault = null;
+  }
+
+  /** The database file and its WAL can be written by this process (`access(W_OK)`). */
+  private filesWritable(): boolean {
+    if (this.dir === null) return true;
+    try {
+      accessSync(this.file, constants.W_OK);
+      if (existsSync(`${this.file}-wal`)) accessSync(`${this.file}-wal`, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Ends whatever transaction is open; never throws (the transaction is being given up anyway). */
@@ -432,6 +474,7 @@ export class SqliteDb implements Db {
     }
     const memo = new WriteMemo();
     this.txMemo = memo;
+    const changesBefore = this.changesSoFar();
     const outcomes: Outcome[] = [];
     let faulted = false;
     // Set when the batch's transaction is lost part-way: callers from this index on were not
@@ -487,7 +530,7 @@ export class SqliteDb implements Db {
         else await this.settleAlone(batch, outcomes, 0);
         return;
       }
-      if (!faulted) this.currentFault = null;
+      if (!faulted) this.faultOver(changesBefore);
       this.walSync?.noteCommit();
       batch.forEach((w, i) => {
         const o = outcomes[i]!;
@@ -535,6 +578,7 @@ export class SqliteDb implements Db {
     let value: unknown;
     const memo = new WriteMemo();
     this.txMemo = memo;
+    const changesBefore = this.changesSoFar();
     try {
       value = await w.fn(this.ex);
       await memo.flush(this.ex);
@@ -546,7 +590,7 @@ export class SqliteDb implements Db {
     } finally {
       this.txMemo = null;
     }
-    this.currentFault = null;
+    this.faultOver(changesBefore);
     this.walSync?.noteCommit();
     this.deliver(() => w.resolve(value), w.reject);
   }

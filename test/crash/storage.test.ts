@@ -79,6 +79,25 @@ async function req(url: string, method: string, path: string, key?: string, body
   return { status: r.status, body: text === '' ? {} : (JSON.parse(text) as Res['body']) };
 }
 
+/** /readyz's store check. */
+async function storeCheck(url: string): Promise<string> {
+  const r = await req(url, 'GET', '/readyz');
+  return (r.body as { checks: { store: { status: string } } }).checks.store.status;
+}
+
+/** Past two sweeper ticks (one a second): each commits an empty transaction, which proves nothing about a fault. */
+const afterTicks = (): Promise<void> => new Promise((r) => setTimeout(r, 2_500));
+
+/** /readyz's store check once it says `status` (polled for up to 10 s; the last answer otherwise). */
+async function storeBecomes(url: string, status: string): Promise<string> {
+  let last = '';
+  for (let i = 0; i < 100 && last !== status; i++) {
+    last = await storeCheck(url);
+    if (last !== status) await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
+}
+
 const alive = (s: Served) => s.child.exitCode === null && s.child.signalCode === null;
 
 describe('baton serve under storage faults', () => {
@@ -113,6 +132,10 @@ describe('baton serve under storage faults', () => {
     // What does not touch the damaged table is still served.
     const plan = await req(s.url, 'GET', '/api/v1/plan', lead);
     expect(plan.status).toBe(200);
+    // Readiness keeps saying so: writes that succeed elsewhere, and the sweeper's ticks, do not mend a damaged file.
+    await afterTicks();
+    expect((await req(s.url, 'GET', '/readyz')).status).toBe(503);
+    expect(await storeCheck(s.url)).toBe('storage_corrupt');
     expect(alive(s)).toBe(true);
     // The operator's log says what happened, without SQL.
     expect(s.stderr()).toMatch(/storage fault/);
@@ -157,9 +180,13 @@ describe('baton serve under storage faults', () => {
     const read = await req(s.url, 'GET', `/api/v1/tasks/${acknowledged[0]}`, lead);
     expect(read.status).toBe(200);
     expect(alive(s)).toBe(true);
+    // Readiness says so while the disk stays full, whatever commits meanwhile (the sweeper's empty ticks).
+    await afterTicks();
+    expect(await storeCheck(s.url)).toBe('storage_full');
 
-    // Space returns: writes go through again.
+    // Space returns: readiness recovers with no write needed (an idle hub is not left out), and writes go through again.
     execFileSync('mount', ['-o', 'remount,size=64m', mnt]);
+    expect(await storeBecomes(s.url, 'writable')).toBe('writable');
     const after = await req(s.url, 'POST', '/api/v1/tasks', lead, { tasks: [{ title: 'after' }] });
     expect(after.status).toBe(200);
     acknowledged.push(...(after.body.tasks as { id: string }[]).map((x) => x.id));
@@ -200,7 +227,10 @@ describe('baton serve under storage faults', () => {
     const id = (first.body.tasks as { id: string }[])[0]!.id;
     expect((await req(s.url, 'GET', `/api/v1/tasks/${id}`, lead)).status).toBe(200);
     expect(alive(s)).toBe(true);
+    await afterTicks();
+    expect(await storeCheck(s.url)).toBe('storage_readonly');
     unfreeze();
+    expect(await storeBecomes(s.url, 'writable')).toBe('writable'); // no write needed
     const after = await req(s.url, 'POST', '/api/v1/tasks', lead, { tasks: [{ title: 'after' }] });
     expect(after.status).toBe(200);
   }, 60_000);
