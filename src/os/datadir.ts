@@ -203,13 +203,17 @@ function identity(path: string): Identity | null {
 export type DataDirState = { ok: true } | { ok: false; reason: 'removed' | 'replaced' };
 
 /**
- * Compares the data dir and its database file with what the hub opened. A hub whose dir was
- * removed (or swapped for another) would otherwise keep acknowledging writes into an unlinked
- * file that nobody will ever read again.
+ * Compares the data dir, its database file and the database's WAL with what the hub opened. A
+ * hub whose dir was removed (or swapped for another) would otherwise keep acknowledging writes
+ * into an unlinked file that nobody will ever read again; so would one whose WAL was deleted
+ * (SQLite keeps writing into the unlinked WAL, and the commits in it are gone at the next start).
+ * SQLite itself removes the WAL only when the last connection closes, never under an open one.
  */
 export class DataDirWatch {
   private readonly dirId: Identity | null;
   private readonly dbId: Identity | null;
+  /** Taken when first seen (a store opens its WAL with its first transaction). */
+  private walId: Identity | null;
   private timer: NodeJS.Timeout | null = null;
   private lost: DataDirState | null = null;
 
@@ -219,15 +223,21 @@ export class DataDirWatch {
   ) {
     this.dirId = identity(dir);
     this.dbId = identity(join(dir, DB_FILE));
+    this.walId = identity(join(dir, `${DB_FILE}-wal`));
   }
 
-  /** Checks now (two stat calls). Once lost, stays lost: only a restart opens the new files. */
+  /** Checks now (three stat calls). Once lost, stays lost: only a restart opens the new files. */
   check(): DataDirState {
     if (this.lost !== null) return this.lost;
     const same = (a: Identity | null, b: Identity | null): 'same' | 'removed' | 'replaced' =>
       b === null ? 'removed' : a === null || a.dev !== b.dev || a.ino !== b.ino ? 'replaced' : 'same';
     const d = same(this.dirId, identity(this.dir));
-    const f = d === 'same' ? same(this.dbId, identity(join(this.dir, DB_FILE))) : d;
+    let f = d === 'same' ? same(this.dbId, identity(join(this.dir, DB_FILE))) : d;
+    if (f === 'same') {
+      const wal = identity(join(this.dir, `${DB_FILE}-wal`));
+      if (this.walId === null) this.walId = wal;
+      else f = same(this.walId, wal);
+    }
     if (f === 'same') return { ok: true };
     const state = { ok: false as const, reason: f };
     this.lost = state;

@@ -108,6 +108,29 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
     expect(held.queued).toBeGreaterThan(0);
   });
 
+  it('a WAL deleted under the running hub: writes are refused (not acknowledged into the unlinked WAL, lost at the next start)', async () => {
+    const t = await openHub();
+    const data = join(t.dir, 'data');
+    const key = await createKey(t, 'w1', 'lead');
+    await t.hub.close();
+    const { child, url } = await startServe(['--data', data]);
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const add = (title: string) => fetch(`${url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
+    expect((await add('before')).status).toBe(200);
+    const wal = join(data, 'baton.db-wal');
+    expect(existsSync(wal)).toBe(true);
+    rmSync(wal);
+    const refused = await add('after');
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
+    const notReady = await until(
+      () => fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, { status: string }> } })),
+      (r) => r.status === 503,
+    );
+    expect(notReady.body.checks.data_dir!.status).toBe('removed');
+    expect(child.exitCode).toBeNull();
+  });
+
   it('creates ./.baton in a directory that has none, and says where on stderr', async () => {
     const tmp = tempDir();
     try {
