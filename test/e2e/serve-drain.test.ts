@@ -19,6 +19,37 @@ interface Answer {
 
 const LEGACY = { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' };
 
+interface RawConnection {
+  socket: Socket;
+  read: (until: (s: string) => boolean) => Promise<string>;
+}
+
+/** A raw keep-alive connection: what it has read so far, read until a condition (or its close). */
+function rawConnection(u: URL): RawConnection {
+  const socket = connect(Number(u.port), u.hostname);
+  socket.on('error', () => undefined);
+  let out = '';
+  const waiters: (() => void)[] = [];
+  socket.on('data', (c: Buffer) => {
+    out += c.toString('utf8');
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on('close', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  const read = async (until: (s: string) => boolean): Promise<string> => {
+    const end = Date.now() + 10_000; // bounded only to avoid a hang
+    while (!until(out) && !socket.destroyed && Date.now() < end) {
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+    return out;
+  };
+  return { socket, read };
+}
+
 describe('baton serve: graceful stop', () => {
   it('SIGTERM under load: no request is reset, long polls answer empty, exit 0, every committed write answered', async () => {
     const t = await openHub();
@@ -117,30 +148,7 @@ describe('baton serve: graceful stop', () => {
     const t = await openHub();
     const http = await serve(t.hub);
     const u = new URL(http.url);
-    const raw = (): { socket: Socket; read: (until: (s: string) => boolean) => Promise<string> } => {
-      const socket = connect(Number(u.port), u.hostname);
-      socket.on('error', () => undefined);
-      let out = '';
-      const waiters: (() => void)[] = [];
-      socket.on('data', (c: Buffer) => {
-        out += c.toString('utf8');
-        for (const w of waiters.splice(0)) w();
-      });
-      socket.on('close', () => {
-        for (const w of waiters.splice(0)) w();
-      });
-      const read = async (until: (s: string) => boolean): Promise<string> => {
-        const end = Date.now() + 10_000; // bounded only to avoid a hang
-        while (!until(out) && !socket.destroyed && Date.now() < end) {
-          await new Promise<void>((r) => {
-            waiters.push(r);
-            setTimeout(r, 100);
-          });
-        }
-        return out;
-      };
-      return { socket, read };
-    };
+    const raw = (): RawConnection => rawConnection(u);
     try {
       const idle = raw();
       idle.socket.write(`GET /healthz HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
@@ -165,6 +173,29 @@ describe('baton serve: graceful stop', () => {
       expect(await busy.read((s) => s.includes('"task"'))).toMatch(/^HTTP\/1\.1 200/);
       await draining;
       expect(drained).toBe(true);
+    } finally {
+      await http.close();
+      await t.close();
+    }
+  });
+
+  it('HttpHandle.drain with nothing in flight: requests sent just after it began on idle keep-alive connections get 503 shutting_down, not a reset', async () => {
+    const t = await openHub();
+    const http = await serve(t.hub);
+    const u = new URL(http.url);
+    try {
+      const idle = Array.from({ length: 6 }, () => rawConnection(u));
+      for (const c of idle) c.socket.write(`GET /healthz HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`);
+      for (const c of idle) expect(await c.read((s) => s.includes('"status"'))).toMatch(/^HTTP\/1\.1 200/);
+      const draining = http.drain(30_000);
+      await new Promise((r) => setTimeout(r, 30)); // a client sending just after the signal
+      for (const c of idle) c.socket.write(`GET /api/v1/whoami HTTP/1.1\r\nhost: ${u.host}\r\nauthorization: Bearer ${t.adminKey}\r\n\r\n`);
+      for (const c of idle) {
+        const second = (await c.read((s) => s.includes('shutting_down'))).split('HTTP/1.1 ')[2] ?? '';
+        expect(second).toMatch(/^503/);
+        expect(second).toContain('"code":"shutting_down"');
+      }
+      expect(await draining).toBe(true);
     } finally {
       await http.close();
       await t.close();

@@ -47,6 +47,9 @@ export interface HttpHandle {
   drain(timeoutMs: number): Promise<boolean>;
 }
 
+/** How long a drain keeps answering new requests on open connections (503) after the last in flight ended. */
+const DRAIN_LINGER_MS = 500;
+
 /**
  * The HTTP surface: `POST /mcp` (Streamable HTTP, stateless), `/api/v1/...` (REST generated
  * from the catalog) and `GET /healthz`. HTTPS when TLS files are configured; plain HTTP beyond
@@ -256,7 +259,17 @@ class HttpSurface {
     this.streams.close();
     // Long polls answer now, with what their final attempt finds.
     this.hub.runner.drain();
+    const started = performance.now();
     const ok = await finished;
+    // Requests on their way on idle keep-alive connections (a client sending just after the
+    // signal) are answered 503 shutting_down + Connection: close for a moment longer, instead of
+    // being reset by the close below when nothing was in flight. A request sent later still meets
+    // the close: no server can tell an idle connection's next request is coming.
+    const linger = Math.min(DRAIN_LINGER_MS, timeoutMs - (performance.now() - started));
+    if (ok && linger > 0) {
+      await new Promise((r) => setTimeout(r, linger));
+      await this.inflight.drain(Math.max(0, timeoutMs - (performance.now() - started)));
+    }
     server.close(); // clears node's connection-checking timer; the listener is already closed
     server.closeAllConnections();
     await closed;
