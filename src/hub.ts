@@ -639,12 +639,22 @@ export class Hub {
     this.clockTimer.unref();
   }
 
+  /**
+   * A background job failed. A storage fault (disk full, damage, read-only, the data dir gone) is
+   * the store's to report, once when it starts and every 10 s while it lasts (or once, for a
+   * removed data dir): logged again here it was a stack trace every second. Anything else is logged whole.
+   */
+  private backgroundFailed(what: string, err: unknown): void {
+    if (err instanceof BatonError && err.code.startsWith('storage_')) this.log.debug({ code: err.code }, `${what} failed`);
+    else this.log.error({ err }, `${what} failed`);
+  }
+
   startSweeper(): void {
     if (this.sweepTimer !== null) return;
     clockSteps(this.config, this.clock).observe(); // the reference reading the first tick compares with
     let lastPrune = this.clock.monotonic();
     this.sweepTimer = setInterval(() => {
-      this.sweep().catch((err: unknown) => this.log.error({ err }, 'lease sweep failed'));
+      this.sweep().catch((err: unknown) => this.backgroundFailed('lease sweep', err));
       if (this.pruning !== null || this.clock.monotonic() - lastPrune < this.config.retentionIntervalMs) return;
       lastPrune = this.clock.monotonic();
       const began = performance.now();
@@ -652,7 +662,7 @@ export class Hub {
         .then((removed) => {
           if (removed.events + removed.tasks + removed.threads > 0) this.log.info({ removed, ms: Math.round(performance.now() - began) }, 'retention');
         })
-        .catch((err: unknown) => this.log.error({ err }, 'retention failed'))
+        .catch((err: unknown) => this.backgroundFailed('retention', err))
         .finally(() => {
           this.pruning = null;
         });

@@ -152,10 +152,14 @@ export function checkWritable(dir: string): void {
   } catch (err) {
     const code = errno(err);
     const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'ENOSPC' ? 'is on a full disk' : `cannot be written (${code})`;
-    throw new DataDirError(
-      `the data dir ${dir} ${why}: the hub needs to write there (database, WAL, secrets). ` +
-        'Fix its owner or permissions (it should belong to the user running baton, mode 0700), or pass --data <dir>.',
-    );
+    // What to do depends on why: a mount option and a full disk are not fixed with chmod.
+    const fix =
+      code === 'EROFS'
+        ? 'Remount it read-write, or pass --data <dir> on a writable disk.'
+        : code === 'ENOSPC'
+          ? 'Free space on that disk, or pass --data <dir> on another one.'
+          : 'Fix its owner or permissions (it should belong to the user running baton, mode 0700), or pass --data <dir>.';
+    throw new DataDirError(`the data dir ${dir} ${why}: the hub needs to write there (database, WAL, secrets). ${fix}`);
   }
   rmSync(probe, { force: true });
 }

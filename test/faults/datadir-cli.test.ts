@@ -371,4 +371,20 @@ describe('baton doctor on a full disk', () => {
     expect(full.stdout).toMatch(/FAIL disk space: 0\.0 MiB free of 4\.0 MiB .*the hub refuses writes \(storage_full\) below 1\.0 MiB/);
     expect(full.stdout).toContain('doctor: problems found');
   }, 60_000);
+
+  it.runIf(mountable)('a data dir on a read-only mount: the message says to remount, not to fix permissions', async () => {
+    const mnt = join(workspace(), 'ro');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
+    cleanups.unshift(() => void execFileSync('umount', ['-l', mnt]));
+    const data = join(mnt, 'data');
+    expect((await baton(['init', '--data', data])).code).toBe(0);
+    execFileSync('mount', ['-o', 'remount,ro', mnt]);
+    const r = await baton(['task', 'list', '--data', data]);
+    expect(r.code).toBe(1);
+    expectNoStack(r);
+    expect(r.stderr).toContain(`the data dir ${data} is on a read-only file system`);
+    expect(r.stderr).toContain('Remount it read-write');
+    expect(r.stderr).not.toContain('permissions');
+  }, 60_000);
 });
