@@ -192,13 +192,22 @@ async function fenceFailure(ctx: OpContext, id: string, token: number): Promise<
 /**
  * A finish (complete, fail, release) whose fence missed may be a retry of one that already
  * succeeded and whose answer was lost (the connection dropped after the commit): the same agent,
- * the same lease token and the same op get the recorded answer again. Only the task's last finish
- * is recorded; a different op with that token stays refused.
+ * the same lease token and the same op get the recorded answer again, even after the task was
+ * claimed and finished again since (earlier finishes are kept when the task is claimed again:
+ * store.keepFinish). A different op with that token stays refused.
  */
 async function replayedFinish(ctx: OpContext, id: string, token: number, op: string): Promise<unknown> {
   const row = await mustGet(ctx, id);
-  if (row.finish_token !== token || row.finish_owner !== ctx.principal.agentName || row.finish_op !== op) return undefined;
-  return row.finish_answer === null ? undefined : (JSON.parse(row.finish_answer) as unknown);
+  const me = ctx.principal.agentName;
+  if (row.finish_token === token) {
+    if (row.finish_owner !== me || row.finish_op !== op) return undefined;
+    return row.finish_answer === null ? undefined : (JSON.parse(row.finish_answer) as unknown);
+  }
+  // Only a token the task has moved past can have a kept finish (one statement for a real miss).
+  if (token >= row.lease_token) return undefined;
+  const kept = await store.keptFinish(ctx.tx, id, token);
+  if (kept === undefined || kept.owner !== me || kept.op !== op) return undefined;
+  return JSON.parse(kept.answer) as unknown;
 }
 
 const fenceOf = (ctx: OpContext, id: string, token: number): store.Fence => ({
@@ -484,6 +493,8 @@ export const taskClaim = defineOp({
       return RETRY;
     }
     ctx.target(row.id);
+    // Finished before (released, or failed and retried): its last finish is kept for a repeat of it.
+    if (row.finish_token !== null) await store.keepFinish(ctx.tx, row);
     await ctx.emit('task.claimed', row.id, { owner: name, attempt: row.attempts });
     const { deps, ...claimed } = row;
     return { task: toTaskOut(ctx.services.cipher, claimed, deps) };

@@ -69,6 +69,7 @@ export const TABLES: readonly Table[] = [
   },
   { name: 'task_deps', cols: trusted('task_id, depends_on'), from: trusted('task_deps') },
   { name: 'task_caps', cols: trusted('task_id, cap'), from: trusted('task_caps') },
+  { name: 'task_finishes', cols: trusted('task_id, token, owner, op, answer'), from: trusted('task_finishes') },
   { name: 'plans', cols: trusted('project_id, goal, body, version, updated_by, updated_at'), from: trusted('plans') },
   {
     name: 'events',

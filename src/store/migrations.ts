@@ -13,6 +13,7 @@ import { V12_WEB_SESSIONS } from './schema/v12-web-sessions.js';
 import { V13_TOKEN_TOOLS } from './schema/v13-token-tools.js';
 import { V14_AUDIT_CHAINS } from './schema/v14-audit-chains.js';
 import { V15_DEFERRED_MARKS } from './schema/v15-deferred-marks.js';
+import { V16_TASK_FINISHES } from './schema/v16-task-finishes.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -285,4 +286,5 @@ CREATE TABLE audit (
   V13_TOKEN_TOOLS,
   V14_AUDIT_CHAINS,
   V15_DEFERRED_MARKS,
+  V16_TASK_FINISHES,
 ];

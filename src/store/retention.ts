@@ -61,6 +61,7 @@ export async function purgeTasks(ex: Executor, cutoffAt: number, chunk: number):
   const ids = rows.map((r) => r.id);
   await ex.run(sql`DELETE FROM task_caps WHERE task_id IN ${list(ids)}`);
   await ex.run(sql`DELETE FROM task_deps WHERE task_id IN ${list(ids)}`);
+  await ex.run(sql`DELETE FROM task_finishes WHERE task_id IN ${list(ids)}`);
   const { changes } = await ex.run(sql`DELETE FROM tasks WHERE id IN ${list(ids)}`);
   return changes;
 }

@@ -218,6 +218,22 @@ export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<
       WHERE ${fenced(f)} RETURNING *`);
 }
 
+/**
+ * A task that was finished before is claimed again: its last finish is kept (task_finishes, keyed
+ * by its lease token), so a repeat of it still gets its answer after this attempt finishes too.
+ */
+export async function keepFinish(ex: Executor, row: TaskRow): Promise<void> {
+  if (row.finish_token === null || row.finish_owner === null || row.finish_op === null || row.finish_answer === null) return;
+  await ex.run(sql`INSERT INTO task_finishes (task_id, token, owner, op, answer)
+    VALUES (${row.id}, ${row.finish_token}, ${row.finish_owner}, ${row.finish_op}, ${row.finish_answer})
+    ON CONFLICT (task_id, token) DO NOTHING`);
+}
+
+/** An earlier finish of the task made with `token` (keepFinish), if one was kept. */
+export function keptFinish(ex: Executor, id: string, token: number): Promise<{ owner: string; op: string; answer: string } | undefined> {
+  return ex.get(sql`SELECT owner, op, answer FROM task_finishes WHERE task_id = ${id} AND token = ${token}`);
+}
+
 /** What a finish records for its replay (the answer as JSON, as the op returned it). */
 const finishOf = (f: Fence, op: string, answer: Sql): Sql =>
   sql`finish_owner = ${f.owner}, finish_token = ${f.token}, finish_op = ${op}, finish_answer = ${answer}`;

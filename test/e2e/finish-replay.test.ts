@@ -95,4 +95,37 @@ describe('idempotent finishing over REST', () => {
     expect(again.body).toEqual(first.body);
     expect((await rest(lead, 'GET', `/tasks/${y}`)).body.task.attempts).toBe(0);
   });
+
+  it('a repeated task_fail returns the first answer after the next attempt finished too', async () => {
+    const [x] = await create([{ title: 'x2', max_attempts: 3 }]);
+    const token = await claim(w1, x!);
+    const first = await rest(w1, 'POST', `/tasks/${x}/fail`, { lease_token: token, error: 'flaky' });
+    expect(first.body).toMatchObject({ id: x, status: 'ready', attempts: 1 });
+    // w2 claims the retry and completes it: the task's last finish is now w2's.
+    const done = await rest(w2, 'POST', `/tasks/${x}/complete`, { lease_token: await claim(w2, x!), result: { summary: 'w2' } });
+    expect(done.status).toBe(200);
+    const again = await rest(w1, 'POST', `/tasks/${x}/fail`, { lease_token: token, error: 'flaky' });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    const now = (await rest(lead, 'GET', `/tasks/${x}`)).body.task;
+    expect(now).toMatchObject({ status: 'done', attempts: 2, result: { summary: 'w2' } });
+    // Still only the same agent, op and token.
+    expect((await rest(w2, 'POST', `/tasks/${x}/fail`, { lease_token: token, error: 'x' })).body.error.code).toBe('lease_lost');
+    expect((await rest(w1, 'POST', `/tasks/${x}/release`, { lease_token: token })).body.error.code).toBe('lease_lost');
+  });
+
+  it('a repeated task_release returns the first answer after others released, and after its agent reclaimed and completed', async () => {
+    const [y] = await create([{ title: 'y2' }]);
+    const token = await claim(w1, y!);
+    const first = await rest(w1, 'POST', `/tasks/${y}/release`, { lease_token: token });
+    expect(first.body).toEqual({ id: y, status: 'ready' });
+    // w2 claims and releases too.
+    expect((await rest(w2, 'POST', `/tasks/${y}/release`, { lease_token: await claim(w2, y!) })).status).toBe(200);
+    expect(await rest(w1, 'POST', `/tasks/${y}/release`, { lease_token: token })).toEqual({ status: 200, body: first.body });
+    // w1 itself claims again and completes; its first release, repeated, still gets its first answer.
+    const token3 = await claim(w1, y!);
+    expect((await rest(w1, 'POST', `/tasks/${y}/complete`, { lease_token: token3, result: { summary: 'y' } })).status).toBe(200);
+    expect(await rest(w1, 'POST', `/tasks/${y}/release`, { lease_token: token })).toEqual({ status: 200, body: first.body });
+    expect((await rest(lead, 'GET', `/tasks/${y}`)).body.task).toMatchObject({ status: 'done', attempts: 1 });
+  });
 });

@@ -28,6 +28,7 @@ describe('retention', () => {
     events: sql`SELECT count(*) AS n FROM events`,
     tasks: sql`SELECT count(*) AS n FROM tasks`,
     messages: sql`SELECT count(*) AS n FROM messages`,
+    task_finishes: sql`SELECT count(*) AS n FROM task_finishes`,
   };
   const count = (table: keyof typeof COUNTS): Promise<number> =>
     t.hub.db.read(async (ex) => (await ex.get<{ n: number }>(COUNTS[table]))!.n);
@@ -122,9 +123,14 @@ describe('retention', () => {
       await call(t.hub, w, 'task_complete', { id, lease_token: task.lease.token, result: { summary: 'ok' } });
     };
     await finish(a!);
+    // x is released once first: its release is kept (task_finishes) when it is claimed again.
+    const held = (await call<{ task: { lease: { token: number } } }>(t.hub, w, 'task_claim', { id: x })).task;
+    await call(t.hub, w, 'task_release', { id: x, lease_token: held.lease.token });
     await finish(x!);
+    expect(await count('task_finishes')).toBe(1);
     clock.advance(2 * DAY);
     await t.hub.prune();
+    expect(await count('task_finishes')).toBe(0); // gone with its task
     const status = async (id: string): Promise<string | null> =>
       (await t.hub.db.read((ex) => ex.get<{ status: string }>(sql`SELECT status FROM tasks WHERE id = ${id}`)))?.status ?? null;
     expect(await status(x!)).toBeNull(); // nothing points at it: purged

@@ -116,7 +116,7 @@ describe.each(['sqlite', 'postgres'] as const)('audit chain per project (%s)', (
     const t = await hub(backend);
     const key = auditKeyOf(t);
     const dataDir = join(t.dir, 'data');
-    // Back to version 13 (what migrations 14 and 15 add, removed), with rows of one global chain as
+    // Back to version 13 (what migrations 14 and later add, removed), with rows of one global chain as
     // Baton wrote them then: ids dense from 1, each hash over its id and its predecessor's hash,
     // the head unkeyed (as migration 10 leaves it when nothing was appended after it).
     await t.hub.db.write(async (ex) => {
@@ -126,6 +126,7 @@ describe.each(['sqlite', 'postgres'] as const)('audit chain per project (%s)', (
       await ex.run(sql`ALTER TABLE audit DROP COLUMN seq`);
       await ex.run(sql`ALTER TABLE audit DROP COLUMN chain`);
       await ex.run(sql`DROP TABLE deferred_marks`);
+      await ex.run(sql`DROP TABLE task_finishes`);
       await ex.run(sql`DELETE FROM schema_migrations WHERE version >= 14`);
       if (backend === 'postgres') await ex.get(sql`SELECT setval(pg_get_serial_sequence('audit', 'id'), 1, false)`);
       let prev = GENESIS_HASH;
