@@ -51,7 +51,7 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs =
 
 describe('baton serve: /healthz, /readyz and a removed data dir', () => {
   it('reports ready with every check, then refuses writes once the data dir is removed, and stays up', async () => {
-    const t = await openHub();
+    const t = await openHub({ backend: 'sqlite' }); // the data dir's own SQLite file is what is watched
     const data = join(t.dir, 'data');
     const key = await createKey(t, 'w1', 'lead');
     await t.hub.close();
@@ -109,7 +109,7 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
   });
 
   it('a WAL deleted under the running hub: writes are refused (not acknowledged into the unlinked WAL, lost at the next start)', async () => {
-    const t = await openHub();
+    const t = await openHub({ backend: 'sqlite' }); // the data dir's own SQLite file is what is watched
     const data = join(t.dir, 'data');
     const key = await createKey(t, 'w1', 'lead');
     await t.hub.close();
