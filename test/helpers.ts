@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import type { Principal } from '../src/auth/principal.js';
 import { ConfigSchema, type Config } from '../src/config.js';
 import type { Clock } from '../src/core/clock.js';
 import { Hub } from '../src/hub.js';
+import type { AuditEntry } from '../src/store/journal.js';
 
 export const BIN = resolve(import.meta.dirname, '../bin/baton.js');
 
@@ -322,4 +323,40 @@ export function envScope(): { set(vars: Record<string, string | undefined>): voi
       saved.clear();
     },
   };
+}
+
+let auditSeq = 0;
+
+/** An audit row of a successful internal read (its request id unique in this process), with `over` applied. */
+export function auditEntry(over: Partial<AuditEntry> = {}): AuditEntry {
+  return {
+    at: Date.now(),
+    requestId: `req_t${auditSeq++}`,
+    projectId: null,
+    principal: null,
+    role: null,
+    op: 'plan_get',
+    target: null,
+    outcome: 'ok',
+    code: null,
+    params: null,
+    transport: 'internal',
+    address: null,
+    ...over,
+  };
+}
+
+/** Root, and `mount -t tmpfs` works here (the full-disk and read-only-mount cases need both). */
+export function canMountTmpfs(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = tempDir('baton-mount-probe-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe.dir], { stdio: 'ignore' });
+    execFileSync('umount', [probe.dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.cleanup();
+  }
 }

@@ -12,24 +12,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from '../../src/store/sql.js';
 import { pino } from 'pino';
 import { Hub } from '../../src/hub.js';
-import { BIN, createKey, openHub, tempDir, testConfig } from '../helpers.js';
+import { BIN, canMountTmpfs, createKey, openHub, tempDir, testConfig } from '../helpers.js';
 import { damageRootPage } from '../store/damage.js';
 
 const root = typeof process.getuid === 'function' && process.getuid() === 0;
 
-function canMount(): boolean {
-  if (!root) return false;
-  const probe = tempDir('baton-mount-probe-');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe.dir], { stdio: 'ignore' });
-    execFileSync('umount', [probe.dir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    probe.cleanup();
-  }
-}
 
 interface Served {
   child: ChildProcess;
@@ -142,7 +129,7 @@ describe('baton serve under storage faults', () => {
     expect(s.stderr()).not.toMatch(/\bSELECT\b|\bINSERT\b/);
   }, 60_000);
 
-  it.runIf(canMount())('a full disk (tmpfs): writes answer 503 storage_full, reads and /healthz work, nothing acknowledged is lost, writes recover', async () => {
+  it.runIf(canMountTmpfs())('a full disk (tmpfs): writes answer 503 storage_full, reads and /healthz work, nothing acknowledged is lost, writes recover', async () => {
     const tmp = tempDir('baton-full-');
     cleanups.push(() => tmp.cleanup());
     const mnt = join(tmp.dir, 'mnt');

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readF
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, tempDir } from '../helpers.js';
+import { BIN, canMountTmpfs, tempDir } from '../helpers.js';
 
 const run = promisify(execFile);
 
@@ -324,31 +324,23 @@ describe('baton doctor and baton init on files serve and mcp refuse', () => {
   if (!root) it.skip('chattr +i and 0400 doctor cases need root (chattr, running as uid 65534): SKIPPED, not run as root', () => undefined);
 });
 
-function canMount(): boolean {
-  if (!root) return false;
-  const probe = tempDir('baton-mount-probe-');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe.dir], { stdio: 'ignore' });
-    execFileSync('umount', [probe.dir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    probe.cleanup();
-  }
+/** A tmpfs of `size` mounted in a fresh workspace, unmounted after the test. */
+function mountTmpfs(name: string, size: string): string {
+  const mnt = join(workspace(), name);
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt]);
+  cleanups.unshift(() => void execFileSync('umount', ['-l', mnt]));
+  return mnt;
 }
 
 describe('baton doctor on a full disk', () => {
-  const mountable = canMount();
+  const mountable = canMountTmpfs();
   if (!mountable) {
     // Loudly: this case needs root and tmpfs; the thresholds themselves are unit-tested (test/unit/doctor-disk.test.ts).
     console.warn('SKIPPED: baton doctor on a full tmpfs needs root and mount -t tmpfs');
   }
   it.runIf(mountable)('a nearly full disk is a note (exit 0); a full one (under 1 MiB free) FAILs, exit 1', async () => {
-    const mnt = join(workspace(), 'mnt');
-    mkdirSync(mnt);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
-    cleanups.unshift(() => void execFileSync('umount', ['-l', mnt]));
+    const mnt = mountTmpfs('mnt', '4m');
     const data = join(mnt, 'data');
     expect((await baton(['init', '--data', data])).code).toBe(0);
     const roomy = await baton(['doctor', '--data', data]);
@@ -373,10 +365,7 @@ describe('baton doctor on a full disk', () => {
   }, 60_000);
 
   it.runIf(mountable)('a data dir on a read-only mount: the message says to remount, not to fix permissions', async () => {
-    const mnt = join(workspace(), 'ro');
-    mkdirSync(mnt);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
-    cleanups.unshift(() => void execFileSync('umount', ['-l', mnt]));
+    const mnt = mountTmpfs('ro', '8m');
     const data = join(mnt, 'data');
     expect((await baton(['init', '--data', data])).code).toBe(0);
     execFileSync('mount', ['-o', 'remount,ro', mnt]);

@@ -18,7 +18,7 @@ import { SqliteDb } from '../../src/store/sqlite.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
 import type { AuditEntry, verifyAudit as VerifyAuditT } from '../../src/store/journal.js';
-import { tempDir, testConfig } from '../helpers.js';
+import { auditEntry, tempDir, testConfig } from '../helpers.js';
 
 const dist = join(import.meta.dirname, '../../dist');
 const { Hub } = (await import(join(dist, 'hub.js'))) as { Hub: typeof HubT };
@@ -45,21 +45,7 @@ function bounded<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
   ]);
 }
 
-let seq = 0;
-const entry = (op = 'plan_get'): AuditEntry => ({
-  at: Date.now(),
-  requestId: `req_w${seq++}`,
-  projectId: null,
-  principal: null,
-  role: null,
-  op,
-  target: null,
-  outcome: 'ok',
-  code: null,
-  params: null,
-  transport: 'internal',
-  address: null,
-});
+const entry = (): AuditEntry => auditEntry();
 
 describe('deferred-audit worker: supervised', () => {
   it('a worker killed while reads flow is restarted; every read is audited; readyz shows it; close returns', async () => {
@@ -148,10 +134,12 @@ async function workerSetup(options: Partial<DeferredT.WorkerSinkOptions> = {}) {
 
 describe('deferred-audit worker: hung', () => {
   it('a worker that committed a batch and then hung is terminated; the batch handed on is not written twice', async () => {
-    const { sink, writer, counted, verified } = await workerSetup({ replyTimeoutMs: 300 });
+    // Long enough for a new worker to start and answer on a loaded machine (300 ms was not: a
+    // second restart), short enough to keep the test quick.
+    const { sink, writer, counted, verified } = await workerSetup({ replyTimeoutMs: 2_000 });
     sink.hang('after-commit');
     for (let i = 0; i < 40; i++) writer.addAudit(entry());
-    await bounded(writer.flush(), 'flush'); // committed, no answer; terminated after 300 ms, handed to a new worker
+    await bounded(writer.flush(), 'flush'); // committed, no answer; terminated after 2 s, handed to a new worker
     expect(sink.health()).toMatchObject({ state: 'alive', restarts: 1, pending: 0 });
     expect(await counted()).toEqual({ rows: 40, requests: 40 });
     for (let i = 0; i < 10; i++) writer.addAudit(entry());

@@ -9,24 +9,10 @@ import { Bus } from '../../src/events/bus.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { SqliteDb } from '../../src/store/sqlite.js';
 import { appendAudits, appendEvent, type AuditEntry } from '../../src/store/journal.js';
-import { tempDir } from '../helpers.js';
+import { auditEntry, tempDir } from '../helpers.js';
 
 const key = Buffer.alloc(32, 7);
-let seq = 0;
-const entry = (): AuditEntry => ({
-  at: Date.now(),
-  requestId: `req_t${seq++}`,
-  projectId: null,
-  principal: null,
-  role: null,
-  op: 'plan_get',
-  target: null,
-  outcome: 'ok',
-  code: null,
-  params: null,
-  transport: 'http',
-  address: null,
-});
+const entry = (): AuditEntry => auditEntry({ transport: 'http' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('bus: cross-process doorbell', () => {

@@ -49,14 +49,30 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs =
   }
 }
 
+/** A `baton serve` over a data dir of its own (SQLite: the data dir's own file is what is watched), and a lead's headers. */
+async function servedHub(): Promise<{ data: string; child: ChildProcess; url: string; auth: Record<string, string> }> {
+  const t = await openHub({ backend: 'sqlite' });
+  const data = join(t.dir, 'data');
+  const key = await createKey(t, 'w1', 'lead');
+  await t.hub.close();
+  const { child, url } = await startServe(['--data', data]);
+  return { data, child, url, auth: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } };
+}
+
+/** After a loss in the data dir: the next write is refused with storage_readonly, and /readyz (polled) turns 503. */
+async function refusedAfterLoss(url: string, add: (title: string) => Promise<Response>): Promise<{ status: number; body: { checks: Record<string, { status: string }> } }> {
+  const refused = await add('after');
+  expect(refused.status).toBe(503);
+  expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
+  return until(
+    () => fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, { status: string }> } })),
+    (r) => r.status === 503,
+  );
+}
+
 describe('baton serve: /healthz, /readyz and a removed data dir', () => {
   it('reports ready with every check, then refuses writes once the data dir is removed, and stays up', async () => {
-    const t = await openHub({ backend: 'sqlite' }); // the data dir's own SQLite file is what is watched
-    const data = join(t.dir, 'data');
-    const key = await createKey(t, 'w1', 'lead');
-    await t.hub.close();
-    const { child, url } = await startServe(['--data', data]);
-    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const { data, child, url, auth } = await servedHub();
 
     const health = await fetch(`${url}/healthz`);
     expect(health.status).toBe(200);
@@ -81,13 +97,7 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
 
     rmSync(data, { recursive: true, force: true });
     // At once, before the periodic watch has run: the write checks first.
-    const refused = await add('after');
-    expect(refused.status).toBe(503);
-    expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
-    const notReady = await until(
-      () => fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, { status: string }> } })),
-      (r) => r.status === 503,
-    );
+    const notReady = await refusedAfterLoss(url, add);
     expect(notReady.status).toBe(503);
     expect(notReady.body.checks.data_dir!.status).toBe('removed');
     expect(notReady.body.checks.store!.status).toBe('storage_readonly');
@@ -109,24 +119,13 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
   });
 
   it('a WAL deleted under the running hub: writes are refused (not acknowledged into the unlinked WAL, lost at the next start)', async () => {
-    const t = await openHub({ backend: 'sqlite' }); // the data dir's own SQLite file is what is watched
-    const data = join(t.dir, 'data');
-    const key = await createKey(t, 'w1', 'lead');
-    await t.hub.close();
-    const { child, url } = await startServe(['--data', data]);
-    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const { data, child, url, auth } = await servedHub();
     const add = (title: string) => fetch(`${url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
     expect((await add('before')).status).toBe(200);
     const wal = join(data, 'baton.db-wal');
     expect(existsSync(wal)).toBe(true);
     rmSync(wal);
-    const refused = await add('after');
-    expect(refused.status).toBe(503);
-    expect(await refused.json()).toMatchObject({ error: { code: 'storage_readonly' } });
-    const notReady = await until(
-      () => fetch(`${url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, { status: string }> } })),
-      (r) => r.status === 503,
-    );
+    const notReady = await refusedAfterLoss(url, add);
     expect(notReady.body.checks.data_dir!.status).toBe('removed');
     expect(child.exitCode).toBeNull();
   });

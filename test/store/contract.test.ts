@@ -12,11 +12,11 @@ import { ManualClock } from '../../src/core/clock.js';
 import { BatonError } from '../../src/core/errors.js';
 import { writeDeferred } from '../../src/ops/deferred.js';
 import { DEFERRED_MARK_TTL_MS, deferredKey, pruneDeferredMarks } from '../../src/store/deferred-marks.js';
-import { verifyChain, type AuditEntry } from '../../src/store/journal.js';
+import { verifyChain } from '../../src/store/journal.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { sql } from '../../src/store/sql.js';
 import { expireLease, expiredLeases } from '../../src/store/tasks.js';
-import { call, createKey, openHub, woken, type Backend, type TestHub } from '../helpers.js';
+import { auditEntry, call, createKey, openHub, woken, type Backend, type TestHub } from '../helpers.js';
 
 const BACKENDS: readonly Backend[] = ['sqlite', 'postgres'];
 
@@ -505,20 +505,7 @@ describe.each(BACKENDS)('deferred batch marks (%s)', (backend) => {
     try {
       const auditKey = Buffer.alloc(32, 9);
       const chain = 'prj_marks';
-      const rows: AuditEntry[] = Array.from({ length: 3 }, (_, i) => ({
-        at: Date.now(),
-        requestId: `req_mark${i}`,
-        projectId: chain,
-        principal: null,
-        role: null,
-        op: 'task_list',
-        target: null,
-        outcome: 'ok',
-        code: null,
-        params: null,
-        transport: 'internal',
-        address: null,
-      }));
+      const rows = Array.from({ length: 3 }, () => auditEntry({ projectId: chain, op: 'task_list' }));
       const write = (key?: string): Promise<void> => writeDeferred(t.hub.db, auditKey, rows, new Map(), new Map(), key);
       const count = async (): Promise<number> =>
         (await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM audit WHERE chain = ${chain}`)))!.n;
