@@ -64,6 +64,7 @@ async function initialised(): Promise<{ root: string; data: string; reset: () =>
     reset: () => {
       rmSync(data, { recursive: true, force: true });
       cpSync(pristine, data, { recursive: true });
+      chmodSync(data, 0o700); // cpSync makes the top directory with the umask's mode on Node 24
     },
   };
 }
