@@ -129,6 +129,10 @@ describe('PostgreSQL group commit', () => {
     const holding = db.write(
       async (ex) => {
         await lock(ex);
+        // A project's lock is sent ahead, not awaited (postgres.ts lock): a statement queued
+        // behind it on the connection answers once the server has taken it. Without this the
+        // check below could reach the server first (it did, once, on a loaded machine).
+        await ex.get(sql`SELECT 1 AS one`);
         inside();
         await gate;
         return 'ok';
@@ -140,8 +144,13 @@ describe('PostgreSQL group commit', () => {
     // Nobody is answered before the batch's COMMIT, so the failed op settles after the gate opens.
     await entered;
     // The second op runs: another session must not be able to take the project's lock.
-    expect(await tryLock(key)).toBe(false);
-    release();
+    let free: boolean;
+    try {
+      free = await tryLock(key);
+    } finally {
+      release(); // a failed check must not leave the batch (and the store's close) hanging
+    }
+    expect(free).toBe(false);
     await expect(failing).rejects.toMatchObject({ code: 'not_found' });
     await expect(holding).resolves.toBe('ok');
     expect(await tryLock(key)).toBe(true);
