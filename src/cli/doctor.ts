@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { inspectDataProtection, type DoctorReport } from '../security/production.js';
 import { DB_FILE, DataDirError, checkDataDir, unwritableFiles } from '../os/datadir.js';
-import { NEARLY_FULL_BYTES } from '../store/faults.js';
+import { NEARLY_FULL_BYTES, writableBlocks } from '../store/faults.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
 import type { Db } from '../store/db.js';
 import { openStore, storeConfigOf } from '../store/open.js';
@@ -63,7 +63,8 @@ export function diskSpaceCheck(dir: string, s: { bavail: number; blocks: number;
 
 function diskSpace(dir: string): Check {
   try {
-    return diskSpaceCheck(dir, statfsSync(dir));
+    const s = statfsSync(dir);
+    return diskSpaceCheck(dir, { ...s, bavail: writableBlocks(s) }); // as the hub counts it (faults.ts)
   } catch (err) {
     return { name: 'disk space', ok: true, advisory: true, detail: `the free space of ${dir} could not be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
   }

@@ -207,17 +207,18 @@ function identity(path: string): Identity | null {
 export type DataDirState = { ok: true } | { ok: false; reason: 'removed' | 'replaced' };
 
 /**
- * Compares the data dir, its database file and the database's WAL with what the hub opened. A
- * hub whose dir was removed (or swapped for another) would otherwise keep acknowledging writes
- * into an unlinked file that nobody will ever read again; so would one whose WAL was deleted
- * (SQLite keeps writing into the unlinked WAL, and the commits in it are gone at the next start).
- * SQLite itself removes the WAL only when the last connection closes, never under an open one.
+ * Compares the data dir, its database file and the database's WAL and shared-memory index with
+ * what the hub opened. A hub whose dir was removed (or swapped for another) would otherwise keep
+ * acknowledging writes into an unlinked file that nobody will ever read again; so would one whose
+ * WAL was deleted (SQLite keeps writing into the unlinked WAL, and the commits in it are gone at
+ * the next start); a deleted `-shm` leaves the next process with an index of its own beside this
+ * one's. SQLite removes both only when the last connection closes, never under an open one.
  */
 export class DataDirWatch {
   private readonly dirId: Identity | null;
   private readonly dbId: Identity | null;
-  /** Taken when first seen (a store opens its WAL with its first transaction). */
-  private walId: Identity | null;
+  /** Taken when first seen (a store opens its WAL and index with its first transaction). */
+  private readonly sideIds: [string, Identity | null][];
   private timer: NodeJS.Timeout | null = null;
   private lost: DataDirState | null = null;
 
@@ -227,20 +228,21 @@ export class DataDirWatch {
   ) {
     this.dirId = identity(dir);
     this.dbId = identity(join(dir, DB_FILE));
-    this.walId = identity(join(dir, `${DB_FILE}-wal`));
+    this.sideIds = [`${DB_FILE}-wal`, `${DB_FILE}-shm`].map((name) => [name, identity(join(dir, name))]);
   }
 
-  /** Checks now (three stat calls). Once lost, stays lost: only a restart opens the new files. */
+  /** Checks now (four stat calls). Once lost, stays lost: only a restart opens the new files. */
   check(): DataDirState {
     if (this.lost !== null) return this.lost;
     const same = (a: Identity | null, b: Identity | null): 'same' | 'removed' | 'replaced' =>
       b === null ? 'removed' : a === null || a.dev !== b.dev || a.ino !== b.ino ? 'replaced' : 'same';
     const d = same(this.dirId, identity(this.dir));
     let f = d === 'same' ? same(this.dbId, identity(join(this.dir, DB_FILE))) : d;
-    if (f === 'same') {
-      const wal = identity(join(this.dir, `${DB_FILE}-wal`));
-      if (this.walId === null) this.walId = wal;
-      else f = same(this.walId, wal);
+    for (const entry of this.sideIds) {
+      if (f !== 'same') break;
+      const now = identity(join(this.dir, entry[0]));
+      if (entry[1] === null) entry[1] = now;
+      else f = same(entry[1], now);
     }
     if (f === 'same') return { ok: true };
     const state = { ok: false as const, reason: f };

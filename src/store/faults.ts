@@ -24,15 +24,25 @@ function sqliteCode(err: unknown): string | null {
   return typeof code === 'string' && code.startsWith('SQLITE_') ? code : null;
 }
 
+/**
+ * The blocks this process may still write on a file system: root may use the blocks a file
+ * system reserves (ext4: 5 %), so a hub run as root (a container's default) can write on
+ * when `bavail` says none are left.
+ */
+export function writableBlocks(s: { bavail: number | bigint; bfree: number | bigint }): number {
+  return Number(process.geteuid?.() === 0 ? s.bfree : s.bavail);
+}
+
 function freeBytes(dir: string | null): number | null {
   if (dir === null) return null;
   try {
     const s = statfsSync(dir);
-    return Number(s.bavail) * Number(s.bsize);
+    return writableBlocks(s) * Number(s.bsize);
   } catch {
     return null;
   }
 }
+
 
 /** Whether the disk holding `dir` has room beyond NEARLY_FULL_BYTES (true when it cannot be asked). */
 export function hasRoom(dir: string | null): boolean {

@@ -120,6 +120,12 @@ export class SqliteDb implements Db {
   private readonly busyTimeoutMs: number;
   private readonly onFault: ((err: unknown, fault: StoreFault) => void) | undefined;
   private currentFault: StoreFault | null = null;
+  /**
+   * The read-only fault in force is one the files' permissions explain: they failed `access(W_OK)`
+   * when it was recorded (mode, owner, an immutable flag, a read-only mount; SQLite reports some of
+   * these as plain I/O errors). Not so for an I/O error on a writable file (a failing disk).
+   */
+  private faultByPermission = false;
   private reportedAt = -Infinity;
   private blocked: WriteFault | null = null;
   private integrity: IntegrityReport | null = null;
@@ -229,6 +235,7 @@ export class SqliteDb implements Db {
     const fault = faultRecord(code, error, Date.now());
     const previous = this.currentFault;
     this.currentFault = fault;
+    this.faultByPermission = code === 'storage_readonly' && !this.filesWritable();
     // A full disk refuses every write of every batch: one report per fault and per
     // FAULT_REPORT_MS is enough for the operator, not one per caller.
     const now = performance.now();
@@ -243,9 +250,9 @@ export class SqliteDb implements Db {
     return faultError(code, error);
   }
 
-  /** Rows changed by this connection so far, while a fault is in force (faultOver); else 0 (not read). */
-  private changesSoFar(): number {
-    return this.currentFault === null ? 0 : Number(this.totalChanges.value());
+  /** Rows changed by this connection so far (read only while a fault is in force: faultOver). */
+  private changesNow(): number {
+    return Number(this.totalChanges.value());
   }
 
   /**
@@ -255,25 +262,27 @@ export class SqliteDb implements Db {
    * larger one does not. So damage (`storage_corrupt`) stays until the hub is restarted (after a
    * repair: it does not mend while the hub runs); a full disk is over once it has room again
    * (hasRoom, the threshold below which an I/O error counts as full); a read-only file once a
-   * transaction that changed rows has committed, or once the files can be written again
-   * (`access`: mode, owner, immutable flag, read-only mount), so an idle hub recovers too.
+   * transaction whose kept ops changed rows (`changed`) has committed, or, when permissions
+   * explain the fault (mode, owner, immutable flag, read-only mount), once the files pass
+   * `access(W_OK)` again, so an idle hub recovers too. An I/O error on a writable file (a failing
+   * disk) ends only with a commit that wrote rows.
    */
-  private faultOver(changesBefore: number): void {
+  private faultOver(changed: boolean): void {
     const f = this.currentFault;
     if (f === null || f.code === 'storage_corrupt') return;
     if (f.code === 'storage_full') {
       if (hasRoom(this.dir)) this.currentFault = null;
       return;
     }
-    if (Number(this.totalChanges.value()) > changesBefore || this.filesWritable()) this.currentFault = null;
+    if (changed || (this.faultByPermission && this.filesWritable())) this.currentFault = null;
   }
 
-  /** The database file and its WAL can be written by this process (`access(W_OK)`). */
+  /** The data dir, the database file and its WAL and shared-memory files can be written by this process (`access(W_OK)`). */
   private filesWritable(): boolean {
     if (this.dir === null) return true;
     try {
-      accessSync(this.file, constants.W_OK);
-      if (existsSync(`${this.file}-wal`)) accessSync(`${this.file}-wal`, constants.W_OK);
+      accessSync(this.dir, constants.W_OK);
+      for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) if (f === this.file || existsSync(f)) accessSync(f, constants.W_OK);
       return true;
     } catch {
       return false;
@@ -474,7 +483,9 @@ export class SqliteDb implements Db {
     }
     const memo = new WriteMemo();
     this.txMemo = memo;
-    const changesBefore = this.changesSoFar();
+    // While a fault is in force: rows changed by the ops kept (faultOver).
+    const watching = this.currentFault !== null;
+    let changed = 0;
     const outcomes: Outcome[] = [];
     let faulted = false;
     // Set when the batch's transaction is lost part-way: callers from this index on were not
@@ -489,12 +500,14 @@ export class SqliteDb implements Db {
         break;
       }
       const mark = memo.mark();
+      const before = watching ? this.changesNow() : 0;
       let outcome: Outcome;
       try {
         outcome = { ok: true, value: await w.fn(this.ex) };
       } catch (error) {
         outcome = { ok: false, error };
       }
+      if (watching && outcome.ok) changed += this.changesNow() - before;
       if (!outcome.ok && faultCodeOf(outcome.error, this.dir) !== null) faulted = true;
       try {
         if (!outcome.ok) {
@@ -530,7 +543,7 @@ export class SqliteDb implements Db {
         else await this.settleAlone(batch, outcomes, 0);
         return;
       }
-      if (!faulted) this.faultOver(changesBefore);
+      if (!faulted) this.faultOver(changed > 0);
       this.walSync?.noteCommit();
       batch.forEach((w, i) => {
         const o = outcomes[i]!;
@@ -578,7 +591,8 @@ export class SqliteDb implements Db {
     let value: unknown;
     const memo = new WriteMemo();
     this.txMemo = memo;
-    const changesBefore = this.changesSoFar();
+    const watching = this.currentFault !== null;
+    const before = watching ? this.changesNow() : 0;
     try {
       value = await w.fn(this.ex);
       await memo.flush(this.ex);
@@ -590,7 +604,7 @@ export class SqliteDb implements Db {
     } finally {
       this.txMemo = null;
     }
-    this.faultOver(changesBefore);
+    this.faultOver(watching && this.changesNow() > before);
     this.walSync?.noteCommit();
     this.deliver(() => w.resolve(value), w.reject);
   }

@@ -218,15 +218,20 @@ export function heartbeatTask(ex: Executor, f: Fence, leaseMs: number): Promise<
       WHERE ${fenced(f)} RETURNING *`);
 }
 
+/** How many earlier finishes a task keeps for their replay: a task claimed and released without end keeps no more. */
+export const KEPT_FINISHES = 16;
+
 /**
  * A task that was finished before is claimed again: its last finish is kept (task_finishes, keyed
- * by its lease token), so a repeat of it still gets its answer after this attempt finishes too.
+ * by its lease token), so a repeat of it still gets its answer after this attempt finishes too;
+ * finishes more than KEPT_FINISHES claims old are dropped (a repeat of one gets `lease_lost`).
  */
 export async function keepFinish(ex: Executor, row: TaskRow): Promise<void> {
   if (row.finish_token === null || row.finish_owner === null || row.finish_op === null || row.finish_answer === null) return;
   await ex.run(sql`INSERT INTO task_finishes (task_id, token, owner, op, answer)
     VALUES (${row.id}, ${row.finish_token}, ${row.finish_owner}, ${row.finish_op}, ${row.finish_answer})
     ON CONFLICT (task_id, token) DO NOTHING`);
+  if (row.finish_token > KEPT_FINISHES) await ex.run(sql`DELETE FROM task_finishes WHERE task_id = ${row.id} AND token <= ${row.finish_token - KEPT_FINISHES}`);
 }
 
 /** An earlier finish of the task made with `token` (keepFinish), if one was kept. */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
+import { sql } from '../../src/store/sql.js';
 import { createKey, openHub, serve, type TestHub } from '../helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers, checked field by field
@@ -127,5 +128,20 @@ describe('idempotent finishing over REST', () => {
     expect((await rest(w1, 'POST', `/tasks/${y}/complete`, { lease_token: token3, result: { summary: 'y' } })).status).toBe(200);
     expect(await rest(w1, 'POST', `/tasks/${y}/release`, { lease_token: token })).toEqual({ status: 200, body: first.body });
     expect((await rest(lead, 'GET', `/tasks/${y}`)).body.task).toMatchObject({ status: 'done', attempts: 1 });
+  });
+
+  it('a task claimed and released without end keeps its last 16 finishes, no more', async () => {
+    const [z] = await create([{ title: 'bouncing' }]);
+    const tokens: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const token = await claim(w1, z!);
+      tokens.push(token);
+      expect((await rest(w1, 'POST', `/tasks/${z}/release`, { lease_token: token })).status).toBe(200);
+    }
+    const kept = await t.hub.db.read((ex) => ex.get<{ n: number }>(sql`SELECT count(*) AS n FROM task_finishes WHERE task_id = ${z}`));
+    expect(kept!.n).toBeLessThanOrEqual(16);
+    // A recent release still replays; the first one is past keeping.
+    expect(await rest(w1, 'POST', `/tasks/${z}/release`, { lease_token: tokens[15]! })).toEqual({ status: 200, body: { id: z, status: 'ready' } });
+    expect((await rest(w1, 'POST', `/tasks/${z}/release`, { lease_token: tokens[0]! })).body.error.code).toBe('lease_lost');
   });
 });

@@ -118,17 +118,21 @@ describe('baton serve: /healthz, /readyz and a removed data dir', () => {
     expect(held.queued).toBeGreaterThan(0);
   });
 
-  it('a WAL deleted under the running hub: writes are refused (not acknowledged into the unlinked WAL, lost at the next start)', async () => {
-    const { data, child, url, auth } = await servedHub();
-    const add = (title: string) => fetch(`${url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
-    expect((await add('before')).status).toBe(200);
-    const wal = join(data, 'baton.db-wal');
-    expect(existsSync(wal)).toBe(true);
-    rmSync(wal);
-    const notReady = await refusedAfterLoss(url, add);
-    expect(notReady.body.checks.data_dir!.status).toBe('removed');
-    expect(child.exitCode).toBeNull();
-  });
+  // A deleted WAL: writes acknowledged into the unlinked file would be gone at the next start. A
+  // deleted index (-shm): the next process would build one of its own beside this one's.
+  for (const file of ['baton.db-wal', 'baton.db-shm']) {
+    it(`${file} deleted under the running hub: writes are refused, /readyz says removed`, async () => {
+      const { data, child, url, auth } = await servedHub();
+      const add = (title: string) => fetch(`${url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
+      expect((await add('before')).status).toBe(200);
+      const path = join(data, file);
+      expect(existsSync(path)).toBe(true);
+      rmSync(path);
+      const notReady = await refusedAfterLoss(url, add);
+      expect(notReady.body.checks.data_dir!.status).toBe('removed');
+      expect(child.exitCode).toBeNull();
+    });
+  }
 
   it('creates ./.baton in a directory that has none, and says where on stderr', async () => {
     const tmp = tempDir();

@@ -80,12 +80,35 @@ export interface SdkStdioOptions {
   keyed: boolean;
   /** Tool calls in flight, for the drain. */
   inFlight: Set<Promise<unknown>>;
-  /** Fires when the client has left (stdin ended): every call's waits end without effect. */
+  /** Fires when the client has left (stdin ended): the waits of calls that wait end without effect. */
   gone: AbortSignal;
   stdout: Writable;
   /** The stdin to read (when the fast handshake is not taking part). */
   stdin: Readable;
   takeover?: Takeover;
+}
+
+/**
+ * A call's signal: the SDK's request signal, and `gone` (the client left) for an op that waits,
+ * whose wait must end without effect. An op that does not wait and was sent before stdin closed
+ * still runs as far as the SDK lets it: closing stdin is how a stdio client ends its session. A
+ * controller per call, not AbortSignal.any: on Node 20 that keeps a reference per call on the
+ * long-lived `gone` signal. `done()` detaches the listeners once the call has ended.
+ */
+function callSignal(request: AbortSignal, gone: AbortSignal | null): { signal: AbortSignal; done: () => void } {
+  if (gone === null) return { signal: request, done: () => undefined };
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  if (request.aborted || gone.aborted) abort();
+  request.addEventListener('abort', abort, { once: true });
+  gone.addEventListener('abort', abort, { once: true });
+  return {
+    signal: controller.signal,
+    done: () => {
+      request.removeEventListener('abort', abort);
+      gone.removeEventListener('abort', abort);
+    },
+  };
 }
 
 export function serveSdkStdio(hub: Hub, opts: SdkStdioOptions): SdkStdio {
@@ -102,16 +125,15 @@ export function serveSdkStdio(hub: Hub, opts: SdkStdioOptions): SdkStdio {
       server.setRequestHandler('tools/call', (req, ctx) => {
         const { name } = req.params;
         if (!isKnownTool(hub, name)) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool: ${name}`);
-        const call = callTool(
-          hub,
-          caller.who(ctx),
-          name,
-          req.params.arguments,
-          { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: AbortSignal.any([ctx.mcpReq.signal, opts.gone]) },
-          progressOf(ctx),
-        );
+        const signal = callSignal(ctx.mcpReq.signal, hub.runner.ops.get(name)!.waitMs !== undefined ? opts.gone : null);
+        const call = callTool(hub, caller.who(ctx), name, req.params.arguments, { requestId: hub.newRequestId(), transport: 'mcp-stdio', signal: signal.signal }, progressOf(ctx));
         inFlight.add(call);
-        void call.finally(() => inFlight.delete(call)).catch(() => undefined);
+        void call
+          .finally(() => {
+            inFlight.delete(call);
+            signal.done();
+          })
+          .catch(() => undefined);
         return call.catch((err: unknown) => {
           // A key revoked or expired while the process runs: say so, and how to fix it.
           if (isBatonError(err) && err.code === 'unauthenticated' && opts.keyed) {

@@ -22,10 +22,10 @@ import { listTools } from './tools.js';
  * running finish (bounded by DRAIN_MS), and only then does the caller close the hub
  * (deferred audit flushed, store closed). Exit status 0, or 1 when it could not authenticate or
  * read its store (which it says, after answering the handshake, instead of dying before it).
- * stdin ending is the client leaving: every call's signal fires first (`gone`), so a wait ends
- * without effect (nothing claimed or marked read for a client that cannot be answered). A signal
- * is a launcher stopping a client that is still there: the runner's drain answers its long polls
- * with their empty result.
+ * stdin ending is the client leaving: the signal of every call that waits fires first (`gone`),
+ * so its wait ends without effect (nothing claimed or marked read for a client that cannot be
+ * answered). A signal is a launcher stopping a client that is still there: the runner's drain
+ * answers its long polls with their empty result.
  *
  * The plain handshake (initialize, initialized, tools/list) is answered without loading the MCP
  * SDK (stdio-fast.ts); the SDK (stdio-sdk.ts) is loaded for everything else and then serves the
