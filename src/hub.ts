@@ -245,7 +245,7 @@ export class Hub {
     watch.start();
     // Also checked before writing, once per event-loop turn (writes of one turn commit together):
     // a write right after the removal is refused too, not acknowledged into the unlinked file.
-    // Four stat calls (dir, database, WAL, index), about 10 µs, per turn that writes.
+    // Four stat calls (dir, database, WAL, index), about 7 µs, per turn that writes.
     const write = db.write.bind(db);
     let checked = false;
     db.write = <T>(fn: (ex: Executor) => Promise<T>, mode?: WriteMode, project?: string, options?: WriteOptions): Promise<T> => {
