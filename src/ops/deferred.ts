@@ -1,6 +1,7 @@
 import type { Durability } from '../store/sqlite.js';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { settlesWithin } from '../core/time.js';
 import type { Db } from '../store/db.js';
 import { deferredKey, markDeferred } from '../store/deferred-marks.js';
 import { touchAgents, touchTokens } from '../store/directory.js';
@@ -296,23 +297,6 @@ export class WorkerSink {
     if (worker !== null) await settlesWithin(worker.terminate().catch(() => undefined), 5_000);
     this.drainInline();
   }
-}
-
-/** Whether `p` settled within `ms` (it is not awaited further). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const inTime = await Promise.race([
-    p.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-      timer.unref();
-    }),
-  ]);
-  clearTimeout(timer);
-  return inTime;
 }
 
 /** How long closing lets the worker write what is queued before it is stopped and the rest goes on the main connection. */

@@ -2,6 +2,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Principal } from '../../auth/principal.js';
 import { looksLikeKey } from '../../auth/keys.js';
 import { isBatonError } from '../../core/errors.js';
+import { settlesWithin } from '../../core/time.js';
 import type { Hub } from '../../hub.js';
 import { isTier, tierError, type Tier } from '../../core/tiers.js';
 import type { Caller } from './server.js';
@@ -186,12 +187,5 @@ export async function runStdio(hub: Hub, opts: StdioOptions): Promise<void> {
 
 /** Waits for the calls still running (their waits were aborted with the transport), at most DRAIN_MS. */
 async function drain(inFlight: Set<Promise<unknown>>): Promise<void> {
-  if (inFlight.size === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, DRAIN_MS);
-    timer.unref();
-  });
-  await Promise.race([Promise.allSettled([...inFlight]), bound]);
-  clearTimeout(timer);
+  if (inFlight.size > 0) await settlesWithin(Promise.allSettled([...inFlight]), DRAIN_MS);
 }
