@@ -16,6 +16,7 @@ import { CLOCK_OFFSET_WARN_MS, SyncedClock, type ClockSyncStatus } from './core/
 import { sampleServerClock } from './store/clock-sync.js';
 import type { Seal } from './core/cursor.js';
 import { BatonError } from './core/errors.js';
+import { storeFailureKind } from './store/faults.js';
 import { newId } from './core/ids.js';
 import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
@@ -645,7 +646,7 @@ export class Hub {
    * removed data dir): logged again here it was a stack trace every second. Anything else is logged whole.
    */
   private backgroundFailed(what: string, err: unknown): void {
-    if (err instanceof BatonError && err.code.startsWith('storage_')) this.log.debug({ code: err.code }, `${what} failed`);
+    if (storeFailureKind(err) === 'fault') this.log.debug({ code: (err as BatonError).code }, `${what} failed`);
     else this.log.error({ err }, `${what} failed`);
   }
 

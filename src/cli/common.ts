@@ -92,10 +92,10 @@ export function hubExists(config: Config): boolean {
  * Baton secrets file throws the DataDirError that stops serve and mcp. Creates nothing: with no
  * database and no secrets file there is nothing to check (a first start generates both).
  */
-export function checkHubSecrets(config: Config, dbExists: boolean, env: NodeJS.ProcessEnv = process.env): void {
+export function checkHubSecrets(config: Config, dbExists: boolean): void {
   const dataDir = resolve(config.dataDir);
   if (!dbExists && !existsSync(join(dataDir, 'secrets.json'))) return;
-  resolveSecrets(dataDir, { env, production: config.env === 'production', dbExists });
+  resolveSecrets(dataDir, { env: process.env, production: config.env === 'production', dbExists });
 }
 
 /** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */

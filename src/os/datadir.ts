@@ -165,29 +165,41 @@ export function checkWritable(dir: string): void {
 }
 
 /**
- * The database and its WAL/SHM files (those present) that this user cannot write, each with what
- * to do: the hub would open them and refuse every write (storage_readonly). `access(W_OK)`, not
+ * Those of `paths` that exist and this process cannot write, with the errno. `access(W_OK)`, not
  * the mode bits: it also says so for root on an immutable file (EPERM) or a read-only mount (EROFS).
  */
-export function unwritableFiles(dir: string): string[] {
-  const problems: string[] = [];
-  for (const name of [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`]) {
-    const file = join(dir, name);
-    if (!existsSync(file)) continue;
+export function unwritablePaths(paths: readonly string[]): { path: string; code: string }[] {
+  const out: { path: string; code: string }[] = [];
+  for (const path of paths) {
+    if (!existsSync(path)) continue;
     try {
-      accessSync(file, constants.W_OK);
+      accessSync(path, constants.W_OK);
     } catch (err) {
-      const code = errno(err);
-      const fix =
-        code === 'EROFS'
-          ? 'its file system is mounted read-only: remount it read-write, or move the data dir'
-          : code === 'EPERM'
-            ? 'it is marked immutable or append-only (`lsattr` shows it): clear that with `chattr -i -a`'
-            : 'it should belong to the user running baton, mode 0600: fix its owner (chown) or mode (chmod 600)';
-      problems.push(`${file} cannot be written (${code}): ${fix}. Until then the hub refuses every write (storage_readonly)`);
+      out.push({ path, code: errno(err) });
     }
   }
-  return problems;
+  return out;
+}
+
+/** A SQLite database file and its WAL and shared-memory index. */
+export function databaseFiles(file: string): string[] {
+  return [file, `${file}-wal`, `${file}-shm`];
+}
+
+/**
+ * The database and its WAL/SHM files (those present) that this user cannot write, each with what
+ * to do: the hub would open them and refuse every write (storage_readonly).
+ */
+export function unwritableFiles(dir: string): string[] {
+  return unwritablePaths(databaseFiles(join(dir, DB_FILE))).map(({ path, code }) => {
+    const fix =
+      code === 'EROFS'
+        ? 'its file system is mounted read-only: remount it read-write, or move the data dir'
+        : code === 'EPERM'
+          ? 'it is marked immutable or append-only (`lsattr` shows it): clear that with `chattr -i -a`'
+          : 'it should belong to the user running baton, mode 0600: fix its owner (chown) or mode (chmod 600)';
+    return `${path} cannot be written (${code}): ${fix}. Until then the hub refuses every write (storage_readonly)`;
+  });
 }
 
 interface Identity {
@@ -228,7 +240,9 @@ export class DataDirWatch {
   ) {
     this.dirId = identity(dir);
     this.dbId = identity(join(dir, DB_FILE));
-    this.sideIds = [`${DB_FILE}-wal`, `${DB_FILE}-shm`].map((name) => [name, identity(join(dir, name))]);
+    this.sideIds = databaseFiles(join(dir, DB_FILE))
+      .slice(1)
+      .map((path) => [path, identity(path)]);
   }
 
   /** Checks now (four stat calls). Once lost, stays lost: only a restart opens the new files. */
@@ -240,7 +254,7 @@ export class DataDirWatch {
     let f = d === 'same' ? same(this.dbId, identity(join(this.dir, DB_FILE))) : d;
     for (const entry of this.sideIds) {
       if (f !== 'same') break;
-      const now = identity(join(this.dir, entry[0]));
+      const now = identity(entry[0]);
       if (entry[1] === null) entry[1] = now;
       else f = same(entry[1], now);
     }

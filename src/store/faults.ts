@@ -43,7 +43,6 @@ function freeBytes(dir: string | null): number | null {
   }
 }
 
-
 /** Whether the disk holding `dir` has room beyond NEARLY_FULL_BYTES (true when it cannot be asked). */
 export function hasRoom(dir: string | null): boolean {
   const free = freeBytes(dir);

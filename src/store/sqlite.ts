@@ -1,4 +1,5 @@
-import { accessSync, chmodSync, constants, existsSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
+import { databaseFiles, unwritablePaths } from '../os/datadir.js';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Db, Executor, IntegrityReport, Migration, Profile, StoreFault, TxMemo, WriteFault } from './db.js';
@@ -235,7 +236,8 @@ export class SqliteDb implements Db {
     const fault = faultRecord(code, error, Date.now());
     const previous = this.currentFault;
     this.currentFault = fault;
-    this.faultByPermission = code === 'storage_readonly' && !this.filesWritable();
+    // Asked once as a read-only fault begins (not for every refused caller while it lasts).
+    if (code === 'storage_readonly' && previous?.code !== code) this.faultByPermission = !this.filesWritable();
     // A full disk refuses every write of every batch: one report per fault and per
     // FAULT_REPORT_MS is enough for the operator, not one per caller.
     const now = performance.now();
@@ -279,14 +281,7 @@ export class SqliteDb implements Db {
 
   /** The data dir, the database file and its WAL and shared-memory files can be written by this process (`access(W_OK)`). */
   private filesWritable(): boolean {
-    if (this.dir === null) return true;
-    try {
-      accessSync(this.dir, constants.W_OK);
-      for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) if (f === this.file || existsSync(f)) accessSync(f, constants.W_OK);
-      return true;
-    } catch {
-      return false;
-    }
+    return this.dir === null || unwritablePaths([this.dir, ...databaseFiles(this.file)]).length === 0;
   }
 
   /** Ends whatever transaction is open; never throws (the transaction is being given up anyway). */
