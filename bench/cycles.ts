@@ -2,7 +2,7 @@
  * The claim+complete cycle the issue-7 ratios compare, shared by `bench/run.ts` and
  * `bench/ratios.ts`: the same work per cycle over MCP HTTP and in process, and a seeded data dir.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Principal } from '../src/auth/principal.js';
@@ -92,17 +92,30 @@ export async function inprocRun(hub: Hub, conc: number, seconds: number): Promis
   return { cps: cycles / seconds, cycles, p50: NaN, p99: NaN };
 }
 
+/** CPU ms (user + system) in a /proc stat line: fields 14 and 15, after the parenthesized command name. */
+function statCpuMs(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
 /** CPU time (ms, user + system, all threads) a process has used so far, from /proc (Linux); NaN elsewhere. */
 export function processCpuMs(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+    return statCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return NaN;
   }
+}
+
+/** CPU time (ms) each thread of a process has used so far, by thread id, from /proc (Linux); empty elsewhere. */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) out.set(tid, statCpuMs(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+  } catch {
+    // not Linux, or the process ended
+  }
+  return out;
 }
 
 export function median(values: number[]): number {
@@ -123,6 +136,8 @@ export interface Sample extends CycleResult {
   cpu: number;
   /** CPU ms per cycle of the load generator (this process), HTTP only. */
   clientCpu: number;
+  /** CPU ms per cycle of each of the server's busiest threads (0.005 ms and more), busiest first; HTTP only. */
+  threadCpu: number[];
 }
 
 /** Unmeasured run before each measured one, on every side: a fresh server's JIT warm-up is not what is compared. */
@@ -136,11 +151,16 @@ async function httpRound(dataDir: string, keys: string[], side: Exclude<Side, 'i
     await cycleRun(server.url, keys, WARMUP_S);
     const pid = server.child.pid!;
     const cpu0 = processCpuMs(pid);
+    const threads0 = threadCpuMs(pid);
     const client0 = process.cpuUsage();
     const r = await cycleRun(server.url, keys, seconds);
     const client = process.cpuUsage(client0);
     const cpu = processCpuMs(pid) - cpu0;
-    return { ...r, cpu: cpu / r.cycles, clientCpu: (client.user + client.system) / 1000 / r.cycles };
+    const threadCpu = [...threadCpuMs(pid)]
+      .map(([tid, ms]) => (ms - (threads0.get(tid) ?? 0)) / r.cycles)
+      .filter((ms) => ms >= 0.005)
+      .sort((a, b) => b - a);
+    return { ...r, cpu: cpu / r.cycles, clientCpu: (client.user + client.system) / 1000 / r.cycles, threadCpu };
   } finally {
     await server.stop();
   }
@@ -152,7 +172,7 @@ async function inprocRound(dataDir: string, agents: number, seconds: number): Pr
     const cpu0 = process.cpuUsage();
     const r = await inprocRun(hub, agents, seconds);
     const cpu = process.cpuUsage(cpu0);
-    return { ...r, cpu: (cpu.user + cpu.system) / 1000 / r.cycles, clientCpu: NaN };
+    return { ...r, cpu: (cpu.user + cpu.system) / 1000 / r.cycles, clientCpu: NaN, threadCpu: [] };
   });
 }
 
@@ -189,7 +209,7 @@ export async function ratioRounds(
       (samples[side] ??= []).push(s);
       options.log?.(
         `round ${round + 1} ${side.padEnd(7)} ${Math.round(s.cps)} cycles/s, CPU ${Math.round(s.cpu * 1000)} µs/cycle` +
-          `${Number.isNaN(s.clientCpu) ? '' : ` (load generator ${Math.round(s.clientCpu * 1000)} µs/cycle), call p50 ${s.p50.toFixed(2)} ms p99 ${s.p99.toFixed(2)} ms`}`,
+          `${Number.isNaN(s.clientCpu) ? '' : ` (busiest threads ${s.threadCpu.map((ms) => Math.round(ms * 1000)).join('/')} µs; load generator ${Math.round(s.clientCpu * 1000)} µs/cycle), call p50 ${s.p50.toFixed(2)} ms p99 ${s.p99.toFixed(2)} ms`}`,
       );
     }
   }
