@@ -28,7 +28,9 @@ export function inspectModes(dataDir: string): ModeReport[] {
   add(dataDir, 'dir');
   for (const f of PRIVATE_FILES) {
     const p = join(dataDir, f);
-    if (existsSync(p)) add(p, 'file');
+    // Only a regular file is one of ours to fix: a directory (or other thing) at that name is
+    // refused by whoever reads it (secrets.ts, the store) and left as it was found.
+    if (existsSync(p) && statSync(p).isFile()) add(p, 'file');
   }
   return out;
 }

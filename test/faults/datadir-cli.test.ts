@@ -232,16 +232,18 @@ describe('baton doctor and baton init on files serve and mcp refuse', () => {
       ['not JSON', () => writeFileSync(secrets, '{"version":1,'), 'secrets.json is not valid JSON'],
       ['0 bytes', () => writeFileSync(secrets, ''), 'secrets.json is not valid JSON'],
       ['{}', () => writeFileSync(secrets, '{}'), 'secrets.json is not a Baton secrets file'],
-      ['a directory', () => (rmSync(secrets), mkdirSync(secrets)), 'secrets.json cannot be read (EISDIR)'],
+      ['a directory', () => (rmSync(secrets), mkdirSync(secrets), chmodSync(secrets, 0o755)), 'secrets.json cannot be read (EISDIR)'],
     ];
     for (const [what, damage, message] of cases) {
       reset();
       damage();
       const mcp = await baton(['mcp', '--data', data]);
       expect(mcp.code, what).toBe(1);
-      // Its last line (a secrets.json directory is first logged as a mode fixed).
-      const line = mcp.stderr.trim().split('\n').pop()!.replace(/^baton: /, '');
+      // One line, the refusal: a secrets.json directory is not first "fixed" to mode 0600.
+      const line = mcp.stderr.trim().replace(/^baton: /, '');
       expect(line, what).toContain(message);
+      expect(line, what).not.toContain('\n');
+      if (what === 'a directory') expect(statSync(secrets).mode & 0o777).toBe(0o755);
       const doctor = await baton(['doctor', '--data', data]);
       expect(doctor.code, what).toBe(1);
       expectNoStack(doctor);
