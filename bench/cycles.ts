@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import type { Principal } from '../src/auth/principal.js';
 import { ConfigSchema } from '../src/config.js';
 import { Hub } from '../src/hub.js';
-import { percentile, rpcClient, startProcess } from './lib.js';
+import { percentile, rawRpcClient, rpcClient, startProcess } from './lib.js';
 
 const BIN = resolve(import.meta.dirname, '../bin/baton.js');
 const SPLIT = resolve(import.meta.dirname, 'split-server.mjs');
@@ -61,7 +61,7 @@ export async function cycleRun(url: string, keys: string[], seconds: number): Pr
   const deadline = performance.now() + seconds * 1000;
   await Promise.all(
     keys.map(async (key) => {
-      const c = rpcClient(url, key, latencies);
+      const c = (process.env.BENCH_CLIENT === 'raw' ? rawRpcClient : rpcClient)(url, key, latencies);
       while (performance.now() < deadline) {
         const { task } = await c.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', {});
         if (task === null) break;

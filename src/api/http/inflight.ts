@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GoneSignal } from '../../core/gone.js';
 
 /**
@@ -51,15 +51,28 @@ export class InFlight {
   private draining = false;
   private idle: (() => void) | null = null;
 
-  /** Tracks one request; the returned signal aborts if its client leaves before the answer is complete. */
-  track(res: ServerResponse): ClientSignal {
+  /**
+   * Tracks one request; the returned signal aborts if its client leaves before the answer is
+   * complete. Its socket's close counts as well as the response's: a request pipelined behind
+   * another on a keep-alive socket has no socket of its own response yet, and node emits no
+   * 'close' on such a queued response when the socket dies (its wait would go on and commit
+   * for nobody, and the response stay in `open` through the next drain).
+   */
+  track(req: IncomingMessage, res: ServerResponse): ClientSignal {
     const gone = new ClientSignal();
     this.open.add(res);
-    res.once('close', () => {
+    const socket = req.socket;
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      socket.removeListener('close', end);
       if (!res.writableFinished) gone.abort();
       this.open.delete(res);
       if (this.draining && this.open.size === 0) this.idle?.();
-    });
+    };
+    res.once('close', end);
+    socket.on('close', end);
     return gone;
   }
 

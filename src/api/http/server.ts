@@ -128,7 +128,7 @@ class HttpSurface {
     res.guard = this.guard;
     // Who the client is, once, before anything reads it (guard, throttle, audit, cookies).
     this.proxy.bind(req);
-    const signal = this.inflight.track(res);
+    const signal = this.inflight.track(req, res);
     if (this.inflight.isDraining) {
       res.shouldKeepAlive = false;
       this.fail(req, res, requestId, new BatonError('shutting_down', 'the server is shutting down; retry shortly'));
