@@ -181,7 +181,9 @@ function describeAllowed(issue: z.core.$ZodIssue): string {
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
   const origin = new Map<string, string>();
-  const merged: Record<string, unknown> = {};
+  // No prototype: a config file's "__proto__" key is then an own key, refused as unknown like any
+  // other, instead of setting the object's prototype (whose values zod would read as settings).
+  const merged: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
 
   const file = sources.file ?? env.BATON_CONFIG;
   if (file !== undefined && file !== '') {

@@ -39,7 +39,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`baton: ${printable(err.message)}\n`);
+      // One setting per line (printable escapes a newline, so each line on its own).
+      process.stderr.write(`baton: ${err.message.split('\n').map(printable).join('\n')}\n`);
       process.exitCode = 2;
       return;
     }

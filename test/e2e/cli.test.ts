@@ -401,6 +401,25 @@ describe('baton task', () => {
     expect(all.tasks).toEqual([]);
   });
 
+  it('an invalid configuration exits 2 with one setting per line; a __proto__ key in the config file is refused, not applied', async () => {
+    const { root, data } = await initialised();
+    let r = await baton(['task', 'list', '--data', data], { env: { BATON_SWEEP_INTERVAL_MS: 'abc', BATON_LEASE_MS: '-1' } });
+    expect(r.code).toBe(2);
+    expectNoStack(r);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('baton: invalid configuration:');
+    expect(lines.slice(1).sort()).toEqual([
+      expect.stringMatching(/^ {2}leaseMs \(environment BATON_LEASE_MS\): minimum /),
+      expect.stringMatching(/^ {2}sweepIntervalMs \(environment BATON_SWEEP_INTERVAL_MS\): expected number/),
+    ]);
+    expect(r.stderr).not.toContain('\\x0a');
+    const file = join(root, 'proto.json');
+    writeFileSync(file, '{"__proto__": {"leaseMs": 2000000}}');
+    r = await baton(['task', 'list', '--data', data, '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`__proto__ (config file ${file}): unknown setting`);
+  });
+
   it('--priority 11 exits 2 naming tasks.0.priority', async () => {
     const { data } = await initialised();
     const r = await baton(['task', 'add', '--title', 'x', '--priority', '11', '--data', data]);
