@@ -46,6 +46,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (isBatonError(err)) {
       process.stderr.write(`baton: ${err.code}: ${printable(err.message)}\n`);
+      // What the message points to (e.g. cursor_expired's "resume from details.cursor"), as HTTP
+      // and MCP clients get it.
+      if (err.details !== undefined && Object.keys(err.details).length > 0) process.stderr.write(`  details: ${printable(JSON.stringify(err.details))}\n`);
       process.exitCode = err.code === 'invalid_input' || err.code === 'too_large' ? 2 : 1;
       return;
     }

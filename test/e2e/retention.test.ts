@@ -3,7 +3,8 @@ import type { HttpHandle } from '../../src/api/http/server.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { sql } from '../../src/store/sql.js';
-import { call, createKey, openHub, serve, type TestHub } from '../helpers.js';
+import { join } from 'node:path';
+import { call, createKey, openHub, runBaton, serve, type TestHub } from '../helpers.js';
 
 const DAY = 86_400_000;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers, checked field by field
@@ -57,6 +58,11 @@ describe('retention', () => {
     expect(expired.status).toBe(410);
     expect(expired.body.error.code).toBe('cursor_expired');
     const newest = expired.body.error.details.cursor as string;
+    // The CLI says the same, with the cursor to resume from (its message points to details.cursor).
+    const cli = await runBaton(['events', 'wait', '--after', oldCursor, '--types', 'task.created', '--data', join(t.dir, 'data')]);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain('baton: cursor_expired: ');
+    expect(cli.stderr).toContain(`  details: {"cursor":"${newest}"}`);
     const resumed = await events(newest);
     expect(resumed.status).toBe(200);
     expect(resumed.body.events).toEqual([]);
