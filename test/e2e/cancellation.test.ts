@@ -1,4 +1,7 @@
 import { connect, type Socket } from 'node:net';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Http } from '@modelcontextprotocol/client';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as V1Http } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HttpHandle } from '../../src/api/http/server.js';
 import { sql } from '../../src/store/sql.js';
@@ -157,6 +160,68 @@ describe('a client that leaves mid-wait gets nothing committed for it', () => {
       expect(await lean.drain(2_000)).toBe(true);
     });
   }
+
+  // An SDK client that gives up on a call (its AbortSignal) sends notifications/cancelled in a POST
+  // of its own and keeps the call's POST open: only the cancel says the caller no longer wants it.
+  const SDKS = ['v1', 'v2'] as const;
+  for (const sdk of SDKS) {
+    for (const progress of [false, true]) {
+      it(`an MCP cancel over HTTP ends a waiting claim, nothing claimed (${sdk} SDK${progress ? ', with progress' : ''})`, async () => {
+        const { t, lean, worker } = await setup();
+        const endpoint = new URL('/mcp', lean.url);
+        const requestInit = { headers: { Authorization: `Bearer ${worker}` } };
+        const controller = new AbortController();
+        const options = { signal: controller.signal, timeout: 60_000, ...(progress ? { onprogress: () => undefined } : {}) };
+        let client: { close(): Promise<void> };
+        let pending: Promise<unknown>;
+        if (sdk === 'v1') {
+          const c = new V1Client({ name: 'cancel-v1', version: '1.0.0' });
+          await c.connect(new V1Http(endpoint, { requestInit }));
+          pending = c.callTool({ name: 'task_claim', arguments: { wait_ms: 30_000 } }, undefined, options);
+          client = c;
+        } else {
+          const c = new V2Client({ name: 'cancel-v2', version: '1.0.0' });
+          await c.connect(new V2Http(endpoint, { requestInit }));
+          pending = c.callTool({ name: 'task_claim', arguments: { wait_ms: 30_000 } }, options);
+          client = c;
+        }
+        const settled = pending.then(() => 'answered', () => 'rejected');
+        try {
+          expect(await until(() => t.hub.bus.waiting === 1)).toBe(true);
+          controller.abort('user pressed Esc');
+          expect(await settled).toBe('rejected');
+          // The server ends the wait, though the call's own POST is still open.
+          expect(await until(() => t.hub.bus.waiting === 0, 3_000)).toBe(true);
+          const created = await call<{ tasks: { id: string }[] }>(t.hub, t.admin, 'task_create', { tasks: [{ title: 'after the cancel' }] });
+          expect(await until(async () => (await audited(t, 'task_claim')).length > 0)).toBe(true);
+          expect(await audited(t, 'task_claim')).toEqual([{ outcome: 'error', code: 'unavailable' }]);
+          const task = await call<{ task: { status: string } }>(t.hub, t.admin, 'task_get', { id: created.tasks[0]!.id });
+          expect(task.task.status).toBe('ready');
+        } finally {
+          await client.close();
+        }
+      });
+    }
+  }
+
+  it('a cancel with another key, or for another id, ends nothing', async () => {
+    const { t, lean, worker } = await setup();
+    const other = await createKey(t, 'w2', 'worker');
+    const raw = rawPost(lean.url, '/mcp', worker, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'task_claim', arguments: { wait_ms: 30_000 } } }, LEGACY);
+    expect(await until(() => t.hub.bus.waiting === 1)).toBe(true);
+    for (const [key, requestId] of [[other, 7], [worker, 8], [worker, '7']] as const) {
+      const r = await fetch(new URL('/mcp', lean.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...LEGACY },
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'not yours' } }),
+      });
+      expect(r.status).toBe(202);
+    }
+    await call(t.hub, t.admin, 'task_create', { tasks: [{ title: 'for the one who waited' }] });
+    const text = await woken(raw.text);
+    expect(text.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(text).toContain('for the one who waited');
+  });
 
   it('a client that stays gets its claim (the same wait, not abandoned)', async () => {
     const { t, lean, worker } = await setup();

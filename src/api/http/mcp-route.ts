@@ -1,4 +1,3 @@
-import type { GoneSignal } from '../../core/gone.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -12,6 +11,8 @@ import type { Hub } from '../../hub.js';
 import type { ResolvePrincipal } from '../../ops/runner.js';
 import { buildMcpServer } from '../mcp/server.js';
 import { clientAddress, credentialOf } from './auth-routes.js';
+import { WaitCancels } from './cancels.js';
+import type { ClientSignal } from './inflight.js';
 import { parseJson, readBody } from './body.js';
 import { leanAnswer } from './lean.js';
 import type { Send } from './respond.js';
@@ -23,7 +24,7 @@ interface SdkCaller {
   principal: Principal;
   /** A fresh resolver per tool call: every attempt of a wait authenticates again (revocation stops it). */
   who: () => ResolvePrincipal;
-  signal: GoneSignal;
+  signal: ClientSignal;
   /** The connection's tool tier (`?tools=` or X-Baton-Tools); undefined: the key's. */
   tools: Tier | undefined;
   /** The client's address (proxy.ts), for the audit of each tool call. */
@@ -53,6 +54,8 @@ export function requestedTier(req: IncomingMessage): { tools: Tier | undefined }
  */
 export class McpRoute {
   readonly stats = { lean: 0, sdk: 0 };
+  /** Waiting calls in flight, for `notifications/cancelled` sent in a POST of its own (cancels.ts). */
+  readonly cancels = new WaitCancels();
   private readonly sdk: ReturnType<typeof createMcpHandler>;
 
   constructor(
@@ -75,7 +78,7 @@ export class McpRoute {
     );
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: GoneSignal): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: ClientSignal): Promise<void> {
     if (req.method !== 'POST') {
       res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
       return;
@@ -94,9 +97,30 @@ export class McpRoute {
       this.send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32600, message: tier.error } });
       return;
     }
+    // A cancel ends the waits it names before the SDK answers it (202); a waiting call is listed
+    // until its answer is done.
+    if (this.cancels.size > 0) this.cancels.cancel(key, body);
+    const listed = this.cancels.register(key, body, signal);
+    try {
+      await this.answer(req, res, requestId, key, text, body, signal, tier.tools);
+    } finally {
+      listed?.();
+    }
+  }
+
+  private async answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    key: Credential,
+    text: string,
+    body: unknown,
+    signal: ClientSignal,
+    tools: Tier | undefined,
+  ): Promise<void> {
     if (this.lean) {
       this.proven(req.socket);
-      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, clientAddress(req), signal, tier.tools);
+      const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, clientAddress(req), signal, tools);
       if (answer !== null) {
         this.stats.lean++;
         this.send(res, 200, answer);
@@ -104,7 +128,7 @@ export class McpRoute {
       }
     }
     this.stats.sdk++;
-    await this.viaSdk(req, res, requestId, key, text, body, signal, tier.tools);
+    await this.viaSdk(req, res, requestId, key, text, body, signal, tools);
   }
 
   private async viaSdk(
@@ -114,7 +138,7 @@ export class McpRoute {
     key: Credential,
     text: string,
     body: unknown,
-    signal: GoneSignal,
+    signal: ClientSignal,
     tools: Tier | undefined,
   ): Promise<void> {
     // Authenticated here so a bad key is an HTTP 401 before any protocol work; tool calls

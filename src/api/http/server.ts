@@ -11,7 +11,7 @@ import { errorBody, httpStatus, toBatonError } from '../errors.js';
 import { authErrorHeaders, credentialOf, handleAuthRoute } from './auth-routes.js';
 import { ConnectionGuard, RequestGuard, TLS_CIPHERS, checkTransport, type TlsMaterial } from './guard.js';
 import { healthAnswer } from './health.js';
-import { InFlight } from './inflight.js';
+import { InFlight, type ClientSignal } from './inflight.js';
 import { HubMetrics, handleMetrics } from './metrics.js';
 import { McpRoute } from './mcp-route.js';
 import { PendingConnections } from './pending.js';
@@ -138,7 +138,7 @@ class HttpSurface {
   };
 
   /** guard → route; a request answered with a success authenticates its connection. */
-  private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: GoneSignal): Promise<void> {
+  private async handle(req: IncomingMessage, res: SecureResponse, requestId: string, signal: ClientSignal): Promise<void> {
     try {
       if (this.guard.check(req, res, this.hub.clock.now())) return;
     } catch (err) {
@@ -150,7 +150,7 @@ class HttpSurface {
     if (res.statusCode < 400 && !isDashboardPath((req.url ?? '/').split('?', 1)[0]!)) this.pending.authenticated(req.socket);
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: GoneSignal): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse, requestId: string, signal: ClientSignal): Promise<void> {
     const { hub, send } = this;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
