@@ -11,8 +11,9 @@ import { keyByHash, keyById, keysByHashes, type KeyForAuth } from './store/auth.
 import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
-import { systemClock, type Clock } from './core/clock.js';
+import type { Clock } from './core/clock.js';
 import { CLOCK_OFFSET_WARN_MS, SyncedClock, type ClockSyncStatus } from './core/synced-clock.js';
+import { hostClock } from './os/machine-clock.js';
 import { sampleServerClock } from './store/clock-sync.js';
 import type { Seal } from './core/cursor.js';
 import { BatonError } from './core/errors.js';
@@ -25,7 +26,7 @@ import { DeferredWriter, WorkerSink, closeDeferred, inlineSink, type SinkHealth 
 import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
-import { clockSteps, sweepLeases } from './ops/tasks.js';
+import { clockSteps, sweepLeases, wallSteps } from './ops/tasks.js';
 import type { Db, Executor, TxMemo, WriteMode, WriteOptions } from './store/db.js';
 import { agentByName, createAgent, ensureAgent, ensureProject, externalAgent, insertToken, linkExternal, projectByName } from './store/directory.js';
 import { appendEvent, auditKeyFrom, legacyHeadUnkeyed, sealLegacyHead, sweepAudit, verifyAudit, type AuditVerdict } from './store/journal.js';
@@ -162,7 +163,7 @@ export class Hub {
 
   static async open(config: Config, options: HubOptions = {}): Promise<Hub> {
     const log = options.log ?? createLogger(config.logLevel);
-    const local = options.clock ?? systemClock;
+    const local = options.clock ?? hostClock;
     const dataDir = resolve(config.dataDir);
     // Before anything is created: a foreign or empty database file, a read-only dir (datadir.ts).
     await checkDataDir(dataDir);
@@ -534,13 +535,15 @@ export class Hub {
    */
   async sweep(): Promise<number> {
     const now = this.clock.now();
-    const steps = clockSteps(this.config, this.clock).observe();
+    let settle = (): void => undefined;
     let changed = 0;
     const swept = await this.db.write(async (ex) => {
       const emit = (projectId: string, type: string, subject: string, data: Record<string, unknown>): Promise<void> => {
         changed++;
         return appendEvent(ex, projectId, type, subject, null, JSON.stringify(data), now);
       };
+      const { steps, settle: settled } = await wallSteps(ex, this.config, this.clock, now);
+      settle = settled;
       for (const step of steps) {
         const moved = await extendLeasesAfterStep(ex, step);
         this.log.warn({ step_ms: step.stepMs, leases_moved: moved }, 'wall clock stepped forward; live leases moved with it');
@@ -555,7 +558,7 @@ export class Hub {
       if (this.config.auditRetentionDays > 0) await sweepAudit(ex, now, this.config.auditRetentionDays * 86_400_000, this.auditKey);
       return leases;
     });
-    clockSteps(this.config, this.clock).settle(steps);
+    settle();
     if (changed > 0) this.bus.ring();
     return swept;
   }

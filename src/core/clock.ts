@@ -7,6 +7,17 @@
 export interface Clock {
   now(): number;
   monotonic(): number;
+  /**
+   * A monotonic reading every process of this machine shares (same boot), for a clock step seen
+   * across processes (store `clock_offsets`); absent or null where there is none to share.
+   */
+  machine?(): MachineTime | null;
+}
+
+/** A reading of the machine's monotonic clock: `ms` compares only within one `boot`. */
+export interface MachineTime {
+  boot: string;
+  ms: number;
 }
 
 export const systemClock: Clock = { now: () => Date.now(), monotonic: () => performance.now() };
@@ -23,6 +34,10 @@ export class ManualClock implements Clock {
   }
   monotonic(): number {
     return this.mono;
+  }
+  /** The same monotonic clock, as if every hub of a test shared one machine. */
+  machine(): MachineTime {
+    return { boot: 'manual', ms: this.mono };
   }
   advance(ms: number): void {
     this.t += ms;

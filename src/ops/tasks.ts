@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { BatonError, notFound } from '../core/errors.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import { decodeCursor, encodeCursor } from '../core/cursor.js';
-import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type StepDetector } from '../core/clock-step.js';
+import { CLOCK_STEP_SLACK_MS, stepDetectorOf, type ClockStep, type StepDetector } from '../core/clock-step.js';
 import type { Clock } from '../core/clock.js';
 import type { Config } from '../config.js';
 import { afterFailure, findCycle, isFinal, isHeld, topoOrder, type TaskState } from '../core/tasks.js';
@@ -155,16 +155,35 @@ export function clockSteps(config: Config, clock: Clock): StepDetector {
 }
 
 /**
- * Applies forward clock steps not yet settled by the sweeper, before anything here treats a lease
- * as expired: a step between two sweeper ticks must not dead-letter live tasks. Only called on
- * paths that already found something expired (or a fence that missed), never on the hot path.
- * True when a lease moved.
+ * The forward wall-clock steps to apply in this transaction before any lease is treated as
+ * expired. On SQLite, where the clock offers the machine's shared monotonic clock: the step since
+ * the offset any process of this boot recorded last (store `wallStepSince`, recorded in this same
+ * transaction), so a process started after the step (a CLI call, a new `baton mcp`, whose own
+ * detector has no earlier reading) sees it too. Otherwise (PostgreSQL, whose instances may run
+ * on several machines; a platform without a boot id): this process's detector, whose steps stay
+ * pending until `settle` after the commit.
+ */
+export async function wallSteps(ex: Executor, config: Config, clock: Clock, now: number): Promise<{ steps: readonly ClockStep[]; settle: () => void }> {
+  const machine = ex.dialect.serverClock === null ? (clock.machine?.() ?? null) : null;
+  if (machine !== null) {
+    const step = await store.wallStepSince(ex, machine, clock.now(), now, CLOCK_STEP_SLACK_MS);
+    return { steps: step === null ? [] : [step], settle: () => undefined };
+  }
+  const detector = clockSteps(config, clock);
+  const steps = detector.observe();
+  return { steps, settle: () => detector.settle(steps) };
+}
+
+/**
+ * Applies forward clock steps not yet applied, before anything here treats a lease as expired: a
+ * step between two sweeper ticks must not dead-letter live tasks. Only called on paths that
+ * already found something expired (or a fence that missed), never on the hot path. True when a
+ * lease moved.
  */
 async function absorbClockSteps(ctx: OpContext): Promise<boolean> {
   let moved = 0;
-  for (const step of clockSteps(ctx.services.config, ctx.services.clock).observe()) {
-    moved += await store.extendLeasesAfterStep(ctx.tx, step);
-  }
+  const { steps } = await wallSteps(ctx.tx, ctx.services.config, ctx.services.clock, ctx.now);
+  for (const step of steps) moved += await store.extendLeasesAfterStep(ctx.tx, step);
   return moved > 0;
 }
 

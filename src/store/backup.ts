@@ -88,6 +88,7 @@ export const TABLES: readonly Table[] = [
   { name: 'audit_anchor', cols: trusted('id, last_id, hash, swept_at, mac'), from: trusted('audit_anchor') },
   { name: 'audit_head', cols: trusted('id, last_id, hash, mac'), from: trusted('audit_head') },
   { name: 'deferred_marks', cols: trusted('key'), from: trusted('deferred_marks') },
+  { name: 'clock_offsets', cols: trusted('boot, offset_ms'), from: trusted('clock_offsets') },
   {
     name: 'messages',
     cols: trusted(

@@ -14,6 +14,7 @@ import { V13_TOKEN_TOOLS } from './schema/v13-token-tools.js';
 import { V14_AUDIT_CHAINS } from './schema/v14-audit-chains.js';
 import { V15_DEFERRED_MARKS } from './schema/v15-deferred-marks.js';
 import { V16_TASK_FINISHES } from './schema/v16-task-finishes.js';
+import { V17_CLOCK_OFFSETS } from './schema/v17-clock-offsets.js';
 
 /**
  * Versioned schema. Append only: a shipped migration is never edited. Times are integer
@@ -287,4 +288,5 @@ CREATE TABLE audit (
   V14_AUDIT_CHAINS,
   V15_DEFERRED_MARKS,
   V16_TASK_FINISHES,
+  V17_CLOCK_OFFSETS,
 ];

@@ -1,3 +1,5 @@
+import type { MachineTime } from '../core/clock.js';
+import type { ClockStep } from '../core/clock-step.js';
 import type { TaskState } from '../core/tasks.js';
 import type { Executor } from './db.js';
 import { releaseLocksSql, releaseTaskLocks, toLock, type Lock, type LockRow } from './locks.js';
@@ -347,6 +349,32 @@ export async function extendLeasesAfterStep(
     WHERE lease_expires_at > ${step.unsteppedNow} AND status IN ('claimed', 'running')
       AND updated_at < ${step.writtenBefore}`);
   return changes;
+}
+
+/**
+ * The forward wall-clock step since the offset (wall − machine monotonic) last recorded for this
+ * boot by any process, recorded anew in this transaction (a rollback forgets both). Null when the
+ * offset moved by no more than `slackMs`, or backwards (only recorded: leases then just last
+ * longer), or on the first reading of a boot (rows of other boots are dropped). When the step
+ * happened is not known, only that it came after the last reading; a lease written before it may
+ * even carry a later wall time than one written after it (an earlier backward step), so every
+ * lease still live in unstepped time moves. One written after the step and before a late reading
+ * (no sweeper ran in between) moves too: it lasts longer by the step, which harms no holder.
+ * Recorded once, in the transaction that moves the leases: a step is applied once, by one process.
+ */
+export async function wallStepSince(ex: Executor, machine: MachineTime, wall: number, now: number, slackMs: number): Promise<ClockStep | null> {
+  const offset = Math.round(wall - machine.ms);
+  const row = await ex.get<{ offset_ms: number | string }>(sql`SELECT offset_ms FROM clock_offsets WHERE boot = ${machine.boot}`);
+  if (row === undefined) {
+    await ex.run(sql`DELETE FROM clock_offsets WHERE boot <> ${machine.boot}`);
+    await ex.run(sql`INSERT INTO clock_offsets (boot, offset_ms) VALUES (${machine.boot}, ${offset}) ON CONFLICT (boot) DO NOTHING`);
+    return null;
+  }
+  const stepMs = offset - Number(row.offset_ms);
+  if (Math.abs(stepMs) <= slackMs) return null;
+  await ex.run(sql`UPDATE clock_offsets SET offset_ms = ${offset} WHERE boot = ${machine.boot}`);
+  if (stepMs < 0) return null;
+  return { stepMs, unsteppedNow: now - stepMs, now, writtenBefore: now + 1 };
 }
 
 /** Tasks whose lease has run out, oldest expiry first (in one project, or in all). */

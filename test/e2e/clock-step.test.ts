@@ -2,7 +2,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { ManualClock } from '../../src/core/clock.js';
 import type { BatonError } from '../../src/core/errors.js';
-import { call, createKey, openHub, type TestHub } from '../helpers.js';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Hub } from '../../src/hub.js';
+import { call, createKey, openHub, testConfig, type TestHub } from '../helpers.js';
 
 type Task = { id: string; status: string; attempts: number; lease: { owner: string; token: number; expires_at: string } | null };
 
@@ -134,5 +137,49 @@ describe('wall-clock steps and leases', () => {
     clock.step(20 * 60_000); // net +10 min
     expect(await t.hub.sweep()).toBe(0);
     for (let i = 0; i < 5; i++) await heartbeat(workers[i]!, held[i]!);
+  });
+});
+
+/**
+ * A process started after the step (a CLI call, a new `baton mcp`) has no earlier reading of its
+ * own: it once expired every live lease of the project at its first claim, and refused a holder's
+ * heartbeat with lease_expired. On SQLite the offset of the wall clock from the machine's
+ * monotonic clock is kept in the database (clock_offsets), so it sees the step too.
+ */
+describe('a clock step seen by a process that started after it (SQLite, one machine)', () => {
+  const opened: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    for (const o of opened.splice(0).reverse()) await o.close();
+  });
+
+  it('its claim moves live leases instead of expiring them, its holder heartbeats, and the step is applied once', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 1));
+    const config = { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 };
+    const t = await openHub({ clock, config, backend: 'sqlite' });
+    opened.push(t);
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 3 }, (_, i) => ({ title: `t${i}`, max_attempts: 1 })) });
+    const held: Task[] = [];
+    for (let i = 0; i < 3; i++) held.push((await call<{ task: Task }>(t.hub, await t.hub.localPrincipal(`w${i}`, 'worker'), 'task_claim', {})).task);
+    await t.hub.sweep(); // the serving process's tick before the step
+    clock.advance(20_000);
+    clock.step(10 * 60_000);
+
+    // A second process on the same data dir, started now: the same machine clock, no reading of its own.
+    const fresh = { now: () => clock.now(), monotonic: () => 0, machine: () => clock.machine() };
+    const other = await Hub.open(testConfig(join(t.dir, 'data'), config), { clock: fresh, log: pino({ level: 'silent' }) });
+    opened.push(other);
+    expect((await call<{ task: Task | null }>(other, await other.localPrincipal('late', 'worker'), 'task_claim', {})).task).toBeNull();
+    const moved = (await call<{ task: Task }>(other, lead, 'task_get', { id: held[0]!.id })).task;
+    expect(moved.status).toBe('claimed');
+    expect(Date.parse(moved.lease!.expires_at) - Date.parse(held[0]!.lease!.expires_at)).toBe(10 * 60_000);
+    const w1 = await other.localPrincipal('w1', 'worker');
+    await call(other, w1, 'task_heartbeat', { id: held[1]!.id, lease_token: held[1]!.lease!.token });
+
+    // The serving process's next tick finds the step applied: nothing moves twice, nothing expires.
+    expect(await t.hub.sweep()).toBe(0);
+    for (const h of held) expect((await call<{ task: Task }>(t.hub, lead, 'task_get', { id: h.id })).task.status).toBe('claimed');
+    const third = (await call<{ task: Task }>(t.hub, lead, 'task_get', { id: held[2]!.id })).task;
+    expect(Date.parse(third.lease!.expires_at) - Date.parse(held[2]!.lease!.expires_at)).toBe(10 * 60_000);
   });
 });
