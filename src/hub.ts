@@ -12,6 +12,7 @@ import type { CallMeta, Principal } from './auth/principal.js';
 import type { Secrets } from './auth/secrets.js';
 import type { Config } from './config.js';
 import type { Clock } from './core/clock.js';
+import { settlesWithin } from './core/time.js';
 import { CLOCK_OFFSET_WARN_MS, SyncedClock, type ClockSyncStatus } from './core/synced-clock.js';
 import { hostClock } from './os/machine-clock.js';
 import { sampleServerClock } from './store/clock-sync.js';
@@ -694,9 +695,17 @@ export class Hub {
     this.dataWatch?.stop();
     this.bus.close();
     await closeDeferred(this.deferred, this.workerSink, this.log);
-    await this.db.close();
+    // Bounded: a PostgreSQL server that stopped answering holds its connections until the
+    // client's query_timeout; a stop (SIGTERM) must not wait for it. Writes still queued were
+    // not acknowledged.
+    if (!(await settlesWithin(this.db.close(), STORE_CLOSE_MS))) {
+      this.log.warn({ ms: STORE_CLOSE_MS }, 'the store did not close in time (a database that stopped answering?); closing without it');
+    }
   }
 }
+
+/** How long `close()` waits for the store's own close (ms). */
+const STORE_CLOSE_MS = 10_000;
 
 /**
  * One sync of the hub's clock with the database server's (core/synced-clock.ts). A failure keeps

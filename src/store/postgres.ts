@@ -28,6 +28,8 @@ const MIGRATE_LOCK = 0x6261_7402;
 const AUDIT_LOCK = 0x6261_7403;
 /** While one fault persists, onFault hears of it again at most this often (ms). */
 const FAULT_REPORT_MS = 10_000;
+/** The client's query_timeout is the server's statement_timeout plus this (ms): the server ends a slow statement itself first. */
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
 
 export interface PostgresOptions {
   url: string;
@@ -111,9 +113,28 @@ function statementName(text: string): string | undefined {
 }
 
 /** The server or the connection went away (or refused us): `unavailable`, retried while the budget lasts. */
+/**
+ * The pool could not open a connection: whatever the server or the network said (refused, a
+ * wrong password after a rotation, too many clients, a database not accepting connections), the
+ * store cannot be reached, which is an outage (503 with Retry-After, the breaker counts it), not
+ * a bug. `reason` is the server's or the socket's message, for the operator's log and the CLI.
+ */
+export class ConnectFailed extends Error {
+  constructor(readonly reason: string, readonly sqlState: string | null) {
+    super(`cannot connect to the database: ${reason}${sqlState === null ? '' : ` (${sqlState})`}`);
+    this.name = 'ConnectFailed';
+  }
+  static of(err: unknown): ConnectFailed {
+    return err instanceof ConnectFailed ? err : new ConnectFailed(String((err as Error | null)?.message ?? err).slice(0, 300), pgCode(err));
+  }
+}
+
 export function isConnectionLoss(err: unknown): boolean {
+  if (err instanceof ConnectFailed) return true;
   const code = pgCode(err);
-  if (code === null) return err instanceof Error && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message);
+  // "Query read timeout": the client's query_timeout, past the server's statement_timeout: the
+  // server (or the path to it) stopped answering; pg destroyed the pipelined connection.
+  if (code === null) return err instanceof Error && /Connection terminated|connection timeout|Client has encountered a connection error|Query read timeout/i.test(err.message);
   return (
     code.startsWith('08') ||
     code === '57P01' || // admin_shutdown
@@ -300,10 +321,17 @@ export class PostgresDb implements Db {
   static async open(options: PostgresOptions): Promise<PostgresDb> {
     const schema = options.schema ?? 'public';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new BatonError('invalid_input', 'database schema: lower-case letters, digits and _');
+    const statementTimeout = options.statementTimeoutMs ?? 30_000;
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 10,
-      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      statement_timeout: statementTimeout,
+      // The server's statement_timeout cannot end a wait for a server that stopped answering (a
+      // frozen host, a dropped network path: the socket stays open): the client gives up a little
+      // after it, the connection is dropped and the caller gets `unavailable` instead of waiting
+      // until the server answers again (a probe saw 186 s, and a SIGTERM that could not stop).
+      query_timeout: statementTimeout + QUERY_TIMEOUT_MARGIN_MS,
+      keepAlive: true,
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
       types: TYPES,
@@ -311,7 +339,10 @@ export class PostgresDb implements Db {
       // of the next: a write transaction waits for fewer round trips than it sends.
       pipeline: true,
       // Set at connection startup (no statement per connection); the name is checked above.
-      options: `-c search_path=${schema}`,
+      // lock_timeout bounds every lock wait by busyTimeoutMs, reads' too (a write transaction sets
+      // its own, the same): a table locked by another session answers `unavailable` after it,
+      // not after statement_timeout.
+      options: `-c search_path=${schema} -c lock_timeout=${Math.max(1, Math.floor(options.busyTimeoutMs ?? 5000))}`,
       // Operators (pg_stat_activity) and tests see whose connections these are.
       application_name: `baton:${schema}`,
     });
@@ -323,6 +354,14 @@ export class PostgresDb implements Db {
     });
     const db = new PostgresDb(pool, options, schema);
     try {
+      // The first connection says plainly why it fails (a wrong password, a database that does
+      // not exist, a refused port): the operator starting the hub reads it.
+      await pool.connect().then(
+        (client) => client.release(),
+        (err: unknown) => {
+          throw ConnectFailed.of(err);
+        },
+      );
       // Created only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
       // when the schema exists, which a role given only its own schema (by a DBA) does not have.
       const exists = await pool.query({ text: 'SELECT 1 FROM pg_namespace WHERE nspname = $1', values: [schema] });
@@ -330,7 +369,9 @@ export class PostgresDb implements Db {
       if (exists.rowCount === 0) await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     } catch (err) {
       await pool.end().catch(() => undefined);
-      throw db.failed(err);
+      const e = db.failed(err); // reported (onFault) as any lost connection
+      // At start the operator reads the reason (wrong password, no such database), not the generic answer.
+      throw err instanceof ConnectFailed ? new BatonError('unavailable', err.message) : e;
     }
     return db;
   }
@@ -486,7 +527,9 @@ export class PostgresDb implements Db {
 
   /** A client from the pool; given back destroyed when its connection failed. */
   private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw ConnectFailed.of(err);
+    });
     let broken: Error | undefined;
     try {
       return await fn(client);
@@ -936,7 +979,9 @@ export class PostgresDb implements Db {
           await sleep(50);
         }
         try {
-          await client.query('BEGIN');
+          // A migration may wait for a running hub's locks (statement_timeout still bounds it); the
+          // connection's lock_timeout (busyTimeoutMs) is for requests.
+          await client.query('BEGIN; SET LOCAL lock_timeout = 0');
           await client.query(
             'CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
           );

@@ -127,6 +127,7 @@ describe.each(['sqlite', 'postgres'] as const)('audit chain per project (%s)', (
       await ex.run(sql`ALTER TABLE audit DROP COLUMN chain`);
       await ex.run(sql`DROP TABLE deferred_marks`);
       await ex.run(sql`DROP TABLE task_finishes`);
+      await ex.run(sql`DROP TABLE clock_offsets`);
       await ex.run(sql`DELETE FROM schema_migrations WHERE version >= 14`);
       if (backend === 'postgres') await ex.get(sql`SELECT setval(pg_get_serial_sequence('audit', 'id'), 1, false)`);
       let prev = GENESIS_HASH;

@@ -215,8 +215,11 @@ class HttpSurface {
       return;
     }
     if (e.code === 'rate_limited' || e.code === 'storage_full') res.setHeader('retry-after', String(e.details?.retry_after_s ?? 60));
-    // The store's open circuit breaker (store/breaker.ts) says when its next probe is.
-    else if (e.code === 'unavailable' && typeof e.details?.retry_after_s === 'number') res.setHeader('retry-after', String(e.details.retry_after_s));
+    // The store's open circuit breaker (store/breaker.ts) says when its next probe is; any other
+    // `unavailable` (contention, a lost connection, a timeout) is worth a retry in a second, and a
+    // server shutting down is likely back (restarted) in a few.
+    else if (e.code === 'unavailable') res.setHeader('retry-after', String(typeof e.details?.retry_after_s === 'number' ? e.details.retry_after_s : 1));
+    else if (e.code === 'shutting_down') res.setHeader('retry-after', '2');
     const headers: Record<string, string> = { 'x-request-id': requestId };
     Object.assign(headers, authErrorHeaders(this.hub, req, e)); // WWW-Authenticate on 401, Retry-After when throttled
     if (e.code === 'shutting_down') headers.connection = 'close';

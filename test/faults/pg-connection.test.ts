@@ -1,0 +1,159 @@
+/**
+ * PostgreSQL connection faults a probe found answered badly, through a TCP proxy this test runs
+ * between the hub and the real server:
+ * - a server that stops answering with the socket still open (a frozen host, a dropped path):
+ *   a write waited until the server answered again (186 s) and SIGTERM could not stop the hub;
+ *   now the client's query_timeout ends it `unavailable`, and closing the hub is bounded;
+ * - connections refused with an error at startup (a rotated password, too many clients, a
+ *   database not accepting connections): a bare 500 `internal` that never opened the breaker;
+ *   now an outage (503 `unavailable`, the breaker counts it), and at start a message that says
+ *   why instead of "unexpected error".
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openHub, pgSchema, runBaton, serve, tempDir } from '../helpers.js';
+
+type Mode = 'forward' | 'frozen' | 'refuse';
+
+/** A TCP proxy to the test's PostgreSQL that can freeze (bytes stop, sockets stay) or refuse new connections with a startup error. */
+async function proxyTo(url: string): Promise<{ url: string; mode(m: Mode, sqlState?: string): void; dropAll(): void; close(): Promise<void> }> {
+  const target = new URL(url);
+  let mode: Mode = 'forward';
+  let refusal = '28P01';
+  const pairs = new Set<[Socket, Socket]>();
+  const server: Server = createServer((client) => {
+    client.on('error', () => undefined);
+    if (mode === 'refuse') {
+      // Read the startup message, then answer as a server refusing it would: an ErrorResponse, then close.
+      client.once('data', () => {
+        const fields = [`SFATAL`, `VFATAL`, `C${refusal}`, `Mthe server refused the connection (${refusal})`].map((f) => Buffer.from(`${f}\0`));
+        const body = Buffer.concat([...fields, Buffer.from([0])]);
+        const head = Buffer.alloc(5);
+        head.write('E', 0);
+        head.writeInt32BE(body.length + 4, 1);
+        client.end(Buffer.concat([head, body]));
+      });
+      return;
+    }
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    upstream.on('error', () => undefined);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    const relay = (from: Socket, to: Socket): void => {
+      from.on('data', (d: Buffer) => {
+        if (mode !== 'frozen') to.write(d); // frozen: bytes are swallowed, the sockets stay open
+      });
+    };
+    relay(client, upstream);
+    relay(upstream, client);
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const proxied = new URL(url);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(port);
+  return {
+    url: proxied.toString(),
+    mode: (m, sqlState) => {
+      mode = m;
+      if (sqlState !== undefined) refusal = sqlState;
+    },
+    dropAll: () => {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+    },
+    close: async () => {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe('PostgreSQL connection faults (a proxy between the hub and the server)', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function hubVia(config: Record<string, unknown> = {}) {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const proxy = await proxyTo(s.url);
+    cleanups.push(() => proxy.close());
+    const t = await openHub({ backend: 'sqlite', config: { databaseUrl: proxy.url, databaseSchema: s.schema, ...config } });
+    let closed = false;
+    cleanups.push(async () => {
+      if (!closed) await t.close();
+    });
+    const http = await serve(t.hub);
+    cleanups.push(() => http.close());
+    const auth = { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' };
+    const add = (title: string): Promise<Response> => fetch(`${http.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
+    return { t, proxy, add, markClosed: () => (closed = true) };
+  }
+
+  it('a server that stops answering: the write ends unavailable (not held until it answers), and the hub closes', { timeout: 90_000 }, async () => {
+    const { t, proxy, add, markClosed } = await hubVia({ statementTimeoutMs: 1_000, busyTimeoutMs: 200, breakerThreshold: 0 });
+    expect((await add('before')).status).toBe(200);
+    proxy.mode('frozen');
+    const refused = await add('while frozen');
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+    // The hub closes although connections to the frozen server are still open.
+    markClosed();
+    const closed = await Promise.race([t.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('still closing'), 30_000))]);
+    expect(closed).toBe('closed');
+  });
+
+  for (const [sqlState, what] of [
+    ['28P01', 'a wrong password (rotated)'],
+    ['53300', 'too many clients'],
+    ['55000', 'a database not accepting connections'],
+  ] as const) {
+    it(`new connections refused with ${sqlState} (${what}): 503 unavailable, and the breaker opens`, { timeout: 60_000 }, async () => {
+      const { add, proxy } = await hubVia({ busyTimeoutMs: 200, breakerThreshold: 3, breakerCooldownMs: 60_000 });
+      expect((await add('before')).status).toBe(200);
+      proxy.mode('refuse', sqlState);
+      proxy.dropAll();
+      const answers: { status: number; code: string; circuit: string | undefined; retryAfter: string | null }[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await add(`refused ${i}`);
+        const body = (await r.json()) as { error: { code: string; details?: { circuit?: string } } };
+        answers.push({ status: r.status, code: body.error.code, circuit: body.error.details?.circuit, retryAfter: r.headers.get('retry-after') });
+      }
+      for (const a of answers) expect(a).toMatchObject({ status: 503, code: 'unavailable', retryAfter: expect.any(String) });
+      // Past the threshold (3) the breaker is open: refused at once.
+      expect(answers[4]!.circuit).toBe('open');
+    });
+  }
+
+  it('at start: a refused connection and a database that does not exist are named, not "unexpected error"', { timeout: 60_000 }, async () => {
+    const s = pgSchema();
+    const proxy = await proxyTo(s.url);
+    cleanups.push(() => proxy.close());
+    proxy.mode('refuse', '28P01');
+    const tmp = tempDir('baton-pgconn-');
+    cleanups.push(tmp.cleanup);
+    let r = await runBaton(['migrate', '--data', tmp.dir], { env: { BATON_DATABASE_URL: proxy.url, BATON_DATABASE_SCHEMA: s.schema } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot connect to the database: the server refused the connection (28P01) (28P01)');
+    expect(r.stderr).not.toContain('unexpected error');
+    const missing = new URL(s.url);
+    missing.pathname = '/baton_no_such_database';
+    r = await runBaton(['migrate', '--data', tmp.dir], { env: { BATON_DATABASE_URL: missing.toString(), BATON_DATABASE_SCHEMA: s.schema } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot connect to the database: database "baton_no_such_database" does not exist \(3D000\)/);
+  });
+});
