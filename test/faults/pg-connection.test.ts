@@ -101,7 +101,7 @@ describe('PostgreSQL connection faults (a proxy between the hub and the server)'
     cleanups.push(() => http.close());
     const auth = { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' };
     const add = (title: string): Promise<Response> => fetch(`${http.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: JSON.stringify({ tasks: [{ title }] }) });
-    return { t, proxy, add, markClosed: () => (closed = true) };
+    return { t, proxy, add, url: http.url, direct: s.url, schema: s.schema, markClosed: () => (closed = true) };
   }
 
   it('a server that stops answering: the write ends unavailable (not held until it answers), and the hub closes', { timeout: 90_000 }, async () => {
@@ -138,6 +138,28 @@ describe('PostgreSQL connection faults (a proxy between the hub and the server)'
       expect(answers[4]!.circuit).toBe('open');
     });
   }
+
+  it('a table locked by another session: reads and writes answer unavailable after busyTimeoutMs, not after statement_timeout', { timeout: 60_000 }, async () => {
+    // statement_timeout 10 min: only lock_timeout (busyTimeoutMs, per connection) can end these waits within the test.
+    const { t, add, url, direct, schema } = await hubVia({ statementTimeoutMs: 600_000, busyTimeoutMs: 300, breakerThreshold: 0 });
+    expect((await add('before')).status).toBe(200);
+    const { default: pg } = await import('pg');
+    const other = new pg.Client({ connectionString: direct });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`LOCK TABLE "${schema}".tasks IN ACCESS EXCLUSIVE MODE`);
+      const write = await add('while locked');
+      expect(write.status).toBe(503);
+      expect(((await write.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+      const read = await fetch(`${url}/api/v1/tasks`, { headers: { authorization: `Bearer ${t.adminKey}` } });
+      expect(read.status).toBe(503);
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      await other.end();
+    }
+    expect((await add('after')).status).toBe(200);
+  });
 
   it('at start: a refused connection and a database that does not exist are named, not "unexpected error"', { timeout: 60_000 }, async () => {
     const s = pgSchema();
