@@ -6,7 +6,8 @@ import { inspectDataProtection, type DoctorReport } from '../security/production
 import { DB_FILE, DataDirError, checkDataDir, unwritableFiles } from '../os/datadir.js';
 import { NEARLY_FULL_BYTES, writableBlocks } from '../store/faults.js';
 import { LATEST_MIGRATION, schemaVersion } from '../store/health.js';
-import type { Db } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
+import { sql } from '../store/sql.js';
 import { openStore, storeConfigOf } from '../store/open.js';
 import { sqliteDriver } from '../store/sqlite-driver.js';
 import { sampleServerClock } from '../store/clock-sync.js';
@@ -167,6 +168,21 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
  * is never printed: it may hold a password), reads the schema version, and runs the store's
  * check (the server checks its own pages). Nothing is migrated or created.
  */
+/**
+ * Whether the hub could write (PostgreSQL): a read-only session (`default_transaction_read_only`,
+ * a standby) or a role without INSERT on its tables makes every write answer `storage_readonly`,
+ * while reads, and the checks above, pass.
+ */
+async function writableCheck(ex: Executor): Promise<StoreReport['checks'][number]> {
+  const row = await ex.get<{ ro: string; standby: boolean; ins: boolean }>(
+    sql`SELECT current_setting('transaction_read_only') AS ro, pg_is_in_recovery() AS standby, has_table_privilege('tasks', 'INSERT') AS ins`,
+  );
+  if (row?.standby === true) return { name: 'writable', ok: false, detail: 'the database server is a standby (read-only): point databaseUrl at the primary' };
+  if (row?.ro === 'on') return { name: 'writable', ok: false, detail: 'the database is read-only for this role (default_transaction_read_only = on): writes answer storage_readonly' };
+  if (row?.ins !== true) return { name: 'writable', ok: false, detail: "this role cannot insert into Baton's tables: grant it write access to the schema's tables" };
+  return { name: 'writable', ok: true, detail: 'the role can write' };
+}
+
 async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks'], done: () => StoreReport): Promise<StoreReport> {
   checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (secrets; the data is in PostgreSQL)` });
   const secrets = secretsCheck(loc, false);
@@ -182,6 +198,7 @@ async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks']
     });
     const r = await db.checkIntegrity(false);
     checks.push({ name: 'database', ok: r.ok, detail: r.ok ? 'answers; schema readable' : r.problems.slice(0, 3).join('; ') });
+    if (version > 0) checks.push(await db.read(writableCheck));
     checks.push(await clockCheck(db));
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);

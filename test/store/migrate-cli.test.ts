@@ -77,6 +77,29 @@ describe('baton migrate', () => {
     const doctor = await runBaton(['doctor', '--data', data], { env });
     expect(doctor.stdout).toContain(`schema: PostgreSQL schema ${s.schema}: version ${LATEST} (current)`);
     expect(doctor.stdout).toMatch(/ok {3}database: answers/);
+    expect(doctor.stdout).toMatch(/ok {3}writable: the role can write/);
+    // A role whose sessions are read-only: reads (and the checks above) pass, every write would
+    // answer storage_readonly; doctor says so.
+    const role = `${s.schema}_ro`;
+    const admin = new pg.Client({ connectionString: s.url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD 'ro-pw-for-test'`);
+      await admin.query(`GRANT USAGE ON SCHEMA "${s.schema}" TO "${role}"`);
+      await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${s.schema}" TO "${role}"`);
+      await admin.query(`ALTER ROLE "${role}" SET default_transaction_read_only = on`);
+      const url = new URL(s.url);
+      url.username = role;
+      url.password = 'ro-pw-for-test';
+      const ro = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: url.href } });
+      expect(ro.code).toBe(1);
+      expect(ro.stdout).toMatch(/FAIL writable: the database is read-only for this role/);
+    } finally {
+      await admin.query(`REVOKE ALL ON ALL TABLES IN SCHEMA "${s.schema}" FROM "${role}"`).catch(() => undefined);
+      await admin.query(`REVOKE ALL ON SCHEMA "${s.schema}" FROM "${role}"`).catch(() => undefined);
+      await admin.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
+      await admin.end();
+    }
     const down = await runBaton(['doctor', '--data', data], { env: { ...env, BATON_DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' } });
     expect(down.stdout).toMatch(/FAIL database: PostgreSQL \(databaseUrl\) cannot be read/);
     expect(down.stdout + down.stderr).not.toMatch(/hunter2/);
