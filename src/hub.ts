@@ -645,12 +645,16 @@ export class Hub {
   }
 
   /**
-   * A background job failed. A storage fault (disk full, damage, read-only, the data dir gone) is
-   * the store's to report, once when it starts and every 10 s while it lasts (or once, for a
-   * removed data dir): logged again here it was a stack trace every second. Anything else is logged whole.
+   * A background job failed. A storage fault (disk full, damage, read-only, the data dir gone)
+   * or outage (PostgreSQL unreachable) is the store's to report, once when it starts and every
+   * 10 s while it lasts (or once, for a removed data dir): logged again here it was an error every
+   * second. Contention is a warning; anything else is logged whole.
    */
   private backgroundFailed(what: string, err: unknown): void {
-    if (storeFailureKind(err) === 'fault') this.log.debug({ code: (err as BatonError).code }, `${what} failed`);
+    const kind = storeFailureKind(err);
+    // A fault or an outage (the store unreachable) is reported by the store itself, at most every 10 s.
+    if (kind === 'fault' || kind === 'outage') this.log.debug({ code: (err as BatonError).code }, `${what} failed`);
+    else if (kind === 'busy') this.log.warn({ code: (err as BatonError).code }, `${what} failed`);
     else this.log.error({ err }, `${what} failed`);
   }
 

@@ -303,6 +303,7 @@ export class PostgresDb implements Db {
   private listening: Promise<void> | null = null;
   private currentFault: StoreFault | null = null;
   private reportedAt = -Infinity;
+  private lastReported: StoreFault | null = null;
   private blocked: WriteFault | null = null;
   private integrity: IntegrityReport | null = null;
   private closed = false;
@@ -495,10 +496,13 @@ export class PostgresDb implements Db {
 
   /** Tells the operator (at most every FAULT_REPORT_MS per fault); `record`: it is a fault fault() reports. */
   private report(error: unknown, fault: StoreFault, record: boolean): void {
-    const previous = this.currentFault;
+    // Compared with the last one reported, not the fault in force: an outage is not recorded as
+    // one (fault() stays null), and compared with that it was reported at every failed call.
+    const previous = this.lastReported;
     if (record) this.currentFault = fault;
     const now = performance.now();
     if (previous?.code !== fault.code || previous.message !== fault.message || now - this.reportedAt >= FAULT_REPORT_MS) {
+      this.lastReported = fault;
       this.reportedAt = now;
       try {
         this.options.onFault?.(error, fault);

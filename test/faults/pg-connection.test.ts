@@ -11,7 +11,10 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openHub, pgSchema, runBaton, serve, tempDir } from '../helpers.js';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Hub } from '../../src/hub.js';
+import { openHub, pgSchema, runBaton, serve, tempDir, testConfig } from '../helpers.js';
 
 type Mode = 'forward' | 'frozen' | 'refuse';
 
@@ -159,6 +162,26 @@ describe('PostgreSQL connection faults (a proxy between the hub and the server)'
       await other.end();
     }
     expect((await add('after')).status).toBe(200);
+  });
+
+  it('the sweeper during an outage: its failing ticks are not an error each second (the store reports the outage)', { timeout: 60_000 }, async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const proxy = await proxyTo(s.url);
+    cleanups.push(() => proxy.close());
+    const tmp = tempDir('baton-pgsweep-');
+    cleanups.push(tmp.cleanup);
+    const lines: { level: number; msg: string }[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+    const hub = await Hub.open(testConfig(join(tmp.dir, 'data'), { databaseUrl: proxy.url, databaseSchema: s.schema, sweepIntervalMs: 50, busyTimeoutMs: 50, breakerThreshold: 0 } as never), { log, sweeper: true });
+    cleanups.push(() => hub.close());
+    proxy.mode('refuse', '57P03');
+    proxy.dropAll();
+    await new Promise((r) => setTimeout(r, 1_000)); // many ticks
+    const sweeps = lines.filter((l) => l.msg === 'lease sweep failed');
+    expect(sweeps.length).toBeGreaterThan(2); // the ticks did fail
+    expect(sweeps.filter((l) => l.level >= 50)).toEqual([]); // none as an error
+    expect(lines.filter((l) => l.msg === 'storage fault').length).toBeLessThanOrEqual(1); // the store's own report, at most every 10 s
   });
 
   it('at start: a refused connection and a database that does not exist are named, not "unexpected error"', { timeout: 60_000 }, async () => {
