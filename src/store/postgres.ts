@@ -267,6 +267,28 @@ function checkSent(held: Held): void {
 }
 
 /**
+ * A schema that holds another application's tables is refused before anything is created in it:
+ * a `schema_migrations` that is not Baton's (a Rails or Flyway one), or, with none, tables of the
+ * names Baton would create (its migrations' CREATE TABLEs). The migration otherwise failed half
+ * way with "relation already exists" or a type error, shown as "unexpected error". Tables of other
+ * names do not stop it: Baton can share a schema with them.
+ */
+async function refuseForeignSchema(ex: Executor, schema: string, migrations: readonly Migration[]): Promise<void> {
+  const tables = new Set(
+    (await ex.all<{ name: string }>(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()`)).map((r) => r.name),
+  );
+  const advice = `give Baton a schema of its own (databaseSchema, BATON_DATABASE_SCHEMA) or an empty database`;
+  if (tables.has('schema_migrations')) {
+    const cols = (await ex.all<{ name: string }>(sql`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`)).map((r) => r.name).sort();
+    if (cols.join(',') !== 'applied_at,name,version') throw new BatonError('conflict', `PostgreSQL schema "${schema}" holds another application's schema_migrations table: ${advice}`);
+    return;
+  }
+  const ours = new Set(migrations.flatMap((m) => [...m.postgres.matchAll(/CREATE TABLE (?:IF NOT EXISTS )?([a-z_]+)/g)].map((x) => x[1]!)));
+  const clash = [...tables].filter((t) => ours.has(t)).sort();
+  if (clash.length > 0) throw new BatonError('conflict', `PostgreSQL schema "${schema}" already holds tables Baton did not create (${clash.slice(0, 5).join(', ')}): ${advice}`);
+}
+
+/**
  * PostgreSQL via `pg` (node-postgres): a pool of connections, every one with the schema on its
  * search_path and a statement_timeout.
  *
@@ -986,6 +1008,7 @@ export class PostgresDb implements Db {
           // A migration may wait for a running hub's locks (statement_timeout still bounds it); the
           // connection's lock_timeout (busyTimeoutMs) is for requests.
           await client.query('BEGIN; SET LOCAL lock_timeout = 0');
+          await refuseForeignSchema(this.executor(client), this.schema, migrations);
           await client.query(
             'CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
           );

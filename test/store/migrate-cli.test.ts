@@ -65,6 +65,34 @@ describe('baton migrate', () => {
     }
   });
 
+  it("PostgreSQL: a schema holding another application's tables is refused with what to do, and left as it was", async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const admin = new pg.Client({ connectionString: s.url });
+    await admin.connect();
+    const tablesOf = async (): Promise<string[]> =>
+      (await admin.query<{ t: string }>({ text: 'SELECT table_name AS t FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1', values: [s.schema] })).rows.map((r) => r.t);
+    try {
+      await admin.query(`CREATE SCHEMA "${s.schema}"`);
+      await admin.query(`CREATE TABLE "${s.schema}".tasks (id serial PRIMARY KEY, body text)`);
+      await admin.query(`CREATE TABLE "${s.schema}".users (id serial PRIMARY KEY)`);
+      const env = { BATON_DATABASE_URL: s.url, BATON_DATABASE_SCHEMA: s.schema, BATON_LOG_LEVEL: 'silent' };
+      let r = await runBaton(['migrate'], { env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`PostgreSQL schema "${s.schema}" already holds tables Baton did not create (tasks): give Baton a schema of its own`);
+      expect(await tablesOf()).toEqual(['tasks', 'users']);
+      // A Rails-style schema_migrations (version varchar, nothing else).
+      await admin.query(`DROP TABLE "${s.schema}".tasks`);
+      await admin.query(`CREATE TABLE "${s.schema}".schema_migrations (version varchar PRIMARY KEY)`);
+      r = await runBaton(['migrate'], { env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`holds another application's schema_migrations table`);
+      expect(await tablesOf()).toEqual(['schema_migrations', 'users']);
+    } finally {
+      await admin.end();
+    }
+  });
+
   it('PostgreSQL: init keeps the data in the named schema; doctor reads it there, and says when it cannot', async () => {
     const s = pgSchema();
     cleanups.push(s.drop);
