@@ -187,6 +187,13 @@ describe('transport: Host, Origin, WebSocket, headers, CORS off (defaults)', () 
       expect(r.status, what).toBe(status);
       expectSecurityHeaders(r, what);
     }
+    // The 405 is JSON too (a JSON-RPC error: no request id to answer), and says what is allowed.
+    for (const method of ['GET', 'DELETE']) {
+      const r = await req(http.url, method, '/mcp', { key: worker });
+      expect(r.status).toBe(405);
+      expect(r.headers.allow).toBe('POST');
+      expect(r.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32000 } });
+    }
   });
 
   it('answers an oversized body with 413 on /mcp and REST, with the headers', async () => {

@@ -80,7 +80,8 @@ export class McpRoute {
 
   async handle(req: IncomingMessage, res: ServerResponse, requestId: string, signal: ClientSignal): Promise<void> {
     if (req.method !== 'POST') {
-      res.writeHead(405, { allow: 'POST', 'x-request-id': requestId }).end();
+      // Stateless: no SSE stream to GET, no session to DELETE. JSON, like every other answer.
+      this.send(res, 405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Method not allowed: POST /mcp only (stateless server)' } }, { allow: 'POST', 'x-request-id': requestId });
       return;
     }
     const key = credentialOf(this.hub, req, requestId);
