@@ -86,6 +86,11 @@ export function rpcClient(url: string, key: string, latencies?: number[]): Rpc {
       req.on('error', reject);
       req.end(body);
     });
+  return rpcOf(call, () => agent.destroy());
+}
+
+/** An Rpc over a `call`: `tool` unwraps a tools/call result (an error result throws). */
+function rpcOf(call: Rpc['call'], close: () => void): Rpc {
   return {
     call,
     async tool<T>(name: string, args: Record<string, unknown>): Promise<T> {
@@ -93,7 +98,7 @@ export function rpcClient(url: string, key: string, latencies?: number[]): Rpc {
       if (r.isError === true) throw new Error(`${name}: ${JSON.stringify(r.structuredContent)}`);
       return r.structuredContent;
     },
-    close: () => agent.destroy(),
+    close,
   };
 }
 
@@ -154,18 +159,10 @@ export function rawRpcClient(url: string, key: string, latencies?: number[]): Rp
       pending = { resolve, reject, started: performance.now() };
       socket.write(head + Buffer.byteLength(body) + '\r\n\r\n' + body);
     });
-  return {
-    call,
-    async tool<T>(name: string, args: Record<string, unknown>): Promise<T> {
-      const r = (await call('tools/call', { name, arguments: args })) as { isError?: boolean; structuredContent: T };
-      if (r.isError === true) throw new Error(`${name}: ${JSON.stringify(r.structuredContent)}`);
-      return r.structuredContent;
-    },
-    close: () => {
-      socket?.destroy();
-      socket = null;
-    },
-  };
+  return rpcOf(call, () => {
+    socket?.destroy();
+    socket = null;
+  });
 }
 
 export function percentile(values: number[], p: number): number {

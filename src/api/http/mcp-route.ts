@@ -31,6 +31,20 @@ interface SdkCaller {
   address: string | undefined;
 }
 
+/** A parsed `POST /mcp`: what the lean path and the SDK path answer from. */
+interface Posted {
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  key: Credential;
+  /** The body as received (the SDK re-reads it) and parsed. */
+  text: string;
+  body: unknown;
+  signal: ClientSignal;
+  /** The connection's tool tier; undefined: the key's. */
+  tools: Tier | undefined;
+}
+
 /**
  * The tool tier a request asks for: `?tools=` on the URL, else the X-Baton-Tools header (a client
  * config that cannot add headers can still edit its URL). Undefined when neither is given; a
@@ -103,22 +117,14 @@ export class McpRoute {
     if (this.cancels.size > 0) this.cancels.cancel(key, body);
     const listed = this.cancels.register(key, body, signal);
     try {
-      await this.answer(req, res, requestId, key, text, body, signal, tier.tools);
+      await this.answer({ req, res, requestId, key, text, body, signal, tools: tier.tools });
     } finally {
       listed?.();
     }
   }
 
-  private async answer(
-    req: IncomingMessage,
-    res: ServerResponse,
-    requestId: string,
-    key: Credential,
-    text: string,
-    body: unknown,
-    signal: ClientSignal,
-    tools: Tier | undefined,
-  ): Promise<void> {
+  private async answer(post: Posted): Promise<void> {
+    const { req, res, requestId, key, body, signal, tools } = post;
     if (this.lean) {
       this.proven(req.socket);
       const answer = await leanAnswer(this.hub, key, req.headers, body, requestId, clientAddress(req), signal, tools);
@@ -129,19 +135,10 @@ export class McpRoute {
       }
     }
     this.stats.sdk++;
-    await this.viaSdk(req, res, requestId, key, text, body, signal, tools);
+    await this.viaSdk(post);
   }
 
-  private async viaSdk(
-    req: IncomingMessage,
-    res: ServerResponse,
-    requestId: string,
-    key: Credential,
-    text: string,
-    body: unknown,
-    signal: ClientSignal,
-    tools: Tier | undefined,
-  ): Promise<void> {
+  private async viaSdk({ req, res, requestId, key, text, body, signal, tools }: Posted): Promise<void> {
     // Authenticated here so a bad key is an HTTP 401 before any protocol work; tool calls
     // authenticate again inside each of their attempts.
     const principal = await this.hub.authenticate(key);
