@@ -179,7 +179,7 @@ async function writableCheck(ex: Executor): Promise<StoreReport['checks'][number
   );
   if (row?.standby === true) return { name: 'writable', ok: false, detail: 'the database server is a standby (read-only): point databaseUrl at the primary' };
   if (row?.ro === 'on') return { name: 'writable', ok: false, detail: 'the database is read-only for this role (default_transaction_read_only = on): writes answer storage_readonly' };
-  if (row?.ins !== true) return { name: 'writable', ok: false, detail: "this role cannot insert into Baton's tables: grant it write access to the schema's tables" };
+  if (row?.ins !== true) return { name: 'writable', ok: false, detail: "this role may not add rows to Baton's tables: grant it write access to the schema's tables" };
   return { name: 'writable', ok: true, detail: 'the role can write' };
 }
 
