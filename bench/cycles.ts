@@ -54,14 +54,21 @@ export interface CycleResult {
   p99: number;
 }
 
-/** N agents over MCP HTTP, each on its own key and keep-alive socket: task_claim → task_complete until the deadline. */
+/**
+ * N agents over MCP HTTP, each on its own key and keep-alive socket: task_claim → task_complete
+ * until the deadline. BENCH_CLIENT=raw: each agent writes its requests by hand on a raw socket
+ * (lib.ts rawRpcClient, ~60–80 µs of load-generator CPU per cycle instead of ~200–300 with
+ * node's HTTP client), so on a 2-core machine the load generator takes less from the server.
+ */
 export async function cycleRun(url: string, keys: string[], seconds: number): Promise<CycleResult> {
+  const client = process.env.BENCH_CLIENT ?? 'http';
+  if (client !== 'http' && client !== 'raw') throw new Error(`BENCH_CLIENT: unknown client '${client}' (http, raw)`);
   const latencies: number[] = [];
   let cycles = 0;
   const deadline = performance.now() + seconds * 1000;
   await Promise.all(
     keys.map(async (key) => {
-      const c = (process.env.BENCH_CLIENT === 'raw' ? rawRpcClient : rpcClient)(url, key, latencies);
+      const c = (client === 'raw' ? rawRpcClient : rpcClient)(url, key, latencies);
       while (performance.now() < deadline) {
         const { task } = await c.tool<{ task: { id: string; lease: { token: number } } | null }>('task_claim', {});
         if (task === null) break;

@@ -5,7 +5,8 @@
  * their spread, and CPU time per cycle of the serving side — on a shared machine CPU per cycle
  * moves far less than rate. Env: BENCH_SECONDS (default 5), RATIO_ROUNDS (default 3),
  * RATIO_SIDES (default `durable,fast,inproc`; `split` adds the HTTP-on-a-worker experiment,
- * bench/split-server.mjs), BENCH_TASKS.
+ * bench/split-server.mjs), BENCH_TASKS, BENCH_CLIENT (`http`, node's client, the default; `raw`: a
+ * hand-written client on raw sockets that takes a third of the CPU, cycles.ts cycleRun).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
