@@ -2,12 +2,13 @@ import { z } from 'zod';
 
 /**
  * Building blocks for setting schemas. Numbers from env or flags arrive as strings: only a plain
- * decimal integer is converted; a blank, `null` or `true` stays what it is and fails as
- * "expected number" instead of becoming 0 or 1.
+ * decimal integer is converted (no spaces around it, no leading zero that could be read as
+ * octal); a blank, `null`, `true`, ` 1000` or `01000` stays what it is and fails as "expected
+ * number" instead of becoming 0, 1 or a guess.
  */
 export const int = (min: number, max: number) =>
   z.preprocess(
-    (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v),
+    (v) => (typeof v === 'string' && /^-?(0|[1-9]\d*)$/.test(v) ? Number(v) : v),
     z.number().int().min(min).max(max),
   );
 

@@ -399,6 +399,14 @@ describe('loadConfig: invalid values name the setting, its source and what is al
     configError({ env: { BATON_PORT: ' ' } });
   });
 
+  it('refuses a number with spaces around it or a leading zero (read as octal elsewhere), and takes a plain one', () => {
+    for (const v of ['1000 ', ' 1000', '01000', '1e3', '+1000', '1_000']) {
+      expect(configError({ env: { BATON_LEASE_MS: v } }), JSON.stringify(v)).toContain('leaseMs (environment BATON_LEASE_MS): expected number');
+    }
+    expect(loadConfig({ env: { BATON_LEASE_MS: '1000' } }).leaseMs).toBe(1000);
+    expect(loadConfig({ env: { BATON_WAIT_MAX_MS: '0' } }).waitMaxMs).toBe(0);
+  });
+
   it('refuses null and booleans for numbers in a config file', () => {
     configError({ env: {}, file: configFile('{"port": null}') });
     configError({ env: {}, file: configFile('{"port": true}') });
