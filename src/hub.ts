@@ -24,7 +24,7 @@ import { Roles } from './core/roles.js';
 import { Bus } from './events/bus.js';
 import { createLogger } from './log.js';
 import { DeferredWriter, WorkerSink, closeDeferred, inlineSink, type SinkHealth } from './ops/deferred.js';
-import { DataDirWatch, checkDataDir, type DataDirState } from './os/datadir.js';
+import { DataDirWatch, STORE_MARKER, checkDataDir, type DataDirState } from './os/datadir.js';
 import { CATALOG } from './ops/index.js';
 import { Runner, type ResolvePrincipal } from './ops/runner.js';
 import { clockSteps, sweepLeases, wallSteps } from './ops/tasks.js';
@@ -191,6 +191,7 @@ export class Hub {
       await db.close().catch(() => undefined);
       throw err;
     }
+    if (db.profile.name === 'postgres') markPostgresHub(dataDir, config.databaseSchema, log);
     // Several instances on one PostgreSQL compare each other's lease times: one clock for all.
     const synced = db.profile.name === 'postgres' && (options.clockSync ?? options.clock === undefined) ? new SyncedClock(local) : null;
     if (synced !== null) await syncClock(db, synced, log, true);
@@ -752,6 +753,21 @@ function prepareDataDir(dir: string, log: Logger): void {
     }
   }
   ignoreInGit(dir, log);
+}
+
+/**
+ * A PostgreSQL hub's data dir holds no database, and no secrets.json when its secrets come from
+ * the environment (production): `store.json` (backend and schema, never the URL, which may hold a
+ * password) says that a hub was started from it, so the CLI finds it (cli/common.ts hubExists)
+ * instead of answering "no Baton database" and calling it new at every start. Written once.
+ */
+function markPostgresHub(dir: string, schema: string, log: Logger): void {
+  try {
+    writeFileSync(join(dir, STORE_MARKER), `${JSON.stringify({ backend: 'postgres', schema })}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST') log.warn({ dir, code }, 'could not write store.json in the data dir');
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from '../config.js';
 import { resolveSecrets } from '../auth/secrets.js';
-import { DATA_DIR_NAME, DB_FILE, DataDirError, findDataDir } from '../os/datadir.js';
+import { DATA_DIR_NAME, DB_FILE, DataDirError, STORE_MARKER, findDataDir } from '../os/datadir.js';
 
 /**
  * One-shot CLI commands log nothing unless asked (BATON_LOG_LEVEL): their stderr is the user's
@@ -66,8 +66,9 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
     throw new DataDirError(`the data dir ${loc.dataDir} (from ${loc.source}) is not a directory: pass --data <dir> or set BATON_DATA to a directory`);
   }
   // With PostgreSQL the data lives in the database and the data dir holds the hub's secrets
-  // (the key pepper every key hash depends on): those mark a hub's data dir then.
-  if (!existsSync(join(loc.dataDir, storeMarker(loc.config)))) {
+  // (the key pepper every key hash depends on) or, when they come from the environment, the
+  // mark a start leaves (store.json): those mark a hub's data dir then.
+  if (!hubExists({ ...loc.config, dataDir: loc.dataDir })) {
     throw new DataDirError(
       `no Baton database in ${loc.dataDir} (from ${loc.source === 'found' ? 'the nearest .baton' : loc.source}). ` +
         `Run \`baton init --data ${loc.dataDir}\` or \`baton serve\` to create one, or check the path.`,
@@ -76,14 +77,18 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
   return loc;
 }
 
-/** The file whose presence makes a data dir a hub's: the SQLite database, or (PostgreSQL) the secrets. */
-function storeMarker(config: Config): string {
-  return config.databaseUrl === undefined ? DB_FILE : 'secrets.json';
+/**
+ * The files whose presence makes a data dir a hub's: the SQLite database, or (PostgreSQL) the
+ * secrets or the mark a start leaves (store.json; secrets may come from the environment).
+ */
+function storeMarkers(config: Config): string[] {
+  return config.databaseUrl === undefined ? [DB_FILE] : ['secrets.json', STORE_MARKER];
 }
 
 /** Whether the data dir of `config` belongs to a hub that was started (its store exists). */
 export function hubExists(config: Config): boolean {
-  return existsSync(join(resolve(config.dataDir), storeMarker(config)));
+  const dir = resolve(config.dataDir);
+  return storeMarkers(config).some((f) => existsSync(join(dir, f)));
 }
 
 /**
@@ -100,7 +105,7 @@ export function checkHubSecrets(config: Config, dbExists: boolean): void {
 
 /** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */
 export function announceDataDir(loc: LocatedConfig, always: boolean): void {
-  const isNew = !existsSync(join(loc.dataDir, storeMarker(loc.config)));
+  const isNew = !hubExists({ ...loc.config, dataDir: loc.dataDir });
   if (!isNew && !always) return;
   const from = loc.source === 'found' ? '' : loc.source === 'new' ? '' : ` (from ${loc.source})`;
   process.stderr.write(isNew ? `baton: creating a new data dir in ${loc.dataDir}${from}\n` : `baton: data dir ${loc.dataDir}${from}\n`);

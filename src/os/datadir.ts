@@ -15,6 +15,8 @@ const childProcess = (): typeof ChildProcess => process.getBuiltinModule('node:c
  */
 
 export const DB_FILE = 'baton.db';
+/** In a PostgreSQL hub's data dir: the mark that a hub was started from it (hub.ts markPostgresHub). */
+export const STORE_MARKER = 'store.json';
 export const DATA_DIR_NAME = '.baton';
 const SQLITE_HEADER = Buffer.from('SQLite format 3\u0000', 'latin1');
 

@@ -65,6 +65,28 @@ describe('baton migrate', () => {
     }
   });
 
+  it('PostgreSQL with secrets from the environment (no secrets.json): the CLI finds the hub after init, and a second init changes nothing', async () => {
+    const s = pgSchema();
+    cleanups.push(s.drop);
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const data = join(tmp.dir, 'data');
+    const env = {
+      BATON_DATABASE_URL: s.url,
+      BATON_DATABASE_SCHEMA: s.schema,
+      BATON_KEY_PEPPER: 'a'.repeat(64),
+      BATON_JWT_SECRET: 'b'.repeat(64),
+      BATON_LOG_LEVEL: 'silent',
+    };
+    expect((await runBaton(['init', '--data', data], { env })).code).toBe(0);
+    expect(existsSync(join(data, 'secrets.json'))).toBe(false);
+    const list = await runBaton(['task', 'list', '--data', data], { env });
+    expect(list.stderr).toBe('');
+    expect(list.code).toBe(0);
+    const again = await runBaton(['init', '--data', data], { env });
+    expect(again.stderr).toMatch(/already holds a Baton hub; nothing to do/);
+  });
+
   it("PostgreSQL: a schema holding another application's tables is refused with what to do, and left as it was", async () => {
     const s = pgSchema();
     cleanups.push(s.drop);
