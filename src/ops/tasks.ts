@@ -166,13 +166,27 @@ export function clockSteps(config: Config, clock: Clock): StepDetector {
 export async function wallSteps(ex: Executor, config: Config, clock: Clock, now: number): Promise<{ steps: readonly ClockStep[]; settle: () => void }> {
   const machine = ex.dialect.serverClock === null ? (clock.machine?.() ?? null) : null;
   if (machine !== null) {
-    const step = await store.wallStepSince(ex, machine, clock.now(), now, CLOCK_STEP_SLACK_MS);
+    const wall = clock.now();
+    const seen = seenOffsets.get(config);
+    const offset = wall - machine.ms;
+    // A backward change is recorded only when this process saw its own offset fall (a real step
+    // on this machine). One that only differs from the row (a process whose clocks are shifted,
+    // a time namespace, libfaketime) would otherwise flip the row back and forth with the other's
+    // forward reading, moving every lease on each tick.
+    const ownBackward = seen !== undefined && offset < seen - CLOCK_STEP_SLACK_MS;
+    const step = await store.wallStepSince(ex, machine, wall, now, CLOCK_STEP_SLACK_MS, ownBackward);
+    // Remembered unless a forward step was found: its record could still roll back with this
+    // transaction, and is then found again at the next check.
+    if (step === null) seenOffsets.set(config, offset);
     return { steps: step === null ? [] : [step], settle: () => undefined };
   }
   const detector = clockSteps(config, clock);
   const steps = detector.observe();
   return { steps, settle: () => detector.settle(steps) };
 }
+
+/** Per hub (keyed by its config): the wall − machine offset this process last checked against the store. */
+const seenOffsets = new WeakMap<object, number>();
 
 /**
  * Applies forward clock steps not yet applied, before anything here treats a lease as expired: a
@@ -185,6 +199,24 @@ async function absorbClockSteps(ctx: OpContext): Promise<boolean> {
   const { steps } = await wallSteps(ctx.tx, ctx.services.config, ctx.services.clock, ctx.now);
   for (const step of steps) moved += await store.extendLeasesAfterStep(ctx.tx, step);
   return moved > 0;
+}
+
+/**
+ * Before a lease is written (claim, start, heartbeat), on SQLite: a step since this process last
+ * checked is recorded and applied first. A step is thereby recorded before any lease is written
+ * in the new time, so the leases it moves are all from before it (a lease written after an
+ * unrecorded step, its holder then dead, was once moved by the whole step: a task held for hours).
+ * Costs nothing while this process's own offset has not moved since its last check (two clock
+ * readings); a process's first lease write reads the store's offset once.
+ */
+async function checkStepBeforeLease(ctx: OpContext): Promise<void> {
+  const { clock, config } = ctx.services;
+  if (ctx.tx.dialect.serverClock !== null) return;
+  const machine = clock.machine?.() ?? null;
+  if (machine === null) return;
+  const seen = seenOffsets.get(config);
+  if (seen !== undefined && Math.abs(clock.now() - machine.ms - seen) <= CLOCK_STEP_SLACK_MS) return;
+  await absorbClockSteps(ctx);
 }
 
 /** A fenced write that missed is tried once more if a clock step had made its lease look expired. */
@@ -493,6 +525,7 @@ export const taskClaim = defineOp({
       ctx.tx.memo?.set(probed, swept);
     }
     await swept;
+    await checkStepBeforeLease(ctx);
     if (input.capabilities !== undefined) await setAgentProfile(ctx.tx, agentId, null, input.capabilities);
     const row = await store.claimTask(ctx.tx, {
       projectId,
@@ -533,6 +566,7 @@ export const taskStart = defineOp({
   cli: { group: 'task', command: 'start', positional: 'id' },
   async handler(ctx, { id, lease_token }) {
     ctx.target(id);
+    await checkStepBeforeLease(ctx);
     const row = await fencedWrite(ctx, () => store.startTask(ctx.tx, fenceOf(ctx, id, lease_token)));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     await ctx.emit('task.started', id);
@@ -554,6 +588,7 @@ export const taskHeartbeat = defineOp({
   async handler(ctx, { id, lease_token, lease_ms }) {
     ctx.target(id);
     const lease = leaseMsFor(ctx, lease_ms);
+    await checkStepBeforeLease(ctx);
     const row = await fencedWrite(ctx, () => store.heartbeatTask(ctx.tx, fenceOf(ctx, id, lease_token), lease));
     if (row === undefined) throw await fenceFailure(ctx, id, lease_token);
     return { id, lease_expires_at: iso(row.lease_expires_at!) };

@@ -353,16 +353,23 @@ export async function extendLeasesAfterStep(
 
 /**
  * The forward wall-clock step since the offset (wall − machine monotonic) last recorded for this
- * boot by any process, recorded anew in this transaction (a rollback forgets both). Null when the
- * offset moved by no more than `slackMs`, or backwards (only recorded: leases then just last
- * longer), or on the first reading of a boot (rows of other boots are dropped). When the step
- * happened is not known, only that it came after the last reading; a lease written before it may
- * even carry a later wall time than one written after it (an earlier backward step), so every
- * lease still live in unstepped time moves. One written after the step and before a late reading
- * (no sweeper ran in between) moves too: it lasts longer by the step, which harms no holder.
- * Recorded once, in the transaction that moves the leases: a step is applied once, by one process.
+ * boot by any process, recorded anew in this transaction (a rollback forgets both). Null when the offset moved by no more than `slackMs`; on the first reading of
+ * a boot (rows of other boots are dropped: one machine holds one SQLite file); and for a backward
+ * change, which is recorded only when `recordBackward` (the caller saw its own offset fall: see
+ * ops/tasks.ts wallSteps) and moves nothing (leases then just last longer). Steps are recorded
+ * before any lease is written after them (ops/tasks.ts checkStepBeforeLease), so every lease
+ * still live in unstepped time was written before the step and moves; a lease written before the
+ * step may carry a later wall time than the step's own (an earlier backward step), so none is
+ * told apart by its write time. Applied once, by one process: the write lock orders the checks.
  */
-export async function wallStepSince(ex: Executor, machine: MachineTime, wall: number, now: number, slackMs: number): Promise<ClockStep | null> {
+export async function wallStepSince(
+  ex: Executor,
+  machine: MachineTime,
+  wall: number,
+  now: number,
+  slackMs: number,
+  recordBackward: boolean,
+): Promise<ClockStep | null> {
   const offset = Math.round(wall - machine.ms);
   const row = await ex.get<{ offset_ms: number | string }>(sql`SELECT offset_ms FROM clock_offsets WHERE boot = ${machine.boot}`);
   if (row === undefined) {
@@ -371,7 +378,7 @@ export async function wallStepSince(ex: Executor, machine: MachineTime, wall: nu
     return null;
   }
   const stepMs = offset - Number(row.offset_ms);
-  if (Math.abs(stepMs) <= slackMs) return null;
+  if (Math.abs(stepMs) <= slackMs || (stepMs < 0 && !recordBackward)) return null;
   await ex.run(sql`UPDATE clock_offsets SET offset_ms = ${offset} WHERE boot = ${machine.boot}`);
   if (stepMs < 0) return null;
   return { stepMs, unsteppedNow: now - stepMs, now, writtenBefore: now + 1 };

@@ -182,4 +182,44 @@ describe('a clock step seen by a process that started after it (SQLite, one mach
     const third = (await call<{ task: Task }>(t.hub, lead, 'task_get', { id: held[2]!.id })).task;
     expect(Date.parse(third.lease!.expires_at) - Date.parse(held[2]!.lease!.expires_at)).toBe(10 * 60_000);
   });
+
+  it('a lease written after the step (its holder then dead) is not moved by it: the step is recorded before the lease', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 1));
+    const t = await openHub({ clock, config: { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 }, backend: 'sqlite' });
+    opened.push(t);
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    await call(t.hub, lead, 'task_create', { tasks: [{ title: 'x', max_attempts: 1 }] });
+    await t.hub.sweep();
+    await t.hub.sweep();
+    clock.advance(500);
+    clock.step(10 * 3_600_000); // a laptop's suspend is a step too: hours
+    // Claimed before any sweep: its holder dies at once.
+    const held = (await call<{ task: Task }>(t.hub, await t.hub.localPrincipal('w0', 'worker'), 'task_claim', {})).task;
+    clock.advance(5 * 60_000);
+    expect(await t.hub.sweep()).toBe(1);
+    expect((await call<{ task: Task }>(t.hub, lead, 'task_get', { id: held.id })).task.status).toBe('failed');
+  });
+
+  it('two processes whose clocks disagree (a shifted monotonic clock) do not move a lease on every tick', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 1));
+    const config = { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 };
+    const t = await openHub({ clock, config, backend: 'sqlite' });
+    opened.push(t);
+    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    await call(t.hub, lead, 'task_create', { tasks: [{ title: 'x' }] });
+    const held = (await call<{ task: Task }>(t.hub, await t.hub.localPrincipal('w0', 'worker'), 'task_claim', {})).task;
+    await t.hub.sweep();
+    // The same wall clock, a monotonic clock 30 s behind (a time namespace, libfaketime on one process).
+    const shifted = { now: () => clock.now(), monotonic: () => clock.monotonic(), machine: () => ({ boot: 'manual', ms: clock.monotonic() - 30_000 }) };
+    const other = await Hub.open(testConfig(join(t.dir, 'data'), config), { clock: shifted, log: pino({ level: 'silent' }) });
+    opened.push(other);
+    for (let i = 0; i < 10; i++) {
+      clock.advance(1_000);
+      await t.hub.sweep();
+      await other.sweep();
+    }
+    const after = (await call<{ task: Task }>(t.hub, lead, 'task_get', { id: held.id })).task;
+    // Moved once at most (by the 30 s the other process reads as a step), never 10 times.
+    expect(Date.parse(after.lease!.expires_at) - Date.parse(held.lease!.expires_at)).toBeLessThanOrEqual(30_000);
+  });
 });
