@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { GoneSignal } from '../../core/gone.js';
 
 /**
@@ -48,6 +49,8 @@ export class ClientSignal implements GoneSignal {
  */
 export class InFlight {
   private readonly open = new Set<ServerResponse>();
+  /** The requests in flight on each socket, ended when it closes (track). */
+  private readonly bySocket = new WeakMap<Socket, Set<() => void>>();
   private draining = false;
   private idle: (() => void) | null = null;
 
@@ -66,13 +69,23 @@ export class InFlight {
     const end = (): void => {
       if (ended) return;
       ended = true;
-      socket.removeListener('close', end);
+      this.bySocket.get(socket)?.delete(end);
       if (!res.writableFinished) gone.abort();
       this.open.delete(res);
       if (this.draining && this.open.size === 0) this.idle?.();
     };
     res.once('close', end);
-    socket.on('close', end);
+    // One 'close' listener per socket, however many requests are pipelined on it (one each made
+    // node warn of a leak past ten, and cost a linear removal per answer).
+    let ends = this.bySocket.get(socket);
+    if (ends === undefined) {
+      const set = new Set<() => void>();
+      this.bySocket.set(socket, (ends = set));
+      socket.once('close', () => {
+        for (const f of [...set]) f();
+      });
+    }
+    ends.add(end);
     return gone;
   }
 
