@@ -696,7 +696,8 @@ export class Hub {
     // A retention run in progress stops after its current chunk instead of writing to a closed store.
     this.closing = true;
     for (const wake of [...this.pauses]) wake();
-    await this.pruning;
+    // Bounded too: a chunk of a store that stopped answering waits for the client's query timeout.
+    if (this.pruning !== null) await settlesWithin(this.pruning, STORE_CLOSE_MS);
     this.dataWatch?.stop();
     this.bus.close();
     await closeDeferred(this.deferred, this.workerSink, this.log);

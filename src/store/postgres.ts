@@ -129,6 +129,18 @@ export class ConnectFailed extends Error {
   }
 }
 
+/**
+ * A `pool.connect()` failure: the pool full past connectionTimeoutMillis is contention (busy,
+ * never counted by the breaker), a pool already ended is the hub closing; anything else is the
+ * server or the path to it (ConnectFailed).
+ */
+function connectFailure(err: unknown): unknown {
+  const message = String((err as Error | null)?.message ?? '');
+  if (/timeout exceeded when trying to connect/i.test(message)) return busyError();
+  if (/Cannot use a pool after calling end/i.test(message)) return new BatonError('shutting_down', 'the store is closing');
+  return ConnectFailed.of(err);
+}
+
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof ConnectFailed) return true;
   const code = pgCode(err);
@@ -274,12 +286,18 @@ function checkSent(held: Held): void {
  * names do not stop it: Baton can share a schema with them.
  */
 async function refuseForeignSchema(ex: Executor, schema: string, migrations: readonly Migration[]): Promise<void> {
+  // pg_tables lists every table of the schema, also those this role may not read
+  // (information_schema shows only tables the role has a privilege on).
   const tables = new Set(
-    (await ex.all<{ name: string }>(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()`)).map((r) => r.name),
+    (await ex.all<{ name: string }>(sql`SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()`)).map((r) => r.name),
   );
   const advice = `give Baton a schema of its own (databaseSchema, BATON_DATABASE_SCHEMA) or an empty database`;
   if (tables.has('schema_migrations')) {
-    const cols = (await ex.all<{ name: string }>(sql`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`)).map((r) => r.name).sort();
+    const cols = (
+      await ex.all<{ name: string }>(sql`SELECT attname AS name FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass AND attnum > 0 AND NOT attisdropped`)
+    )
+      .map((r) => r.name)
+      .sort();
     if (cols.join(',') !== 'applied_at,name,version') throw new BatonError('conflict', `PostgreSQL schema "${schema}" holds another application's schema_migrations table: ${advice}`);
     return;
   }
@@ -353,7 +371,9 @@ export class PostgresDb implements Db {
       // frozen host, a dropped network path: the socket stays open): the client gives up a little
       // after it, the connection is dropped and the caller gets `unavailable` instead of waiting
       // until the server answers again (a probe saw 186 s, and a SIGTERM that could not stop).
-      query_timeout: statementTimeout + QUERY_TIMEOUT_MARGIN_MS,
+      // The timer starts when a statement is queued on the connection, which may be behind a lock
+      // wait (busyTimeoutMs) in the pipeline: that much more.
+      query_timeout: statementTimeout + Math.max(0, options.busyTimeoutMs ?? 5000) + QUERY_TIMEOUT_MARGIN_MS,
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
@@ -554,7 +574,7 @@ export class PostgresDb implements Db {
   /** A client from the pool; given back destroyed when its connection failed. */
   private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect().catch((err: unknown) => {
-      throw ConnectFailed.of(err);
+      throw connectFailure(err);
     });
     let broken: Error | undefined;
     try {
