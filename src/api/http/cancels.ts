@@ -16,6 +16,12 @@ import type { ClientSignal } from './inflight.js';
  */
 export class WaitCancels {
   private readonly waits = new Map<string, Set<ClientSignal>>();
+  /**
+   * Cancels that named no wait in flight, kept a few seconds (insertion order: oldest first): the
+   * cancel's POST can be read before the call's (whose body is still arriving, or whose
+   * connection is still in its TLS handshake), and the call, once listed, would go on.
+   */
+  private readonly early = new Map<string, number>();
 
   /** Lists the request's waiting calls (a body or a batch); the returned function unlists them. */
   register(key: Credential, body: unknown, signal: ClientSignal): (() => void) | null {
@@ -25,6 +31,7 @@ export class WaitCancels {
       (names ??= []).push(nameOf(key, message.id));
     }
     if (names === null) return null;
+    if (this.early.size > 0 && names.some((name) => this.takeEarly(name))) signal.abort();
     for (const name of names) {
       let set = this.waits.get(name);
       if (set === undefined) this.waits.set(name, (set = new Set()));
@@ -46,7 +53,13 @@ export class WaitCancels {
       if (!isObject(message) || message.method !== 'notifications/cancelled' || 'id' in message) continue;
       const params = message.params;
       if (!isObject(params) || !isId(params.requestId)) continue;
-      for (const signal of this.waits.get(nameOf(key, params.requestId)) ?? []) {
+      const name = nameOf(key, params.requestId);
+      const waiting = this.waits.get(name);
+      if (waiting === undefined) {
+        this.keepEarly(name);
+        continue;
+      }
+      for (const signal of waiting) {
         if (!signal.aborted) ended++;
         signal.abort();
       }
@@ -54,11 +67,32 @@ export class WaitCancels {
     return ended;
   }
 
-  /** Waiting calls listed (tests, metrics). */
+  private keepEarly(name: string): void {
+    const now = performance.now();
+    for (const [n, at] of this.early) {
+      if (now - at < EARLY_CANCEL_MS && this.early.size < EARLY_CANCEL_MAX) break;
+      this.early.delete(n);
+    }
+    this.early.delete(name);
+    this.early.set(name, now);
+  }
+
+  private takeEarly(name: string): boolean {
+    const at = this.early.get(name);
+    if (at === undefined) return false;
+    this.early.delete(name);
+    return performance.now() - at < EARLY_CANCEL_MS;
+  }
+
+  /** Waiting calls listed, and cancels kept for calls not yet listed (tests). */
   get size(): number {
-    return this.waits.size;
+    return this.waits.size + this.early.size;
   }
 }
+
+/** How long a cancel that named no wait in flight is kept for its call (ms), and how many at most. */
+const EARLY_CANCEL_MS = 5_000;
+const EARLY_CANCEL_MAX = 1_024;
 
 /** A tools/call whose arguments ask to wait (`wait_ms` above 0): the calls a cancel can still stop before they commit. */
 function isWaitingCall(message: unknown): message is { id: Id } {

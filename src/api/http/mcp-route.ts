@@ -114,7 +114,7 @@ export class McpRoute {
     }
     // A cancel ends the waits it names before the SDK answers it (202); a waiting call is listed
     // until its answer is done.
-    if (this.cancels.size > 0) this.cancels.cancel(key, body);
+    this.cancels.cancel(key, body);
     const listed = this.cancels.register(key, body, signal);
     try {
       await this.answer({ req, res, requestId, key, text, body, signal, tools: tier.tools });
