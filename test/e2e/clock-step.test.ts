@@ -151,13 +151,18 @@ describe('a clock step seen by a process that started after it (SQLite, one mach
   afterEach(async () => {
     for (const o of opened.splice(0).reverse()) await o.close();
   });
+  const config = { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 };
 
-  it('its claim moves live leases instead of expiring them, its holder heartbeats, and the step is applied once', async () => {
+  /** A SQLite hub on a ManualClock, and a lead of it. */
+  async function steppable(): Promise<{ clock: ManualClock; t: TestHub; lead: Principal }> {
     const clock = new ManualClock(Date.UTC(2026, 10, 1));
-    const config = { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 };
     const t = await openHub({ clock, config, backend: 'sqlite' });
     opened.push(t);
-    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    return { clock, t, lead: await t.hub.authenticate(await createKey(t, 'lead', 'lead')) };
+  }
+
+  it('its claim moves live leases instead of expiring them, its holder heartbeats, and the step is applied once', async () => {
+    const { clock, t, lead } = await steppable();
     await call(t.hub, lead, 'task_create', { tasks: Array.from({ length: 3 }, (_, i) => ({ title: `t${i}`, max_attempts: 1 })) });
     const held: Task[] = [];
     for (let i = 0; i < 3; i++) held.push((await call<{ task: Task }>(t.hub, await t.hub.localPrincipal(`w${i}`, 'worker'), 'task_claim', {})).task);
@@ -184,10 +189,7 @@ describe('a clock step seen by a process that started after it (SQLite, one mach
   });
 
   it('a lease written after the step (its holder then dead) is not moved by it: the step is recorded before the lease', async () => {
-    const clock = new ManualClock(Date.UTC(2026, 10, 1));
-    const t = await openHub({ clock, config: { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 }, backend: 'sqlite' });
-    opened.push(t);
-    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    const { clock, t, lead } = await steppable();
     await call(t.hub, lead, 'task_create', { tasks: [{ title: 'x', max_attempts: 1 }] });
     await t.hub.sweep();
     await t.hub.sweep();
@@ -201,11 +203,7 @@ describe('a clock step seen by a process that started after it (SQLite, one mach
   });
 
   it('two processes whose clocks disagree (a shifted monotonic clock) do not move a lease on every tick', async () => {
-    const clock = new ManualClock(Date.UTC(2026, 10, 1));
-    const config = { leaseMs: 60_000, sweepIntervalMs: 1_000, backoffBaseMs: 0 };
-    const t = await openHub({ clock, config, backend: 'sqlite' });
-    opened.push(t);
-    const lead = await t.hub.authenticate(await createKey(t, 'lead', 'lead'));
+    const { clock, t, lead } = await steppable();
     await call(t.hub, lead, 'task_create', { tasks: [{ title: 'x' }] });
     const held = (await call<{ task: Task }>(t.hub, await t.hub.localPrincipal('w0', 'worker'), 'task_claim', {})).task;
     await t.hub.sweep();
