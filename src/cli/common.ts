@@ -68,7 +68,7 @@ export function requireDataDir(loc: LocatedConfig): LocatedConfig {
   // With PostgreSQL the data lives in the database and the data dir holds the hub's secrets
   // (the key pepper every key hash depends on) or, when they come from the environment, the
   // mark a start leaves (store.json): those mark a hub's data dir then.
-  if (!hubExists({ ...loc.config, dataDir: loc.dataDir })) {
+  if (!hubExists(loc.config)) {
     throw new DataDirError(
       `no Baton database in ${loc.dataDir} (from ${loc.source === 'found' ? 'the nearest .baton' : loc.source}). ` +
         `Run \`baton init --data ${loc.dataDir}\` or \`baton serve\` to create one, or check the path.`,
@@ -105,7 +105,7 @@ export function checkHubSecrets(config: Config, dbExists: boolean): void {
 
 /** `serve`, `mcp`, `init`: say on stderr which data dir is used, and when it is new. */
 export function announceDataDir(loc: LocatedConfig, always: boolean): void {
-  const isNew = !hubExists({ ...loc.config, dataDir: loc.dataDir });
+  const isNew = !hubExists(loc.config);
   if (!isNew && !always) return;
   const from = loc.source === 'found' ? '' : loc.source === 'new' ? '' : ` (from ${loc.source})`;
   process.stderr.write(isNew ? `baton: creating a new data dir in ${loc.dataDir}${from}\n` : `baton: data dir ${loc.dataDir}${from}\n`);

@@ -88,8 +88,8 @@ function sqliteCode(err: unknown): string {
 
 /**
  * Finds the data dir, checks its files (datadir.ts: the dir writable, baton.db a SQLite file and
- * writable with its WAL/SHM), the free space, secrets.json as serve checks it, opens the database read-mostly (no
- * migration, nothing created) and runs `PRAGMA quick_check` (`integrity_check` when deep). A
+ * writable with its WAL/SHM), the free space and secrets.json as serve checks it, opens the
+ * database read-mostly (no migration, nothing created) and runs `PRAGMA quick_check` (`integrity_check` when deep). A
  * damaged file is a FAIL line with what to do, never a stack trace.
  */
 export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<StoreReport> {
@@ -164,16 +164,11 @@ export async function inspectStore(loc: LocatedConfig, deep: boolean): Promise<S
 }
 
 /**
- * A PostgreSQL hub: the data dir holds its secrets; the store is the database. Connects (the URL
- * is never printed: it may hold a password), reads the schema version, and runs the store's
- * check (the server checks its own pages). Nothing is migrated or created.
- */
-/**
  * Whether the hub could write (PostgreSQL): a read-only session (`default_transaction_read_only`,
  * a standby) or a role without INSERT on its tables makes every write answer `storage_readonly`,
  * while reads, and the checks above, pass.
  */
-async function writableCheck(ex: Executor): Promise<StoreReport['checks'][number]> {
+async function writableCheck(ex: Executor): Promise<Check> {
   const row = await ex.get<{ ro: string; standby: boolean; ins: boolean }>(
     sql`SELECT current_setting('transaction_read_only') AS ro, pg_is_in_recovery() AS standby, has_table_privilege('tasks', 'INSERT') AS ins`,
   );
@@ -183,6 +178,11 @@ async function writableCheck(ex: Executor): Promise<StoreReport['checks'][number
   return { name: 'writable', ok: true, detail: 'the role can write' };
 }
 
+/**
+ * A PostgreSQL hub: the data dir holds its secrets; the store is the database. Connects (the URL
+ * is never printed: it may hold a password), reads the schema version, and runs the store's
+ * check (the server checks its own pages). Nothing is migrated or created.
+ */
 async function inspectPostgres(loc: LocatedConfig, checks: StoreReport['checks'], done: () => StoreReport): Promise<StoreReport> {
   checks.push({ name: 'data dir', ok: true, detail: `${loc.dataDir} (secrets; the data is in PostgreSQL)` });
   const secrets = secretsCheck(loc, false);

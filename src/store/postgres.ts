@@ -28,7 +28,7 @@ const MIGRATE_LOCK = 0x6261_7402;
 const AUDIT_LOCK = 0x6261_7403;
 /** While one fault persists, onFault hears of it again at most this often (ms). */
 const FAULT_REPORT_MS = 10_000;
-/** The client's query_timeout is the server's statement_timeout plus this (ms): the server ends a slow statement itself first. */
+/** The client's query_timeout is the server's statement_timeout and busyTimeoutMs plus this (ms): the server ends a slow statement itself first. */
 const QUERY_TIMEOUT_MARGIN_MS = 5_000;
 
 export interface PostgresOptions {
@@ -112,7 +112,6 @@ function statementName(text: string): string | undefined {
   return name;
 }
 
-/** The server or the connection went away (or refused us): `unavailable`, retried while the budget lasts. */
 /**
  * The pool could not open a connection: whatever the server or the network said (refused, a
  * wrong password after a rotation, too many clients, a database not accepting connections), the
@@ -141,6 +140,7 @@ function connectFailure(err: unknown): unknown {
   return ConnectFailed.of(err);
 }
 
+/** The server or the connection went away (or refused us): `unavailable`, retried while the budget lasts. */
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof ConnectFailed) return true;
   const code = pgCode(err);

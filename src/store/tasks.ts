@@ -353,8 +353,9 @@ export async function extendLeasesAfterStep(
 
 /**
  * The forward wall-clock step since the offset (wall − machine monotonic) last recorded for this
- * boot by any process, recorded anew in this transaction (a rollback forgets both). Null when the offset moved by no more than `slackMs`; on the first reading of
- * a boot (rows of other boots are dropped: one machine holds one SQLite file); and for a backward
+ * boot by any process, recorded anew in this transaction (a rollback forgets both). Null when the
+ * offset moved by no more than `slackMs`; on the first reading of a boot (rows of other boots
+ * are dropped: one machine holds one SQLite file); and for a backward
  * change, which is recorded only when `recordBackward` (the caller saw its own offset fall: see
  * ops/tasks.ts wallSteps) and moves nothing (leases then just last longer). Steps are recorded
  * before any lease is written after them (ops/tasks.ts checkStepBeforeLease), so every lease

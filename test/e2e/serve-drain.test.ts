@@ -167,6 +167,7 @@ describe('baton serve: graceful stop', () => {
       const second = (await idle.read((s) => s.split('HTTP/1.1').length > 2 && s.includes('shutting_down'))).split('HTTP/1.1 ')[2] ?? '';
       expect(second).toMatch(/^503/);
       expect(second.toLowerCase()).toContain('connection: close');
+      expect(second.toLowerCase()).toContain('retry-after: 2');
       expect(second).toContain('"code":"shutting_down"');
       expect(drained).toBe(null);
       busy.socket.write(body);
